@@ -1,0 +1,153 @@
+//! `AppBootInfo`: the tuple the dstack KMS sends to `DstackKms.isAppAllowed`, with fixed-width
+//! fields. `dstack` builds it from verified evidence; `registry` decides on it. One JSON form
+//! (the KMS webhook's camelCase hex strings, tolerant on input, `0x`-lowercase on output).
+
+use crate::encoding::{parse_hex_padded, to_0x_hex, HexError};
+use serde::{Deserialize, Serialize};
+
+/// The `AppBootInfo` struct of `IAppAuth.sol`, field order = ABI tuple order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BootInfo {
+    pub app_id: [u8; 20],
+    pub compose_hash: [u8; 32],
+    pub instance_id: [u8; 20],
+    pub device_id: [u8; 32],
+    pub mr_aggregated: [u8; 32],
+    pub mr_system: [u8; 32],
+    pub os_image_hash: [u8; 32],
+    pub tcb_status: String,
+    pub advisory_ids: Vec<String>,
+}
+
+/// The webhook's JSON body. Every hex field is optional and left-padded (an absent or empty value
+/// is all zeros), exactly as dstack's `auth-eth` does before calling the contract.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootInfoJson {
+    #[serde(default)]
+    pub app_id: String,
+    #[serde(default)]
+    pub compose_hash: String,
+    #[serde(default)]
+    pub instance_id: String,
+    #[serde(default)]
+    pub device_id: String,
+    #[serde(default)]
+    pub mr_aggregated: String,
+    #[serde(default)]
+    pub mr_system: String,
+    #[serde(default)]
+    pub os_image_hash: String,
+    #[serde(default)]
+    pub tcb_status: String,
+    #[serde(default)]
+    pub advisory_ids: Vec<String>,
+}
+
+/// Limits of auth-eth's request schema.
+pub const MAX_TCB_STATUS_LEN: usize = 128;
+pub const MAX_ADVISORY_IDS: usize = 128;
+pub const MAX_ADVISORY_ID_LEN: usize = 256;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum BootInfoError {
+    #[error("{field}: {source}")]
+    Hex { field: &'static str, source: HexError },
+    #[error("{0} is longer than the webhook schema allows")]
+    TooLong(&'static str),
+}
+
+impl BootInfoError {
+    pub fn kind(&self) -> &'static str {
+        "invalid_argument"
+    }
+}
+
+impl TryFrom<&BootInfoJson> for BootInfo {
+    type Error = BootInfoError;
+
+    fn try_from(json: &BootInfoJson) -> Result<Self, Self::Error> {
+        fn field<const N: usize>(name: &'static str, value: &str) -> Result<[u8; N], BootInfoError> {
+            parse_hex_padded(value).map_err(|source| BootInfoError::Hex { field: name, source })
+        }
+        if json.tcb_status.len() > MAX_TCB_STATUS_LEN {
+            return Err(BootInfoError::TooLong("tcbStatus"));
+        }
+        if json.advisory_ids.len() > MAX_ADVISORY_IDS
+            || json.advisory_ids.iter().any(|id| id.len() > MAX_ADVISORY_ID_LEN)
+        {
+            return Err(BootInfoError::TooLong("advisoryIds"));
+        }
+        Ok(BootInfo {
+            app_id: field("appId", &json.app_id)?,
+            compose_hash: field("composeHash", &json.compose_hash)?,
+            instance_id: field("instanceId", &json.instance_id)?,
+            device_id: field("deviceId", &json.device_id)?,
+            mr_aggregated: field("mrAggregated", &json.mr_aggregated)?,
+            mr_system: field("mrSystem", &json.mr_system)?,
+            os_image_hash: field("osImageHash", &json.os_image_hash)?,
+            tcb_status: json.tcb_status.clone(),
+            advisory_ids: json.advisory_ids.clone(),
+        })
+    }
+}
+
+impl From<&BootInfo> for BootInfoJson {
+    fn from(info: &BootInfo) -> Self {
+        BootInfoJson {
+            app_id: to_0x_hex(&info.app_id),
+            compose_hash: to_0x_hex(&info.compose_hash),
+            instance_id: to_0x_hex(&info.instance_id),
+            device_id: to_0x_hex(&info.device_id),
+            mr_aggregated: to_0x_hex(&info.mr_aggregated),
+            mr_system: to_0x_hex(&info.mr_system),
+            os_image_hash: to_0x_hex(&info.os_image_hash),
+            tcb_status: info.tcb_status.clone(),
+            advisory_ids: info.advisory_ids.clone(),
+        }
+    }
+}
+
+impl Serialize for BootInfo {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        BootInfoJson::from(self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for BootInfo {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let json = BootInfoJson::deserialize(deserializer)?;
+        BootInfo::try_from(&json).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_json_round_trips_with_padding() {
+        let info: BootInfo = serde_json::from_str(
+            r#"{"appId":"0xABCD","composeHash":"","deviceId":"01","tcbStatus":"UpToDate","advisoryIds":["INTEL-SA-00001"]}"#,
+        )
+        .unwrap();
+        assert_eq!(info.app_id[18..], [0xab, 0xcd]);
+        assert_eq!(info.compose_hash, [0; 32]);
+        assert_eq!(info.device_id[31], 1);
+        let json = serde_json::to_value(&info).unwrap();
+        assert_eq!(json["appId"], "0x000000000000000000000000000000000000abcd");
+        assert_eq!(json["advisoryIds"][0], "INTEL-SA-00001");
+        let back: BootInfo = serde_json::from_value(json).unwrap();
+        assert_eq!(back, info);
+    }
+
+    #[test]
+    fn rejects_oversize_and_non_hex_fields() {
+        let too_wide = BootInfoJson { app_id: "11".repeat(21), ..Default::default() };
+        assert!(matches!(BootInfo::try_from(&too_wide), Err(BootInfoError::Hex { field: "appId", .. })));
+        let long_status = BootInfoJson { tcb_status: "x".repeat(129), ..Default::default() };
+        assert_eq!(BootInfo::try_from(&long_status), Err(BootInfoError::TooLong("tcbStatus")));
+        let bad = BootInfoJson { mr_system: "0xzz".into(), ..Default::default() };
+        assert!(BootInfo::try_from(&bad).is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! Byte-level spellings shared by every room: 0x-hex output, tolerant hex input, and detection of
+//! how an attestation file was written (raw bytes, base64 text or hex text).
+
+use base64::Engine as _;
+use thiserror::Error;
+
+/// Lowercase hex with a `0x` prefix: the one spelling of bytes in our JSON output.
+pub fn to_0x_hex(bytes: &[u8]) -> String {
+    format!("0x{}", hex::encode(bytes))
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum HexError {
+    #[error("not hexadecimal: {0:?}")]
+    NotHex(String),
+    #[error("{got} bytes given where at most {max} fit")]
+    TooLong { got: usize, max: usize },
+}
+
+/// Parses hex with or without `0x`, any case, surrounding whitespace allowed.
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, HexError> {
+    let trimmed = text.trim();
+    let digits = trimmed
+        .strip_prefix("0x")
+        .or_else(|| trimmed.strip_prefix("0X"))
+        .unwrap_or(trimmed);
+    if digits.len() % 2 == 1 {
+        // An odd digit count is only meaningful as a left-padded number, which parse_hex_padded handles.
+        return Err(HexError::NotHex(text.to_owned()));
+    }
+    hex::decode(digits).map_err(|_| HexError::NotHex(text.to_owned()))
+}
+
+/// Parses hex into a fixed-width value left-padded with zeros, as dstack's KMS webhook does
+/// (`padStart`): an empty string is all zeros, `"0x1"` is `00…01`.
+pub fn parse_hex_padded<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
+    let trimmed = text.trim();
+    let digits = trimmed
+        .strip_prefix("0x")
+        .or_else(|| trimmed.strip_prefix("0X"))
+        .unwrap_or(trimmed);
+    if digits.len() > 2 * N {
+        return Err(HexError::TooLong { got: digits.len().div_ceil(2), max: N });
+    }
+    let padded = format!("{digits:0>width$}", width = 2 * N);
+    let mut out = [0u8; N];
+    hex::decode_to_slice(&padded, &mut out).map_err(|_| HexError::NotHex(text.to_owned()))?;
+    Ok(out)
+}
+
+/// How an input file spells its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputEncoding {
+    /// Detect from the bytes: hex text, then base64 text, else raw.
+    Auto,
+    Raw,
+    Base64,
+    Hex,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("input is not valid {0}")]
+pub struct DecodeError(&'static str);
+
+/// Decodes `input` as `encoding`. `Auto` treats text made only of hex digits as hex, text made only
+/// of base64 characters as base64, and anything else (binary CBOR, a quote) as raw bytes.
+pub fn decode_input(input: &[u8], encoding: InputEncoding) -> Result<Vec<u8>, DecodeError> {
+    let text = || std::str::from_utf8(input).map(str::trim).ok();
+    match encoding {
+        InputEncoding::Raw => Ok(input.to_vec()),
+        InputEncoding::Hex => text()
+            .and_then(|t| parse_hex(t).ok())
+            .ok_or(DecodeError("hex")),
+        InputEncoding::Base64 => text()
+            .and_then(decode_base64)
+            .ok_or(DecodeError("base64")),
+        InputEncoding::Auto => {
+            let Some(t) = text().filter(|t| !t.is_empty()) else {
+                return Ok(input.to_vec());
+            };
+            if let Ok(bytes) = parse_hex(t) {
+                return Ok(bytes);
+            }
+            Ok(decode_base64(t).unwrap_or_else(|| input.to_vec()))
+        }
+    }
+}
+
+/// Standard or URL-safe base64, padded or not, with line breaks ignored.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let compact: String = text.split_ascii_whitespace().collect();
+    let engines = [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    engines.iter().find_map(|engine| engine.decode(&compact).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_spellings() {
+        assert_eq!(parse_hex("0xABcd").unwrap(), vec![0xab, 0xcd]);
+        assert_eq!(parse_hex(" abcd\n").unwrap(), vec![0xab, 0xcd]);
+        assert!(parse_hex("abc").is_err());
+        assert!(parse_hex("zz").is_err());
+        assert_eq!(to_0x_hex(&[0, 0xff]), "0x00ff");
+    }
+
+    #[test]
+    fn padded_hex_matches_the_webhook() {
+        assert_eq!(parse_hex_padded::<4>("").unwrap(), [0; 4]);
+        assert_eq!(parse_hex_padded::<4>("0x1").unwrap(), [0, 0, 0, 1]);
+        assert_eq!(parse_hex_padded::<2>("0XAbCd").unwrap(), [0xab, 0xcd]);
+        assert_eq!(
+            parse_hex_padded::<2>("0x010203"),
+            Err(HexError::TooLong { got: 3, max: 2 })
+        );
+        assert!(parse_hex_padded::<2>("0xg1").is_err());
+    }
+
+    #[test]
+    fn detects_input_encodings() {
+        let raw = vec![0x84, 0x44, 0xa1, 0x01, 0x38, 0x22];
+        assert_eq!(decode_input(&raw, InputEncoding::Auto).unwrap(), raw);
+        assert_eq!(decode_input(b"8444a1013822\n", InputEncoding::Auto).unwrap(), raw);
+        assert_eq!(decode_input(b"hEShATgi\n", InputEncoding::Auto).unwrap(), raw);
+        assert_eq!(decode_input(b"hESh\nATgi", InputEncoding::Base64).unwrap(), raw);
+        assert!(decode_input(b"not hex", InputEncoding::Hex).is_err());
+        assert!(decode_input(&raw, InputEncoding::Base64).is_err());
+    }
+}
