@@ -52,7 +52,10 @@ pub const MAX_ADVISORY_ID_LEN: usize = 256;
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum BootInfoError {
     #[error("{field}: {source}")]
-    Hex { field: &'static str, source: HexError },
+    Hex {
+        field: &'static str,
+        source: HexError,
+    },
     #[error("{0} is longer than the webhook schema allows")]
     TooLong(&'static str),
 }
@@ -67,14 +70,23 @@ impl TryFrom<&BootInfoJson> for BootInfo {
     type Error = BootInfoError;
 
     fn try_from(json: &BootInfoJson) -> Result<Self, Self::Error> {
-        fn field<const N: usize>(name: &'static str, value: &str) -> Result<[u8; N], BootInfoError> {
-            parse_hex_padded(value).map_err(|source| BootInfoError::Hex { field: name, source })
+        fn field<const N: usize>(
+            name: &'static str,
+            value: &str,
+        ) -> Result<[u8; N], BootInfoError> {
+            parse_hex_padded(value).map_err(|source| BootInfoError::Hex {
+                field: name,
+                source,
+            })
         }
         if json.tcb_status.len() > MAX_TCB_STATUS_LEN {
             return Err(BootInfoError::TooLong("tcbStatus"));
         }
         if json.advisory_ids.len() > MAX_ADVISORY_IDS
-            || json.advisory_ids.iter().any(|id| id.len() > MAX_ADVISORY_ID_LEN)
+            || json
+                .advisory_ids
+                .iter()
+                .any(|id| id.len() > MAX_ADVISORY_ID_LEN)
         {
             return Err(BootInfoError::TooLong("advisoryIds"));
         }
@@ -143,11 +155,26 @@ mod tests {
 
     #[test]
     fn rejects_oversize_and_non_hex_fields() {
-        let too_wide = BootInfoJson { app_id: "11".repeat(21), ..Default::default() };
-        assert!(matches!(BootInfo::try_from(&too_wide), Err(BootInfoError::Hex { field: "appId", .. })));
-        let long_status = BootInfoJson { tcb_status: "x".repeat(129), ..Default::default() };
-        assert_eq!(BootInfo::try_from(&long_status), Err(BootInfoError::TooLong("tcbStatus")));
-        let bad = BootInfoJson { mr_system: "0xzz".into(), ..Default::default() };
+        let too_wide = BootInfoJson {
+            app_id: "11".repeat(21),
+            ..Default::default()
+        };
+        assert!(matches!(
+            BootInfo::try_from(&too_wide),
+            Err(BootInfoError::Hex { field: "appId", .. })
+        ));
+        let long_status = BootInfoJson {
+            tcb_status: "x".repeat(129),
+            ..Default::default()
+        };
+        assert_eq!(
+            BootInfo::try_from(&long_status),
+            Err(BootInfoError::TooLong("tcbStatus"))
+        );
+        let bad = BootInfoJson {
+            mr_system: "0xzz".into(),
+            ..Default::default()
+        };
         assert!(BootInfo::try_from(&bad).is_err());
     }
 }

@@ -120,7 +120,8 @@ mod backend {
                 SignatureEncoding::Der => $curve_mod::ecdsa::Signature::from_der($sig),
             }
             .map_err(|_| CryptoError::InvalidSignatureEncoding($curve))?;
-            key.verify($msg, &sig).map_err(|_| CryptoError::BadSignature)
+            key.verify($msg, &sig)
+                .map_err(|_| CryptoError::BadSignature)
         }};
     }
 
@@ -221,12 +222,20 @@ mod tests {
         let msg = b"payload";
         let (key, mut sig) = sign(&ECDSA_P384_SHA384_FIXED_SIGNING, msg);
         assert_eq!(
-            verify(Curve::P384, &key, b"payloaD", &sig, SignatureEncoding::RawRs),
+            verify(
+                Curve::P384,
+                &key,
+                b"payloaD",
+                &sig,
+                SignatureEncoding::RawRs
+            ),
             Err(CryptoError::BadSignature)
         );
         sig[10] ^= 1;
         assert_eq!(
-            verify(Curve::P384, &key, msg, &sig, SignatureEncoding::RawRs).unwrap_err().kind(),
+            verify(Curve::P384, &key, msg, &sig, SignatureEncoding::RawRs)
+                .unwrap_err()
+                .kind(),
             "signature"
         );
     }

@@ -40,7 +40,10 @@ pub fn parse_hex_padded<const N: usize>(text: &str) -> Result<[u8; N], HexError>
         .or_else(|| trimmed.strip_prefix("0X"))
         .unwrap_or(trimmed);
     if digits.len() > 2 * N {
-        return Err(HexError::TooLong { got: digits.len().div_ceil(2), max: N });
+        return Err(HexError::TooLong {
+            got: digits.len().div_ceil(2),
+            max: N,
+        });
     }
     let padded = format!("{digits:0>width$}", width = 2 * N);
     let mut out = [0u8; N];
@@ -71,9 +74,7 @@ pub fn decode_input(input: &[u8], encoding: InputEncoding) -> Result<Vec<u8>, De
         InputEncoding::Hex => text()
             .and_then(|t| parse_hex(t).ok())
             .ok_or(DecodeError("hex")),
-        InputEncoding::Base64 => text()
-            .and_then(decode_base64)
-            .ok_or(DecodeError("base64")),
+        InputEncoding::Base64 => text().and_then(decode_base64).ok_or(DecodeError("base64")),
         InputEncoding::Auto => {
             let Some(t) = text().filter(|t| !t.is_empty()) else {
                 return Ok(input.to_vec());
@@ -95,7 +96,9 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
         &base64::engine::general_purpose::URL_SAFE,
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
     ];
-    engines.iter().find_map(|engine| engine.decode(&compact).ok())
+    engines
+        .iter()
+        .find_map(|engine| engine.decode(&compact).ok())
 }
 
 #[cfg(test)]
@@ -127,9 +130,18 @@ mod tests {
     fn detects_input_encodings() {
         let raw = vec![0x84, 0x44, 0xa1, 0x01, 0x38, 0x22];
         assert_eq!(decode_input(&raw, InputEncoding::Auto).unwrap(), raw);
-        assert_eq!(decode_input(b"8444a1013822\n", InputEncoding::Auto).unwrap(), raw);
-        assert_eq!(decode_input(b"hEShATgi\n", InputEncoding::Auto).unwrap(), raw);
-        assert_eq!(decode_input(b"hESh\nATgi", InputEncoding::Base64).unwrap(), raw);
+        assert_eq!(
+            decode_input(b"8444a1013822\n", InputEncoding::Auto).unwrap(),
+            raw
+        );
+        assert_eq!(
+            decode_input(b"hEShATgi\n", InputEncoding::Auto).unwrap(),
+            raw
+        );
+        assert_eq!(
+            decode_input(b"hESh\nATgi", InputEncoding::Base64).unwrap(),
+            raw
+        );
         assert!(decode_input(b"not hex", InputEncoding::Hex).is_err());
         assert!(decode_input(&raw, InputEncoding::Base64).is_err());
     }
