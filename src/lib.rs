@@ -12,3 +12,6 @@ pub mod dstack;
 pub mod nitro;
 pub mod registry;
 pub mod tdx;
+pub mod cli;
+pub mod evidence;
+pub mod service;

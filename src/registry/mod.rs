@@ -1,1 +1,163 @@
-//! (being built)
+//! The on-chain allowlist: answers `DstackKms.isAppAllowed` / `isKmsAllowed` from a local view of
+//! the KMS contract and every registered app, exactly as the contracts would (reason strings
+//! included), and tells when it cannot.
+//!
+//! - [`view`]: the data model (os images, KMS aggregated MRs and devices, registered apps with
+//!   their compose hashes, devices, flags and code status), shared by both sources.
+//! - [`decision`]: the contracts' decision logic as pure functions of a view.
+//! - [`chain`]: the view built from a DstackKms contract's events through JSON-RPC, then
+//!   followed block by block (reorgs rebuild it; staleness makes answers unavailable). Apps whose
+//!   code is not known DstackApp code are asked with `eth_call` at the view's block.
+//! - [`file`]: the same view read from a TOML file (the format of [`Snapshot`]), reloaded when it
+//!   changes; [`file::FileRegistry::embedded_default`] is the built-in default registry.
+//!
+//! Both sources implement [`Registry`], the interface the CLI and the service use.
+
+pub mod abi;
+pub mod chain;
+pub mod decision;
+mod error;
+pub mod file;
+mod snapshot;
+pub mod view;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::boot_info::BootInfo;
+pub use error::RegistryError;
+pub use snapshot::{AppSnapshot, Hex, Snapshot};
+use view::{AppCode, Address, Bytes32, KmsList, RegistryView};
+
+/// A decision, with the block it was decided at and the KMS's gateway app id (the KMS webhook
+/// returns it beside every answer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The contract's reason string; empty when allowed.
+    pub reason: String,
+    pub block: u64,
+    pub gateway_app_id: String,
+    pub evaluated_by: Evaluation,
+}
+
+/// Where a decision came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evaluation {
+    /// The local view and [`decision`]'s logic.
+    View,
+    /// `eth_call DstackKms.isAppAllowed` at the view's block (app code not known).
+    Contract,
+}
+
+/// A membership question about one allowlist.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Lookup {
+    /// `DstackKms.allowedOsImages(hash)` (the "isAuthorized(osImageHash)" of some docs).
+    OsImageHash(Bytes32),
+    /// `DstackApp(appId).allowedComposeHashes(hash)`; false for unregistered apps.
+    ComposeHash { app_id: Address, compose_hash: Bytes32 },
+    /// `DstackKms.kmsAllowedAggregatedMrs(mr)`.
+    KmsAggregatedMr(Bytes32),
+    /// `DstackKms.kmsAllowedDeviceIds(id)`.
+    KmsDeviceId(Bytes32),
+    /// `DstackKms.registeredApps(appId)`.
+    RegisteredApp(Address),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LookupAnswer {
+    pub present: bool,
+    pub block: u64,
+}
+
+/// One allowlist entry, as announced to subscribers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Entry {
+    OsImageHash(Bytes32),
+    KmsAggregatedMr(Bytes32),
+    KmsDeviceId(Bytes32),
+    App(Address),
+    ComposeHash { app_id: Address, compose_hash: Bytes32 },
+    AppDevice { app_id: Address, device_id: Bytes32 },
+}
+
+/// What subscribers hear. Changes of one block come before its `Advanced`. After `Rebuilt` (a
+/// build, a reorg, a file reload) or a lagged receiver, take a fresh [`Registry::snapshot`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistryChange {
+    Added(Entry),
+    Removed(Entry),
+    /// An app's flags or code status changed.
+    AppPolicyChanged { app_id: Address },
+    GatewayAppIdChanged(String),
+    Advanced { block: u64 },
+    Rebuilt { block: u64 },
+    /// The source can no longer answer (the reason says why).
+    Unavailable { reason: String },
+}
+
+/// Capacity of the change channel; slower subscribers see `Lagged` and should re-snapshot.
+pub const CHANGE_CHANNEL_CAPACITY: usize = 4096;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The allowlist, from whichever source. Every error means "no answer", which callers must treat
+/// as a denial; `kind() == "unavailable"` is the source's own failure (stale, rebuilding, broken
+/// file) rather than a bad question.
+pub trait Registry: Send + Sync {
+    /// `DstackKms.isAppAllowed(bootInfo)`. Async because apps running unknown code are asked on
+    /// chain.
+    fn decide_app<'a>(&'a self, boot: &'a BootInfo) -> BoxFuture<'a, Result<Decision, RegistryError>>;
+
+    /// `DstackKms.isKmsAllowed(bootInfo)`.
+    fn decide_kms(&self, boot: &BootInfo) -> Result<Decision, RegistryError>;
+
+    fn lookup(&self, query: &Lookup) -> Result<LookupAnswer, RegistryError>;
+
+    /// The whole view (sorted lists; the registry file format).
+    fn snapshot(&self) -> Result<Snapshot, RegistryError>;
+
+    fn subscribe(&self) -> broadcast::Receiver<RegistryChange>;
+}
+
+/// A verdict of the local logic as a decision.
+fn decision_from_view(
+    verdict: decision::Verdict,
+    block: u64,
+    view: &RegistryView,
+) -> Decision {
+    Decision {
+        allowed: verdict.allowed,
+        reason: verdict.reason.to_owned(),
+        block,
+        gateway_app_id: view.gateway_app_id().to_owned(),
+        evaluated_by: Evaluation::View,
+    }
+}
+
+/// Answers a lookup from a view.
+fn lookup_in(view: &RegistryView, query: &Lookup, block: u64) -> Result<LookupAnswer, RegistryError> {
+    let present = match query {
+        Lookup::OsImageHash(hash) => view.contains(KmsList::OsImages, hash),
+        Lookup::KmsAggregatedMr(mr) => view.contains(KmsList::KmsAggregatedMrs, mr),
+        Lookup::KmsDeviceId(id) => view.contains(KmsList::KmsDeviceIds, id),
+        Lookup::RegisteredApp(app_id) => view.app(app_id).is_some(),
+        Lookup::ComposeHash { app_id, compose_hash } => match view.app(app_id) {
+            None => false,
+            Some(app) => match app.policy().code {
+                AppCode::Known => app.allows_compose_hash(compose_hash),
+                // Storage is only ever written by code.
+                AppCode::Absent => false,
+                AppCode::Unknown => {
+                    return Err(RegistryError::UnknownAppCode(crate::encoding::to_0x_hex(app_id)))
+                }
+            },
+        },
+    };
+    Ok(LookupAnswer { present, block })
+}

@@ -1,0 +1,27 @@
+//! Compiles the gRPC API (proto/) with protox, a pure-Rust protobuf compiler (no system protoc),
+//! into tonic + prost code, and writes the encoded descriptor set that server reflection serves.
+
+use std::path::PathBuf;
+
+const PROTO_ROOT: &str = "proto";
+const PROTO_FILE: &str = "tee_verifier/v1/verifier.proto";
+/// Read by `src/service/mod.rs` (`include_bytes!`) for server reflection.
+const DESCRIPTOR_SET_FILE: &str = "tee_verifier_v1_descriptor.bin";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed={PROTO_ROOT}");
+    let mut compiler = protox::Compiler::new([PROTO_ROOT])?;
+    // Source info keeps the proto comments, which reflection hands to grpcurl `describe`.
+    compiler.include_source_info(true);
+    compiler.open_file(PROTO_FILE)?;
+
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
+    std::fs::write(
+        out_dir.join(DESCRIPTOR_SET_FILE),
+        compiler.encode_file_descriptor_set(),
+    )?;
+    tonic_prost_build::configure()
+        .emit_rerun_if_changed(false)
+        .compile_fds(compiler.file_descriptor_set())?;
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! `tee-verifier measure`: compute a measurement from its parts, or preview a document's
+//! measurements without verifying it.
+
+use super::{HexArg, output, parse_hex_arg, read_input};
+use crate::encoding::{decode_input, to_0x_hex, InputEncoding};
+use crate::evidence::{preview, EvidenceInput};
+use crate::nitro::os_image_hash;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Compute OS_IMAGE_HASH = sha256(PCR0‖PCR1‖PCR2) from PCR values, or preview the measurements
+/// of an attestation FILE WITHOUT verifying it (nothing is checked: use `verify` for that).
+///
+/// Examples:
+///   tee-verifier measure --pcr0 HEX --pcr1 HEX --pcr2 HEX
+///   tee-verifier measure --json doc.cbor
+#[derive(Args)]
+#[command(verbatim_doc_comment)]
+pub struct MeasureArgs {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// PCR0 (hex, 48 bytes for Nitro).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex_arg, requires_all = ["pcr1", "pcr2"], conflicts_with = "file")]
+    pcr0: Option<HexArg>,
+    /// PCR1 (hex).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex_arg, requires_all = ["pcr0", "pcr2"])]
+    pcr1: Option<HexArg>,
+    /// PCR2 (hex).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex_arg, requires_all = ["pcr0", "pcr1"])]
+    pcr2: Option<HexArg>,
+    /// How FILE spells its bytes.
+    #[arg(long, value_enum, default_value = "auto")]
+    encoding: InputEncoding,
+    /// An attestation to preview (not verified), or - for stdin.
+    #[arg(required_unless_present = "pcr0")]
+    file: Option<PathBuf>,
+}
+
+pub fn run(args: MeasureArgs) -> anyhow::Result<ExitCode> {
+    if let (Some(pcr0), Some(pcr1), Some(pcr2)) = (&args.pcr0, &args.pcr1, &args.pcr2) {
+        let hash = to_0x_hex(&os_image_hash(&pcr0.0, &pcr1.0, &pcr2.0));
+        if args.json {
+            output::print_json(&serde_json::json!({ "os_image_hash": hash }));
+        } else {
+            println!("{hash}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(path) = &args.file else {
+        anyhow::bail!("give --pcr0/--pcr1/--pcr2 or a FILE");
+    };
+    let evidence = decode_input(&read_input(path)?, args.encoding)?;
+    match preview(&EvidenceInput { evidence: &evidence, ..Default::default() }) {
+        Ok(report) => {
+            if args.json {
+                output::print_json(&report);
+            } else {
+                println!("NOT VERIFIED: preview of what the document claims; run `verify` to check it");
+                println!("  os_image_hash  {}", report.os_image_hash);
+                for (index, value) in &report.pcrs {
+                    println!("  pcr{index:<11} {value}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            if args.json {
+                output::print_json(&output::rejection_json(error.kind(), &error.to_string()));
+            } else {
+                println!("UNREADABLE ({}): {error}", error.kind());
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}

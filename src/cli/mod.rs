@@ -1,0 +1,113 @@
+//! The `tee-verifier` command line: subcommands, exit codes, and the one place besides the service
+//! that reads the clock, the disk and stdin.
+//!
+//! Exit codes are part of the contract: 0 verified / allowed / registered, 1 rejected / denied /
+//! not registered, 2 usage, I/O or availability errors (clap's own usage errors also exit 2).
+
+mod measure;
+mod output;
+mod verify;
+
+use clap::{Parser, Subcommand};
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "tee-verifier",
+    version,
+    about = "Verify TEE attestations (AWS Nitro Enclaves, Intel TDX + dstack) and answer dstack's on-chain allowlist",
+    long_about = "Verify TEE attestations (AWS Nitro Enclaves, Intel TDX + dstack) and answer dstack's on-chain allowlist.\n\n\
+        Exit codes: 0 = verified / allowed / registered, 1 = rejected / denied / not registered,\n\
+        2 = usage, I/O or availability error. Add --json to any command for one machine-readable JSON object."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Verify(verify::VerifyArgs),
+    Measure(measure::MeasureArgs),
+}
+
+/// Parses the command line, runs the command, and maps its outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Verify(args) => verify::run(args),
+        Command::Measure(args) => measure::run(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("tee-verifier: {failure:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// What a command concluded, for the exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted,
+    Rejected,
+}
+
+impl From<Verdict> for ExitCode {
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Accepted => ExitCode::SUCCESS,
+            Verdict::Rejected => ExitCode::from(1),
+        }
+    }
+}
+
+/// Reads a file, or stdin for `-`. Errors here are usage/I-O errors (exit 2).
+fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    let mut bytes = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .take(MAX_INPUT_LEN + 1)
+            .read_to_end(&mut bytes)
+            .context("reading stdin")?;
+    } else {
+        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        file.take(MAX_INPUT_LEN + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("reading {}", path.display()))?;
+    }
+    anyhow::ensure!(
+        bytes.len() as u64 <= MAX_INPUT_LEN,
+        "{} is larger than {} bytes",
+        path.display(),
+        MAX_INPUT_LEN
+    );
+    Ok(bytes)
+}
+
+/// No attestation, event log or collateral we accept comes near this; it bounds memory on input.
+const MAX_INPUT_LEN: u64 = 4 * 1024 * 1024;
+
+/// `--now` if given, else the wall clock: the only place the CLI reads the time.
+fn now_or_clock(now: Option<u64>) -> u64 {
+    now.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    })
+}
+
+/// Bytes given as hex on the command line (with or without 0x, any case). A newtype, because clap
+/// would read a bare `Vec<u8>` as a list of numbers.
+#[derive(Clone, Debug)]
+pub struct HexArg(pub Vec<u8>);
+
+fn parse_hex_arg(text: &str) -> Result<HexArg, String> {
+    crate::encoding::parse_hex(text)
+        .map(HexArg)
+        .map_err(|e| e.to_string())
+}

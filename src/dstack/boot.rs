@@ -1,0 +1,393 @@
+//! The boot info dstack's KMS builds from verified evidence (`build_boot_info`, dstack.md §2 step 3,
+//! §3.5, §3.6). The caller verifies the platform proof first (the DCAP quote signature and TCB,
+//! or the NSM document's signature and chain) and hands over the registers it vouches for.
+
+use super::app_info::{AppInfo, BOOT_MR_DONE};
+use super::event_log::ReplayOutcome;
+use super::evidence::{NitroEvidence, TdxEvidence};
+use super::measurements::{
+    check_report_data, mr_aggregated, mr_system, tdx_device_id, NitroEnclave, TdRegisters,
+};
+use super::DstackError;
+use crate::boot_info::BootInfo;
+
+/// dstack's `teeVariant` names for the platforms handled here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TeeVariant {
+    DstackTdx,
+    DstackNitroEnclave,
+}
+
+impl TeeVariant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeeVariant::DstackTdx => "dstack-tdx",
+            TeeVariant::DstackNitroEnclave => "dstack-nitro-enclave",
+        }
+    }
+}
+
+/// Which RTMR3 value and key-provider measurement enter the boot info.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum MrMode {
+    /// The KMS's `get_app_key`: full RTMR3 and the key-provider event.
+    #[default]
+    Runtime,
+    /// `use_boottime_mr` (certificate signing): RTMR3 replayed through `boot-mr-done`, no key provider.
+    BootTime,
+}
+
+/// What DCAP verification of the quote established.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TdxTcb {
+    /// The platform's PPID from the PCK certificate (16 bytes).
+    pub ppid: Vec<u8>,
+    pub tcb_status: String,
+    pub advisory_ids: Vec<String>,
+}
+
+/// The identity dstack derives from evidence, and how much of it is bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DstackIdentity {
+    pub tee_variant: TeeVariant,
+    pub app_info: AppInfo,
+    pub boot_info: BootInfo,
+    /// Whether `boot_info.os_image_hash` is measured (Nitro) rather than the host's vm_config claim.
+    pub os_image_hash_bound: bool,
+    /// The event-log replay (TDX only).
+    pub replay: Option<ReplayOutcome>,
+}
+
+/// dstack identity of a TDX guest whose quote (`registers`) the caller has verified.
+pub fn tdx_identity(
+    registers: &TdRegisters,
+    evidence: &TdxEvidence,
+    tcb: TdxTcb,
+    mode: MrMode,
+) -> Result<DstackIdentity, DstackError> {
+    let replay = evidence.event_log.verify(&registers.rtmr)?;
+    if let Some(report_data) = &evidence.report_data {
+        check_report_data(&registers.report_data, report_data)?;
+    }
+    let app_info = AppInfo::from_events(
+        evidence
+            .event_log
+            .runtime_events()
+            .map(|event| (event.name.as_str(), event.payload.as_slice())),
+    )?;
+    let compose_hash = app_info.require_compose_hash()?;
+    let (rtmr3, mr_key_provider) = match mode {
+        MrMode::Runtime => (registers.rtmr[3], app_info.mr_key_provider()),
+        MrMode::BootTime => (
+            evidence.event_log.replay_rtmr3_through(BOOT_MR_DONE),
+            [0; 32],
+        ),
+    };
+    let boot_info = BootInfo {
+        app_id: app_info.app_id,
+        compose_hash,
+        instance_id: app_info.instance_id.unwrap_or_default(),
+        device_id: tdx_device_id(&tcb.ppid),
+        mr_aggregated: mr_aggregated(registers, &rtmr3),
+        mr_system: mr_system(registers, &mr_key_provider),
+        os_image_hash: evidence
+            .vm_config
+            .as_ref()
+            .and_then(|config| config.os_image_hash)
+            .unwrap_or_default(),
+        tcb_status: tcb.tcb_status,
+        advisory_ids: tcb.advisory_ids,
+    };
+    Ok(DstackIdentity {
+        tee_variant: TeeVariant::DstackTdx,
+        app_info,
+        boot_info,
+        os_image_hash_bound: false,
+        replay: Some(replay),
+    })
+}
+
+/// dstack identity of a Nitro enclave whose NSM document (`enclave`) the caller has verified. The
+/// image hash stands for os_image_hash, compose_hash, mr_system and mr_aggregated; tcbStatus is
+/// empty, so any app requiring an up-to-date TCB refuses Nitro, as upstream.
+pub fn nitro_identity(
+    enclave: &NitroEnclave,
+    evidence: &NitroEvidence,
+) -> Result<DstackIdentity, DstackError> {
+    check_report_data(
+        enclave.user_data.as_deref().unwrap_or_default(),
+        &evidence.report_data,
+    )?;
+    let image_hash = enclave.image_hash()?;
+    if let Some(claimed) = evidence
+        .vm_config
+        .as_ref()
+        .and_then(|config| config.os_image_hash)
+    {
+        if claimed != image_hash {
+            return Err(DstackError::OsImageHashMismatch {
+                claimed: hex::encode(claimed),
+                measured: hex::encode(image_hash),
+            });
+        }
+    }
+    let app_info = AppInfo::from_events(
+        evidence
+            .runtime_events
+            .iter()
+            .map(|event| (event.name.as_str(), event.payload.as_slice())),
+    )?;
+    let boot_info = BootInfo {
+        app_id: app_info.app_id,
+        compose_hash: image_hash,
+        instance_id: app_info.instance_id.unwrap_or_default(),
+        device_id: enclave.device_id(),
+        mr_aggregated: image_hash,
+        mr_system: image_hash,
+        os_image_hash: image_hash,
+        tcb_status: String::new(),
+        advisory_ids: Vec::new(),
+    };
+    Ok(DstackIdentity {
+        tee_variant: TeeVariant::DstackNitroEnclave,
+        app_info,
+        boot_info,
+        os_image_hash_bound: true,
+        replay: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dstack::event_log::{EventLog, RawEvent, RuntimeEvent, RUNTIME_EVENT_TYPE};
+    use crate::dstack::evidence::VmConfig;
+    use sha2::{Digest, Sha256};
+
+    fn runtime(name: &str, payload: &[u8]) -> RawEvent {
+        RawEvent {
+            imr: 3,
+            event_type: RUNTIME_EVENT_TYPE,
+            name: name.into(),
+            payload: payload.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    /// A consistent TD: registers replayed from the log.
+    fn tdx_case() -> (TdRegisters, TdxEvidence) {
+        let events = vec![
+            RawEvent {
+                imr: 0,
+                event_type: 4,
+                digest: vec![1; 48],
+                ..Default::default()
+            },
+            runtime("system-preparing", b""),
+            runtime("app-id", &[0xa1; 20]),
+            runtime("compose-hash", &[0xc0; 32]),
+            runtime("instance-id", &[0x1d; 20]),
+            runtime("boot-mr-done", b""),
+            runtime("key-provider", br#"{"name":"kms","id":"00"}"#),
+            runtime("system-ready", b""),
+            runtime("compose-hash", &[0xee; 32]),
+        ];
+        let event_log = EventLog::from_raw(events).unwrap();
+        let registers = TdRegisters {
+            mr_td: [9; 48],
+            rtmr: event_log.replay(),
+            report_data: [5; 64],
+            ..Default::default()
+        };
+        let evidence = TdxEvidence {
+            quote: vec![],
+            event_log,
+            report_data: Some([5; 64]),
+            vm_config: Some(VmConfig {
+                os_image_hash: Some([0x05; 32]),
+            }),
+        };
+        (registers, evidence)
+    }
+
+    fn tcb() -> TdxTcb {
+        TdxTcb {
+            ppid: vec![0x42; 16],
+            tcb_status: "UpToDate".into(),
+            advisory_ids: vec!["INTEL-SA-1".into()],
+        }
+    }
+
+    #[test]
+    fn tdx_boot_info_as_the_kms_builds_it() {
+        let (registers, evidence) = tdx_case();
+        let identity = tdx_identity(&registers, &evidence, tcb(), MrMode::Runtime).unwrap();
+        let info = &identity.boot_info;
+        assert_eq!(identity.tee_variant.as_str(), "dstack-tdx");
+        assert_eq!(
+            (info.app_id, info.compose_hash, info.instance_id),
+            ([0xa1; 20], [0xc0; 32], [0x1d; 20])
+        );
+        assert_eq!(info.device_id, <[u8; 32]>::from(Sha256::digest([0x42; 16])));
+        assert_eq!(
+            info.mr_system,
+            mr_system(&registers, &identity.app_info.mr_key_provider())
+        );
+        assert_ne!(identity.app_info.mr_key_provider(), [0; 32]);
+        assert_eq!(
+            info.mr_aggregated,
+            mr_aggregated(&registers, &registers.rtmr[3])
+        );
+        assert_eq!(info.os_image_hash, [0x05; 32]);
+        assert!(!identity.os_image_hash_bound);
+        assert_eq!(
+            (info.tcb_status.as_str(), info.advisory_ids.len()),
+            ("UpToDate", 1)
+        );
+        assert_eq!(identity.replay.unwrap().checked, [true, false, false, true]);
+
+        let boot_time = tdx_identity(&registers, &evidence, tcb(), MrMode::BootTime)
+            .unwrap()
+            .boot_info;
+        assert_eq!(boot_time.mr_system, mr_system(&registers, &[0; 32]));
+        let rtmr3_at_boot = evidence.event_log.replay_rtmr3_through(BOOT_MR_DONE);
+        assert_ne!(rtmr3_at_boot, registers.rtmr[3]);
+        assert_eq!(
+            boot_time.mr_aggregated,
+            mr_aggregated(&registers, &rtmr3_at_boot)
+        );
+
+        let no_claim = TdxEvidence {
+            vm_config: None,
+            report_data: None,
+            ..evidence
+        };
+        assert_eq!(
+            tdx_identity(&registers, &no_claim, tcb(), MrMode::Runtime)
+                .unwrap()
+                .boot_info
+                .os_image_hash,
+            [0; 32]
+        );
+    }
+
+    #[test]
+    fn tdx_rejections() {
+        let (registers, evidence) = tdx_case();
+        let mut other_rtmr3 = registers.clone();
+        other_rtmr3.rtmr[3][0] ^= 1;
+        let err = tdx_identity(&other_rtmr3, &evidence, tcb(), MrMode::Runtime).unwrap_err();
+        assert!(matches!(err, DstackError::RtmrMismatch { register: 3, .. }));
+
+        let other_report_data = TdRegisters {
+            report_data: [6; 64],
+            ..registers.clone()
+        };
+        let err = tdx_identity(&other_report_data, &evidence, tcb(), MrMode::Runtime).unwrap_err();
+        assert_eq!(err.kind(), "binding_mismatch");
+
+        let log = EventLog::from_raw(vec![runtime("app-id", &[1; 20])]).unwrap();
+        let registers = TdRegisters {
+            rtmr: log.replay(),
+            ..Default::default()
+        };
+        let no_compose = TdxEvidence {
+            event_log: log,
+            report_data: None,
+            ..evidence
+        };
+        let err = tdx_identity(&registers, &no_compose, tcb(), MrMode::Runtime).unwrap_err();
+        assert_eq!(err, DstackError::MissingEvent("compose-hash"));
+    }
+
+    fn nitro_case() -> (NitroEnclave, NitroEvidence) {
+        let enclave = NitroEnclave {
+            module_id: "i-0123-enc4567".into(),
+            pcrs: (0..3u8).map(|index| (index, vec![index + 1; 48])).collect(),
+            user_data: Some(vec![3; 64]),
+        };
+        let image_hash = enclave.image_hash().unwrap();
+        let evidence = NitroEvidence {
+            document: vec![],
+            runtime_events: vec![RuntimeEvent {
+                name: "app-id".into(),
+                payload: vec![0xa1; 20],
+            }],
+            report_data: [3; 64],
+            vm_config: Some(VmConfig {
+                os_image_hash: Some(image_hash),
+            }),
+        };
+        (enclave, evidence)
+    }
+
+    #[test]
+    fn nitro_boot_info_uses_the_image_hash_everywhere() {
+        let (enclave, evidence) = nitro_case();
+        let image_hash = enclave.image_hash().unwrap();
+        let identity = nitro_identity(&enclave, &evidence).unwrap();
+        let info = &identity.boot_info;
+        assert_eq!(identity.tee_variant.as_str(), "dstack-nitro-enclave");
+        assert!(identity.os_image_hash_bound);
+        assert_eq!(info.app_id, [0xa1; 20]);
+        for value in [
+            info.compose_hash,
+            info.mr_system,
+            info.mr_aggregated,
+            info.os_image_hash,
+        ] {
+            assert_eq!(value, image_hash);
+        }
+        assert_eq!(info.device_id, <[u8; 32]>::from(Sha256::digest(b"i")));
+        assert_eq!((info.instance_id, info.tcb_status.as_str()), ([0; 20], ""));
+
+        let no_config = NitroEvidence {
+            vm_config: None,
+            ..evidence
+        };
+        assert!(nitro_identity(&enclave, &no_config).is_ok());
+    }
+
+    #[test]
+    fn nitro_rejections() {
+        let (enclave, evidence) = nitro_case();
+        let wrong_claim = NitroEvidence {
+            vm_config: Some(VmConfig {
+                os_image_hash: Some([0; 32]),
+            }),
+            ..evidence.clone()
+        };
+        let err = nitro_identity(&enclave, &wrong_claim).unwrap_err();
+        assert!(matches!(err, DstackError::OsImageHashMismatch { .. }));
+        assert_eq!(err.kind(), "binding_mismatch");
+
+        for user_data in [None, Some(vec![3; 32]), Some(vec![4; 64])] {
+            let other = NitroEnclave {
+                user_data,
+                ..enclave.clone()
+            };
+            assert_eq!(
+                nitro_identity(&other, &evidence).unwrap_err().kind(),
+                "binding_mismatch"
+            );
+        }
+
+        let debug = NitroEnclave {
+            pcrs: (0..3u8).map(|index| (index, vec![0; 48])).collect(),
+            ..enclave.clone()
+        };
+        assert_eq!(
+            nitro_identity(&debug, &evidence).unwrap_err(),
+            DstackError::DebugEnclave
+        );
+
+        let no_app_id = NitroEvidence {
+            runtime_events: vec![],
+            ..evidence
+        };
+        assert_eq!(
+            nitro_identity(&enclave, &no_app_id).unwrap_err(),
+            DstackError::MissingEvent("app-id")
+        );
+    }
+}

@@ -1,0 +1,663 @@
+//! dstack's wire formats, told apart by their bytes (dstack.md §4):
+//! - the quote report JSON `{quote, event_log, report_data?, vm_config?}` (GetQuote, dstack-verifier
+//!   fixtures), where `event_log` and `vm_config` are JSON strings or inline JSON;
+//! - the `/verify` JSON `{"attestation": "<hex>"}` (other fields are then ignored, as dstack does);
+//! - `VersionedAttestation` V0: SCALE, first byte 0x00. V1 (msgpack) is recognised and refused.
+
+use super::event_log::{
+    EventLog, RawEvent, RuntimeEvent, MAX_EVENTS, MAX_EVENT_NAME_LEN, RUNTIME_EVENT_TYPE,
+    RUNTIME_IMR,
+};
+use super::measurements::REPORT_DATA_LEN;
+use super::scale::ScaleReader;
+use super::DstackError;
+use crate::encoding::parse_hex;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// dstack-verifier's bound on an attestation (10 MiB).
+pub const MAX_EVIDENCE_LEN: usize = 10 << 20;
+
+/// The host-supplied VM configuration. Its os_image_hash is only a claim until a platform binds
+/// it (Nitro does; TDX needs the image-measurement step, which this crate does not perform).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VmConfig {
+    pub os_image_hash: Option<[u8; 32]>,
+}
+
+#[derive(Deserialize)]
+struct VmConfigJson {
+    #[serde(default)]
+    os_image_hash: Option<String>,
+}
+
+impl VmConfig {
+    /// Parses vm_config JSON; empty text means there is none.
+    pub fn from_json(text: &str) -> Result<Option<VmConfig>, DstackError> {
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let json: VmConfigJson = serde_json::from_str(text).map_err(|e| DstackError::Json {
+            what: "vm_config",
+            reason: e.to_string(),
+        })?;
+        let os_image_hash = match json.os_image_hash.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(hex_text) => Some(fixed_hex::<32>("vm_config os_image_hash", hex_text)?),
+        };
+        Ok(Some(VmConfig { os_image_hash }))
+    }
+}
+
+/// A TDX quote with dstack's event log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TdxEvidence {
+    pub quote: Vec<u8>,
+    pub event_log: EventLog,
+    /// The report_data the evidence claims; it must equal the quote's.
+    pub report_data: Option<[u8; REPORT_DATA_LEN]>,
+    pub vm_config: Option<VmConfig>,
+}
+
+/// A Nitro NSM document with dstack's (unmeasured) runtime events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NitroEvidence {
+    pub document: Vec<u8>,
+    pub runtime_events: Vec<RuntimeEvent>,
+    /// Must equal the document's user_data.
+    pub report_data: [u8; REPORT_DATA_LEN],
+    pub vm_config: Option<VmConfig>,
+}
+
+/// Parsed dstack evidence; the platform proof inside is not verified yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Evidence {
+    Tdx(TdxEvidence),
+    Nitro(NitroEvidence),
+}
+
+#[derive(Deserialize)]
+struct EvidenceJson<'a> {
+    #[serde(default)]
+    attestation: Option<String>,
+    #[serde(default)]
+    quote: Option<String>,
+    #[serde(default, borrow)]
+    event_log: Option<&'a RawValue>,
+    #[serde(default)]
+    report_data: Option<String>,
+    #[serde(default, borrow)]
+    vm_config: Option<&'a RawValue>,
+}
+
+impl Evidence {
+    /// Detects the format from the bytes and parses it.
+    pub fn parse(bytes: &[u8]) -> Result<Evidence, DstackError> {
+        if bytes.len() > MAX_EVIDENCE_LEN {
+            return Err(DstackError::TooLarge {
+                what: "evidence",
+                len: bytes.len(),
+                max: MAX_EVIDENCE_LEN,
+            });
+        }
+        match bytes.iter().find(|byte| !byte.is_ascii_whitespace()) {
+            Some(b'{') => {
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|_| DstackError::UnrecognizedFormat("JSON is not UTF-8"))?;
+                Evidence::from_json(text)
+            }
+            _ => Evidence::from_binary(bytes),
+        }
+    }
+
+    fn from_json(text: &str) -> Result<Evidence, DstackError> {
+        let json: EvidenceJson<'_> = serde_json::from_str(text).map_err(|e| DstackError::Json {
+            what: "evidence",
+            reason: e.to_string(),
+        })?;
+        if let Some(attestation) = json.attestation {
+            return Evidence::from_binary(&hex_field("attestation", &attestation)?);
+        }
+        let quote = json.quote.ok_or(DstackError::UnrecognizedFormat(
+            "JSON has neither attestation nor quote",
+        ))?;
+        let event_log = json.event_log.ok_or(DstackError::UnrecognizedFormat(
+            "quote report has no event_log",
+        ))?;
+        let vm_config = match json.vm_config {
+            Some(raw) => VmConfig::from_json(&nested_json(raw, "vm_config")?)?,
+            None => None,
+        };
+        Ok(Evidence::Tdx(TdxEvidence {
+            quote: hex_field("quote", &quote)?,
+            event_log: EventLog::from_json(&nested_json(event_log, "event_log")?)?,
+            report_data: json
+                .report_data
+                .map(|text| fixed_hex("report_data", &text))
+                .transpose()?,
+            vm_config,
+        }))
+    }
+
+    fn from_binary(bytes: &[u8]) -> Result<Evidence, DstackError> {
+        match bytes.first() {
+            Some(0x00) => Evidence::from_scale_v0(bytes),
+            // A msgpack map whose first key is "version": VersionedAttestation V1. A bare map
+            // prefix is not enough: 0x84 also starts a COSE_Sign1 array.
+            Some(0x80..=0x8f) if bytes.get(1..9) == Some(b"\xa7version") => Err(
+                DstackError::Unsupported("dstack VersionedAttestation V1 (msgpack)"),
+            ),
+            _ => Err(DstackError::UnrecognizedFormat(
+                "neither dstack JSON nor a VersionedAttestation",
+            )),
+        }
+    }
+
+    /// `VersionedAttestation::V0 { quote: AttestationQuote, runtime_events: Vec<{String, Vec<u8>}>,
+    /// report_data: [u8; 64], config: String }`; AttestationQuote variants 0 = TDX `{quote: Vec<u8>,
+    /// event_log: Vec<TdxEvent>}` and 2 = Nitro enclave `{nsm_quote: Vec<u8>}` are supported.
+    fn from_scale_v0(bytes: &[u8]) -> Result<Evidence, DstackError> {
+        let mut reader = ScaleReader::new(bytes);
+        reader.u8()?; // the 0x00 version tag, matched by the caller
+        let platform = match reader.u8()? {
+            0 => {
+                let quote = reader.bytes()?;
+                let count = reader.count(MAX_EVENTS)?;
+                let events = (0..count)
+                    .map(|_| read_tdx_event(&mut reader))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Platform::Tdx { quote, events }
+            }
+            2 => Platform::Nitro {
+                document: reader.bytes()?,
+            },
+            1 => return Err(DstackError::Unsupported("dstack GCP TDX attestation")),
+            3 => return Err(DstackError::Unsupported("dstack AMD SEV-SNP attestation")),
+            4 => return Err(DstackError::Unsupported("dstack AWS NitroTPM attestation")),
+            _ => {
+                return Err(DstackError::Scale {
+                    offset: 1,
+                    reason: "unknown AttestationQuote variant",
+                })
+            }
+        };
+        let count = reader.count(MAX_EVENTS)?;
+        let runtime_events = (0..count)
+            .map(|_| read_runtime_event(&mut reader))
+            .collect::<Result<Vec<_>, _>>()?;
+        let report_data = reader.array::<REPORT_DATA_LEN>()?;
+        let vm_config = VmConfig::from_json(&reader.string()?)?;
+        reader.finish()?;
+        Ok(match platform {
+            Platform::Tdx { quote, events } => Evidence::Tdx(TdxEvidence {
+                quote,
+                event_log: EventLog::from_raw(with_runtime_events(events, runtime_events)?)?,
+                report_data: Some(report_data),
+                vm_config,
+            }),
+            Platform::Nitro { document } => Evidence::Nitro(NitroEvidence {
+                document,
+                runtime_events,
+                report_data,
+                vm_config,
+            }),
+        })
+    }
+}
+
+enum Platform {
+    Tdx {
+        quote: Vec<u8>,
+        events: Vec<RawEvent>,
+    },
+    Nitro {
+        document: Vec<u8>,
+    },
+}
+
+/// `TdxEvent { imr: u32, event_type: u32, digest: Vec<u8>, event: String, event_payload: Vec<u8> }`.
+fn read_tdx_event(reader: &mut ScaleReader<'_>) -> Result<RawEvent, DstackError> {
+    Ok(RawEvent {
+        imr: reader.u32()?,
+        event_type: reader.u32()?,
+        digest: reader.bytes()?,
+        name: reader.string()?,
+        payload: reader.bytes()?,
+        version: None,
+        preimage: None,
+    })
+}
+
+fn read_runtime_event(reader: &mut ScaleReader<'_>) -> Result<RuntimeEvent, DstackError> {
+    let name = reader.string()?;
+    if name.len() > MAX_EVENT_NAME_LEN {
+        return Err(DstackError::TooLarge {
+            what: "runtime event name",
+            len: name.len(),
+            max: MAX_EVENT_NAME_LEN,
+        });
+    }
+    Ok(RuntimeEvent {
+        name,
+        payload: reader.bytes()?,
+    })
+}
+
+/// A TDX attestation may carry its RTMR3 events in the event log, in `runtime_events`, or in both.
+/// Both must then list the same events; a log without RTMR3 events takes `runtime_events` (V1).
+fn with_runtime_events(
+    mut events: Vec<RawEvent>,
+    runtime: Vec<RuntimeEvent>,
+) -> Result<Vec<RawEvent>, DstackError> {
+    let logged = events
+        .iter()
+        .filter(|event| usize::try_from(event.imr).ok() == Some(RUNTIME_IMR))
+        .map(|event| (event.name.as_str(), event.payload.as_slice()));
+    if logged.clone().next().is_none() {
+        events.extend(runtime.into_iter().map(|event| RawEvent {
+            imr: 3,
+            event_type: RUNTIME_EVENT_TYPE,
+            name: event.name,
+            payload: event.payload,
+            ..RawEvent::default()
+        }));
+    } else if !runtime.is_empty()
+        && !logged.eq(runtime
+            .iter()
+            .map(|event| (event.name.as_str(), event.payload.as_slice())))
+    {
+        return Err(DstackError::Inconsistent(
+            "runtime_events differ from the event log's RTMR3 events",
+        ));
+    }
+    Ok(events)
+}
+
+/// The JSON a field holds, whether inline or spelled as a JSON string.
+fn nested_json<'a>(raw: &'a RawValue, what: &'static str) -> Result<Cow<'a, str>, DstackError> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        let inner: String = serde_json::from_str(text).map_err(|e| DstackError::Json {
+            what,
+            reason: e.to_string(),
+        })?;
+        Ok(Cow::Owned(inner))
+    } else {
+        Ok(Cow::Borrowed(text))
+    }
+}
+
+fn hex_field(field: &'static str, text: &str) -> Result<Vec<u8>, DstackError> {
+    parse_hex(text).map_err(|source| DstackError::Hex { field, source })
+}
+
+fn fixed_hex<const N: usize>(field: &'static str, text: &str) -> Result<[u8; N], DstackError> {
+    let bytes = hex_field(field, text)?;
+    <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| DstackError::Length {
+        field,
+        len: bytes.len(),
+        expected: N,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dstack::event_log::{runtime_event_digest, RuntimeEventVersion};
+
+    /// A SCALE writer for building inputs.
+    #[derive(Default)]
+    struct Scale(Vec<u8>);
+
+    impl Scale {
+        fn compact(mut self, value: u32) -> Self {
+            match value {
+                0..=63 => self.0.push((value as u8) << 2),
+                64..=16383 => self.0.extend(((value << 2) as u16 | 1).to_le_bytes()),
+                16384..=0x3fff_ffff => self.0.extend(((value << 2) | 2).to_le_bytes()),
+                _ => {
+                    self.0.push(3);
+                    self.0.extend(value.to_le_bytes());
+                }
+            }
+            self
+        }
+        fn raw(mut self, bytes: &[u8]) -> Self {
+            self.0.extend_from_slice(bytes);
+            self
+        }
+        fn bytes(self, bytes: &[u8]) -> Self {
+            self.compact(bytes.len() as u32).raw(bytes)
+        }
+        fn u32(self, value: u32) -> Self {
+            self.raw(&value.to_le_bytes())
+        }
+        fn runtime_events(self, events: &[(&str, &[u8])]) -> Self {
+            events
+                .iter()
+                .fold(self.compact(events.len() as u32), |s, (name, payload)| {
+                    s.bytes(name.as_bytes()).bytes(payload)
+                })
+        }
+        fn tail(self, report_data: &[u8; 64], config: &str) -> Vec<u8> {
+            self.raw(report_data).bytes(config.as_bytes()).0
+        }
+    }
+
+    const CONFIG: &str =
+        r#"{"os_image_hash":"1894b0b29e94a9db16e88a2914f0923e52bb16c08bf3bb484df786a147e2eb79"}"#;
+
+    fn nitro_v0(events: &[(&str, &[u8])]) -> Vec<u8> {
+        Scale::default()
+            .raw(&[0, 2])
+            .bytes(b"\x84cose")
+            .runtime_events(events)
+            .tail(&[7; 64], CONFIG)
+    }
+
+    fn tdx_v0(log: &[(u32, u32, &[u8], &str, &[u8])], runtime: &[(&str, &[u8])]) -> Vec<u8> {
+        let scale = Scale::default()
+            .raw(&[0, 0])
+            .bytes(b"quote")
+            .compact(log.len() as u32);
+        let scale = log
+            .iter()
+            .fold(scale, |s, (imr, event_type, digest, name, payload)| {
+                s.u32(*imr)
+                    .u32(*event_type)
+                    .bytes(digest)
+                    .bytes(name.as_bytes())
+                    .bytes(payload)
+            });
+        scale.runtime_events(runtime).tail(&[8; 64], "")
+    }
+
+    #[test]
+    fn nitro_v0_attestation() {
+        let Evidence::Nitro(nitro) = Evidence::parse(&nitro_v0(&[("app-id", &[1; 20])])).unwrap()
+        else {
+            panic!("not nitro")
+        };
+        assert_eq!(nitro.document, b"\x84cose");
+        assert_eq!(
+            nitro.runtime_events,
+            vec![RuntimeEvent {
+                name: "app-id".into(),
+                payload: vec![1; 20]
+            }]
+        );
+        assert_eq!(nitro.report_data, [7; 64]);
+        assert_eq!(
+            nitro.vm_config.unwrap().os_image_hash.unwrap()[..2],
+            [0x18, 0x94]
+        );
+    }
+
+    #[test]
+    fn tdx_v0_attestation_takes_runtime_events_into_rtmr3() {
+        let boot: (u32, u32, &[u8], &str, &[u8]) = (0, 4, &[1; 48], "", b"");
+        let Evidence::Tdx(tdx) =
+            Evidence::parse(&tdx_v0(&[boot], &[("app-id", &[1; 20])])).unwrap()
+        else {
+            panic!("not tdx")
+        };
+        assert_eq!(tdx.quote, b"quote");
+        assert_eq!(tdx.report_data, Some([8; 64]));
+        assert_eq!(tdx.vm_config, None);
+        let rtmr3: Vec<_> = tdx.event_log.runtime_events().collect();
+        assert_eq!(rtmr3.len(), 1);
+        assert_eq!(
+            rtmr3[0].digest,
+            runtime_event_digest(RuntimeEventVersion::V1, "app-id", &[1; 20])
+        );
+
+        // RTMR3 events in the log itself, runtime_events repeating them or empty.
+        let logged: (u32, u32, &[u8], &str, &[u8]) =
+            (3, RUNTIME_EVENT_TYPE, b"", "app-id", &[1; 20]);
+        for runtime in [&[][..], &[("app-id", &[1u8; 20][..])][..]] {
+            let Evidence::Tdx(tdx) = Evidence::parse(&tdx_v0(&[boot, logged], runtime)).unwrap()
+            else {
+                panic!("not tdx")
+            };
+            assert_eq!(tdx.event_log.runtime_events().count(), 1);
+        }
+        let err = Evidence::parse(&tdx_v0(&[boot, logged], &[("app-id", &[2; 20])])).unwrap_err();
+        assert_eq!(err.kind(), "malformed");
+        assert!(matches!(err, DstackError::Inconsistent(_)));
+
+        // Events are checked like JSON ones.
+        let bad_digest: (u32, u32, &[u8], &str, &[u8]) = (0, 4, &[1; 47], "", b"");
+        assert!(matches!(
+            Evidence::parse(&tdx_v0(&[bad_digest], &[])),
+            Err(DstackError::InvalidEvent { .. })
+        ));
+    }
+
+    #[test]
+    fn scale_errors_are_malformed_never_panics() {
+        let good = nitro_v0(&[("app-id", &[1; 20])]);
+        for len in 1..good.len() {
+            let err = Evidence::parse(&good[..len]).unwrap_err();
+            assert_eq!(err.kind(), "malformed", "prefix {len}: {err}");
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(matches!(
+            Evidence::parse(&trailing),
+            Err(DstackError::Scale {
+                reason: "trailing bytes after the attestation",
+                ..
+            })
+        ));
+
+        let unknown = Scale::default().raw(&[0, 9]).0;
+        assert!(matches!(
+            Evidence::parse(&unknown),
+            Err(DstackError::Scale {
+                reason: "unknown AttestationQuote variant",
+                ..
+            })
+        ));
+
+        let long_name = "n".repeat(MAX_EVENT_NAME_LEN + 1);
+        assert!(matches!(
+            Evidence::parse(&nitro_v0(&[(&long_name, b"")])),
+            Err(DstackError::TooLarge {
+                what: "runtime event name",
+                ..
+            })
+        ));
+        let too_many = Scale::default()
+            .raw(&[0, 2])
+            .bytes(b"doc")
+            .compact(MAX_EVENTS as u32 + 1)
+            .0;
+        assert_eq!(Evidence::parse(&too_many).unwrap_err().kind(), "malformed");
+
+        let bad_config = Scale::default()
+            .raw(&[0, 2])
+            .bytes(b"doc")
+            .compact(0)
+            .tail(&[0; 64], "{");
+        assert!(matches!(
+            Evidence::parse(&bad_config),
+            Err(DstackError::Json {
+                what: "vm_config",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn other_platforms_and_formats() {
+        for (variant, what) in [
+            (1u8, "dstack GCP TDX attestation"),
+            (3, "dstack AMD SEV-SNP attestation"),
+            (4, "dstack AWS NitroTPM attestation"),
+        ] {
+            let err = Evidence::parse(&[0, variant, 0]).unwrap_err();
+            assert_eq!(
+                (err.clone(), err.kind()),
+                (DstackError::Unsupported(what), "unsupported")
+            );
+        }
+        assert_eq!(
+            Evidence::parse(b"\x83\xa7version\x01").unwrap_err().kind(),
+            "unsupported"
+        );
+        for other in [&b""[..], b"\x04\x00\x02\x00", b"\x84\x44", b"   "] {
+            assert!(
+                matches!(
+                    Evidence::parse(other),
+                    Err(DstackError::UnrecognizedFormat(_))
+                ),
+                "{other:?}"
+            );
+        }
+        let huge = vec![0u8; MAX_EVIDENCE_LEN + 1];
+        assert!(matches!(
+            Evidence::parse(&huge),
+            Err(DstackError::TooLarge {
+                what: "evidence",
+                ..
+            })
+        ));
+    }
+
+    const EVENTS: &str = r#"[{"imr":3,"event_type":134217729,"digest":"","event":"app-id","event_payload":"0101010101010101010101010101010101010101"}]"#;
+
+    #[test]
+    fn quote_report_json_with_string_or_inline_fields() {
+        let as_strings = serde_json::json!({
+            "quote": "0a0b", "event_log": EVENTS, "report_data": "12".repeat(64), "vm_config": CONFIG,
+        });
+        let inline = serde_json::json!({
+            "quote": "0x0a0b",
+            "event_log": serde_json::from_str::<serde_json::Value>(EVENTS).unwrap(),
+            "report_data": "12".repeat(64),
+            "vm_config": serde_json::from_str::<serde_json::Value>(CONFIG).unwrap(),
+            "hash_algorithm": "raw",
+        });
+        for json in [as_strings, inline] {
+            let Evidence::Tdx(tdx) = Evidence::parse(json.to_string().as_bytes()).unwrap() else {
+                panic!("not tdx")
+            };
+            assert_eq!(tdx.quote, [0x0a, 0x0b]);
+            assert_eq!(tdx.event_log.runtime_events().count(), 1);
+            assert_eq!(tdx.report_data, Some([0x12; 64]));
+            assert!(tdx.vm_config.unwrap().os_image_hash.is_some());
+        }
+        let minimal = format!(r#"  {{"quote":"00","event_log":{EVENTS},"vm_config":null}}"#);
+        let Evidence::Tdx(tdx) = Evidence::parse(minimal.as_bytes()).unwrap() else {
+            panic!("not tdx")
+        };
+        assert_eq!((tdx.report_data, tdx.vm_config), (None, None));
+    }
+
+    #[test]
+    fn attestation_json_holds_hex_scale() {
+        let scale = nitro_v0(&[("app-id", &[1; 20])]);
+        let json = serde_json::json!({ "attestation": hex::encode(&scale), "quote": "ignored" });
+        assert_eq!(
+            Evidence::parse(json.to_string().as_bytes()).unwrap(),
+            Evidence::parse(&scale).unwrap()
+        );
+        let not_hex = br#"{"attestation":"0xzz"}"#;
+        assert!(matches!(
+            Evidence::parse(not_hex),
+            Err(DstackError::Hex {
+                field: "attestation",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn malformed_quote_reports() {
+        let cases: [(String, &str); 8] = [
+            ("{".into(), "malformed"),
+            (r#"{"event_log":[]}"#.into(), "malformed"),
+            (r#"{"quote":"00"}"#.into(), "malformed"),
+            (
+                format!(r#"{{"quote":"0g","event_log":{EVENTS}}}"#),
+                "malformed",
+            ),
+            (
+                format!(r#"{{"quote":"00","event_log":{EVENTS},"report_data":"1234"}}"#),
+                "malformed",
+            ),
+            (
+                format!(
+                    r#"{{"quote":"00","event_log":{EVENTS},"vm_config":"{{\"os_image_hash\":\"abcd\"}}"}}"#
+                ),
+                "malformed",
+            ),
+            (
+                r#"{"quote":"00","event_log":"[{\"imr\":9}]"}"#.into(),
+                "malformed",
+            ),
+            (
+                r#"{"quote":"00","event_log":"not json"}"#.into(),
+                "malformed",
+            ),
+        ];
+        for (json, kind) in cases {
+            assert_eq!(
+                Evidence::parse(json.as_bytes()).unwrap_err().kind(),
+                kind,
+                "{json}"
+            );
+        }
+        let short_report_data =
+            format!(r#"{{"quote":"00","event_log":{EVENTS},"report_data":"1234"}}"#);
+        assert_eq!(
+            Evidence::parse(short_report_data.as_bytes()).unwrap_err(),
+            DstackError::Length {
+                field: "report_data",
+                len: 2,
+                expected: 64
+            }
+        );
+        assert!(matches!(
+            Evidence::parse(b"{\xff}"),
+            Err(DstackError::UnrecognizedFormat(_))
+        ));
+    }
+
+    #[test]
+    fn vm_config_os_image_hash() {
+        assert_eq!(VmConfig::from_json("").unwrap(), None);
+        assert_eq!(
+            VmConfig::from_json("{}").unwrap(),
+            Some(VmConfig {
+                os_image_hash: None
+            })
+        );
+        assert_eq!(
+            VmConfig::from_json(r#"{"os_image_hash":""}"#).unwrap(),
+            Some(VmConfig {
+                os_image_hash: None
+            })
+        );
+        let with_prefix = format!(
+            r#"{{"os_image_hash":"0x{}","cpu_count":2}}"#,
+            "ab".repeat(32)
+        );
+        assert_eq!(
+            VmConfig::from_json(&with_prefix)
+                .unwrap()
+                .unwrap()
+                .os_image_hash,
+            Some([0xab; 32])
+        );
+        assert!(matches!(
+            VmConfig::from_json(r#"{"os_image_hash":"ab"}"#),
+            Err(DstackError::Length { .. })
+        ));
+        assert!(matches!(
+            VmConfig::from_json(r#"{"os_image_hash":7}"#),
+            Err(DstackError::Json { .. })
+        ));
+    }
+}

@@ -1,0 +1,470 @@
+//! The registry built from a DstackKms contract through JSON-RPC.
+//!
+//! [`ChainRegistry::connect`] builds the view from the KMS's and every registered app's events
+//! between `from_block` and `head − confirmations` (`log_range` blocks per `eth_getLogs`, with
+//! progress), reading what events do not fully convey (flags, code, EIP-1967 implementation) at
+//! that block. [`ChainRegistry::spawn_follower`] then polls every `poll_interval`, applying each
+//! new confirmed range in order; if the followed block's hash changes (a reorg) the view is
+//! rebuilt, and answers are unavailable meanwhile. Answers are also unavailable once the view
+//! has not been confirmed current for `max_staleness` (RPC down or failing): never allowed.
+//!
+//! An app is decided locally only if it runs known code: an EIP-1967 proxy whose runtime code is
+//! the KMS's app proxy (learned from apps the KMS deployed itself, or listed in
+//! `proxy_code_hashes`) and whose implementation is one the KMS has named as `appImplementation`
+//! or whose code hash is in `app_code_hashes`, with every upgrade seen so far going to such an
+//! implementation. Other apps (and apps without code) are asked with `eth_call
+//! DstackKms.isAppAllowed` at the view's block, cached per (block, boot info).
+//!
+//! `from_block` must not be later than the KMS's deployment: events before it are not seen.
+//! Staleness is measured with the monotonic clock: it is the follower's scheduling, not a
+//! verification input.
+
+mod events;
+mod rpc;
+mod sync;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256};
+use alloy::sol_types::SolCall;
+use tokio::sync::broadcast;
+
+use self::rpc::{CallOutcome, Rpc};
+use self::sync::{apply, Base, EmptyBase, Syncer, Trust};
+use super::abi::{AppBootInfo, IDstackKms};
+use super::decision::{kms_is_app_allowed, kms_is_kms_allowed, AppVerdict};
+use super::view::{self, AppCode, Bytes32, RegistryView};
+use super::{
+    decision_from_view, lookup_in, BoxFuture, Decision, Evaluation, Lookup, LookupAnswer, Registry,
+    RegistryChange, RegistryError, Snapshot, CHANGE_CHANNEL_CAPACITY,
+};
+use crate::boot_info::BootInfo;
+
+/// How the chain source reaches and follows the KMS contract.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainConfig {
+    pub rpc_url: String,
+    /// The DstackKms (proxy) address.
+    pub kms_contract: view::Address,
+    /// Blocks behind head that the view stays (0: follow the head itself).
+    pub confirmations: u64,
+    /// First block to read events from; at or before the KMS's deployment.
+    pub from_block: u64,
+    /// After this long without confirming the view is current, answers are unavailable.
+    pub max_staleness: Duration,
+    pub poll_interval: Duration,
+    /// Blocks per `eth_getLogs` request.
+    pub log_range: u64,
+    /// Code hashes of app implementations trusted to be DstackApp (beside the KMS's own
+    /// `appImplementation`s).
+    pub app_code_hashes: Vec<Bytes32>,
+    /// Runtime code hashes of app proxies trusted to be plain EIP-1967 proxies (beside the code
+    /// of apps the KMS deployed with `deployAndRegisterApp`).
+    pub proxy_code_hashes: Vec<Bytes32>,
+    /// Timeout of one JSON-RPC request.
+    pub request_timeout: Duration,
+}
+
+impl ChainConfig {
+    /// Defaults: 6 confirmations, from block 0, 60 s staleness, 2 s polls, 2000-block log ranges,
+    /// 10 s requests.
+    pub fn new(rpc_url: impl Into<String>, kms_contract: view::Address) -> Self {
+        ChainConfig {
+            rpc_url: rpc_url.into(),
+            kms_contract,
+            confirmations: 6,
+            from_block: 0,
+            max_staleness: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(2),
+            log_range: 2000,
+            app_code_hashes: Vec::new(),
+            proxy_code_hashes: Vec::new(),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn validate(&self) -> Result<(), RegistryError> {
+        let invalid = |what: &str| Err(RegistryError::InvalidConfig(what.to_owned()));
+        if self.log_range == 0 {
+            return invalid("log_range must be at least 1");
+        }
+        if self.poll_interval.is_zero() || self.request_timeout.is_zero() {
+            return invalid("poll_interval and request_timeout must be positive");
+        }
+        if self.max_staleness < self.poll_interval {
+            return invalid("max_staleness must be at least poll_interval");
+        }
+        if self.kms_contract == [0; 20] {
+            return invalid("kms_contract must not be the zero address");
+        }
+        Ok(())
+    }
+}
+
+/// A phase of building or extending the view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncStage {
+    KmsEvents,
+    AppEvents,
+    /// Older events of apps registered by hand in the new range.
+    AppBackfill,
+    /// Code, implementation and flags of touched apps.
+    AppState,
+}
+
+/// Progress of one stage: `done` of `total` blocks (log stages) or apps (`AppState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncProgress {
+    pub stage: SyncStage,
+    pub done: u64,
+    pub total: u64,
+    pub target_block: u64,
+}
+
+pub type ProgressFn = Arc<dyn Fn(SyncProgress) + Send + Sync>;
+
+/// What one poll did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollOutcome {
+    /// No new confirmed block; the view is confirmed current at `block`.
+    Unchanged { block: u64 },
+    Advanced { from: u64, to: u64 },
+    /// Built from scratch (first build, or after a reorg or an unavailable period).
+    Rebuilt { block: u64 },
+}
+
+/// The view as of one block.
+struct ChainView {
+    view: RegistryView,
+    block: u64,
+    block_hash: B256,
+    confirmed_at: Instant,
+}
+
+enum Served {
+    Ready(ChainView),
+    Unavailable(String),
+}
+
+/// Fallback decisions, per (block, block hash, boot info): never served across blocks.
+type FallbackCache = moka::sync::Cache<(u64, B256, BootInfo), Result<Decision, RegistryError>>;
+const FALLBACK_CACHE_ENTRIES: u64 = 10_000;
+
+struct Inner {
+    config: ChainConfig,
+    rpc: Rpc,
+    served: RwLock<Served>,
+    /// Serializes syncs; the trust learned while building the served view.
+    trust: tokio::sync::Mutex<Trust>,
+    changes: broadcast::Sender<RegistryChange>,
+    fallback: FallbackCache,
+    progress: Option<ProgressFn>,
+    last_error: Mutex<Option<RegistryError>>,
+}
+
+/// The chain source. Cheap to clone (one shared view).
+#[derive(Clone)]
+pub struct ChainRegistry {
+    inner: Arc<Inner>,
+}
+
+/// The background follower; stops when dropped.
+pub struct Follower {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The served view as the base of an incremental sync (only the syncer mutates it, and it holds
+/// the trust lock, so reads between awaits are consistent).
+struct ServedBase<'a>(&'a RwLock<Served>);
+
+impl ServedBase<'_> {
+    fn with_view<T>(&self, f: impl FnOnce(&RegistryView) -> T) -> Option<T> {
+        match &*self.0.read().ok()? {
+            Served::Ready(chain_view) => Some(f(&chain_view.view)),
+            Served::Unavailable(_) => None,
+        }
+    }
+}
+
+impl Base for ServedBase<'_> {
+    fn is_registered(&self, app: &Address) -> bool {
+        self.with_view(|view| view.app(&app.0 .0).is_some()).unwrap_or(false)
+    }
+
+    fn code_of(&self, app: &Address) -> Option<AppCode> {
+        self.with_view(|view| view.app(&app.0 .0).map(|a| a.policy().code)).flatten()
+    }
+}
+
+fn poisoned() -> RegistryError {
+    RegistryError::Unavailable("registry state lock poisoned".to_owned())
+}
+
+impl ChainRegistry {
+    /// Connects and builds the view (at `head − confirmations`). Fails if the first build fails.
+    pub async fn connect(config: ChainConfig, progress: Option<ProgressFn>) -> Result<Self, RegistryError> {
+        config.validate()?;
+        let rpc = Rpc::connect(&config.rpc_url, config.request_timeout)?;
+        let registry = ChainRegistry {
+            inner: Arc::new(Inner {
+                trust: tokio::sync::Mutex::new(Trust::new(&config)),
+                config,
+                rpc,
+                served: RwLock::new(Served::Unavailable("not built yet".to_owned())),
+                changes: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
+                fallback: moka::sync::Cache::new(FALLBACK_CACHE_ENTRIES),
+                progress,
+                last_error: Mutex::new(None),
+            }),
+        };
+        registry.poll().await?;
+        Ok(registry)
+    }
+
+    pub fn config(&self) -> &ChainConfig {
+        &self.inner.config
+    }
+
+    /// The block of the served view, if any.
+    pub fn block(&self) -> Option<u64> {
+        match &*self.inner.served.read().ok()? {
+            Served::Ready(chain_view) => Some(chain_view.block),
+            Served::Unavailable(_) => None,
+        }
+    }
+
+    /// The last poll's error, cleared by a successful poll.
+    pub fn last_error(&self) -> Option<RegistryError> {
+        self.inner.last_error.lock().ok()?.clone()
+    }
+
+    /// Follows the chain in the background on the current tokio runtime.
+    pub fn spawn_follower(&self) -> Follower {
+        let registry = self.clone();
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(registry.inner.config.poll_interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                // Failures are recorded in last_error; staleness turns answers unavailable.
+                let _ = registry.poll().await;
+            }
+        });
+        Follower { task }
+    }
+
+    /// One follow step: check the followed block is still canonical (else rebuild), then apply
+    /// the newly confirmed blocks.
+    pub async fn poll(&self) -> Result<PollOutcome, RegistryError> {
+        let outcome = self.poll_inner().await;
+        if let Ok(mut last) = self.inner.last_error.lock() {
+            *last = outcome.as_ref().err().cloned();
+        }
+        outcome
+    }
+
+    async fn poll_inner(&self) -> Result<PollOutcome, RegistryError> {
+        let inner = &self.inner;
+        let mut trust = inner.trust.lock().await;
+        let current = match &*inner.served.read().map_err(|_| poisoned())? {
+            Served::Ready(chain_view) => Some((chain_view.block, chain_view.block_hash)),
+            Served::Unavailable(_) => None,
+        };
+        let Some((block, block_hash)) = current else {
+            return self.rebuild(&mut trust).await;
+        };
+        let head = inner.rpc.block_number().await?;
+        let target = head.saturating_sub(inner.config.confirmations);
+        if inner.rpc.block_hash(block).await? != Some(block_hash) {
+            self.set_unavailable(format!("block {block} was reorganized away; rebuilding"));
+            return self.rebuild(&mut trust).await;
+        }
+        if target <= block {
+            self.with_ready(|chain_view| chain_view.confirmed_at = Instant::now())?;
+            return Ok(PollOutcome::Unchanged { block });
+        }
+        let target_hash = self.hash_of(target).await?;
+        let start = (block + 1).max(inner.config.from_block);
+        let syncer = Syncer { rpc: &inner.rpc, config: &inner.config, progress: inner.progress.as_ref() };
+        let delta = syncer
+            .delta(&ServedBase(&inner.served), &mut trust, start, target, target_hash, false)
+            .await?;
+        if inner.rpc.block_hash(target).await? != Some(target_hash) {
+            return Err(RegistryError::Unavailable(format!("block {target} changed while syncing")));
+        }
+        let mut changes = Vec::new();
+        self.with_ready(|chain_view| {
+            apply(&mut chain_view.view, delta, Some(&mut changes));
+            chain_view.block = target;
+            chain_view.block_hash = target_hash;
+            chain_view.confirmed_at = Instant::now();
+        })?;
+        for change in changes {
+            let _ = inner.changes.send(change);
+        }
+        let _ = inner.changes.send(RegistryChange::Advanced { block: target });
+        Ok(PollOutcome::Advanced { from: block, to: target })
+    }
+
+    async fn hash_of(&self, block: u64) -> Result<B256, RegistryError> {
+        self.inner.rpc.block_hash(block).await?.ok_or_else(|| RegistryError::Rpc {
+            call: "eth_getBlockByNumber",
+            message: format!("block {block} not found"),
+        })
+    }
+
+    /// Builds the view from scratch at `head − confirmations` and serves it.
+    async fn rebuild(&self, trust: &mut Trust) -> Result<PollOutcome, RegistryError> {
+        let inner = &self.inner;
+        let head = inner.rpc.block_number().await?;
+        let target = head.saturating_sub(inner.config.confirmations);
+        let target_hash = self.hash_of(target).await?;
+        let mut fresh_trust = Trust::new(&inner.config);
+        let mut view = RegistryView::new();
+        if target >= inner.config.from_block {
+            let kms = Address::from(inner.config.kms_contract);
+            if inner.rpc.code_hash(kms, target_hash).await?.is_none() {
+                return Err(RegistryError::InvalidConfig(format!(
+                    "no contract at kms_contract {kms} as of block {target}"
+                )));
+            }
+            let syncer = Syncer { rpc: &inner.rpc, config: &inner.config, progress: inner.progress.as_ref() };
+            let delta = syncer
+                .delta(&EmptyBase, &mut fresh_trust, inner.config.from_block, target, target_hash, true)
+                .await?;
+            apply(&mut view, delta, None);
+            view.shrink_to_fit();
+        }
+        if inner.rpc.block_hash(target).await? != Some(target_hash) {
+            return Err(RegistryError::Unavailable(format!("block {target} changed while building")));
+        }
+        *trust = fresh_trust;
+        *inner.served.write().map_err(|_| poisoned())? = Served::Ready(ChainView {
+            view,
+            block: target,
+            block_hash: target_hash,
+            confirmed_at: Instant::now(),
+        });
+        let _ = inner.changes.send(RegistryChange::Rebuilt { block: target });
+        Ok(PollOutcome::Rebuilt { block: target })
+    }
+
+    fn set_unavailable(&self, reason: String) {
+        if let Ok(mut served) = self.inner.served.write() {
+            *served = Served::Unavailable(reason.clone());
+        }
+        let _ = self.inner.changes.send(RegistryChange::Unavailable { reason });
+    }
+
+    fn with_ready<T>(&self, f: impl FnOnce(&mut ChainView) -> T) -> Result<T, RegistryError> {
+        match &mut *self.inner.served.write().map_err(|_| poisoned())? {
+            Served::Ready(chain_view) => Ok(f(chain_view)),
+            Served::Unavailable(reason) => Err(RegistryError::Unavailable(reason.clone())),
+        }
+    }
+
+    /// Runs `f` on the served view if it is fresh.
+    fn read_fresh<T>(&self, f: impl FnOnce(&ChainView) -> T) -> Result<T, RegistryError> {
+        match &*self.inner.served.read().map_err(|_| poisoned())? {
+            Served::Unavailable(reason) => Err(RegistryError::Unavailable(reason.clone())),
+            Served::Ready(chain_view) => {
+                let age = chain_view.confirmed_at.elapsed();
+                if age > self.inner.config.max_staleness {
+                    return Err(RegistryError::Unavailable(format!(
+                        "view at block {} not confirmed for {} ms (max_staleness {} ms)",
+                        chain_view.block,
+                        age.as_millis(),
+                        self.inner.config.max_staleness.as_millis()
+                    )));
+                }
+                Ok(f(chain_view))
+            }
+        }
+    }
+
+    /// `eth_call DstackKms.isAppAllowed` at the view's block, cached for that block.
+    async fn ask_contract(
+        &self,
+        boot: &BootInfo,
+        block: u64,
+        block_hash: B256,
+        gateway_app_id: String,
+    ) -> Result<Decision, RegistryError> {
+        let key = (block, block_hash, boot.clone());
+        if let Some(cached) = self.inner.fallback.get(&key) {
+            return cached;
+        }
+        let call = IDstackKms::isAppAllowedCall { bootInfo: AppBootInfo::from(boot) };
+        let kms = Address::from(self.inner.config.kms_contract);
+        let outcome = match self.inner.rpc.call(kms, call.abi_encode(), block_hash).await {
+            Ok(outcome) => outcome,
+            // Not cached: the next attempt may succeed.
+            Err(error) => return Err(RegistryError::Unavailable(format!("asking the contract: {error}"))),
+        };
+        let answer = match outcome {
+            CallOutcome::Returned(bytes) => IDstackKms::isAppAllowedCall::abi_decode_returns(&bytes)
+                .map(|ret| Decision {
+                    allowed: ret.isAllowed,
+                    reason: ret.reason,
+                    block,
+                    gateway_app_id,
+                    evaluated_by: Evaluation::Contract,
+                })
+                .map_err(|e| RegistryError::ContractReverted(format!("undecodable return: {e}"))),
+            CallOutcome::Reverted(message) => Err(RegistryError::ContractReverted(message)),
+        };
+        self.inner.fallback.insert(key, answer.clone());
+        answer
+    }
+}
+
+impl Registry for ChainRegistry {
+    fn decide_app<'a>(&'a self, boot: &'a BootInfo) -> BoxFuture<'a, Result<Decision, RegistryError>> {
+        Box::pin(async move {
+            let (verdict, block, block_hash, gateway_app_id) = self.read_fresh(|chain_view| {
+                (
+                    kms_is_app_allowed(&chain_view.view, boot),
+                    chain_view.block,
+                    chain_view.block_hash,
+                    chain_view.view.gateway_app_id().to_owned(),
+                )
+            })?;
+            match verdict {
+                AppVerdict::Decided(verdict) => Ok(Decision {
+                    allowed: verdict.allowed,
+                    reason: verdict.reason.to_owned(),
+                    block,
+                    gateway_app_id,
+                    evaluated_by: Evaluation::View,
+                }),
+                AppVerdict::AskContract => self.ask_contract(boot, block, block_hash, gateway_app_id).await,
+            }
+        })
+    }
+
+    fn decide_kms(&self, boot: &BootInfo) -> Result<Decision, RegistryError> {
+        self.read_fresh(|chain_view| {
+            decision_from_view(kms_is_kms_allowed(&chain_view.view, boot), chain_view.block, &chain_view.view)
+        })
+    }
+
+    fn lookup(&self, query: &Lookup) -> Result<LookupAnswer, RegistryError> {
+        self.read_fresh(|chain_view| lookup_in(&chain_view.view, query, chain_view.block))?
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, RegistryError> {
+        self.read_fresh(|chain_view| Snapshot::of(&chain_view.view, chain_view.block))
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<RegistryChange> {
+        self.inner.changes.subscribe()
+    }
+}

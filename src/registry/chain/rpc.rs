@@ -1,0 +1,111 @@
+//! The JSON-RPC calls the chain source makes, with errors mapped to `RegistryError` and a revert
+//! told apart from a failure (a revert is the contract's answer; a failure is no answer).
+
+use std::time::Duration;
+
+use alloy::eips::BlockId;
+use alloy::primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy::providers::{Provider, RootProvider};
+use alloy::rpc::client::RpcClient;
+use alloy::rpc::types::{Filter, Log, TransactionRequest};
+use alloy::transports::http::reqwest;
+use alloy::transports::{RpcError, TransportErrorKind};
+
+use crate::registry::RegistryError;
+
+/// A contract call's outcome.
+pub(crate) enum CallOutcome {
+    Returned(Bytes),
+    Reverted(String),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Rpc {
+    provider: RootProvider,
+}
+
+fn rpc_error(call: &'static str, error: RpcError<TransportErrorKind>) -> RegistryError {
+    RegistryError::Rpc { call, message: error.to_string() }
+}
+
+fn is_revert(error: &RpcError<TransportErrorKind>) -> bool {
+    error
+        .as_error_resp()
+        .is_some_and(|payload| payload.message.to_ascii_lowercase().contains("revert"))
+}
+
+impl Rpc {
+    pub(crate) fn connect(url: &str, request_timeout: Duration) -> Result<Self, RegistryError> {
+        let url: reqwest::Url = url
+            .parse()
+            .map_err(|e| RegistryError::InvalidConfig(format!("rpc_url {url:?}: {e}")))?;
+        let client = reqwest::Client::builder()
+            .timeout(request_timeout)
+            .build()
+            .map_err(|e| RegistryError::InvalidConfig(format!("http client: {e}")))?;
+        let provider = RootProvider::new(RpcClient::new_http_with_client(client, url));
+        Ok(Rpc { provider })
+    }
+
+    pub(crate) async fn block_number(&self) -> Result<u64, RegistryError> {
+        self.provider.get_block_number().await.map_err(|e| rpc_error("eth_blockNumber", e))
+    }
+
+    /// The hash of block `number`, or `None` if the node has no such block.
+    pub(crate) async fn block_hash(&self, number: u64) -> Result<Option<B256>, RegistryError> {
+        let header = self
+            .provider
+            .get_header_by_number(number.into())
+            .await
+            .map_err(|e| rpc_error("eth_getBlockByNumber", e))?;
+        Ok(header.map(|h| h.hash))
+    }
+
+    pub(crate) async fn logs(&self, filter: &Filter) -> Result<Vec<Log>, RegistryError> {
+        self.provider.get_logs(filter).await.map_err(|e| rpc_error("eth_getLogs", e))
+    }
+
+    pub(crate) async fn call(
+        &self,
+        to: Address,
+        input: Vec<u8>,
+        at: B256,
+    ) -> Result<CallOutcome, RegistryError> {
+        let request = TransactionRequest::default().to(to).input(Bytes::from(input).into());
+        match self.provider.call(request).block(BlockId::hash(at)).await {
+            Ok(bytes) => Ok(CallOutcome::Returned(bytes)),
+            Err(e) if is_revert(&e) => Ok(CallOutcome::Reverted(e.to_string())),
+            Err(e) => Err(rpc_error("eth_call", e)),
+        }
+    }
+
+    /// keccak256 of the code at `address`, or `None` when there is no code.
+    pub(crate) async fn code_hash(
+        &self,
+        address: Address,
+        at: B256,
+    ) -> Result<Option<B256>, RegistryError> {
+        let code = self
+            .provider
+            .get_code_at(address)
+            .block_id(BlockId::hash(at))
+            .await
+            .map_err(|e| rpc_error("eth_getCode", e))?;
+        Ok((!code.is_empty()).then(|| keccak256(&code)))
+    }
+
+    pub(crate) async fn storage(
+        &self,
+        address: Address,
+        slot: B256,
+        at: B256,
+    ) -> Result<B256, RegistryError> {
+        let value = self
+            .provider
+            .get_storage_at(address, U256::from_be_bytes(slot.0))
+            .block_id(BlockId::hash(at))
+            .await
+            .map_err(|e| rpc_error("eth_getStorageAt", e))?;
+        Ok(B256::from(value))
+    }
+}

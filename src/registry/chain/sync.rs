@@ -1,0 +1,462 @@
+//! Turns a block range of the chain into a `Delta` for the view: DstackKms logs, the logs of every
+//! registered app (one chain-wide topic filter, kept only for registered addresses), a backfill
+//! for apps registered by hand, and each touched app's code, implementation and flags read at the
+//! range's last block.
+
+use std::collections::{HashMap, HashSet};
+
+use alloy::primitives::{Address, B256};
+use alloy::rpc::types::{Filter, Log};
+use alloy::sol_types::SolCall;
+use tokio::task::JoinSet;
+
+use super::events::{decode_app, decode_kms, AppEvent, KmsEvent, APP_TOPICS};
+use super::rpc::{CallOutcome, Rpc};
+use super::{ChainConfig, ProgressFn, SyncProgress, SyncStage};
+use crate::registry::abi::{IDstackApp, IDstackKms, EIP1967_IMPLEMENTATION_SLOT};
+use crate::registry::view::{AppCode, AppList, AppPolicy, KmsList, RegistryView};
+use crate::registry::{Entry, RegistryChange, RegistryError};
+
+/// Apps read concurrently when reading their state.
+const APP_READ_CONCURRENCY: usize = 16;
+/// Addresses per log filter when backfilling apps registered by hand.
+const BACKFILL_ADDRESSES: usize = 64;
+
+/// What the view already knows (the view being extended, or nothing for a build).
+pub(crate) trait Base: Sync {
+    fn is_registered(&self, app: &Address) -> bool;
+    fn code_of(&self, app: &Address) -> Option<AppCode>;
+}
+
+/// A view being built from scratch.
+pub(crate) struct EmptyBase;
+
+impl Base for EmptyBase {
+    fn is_registered(&self, _: &Address) -> bool {
+        false
+    }
+    fn code_of(&self, _: &Address) -> Option<AppCode> {
+        None
+    }
+}
+
+/// Which code is trusted to be DstackApp. Learned facts travel with the view they were learned
+/// for and are dropped on rebuild.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Trust {
+    /// Runtime code of the app proxy: configured, or learned from apps the KMS deployed itself.
+    proxy_code_hashes: HashSet<B256>,
+    /// Configured implementation code hashes.
+    app_code_hashes: HashSet<B256>,
+    /// Every implementation the KMS has named as `appImplementation`.
+    app_implementations: HashSet<Address>,
+    /// Code hashes of implementations looked at so far (`None`: no code).
+    implementation_code: HashMap<Address, Option<B256>>,
+}
+
+impl Trust {
+    pub(crate) fn new(config: &ChainConfig) -> Self {
+        Trust {
+            proxy_code_hashes: config.proxy_code_hashes.iter().map(|h| B256::from(*h)).collect(),
+            app_code_hashes: config.app_code_hashes.iter().map(|h| B256::from(*h)).collect(),
+            ..Trust::default()
+        }
+    }
+
+    fn add_app_implementation(&mut self, implementation: Address) {
+        if implementation != Address::ZERO {
+            self.app_implementations.insert(implementation);
+        }
+    }
+
+    fn is_trusted_implementation(&self, implementation: &Address) -> bool {
+        *implementation != Address::ZERO
+            && (self.app_implementations.contains(implementation)
+                || self
+                    .implementation_code
+                    .get(implementation)
+                    .and_then(|hash| hash.as_ref())
+                    .is_some_and(|hash| self.app_code_hashes.contains(hash)))
+    }
+}
+
+/// One app's new state and its list changes, in chain order.
+#[derive(Debug)]
+pub(crate) struct AppUpdate {
+    app_id: Address,
+    policy: AppPolicy,
+    values: Vec<(AppList, B256, bool)>,
+}
+
+/// Everything a block range changes.
+#[derive(Debug, Default)]
+pub(crate) struct Delta {
+    kms_events: Vec<KmsEvent>,
+    gateway_app_id: Option<String>,
+    app_implementation: Option<Address>,
+    apps: Vec<AppUpdate>,
+}
+
+/// What was read about one app at the range's last block.
+struct AppRead {
+    code_hash: Option<B256>,
+    implementation: Address,
+    allow_any_device: Option<bool>,
+    require_tcb_up_to_date: Option<bool>,
+}
+
+pub(crate) struct Syncer<'a> {
+    pub(crate) rpc: &'a Rpc,
+    pub(crate) config: &'a ChainConfig,
+    pub(crate) progress: Option<&'a ProgressFn>,
+}
+
+impl Syncer<'_> {
+    fn report(&self, stage: SyncStage, done: u64, total: u64, target_block: u64) {
+        if let Some(progress) = self.progress {
+            progress(SyncProgress { stage, done, total, target_block });
+        }
+    }
+
+    /// Logs matching `filter` in `[from, to]`, fetched `log_range` blocks at a time.
+    async fn logs(
+        &self,
+        filter: Filter,
+        from: u64,
+        to: u64,
+        stage: SyncStage,
+    ) -> Result<Vec<Log>, RegistryError> {
+        let mut logs = Vec::new();
+        if from > to {
+            return Ok(logs);
+        }
+        let range = self.config.log_range.max(1);
+        let total = to - from + 1;
+        let mut start = from;
+        loop {
+            let end = start.saturating_add(range - 1).min(to);
+            let chunk = filter.clone().from_block(start).to_block(end);
+            logs.extend(self.rpc.logs(&chunk).await?);
+            self.report(stage, end - from + 1, total, to);
+            if end == to {
+                return Ok(logs);
+            }
+            start = end + 1;
+        }
+    }
+
+    /// The changes of blocks `[start, end]` on top of `base`. `full` re-reads the KMS scalars
+    /// even without KMS logs (a build).
+    pub(crate) async fn delta(
+        &self,
+        base: &dyn Base,
+        trust: &mut Trust,
+        start: u64,
+        end: u64,
+        end_hash: B256,
+        full: bool,
+    ) -> Result<Delta, RegistryError> {
+        let kms = Address::from(self.config.kms_contract);
+        let kms_logs = self.logs(Filter::new().address(kms), start, end, SyncStage::KmsEvents).await?;
+        let mut delta = Delta::default();
+        for log in &kms_logs {
+            let event = decode_kms(log).ok_or_else(|| RegistryError::Rpc {
+                call: "eth_getLogs",
+                message: format!("malformed DstackKms log {:?}", log.topic0()),
+            })?;
+            delta.kms_events.push(event);
+        }
+
+        let mut new_apps = Vec::new();
+        let mut new_app_set = HashSet::new();
+        let mut factory_apps = HashSet::new();
+        for event in &delta.kms_events {
+            match event {
+                KmsEvent::AppRegistered(app) => {
+                    if !base.is_registered(app) && new_app_set.insert(*app) {
+                        new_apps.push(*app);
+                    }
+                }
+                KmsEvent::AppDeployedViaFactory(app) => {
+                    factory_apps.insert(*app);
+                }
+                KmsEvent::AppImplementationSet(implementation) => {
+                    trust.add_app_implementation(*implementation);
+                }
+                KmsEvent::Set(..) | KmsEvent::Other => {}
+            }
+        }
+        if full || !kms_logs.is_empty() {
+            let gateway = self.call_kms(IDstackKms::gatewayAppIdCall {}, end_hash).await?;
+            let implementation = self.call_kms(IDstackKms::appImplementationCall {}, end_hash).await?;
+            trust.add_app_implementation(implementation);
+            delta.gateway_app_id = Some(gateway);
+            delta.app_implementation = Some(implementation);
+        }
+
+        let mut app_events: HashMap<Address, Vec<AppEvent>> = HashMap::new();
+        // Apps registered by hand may have been configured before registration; a proxy the KMS
+        // just created cannot have older logs.
+        let backfill: Vec<Address> =
+            new_apps.iter().filter(|app| !factory_apps.contains(*app)).copied().collect();
+        if start > self.config.from_block {
+            for addresses in backfill.chunks(BACKFILL_ADDRESSES) {
+                let filter = Filter::new().address(addresses.to_vec()).event_signature(APP_TOPICS.to_vec());
+                let logs = self.logs(filter, self.config.from_block, start - 1, SyncStage::AppBackfill).await?;
+                collect_app_events(&logs, &mut app_events, |_| true);
+            }
+        }
+        let logs = self
+            .logs(Filter::new().event_signature(APP_TOPICS.to_vec()), start, end, SyncStage::AppEvents)
+            .await?;
+        collect_app_events(&logs, &mut app_events, |app| {
+            new_app_set.contains(app) || base.is_registered(app)
+        });
+
+        let mut touched: Vec<Address> = new_apps;
+        touched.extend(app_events.keys().filter(|app| !new_app_set.contains(*app)).copied());
+        let reads = self.read_apps(base, &touched, end_hash, end).await?;
+        for app in factory_apps.iter() {
+            if let Some(Some(code_hash)) = reads.get(app).map(|read| read.code_hash) {
+                trust.proxy_code_hashes.insert(code_hash);
+            }
+        }
+        self.learn_implementations(trust, &reads, &app_events, end_hash).await?;
+
+        for app_id in touched {
+            let events = app_events.remove(&app_id).unwrap_or_default();
+            // Unknown code never becomes known again: storage it wrote without events cannot be
+            // recovered from events.
+            let Some(read) = reads.get(&app_id) else {
+                continue;
+            };
+            let policy = classify(read, &events, trust);
+            let values = events
+                .into_iter()
+                .filter_map(|event| match event {
+                    AppEvent::Set(list, value, enabled) => Some((list, value, enabled)),
+                    AppEvent::Upgraded(_) | AppEvent::FlagChanged => None,
+                })
+                .collect();
+            delta.apps.push(AppUpdate { app_id, policy, values });
+        }
+        Ok(delta)
+    }
+
+    async fn call_kms<C: SolCall>(&self, call: C, at: B256) -> Result<C::Return, RegistryError> {
+        let kms = Address::from(self.config.kms_contract);
+        match self.rpc.call(kms, call.abi_encode(), at).await? {
+            CallOutcome::Returned(bytes) => C::abi_decode_returns(&bytes).map_err(|e| RegistryError::Rpc {
+                call: "eth_call",
+                message: format!("DstackKms.{}: {e}", C::SIGNATURE),
+            }),
+            CallOutcome::Reverted(message) => Err(RegistryError::Rpc {
+                call: "eth_call",
+                message: format!("DstackKms.{} reverted: {message}", C::SIGNATURE),
+            }),
+        }
+    }
+
+    /// Reads code, implementation and flags of the apps (skipping apps already known to be
+    /// unknown code, which never become known again), a few at a time.
+    async fn read_apps(
+        &self,
+        base: &dyn Base,
+        apps: &[Address],
+        at: B256,
+        target_block: u64,
+    ) -> Result<HashMap<Address, AppRead>, RegistryError> {
+        let wanted: Vec<Address> =
+            apps.iter().filter(|app| base.code_of(app) != Some(AppCode::Unknown)).copied().collect();
+        let total = u64::try_from(wanted.len()).unwrap_or(u64::MAX);
+        let mut reads = HashMap::with_capacity(wanted.len());
+        for batch in wanted.chunks(APP_READ_CONCURRENCY) {
+            let mut tasks = JoinSet::new();
+            for app in batch {
+                let (rpc, app) = (self.rpc.clone(), *app);
+                tasks.spawn(async move { (app, read_app(&rpc, app, at).await) });
+            }
+            while let Some(joined) = tasks.join_next().await {
+                let (app, read) = joined.map_err(|e| RegistryError::Rpc {
+                    call: "app state",
+                    message: e.to_string(),
+                })?;
+                reads.insert(app, read?);
+            }
+            let done = u64::try_from(reads.len()).unwrap_or(u64::MAX);
+            self.report(SyncStage::AppState, done, total, target_block);
+        }
+        Ok(reads)
+    }
+
+    /// Fetches the code hash of every implementation not yet judged.
+    async fn learn_implementations(
+        &self,
+        trust: &mut Trust,
+        reads: &HashMap<Address, AppRead>,
+        events: &HashMap<Address, Vec<AppEvent>>,
+        at: B256,
+    ) -> Result<(), RegistryError> {
+        let upgraded = events.values().flatten().filter_map(|event| match event {
+            AppEvent::Upgraded(implementation) => Some(*implementation),
+            AppEvent::Set(..) | AppEvent::FlagChanged => None,
+        });
+        let unseen: HashSet<Address> = reads
+            .values()
+            .map(|read| read.implementation)
+            .chain(upgraded)
+            .filter(|implementation| {
+                *implementation != Address::ZERO
+                    && !trust.app_implementations.contains(implementation)
+                    && !trust.implementation_code.contains_key(implementation)
+            })
+            .collect();
+        let unseen: Vec<Address> = unseen.into_iter().collect();
+        for batch in unseen.chunks(APP_READ_CONCURRENCY) {
+            let mut tasks = JoinSet::new();
+            for implementation in batch {
+                let (rpc, implementation) = (self.rpc.clone(), *implementation);
+                tasks.spawn(async move { (implementation, rpc.code_hash(implementation, at).await) });
+            }
+            while let Some(joined) = tasks.join_next().await {
+                let (implementation, hash) = joined.map_err(|e| RegistryError::Rpc {
+                    call: "implementation code",
+                    message: e.to_string(),
+                })?;
+                trust.implementation_code.insert(implementation, hash?);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn collect_app_events(
+    logs: &[Log],
+    into: &mut HashMap<Address, Vec<AppEvent>>,
+    keep: impl Fn(&Address) -> bool,
+) {
+    for log in logs {
+        let app = log.address();
+        if !keep(&app) {
+            continue;
+        }
+        if let Some(event) = decode_app(log) {
+            into.entry(app).or_default().push(event);
+        }
+    }
+}
+
+async fn read_app(rpc: &Rpc, app: Address, at: B256) -> Result<AppRead, RegistryError> {
+    let Some(code_hash) = rpc.code_hash(app, at).await? else {
+        return Ok(AppRead {
+            code_hash: None,
+            implementation: Address::ZERO,
+            allow_any_device: None,
+            require_tcb_up_to_date: None,
+        });
+    };
+    let slot = rpc.storage(app, EIP1967_IMPLEMENTATION_SLOT, at).await?;
+    let implementation = Address::from_word(slot);
+    let allow_any_device = read_flag(rpc, app, IDstackApp::allowAnyDeviceCall {}, at).await?;
+    let require_tcb_up_to_date = read_flag(rpc, app, IDstackApp::requireTcbUpToDateCall {}, at).await?;
+    Ok(AppRead { code_hash: Some(code_hash), implementation, allow_any_device, require_tcb_up_to_date })
+}
+
+/// A bool getter; `None` when it reverts or returns something else.
+async fn read_flag<C: SolCall<Return = bool>>(
+    rpc: &Rpc,
+    app: Address,
+    call: C,
+    at: B256,
+) -> Result<Option<bool>, RegistryError> {
+    Ok(match rpc.call(app, call.abi_encode(), at).await? {
+        CallOutcome::Returned(bytes) => C::abi_decode_returns(&bytes).ok(),
+        CallOutcome::Reverted(_) => None,
+    })
+}
+
+/// Decides how an app is evaluated from what was read at the range's end and the upgrades it
+/// went through within the range.
+fn classify(read: &AppRead, events: &[AppEvent], trust: &Trust) -> AppPolicy {
+    let unknown = |implementation: Address| AppPolicy {
+        code: AppCode::Unknown,
+        implementation: Some(implementation.into_array()),
+        ..AppPolicy::default()
+    };
+    let Some(code_hash) = read.code_hash else {
+        return AppPolicy { code: AppCode::Absent, ..AppPolicy::default() };
+    };
+    let implementation = read.implementation;
+    let upgrades_trusted = events.iter().all(|event| match event {
+        AppEvent::Upgraded(to) => trust.is_trusted_implementation(to),
+        AppEvent::Set(..) | AppEvent::FlagChanged => true,
+    });
+    if !trust.proxy_code_hashes.contains(&code_hash)
+        || !trust.is_trusted_implementation(&implementation)
+        || !upgrades_trusted
+    {
+        return unknown(implementation);
+    }
+    let Some(allow_any_device) = read.allow_any_device else {
+        return unknown(implementation);
+    };
+    AppPolicy {
+        allow_any_device,
+        // DstackApp before 2026-02 has no such getter: a revert means the flag does not exist.
+        require_tcb_up_to_date: read.require_tcb_up_to_date.unwrap_or(false),
+        code: AppCode::Known,
+        implementation: Some(implementation.into_array()),
+    }
+}
+
+/// Applies a delta; with `changes`, records what subscribers should hear about.
+pub(crate) fn apply(view: &mut RegistryView, delta: Delta, mut changes: Option<&mut Vec<RegistryChange>>) {
+    let mut record = |change: RegistryChange| {
+        if let Some(changes) = changes.as_deref_mut() {
+            changes.push(change);
+        }
+    };
+    for event in delta.kms_events {
+        match event {
+            KmsEvent::AppRegistered(app) => {
+                if view.register_app(app.into_array()) {
+                    record(RegistryChange::Added(Entry::App(app.into_array())));
+                }
+            }
+            KmsEvent::Set(list, value, enabled) => {
+                if view.set(list, value.0, enabled) {
+                    let entry = match list {
+                        KmsList::OsImages => Entry::OsImageHash(value.0),
+                        KmsList::KmsAggregatedMrs => Entry::KmsAggregatedMr(value.0),
+                        KmsList::KmsDeviceIds => Entry::KmsDeviceId(value.0),
+                    };
+                    record(if enabled { RegistryChange::Added(entry) } else { RegistryChange::Removed(entry) });
+                }
+            }
+            KmsEvent::AppDeployedViaFactory(_) | KmsEvent::AppImplementationSet(_) | KmsEvent::Other => {}
+        }
+    }
+    if let Some(gateway) = delta.gateway_app_id {
+        if view.set_gateway_app_id(gateway.clone()) {
+            record(RegistryChange::GatewayAppIdChanged(gateway));
+        }
+    }
+    if let Some(implementation) = delta.app_implementation {
+        view.set_app_implementation((implementation != Address::ZERO).then(|| implementation.into_array()));
+    }
+    for update in delta.apps {
+        let app_id = update.app_id.into_array();
+        if view.set_app_policy(&app_id, update.policy) {
+            record(RegistryChange::AppPolicyChanged { app_id });
+        }
+        for (list, value, enabled) in update.values {
+            if view.set_app_value(&app_id, list, value.0, enabled) {
+                let entry = match list {
+                    AppList::ComposeHashes => Entry::ComposeHash { app_id, compose_hash: value.0 },
+                    AppList::DeviceIds => Entry::AppDevice { app_id, device_id: value.0 },
+                };
+                record(if enabled { RegistryChange::Added(entry) } else { RegistryChange::Removed(entry) });
+            }
+        }
+    }
+}

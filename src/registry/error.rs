@@ -1,0 +1,44 @@
+//! The registry room's one error type.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum RegistryError {
+    /// The view cannot answer now: stale (the source could not advance for longer than
+    /// `max_staleness`), rebuilding after a reorg, not built yet, or its file became unreadable.
+    /// Callers must treat it as a denial.
+    #[error("registry unavailable: {0}")]
+    Unavailable(String),
+    /// An RPC request failed or returned something unusable.
+    #[error("rpc {call} failed: {message}")]
+    Rpc { call: &'static str, message: String },
+    /// The app's own `isAppAllowed` reverted (or returned undecodable data): the chain gives no
+    /// reason string, and the KMS treats this as a denial.
+    #[error("isAppAllowed reverted: {0}")]
+    ContractReverted(String),
+    /// A compose-hash lookup for an app whose code is not a known DstackApp: its events cannot be
+    /// trusted, so only a full decision (which asks the chain) can answer.
+    #[error("app {0} does not run known DstackApp code; ask for a decision instead")]
+    UnknownAppCode(String),
+    #[error("invalid registry configuration: {0}")]
+    InvalidConfig(String),
+    #[error("registry file {path}: {message}")]
+    InvalidFile { path: String, message: String },
+    #[error("registry file {path}: {message}")]
+    Io { path: String, message: String },
+}
+
+impl RegistryError {
+    /// Stable snake_case name of the variant.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RegistryError::Unavailable(_) => "unavailable",
+            RegistryError::Rpc { .. } => "rpc",
+            RegistryError::ContractReverted(_) => "contract_reverted",
+            RegistryError::UnknownAppCode(_) => "unknown_app_code",
+            RegistryError::InvalidConfig(_) => "invalid_config",
+            RegistryError::InvalidFile { .. } => "invalid_registry_file",
+            RegistryError::Io { .. } => "io",
+        }
+    }
+}

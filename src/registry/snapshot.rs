@@ -1,0 +1,165 @@
+//! A whole registry view as plain data: what `Registry::snapshot` returns and, serialized as
+//! TOML, the registry file format (see `fixtures/registry/default.toml`).
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::view::{AppCode, AppList, AppPolicy, KmsList, RegistryView};
+use crate::encoding::{parse_hex, to_0x_hex};
+
+/// Fixed-width bytes spelled as `0x`-hex; parsing requires exactly `N` bytes (a short value in a
+/// hand-written allowlist is a typo, not a number to pad).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hex<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> Serialize for Hex<N> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&to_0x_hex(&self.0))
+    }
+}
+
+impl<'de, const N: usize> Deserialize<'de> for Hex<N> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let bytes = parse_hex(&text).map_err(serde::de::Error::custom)?;
+        let array = <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| {
+            serde::de::Error::custom(format!("{text:?} is {} bytes, expected {N}", bytes.len()))
+        })?;
+        Ok(Hex(array))
+    }
+}
+
+/// The registry as plain, sorted data.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// The block the view is as of (files: any number the author chooses, default 0).
+    #[serde(default)]
+    pub block: u64,
+    #[serde(default)]
+    pub gateway_app_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_implementation: Option<Hex<20>>,
+    #[serde(default)]
+    pub os_images: Vec<Hex<32>>,
+    #[serde(default)]
+    pub kms_aggregated_mrs: Vec<Hex<32>>,
+    #[serde(default)]
+    pub kms_device_ids: Vec<Hex<32>>,
+    #[serde(default)]
+    pub apps: Vec<AppSnapshot>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSnapshot {
+    pub app_id: Hex<20>,
+    #[serde(default)]
+    pub compose_hashes: Vec<Hex<32>>,
+    #[serde(default)]
+    pub device_ids: Vec<Hex<32>>,
+    #[serde(default)]
+    pub allow_any_device: bool,
+    #[serde(default)]
+    pub require_tcb_up_to_date: bool,
+    #[serde(default)]
+    pub code: AppCode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implementation: Option<Hex<20>>,
+}
+
+fn sorted<const N: usize>(values: impl Iterator<Item = [u8; N]>) -> Vec<Hex<N>> {
+    let mut out: Vec<Hex<N>> = values.map(Hex).collect();
+    out.sort_unstable();
+    out
+}
+
+impl Snapshot {
+    /// The view as data. One pass over each per-app list, so it stays linear in the view's size.
+    pub fn of(view: &RegistryView, block: u64) -> Snapshot {
+        let mut per_app: HashMap<[u8; 20], (Vec<[u8; 32]>, Vec<[u8; 32]>)> = HashMap::new();
+        view.for_each_app_value(|app_id, list, value| {
+            let lists = per_app.entry(*app_id).or_default();
+            match list {
+                AppList::ComposeHashes => lists.0.push(*value),
+                AppList::DeviceIds => lists.1.push(*value),
+            }
+        });
+        let mut apps: Vec<AppSnapshot> = view
+            .app_ids()
+            .filter_map(|app_id| {
+                let policy = *view.app(app_id)?.policy();
+                let (compose, devices) = per_app.remove(app_id).unwrap_or_default();
+                Some(AppSnapshot {
+                    app_id: Hex(*app_id),
+                    compose_hashes: sorted(compose.into_iter()),
+                    device_ids: sorted(devices.into_iter()),
+                    allow_any_device: policy.allow_any_device,
+                    require_tcb_up_to_date: policy.require_tcb_up_to_date,
+                    code: policy.code,
+                    implementation: policy.implementation.map(Hex),
+                })
+            })
+            .collect();
+        apps.sort_unstable_by_key(|app| app.app_id);
+        Snapshot {
+            block,
+            gateway_app_id: view.gateway_app_id().to_owned(),
+            app_implementation: view.app_implementation().map(Hex),
+            os_images: sorted(view.values(KmsList::OsImages).copied()),
+            kms_aggregated_mrs: sorted(view.values(KmsList::KmsAggregatedMrs).copied()),
+            kms_device_ids: sorted(view.values(KmsList::KmsDeviceIds).copied()),
+            apps,
+        }
+    }
+
+    /// Builds the view the snapshot describes. Rejects an app listed twice (which flags would
+    /// win?); duplicate values within a list are harmless and merged.
+    pub fn to_view(&self) -> Result<RegistryView, String> {
+        let mut view = RegistryView::new();
+        view.set_gateway_app_id(self.gateway_app_id.clone());
+        view.set_app_implementation(self.app_implementation.map(|h| h.0));
+        for (list, values) in [
+            (KmsList::OsImages, &self.os_images),
+            (KmsList::KmsAggregatedMrs, &self.kms_aggregated_mrs),
+            (KmsList::KmsDeviceIds, &self.kms_device_ids),
+        ] {
+            for value in values {
+                view.set(list, value.0, true);
+            }
+        }
+        let mut seen = HashSet::new();
+        for app in &self.apps {
+            if !seen.insert(app.app_id) {
+                return Err(format!("app {} is listed twice", to_0x_hex(&app.app_id.0)));
+            }
+            view.register_app(app.app_id.0);
+            view.set_app_policy(
+                &app.app_id.0,
+                AppPolicy {
+                    allow_any_device: app.allow_any_device,
+                    require_tcb_up_to_date: app.require_tcb_up_to_date,
+                    code: app.code,
+                    implementation: app.implementation.map(|h| h.0),
+                },
+            );
+            for (list, values) in [
+                (AppList::ComposeHashes, &app.compose_hashes),
+                (AppList::DeviceIds, &app.device_ids),
+            ] {
+                if app.code != AppCode::Known && !values.is_empty() {
+                    return Err(format!(
+                        "app {}: only apps with known code have allowlists",
+                        to_0x_hex(&app.app_id.0)
+                    ));
+                }
+                for value in values {
+                    view.set_app_value(&app.app_id.0, list, value.0, true);
+                }
+            }
+        }
+        view.shrink_to_fit();
+        Ok(view)
+    }
+}

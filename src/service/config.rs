@@ -1,0 +1,577 @@
+//! `tee-verifier serve`'s settings: command-line flags, `TEE_VERIFIER_*` environment variables and an
+//! optional TOML file, merged into one [`Config`].
+//!
+//! One rule names every setting: the flag `--foo-bar` is `TEE_VERIFIER_FOO_BAR` in the environment
+//! and `foo_bar` in the file. Precedence: flag, then environment, then file, then the built-in
+//! default. The registry source is taken as a unit: if the flags or the environment name any
+//! source setting, the file's source settings are ignored (a file's `rpc_url` never pairs with a
+//! flag's `--kms-contract`).
+
+use crate::encoding::parse_hex;
+use crate::registry::chain::ChainConfig;
+use anyhow::{anyhow, bail, Context as _};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Serve the verifier: gRPC (tee_verifier.v1.Verifier, health, reflection) and HTTP (dstack's
+/// KMS auth webhook, /metrics, /healthz), answering from a cached view of the registry.
+///
+/// With no arguments it listens on 127.0.0.1 (gRPC :50051, HTTP :8000) and answers from the
+/// registry file built into the binary (empty allowlists: every boot is denied).
+///
+/// Every flag --foo-bar can also be set as TEE_VERIFIER_FOO_BAR in the environment or as
+/// foo_bar in the --config TOML file; a flag beats the environment, which beats the file.
+///
+/// Registry sources (pick one; the built-in file is the default):
+///   --registry FILE                        a registry TOML file, re-read when it changes
+///   --rpc-url URL --kms-contract ADDR      a DstackKms contract, followed through JSON-RPC
+///
+/// Examples:
+///   tee-verifier serve
+///   tee-verifier serve --registry allowlist.toml --http-listen 0.0.0.0:8000
+///   tee-verifier serve --rpc-url http://127.0.0.1:8545 --kms-contract 0x... --confirmations 2
+///   TEE_VERIFIER_LOG_FORMAT=json tee-verifier serve --config /etc/tee-verifier.toml
+///
+/// Once listening it prints one line to stdout, `listening grpc=ADDR http=ADDR`, with the bound
+/// addresses (useful with port 0). SIGTERM or SIGINT stop accepting, finish in-flight requests
+/// (up to --shutdown-grace), and exit 0.
+#[derive(Args, Clone, Debug, Default)]
+#[command(verbatim_doc_comment)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys are the flag names with '_' for '-').
+    #[arg(long, env = "TEE_VERIFIER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// gRPC listen address [default: 127.0.0.1:50051].
+    #[arg(long, env = "TEE_VERIFIER_GRPC_LISTEN", value_name = "ADDR")]
+    pub grpc_listen: Option<SocketAddr>,
+
+    /// HTTP listen address (webhook, /metrics, /healthz) [default: 127.0.0.1:8000].
+    #[arg(long, env = "TEE_VERIFIER_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    /// Log lines as text or as JSON objects (to stderr) [default: text].
+    #[arg(long, env = "TEE_VERIFIER_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Which logs to print, in tracing's EnvFilter syntax [default: info].
+    #[arg(long, env = "TEE_VERIFIER_LOG_FILTER", value_name = "FILTER")]
+    pub log_filter: Option<String>,
+
+    /// TEST ONLY: verify evidence as of this unix time instead of the clock, so archived samples
+    /// verify. Never use in production: expired evidence would be accepted. Flag only (no
+    /// environment variable, no file key), and logged as a warning at start.
+    #[arg(long, hide = true, value_name = "UNIX_SECONDS")]
+    pub fixed_now: Option<u64>,
+}
+
+/// Where the allowlist comes from. Public so other subcommands can flatten the same options.
+#[derive(Args, Clone, Debug, Default)]
+pub struct RegistryArgs {
+    /// Registry TOML file (the format of fixtures/registry/default.toml), re-read when it changes.
+    #[arg(long, env = "TEE_VERIFIER_REGISTRY", value_name = "FILE")]
+    pub registry: Option<PathBuf>,
+
+    /// JSON-RPC endpoint of the chain that holds the DstackKms contract.
+    #[arg(long, env = "TEE_VERIFIER_RPC_URL", value_name = "URL")]
+    pub rpc_url: Option<String>,
+
+    /// The DstackKms (proxy) contract address; required with --rpc-url.
+    #[arg(long, env = "TEE_VERIFIER_KMS_CONTRACT", value_name = "ADDR")]
+    pub kms_contract: Option<String>,
+
+    /// Follow the chain this many blocks behind its head [default: 6].
+    #[arg(long, env = "TEE_VERIFIER_CONFIRMATIONS", value_name = "N")]
+    pub confirmations: Option<u64>,
+
+    /// First block to read the contracts' events from (at or before the KMS's deployment) [default: 0].
+    #[arg(long, env = "TEE_VERIFIER_FROM_BLOCK", value_name = "N")]
+    pub from_block: Option<u64>,
+
+    /// Code hash of an app implementation to trust as DstackApp, besides the KMS's own
+    /// appImplementation (repeatable; comma-separated in the environment).
+    #[arg(long = "app-code-hash", env = "TEE_VERIFIER_APP_CODE_HASH", value_name = "HEX", value_delimiter = ',')]
+    pub app_code_hashes: Vec<String>,
+
+    /// Runtime code hash of an app proxy to trust as a plain EIP-1967 proxy (repeatable).
+    #[arg(long = "proxy-code-hash", env = "TEE_VERIFIER_PROXY_CODE_HASH", value_name = "HEX", value_delimiter = ',')]
+    pub proxy_code_hashes: Vec<String>,
+
+    /// Answers turn UNAVAILABLE once the view has not been confirmed current for this long [default: 60s].
+    #[arg(long, env = "TEE_VERIFIER_MAX_STALENESS", value_name = "DURATION", value_parser = parse_duration)]
+    pub max_staleness: Option<Duration>,
+
+    /// How often to poll the chain for new blocks, or the registry file for changes [default: 2s].
+    #[arg(long, env = "TEE_VERIFIER_POLL_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub poll_interval: Option<Duration>,
+}
+
+/// Bounds on what one request may cost.
+#[derive(Args, Clone, Debug, Default)]
+pub struct LimitArgs {
+    /// Largest request accepted, gRPC message or HTTP body [default: 16777216].
+    #[arg(long, env = "TEE_VERIFIER_MAX_REQUEST_BYTES", value_name = "BYTES")]
+    pub max_request_bytes: Option<usize>,
+
+    /// Requests handled at once; more wait for a slot within their deadline [default: 1024].
+    #[arg(long, env = "TEE_VERIFIER_MAX_CONCURRENCY", value_name = "N")]
+    pub max_concurrency: Option<usize>,
+
+    /// Verifications run at once (they are CPU-bound) [default: number of CPUs].
+    #[arg(long, env = "TEE_VERIFIER_VERIFY_WORKERS", value_name = "N")]
+    pub verify_workers: Option<usize>,
+
+    /// Per-request deadline; a shorter gRPC client deadline (grpc-timeout) wins [default: 10s].
+    #[arg(long, env = "TEE_VERIFIER_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+
+    /// How long shutdown waits for in-flight requests before exiting anyway [default: 10s].
+    #[arg(long, env = "TEE_VERIFIER_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The keys of the `--config` file: the flag names with '_' for '-'.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    grpc_listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
+    registry: Option<PathBuf>,
+    rpc_url: Option<String>,
+    kms_contract: Option<String>,
+    confirmations: Option<u64>,
+    from_block: Option<u64>,
+    #[serde(default)]
+    app_code_hash: Vec<String>,
+    #[serde(default)]
+    proxy_code_hash: Vec<String>,
+    max_staleness: Option<String>,
+    poll_interval: Option<String>,
+    max_request_bytes: Option<usize>,
+    max_concurrency: Option<usize>,
+    verify_workers: Option<usize>,
+    request_timeout: Option<String>,
+    shutdown_grace: Option<String>,
+    log_format: Option<LogFormat>,
+    log_filter: Option<String>,
+}
+
+/// Largest `--config` file read.
+const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
+
+/// Where the registry view comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistrySource {
+    /// The registry file built into the binary.
+    Embedded,
+    File {
+        path: PathBuf,
+        poll_interval: Duration,
+    },
+    Chain(ChainConfig),
+}
+
+impl RegistrySource {
+    /// How the source is named in `RegistryHead.source` and logs (no credentials: the RPC URL is
+    /// reduced to its scheme and host).
+    pub fn describe(&self) -> String {
+        match self {
+            RegistrySource::Embedded => "embedded".to_owned(),
+            RegistrySource::File { path, .. } => format!("file:{}", path.display()),
+            RegistrySource::Chain(chain) => format!(
+                "chain:{}:{}",
+                redact_url(&chain.rpc_url),
+                crate::encoding::to_0x_hex(&chain.kms_contract)
+            ),
+        }
+    }
+}
+
+/// Request limits, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_request_bytes: usize,
+    pub max_concurrency: usize,
+    pub verify_workers: usize,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// Everything `serve` needs, resolved from flags, environment, file and defaults.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub grpc_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub registry: RegistrySource,
+    pub limits: Limits,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub fixed_now: Option<u64>,
+}
+
+pub const DEFAULT_GRPC_LISTEN: SocketAddr =
+    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 50051));
+pub const DEFAULT_HTTP_LISTEN: SocketAddr =
+    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 8000));
+const DEFAULT_MAX_REQUEST_BYTES: usize = 16 << 20;
+const DEFAULT_MAX_CONCURRENCY: usize = 1024;
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+impl Config {
+    /// Merges the layers. Errors are usage errors (exit 2).
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
+        let (file, file_dir) = match &args.config {
+            Some(path) => (read_config_file(path)?, path.parent().map(Path::to_path_buf)),
+            None => (FileConfig::default(), None),
+        };
+        // Paths in the file are relative to the file.
+        let from_file = |path: PathBuf| match &file_dir {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path,
+        };
+        let file_duration = |key: &str, value: &Option<String>| -> anyhow::Result<Option<Duration>> {
+            value
+                .as_deref()
+                .map(|text| parse_duration(text).map_err(|e| anyhow!("{key} in the config file: {e}")))
+                .transpose()
+        };
+
+        let cli_names_source = args.registry.registry.is_some()
+            || args.registry.rpc_url.is_some()
+            || args.registry.kms_contract.is_some();
+        let source_args = if cli_names_source {
+            args.registry.clone()
+        } else {
+            RegistryArgs {
+                registry: file.registry.clone().map(from_file),
+                rpc_url: file.rpc_url.clone(),
+                kms_contract: file.kms_contract.clone(),
+                confirmations: args.registry.confirmations.or(file.confirmations),
+                from_block: args.registry.from_block.or(file.from_block),
+                app_code_hashes: if args.registry.app_code_hashes.is_empty() {
+                    file.app_code_hash.clone()
+                } else {
+                    args.registry.app_code_hashes.clone()
+                },
+                proxy_code_hashes: if args.registry.proxy_code_hashes.is_empty() {
+                    file.proxy_code_hash.clone()
+                } else {
+                    args.registry.proxy_code_hashes.clone()
+                },
+                max_staleness: args.registry.max_staleness,
+                poll_interval: args.registry.poll_interval,
+            }
+        };
+        let max_staleness = match source_args.max_staleness {
+            Some(value) => Some(value),
+            None => file_duration("max_staleness", &file.max_staleness)?,
+        };
+        let poll_interval = match source_args.poll_interval {
+            Some(value) => Some(value),
+            None => file_duration("poll_interval", &file.poll_interval)?,
+        };
+        let registry = registry_source(RegistryArgs {
+            max_staleness,
+            poll_interval,
+            ..source_args
+        })?;
+
+        let limits = Limits {
+            max_request_bytes: args
+                .limits
+                .max_request_bytes
+                .or(file.max_request_bytes)
+                .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
+            max_concurrency: args
+                .limits
+                .max_concurrency
+                .or(file.max_concurrency)
+                .unwrap_or(DEFAULT_MAX_CONCURRENCY),
+            verify_workers: match args.limits.verify_workers.or(file.verify_workers) {
+                Some(workers) => workers,
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+            },
+            request_timeout: match args.limits.request_timeout {
+                Some(value) => value,
+                None => file_duration("request_timeout", &file.request_timeout)?
+                    .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            },
+            shutdown_grace: match args.limits.shutdown_grace {
+                Some(value) => value,
+                None => file_duration("shutdown_grace", &file.shutdown_grace)?
+                    .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            },
+        };
+        if limits.max_request_bytes == 0 || limits.max_concurrency == 0 || limits.verify_workers == 0 {
+            bail!("--max-request-bytes, --max-concurrency and --verify-workers must be at least 1");
+        }
+        if limits.request_timeout.is_zero() {
+            bail!("--request-timeout must be positive");
+        }
+
+        Ok(Config {
+            grpc_listen: args.grpc_listen.or(file.grpc_listen).unwrap_or(DEFAULT_GRPC_LISTEN),
+            http_listen: args.http_listen.or(file.http_listen).unwrap_or(DEFAULT_HTTP_LISTEN),
+            registry,
+            limits,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            log_filter: args
+                .log_filter
+                .or(file.log_filter)
+                .unwrap_or_else(|| "info".to_owned()),
+            fixed_now: args.fixed_now,
+        })
+    }
+}
+
+fn read_config_file(path: &Path) -> anyhow::Result<FileConfig> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if text.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        bail!("{} is larger than {MAX_CONFIG_FILE_BYTES} bytes", path.display());
+    }
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySource> {
+    let poll_interval = args.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL);
+    match (args.registry, args.rpc_url) {
+        (Some(_), Some(_)) => bail!("--registry and --rpc-url are two sources: choose one"),
+        (Some(path), None) => {
+            if args.kms_contract.is_some() {
+                bail!("--kms-contract belongs to --rpc-url, not to --registry");
+            }
+            Ok(RegistrySource::File { path, poll_interval })
+        }
+        (None, Some(rpc_url)) => {
+            let contract = args
+                .kms_contract
+                .ok_or_else(|| anyhow!("--rpc-url needs --kms-contract ADDR"))?;
+            let mut chain = ChainConfig::new(rpc_url, fixed_hex::<20>("--kms-contract", &contract)?);
+            if let Some(confirmations) = args.confirmations {
+                chain.confirmations = confirmations;
+            }
+            if let Some(from_block) = args.from_block {
+                chain.from_block = from_block;
+            }
+            if let Some(max_staleness) = args.max_staleness {
+                chain.max_staleness = max_staleness;
+            }
+            chain.poll_interval = poll_interval;
+            chain.app_code_hashes = args
+                .app_code_hashes
+                .iter()
+                .map(|hash| fixed_hex::<32>("--app-code-hash", hash))
+                .collect::<anyhow::Result<_>>()?;
+            chain.proxy_code_hashes = args
+                .proxy_code_hashes
+                .iter()
+                .map(|hash| fixed_hex::<32>("--proxy-code-hash", hash))
+                .collect::<anyhow::Result<_>>()?;
+            Ok(RegistrySource::Chain(chain))
+        }
+        (None, None) => {
+            if args.kms_contract.is_some() {
+                bail!("--kms-contract needs --rpc-url URL");
+            }
+            Ok(RegistrySource::Embedded)
+        }
+    }
+}
+
+/// Exact-width hex (an address or hash given by an operator: a short value is a typo).
+fn fixed_hex<const N: usize>(what: &str, text: &str) -> anyhow::Result<[u8; N]> {
+    let bytes = parse_hex(text).map_err(|e| anyhow!("{what}: {e}"))?;
+    <[u8; N]>::try_from(bytes.as_slice())
+        .map_err(|_| anyhow!("{what}: {} bytes given, {N} expected", bytes.len()))
+}
+
+/// A duration: a number with an optional unit `ms`, `s`, `m` or `h` (no unit: seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 10s, 2m)"))?;
+    let seconds_per_unit = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(value)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        other => return Err(format!("unknown duration unit {other:?} (use ms, s, m or h)")),
+    };
+    value
+        .checked_mul(seconds_per_unit)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// `scheme://host[:port]` of a URL: RPC URLs often carry an API key in their path or userinfo.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if scheme.is_empty() {
+        host.to_owned()
+    } else {
+        format!("{scheme}://{host}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> anyhow::Result<Config> {
+        let cli = Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))?;
+        Config::resolve(cli.serve)
+    }
+
+    #[test]
+    fn no_arguments_serve_the_embedded_registry_on_localhost() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.grpc_listen, DEFAULT_GRPC_LISTEN);
+        assert_eq!(config.http_listen, DEFAULT_HTTP_LISTEN);
+        assert_eq!(config.registry, RegistrySource::Embedded);
+        assert_eq!(config.fixed_now, None);
+        assert_eq!(config.limits.request_timeout, DEFAULT_REQUEST_TIMEOUT);
+    }
+
+    #[test]
+    fn chain_flags_build_a_chain_config() {
+        let config = parse(&[
+            "--rpc-url",
+            "http://user:key@127.0.0.1:8545/v2/secret",
+            "--kms-contract",
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            "--confirmations",
+            "2",
+            "--from-block",
+            "7",
+            "--app-code-hash",
+            &format!("0x{}", "ab".repeat(32)),
+            "--max-staleness",
+            "30s",
+            "--poll-interval",
+            "500ms",
+        ])
+        .unwrap();
+        let RegistrySource::Chain(chain) = &config.registry else {
+            panic!("expected a chain source, got {:?}", config.registry);
+        };
+        assert_eq!(chain.confirmations, 2);
+        assert_eq!(chain.from_block, 7);
+        assert_eq!(chain.app_code_hashes, vec![[0xab; 32]]);
+        assert_eq!(chain.max_staleness, Duration::from_secs(30));
+        assert_eq!(chain.poll_interval, Duration::from_millis(500));
+        assert_eq!(
+            config.registry.describe(),
+            "chain:http://127.0.0.1:8545:0x5fbdb2315678afecb367f032d93f642f64180aa3"
+        );
+    }
+
+    #[test]
+    fn inconsistent_sources_are_usage_errors() {
+        let both = parse(&["--registry", "a.toml", "--rpc-url", "http://x"]).unwrap_err();
+        assert!(both.to_string().contains("choose one"), "{both}");
+        let no_contract = parse(&["--rpc-url", "http://x"]).unwrap_err();
+        assert!(no_contract.to_string().contains("--kms-contract"), "{no_contract}");
+        let short = parse(&["--rpc-url", "http://x", "--kms-contract", "0x01"]).unwrap_err();
+        assert!(short.to_string().contains("20 expected"), "{short}");
+        let stray = parse(&["--kms-contract", &format!("0x{}", "11".repeat(20))]).unwrap_err();
+        assert!(stray.to_string().contains("needs --rpc-url"), "{stray}");
+    }
+
+    #[test]
+    fn config_file_fills_what_flags_leave_and_resolves_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.toml");
+        std::fs::write(
+            &path,
+            "grpc_listen = \"127.0.0.1:7000\"\nhttp_listen = \"127.0.0.1:7001\"\n\
+             registry = \"allow.toml\"\nrequest_timeout = \"3s\"\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let config = parse(&["--config", path.to_str().unwrap(), "--grpc-listen", "127.0.0.1:9"]).unwrap();
+        assert_eq!(config.grpc_listen.port(), 9, "the flag beats the file");
+        assert_eq!(config.http_listen.port(), 7001);
+        assert_eq!(config.limits.request_timeout, Duration::from_secs(3));
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(
+            config.registry,
+            RegistrySource::File { path: dir.path().join("allow.toml"), poll_interval: DEFAULT_POLL_INTERVAL }
+        );
+        // A source named on the command line replaces the file's source as a whole.
+        let config = parse(&["--config", path.to_str().unwrap(), "--registry", "/x.toml"]).unwrap();
+        assert!(matches!(config.registry, RegistrySource::File { ref path, .. } if path == Path::new("/x.toml")));
+    }
+
+    #[test]
+    fn config_file_rejects_unknown_keys_and_bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.toml");
+        std::fs::write(&path, "grpc_lisen = \"127.0.0.1:1\"\n").unwrap();
+        let error = format!("{:#}", parse(&["--config", path.to_str().unwrap()]).unwrap_err());
+        assert!(error.contains("grpc_lisen"), "{error}");
+        std::fs::write(&path, "request_timeout = \"soon\"\n").unwrap();
+        let error = format!("{:#}", parse(&["--config", path.to_str().unwrap()]).unwrap_err());
+        assert!(error.contains("request_timeout"), "{error}");
+    }
+
+    #[test]
+    fn fixed_now_is_off_unless_given() {
+        assert_eq!(parse(&["--fixed-now", "1705431295"]).unwrap().fixed_now, Some(1705431295));
+        assert_eq!(parse(&[]).unwrap().fixed_now, None);
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("1.5s").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration(&format!("{}h", u64::MAX)).is_err());
+    }
+
+    #[test]
+    fn rpc_urls_lose_credentials_when_described() {
+        assert_eq!(redact_url("https://k:s@rpc.example/v3/KEY?x=1"), "https://rpc.example");
+        assert_eq!(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+    }
+}

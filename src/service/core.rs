@@ -1,0 +1,227 @@
+//! What gRPC and HTTP handlers share: the verifier, the registry, the clock, the limits and the
+//! metrics, and the one way a request is admitted, timed and bounded.
+
+use super::config::Limits;
+use super::convert::{self, VerifyJob};
+use super::metrics::{Method, Metrics};
+use super::monitor::RegistryStatus;
+use super::proto;
+use crate::boot_info::BootInfo;
+use crate::evidence::EvidenceVerifier;
+use crate::registry::{Decision, Evaluation, Registry, RegistryError};
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+use tonic::Status;
+
+/// Where `now` comes from: the wall clock, or (tests only) a pinned instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    System,
+    Fixed(u64),
+}
+
+impl Clock {
+    pub fn now(self) -> u64 {
+        match self {
+            Clock::Fixed(now) => now,
+            Clock::System => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_secs()),
+        }
+    }
+}
+
+/// The registry, once its source has been opened (a chain source takes a while to build).
+#[derive(Default)]
+pub struct RegistrySlot {
+    registry: OnceLock<Arc<dyn Registry>>,
+}
+
+impl RegistrySlot {
+    pub fn get(&self) -> Result<&Arc<dyn Registry>, RegistryError> {
+        self.registry
+            .get()
+            .ok_or_else(|| RegistryError::Unavailable("the registry view is still being built".to_owned()))
+    }
+
+    /// Installs the registry; the first one wins.
+    pub fn install(&self, registry: Arc<dyn Registry>) {
+        let _ = self.registry.set(registry);
+    }
+
+    pub fn is_installed(&self) -> bool {
+        self.registry.get().is_some()
+    }
+}
+
+/// A successful answer and its outcome label for metrics.
+pub struct Answer<T> {
+    pub value: T,
+    pub outcome: &'static str,
+}
+
+impl<T> Answer<T> {
+    pub fn new(value: T, outcome: &'static str) -> Self {
+        Answer { value, outcome }
+    }
+}
+
+pub struct Core {
+    verifier: EvidenceVerifier,
+    pub registry: RegistrySlot,
+    clock: Clock,
+    pub limits: Limits,
+    /// Requests being handled (gRPC and webhook); more wait within their deadline.
+    admission: Semaphore,
+    /// CPU-bound verifications running on blocking threads.
+    verify_slots: Arc<Semaphore>,
+    pub metrics: Metrics,
+    /// Flips to `true` once shutdown begins; ends registry watch streams.
+    pub shutdown: watch::Receiver<bool>,
+    /// How the registry source is named on the wire.
+    pub source: String,
+    /// Whether the view can answer, as the monitor last saw it.
+    pub status: watch::Sender<RegistryStatus>,
+}
+
+impl Core {
+    pub fn new(
+        verifier: EvidenceVerifier,
+        clock: Clock,
+        limits: Limits,
+        shutdown: watch::Receiver<bool>,
+        source: String,
+    ) -> Self {
+        Core {
+            verifier,
+            registry: RegistrySlot::default(),
+            clock,
+            admission: Semaphore::new(limits.max_concurrency),
+            verify_slots: Arc::new(Semaphore::new(limits.verify_workers)),
+            limits,
+            metrics: Metrics::default(),
+            shutdown,
+            source,
+            status: watch::Sender::new(RegistryStatus::default()),
+        }
+    }
+
+    /// Runs one request: admitted under the concurrency limit, bounded by the request deadline
+    /// (the shorter of ours and the client's), timed and counted.
+    pub async fn handle<T>(
+        &self,
+        method: Method,
+        client_deadline: Option<Duration>,
+        work: impl Future<Output = Result<Answer<T>, Status>>,
+    ) -> Result<T, Status> {
+        let timer = self.metrics.start(method);
+        let deadline = client_deadline.map_or(self.limits.request_timeout, |client| {
+            client.min(self.limits.request_timeout)
+        });
+        let admitted = async {
+            let _permit = self
+                .admission
+                .acquire()
+                .await
+                .map_err(|_| Status::unavailable("the server is shutting down"))?;
+            work.await
+        };
+        let result = match tokio::time::timeout(deadline, admitted).await {
+            Ok(result) => result,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "no answer within {} ms",
+                deadline.as_millis()
+            ))),
+        };
+        match result {
+            Ok(answer) => {
+                timer.finish(answer.outcome);
+                Ok(answer.value)
+            }
+            Err(status) => {
+                timer.finish(convert::code_name(status.code()));
+                Err(status)
+            }
+        }
+    }
+
+    /// Verifies on a blocking thread (at most `verify_workers` at once), then authorizes.
+    pub async fn verify(&self, request: proto::VerifyRequest) -> Result<Answer<proto::VerifyResponse>, Status> {
+        let job = VerifyJob::try_from(request)?;
+        let permit = Arc::clone(&self.verify_slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("the server is shutting down"))?;
+        let now = self.clock.now();
+        let verifier = self.verifier.clone();
+        let (job, result) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let result = verifier.verify(&job.input(), now, &job.expectations);
+            (job, result)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("verification task failed: {e}")))?;
+
+        let report = match result {
+            Ok(report) => report,
+            Err(error) => {
+                let response = proto::VerifyResponse {
+                    verified: false,
+                    error: Some(convert::verification_error(&error)),
+                    verified_at: now,
+                    ..Default::default()
+                };
+                return Ok(Answer::new(response, error.kind()));
+            }
+        };
+        let mut attested = convert::attested(&report);
+        let boot_info = convert::boot_info_of(&report);
+        attested.boot_info = boot_info.as_ref().map(convert::boot_info_to_proto);
+        let (authorization, outcome) = match job.authorize {
+            proto::Authorize::None => (None, "verified"),
+            authorize => {
+                let boot_info = boot_info.ok_or_else(|| {
+                    Status::invalid_argument(
+                        "authorize needs dstack evidence that carries a boot info (an app id): a \
+                         dstack attestation, quote report, or TDX quote with its event log",
+                    )
+                })?;
+                let decision = match authorize {
+                    proto::Authorize::Kms => self.decide_kms(&boot_info)?,
+                    _ => self.decide_app(&boot_info).await?,
+                };
+                let outcome = convert::decision_outcome(&decision);
+                (Some(convert::decision_to_proto(decision)), outcome)
+            }
+        };
+        let response = proto::VerifyResponse {
+            verified: true,
+            error: None,
+            verified_at: now,
+            attested: Some(attested),
+            authorization,
+        };
+        Ok(Answer::new(response, outcome))
+    }
+
+    /// `DstackKms.isAppAllowed`, from the view (or the contract, for app code the view cannot
+    /// evaluate).
+    pub async fn decide_app(&self, boot_info: &BootInfo) -> Result<Decision, Status> {
+        let registry = self.registry.get().map_err(convert::registry_status)?;
+        let decision = registry
+            .decide_app(boot_info)
+            .await
+            .map_err(convert::registry_status)?;
+        self.metrics
+            .decision_source(decision.evaluated_by == Evaluation::View);
+        Ok(decision)
+    }
+
+    /// `DstackKms.isKmsAllowed`, from the view.
+    pub fn decide_kms(&self, boot_info: &BootInfo) -> Result<Decision, Status> {
+        let registry = self.registry.get().map_err(convert::registry_status)?;
+        registry.decide_kms(boot_info).map_err(convert::registry_status)
+    }
+}

@@ -1,0 +1,218 @@
+//! The HTTP side: a drop-in for dstack's KMS auth webhook (auth-eth: `POST /bootAuth/app`,
+//! `POST /bootAuth/kms`, `GET /`), plus `GET /metrics` and `GET /healthz`.
+//!
+//! Webhook semantics kept exactly: the body is the camelCase boot info (hex with or without 0x,
+//! left-padded; extra fields such as `teeVariant` ignored), the answer is HTTP 200
+//! `{"isAllowed","reason","gatewayAppId"}`, and any failure to answer (stale view, RPC down,
+//! deadline) is HTTP 200 `{"isAllowed":false,"reason":"authorization backend unavailable"}`.
+//! A body that is not a boot info is HTTP 400 with `isAllowed:false` and the parse error.
+
+use super::core::{Answer, Core};
+use super::metrics::Method;
+use crate::boot_info::{BootInfo, BootInfoJson};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use std::sync::Arc;
+use tonic::{Code, Status};
+
+/// auth-eth's reason when it cannot reach its backend; the KMS denies the boot.
+pub const BACKEND_UNAVAILABLE: &str = "authorization backend unavailable";
+
+/// What `GET /` reports about the chain source (None for file sources).
+#[derive(Clone, Debug, Default)]
+pub struct SourceInfo {
+    pub kms_contract: Option<String>,
+    /// Scheme and host only: RPC URLs often carry an API key.
+    pub eth_rpc_url: Option<String>,
+}
+
+#[derive(Clone)]
+struct HttpState {
+    core: Arc<Core>,
+    source: Arc<SourceInfo>,
+}
+
+pub fn router(core: Arc<Core>, source: SourceInfo) -> Router {
+    let body_limit = core.limits.max_request_bytes;
+    Router::new()
+        .route("/", get(service_info))
+        .route("/bootAuth/app", post(boot_auth_app))
+        .route("/bootAuth/kms", post(boot_auth_kms))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(HttpState {
+            core,
+            source: Arc::new(source),
+        })
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BootAuthResponse {
+    is_allowed: bool,
+    reason: String,
+    gateway_app_id: String,
+}
+
+#[derive(Clone, Copy)]
+enum Question {
+    App,
+    Kms,
+}
+
+async fn boot_auth_app(State(state): State<HttpState>, body: Bytes) -> Response {
+    boot_auth(&state.core, Question::App, &body).await
+}
+
+async fn boot_auth_kms(State(state): State<HttpState>, body: Bytes) -> Response {
+    boot_auth(&state.core, Question::Kms, &body).await
+}
+
+async fn boot_auth(core: &Core, question: Question, body: &[u8]) -> Response {
+    let method = match question {
+        Question::App => Method::BootAuthApp,
+        Question::Kms => Method::BootAuthKms,
+    };
+    let work = async {
+        let json: BootInfoJson = serde_json::from_slice(body)
+            .map_err(|e| Status::invalid_argument(format!("invalid boot info JSON: {e}")))?;
+        let boot_info = BootInfo::try_from(&json)
+            .map_err(|e| Status::invalid_argument(format!("invalid boot info: {e}")))?;
+        let decision = match question {
+            Question::App => core.decide_app(&boot_info).await?,
+            Question::Kms => core.decide_kms(&boot_info)?,
+        };
+        let outcome = super::convert::decision_outcome(&decision);
+        Ok(Answer::new(decision, outcome))
+    };
+    let (status, response) = match core.handle(method, None, work).await {
+        Ok(decision) => (
+            StatusCode::OK,
+            BootAuthResponse {
+                is_allowed: decision.allowed,
+                reason: decision.reason,
+                gateway_app_id: decision.gateway_app_id,
+            },
+        ),
+        Err(error) if error.code() == Code::InvalidArgument => (
+            StatusCode::BAD_REQUEST,
+            BootAuthResponse {
+                is_allowed: false,
+                reason: error.message().to_owned(),
+                gateway_app_id: String::new(),
+            },
+        ),
+        Err(error) => {
+            tracing::debug!(code = ?error.code(), message = error.message(), "webhook failing closed");
+            (
+                StatusCode::OK,
+                BootAuthResponse {
+                    is_allowed: false,
+                    reason: BACKEND_UNAVAILABLE.to_owned(),
+                    gateway_app_id: String::new(),
+                },
+            )
+        }
+    };
+    (status, Json(response)).into_response()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceInfo<'a> {
+    status: &'static str,
+    kms_contract_addr: Option<&'a str>,
+    eth_rpc_url: Option<&'a str>,
+    gateway_app_id: String,
+    /// Not known to this service; kept for the webhook's shape.
+    chain_id: Option<u64>,
+    app_auth_implementation: Option<String>,
+    app_implementation: Option<String>,
+    service: &'static str,
+    version: &'static str,
+    registry: RegistryInfo<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RegistryInfo<'a> {
+    source: &'a str,
+    available: bool,
+    block: u64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: String,
+}
+
+/// `GET /`: the webhook's service info (`status` is "ok" only while the view can answer).
+async fn service_info(State(state): State<HttpState>) -> Response {
+    let status = state.core.status.borrow().clone();
+    let info = ServiceInfo {
+        status: if status.available { "ok" } else { "unavailable" },
+        kms_contract_addr: state.source.kms_contract.as_deref(),
+        eth_rpc_url: state.source.eth_rpc_url.as_deref(),
+        gateway_app_id: status.gateway_app_id,
+        chain_id: None,
+        app_auth_implementation: None,
+        app_implementation: None,
+        service: "tee-verifier",
+        version: env!("CARGO_PKG_VERSION"),
+        registry: RegistryInfo {
+            source: &state.core.source,
+            available: status.available,
+            block: status.block,
+            reason: status.reason,
+        },
+    };
+    let code = if status.available {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(info)).into_response()
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.core.metrics.render(),
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct Health<'a> {
+    status: &'static str,
+    registry: RegistryInfo<'a>,
+}
+
+/// `GET /healthz`: 200 while the view can answer and the server is not shutting down, else 503.
+async fn healthz(State(state): State<HttpState>) -> Response {
+    let status = state.core.status.borrow().clone();
+    let shutting_down = *state.core.shutdown.borrow();
+    let healthy = status.available && !shutting_down;
+    let health = Health {
+        status: match (healthy, shutting_down) {
+            (true, _) => "ok",
+            (false, true) => "shutting_down",
+            (false, false) => "unavailable",
+        },
+        registry: RegistryInfo {
+            source: &state.core.source,
+            available: status.available,
+            block: status.block,
+            reason: status.reason,
+        },
+    };
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(health)).into_response()
+}

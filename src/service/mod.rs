@@ -1,0 +1,57 @@
+//! `tee-verifier serve`: the gRPC service the dstack KMS and its operators call
+//! (`tee_verifier.v1.Verifier`, `grpc.health.v1`, server reflection v1 and v1alpha), and beside it
+//! an HTTP server that is a drop-in for dstack's KMS auth webhook, with `/metrics` and `/healthz`.
+//!
+//! - [`config`]: flags, environment and TOML file merged into one [`Config`].
+//! - `core`: what both servers share; `grpc` and `http`: the two faces; `convert`: every mapping
+//!   between library types and the wire; `monitor`: registry availability for health and metrics;
+//!   `metrics`: the Prometheus counters; [`server`]: start-up and graceful shutdown.
+//!
+//! Verification failures and denials are answers; only malformed requests (INVALID_ARGUMENT), an
+//! unavailable registry view (UNAVAILABLE: fail closed) and the server's limits are gRPC errors.
+
+pub mod config;
+mod convert;
+mod core;
+mod grpc;
+mod http;
+mod metrics;
+mod monitor;
+pub mod server;
+
+pub use config::{Config, ServeArgs};
+pub use server::Server;
+
+/// The generated `tee_verifier.v1` messages, server and client.
+pub mod proto {
+    tonic::include_proto!("tee_verifier.v1");
+
+    /// The encoded `FileDescriptorSet` of the API, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/tee_verifier_v1_descriptor.bin"));
+}
+
+/// `tee-verifier serve`: resolves the settings, serves until SIGTERM or SIGINT, then drains.
+/// Builds its own tokio runtime. Settings and start-up errors (a bad flag, a port in use, an
+/// unreadable registry file) are returned as errors (the CLI exits 2).
+pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    let config = Config::resolve(args)?;
+    server::init_logging(config.log_format, &config.log_filter)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tee-verifier")
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let server = Server::start(config).await?;
+        // The one line on stdout: the bound addresses (tests and scripts read it with port 0).
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening grpc={} http={}", server.grpc_addr, server.http_addr)?;
+        stdout.flush()?;
+        drop(stdout);
+        server.run_until(server::termination_signal()).await
+    })?;
+    Ok(std::process::ExitCode::SUCCESS)
+}

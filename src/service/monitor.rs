@@ -1,0 +1,139 @@
+//! Watches whether the registry view can answer, for gRPC health, `/healthz`, `GET /` and the
+//! registry gauges. Answers never depend on this: each one asks the registry, which refuses by
+//! itself when stale. This only reports.
+
+use super::core::Core;
+use super::proto::verifier_server::VerifierServer;
+use super::grpc::VerifierService;
+use crate::boot_info::BootInfo;
+use crate::registry::RegistryChange;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+/// How often the view is probed besides the change notifications.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the last probe saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryStatus {
+    pub available: bool,
+    /// Why not, when unavailable.
+    pub reason: String,
+    pub block: u64,
+    pub gateway_app_id: String,
+}
+
+impl Default for RegistryStatus {
+    fn default() -> Self {
+        RegistryStatus {
+            available: false,
+            reason: "the registry view is still being built".to_owned(),
+            block: 0,
+            gateway_app_id: String::new(),
+        }
+    }
+}
+
+/// Asks the view one pure question (`isKmsAllowed` of an all-zero boot info): it answers with
+/// the block and gateway app id, or says why it cannot, without touching the chain.
+fn probe(core: &Core) -> RegistryStatus {
+    match core
+        .registry
+        .get()
+        .and_then(|registry| registry.decide_kms(&BootInfo::default()))
+    {
+        Ok(decision) => RegistryStatus {
+            available: true,
+            reason: String::new(),
+            block: decision.block,
+            gateway_app_id: decision.gateway_app_id,
+        },
+        Err(error) => RegistryStatus {
+            available: false,
+            reason: error.to_string(),
+            block: core.status.borrow().block,
+            gateway_app_id: core.status.borrow().gateway_app_id.clone(),
+        },
+    }
+}
+
+/// Probes on every change notification and every [`PROBE_INTERVAL`], publishing the status to
+/// `core.status` and the metrics, until shutdown.
+pub async fn run(core: Arc<Core>) {
+    let mut shutdown = core.shutdown.clone();
+    let mut ticker = tokio::time::interval(PROBE_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut changes: Option<broadcast::Receiver<RegistryChange>> = None;
+    loop {
+        if changes.is_none() {
+            changes = core.registry.get().ok().map(|registry| registry.subscribe());
+        }
+        let woke_by_change = tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = ticker.tick() => None,
+            change = next_change(&mut changes) => Some(change),
+        };
+        if let Some(Ok(RegistryChange::Advanced { .. } | RegistryChange::Rebuilt { .. })) = woke_by_change {
+            core.metrics.registry_advanced();
+        }
+        let status = probe(&core);
+        let previous_block = core.status.borrow().block;
+        if status.available && status.block != previous_block {
+            core.metrics.registry_advanced();
+        }
+        core.metrics
+            .set_registry(status.available, status.available.then_some(status.block));
+        core.status.send_if_modified(|current| {
+            if *current == status {
+                return false;
+            }
+            if current.available != status.available {
+                if status.available {
+                    tracing::info!(block = status.block, "registry view available");
+                } else {
+                    tracing::warn!(reason = %status.reason, "registry view unavailable; answering UNAVAILABLE");
+                }
+            }
+            *current = status;
+            true
+        });
+    }
+}
+
+async fn next_change(
+    changes: &mut Option<broadcast::Receiver<RegistryChange>>,
+) -> Result<RegistryChange, broadcast::error::RecvError> {
+    match changes {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Mirrors the registry status into gRPC health: SERVING only while the view can answer, and
+/// NOT_SERVING from the moment shutdown begins.
+pub async fn publish_health(core: Arc<Core>, reporter: HealthReporter) {
+    let mut status = core.status.subscribe();
+    let mut shutdown = core.shutdown.clone();
+    loop {
+        let serving = status.borrow_and_update().available && !*shutdown.borrow();
+        let state = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        reporter.set_service_status("", state).await;
+        reporter
+            .set_service_status(
+                <VerifierServer<VerifierService> as tonic::server::NamedService>::NAME,
+                state,
+            )
+            .await;
+        tokio::select! {
+            changed = status.changed() => if changed.is_err() { return },
+            changed = shutdown.changed() => if changed.is_err() { return },
+        }
+    }
+}

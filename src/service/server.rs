@@ -1,0 +1,256 @@
+//! Starting and stopping the service: listeners, the registry source, background tasks, and a
+//! graceful shutdown that drains in-flight requests.
+
+use super::config::{redact_url, Config, LogFormat, RegistrySource};
+use super::core::{Clock, Core};
+use super::grpc::VerifierService;
+use super::http::{self, SourceInfo};
+use super::monitor;
+use super::proto::{self, verifier_server::VerifierServer};
+use crate::encoding::to_0x_hex;
+use crate::evidence::EvidenceVerifier;
+use crate::registry::chain::{ChainConfig, ChainRegistry};
+use crate::registry::file::FileRegistry;
+use crate::registry::Registry;
+use anyhow::Context as _;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Longest wait between attempts to build a chain view that failed.
+const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Sets up tracing to stderr; a second call (tests starting several servers) keeps the first.
+pub fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("--log-filter {filter:?}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    Ok(())
+}
+
+/// A started service: both listeners bound, serving in the background.
+pub struct Server {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    core: Arc<Core>,
+    shutdown: watch::Sender<bool>,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    http: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds the listeners, opens the registry source and starts serving. A registry file that
+    /// cannot be read is an error here; a chain is built in the background (health NOT_SERVING
+    /// and answers UNAVAILABLE until it is).
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        let (shutdown, shutdown_signal) = watch::channel(false);
+        let clock = match config.fixed_now {
+            Some(now) => {
+                tracing::warn!(now, "TEST ONLY: evidence is verified as of a fixed time, not the clock");
+                Clock::Fixed(now)
+            }
+            None => Clock::System,
+        };
+        let core = Arc::new(Core::new(
+            EvidenceVerifier::default(),
+            clock,
+            config.limits.clone(),
+            shutdown_signal.clone(),
+            config.registry.describe(),
+        ));
+
+        let grpc_listener = TcpListener::bind(config.grpc_listen)
+            .await
+            .with_context(|| format!("binding the gRPC listener to {}", config.grpc_listen))?;
+        let http_listener = TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("binding the HTTP listener to {}", config.http_listen))?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let http_addr = http_listener.local_addr()?;
+
+        let mut background = Vec::new();
+        let source_info = match &config.registry {
+            RegistrySource::Embedded => {
+                core.registry.install(Arc::new(
+                    FileRegistry::embedded_default().context("the embedded default registry")?,
+                ));
+                SourceInfo::default()
+            }
+            RegistrySource::File {
+                path,
+                poll_interval,
+            } => {
+                let registry = Arc::new(
+                    FileRegistry::open(path)
+                        .with_context(|| format!("opening the registry file {}", path.display()))?,
+                );
+                // The reloader task ends by itself once the registry is dropped.
+                let _reloader = registry.spawn_reloader(*poll_interval);
+                core.registry.install(registry);
+                SourceInfo::default()
+            }
+            RegistrySource::Chain(chain) => {
+                background.push(tokio::spawn(follow_chain(
+                    Arc::clone(&core),
+                    chain.clone(),
+                    shutdown_signal.clone(),
+                )));
+                SourceInfo {
+                    kms_contract: Some(to_0x_hex(&chain.kms_contract)),
+                    eth_rpc_url: Some(redact_url(&chain.rpc_url)),
+                }
+            }
+        };
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        background.push(tokio::spawn(monitor::run(Arc::clone(&core))));
+        background.push(tokio::spawn(monitor::publish_health(
+            Arc::clone(&core),
+            health_reporter,
+        )));
+
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        let reflection_v1 = reflection.clone().build_v1()?;
+        let reflection_v1alpha = reflection.build_v1alpha()?;
+        let verifier = VerifierServer::new(VerifierService::new(Arc::clone(&core)))
+            .max_decoding_message_size(config.limits.max_request_bytes);
+        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener)
+            .with_nodelay(Some(true));
+        let grpc = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health_service)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
+                .add_service(verifier)
+                .serve_with_incoming_shutdown(incoming, shutdown_requested(shutdown_signal.clone())),
+        );
+
+        let router = http::router(Arc::clone(&core), source_info);
+        let http = tokio::spawn(
+            axum::serve(http_listener, router)
+                .with_graceful_shutdown(shutdown_requested(shutdown_signal))
+                .into_future(),
+        );
+
+        tracing::info!(
+            grpc = %grpc_addr,
+            http = %http_addr,
+            registry = %core.source,
+            "tee-verifier serving"
+        );
+        Ok(Server {
+            grpc_addr,
+            http_addr,
+            core,
+            shutdown,
+            grpc,
+            http,
+            background,
+        })
+    }
+
+    /// Serves until `signal` resolves, then stops accepting, lets in-flight requests finish (at
+    /// most `shutdown_grace`), and returns. A server that fails on its own is an error.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let failure = tokio::select! {
+            () = signal => None,
+            result = &mut self.grpc => Some(format!("the gRPC server stopped: {result:?}")),
+            result = &mut self.http => Some(format!("the HTTP server stopped: {result:?}")),
+        };
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = self.shutdown.send(true);
+        let grace = self.core.limits.shutdown_grace;
+        let drained = tokio::time::timeout(grace, async {
+            let _ = (&mut self.grpc).await;
+            let _ = (&mut self.http).await;
+        })
+        .await
+        .is_ok();
+        if !drained {
+            tracing::warn!(grace_ms = grace.as_millis(), "requests still in flight after the grace period; stopping anyway");
+            self.grpc.abort();
+            self.http.abort();
+        }
+        for task in &self.background {
+            task.abort();
+        }
+        match failure {
+            Some(failure) => Err(anyhow::anyhow!(failure)),
+            None => {
+                tracing::info!("stopped");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Resolves once shutdown has begun.
+async fn shutdown_requested(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stopping| *stopping).await;
+}
+
+/// Builds the chain view (retrying with backoff while the node cannot be reached), installs it,
+/// and follows the chain until shutdown.
+async fn follow_chain(core: Arc<Core>, config: ChainConfig, shutdown: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_secs(1);
+    let registry = loop {
+        let progress: crate::registry::chain::ProgressFn = Arc::new(|progress| {
+            tracing::debug!(?progress.stage, progress.done, progress.total, progress.target_block, "building the registry view");
+        });
+        match ChainRegistry::connect(config.clone(), Some(progress)).await {
+            Ok(registry) => break registry,
+            Err(error) if error.kind() == "invalid_config" => {
+                tracing::error!(%error, "the chain source is misconfigured; answers stay UNAVAILABLE");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis(), "building the registry view failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
+            }
+        }
+    };
+    tracing::info!(block = registry.block(), "registry view built");
+    let follower = registry.spawn_follower();
+    core.registry.install(Arc::new(registry) as Arc<dyn Registry>);
+    shutdown_requested(shutdown).await;
+    drop(follower);
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn termination_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut stream) => {
+                    stream.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {},
+            () = terminate => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

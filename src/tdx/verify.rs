@@ -1,0 +1,454 @@
+//! Full DCAP verification of a TDX quote at an explicit `now` (tdx.md §2), with caches.
+//!
+//! Collateral shared by many quotes is verified once and cached with the window in which every
+//! part of it is valid; a cached entry is only used when `now` lies inside that window (outside
+//! it the entry is re-verified, which reports the precise failure):
+//! - per collateral: root CA CRL, TCB Info and QE Identity (signatures, issuer chains, windows);
+//! - per (collateral, PCK CA): the PCK CRL;
+//! - per (collateral, QE certification data, QE report, attestation key): the PCK chain with
+//!   revocation, the SGX extension, the QE report signature and binding, the QE identity match.
+//!
+//! A warm verification therefore checks only the quote signature, then appraises the TCB levels
+//! and TD attributes, which take no cryptography.
+
+use super::collateral::{pem_certificates, Collateral};
+use super::error::TdxError;
+use super::json::check_window;
+use super::pck::PckInfo;
+use super::policy::{check_td_attributes, TdxPolicy};
+use super::qe_identity::QeIdentity;
+use super::quote::{CertDataType, Quote, INTEL_QE_VENDOR_ID};
+use super::status::{TcbStatus, TcbVerdict};
+use super::tcb_info::TcbInfo;
+use crate::crypto::{self, Curve, SignatureEncoding};
+use crate::x509::{ChainPolicy, ChainVerifier, SignatureAlgorithm, VerifiedCrl, X509Error};
+use moka::sync::Cache;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::sync::Arc;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
+
+/// The Intel SGX Root CA (DER), the trust anchor of every TDX quote.
+pub const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("intel_sgx_root_ca.der");
+/// SHA-256 of [`INTEL_SGX_ROOT_CA_DER`], the pin.
+pub const INTEL_SGX_ROOT_CA_SHA256: [u8; 32] = [
+    0x44, 0xa0, 0x19, 0x6b, 0x2b, 0x99, 0xf8, 0x89, 0xb8, 0xe1, 0x49, 0xe9, 0x5b, 0x80, 0x7a, 0x35,
+    0x0e, 0x74, 0x24, 0x96, 0x43, 0x99, 0xe8, 0x85, 0xa7, 0xcb, 0xb8, 0xcc, 0xfa, 0xb6, 0x74, 0xd3,
+];
+
+/// Collateral sets (one per FMSPC and PCS update) kept verified.
+const COLLATERAL_CACHE_CAPACITY: u64 = 256;
+/// Verified PCK CRLs (one per collateral set and PCK CA).
+const PCK_CRL_CACHE_CAPACITY: u64 = 256;
+/// Verified QEs (one per platform and attestation key).
+const QE_CACHE_CAPACITY: u64 = 16 * 1024;
+
+/// A quote that verified, with its TCB appraisal. Acceptance of the status is the caller's policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedQuote {
+    pub quote: Quote,
+    /// Converged platform, TDX module and QE status (`UpToDate`, `OutOfDate`, ...; never `Revoked`).
+    pub tcb_status: String,
+    /// Advisories of the platform, module and QE levels, without duplicates.
+    pub advisory_ids: Vec<String>,
+    /// Status of the platform TCB level (with the TDX module) alone.
+    pub platform_tcb_status: String,
+    /// Status of the QE Identity TCB level alone.
+    pub qe_tcb_status: String,
+    /// Platform identity and TCB certified by the PCK certificate.
+    pub pck: PckInfo,
+    pub ppid: Vec<u8>,
+    pub fmspc: [u8; 6],
+    /// Earliest expiry of everything this verification relied on (unix seconds).
+    pub valid_until: u64,
+}
+
+/// Verifies TDX quotes against one pinned root. Cloning shares the caches; `Send + Sync`.
+#[derive(Clone)]
+pub struct TdxVerifier {
+    root_der: Arc<[u8]>,
+    chains: ChainVerifier,
+    collaterals: Cache<[u8; 32], Arc<VerifiedCollateral>>,
+    pck_crls: Cache<[u8; 32], Arc<VerifiedPckCrl>>,
+    qes: Cache<[u8; 32], Arc<VerifiedQe>>,
+}
+
+/// An inclusive range of unix seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Window {
+    from: u64,
+    until: u64,
+}
+
+impl Window {
+    const ALWAYS: Window = Window {
+        from: 0,
+        until: u64::MAX,
+    };
+
+    fn contains(self, now: u64) -> bool {
+        self.from <= now && now <= self.until
+    }
+
+    fn narrow(self, from: u64, until: u64) -> Window {
+        Window {
+            from: self.from.max(from),
+            until: self.until.min(until),
+        }
+    }
+
+    fn intersect(self, other: Window) -> Window {
+        self.narrow(other.from, other.until)
+    }
+}
+
+struct VerifiedCollateral {
+    tcb_info: TcbInfo,
+    qe_identity: QeIdentity,
+    root_crl: VerifiedCrl,
+    window: Window,
+}
+
+struct VerifiedPckCrl {
+    crl: VerifiedCrl,
+    window: Window,
+}
+
+struct VerifiedQe {
+    pck: PckInfo,
+    qe_tcb: TcbVerdict,
+    window: Window,
+}
+
+impl Default for TdxVerifier {
+    fn default() -> Self {
+        TdxVerifier::new()
+    }
+}
+
+impl TdxVerifier {
+    /// A verifier pinned to the Intel SGX Root CA.
+    pub fn new() -> TdxVerifier {
+        TdxVerifier::pinned(INTEL_SGX_ROOT_CA_DER.into(), INTEL_SGX_ROOT_CA_SHA256)
+    }
+
+    /// A verifier pinned to another root (test PKIs).
+    pub fn with_root_der(root_der: &[u8]) -> TdxVerifier {
+        TdxVerifier::pinned(root_der.into(), Sha256::digest(root_der).into())
+    }
+
+    fn pinned(root_der: Arc<[u8]>, root_sha256: [u8; 32]) -> TdxVerifier {
+        TdxVerifier {
+            root_der,
+            chains: ChainVerifier::new(ChainPolicy {
+                algorithm: SignatureAlgorithm::EcdsaP256Sha256,
+                root_sha256,
+            }),
+            collaterals: Cache::new(COLLATERAL_CACHE_CAPACITY),
+            pck_crls: Cache::new(PCK_CRL_CACHE_CAPACITY),
+            qes: Cache::new(QE_CACHE_CAPACITY),
+        }
+    }
+
+    /// Verifies `quote` with `collateral` at `now` (unix seconds) and appraises its TCB.
+    ///
+    /// Every TCB status except `Revoked` is returned as data; a quote whose platform meets no TCB
+    /// level is an error.
+    pub fn verify(
+        &self,
+        quote: &[u8],
+        collateral: &Collateral,
+        now: u64,
+        policy: &TdxPolicy,
+    ) -> Result<VerifiedQuote, TdxError> {
+        let quote = Quote::parse(quote)?;
+        if quote.header.qe_vendor_id != INTEL_QE_VENDOR_ID {
+            return Err(TdxError::QeIdentityMismatch(format!(
+                "QE vendor ID {} is not Intel's",
+                hex::encode(quote.header.qe_vendor_id)
+            )));
+        }
+        let verified = self.verified_collateral(collateral, now)?;
+        let qe = self.verified_qe(&quote, collateral, &verified, now)?;
+        let signature = &quote.signature_data;
+        crypto::verify(
+            Curve::P256,
+            &crypto::sec1_from_xy(&signature.attestation_key),
+            &quote.signed_region,
+            &signature.signature,
+            SignatureEncoding::RawRs,
+        )
+        .map_err(|_| TdxError::Signature("quote"))?;
+
+        let platform = verified.tcb_info.appraise(&qe.pck, &quote.body)?;
+        let mut converged = platform.launch.clone();
+        converged.absorb(&qe.qe_tcb);
+        let current = platform
+            .current
+            .as_ref()
+            .map(|current| current.status.converge_with_component(qe.qe_tcb.status));
+        if converged.status == TcbStatus::Revoked || current == Some(TcbStatus::Revoked) {
+            return Err(TdxError::Revoked);
+        }
+        if let Some(current) = current {
+            converged.status = converged.status.check_for_relaunch(current);
+        }
+        check_td_attributes(&quote.body, policy)?;
+
+        Ok(VerifiedQuote {
+            tcb_status: converged.status.as_str().to_owned(),
+            advisory_ids: converged.advisory_ids,
+            platform_tcb_status: platform.launch.status.as_str().to_owned(),
+            qe_tcb_status: qe.qe_tcb.status.as_str().to_owned(),
+            ppid: qe.pck.ppid.clone(),
+            fmspc: qe.pck.fmspc,
+            pck: qe.pck.clone(),
+            valid_until: verified.window.until.min(qe.window.until),
+            quote,
+        })
+    }
+
+    fn verified_collateral(
+        &self,
+        collateral: &Collateral,
+        now: u64,
+    ) -> Result<Arc<VerifiedCollateral>, TdxError> {
+        let key = *collateral.digest();
+        if let Some(hit) = self
+            .collaterals
+            .get(&key)
+            .filter(|hit| hit.window.contains(now))
+        {
+            return Ok(hit);
+        }
+        let verified = Arc::new(self.verify_collateral(collateral, now)?);
+        self.collaterals.insert(key, verified.clone());
+        Ok(verified)
+    }
+
+    /// Root CA CRL, then the TCB Info and QE Identity: windows, signer chains, signatures.
+    fn verify_collateral(
+        &self,
+        collateral: &Collateral,
+        now: u64,
+    ) -> Result<VerifiedCollateral, TdxError> {
+        let root: &[u8] = &self.root_der;
+        let root_crl = self
+            .chains
+            .verify_crl(collateral.root_ca_crl(), &[root], now)
+            .map_err(chain_error("root CA CRL"))?;
+        let mut window = chain_window(&[root])?.narrow(root_crl.this_update, root_crl.next_update);
+
+        let tcb_info = TcbInfo::parse(collateral.tcb_info())?;
+        check_window("TCB Info", tcb_info.issue_date, tcb_info.next_update, now)?;
+        window = window.narrow(tcb_info.issue_date, tcb_info.next_update);
+        window = window.intersect(self.verify_signed_document(
+            "TCB Info",
+            collateral.tcb_info_issuer_chain(),
+            collateral.tcb_info().as_bytes(),
+            collateral.tcb_info_signature(),
+            &root_crl,
+            now,
+        )?);
+
+        let qe_identity = QeIdentity::parse(collateral.qe_identity())?;
+        check_window(
+            "QE Identity",
+            qe_identity.issue_date,
+            qe_identity.next_update,
+            now,
+        )?;
+        window = window.narrow(qe_identity.issue_date, qe_identity.next_update);
+        window = window.intersect(self.verify_signed_document(
+            "QE Identity",
+            collateral.qe_identity_issuer_chain(),
+            collateral.qe_identity().as_bytes(),
+            collateral.qe_identity_signature(),
+            &root_crl,
+            now,
+        )?);
+        Ok(VerifiedCollateral {
+            tcb_info,
+            qe_identity,
+            root_crl,
+            window,
+        })
+    }
+
+    /// Verifies the signer chain (signer issued directly by the root) and the r‖s signature over
+    /// the exact document text; returns the chain's validity window.
+    fn verify_signed_document(
+        &self,
+        what: &'static str,
+        chain: &[Vec<u8>],
+        text: &[u8],
+        signature: &[u8],
+        root_crl: &VerifiedCrl,
+        now: u64,
+    ) -> Result<Window, TdxError> {
+        let chain: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
+        let signer = self
+            .chains
+            .verify(&chain, now, &[root_crl])
+            .map_err(chain_error(what))?;
+        if chain.len() != 2 {
+            return Err(TdxError::SignerNotIssuedByRoot(what));
+        }
+        crypto::verify(
+            Curve::P256,
+            &signer.public_key,
+            text,
+            signature,
+            SignatureEncoding::RawRs,
+        )
+        .map_err(|_| TdxError::Signature(what))?;
+        chain_window(&chain)
+    }
+
+    fn verified_qe(
+        &self,
+        quote: &Quote,
+        collateral: &Collateral,
+        verified: &VerifiedCollateral,
+        now: u64,
+    ) -> Result<Arc<VerifiedQe>, TdxError> {
+        let key = qe_cache_key(quote, collateral);
+        if let Some(hit) = self.qes.get(&key).filter(|hit| hit.window.contains(now)) {
+            return Ok(hit);
+        }
+        let qe = Arc::new(self.verify_qe(quote, collateral, verified, now)?);
+        self.qes.insert(key, qe.clone());
+        Ok(qe)
+    }
+
+    /// PCK chain with both CRLs, SGX extension, QE report signature and binding, QE identity.
+    fn verify_qe(
+        &self,
+        quote: &Quote,
+        collateral: &Collateral,
+        verified: &VerifiedCollateral,
+        now: u64,
+    ) -> Result<VerifiedQe, TdxError> {
+        let signature = &quote.signature_data;
+        let certification = &signature.certification;
+        let pck_chain: Cow<'_, [Vec<u8>]> = match collateral.pck_certificate_chain() {
+            Some(chain) => Cow::Borrowed(chain),
+            None if certification.data_type == CertDataType::PckCertChain => Cow::Owned(
+                pem_certificates(&certification.data).map_err(TdxError::MalformedCertChain)?,
+            ),
+            None => {
+                return Err(TdxError::CollateralMissing(format!(
+                    "the quote carries no PCK certificate chain ({:?}); pck_certificate_chain is needed",
+                    certification.data_type
+                )))
+            }
+        };
+        let chain: Vec<&[u8]> = pck_chain.iter().map(Vec::as_slice).collect();
+        let (leaf_der, issuer_chain) = match chain.split_first() {
+            Some((leaf, issuers)) if !issuers.is_empty() => (*leaf, issuers),
+            _ => return Err(chain_error("PCK chain")(X509Error::ChainLength)),
+        };
+        let pck_crl = self.verified_pck_crl(collateral, issuer_chain, now)?;
+        let leaf = self
+            .chains
+            .verify(&chain, now, &[&verified.root_crl, &pck_crl.crl])
+            .map_err(chain_error("PCK chain"))?;
+        let pck = PckInfo::from_certificate(leaf_der)?;
+
+        crypto::verify(
+            Curve::P256,
+            &leaf.public_key,
+            &signature.qe_report_bytes,
+            &signature.qe_report_signature,
+            SignatureEncoding::RawRs,
+        )
+        .map_err(|_| TdxError::Signature("QE report"))?;
+        let expected: [u8; 32] = Sha256::new()
+            .chain_update(signature.attestation_key)
+            .chain_update(&signature.qe_auth_data)
+            .finalize()
+            .into();
+        let report_data = &signature.qe_report.report_data;
+        if report_data[..32] != expected {
+            return Err(TdxError::BindingMismatch(
+                "REPORTDATA[0..32] is not SHA-256(attestation key || QE auth data)",
+            ));
+        }
+        if report_data[32..] != [0; 32] {
+            return Err(TdxError::BindingMismatch("REPORTDATA[32..64] is not zero"));
+        }
+        let qe_tcb = verified.qe_identity.appraise(&signature.qe_report)?;
+        Ok(VerifiedQe {
+            pck,
+            qe_tcb,
+            window: chain_window(&chain)?.intersect(pck_crl.window),
+        })
+    }
+
+    /// The PCK CRL, verified against the CA that issued the PCK leaf (`issuer_chain[0]`).
+    fn verified_pck_crl(
+        &self,
+        collateral: &Collateral,
+        issuer_chain: &[&[u8]],
+        now: u64,
+    ) -> Result<Arc<VerifiedPckCrl>, TdxError> {
+        let mut hasher = Sha256::new().chain_update(collateral.digest());
+        for der in issuer_chain {
+            hasher.update(Sha256::digest(der));
+        }
+        let key: [u8; 32] = hasher.finalize().into();
+        if let Some(hit) = self
+            .pck_crls
+            .get(&key)
+            .filter(|hit| hit.window.contains(now))
+        {
+            return Ok(hit);
+        }
+        let crl = self
+            .chains
+            .verify_crl(collateral.pck_crl(), issuer_chain, now)
+            .map_err(chain_error("PCK CRL"))?;
+        let window = chain_window(issuer_chain)?.narrow(crl.this_update, crl.next_update);
+        let verified = Arc::new(VerifiedPckCrl { crl, window });
+        self.pck_crls.insert(key, verified.clone());
+        Ok(verified)
+    }
+}
+
+/// Everything the cached QE verification depends on, besides `now`.
+fn qe_cache_key(quote: &Quote, collateral: &Collateral) -> [u8; 32] {
+    let signature = &quote.signature_data;
+    let mut hasher = Sha256::new();
+    hasher.update(collateral.digest());
+    hasher.update(signature.attestation_key);
+    hasher.update(signature.qe_report_bytes);
+    hasher.update(signature.qe_report_signature);
+    hasher.update((signature.qe_auth_data.len() as u64).to_le_bytes());
+    hasher.update(&signature.qe_auth_data);
+    hasher.update(format!("{:?}", signature.certification.data_type));
+    hasher.update(&signature.certification.data);
+    hasher.finalize().into()
+}
+
+fn chain_error(what: &'static str) -> impl Fn(X509Error) -> TdxError {
+    move |source| TdxError::Chain { what, source }
+}
+
+/// Where every certificate of a (verified) chain is valid.
+fn chain_window(chain: &[&[u8]]) -> Result<Window, TdxError> {
+    chain.iter().try_fold(Window::ALWAYS, |window, der| {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
+            chain_error("certificate window")(X509Error::Unparsable {
+                index: 0,
+                reason: e.to_string(),
+            })
+        })?;
+        let validity = cert.validity();
+        let unix = |t: i64| u64::try_from(t).unwrap_or(0);
+        Ok(window.narrow(
+            unix(validity.not_before.timestamp()),
+            unix(validity.not_after.timestamp()),
+        ))
+    })
+}
