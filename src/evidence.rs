@@ -1,9 +1,19 @@
 //! The end-to-end pipeline shared by the CLI and the service: detect what kind of evidence some
-//! bytes are, verify it at `now` with the platform's rules, and report the measurements in one
-//! shape (the field names of the CLI's `--json` and of the gRPC response).
+//! bytes are, verify it at `now` with the platform's rules, rebuild dstack's identity from it, and
+//! report everything in one shape (the field names of the CLI's `--json` and of the gRPC response).
+//!
+//! Formats, detected from the bytes: a Nitro COSE_Sign1 document (tagged or not), a raw TDX quote
+//! (with an optional dstack event log beside it), a dstack quote report JSON, and a dstack
+//! VersionedAttestation (SCALE, or hex inside `{"attestation": …}`).
 
+use crate::boot_info::BootInfo;
+use crate::dstack::{
+    self, nitro_identity, tdx_identity, DstackError, DstackIdentity, EventLog, MrMode,
+    NitroEnclave, TdRegisters, TdxEvidence, TdxTcb, VmConfig,
+};
 use crate::encoding::to_0x_hex;
-use crate::nitro::{self, NitroError, NitroVerifier};
+use crate::nitro::{self, AttestationDocument, NitroError, NitroVerifier};
+use crate::tdx::{Collateral, Quote, TdxError, TdxPolicy, TdxVerifier};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -18,7 +28,7 @@ pub struct EvidenceInput<'a> {
     pub event_log: Option<&'a [u8]>,
     /// Intel collateral in the QuoteCollateralV3 JSON shape, for TDX.
     pub collateral: Option<&'a [u8]>,
-    /// dstack vm_config JSON, when not inside the evidence.
+    /// dstack vm_config JSON, for a raw TDX quote.
     pub vm_config: Option<&'a [u8]>,
     /// The exact app-compose.json bytes whose sha256 must be the attested compose-hash.
     pub app_compose: Option<&'a [u8]>,
@@ -30,9 +40,10 @@ pub struct Expectations {
     pub nonce: Option<Vec<u8>>,
     pub user_data: Option<Vec<u8>>,
     pub public_key: Option<Vec<u8>>,
-    /// Expected 64-byte report data (TDX REPORTDATA, or the report data dstack binds for Nitro).
+    /// Expected report data (TDX REPORTDATA; for Nitro, the user_data dstack binds), right-padded
+    /// with zeros to 64 bytes.
     pub report_data: Option<Vec<u8>>,
-    /// Oldest acceptable document, in seconds before `now` (Nitro's signed timestamp).
+    /// Oldest acceptable Nitro document, in seconds before `now` (its signed timestamp).
     pub max_age_secs: Option<u64>,
     /// Accept debug-mode enclaves and debug TDs. Never on by default.
     pub allow_debug: bool,
@@ -43,15 +54,23 @@ pub struct Expectations {
 pub enum EvidenceError {
     #[error("unrecognized evidence format: {0}")]
     UnknownFormat(&'static str),
+    #[error("{0} is not valid UTF-8 JSON")]
+    NotUtf8(&'static str),
     #[error(transparent)]
     Nitro(#[from] NitroError),
+    #[error(transparent)]
+    Tdx(#[from] TdxError),
+    #[error(transparent)]
+    Dstack(#[from] DstackError),
 }
 
 impl EvidenceError {
     pub fn kind(&self) -> &'static str {
         match self {
-            EvidenceError::UnknownFormat(_) => "malformed",
+            EvidenceError::UnknownFormat(_) | EvidenceError::NotUtf8(_) => "malformed",
             EvidenceError::Nitro(e) => e.kind(),
+            EvidenceError::Tdx(e) => e.kind(),
+            EvidenceError::Dstack(e) => e.kind(),
         }
     }
 }
@@ -61,102 +80,278 @@ impl EvidenceError {
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
     Nitro,
+    Tdx,
 }
 
 /// What verification established (or, for a preview, what the evidence claims). Hex values are
-/// `0x`-prefixed lowercase; absent values serialize as null.
+/// `0x`-prefixed lowercase; absent values serialize as null; a section not applicable to the
+/// platform is left out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub verified: bool,
     pub platform: Platform,
-    pub os_image_hash: String,
-    pub module_id: Option<String>,
-    pub timestamp_ms: Option<u64>,
+    /// Nitro: sha256(PCR0‖PCR1‖PCR2), measured. TDX: the vm_config claim, if any.
+    pub os_image_hash: Option<String>,
+    #[serde(flatten)]
+    pub nitro: Option<NitroClaims>,
+    #[serde(flatten)]
+    pub tdx: Option<TdxClaims>,
+    #[serde(flatten)]
+    pub dstack: Option<DstackClaims>,
+}
+
+/// The fields of a Nitro attestation document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NitroClaims {
+    pub module_id: String,
+    pub timestamp_ms: u64,
     pub pcrs: BTreeMap<u8, String>,
     pub user_data: Option<String>,
     pub nonce: Option<String>,
     pub public_key: Option<String>,
 }
 
+/// The registers and TCB verdict of a TDX quote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TdxClaims {
+    pub quote_version: u16,
+    /// Null in a preview: only verification against collateral establishes it.
+    pub tcb_status: Option<String>,
+    pub advisory_ids: Vec<String>,
+    pub ppid: Option<String>,
+    pub report_data: String,
+    pub mr_td: String,
+    pub rtmr0: String,
+    pub rtmr1: String,
+    pub rtmr2: String,
+    pub rtmr3: String,
+}
+
+/// dstack's view of the workload: app identity and the boot info its KMS sends on chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DstackClaims {
+    pub app_id: String,
+    pub compose_hash: String,
+    pub instance_id: Option<String>,
+    /// The key-provider event's payload, as text.
+    pub key_provider: Option<String>,
+    /// Whether os_image_hash is measured by the platform rather than claimed by the host.
+    pub os_image_hash_bound: bool,
+    pub mr_system: String,
+    pub mr_aggregated: String,
+    pub device_id: String,
+    pub boot_info: BootInfo,
+}
+
 /// Verifiers for every platform, sharing their caches across calls (cheap to clone).
 #[derive(Clone)]
 pub struct EvidenceVerifier {
     nitro: NitroVerifier,
+    tdx: TdxVerifier,
 }
 
 impl Default for EvidenceVerifier {
     fn default() -> Self {
-        EvidenceVerifier {
-            nitro: NitroVerifier::new(),
-        }
+        EvidenceVerifier::new(NitroVerifier::new(), TdxVerifier::new())
     }
 }
 
 impl EvidenceVerifier {
-    /// Verifies `evidence` (already decoded from base64/hex) at `now`.
+    /// Verifiers with other trust roots (test PKIs); production uses `default()`.
+    pub fn new(nitro: NitroVerifier, tdx: TdxVerifier) -> Self {
+        EvidenceVerifier { nitro, tdx }
+    }
+
+    /// Verifies `input` at `now` against `expect`.
     pub fn verify(
         &self,
         input: &EvidenceInput<'_>,
         now: u64,
         expect: &Expectations,
     ) -> Result<Report, EvidenceError> {
-        let evidence = input.evidence;
-        match detect(evidence)? {
-            Format::NitroDocument => {
-                let nitro_expect = nitro::Expectations {
-                    nonce: expect.nonce.clone(),
-                    user_data: expect.user_data.clone(),
-                    public_key: expect.public_key.clone(),
-                    max_age_secs: expect.max_age_secs,
+        match Parsed::from_input(input)? {
+            Parsed::Nitro(document) => {
+                let verified = self.nitro.verify(document, now, &nitro_expectations(expect))?;
+                if let Some(report_data) = &expect.report_data {
+                    let user_data = verified.document.user_data.as_deref().unwrap_or_default();
+                    dstack::check_report_data(user_data, report_data)?;
+                }
+                Ok(Report {
+                    verified: true,
+                    platform: Platform::Nitro,
+                    os_image_hash: Some(to_0x_hex(&verified.os_image_hash)),
+                    nitro: Some(nitro_claims(&verified.document)),
+                    tdx: None,
+                    dstack: None,
+                })
+            }
+            Parsed::DstackNitro(evidence) => {
+                let verified =
+                    self.nitro
+                        .verify(&evidence.document, now, &nitro_expectations(expect))?;
+                let identity = nitro_identity(&NitroEnclave::from(&verified.document), &evidence)?;
+                if let Some(report_data) = &expect.report_data {
+                    dstack::check_report_data(&evidence.report_data, report_data)?;
+                }
+                check_app_compose(&identity, input.app_compose)?;
+                Ok(Report {
+                    verified: true,
+                    platform: Platform::Nitro,
+                    os_image_hash: Some(to_0x_hex(&verified.os_image_hash)),
+                    nitro: Some(nitro_claims(&verified.document)),
+                    tdx: None,
+                    dstack: Some(dstack_claims(&identity)),
+                })
+            }
+            Parsed::Tdx { quote, dstack } => {
+                let collateral = input.collateral.ok_or_else(|| {
+                    TdxError::CollateralMissing(
+                        "a TDX quote is verified against Intel collateral (QuoteCollateralV3 JSON)"
+                            .into(),
+                    )
+                })?;
+                let collateral = Collateral::from_json(collateral)?;
+                let policy = TdxPolicy {
                     allow_debug: expect.allow_debug,
                 };
-                let verified = self.nitro.verify(evidence, now, &nitro_expect)?;
-                Ok(nitro_report(&verified.document, verified.os_image_hash, true))
+                let verified = self.tdx.verify(&quote, &collateral, now, &policy)?;
+                let registers = TdRegisters::from(&verified.quote.body);
+                if let Some(report_data) = &expect.report_data {
+                    dstack::check_report_data(&registers.report_data, report_data)?;
+                }
+                let tcb = TdxTcb {
+                    ppid: verified.ppid.clone(),
+                    tcb_status: verified.tcb_status.clone(),
+                    advisory_ids: verified.advisory_ids.clone(),
+                };
+                let identity = dstack
+                    .map(|evidence| {
+                        tdx_identity(&registers, &evidence, tcb, MrMode::Runtime)
+                            .map(|identity| (identity, evidence.vm_config))
+                    })
+                    .transpose()?;
+                if let Some((identity, _)) = &identity {
+                    check_app_compose(identity, input.app_compose)?;
+                }
+                Ok(tdx_report(
+                    true,
+                    &verified.quote,
+                    Some(&verified.tcb_status),
+                    &verified.advisory_ids,
+                    Some(&verified.ppid),
+                    identity,
+                ))
             }
         }
     }
 }
 
-/// Parses `evidence` and reports what it claims, without checking any signature.
+/// Parses `input` and reports what it claims, without checking any signature or collateral.
+/// An event log is still replayed against the quote's registers: a preview of an inconsistent
+/// log is an error, not a guess.
 pub fn preview(input: &EvidenceInput<'_>) -> Result<Report, EvidenceError> {
-    let evidence = input.evidence;
-    match detect(evidence)? {
-        Format::NitroDocument => {
-            let document = nitro::parse_document(evidence)?;
-            let os_image_hash = document.os_image_hash()?;
-            Ok(nitro_report(&document, os_image_hash, false))
+    match Parsed::from_input(input)? {
+        Parsed::Nitro(document) => {
+            let document = nitro::parse_document(document)?;
+            Ok(nitro_preview(&document, None))
+        }
+        Parsed::DstackNitro(evidence) => {
+            let document = nitro::parse_document(&evidence.document)?;
+            let identity = nitro_identity(&NitroEnclave::from(&document), &evidence)?;
+            Ok(nitro_preview(&document, Some(&identity)))
+        }
+        Parsed::Tdx { quote, dstack } => {
+            let quote = Quote::parse(&quote)?;
+            let registers = TdRegisters::from(&quote.body);
+            let identity = dstack
+                .map(|evidence| {
+                    tdx_identity(&registers, &evidence, TdxTcb::default(), MrMode::Runtime)
+                        .map(|identity| (identity, evidence.vm_config))
+                })
+                .transpose()?;
+            Ok(tdx_report(false, &quote, None, &[], None, identity))
         }
     }
 }
 
-enum Format {
-    NitroDocument,
+/// The evidence, split by what verifies it.
+enum Parsed<'a> {
+    Nitro(&'a [u8]),
+    DstackNitro(dstack::NitroEvidence),
+    Tdx {
+        quote: Vec<u8>,
+        /// Absent for a bare quote given without an event log.
+        dstack: Option<TdxEvidence>,
+    },
 }
 
-/// Recognizes the format from its first bytes.
-fn detect(evidence: &[u8]) -> Result<Format, EvidenceError> {
-    match evidence.first() {
-        // A CBOR array of 4 (untagged COSE_Sign1) or tag 18 in front of it.
-        Some(0x84) | Some(0xd2) => Ok(Format::NitroDocument),
-        None => Err(EvidenceError::UnknownFormat("empty input")),
-        Some(_) => Err(EvidenceError::UnknownFormat(
-            "expected a Nitro COSE_Sign1 document",
-        )),
+impl<'a> Parsed<'a> {
+    fn from_input(input: &EvidenceInput<'a>) -> Result<Parsed<'a>, EvidenceError> {
+        let evidence = input.evidence;
+        match evidence.first() {
+            None => Err(EvidenceError::UnknownFormat("empty input")),
+            // A CBOR array of 4 (untagged COSE_Sign1), or tag 18 in front of it.
+            Some(0x84) | Some(0xd2) => Ok(Parsed::Nitro(evidence)),
+            _ if is_tdx_quote(evidence) => {
+                let dstack = match input.event_log {
+                    None => None,
+                    Some(log) => Some(TdxEvidence {
+                        quote: evidence.to_vec(),
+                        event_log: EventLog::from_json(utf8(log, "event log")?)?,
+                        report_data: None,
+                        vm_config: match input.vm_config {
+                            Some(config) => VmConfig::from_json(utf8(config, "vm_config")?)?,
+                            None => None,
+                        },
+                    }),
+                };
+                Ok(Parsed::Tdx {
+                    quote: evidence.to_vec(),
+                    dstack,
+                })
+            }
+            _ => match dstack::Evidence::parse(evidence)? {
+                dstack::Evidence::Nitro(nitro) => Ok(Parsed::DstackNitro(nitro)),
+                dstack::Evidence::Tdx(tdx) => Ok(Parsed::Tdx {
+                    quote: tdx.quote.clone(),
+                    dstack: Some(tdx),
+                }),
+            },
+        }
     }
 }
 
-fn nitro_report(
-    document: &nitro::AttestationDocument,
-    os_image_hash: [u8; 32],
-    verified: bool,
-) -> Report {
+/// A TDX quote starts with version 4 or 5 (u16 LE), then attestation key type and TEE type 0x81.
+fn is_tdx_quote(bytes: &[u8]) -> bool {
+    matches!(bytes.get(..2), Some([4 | 5, 0])) && bytes.get(4..8) == Some(&[0x81, 0, 0, 0])
+}
+
+fn utf8<'b>(bytes: &'b [u8], what: &'static str) -> Result<&'b str, EvidenceError> {
+    std::str::from_utf8(bytes).map_err(|_| EvidenceError::NotUtf8(what))
+}
+
+fn nitro_expectations(expect: &Expectations) -> nitro::Expectations {
+    nitro::Expectations {
+        nonce: expect.nonce.clone(),
+        user_data: expect.user_data.clone(),
+        public_key: expect.public_key.clone(),
+        max_age_secs: expect.max_age_secs,
+        allow_debug: expect.allow_debug,
+    }
+}
+
+fn check_app_compose(
+    identity: &DstackIdentity,
+    app_compose: Option<&[u8]>,
+) -> Result<(), DstackError> {
+    app_compose.map_or(Ok(()), |bytes| identity.app_info.check_app_compose(bytes))
+}
+
+fn nitro_claims(document: &AttestationDocument) -> NitroClaims {
     let optional = |value: &Option<Vec<u8>>| value.as_deref().map(to_0x_hex);
-    Report {
-        verified,
-        platform: Platform::Nitro,
-        os_image_hash: to_0x_hex(&os_image_hash),
-        module_id: Some(document.module_id.clone()),
-        timestamp_ms: Some(document.timestamp_ms),
+    NitroClaims {
+        module_id: document.module_id.clone(),
+        timestamp_ms: document.timestamp_ms,
         pcrs: document
             .pcrs
             .iter()
@@ -165,5 +360,68 @@ fn nitro_report(
         user_data: optional(&document.user_data),
         nonce: optional(&document.nonce),
         public_key: optional(&document.public_key),
+    }
+}
+
+fn nitro_preview(document: &AttestationDocument, identity: Option<&DstackIdentity>) -> Report {
+    Report {
+        verified: false,
+        platform: Platform::Nitro,
+        os_image_hash: document.os_image_hash().ok().map(|hash| to_0x_hex(&hash)),
+        nitro: Some(nitro_claims(document)),
+        tdx: None,
+        dstack: identity.map(dstack_claims),
+    }
+}
+
+fn dstack_claims(identity: &DstackIdentity) -> DstackClaims {
+    let info = &identity.boot_info;
+    let key_provider = &identity.app_info.key_provider_info;
+    DstackClaims {
+        app_id: to_0x_hex(&info.app_id),
+        compose_hash: to_0x_hex(&info.compose_hash),
+        instance_id: identity.app_info.instance_id.map(|id| to_0x_hex(&id)),
+        key_provider: (!key_provider.is_empty())
+            .then(|| String::from_utf8_lossy(key_provider).into_owned()),
+        os_image_hash_bound: identity.os_image_hash_bound,
+        mr_system: to_0x_hex(&info.mr_system),
+        mr_aggregated: to_0x_hex(&info.mr_aggregated),
+        device_id: to_0x_hex(&info.device_id),
+        boot_info: info.clone(),
+    }
+}
+
+fn tdx_report(
+    verified: bool,
+    quote: &Quote,
+    tcb_status: Option<&str>,
+    advisory_ids: &[String],
+    ppid: Option<&[u8]>,
+    identity: Option<(DstackIdentity, Option<VmConfig>)>,
+) -> Report {
+    let body = &quote.body;
+    let os_image_hash = identity
+        .as_ref()
+        .and_then(|(_, config)| config.as_ref())
+        .and_then(|config| config.os_image_hash)
+        .map(|hash| to_0x_hex(&hash));
+    Report {
+        verified,
+        platform: Platform::Tdx,
+        os_image_hash,
+        nitro: None,
+        tdx: Some(TdxClaims {
+            quote_version: quote.version(),
+            tcb_status: tcb_status.map(str::to_owned),
+            advisory_ids: advisory_ids.to_vec(),
+            ppid: ppid.map(to_0x_hex),
+            report_data: to_0x_hex(&body.report_data),
+            mr_td: to_0x_hex(&body.mr_td),
+            rtmr0: to_0x_hex(&body.rtmr[0]),
+            rtmr1: to_0x_hex(&body.rtmr[1]),
+            rtmr2: to_0x_hex(&body.rtmr[2]),
+            rtmr3: to_0x_hex(&body.rtmr[3]),
+        }),
+        dstack: identity.map(|(identity, _)| dstack_claims(&identity)),
     }
 }

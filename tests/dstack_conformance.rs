@@ -202,6 +202,22 @@ fn check_nitro_attestation(file: &str, entry: &Value, bytes: &[u8]) {
             "{file}: report_data"
         );
     }
+    // Every truncation of the real attestation, and one byte too many, is malformed.
+    for len in 0..bytes.len() {
+        let err = Evidence::parse(&bytes[..len]).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            "malformed",
+            "{file}: prefix of {len} bytes: {err}"
+        );
+    }
+    let mut longer = bytes.to_vec();
+    longer.push(0);
+    assert_eq!(
+        Evidence::parse(&longer).unwrap_err().kind(),
+        "malformed",
+        "{file}"
+    );
     // The same attestation spelled as dstack-verifier's `{"attestation": hex}` request.
     let json = serde_json::json!({ "attestation": hex::encode(bytes) }).to_string();
     assert_eq!(

@@ -244,7 +244,7 @@ async fn view_decisions_equal_the_contracts() {
 
     let mut tally = Tally::default();
     const ROUNDS: usize = 8;
-    const CASES_PER_ROUND: usize = 300;
+    const CASES_PER_ROUND: usize = 600;
     for round in 0..ROUNDS {
         compare_round(&registry, &provider, kms, &mut rng, &pools, &app_ids, CASES_PER_ROUND, &mut tally).await;
         for _ in 0..25 {
@@ -276,7 +276,7 @@ async fn view_decisions_equal_the_contracts() {
         tally.by_reason
     );
     assert!(tally.mismatches.is_empty(), "{} mismatches, first: {:#?}", tally.mismatches.len(), &tally.mismatches[..tally.mismatches.len().min(5)]);
-    assert!(tally.cases >= 5000);
+    assert!(tally.cases >= 10_000);
     assert!(tally.evaluated_by_view > tally.evaluated_by_contract);
     for reason in [
         "App not registered", "OS image is not allowed", "App not deployed or invalid address",

@@ -58,10 +58,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<ExitCode> {
                 output::print_json(&report);
             } else {
                 println!("NOT VERIFIED: preview of what the document claims; run `verify` to check it");
-                println!("  os_image_hash  {}", report.os_image_hash);
-                for (index, value) in &report.pcrs {
-                    println!("  pcr{index:<11} {value}");
-                }
+                output::print_report(&report);
             }
             Ok(ExitCode::SUCCESS)
         }

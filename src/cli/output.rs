@@ -15,3 +15,50 @@ pub fn print_json(value: &impl Serialize) {
 pub fn rejection_json(kind: &str, message: &str) -> serde_json::Value {
     serde_json::json!({ "verified": false, "error": { "kind": kind, "message": message } })
 }
+
+/// A readable summary of a report: the headline, then one aligned line per known field.
+pub fn print_report(report: &crate::evidence::Report) {
+    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut add = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            lines.push((name.to_owned(), value));
+        }
+    };
+    add("os_image_hash", report.os_image_hash.clone());
+    if let Some(nitro) = &report.nitro {
+        add("module_id", Some(nitro.module_id.clone()));
+        add("timestamp_ms", Some(nitro.timestamp_ms.to_string()));
+        for (index, value) in nitro.pcrs.iter().filter(|(index, _)| **index <= 2) {
+            add(&format!("pcr{index}"), Some(value.clone()));
+        }
+        add("user_data", nitro.user_data.clone());
+        add("nonce", nitro.nonce.clone());
+        add("public_key", nitro.public_key.clone());
+    }
+    if let Some(tdx) = &report.tdx {
+        add("quote_version", Some(tdx.quote_version.to_string()));
+        add("tcb_status", tdx.tcb_status.clone());
+        add("advisory_ids", (!tdx.advisory_ids.is_empty()).then(|| tdx.advisory_ids.join(", ")));
+        add("ppid", tdx.ppid.clone());
+        add("mr_td", Some(tdx.mr_td.clone()));
+        for (name, value) in [("rtmr0", &tdx.rtmr0), ("rtmr1", &tdx.rtmr1), ("rtmr2", &tdx.rtmr2), ("rtmr3", &tdx.rtmr3)] {
+            add(name, Some(value.clone()));
+        }
+        add("report_data", Some(tdx.report_data.clone()));
+    }
+    if let Some(dstack) = &report.dstack {
+        add("app_id", Some(dstack.app_id.clone()));
+        add("compose_hash", Some(dstack.compose_hash.clone()));
+        add("instance_id", dstack.instance_id.clone());
+        add("key_provider", dstack.key_provider.clone());
+        add("mr_system", Some(dstack.mr_system.clone()));
+        add("mr_aggregated", Some(dstack.mr_aggregated.clone()));
+        add("device_id", Some(dstack.device_id.clone()));
+        if !dstack.os_image_hash_bound && report.os_image_hash.is_some() {
+            add("note", Some("os_image_hash is the host's claim (vm_config), not measured".into()));
+        }
+    }
+    for (name, value) in lines {
+        println!("  {name:<14} {value}");
+    }
+}

@@ -7,13 +7,19 @@ use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Verify an attestation: signatures, certificate chain to the pinned root, validity at NOW,
-/// platform policy and the bindings you ask for.
+/// Verify an attestation: signatures, certificate chains to the pinned roots, validity at NOW,
+/// collateral, platform policy, event-log replay and the bindings you ask for.
+///
+/// FILE may be an AWS Nitro NSM document (raw CBOR, base64 or hex), a raw TDX quote (with
+/// --event-log for dstack's app identity), a dstack quote report JSON {quote, event_log,
+/// report_data, vm_config}, or a dstack VersionedAttestation (SCALE, or {"attestation": hex}).
+/// TDX needs Intel collateral (QuoteCollateralV3 JSON) via --collateral.
 ///
 /// Examples:
 ///   tee-verifier verify doc.cbor
 ///   tee-verifier verify --json --now 1705431295 --nonce 0x01ab doc.cbor
 ///   base64 -w0 doc.cbor | tee-verifier verify --encoding base64 -
+///   tee-verifier verify --collateral collateral.json --app-compose app-compose.json report.json
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 pub struct VerifyArgs {
@@ -38,6 +44,21 @@ pub struct VerifyArgs {
     /// Reject documents whose signed timestamp is older than this many seconds.
     #[arg(long, value_name = "SECONDS")]
     max_age: Option<u64>,
+    /// Intel collateral for a TDX quote (QuoteCollateralV3 JSON).
+    #[arg(long, value_name = "FILE")]
+    collateral: Option<PathBuf>,
+    /// dstack event log (JSON) for a raw TDX quote; every RTMR is replayed against the quote.
+    #[arg(long, value_name = "FILE")]
+    event_log: Option<PathBuf>,
+    /// dstack vm_config (JSON) for a raw TDX quote; its os_image_hash is reported as a claim.
+    #[arg(long, value_name = "FILE")]
+    vm_config: Option<PathBuf>,
+    /// The app-compose.json whose sha256 must equal the attested compose-hash.
+    #[arg(long, value_name = "FILE")]
+    app_compose: Option<PathBuf>,
+    /// Expected report data (hex, right-padded with zeros to 64 bytes).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex_arg)]
+    report_data: Option<HexArg>,
     /// Accept a debug-mode enclave or debug TD (never do this in production).
     #[arg(long)]
     allow_debug: bool,
@@ -47,13 +68,26 @@ pub struct VerifyArgs {
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let evidence = decode_input(&read_input(&args.file)?, args.encoding)?;
-    let input = EvidenceInput { evidence: &evidence, ..Default::default() };
+    let read_optional = |path: &Option<PathBuf>| path.as_deref().map(read_input).transpose();
+    let (collateral, event_log, vm_config, app_compose) = (
+        read_optional(&args.collateral)?,
+        read_optional(&args.event_log)?,
+        read_optional(&args.vm_config)?,
+        read_optional(&args.app_compose)?,
+    );
+    let input = EvidenceInput {
+        evidence: &evidence,
+        event_log: event_log.as_deref(),
+        collateral: collateral.as_deref(),
+        vm_config: vm_config.as_deref(),
+        app_compose: app_compose.as_deref(),
+    };
     let expect = Expectations {
         nonce: args.nonce.map(|h| h.0),
         user_data: args.user_data.map(|h| h.0),
         public_key: args.public_key.map(|h| h.0),
         max_age_secs: args.max_age,
-        report_data: None,
+        report_data: args.report_data.map(|h| h.0),
         allow_debug: args.allow_debug,
     };
     let now = now_or_clock(args.now);
@@ -80,23 +114,5 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 
 fn print_summary(report: &Report, now: u64) {
     println!("VERIFIED {:?} attestation at {now}", report.platform);
-    println!("  os_image_hash  {}", report.os_image_hash);
-    if let Some(module_id) = &report.module_id {
-        println!("  module_id      {module_id}");
-    }
-    if let Some(timestamp_ms) = report.timestamp_ms {
-        println!("  timestamp_ms   {timestamp_ms}");
-    }
-    for (index, value) in report.pcrs.iter().filter(|(i, _)| **i <= 2) {
-        println!("  pcr{index}           {value}");
-    }
-    for (name, value) in [
-        ("user_data", &report.user_data),
-        ("nonce", &report.nonce),
-        ("public_key", &report.public_key),
-    ] {
-        if let Some(value) = value {
-            println!("  {name:<14} {value}");
-        }
-    }
+    output::print_report(report);
 }

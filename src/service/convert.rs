@@ -19,6 +19,27 @@ pub struct VerifyJob {
     pub app_compose: Option<Vec<u8>>,
     pub expectations: Expectations,
     pub authorize: proto::Authorize,
+    pub kind: EvidenceKind,
+}
+
+/// Which field of the request's `evidence` oneof was set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvidenceKind {
+    NitroDocument,
+    Tdx,
+    DstackAttestation,
+    DstackQuoteReport,
+}
+
+impl EvidenceKind {
+    pub fn field_name(self) -> &'static str {
+        match self {
+            EvidenceKind::NitroDocument => "nitro_document",
+            EvidenceKind::Tdx => "tdx",
+            EvidenceKind::DstackAttestation => "dstack_attestation",
+            EvidenceKind::DstackQuoteReport => "dstack_quote_report",
+        }
+    }
 }
 
 impl VerifyJob {
@@ -41,22 +62,28 @@ impl TryFrom<proto::VerifyRequest> for VerifyJob {
         let authorize = proto::Authorize::try_from(request.authorize).map_err(|_| {
             Status::invalid_argument(format!("authorize: unknown value {}", request.authorize))
         })?;
-        let (evidence, event_log, collateral, vm_config) = match request.evidence {
+        let (kind, evidence, event_log, collateral, vm_config) = match request.evidence {
             None => return Err(Status::invalid_argument("evidence: one of nitro_document, tdx, dstack_attestation or dstack_quote_report is required")),
-            Some(Evidence::NitroDocument(document)) => (document, None, None, None),
+            Some(Evidence::NitroDocument(document)) => {
+                (EvidenceKind::NitroDocument, document, None, None, None)
+            }
             Some(Evidence::Tdx(tdx)) => (
+                EvidenceKind::Tdx,
                 tdx.quote,
-                Some(tdx.event_log.into_bytes()),
+                // An empty event log means a bare quote (no dstack identity).
+                (!tdx.event_log.is_empty()).then(|| tdx.event_log.into_bytes()),
                 tdx.collateral.map(String::into_bytes),
                 tdx.vm_config.map(String::into_bytes),
             ),
             Some(Evidence::DstackAttestation(attestation)) => (
+                EvidenceKind::DstackAttestation,
                 attestation.attestation,
                 None,
                 attestation.collateral.map(String::into_bytes),
                 None,
             ),
             Some(Evidence::DstackQuoteReport(report)) => (
+                EvidenceKind::DstackQuoteReport,
                 report.json.into_bytes(),
                 None,
                 report.collateral.map(String::into_bytes),
@@ -64,7 +91,7 @@ impl TryFrom<proto::VerifyRequest> for VerifyJob {
             ),
         };
         if evidence.is_empty() {
-            return Err(Status::invalid_argument("evidence: empty"));
+            return Err(Status::invalid_argument(format!("{}: empty", kind.field_name())));
         }
         Ok(VerifyJob {
             evidence,
@@ -82,6 +109,7 @@ impl TryFrom<proto::VerifyRequest> for VerifyJob {
                 allow_debug: false,
             },
             authorize,
+            kind,
         })
     }
 }
@@ -94,34 +122,58 @@ pub fn verification_error(error: &EvidenceError) -> proto::VerificationError {
     }
 }
 
-/// What verification established, in the response's shape.
+/// What verification established, in the response's shape (field for field the `Report`).
 pub fn attested(report: &Report) -> proto::Attested {
     let platform = match report.platform {
         Platform::Nitro => proto::Platform::Nitro,
+        Platform::Tdx => proto::Platform::Tdx,
     };
     proto::Attested {
         platform: platform.into(),
         os_image_hash: report.os_image_hash.clone(),
-        os_image_hash_bound: matches!(report.platform, Platform::Nitro),
-        pcrs: report
-            .pcrs
-            .iter()
-            .map(|(index, value)| (u32::from(*index), value.clone()))
-            .collect(),
-        module_id: report.module_id.clone().unwrap_or_default(),
-        timestamp_ms: report.timestamp_ms.unwrap_or_default(),
-        nonce: report.nonce.clone(),
-        user_data: report.user_data.clone(),
-        public_key: report.public_key.clone(),
-        // Serializing a plain struct of strings and numbers cannot fail.
+        nitro: report.nitro.as_ref().map(|nitro| proto::NitroClaims {
+            module_id: nitro.module_id.clone(),
+            timestamp_ms: nitro.timestamp_ms,
+            pcrs: nitro
+                .pcrs
+                .iter()
+                .map(|(index, value)| (u32::from(*index), value.clone()))
+                .collect(),
+            user_data: nitro.user_data.clone(),
+            nonce: nitro.nonce.clone(),
+            public_key: nitro.public_key.clone(),
+        }),
+        tdx: report.tdx.as_ref().map(|tdx| proto::TdxClaims {
+            quote_version: u32::from(tdx.quote_version),
+            tcb_status: tdx.tcb_status.clone().unwrap_or_default(),
+            advisory_ids: tdx.advisory_ids.clone(),
+            ppid: tdx.ppid.clone().unwrap_or_default(),
+            report_data: tdx.report_data.clone(),
+            mr_td: tdx.mr_td.clone(),
+            rtmrs: [&tdx.rtmr0, &tdx.rtmr1, &tdx.rtmr2, &tdx.rtmr3]
+                .into_iter()
+                .cloned()
+                .collect(),
+        }),
+        dstack: report.dstack.as_ref().map(|dstack| proto::DstackClaims {
+            boot_info: Some(boot_info_to_proto(&dstack.boot_info)),
+            os_image_hash_bound: dstack.os_image_hash_bound,
+            key_provider: dstack.key_provider.clone(),
+        }),
+        // A struct of strings, numbers and maps with integer keys always serializes.
         report_json: serde_json::to_string(report).unwrap_or_default(),
-        ..Default::default()
     }
 }
 
-/// The boot info dstack's KMS would send for this evidence, if it carries one.
-pub fn boot_info_of(_report: &Report) -> Option<BootInfo> {
-    None
+/// Whether the verified evidence is what the request's oneof said it was (detection is by
+/// content; this keeps the field names honest).
+pub fn matches_declared_kind(kind: EvidenceKind, report: &Report) -> bool {
+    match kind {
+        EvidenceKind::NitroDocument => report.platform == Platform::Nitro && report.dstack.is_none(),
+        EvidenceKind::Tdx => report.platform == Platform::Tdx,
+        EvidenceKind::DstackAttestation => report.dstack.is_some(),
+        EvidenceKind::DstackQuoteReport => report.platform == Platform::Tdx && report.dstack.is_some(),
+    }
 }
 
 /// A boot info from a request, with the webhook's parsing rules (hex with or without 0x,

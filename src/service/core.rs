@@ -50,10 +50,6 @@ impl RegistrySlot {
     pub fn install(&self, registry: Arc<dyn Registry>) {
         let _ = self.registry.set(registry);
     }
-
-    pub fn is_installed(&self) -> bool {
-        self.registry.get().is_some()
-    }
 }
 
 /// A successful answer and its outcome label for metrics.
@@ -176,21 +172,26 @@ impl Core {
                 return Ok(Answer::new(response, error.kind()));
             }
         };
-        let mut attested = convert::attested(&report);
-        let boot_info = convert::boot_info_of(&report);
-        attested.boot_info = boot_info.as_ref().map(convert::boot_info_to_proto);
+        if !convert::matches_declared_kind(job.kind, &report) {
+            return Err(Status::invalid_argument(format!(
+                "evidence given as {} is {}",
+                job.kind.field_name(),
+                describe(&report)
+            )));
+        }
+        let attested = convert::attested(&report);
         let (authorization, outcome) = match job.authorize {
             proto::Authorize::None => (None, "verified"),
             authorize => {
-                let boot_info = boot_info.ok_or_else(|| {
+                let boot_info = report.dstack.as_ref().map(|dstack| &dstack.boot_info).ok_or_else(|| {
                     Status::invalid_argument(
                         "authorize needs dstack evidence that carries a boot info (an app id): a \
                          dstack attestation, quote report, or TDX quote with its event log",
                     )
                 })?;
                 let decision = match authorize {
-                    proto::Authorize::Kms => self.decide_kms(&boot_info)?,
-                    _ => self.decide_app(&boot_info).await?,
+                    proto::Authorize::Kms => self.decide_kms(boot_info)?,
+                    _ => self.decide_app(boot_info).await?,
                 };
                 let outcome = convert::decision_outcome(&decision);
                 (Some(convert::decision_to_proto(decision)), outcome)
@@ -223,5 +224,16 @@ impl Core {
     pub fn decide_kms(&self, boot_info: &BootInfo) -> Result<Decision, Status> {
         let registry = self.registry.get().map_err(convert::registry_status)?;
         registry.decide_kms(boot_info).map_err(convert::registry_status)
+    }
+}
+
+/// What a report says the evidence was, for a mismatch message.
+fn describe(report: &crate::evidence::Report) -> &'static str {
+    use crate::evidence::Platform;
+    match (report.platform, report.dstack.is_some()) {
+        (Platform::Nitro, false) => "a bare Nitro document",
+        (Platform::Nitro, true) => "a dstack Nitro attestation",
+        (Platform::Tdx, false) => "a bare TDX quote",
+        (Platform::Tdx, true) => "dstack TDX evidence",
     }
 }

@@ -13,7 +13,7 @@ use crate::registry::chain::{ChainConfig, ChainRegistry};
 use crate::registry::file::FileRegistry;
 use crate::registry::Registry;
 use anyhow::Context as _;
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,11 +121,14 @@ impl Server {
             health_reporter,
         )));
 
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-        let reflection_v1 = reflection.clone().build_v1()?;
-        let reflection_v1alpha = reflection.build_v1alpha()?;
+        // Both reflection versions: grpcurl before 1.8.8 only speaks v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
         let verifier = VerifierServer::new(VerifierService::new(Arc::clone(&core)))
             .max_decoding_message_size(config.limits.max_request_bytes);
         let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener)
