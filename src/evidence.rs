@@ -92,6 +92,9 @@ pub struct Report {
     pub platform: Platform,
     /// Nitro: sha256(PCR0‖PCR1‖PCR2), measured. TDX: the vm_config claim, if any.
     pub os_image_hash: Option<String>,
+    /// The 64 bytes the workload bound: TDX REPORTDATA, or dstack's report data for Nitro.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_data: Option<String>,
     #[serde(flatten)]
     pub nitro: Option<NitroClaims>,
     #[serde(flatten)]
@@ -119,7 +122,6 @@ pub struct TdxClaims {
     pub tcb_status: Option<String>,
     pub advisory_ids: Vec<String>,
     pub ppid: Option<String>,
-    pub report_data: String,
     pub mr_td: String,
     pub rtmr0: String,
     pub rtmr1: String,
@@ -180,6 +182,7 @@ impl EvidenceVerifier {
                     verified: true,
                     platform: Platform::Nitro,
                     os_image_hash: Some(to_0x_hex(&verified.os_image_hash)),
+                    report_data: None,
                     nitro: Some(nitro_claims(&verified.document)),
                     tdx: None,
                     dstack: None,
@@ -198,6 +201,7 @@ impl EvidenceVerifier {
                     verified: true,
                     platform: Platform::Nitro,
                     os_image_hash: Some(to_0x_hex(&verified.os_image_hash)),
+                    report_data: Some(to_0x_hex(&evidence.report_data)),
                     nitro: Some(nitro_claims(&verified.document)),
                     tdx: None,
                     dstack: Some(dstack_claims(&identity)),
@@ -258,7 +262,9 @@ pub fn preview(input: &EvidenceInput<'_>) -> Result<Report, EvidenceError> {
         Parsed::DstackNitro(evidence) => {
             let document = nitro::parse_document(&evidence.document)?;
             let identity = nitro_identity(&NitroEnclave::from(&document), &evidence)?;
-            Ok(nitro_preview(&document, Some(&identity)))
+            let mut report = nitro_preview(&document, Some(&identity));
+            report.report_data = Some(to_0x_hex(&evidence.report_data));
+            Ok(report)
         }
         Parsed::Tdx { quote, dstack } => {
             let quote = Quote::parse(&quote)?;
@@ -368,6 +374,7 @@ fn nitro_preview(document: &AttestationDocument, identity: Option<&DstackIdentit
         verified: false,
         platform: Platform::Nitro,
         os_image_hash: document.os_image_hash().ok().map(|hash| to_0x_hex(&hash)),
+        report_data: None,
         nitro: Some(nitro_claims(document)),
         tdx: None,
         dstack: identity.map(dstack_claims),
@@ -409,13 +416,13 @@ fn tdx_report(
         verified,
         platform: Platform::Tdx,
         os_image_hash,
+        report_data: Some(to_0x_hex(&body.report_data)),
         nitro: None,
         tdx: Some(TdxClaims {
             quote_version: quote.version(),
             tcb_status: tcb_status.map(str::to_owned),
             advisory_ids: advisory_ids.to_vec(),
             ppid: ppid.map(to_0x_hex),
-            report_data: to_0x_hex(&body.report_data),
             mr_td: to_0x_hex(&body.mr_td),
             rtmr0: to_0x_hex(&body.rtmr[0]),
             rtmr1: to_0x_hex(&body.rtmr[1]),

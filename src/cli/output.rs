@@ -25,6 +25,7 @@ pub fn print_report(report: &crate::evidence::Report) {
         }
     };
     add("os_image_hash", report.os_image_hash.clone());
+    add("report_data", report.report_data.clone());
     if let Some(nitro) = &report.nitro {
         add("module_id", Some(nitro.module_id.clone()));
         add("timestamp_ms", Some(nitro.timestamp_ms.to_string()));
@@ -44,7 +45,6 @@ pub fn print_report(report: &crate::evidence::Report) {
         for (name, value) in [("rtmr0", &tdx.rtmr0), ("rtmr1", &tdx.rtmr1), ("rtmr2", &tdx.rtmr2), ("rtmr3", &tdx.rtmr3)] {
             add(name, Some(value.clone()));
         }
-        add("report_data", Some(tdx.report_data.clone()));
     }
     if let Some(dstack) = &report.dstack {
         add("app_id", Some(dstack.app_id.clone()));

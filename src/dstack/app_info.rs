@@ -197,7 +197,8 @@ mod tests {
 
     #[test]
     fn payload_lengths_are_enforced() {
-        let cases: [(&[(&str, &[u8])], &str); 5] = [
+        type Events<'a> = &'a [(&'a str, &'a [u8])];
+        let cases: [(Events<'_>, &str); 5] = [
             (&[("app-id", &[1; 32])], "app-id payload"),
             (
                 &[("app-id", &[1; 20]), ("compose-hash", &[2; 20])],

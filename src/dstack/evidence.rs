@@ -356,7 +356,10 @@ mod tests {
             .tail(&[7; 64], CONFIG)
     }
 
-    fn tdx_v0(log: &[(u32, u32, &[u8], &str, &[u8])], runtime: &[(&str, &[u8])]) -> Vec<u8> {
+    /// `TdxEvent` fields: imr, event_type, digest, name, payload.
+    type ScaleEvent<'a> = (u32, u32, &'a [u8], &'a str, &'a [u8]);
+
+    fn tdx_v0(log: &[ScaleEvent<'_>], runtime: &[(&str, &[u8])]) -> Vec<u8> {
         let scale = Scale::default()
             .raw(&[0, 0])
             .bytes(b"quote")
@@ -396,7 +399,7 @@ mod tests {
 
     #[test]
     fn tdx_v0_attestation_takes_runtime_events_into_rtmr3() {
-        let boot: (u32, u32, &[u8], &str, &[u8]) = (0, 4, &[1; 48], "", b"");
+        let boot: ScaleEvent<'_> = (0, 4, &[1; 48], "", b"");
         let Evidence::Tdx(tdx) =
             Evidence::parse(&tdx_v0(&[boot], &[("app-id", &[1; 20])])).unwrap()
         else {
@@ -413,8 +416,7 @@ mod tests {
         );
 
         // RTMR3 events in the log itself, runtime_events repeating them or empty.
-        let logged: (u32, u32, &[u8], &str, &[u8]) =
-            (3, RUNTIME_EVENT_TYPE, b"", "app-id", &[1; 20]);
+        let logged: ScaleEvent<'_> = (3, RUNTIME_EVENT_TYPE, b"", "app-id", &[1; 20]);
         for runtime in [&[][..], &[("app-id", &[1u8; 20][..])][..]] {
             let Evidence::Tdx(tdx) = Evidence::parse(&tdx_v0(&[boot, logged], runtime)).unwrap()
             else {
@@ -427,7 +429,7 @@ mod tests {
         assert!(matches!(err, DstackError::Inconsistent(_)));
 
         // Events are checked like JSON ones.
-        let bad_digest: (u32, u32, &[u8], &str, &[u8]) = (0, 4, &[1; 47], "", b"");
+        let bad_digest: ScaleEvent<'_> = (0, 4, &[1; 47], "", b"");
         assert!(matches!(
             Evidence::parse(&tdx_v0(&[bad_digest], &[])),
             Err(DstackError::InvalidEvent { .. })

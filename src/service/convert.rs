@@ -148,7 +148,7 @@ pub fn attested(report: &Report) -> proto::Attested {
             tcb_status: tdx.tcb_status.clone().unwrap_or_default(),
             advisory_ids: tdx.advisory_ids.clone(),
             ppid: tdx.ppid.clone().unwrap_or_default(),
-            report_data: tdx.report_data.clone(),
+            report_data: report.report_data.clone().unwrap_or_default(),
             mr_td: tdx.mr_td.clone(),
             rtmrs: [&tdx.rtmr0, &tdx.rtmr1, &tdx.rtmr2, &tdx.rtmr3]
                 .into_iter()
