@@ -909,3 +909,48 @@ fn debug_enclaves_are_refused_unless_allowed() {
     fixture.doc.payload.set("pcrs", pcrs(&entries));
     fixture.verify(NOW, &expect_none()).unwrap();
 }
+
+// ------------------------------------------------------------------------------------------------
+// Committed fixtures (written by `cargo run --example nitro_fixtures`)
+
+#[test]
+fn committed_fixtures_match_their_manifest() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/nitro");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let manifest: Vec<serde_json::Value> =
+        serde_json::from_slice(&read("manifest.json")).expect("manifest JSON");
+    let verifier = NitroVerifier::with_root_der(&read("root.der"));
+    let hex_field = |entry: &serde_json::Value, key: &str| {
+        entry[key]
+            .as_str()
+            .map(|hex| hex::decode(hex).expect("hex"))
+    };
+    for entry in &manifest {
+        let file = entry["file"].as_str().expect("file");
+        let expect = Expectations {
+            nonce: hex_field(entry, "nonce"),
+            user_data: hex_field(entry, "user_data"),
+            public_key: hex_field(entry, "public_key"),
+            max_age_secs: entry["max_age_secs"].as_u64(),
+            allow_debug: false,
+        };
+        let now = entry["now"].as_u64().expect("now");
+        let result = verifier.verify(&read(file), now, &expect);
+        match entry["expect"].as_str() {
+            Some("valid") => {
+                let verified = result.unwrap_or_else(|e| panic!("{file}: {e}"));
+                let hash = hex::encode(verified.os_image_hash);
+                assert_eq!(
+                    Some(hash.as_str()),
+                    entry["os_image_hash"].as_str(),
+                    "{file}"
+                );
+            }
+            _ => assert_eq!(
+                Some(rejection(result)),
+                entry["reject_kind"].as_str(),
+                "{file}"
+            ),
+        }
+    }
+}

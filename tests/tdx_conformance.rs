@@ -40,7 +40,10 @@ fn cases() -> Vec<Case> {
             }
         })
         .collect();
-    assert!(cases.len() >= 2, "expected.json lost its TDX entries with collateral");
+    assert!(
+        cases.len() >= 2,
+        "expected.json lost its TDX entries with collateral"
+    );
     cases
 }
 
@@ -64,13 +67,27 @@ fn samples_verify_with_expected_appraisal() {
         // Cold, then warm from the caches: the same answer.
         for pass in ["cold", "warm"] {
             let verified = verifier
-                .verify(&case.quote, &case.collateral, case.now, &TdxPolicy::default())
+                .verify(
+                    &case.quote,
+                    &case.collateral,
+                    case.now,
+                    &TdxPolicy::default(),
+                )
                 .unwrap_or_else(|e| panic!("{} ({pass}): {} [{e}]", case.file, e.kind()));
-            assert_eq!(verified.tcb_status, case.entry["tcb_status"], "{}", case.file);
+            assert_eq!(
+                verified.tcb_status, case.entry["tcb_status"],
+                "{}",
+                case.file
+            );
             let advisories: Vec<String> =
                 serde_json::from_value(case.entry["advisory_ids"].clone()).unwrap();
             assert_eq!(verified.advisory_ids, advisories, "{}", case.file);
-            assert_eq!(hex::encode(&verified.ppid), case.entry["ppid"], "{}", case.file);
+            assert_eq!(
+                hex::encode(&verified.ppid),
+                case.entry["ppid"],
+                "{}",
+                case.file
+            );
             assert!(verified.valid_until >= case.now, "{}", case.file);
         }
     }
@@ -89,7 +106,10 @@ fn samples_fail_at_the_documented_times() {
             let expected_kind = if reason.contains("not yet valid") {
                 "collateral_not_yet_valid"
             } else {
-                assert!(reason.contains("expired"), "unknown documented reason {reason:?}");
+                assert!(
+                    reason.contains("expired"),
+                    "unknown documented reason {reason:?}"
+                );
                 "collateral_expired"
             };
             assert_eq!(err.kind(), expected_kind, "{} at {now}: {err}", case.file);
@@ -97,7 +117,10 @@ fn samples_fail_at_the_documented_times() {
         }
     }
     if !cases().is_empty() {
-        assert!(checked >= 2, "expected.json documents no failing times any more");
+        assert!(
+            checked >= 2,
+            "expected.json documents no failing times any more"
+        );
     }
 }
 
@@ -105,12 +128,22 @@ fn samples_fail_at_the_documented_times() {
 fn the_sample_collateral_window_is_exact() {
     // dcap-qvl's sample: "collateral window 1750329147..1752919235".
     let verifier = TdxVerifier::new();
-    for case in cases().into_iter().filter(|c| c.file.ends_with("dcap-qvl_tdx_quote.bin")) {
-        let verify = |now| verifier.verify(&case.quote, &case.collateral, now, &TdxPolicy::default());
+    for case in cases()
+        .into_iter()
+        .filter(|c| c.file.ends_with("dcap-qvl_tdx_quote.bin"))
+    {
+        let verify =
+            |now| verifier.verify(&case.quote, &case.collateral, now, &TdxPolicy::default());
         verify(1_750_329_147).unwrap();
         verify(1_752_919_235).unwrap();
-        assert_eq!(verify(1_750_329_146).unwrap_err().kind(), "collateral_not_yet_valid");
-        assert_eq!(verify(1_752_919_236).unwrap_err().kind(), "collateral_expired");
+        assert_eq!(
+            verify(1_750_329_146).unwrap_err().kind(),
+            "collateral_not_yet_valid"
+        );
+        assert_eq!(
+            verify(1_752_919_236).unwrap_err().kind(),
+            "collateral_expired"
+        );
         assert_eq!(verify(1_752_919_235).unwrap().valid_until, 1_752_919_235);
     }
 }
@@ -136,8 +169,36 @@ fn the_other_samples_collateral_does_not_fit() {
     let verifier = TdxVerifier::new();
     for case in &cases {
         for other in cases.iter().filter(|o| o.file != case.file) {
-            let result = verifier.verify(&case.quote, &other.collateral, case.now, &TdxPolicy::default());
-            assert!(result.is_err(), "{} verified with {}'s collateral", case.file, other.file);
+            let result = verifier.verify(
+                &case.quote,
+                &other.collateral,
+                case.now,
+                &TdxPolicy::default(),
+            );
+            assert!(
+                result.is_err(),
+                "{} verified with {}'s collateral",
+                case.file,
+                other.file
+            );
         }
+    }
+}
+
+#[test]
+fn a_quote_under_another_root_is_untrusted_with_genuine_collateral() {
+    let verifier = TdxVerifier::new();
+    let keys = tdx_support::Keys::generate();
+    for case in cases() {
+        let foreign = tdx_support::Spec::default().build(&keys);
+        let err = verifier
+            .verify(
+                &foreign.quote,
+                &case.collateral,
+                case.now,
+                &TdxPolicy::default(),
+            )
+            .unwrap_err();
+        assert_eq!(err.kind(), "untrusted_root", "{}: {err}", case.file);
     }
 }

@@ -4,8 +4,11 @@
 //! Exit codes are part of the contract: 0 verified / allowed / registered, 1 rejected / denied /
 //! not registered, 2 usage, I/O or availability errors (clap's own usage errors also exit 2).
 
+mod check;
 mod measure;
 mod output;
+mod registry;
+mod source;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +34,10 @@ struct Cli {
 enum Command {
     Verify(verify::VerifyArgs),
     Measure(measure::MeasureArgs),
+    Check(check::CheckArgs),
+    Registry(registry::RegistryCommand),
+    /// Serve the gRPC API and the KMS auth webhook (see `serve --help`).
+    Serve(crate::service::ServeArgs),
 }
 
 /// Parses the command line, runs the command, and maps its outcome to an exit code.
@@ -39,6 +46,9 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Verify(args) => verify::run(args),
         Command::Measure(args) => measure::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Registry(command) => registry::run(command),
+        Command::Serve(args) => crate::service::run(args),
     };
     match outcome {
         Ok(code) => code,

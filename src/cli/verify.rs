@@ -3,6 +3,9 @@
 use super::{HexArg, now_or_clock, output, parse_hex_arg, read_input, Verdict};
 use crate::encoding::{decode_input, InputEncoding};
 use crate::evidence::{EvidenceInput, EvidenceVerifier, Expectations, Report};
+use super::{check, source};
+use crate::registry::{Decision, RegistryError};
+use crate::service::config::RegistryArgs;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,11 +65,22 @@ pub struct VerifyArgs {
     /// Accept a debug-mode enclave or debug TD (never do this in production).
     #[arg(long)]
     allow_debug: bool,
+    /// Then authorize the verified boot info as a KMS instance (isKmsAllowed) instead of an app.
+    #[arg(long)]
+    kms: bool,
+    /// With a source (--registry FILE, or --rpc-url URL --kms-contract ADDR), also answer
+    /// DstackKms.isAppAllowed for the verified boot info; exit 0 only if verified AND allowed.
+    #[command(flatten, next_help_heading = "Authorization source")]
+    source: RegistryArgs,
     /// The evidence file, or - for stdin.
     file: PathBuf,
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !args.kms || source::is_configured(&args.source),
+        "--kms authorizes against a source: add --registry FILE or --rpc-url URL --kms-contract ADDR"
+    );
     let evidence = decode_input(&read_input(&args.file)?, args.encoding)?;
     let read_optional = |path: &Option<PathBuf>| path.as_deref().map(read_input).transpose();
     let (collateral, event_log, vm_config, app_compose) = (
@@ -91,25 +105,61 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         allow_debug: args.allow_debug,
     };
     let now = now_or_clock(args.now);
-    let verdict = match EvidenceVerifier::default().verify(&input, now, &expect) {
-        Ok(report) => {
-            if args.json {
-                output::print_json(&report);
-            } else {
-                print_summary(&report, now);
-            }
-            Verdict::Accepted
-        }
+    let report = match EvidenceVerifier::default().verify(&input, now, &expect) {
+        Ok(report) => report,
         Err(error) => {
             if args.json {
                 output::print_json(&output::rejection_json(error.kind(), &error.to_string()));
             } else {
                 println!("REJECTED ({}): {error}", error.kind());
             }
-            Verdict::Rejected
+            return Ok(Verdict::Rejected.into());
         }
     };
-    Ok(verdict.into())
+    if !source::is_configured(&args.source) {
+        if args.json {
+            output::print_json(&report);
+        } else {
+            print_summary(&report, now);
+        }
+        return Ok(Verdict::Accepted.into());
+    }
+    let decision = authorize(&report, &args.source, args.kms)?;
+    if args.json {
+        let mut json = serde_json::to_value(&report)?;
+        if let Some(object) = json.as_object_mut() {
+            let authorization = match &decision {
+                Ok(decision) => check::authorization_json(decision),
+                Err(error) => serde_json::json!({
+                    "allowed": false,
+                    "error": { "kind": error.kind(), "message": error.to_string() },
+                }),
+            };
+            object.insert("authorization".into(), authorization);
+        }
+        output::print_json(&json);
+    } else {
+        print_summary(&report, now);
+    }
+    Ok(check::print_decision_code(&decision, !args.json))
+}
+
+/// Asks the registry about the verified boot info. Evidence without dstack's app identity has no
+/// boot info to authorize, which is a denial, not an error of the registry.
+fn authorize(
+    report: &Report,
+    source_args: &RegistryArgs,
+    as_kms: bool,
+) -> anyhow::Result<Result<Decision, RegistryError>> {
+    let Some(boot) = report.dstack.as_ref().map(|dstack| &dstack.boot_info) else {
+        anyhow::bail!("the evidence carries no dstack boot info (app id, compose hash) to authorize");
+    };
+    let opened = source::open(source_args)?;
+    Ok(if as_kms {
+        opened.registry.decide_kms(boot)
+    } else {
+        opened.runtime.block_on(opened.registry.decide_app(boot))
+    })
 }
 
 fn print_summary(report: &Report, now: u64) {

@@ -356,7 +356,7 @@ fn read_config_file(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySource> {
+pub fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySource> {
     let poll_interval = args.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL);
     match (args.registry, args.rpc_url) {
         (Some(_), Some(_)) => bail!("--registry and --rpc-url are two sources: choose one"),

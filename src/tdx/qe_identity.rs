@@ -28,6 +28,7 @@ struct QeIdentityJson {
     version: u32,
     issue_date: String,
     next_update: String,
+    tcb_evaluation_data_number: u32,
     miscselect: String,
     miscselect_mask: String,
     attributes: String,
@@ -56,6 +57,7 @@ struct QeTcbJson {
 pub(crate) struct QeIdentity {
     pub(crate) issue_date: u64,
     pub(crate) next_update: u64,
+    pub(crate) tcb_evaluation_data_number: u32,
     /// MISCSELECT and its mask, read little-endian like the report field (as dcap-qvl does).
     miscselect: u32,
     miscselect_mask: u32,
@@ -92,6 +94,7 @@ impl QeIdentity {
         Ok(QeIdentity {
             issue_date: date(DOCUMENT, "issueDate", &json.issue_date)?,
             next_update: date(DOCUMENT, "nextUpdate", &json.next_update)?,
+            tcb_evaluation_data_number: json.tcb_evaluation_data_number,
             miscselect: u32::from_le_bytes(hex_array(DOCUMENT, "miscselect", &json.miscselect)?),
             miscselect_mask: u32::from_le_bytes(hex_array(
                 DOCUMENT,

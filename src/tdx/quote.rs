@@ -134,16 +134,29 @@ pub enum CertDataType {
 }
 
 impl CertDataType {
+    /// The wire value.
+    pub fn code(self) -> u16 {
+        match self {
+            CertDataType::PlainPpid => 1,
+            CertDataType::EncryptedPpidRsa2048 => 2,
+            CertDataType::EncryptedPpidRsa3072 => 3,
+            CertDataType::PckLeafCert => 4,
+            CertDataType::PckCertChain => 5,
+            CertDataType::PlatformManifest => 7,
+        }
+    }
+
     fn from_u16(value: u16) -> Option<Self> {
-        Some(match value {
-            1 => CertDataType::PlainPpid,
-            2 => CertDataType::EncryptedPpidRsa2048,
-            3 => CertDataType::EncryptedPpidRsa3072,
-            4 => CertDataType::PckLeafCert,
-            5 => CertDataType::PckCertChain,
-            7 => CertDataType::PlatformManifest,
-            _ => return None,
-        })
+        [
+            CertDataType::PlainPpid,
+            CertDataType::EncryptedPpidRsa2048,
+            CertDataType::EncryptedPpidRsa3072,
+            CertDataType::PckLeafCert,
+            CertDataType::PckCertChain,
+            CertDataType::PlatformManifest,
+        ]
+        .into_iter()
+        .find(|data_type| data_type.code() == value)
     }
 }
 

@@ -35,6 +35,8 @@ struct TcbInfoJson {
     next_update: String,
     fmspc: String,
     pce_id: String,
+    tcb_type: u32,
+    tcb_evaluation_data_number: u32,
     tdx_module: Option<ModuleSignerJson>,
     #[serde(default)]
     tdx_module_identities: Vec<ModuleIdentityJson>,
@@ -123,6 +125,7 @@ struct TcbLevel {
 pub(crate) struct TcbInfo {
     pub(crate) issue_date: u64,
     pub(crate) next_update: u64,
+    pub(crate) tcb_evaluation_data_number: u32,
     fmspc: [u8; 6],
     pce_id: [u8; 2],
     base_module: ModuleSigner,
@@ -150,6 +153,13 @@ impl TcbInfo {
                 json.id, json.version
             )));
         }
+        // Type 0 is the only defined one: SVNs compare component by component.
+        if json.tcb_type != 0 {
+            return Err(TdxError::CollateralInvalid(format!(
+                "{DOCUMENT} tcbType {} is not 0",
+                json.tcb_type
+            )));
+        }
         let base_module = json
             .tdx_module
             .as_ref()
@@ -168,6 +178,7 @@ impl TcbInfo {
         Ok(TcbInfo {
             issue_date: date(DOCUMENT, "issueDate", &json.issue_date)?,
             next_update: date(DOCUMENT, "nextUpdate", &json.next_update)?,
+            tcb_evaluation_data_number: json.tcb_evaluation_data_number,
             fmspc: hex_array(DOCUMENT, "fmspc", &json.fmspc)?,
             pce_id: hex_array(DOCUMENT, "pceId", &json.pce_id)?,
             base_module: ModuleSigner::parse(base_module)?,

@@ -28,6 +28,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
+use x509_parser::revocation_list::CertificateRevocationList;
 
 /// The Intel SGX Root CA (DER), the trust anchor of every TDX quote.
 pub const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("intel_sgx_root_ca.der");
@@ -60,6 +61,8 @@ pub struct VerifiedQuote {
     pub pck: PckInfo,
     pub ppid: Vec<u8>,
     pub fmspc: [u8; 6],
+    /// The older of the TCB Info's and QE Identity's TCB evaluation data numbers.
+    pub tcb_evaluation_data_number: u32,
     /// Earliest expiry of everything this verification relied on (unix seconds).
     pub valid_until: u64,
 }
@@ -204,6 +207,10 @@ impl TdxVerifier {
             ppid: qe.pck.ppid.clone(),
             fmspc: qe.pck.fmspc,
             pck: qe.pck.clone(),
+            tcb_evaluation_data_number: verified
+                .tcb_info
+                .tcb_evaluation_data_number
+                .min(verified.qe_identity.tcb_evaluation_data_number),
             valid_until: verified.window.until.min(qe.window.until),
             quote,
         })
@@ -233,11 +240,26 @@ impl TdxVerifier {
         collateral: &Collateral,
         now: u64,
     ) -> Result<VerifiedCollateral, TdxError> {
+        // Collateral issued under another root would first fail on the root CA CRL's issuer;
+        // name the actual cause.
+        for (what, chain) in [
+            ("TCB Info", collateral.tcb_info_issuer_chain()),
+            ("QE Identity", collateral.qe_identity_issuer_chain()),
+        ] {
+            self.check_pinned_root(what, chain)?;
+        }
         let root: &[u8] = &self.root_der;
         let root_crl = self
             .chains
             .verify_crl(collateral.root_ca_crl(), &[root], now)
             .map_err(chain_error("root CA CRL"))?;
+        if let Some(serial) = listed_serial(collateral.root_ca_crl(), root)? {
+            let subject = "the pinned root CA".to_owned();
+            return Err(chain_error("root CA CRL")(X509Error::Revoked {
+                subject,
+                serial,
+            }));
+        }
         let mut window = chain_window(&[root])?.narrow(root_crl.this_update, root_crl.next_update);
 
         let tcb_info = TcbInfo::parse(collateral.tcb_info())?;
@@ -274,6 +296,16 @@ impl TdxVerifier {
             root_crl,
             window,
         })
+    }
+
+    fn check_pinned_root(&self, what: &'static str, chain: &[Vec<u8>]) -> Result<(), TdxError> {
+        let root: [u8; 32] = Sha256::digest(chain.last().map_or(&[][..], Vec::as_slice)).into();
+        if root != self.chains.policy().root_sha256 {
+            return Err(chain_error(what)(X509Error::UntrustedRoot {
+                found: hex::encode(root),
+            }));
+        }
+        Ok(())
     }
 
     /// Verifies the signer chain (signer issued directly by the root) and the r‖s signature over
@@ -426,13 +458,30 @@ fn qe_cache_key(quote: &Quote, collateral: &Collateral) -> [u8; 32] {
     hasher.update(signature.qe_report_signature);
     hasher.update((signature.qe_auth_data.len() as u64).to_le_bytes());
     hasher.update(&signature.qe_auth_data);
-    hasher.update(format!("{:?}", signature.certification.data_type));
+    hasher.update(signature.certification.data_type.code().to_le_bytes());
     hasher.update(&signature.certification.data);
     hasher.finalize().into()
 }
 
 fn chain_error(what: &'static str) -> impl Fn(X509Error) -> TdxError {
     move |source| TdxError::Chain { what, source }
+}
+
+/// The root's serial if the (verified) root CA CRL lists the root itself, which the chain walker
+/// does not check for a pinned root but Intel's QVL and dcap-qvl do.
+fn listed_serial(crl_der: &[u8], root_der: &[u8]) -> Result<Option<String>, TdxError> {
+    let invalid = |what: &str, e: String| TdxError::CollateralInvalid(format!("{what}: {e}"));
+    let (_, crl) = CertificateRevocationList::from_der(crl_der)
+        .map_err(|e| invalid("root CA CRL", e.to_string()))?;
+    let (_, root) =
+        X509Certificate::from_der(root_der).map_err(|e| invalid("root CA", e.to_string()))?;
+    let trimmed =
+        |serial: &[u8]| -> Vec<u8> { serial.iter().copied().skip_while(|&b| b == 0).collect() };
+    let serial = trimmed(root.raw_serial());
+    let listed = crl
+        .iter_revoked_certificates()
+        .any(|entry| trimmed(entry.raw_serial()) == serial);
+    Ok(listed.then(|| hex::encode(serial)))
 }
 
 /// Where every certificate of a (verified) chain is valid.

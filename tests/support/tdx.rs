@@ -276,7 +276,11 @@ pub fn default_qe_identity() -> Value {
 
 impl Default for Spec {
     fn default() -> Self {
-        let ca = |serial| CertSpec { not_before: -365 * DAY, not_after: 3650 * DAY, serial };
+        let ca = |serial| CertSpec {
+            not_before: -365 * DAY,
+            not_after: 3650 * DAY,
+            serial,
+        };
         let mut tee_tcb_svn = [0u8; 16];
         tee_tcb_svn[..3].copy_from_slice(&[6, 1, 3]);
         let mut qe_attributes = [0u8; 16];
@@ -286,11 +290,27 @@ impl Default for Spec {
         Spec {
             root: ca(1),
             pck_ca: ca(2),
-            pck_leaf: CertSpec { not_before: -30 * DAY, not_after: 365 * DAY, serial: 0x1234 },
-            tcb_signer: CertSpec { not_before: -30 * DAY, not_after: 365 * DAY, serial: 3 },
+            pck_leaf: CertSpec {
+                not_before: -30 * DAY,
+                not_after: 365 * DAY,
+                serial: 0x1234,
+            },
+            tcb_signer: CertSpec {
+                not_before: -30 * DAY,
+                not_after: 365 * DAY,
+                serial: 3,
+            },
             tcb_signer_under_pck_ca: false,
-            root_crl: CrlSpec { this_update: -DAY, next_update: 30 * DAY, revoked: vec![99] },
-            pck_crl: CrlSpec { this_update: -DAY, next_update: 30 * DAY, revoked: vec![0x777] },
+            root_crl: CrlSpec {
+                this_update: -DAY,
+                next_update: 30 * DAY,
+                revoked: vec![99],
+            },
+            pck_crl: CrlSpec {
+                this_update: -DAY,
+                next_update: 30 * DAY,
+                revoked: vec![0x777],
+            },
             sgx: SgxExtension {
                 ppid: [0x81; 16],
                 tcb_components: sgx_components,
@@ -343,7 +363,13 @@ impl Keys {
     pub fn generate() -> Keys {
         let key = || KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
         let attestation = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
-        Keys { root: key(), pck_ca: key(), pck_leaf: key(), tcb_signer: key(), attestation }
+        Keys {
+            root: key(),
+            pck_ca: key(),
+            pck_leaf: key(),
+            tcb_signer: key(),
+            attestation,
+        }
     }
 }
 
@@ -380,8 +406,10 @@ fn params(name: &str, spec: &CertSpec, ca: Option<u8>) -> CertificateParams {
         }
         None => {
             params.is_ca = IsCa::ExplicitNoCa;
-            params.key_usages =
-                vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::ContentCommitment];
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::ContentCommitment,
+            ];
         }
     }
     params
@@ -429,7 +457,10 @@ pub fn pem(ders: &[Vec<u8>]) -> String {
 fn sign_with(key: &KeyPair, message: &[u8]) -> Vec<u8> {
     let pair =
         EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key.serialize_der()).unwrap();
-    pair.sign(&SystemRandom::new(), message).unwrap().as_ref().to_vec()
+    pair.sign(&SystemRandom::new(), message)
+        .unwrap()
+        .as_ref()
+        .to_vec()
 }
 
 // --- minimal DER writer for the SGX extension ---
@@ -460,7 +491,12 @@ fn der_oid(arcs: &[u64]) -> Vec<u8> {
 }
 
 fn der_uint(value: u64) -> Vec<u8> {
-    let mut bytes: Vec<u8> = value.to_be_bytes().iter().copied().skip_while(|&b| b == 0).collect();
+    let mut bytes: Vec<u8> = value
+        .to_be_bytes()
+        .iter()
+        .copied()
+        .skip_while(|&b| b == 0)
+        .collect();
     if bytes.first().is_none_or(|b| b & 0x80 != 0) {
         bytes.insert(0, 0);
     }
@@ -501,23 +537,40 @@ impl Spec {
         let root = Issuer::from_params(&root_params, &keys.root);
 
         let ca_params = params("Test SGX PCK Platform CA", &self.pck_ca, Some(0));
-        let ca_der = ca_params.signed_by(&keys.pck_ca, &root).unwrap().der().to_vec();
+        let ca_der = ca_params
+            .signed_by(&keys.pck_ca, &root)
+            .unwrap()
+            .der()
+            .to_vec();
         let pck_ca = Issuer::from_params(&ca_params, &keys.pck_ca);
 
         let mut leaf_params = params("Test SGX PCK Certificate", &self.pck_leaf, None);
-        leaf_params.custom_extensions =
-            vec![CustomExtension::from_oid_content(&SGX_OID, sgx_extension_der(&self.sgx))];
-        let leaf_der = leaf_params.signed_by(&keys.pck_leaf, &pck_ca).unwrap().der().to_vec();
+        leaf_params.custom_extensions = vec![CustomExtension::from_oid_content(
+            &SGX_OID,
+            sgx_extension_der(&self.sgx),
+        )];
+        let leaf_der = leaf_params
+            .signed_by(&keys.pck_leaf, &pck_ca)
+            .unwrap()
+            .der()
+            .to_vec();
 
         let signer_params = params("Test SGX TCB Signing", &self.tcb_signer, None);
-        let (signer_der, signer_chain) = if self.tcb_signer_under_pck_ca {
-            let der = signer_params.signed_by(&keys.tcb_signer, &pck_ca).unwrap().der().to_vec();
-            (der.clone(), vec![der, ca_der.clone(), root_der.clone()])
+        let signer_chain = if self.tcb_signer_under_pck_ca {
+            let der = signer_params
+                .signed_by(&keys.tcb_signer, &pck_ca)
+                .unwrap()
+                .der()
+                .to_vec();
+            vec![der, ca_der.clone(), root_der.clone()]
         } else {
-            let der = signer_params.signed_by(&keys.tcb_signer, &root).unwrap().der().to_vec();
-            (der.clone(), vec![der, root_der.clone()])
+            let der = signer_params
+                .signed_by(&keys.tcb_signer, &root)
+                .unwrap()
+                .der()
+                .to_vec();
+            vec![der, root_der.clone()]
         };
-        let _ = signer_der;
 
         let root_crl = crl(&self.root_crl, &root);
         let pck_crl = crl(&self.pck_crl, &pck_ca);
@@ -540,7 +593,12 @@ impl Spec {
             collateral["pck_certificate_chain"] = Value::String(pem(&pck_chain));
         }
         let quote = self.quote(keys, &pck_chain);
-        Built { quote, collateral, root_der, pck_chain }
+        Built {
+            quote,
+            collateral,
+            root_der,
+            pck_chain,
+        }
     }
 
     fn td_body(&self) -> Vec<u8> {
