@@ -59,7 +59,11 @@ fn build_view(apps: u32) -> RegistryView {
         view.set(KmsList::KmsAggregatedMrs, word(2, i), true);
         view.set(KmsList::KmsDeviceIds, word(3, i), true);
     }
-    let policy = AppPolicy { require_tcb_up_to_date: true, implementation: Some([0x11; 20]), ..AppPolicy::default() };
+    let policy = AppPolicy {
+        require_tcb_up_to_date: true,
+        implementation: Some([0x11; 20]),
+        ..AppPolicy::default()
+    };
     for i in 0..apps {
         let id = app_id(i);
         view.register_app(id);
@@ -98,7 +102,9 @@ fn registry(c: &mut Criterion) {
     let built_in = started.elapsed();
     let live = LIVE.load(Ordering::Relaxed) - live_before;
     let peak = PEAK.load(Ordering::Relaxed) - live_before;
-    let rss = rss_kib().zip(rss_before).map(|(after, before)| after.saturating_sub(before));
+    let rss = rss_kib()
+        .zip(rss_before)
+        .map(|(after, before)| after.saturating_sub(before));
     println!(
         "view of {APPS} apps (1 compose hash + 1 device each): {:.1} MiB allocated ({:.1} MiB peak while building, \
          {:.0} B per app), RSS +{} MiB, built in {built_in:.2?}",
@@ -113,7 +119,10 @@ fn registry(c: &mut Criterion) {
         kms_is_app_allowed(&view, &allowed),
         tee_verifier::registry::decision::AppVerdict::Decided(v) if v.allowed
     ));
-    let unregistered = BootInfo { app_id: [0xff; 20], ..boot(3) };
+    let unregistered = BootInfo {
+        app_id: [0xff; 20],
+        ..boot(3)
+    };
     let mut group = c.benchmark_group("registry");
     group.bench_function("decide_app allowed (all checks, 1M apps)", |b| {
         b.iter(|| kms_is_app_allowed(black_box(&view), black_box(&allowed)))

@@ -299,6 +299,11 @@ fn envelope_shape_is_enforced() {
     let mut deep = vec![0x84, 0x44, 0xa1, 0x01, 0x38, 0x22];
     deep.extend(std::iter::repeat_n(0x81, 10_000));
     assert_eq!(kind(&deep), "malformed", "deep nesting");
+    // Declared lengths far beyond the input are refused without allocating them.
+    let huge_bstr = [0x84, 0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    assert_eq!(kind(&huge_bstr), "malformed", "huge bstr length");
+    let huge_array = [0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00];
+    assert_eq!(kind(&huge_array), "malformed", "huge array length");
 }
 
 #[test]

@@ -74,11 +74,19 @@ struct Tally {
     evaluated_by_contract: usize,
 }
 
-async fn contract_decision(provider: &RootProvider, kms: Address, input: Vec<u8>, block: u64) -> Result<(bool, String), String> {
-    let request = TransactionRequest::default().to(kms).input(Bytes::from(input).into());
+async fn contract_decision(
+    provider: &RootProvider,
+    kms: Address,
+    input: Vec<u8>,
+    block: u64,
+) -> Result<(bool, String), String> {
+    let request = TransactionRequest::default()
+        .to(kms)
+        .input(Bytes::from(input).into());
     match provider.call(request).block(BlockId::number(block)).await {
         Ok(bytes) => {
-            let ret = IDstackKms::isAppAllowedCall::abi_decode_returns(&bytes).map_err(|e| e.to_string())?;
+            let ret = IDstackKms::isAppAllowedCall::abi_decode_returns(&bytes)
+                .map_err(|e| e.to_string())?;
             Ok((ret.isAllowed, ret.reason))
         }
         Err(e) => Err(format!("revert: {e}")),
@@ -87,10 +95,27 @@ async fn contract_decision(provider: &RootProvider, kms: Address, input: Vec<u8>
 
 fn random_boot(rng: &mut Rng, pools: &Pools, app_ids: &[Address]) -> BootInfo {
     let pick32 = |rng: &mut Rng, pool: &[B256], hit: u64| -> [u8; 32] {
-        if rng.chance(hit) { rng.pick(pool).0 } else { rng.word().0 }
+        if rng.chance(hit) {
+            rng.pick(pool).0
+        } else {
+            rng.word().0
+        }
     };
-    let app_id = if rng.chance(92) { rng.pick(app_ids).0 .0 } else { rng.word().0[..20].try_into().unwrap() };
-    let tcb_status = ["UpToDate", "UpToDate", "UpToDate", "OutOfDate", "", "uptodate", "UpToDate "][rng.below(7)].to_owned();
+    let app_id = if rng.chance(92) {
+        rng.pick(app_ids).0 .0
+    } else {
+        rng.word().0[..20].try_into().unwrap()
+    };
+    let tcb_status = [
+        "UpToDate",
+        "UpToDate",
+        "UpToDate",
+        "OutOfDate",
+        "",
+        "uptodate",
+        "UpToDate ",
+    ][rng.below(7)]
+    .to_owned();
     let advisory_count = [0, 0, 1, 2, 4][rng.below(5)];
     BootInfo {
         app_id,
@@ -101,7 +126,9 @@ fn random_boot(rng: &mut Rng, pools: &Pools, app_ids: &[Address]) -> BootInfo {
         mr_system: rng.word().0,
         os_image_hash: pick32(rng, &pools.os_images, 90),
         tcb_status,
-        advisory_ids: (0..advisory_count).map(|i| format!("INTEL-SA-{i:05}")).collect(),
+        advisory_ids: (0..advisory_count)
+            .map(|i| format!("INTEL-SA-{i:05}"))
+            .collect(),
     }
 }
 
@@ -121,7 +148,16 @@ async fn compare_round(
         let call = AppBootInfo::from(&boot);
         // isAppAllowed
         let ours = registry.decide_app(&boot).await;
-        let theirs = contract_decision(provider, kms, IDstackKms::isAppAllowedCall { bootInfo: call.clone() }.abi_encode(), block).await;
+        let theirs = contract_decision(
+            provider,
+            kms,
+            IDstackKms::isAppAllowedCall {
+                bootInfo: call.clone(),
+            }
+            .abi_encode(),
+            block,
+        )
+        .await;
         tally.cases += 1;
         match (&ours, &theirs) {
             (Ok(decision), Ok((allowed, reason))) => {
@@ -130,53 +166,160 @@ async fn compare_round(
                     Evaluation::View => tally.evaluated_by_view += 1,
                     Evaluation::Contract => tally.evaluated_by_contract += 1,
                 }
-                *tally.by_reason.entry(format!("app: {:?}", decision.reason)).or_default() += 1;
+                *tally
+                    .by_reason
+                    .entry(format!("app: {:?}", decision.reason))
+                    .or_default() += 1;
                 if decision.allowed != *allowed || decision.reason != *reason {
-                    tally.mismatches.push(format!("app {boot:?}: ours {decision:?}, contract ({allowed}, {reason:?})"));
+                    tally.mismatches.push(format!(
+                        "app {boot:?}: ours {decision:?}, contract ({allowed}, {reason:?})"
+                    ));
                 }
             }
             (Err(RegistryError::ContractReverted(_)), Err(_)) => {
-                *tally.by_reason.entry("app: <revert>".to_owned()).or_default() += 1;
+                *tally
+                    .by_reason
+                    .entry("app: <revert>".to_owned())
+                    .or_default() += 1;
             }
-            _ => tally.mismatches.push(format!("app {boot:?}: ours {ours:?}, contract {theirs:?}")),
+            _ => tally
+                .mismatches
+                .push(format!("app {boot:?}: ours {ours:?}, contract {theirs:?}")),
         }
         // isKmsAllowed
         let ours = registry.decide_kms(&boot).expect("kms decision");
-        let request = TransactionRequest::default()
-            .to(kms)
-            .input(Bytes::from(IDstackKms::isKmsAllowedCall { bootInfo: call }.abi_encode()).into());
-        let bytes = provider.call(request).block(BlockId::number(block)).await.expect("isKmsAllowed");
+        let request = TransactionRequest::default().to(kms).input(
+            Bytes::from(IDstackKms::isKmsAllowedCall { bootInfo: call }.abi_encode()).into(),
+        );
+        let bytes = provider
+            .call(request)
+            .block(BlockId::number(block))
+            .await
+            .expect("isKmsAllowed");
         let theirs = IDstackKms::isKmsAllowedCall::abi_decode_returns(&bytes).expect("decode");
         tally.cases += 1;
-        *tally.by_reason.entry(format!("kms: {:?}", ours.reason)).or_default() += 1;
+        *tally
+            .by_reason
+            .entry(format!("kms: {:?}", ours.reason))
+            .or_default() += 1;
         if ours.allowed != theirs.isAllowed || ours.reason != theirs.reason {
-            tally.mismatches.push(format!("kms {boot:?}: ours {ours:?}, contract ({}, {:?})", theirs.isAllowed, theirs.reason));
+            tally.mismatches.push(format!(
+                "kms {boot:?}: ours {ours:?}, contract ({}, {:?})",
+                theirs.isAllowed, theirs.reason
+            ));
         }
     }
 }
 
 /// One random owner action on the KMS or a driven app.
-async fn random_action(rng: &mut Rng, provider: &RootProvider, kms: Address, pools: &Pools, apps: &[DrivenApp]) {
+async fn random_action(
+    rng: &mut Rng,
+    provider: &RootProvider,
+    kms: Address,
+    pools: &Pools,
+    apps: &[DrivenApp],
+) {
     let pick = |rng: &mut Rng, pool: &[B256]| rng.pick(pool);
     match rng.below(10) {
-        0 => { let v = pick(rng, &pools.os_images); if rng.chance(60) { transact(provider, kms, DstackKms::addOsImageHashCall { osImageHash: v }).await } else { transact(provider, kms, DstackKms::removeOsImageHashCall { osImageHash: v }).await }; }
-        1 => { let v = pick(rng, &pools.mrs); if rng.chance(60) { transact(provider, kms, DstackKms::addKmsAggregatedMrCall { mrAggregated: v }).await } else { transact(provider, kms, DstackKms::removeKmsAggregatedMrCall { mrAggregated: v }).await }; }
-        2 => { let v = pick(rng, &pools.devices); if rng.chance(60) { transact(provider, kms, DstackKms::addKmsDeviceCall { deviceId: v }).await } else { transact(provider, kms, DstackKms::removeKmsDeviceCall { deviceId: v }).await }; }
+        0 => {
+            let v = pick(rng, &pools.os_images);
+            if rng.chance(60) {
+                transact(
+                    provider,
+                    kms,
+                    DstackKms::addOsImageHashCall { osImageHash: v },
+                )
+                .await
+            } else {
+                transact(
+                    provider,
+                    kms,
+                    DstackKms::removeOsImageHashCall { osImageHash: v },
+                )
+                .await
+            };
+        }
+        1 => {
+            let v = pick(rng, &pools.mrs);
+            if rng.chance(60) {
+                transact(
+                    provider,
+                    kms,
+                    DstackKms::addKmsAggregatedMrCall { mrAggregated: v },
+                )
+                .await
+            } else {
+                transact(
+                    provider,
+                    kms,
+                    DstackKms::removeKmsAggregatedMrCall { mrAggregated: v },
+                )
+                .await
+            };
+        }
+        2 => {
+            let v = pick(rng, &pools.devices);
+            if rng.chance(60) {
+                transact(provider, kms, DstackKms::addKmsDeviceCall { deviceId: v }).await
+            } else {
+                transact(
+                    provider,
+                    kms,
+                    DstackKms::removeKmsDeviceCall { deviceId: v },
+                )
+                .await
+            };
+        }
         3..=5 => {
             let app = rng.pick(apps).address;
             let v = pick(rng, &pools.compose_hashes);
-            if rng.chance(60) { transact(provider, app, DstackApp::addComposeHashCall { composeHash: v }).await } else { transact(provider, app, DstackApp::removeComposeHashCall { composeHash: v }).await };
+            if rng.chance(60) {
+                transact(
+                    provider,
+                    app,
+                    DstackApp::addComposeHashCall { composeHash: v },
+                )
+                .await
+            } else {
+                transact(
+                    provider,
+                    app,
+                    DstackApp::removeComposeHashCall { composeHash: v },
+                )
+                .await
+            };
         }
         6 | 7 => {
             let app = rng.pick(apps).address;
             let v = pick(rng, &pools.devices);
-            if rng.chance(60) { transact(provider, app, DstackApp::addDeviceCall { deviceId: v }).await } else { transact(provider, app, DstackApp::removeDeviceCall { deviceId: v }).await };
+            if rng.chance(60) {
+                transact(provider, app, DstackApp::addDeviceCall { deviceId: v }).await
+            } else {
+                transact(provider, app, DstackApp::removeDeviceCall { deviceId: v }).await
+            };
         }
-        8 => { let app = rng.pick(apps).address; transact(provider, app, DstackApp::setAllowAnyDeviceCall { allowAny: rng.chance(50) }).await; }
+        8 => {
+            let app = rng.pick(apps).address;
+            transact(
+                provider,
+                app,
+                DstackApp::setAllowAnyDeviceCall {
+                    allowAny: rng.chance(50),
+                },
+            )
+            .await;
+        }
         _ => {
             let app = rng.pick(apps);
             if !app.legacy {
-                transact(provider, app.address, DstackApp::setRequireTcbUpToDateCall { requireUpToDate: rng.chance(50) }).await;
+                transact(
+                    provider,
+                    app.address,
+                    DstackApp::setRequireTcbUpToDateCall {
+                        requireUpToDate: rng.chance(50),
+                    },
+                )
+                .await;
             }
         }
     }
@@ -196,71 +339,212 @@ async fn view_decisions_equal_the_contracts() {
         devices: (0..4).map(|i| value("device", i)).collect(),
         mrs: (0..3).map(|i| value("mr", i)).collect(),
     };
-    transact(&provider, kms, DstackKms::setGatewayAppIdCall { appId: "gateway-app".into() }).await;
+    transact(
+        &provider,
+        kms,
+        DstackKms::setGatewayAppIdCall {
+            appId: "gateway-app".into(),
+        },
+    )
+    .await;
     for os in &pools.os_images[..2] {
-        transact(&provider, kms, DstackKms::addOsImageHashCall { osImageHash: *os }).await;
+        transact(
+            &provider,
+            kms,
+            DstackKms::addOsImageHashCall { osImageHash: *os },
+        )
+        .await;
     }
 
     // Apps of every kind.
     let mut driven = Vec::new();
     for i in 0..4 {
         let app = dstack
-            .deploy_app(&provider, rng.chance(50), rng.chance(50), if rng.chance(50) { pools.devices[i % 4] } else { B256::ZERO }, pools.compose_hashes[i])
+            .deploy_app(
+                &provider,
+                rng.chance(50),
+                rng.chance(50),
+                if rng.chance(50) {
+                    pools.devices[i % 4]
+                } else {
+                    B256::ZERO
+                },
+                pools.compose_hashes[i],
+            )
             .await;
-        driven.push(DrivenApp { address: app, legacy: false });
+        driven.push(DrivenApp {
+            address: app,
+            legacy: false,
+        });
     }
-    let v1 = dstack.deploy_app_v1(&provider, false, pools.devices[0], pools.compose_hashes[1]).await;
-    driven.push(DrivenApp { address: v1, legacy: false });
-    let legacy = dstack.deploy_manual_app(&provider, dstack.legacy_implementation, pools.compose_hashes[2]).await;
-    driven.push(DrivenApp { address: legacy, legacy: true });
-    let manual = dstack.deploy_manual_app(&provider, dstack.app_implementation, pools.compose_hashes[3]).await;
-    driven.push(DrivenApp { address: manual, legacy: false });
-    let custom = dstack.deploy_manual_app(&provider, dstack.custom_implementation, pools.compose_hashes[0]).await;
-    driven.push(DrivenApp { address: custom, legacy: false });
+    let v1 = dstack
+        .deploy_app_v1(&provider, false, pools.devices[0], pools.compose_hashes[1])
+        .await;
+    driven.push(DrivenApp {
+        address: v1,
+        legacy: false,
+    });
+    let legacy = dstack
+        .deploy_manual_app(
+            &provider,
+            dstack.legacy_implementation,
+            pools.compose_hashes[2],
+        )
+        .await;
+    driven.push(DrivenApp {
+        address: legacy,
+        legacy: true,
+    });
+    let manual = dstack
+        .deploy_manual_app(
+            &provider,
+            dstack.app_implementation,
+            pools.compose_hashes[3],
+        )
+        .await;
+    driven.push(DrivenApp {
+        address: manual,
+        legacy: false,
+    });
+    let custom = dstack
+        .deploy_manual_app(
+            &provider,
+            dstack.custom_implementation,
+            pools.compose_hashes[0],
+        )
+        .await;
+    driven.push(DrivenApp {
+        address: custom,
+        legacy: false,
+    });
     // A factory app that goes through unknown code and back, writing storage silently meanwhile.
-    let tainted = dstack.deploy_app(&provider, false, true, B256::ZERO, pools.compose_hashes[0]).await;
-    transact(&provider, tainted, DstackApp::upgradeToAndCallCall { newImplementation: dstack.custom_implementation, data: Default::default() }).await;
-    transact(&provider, tainted, DstackApp::sneakyAddComposeHashCall { composeHash: pools.compose_hashes[5] }).await;
-    transact(&provider, tainted, DstackApp::upgradeToAndCallCall { newImplementation: dstack.app_implementation, data: Default::default() }).await;
-    driven.push(DrivenApp { address: tainted, legacy: false });
+    let tainted = dstack
+        .deploy_app(&provider, false, true, B256::ZERO, pools.compose_hashes[0])
+        .await;
+    transact(
+        &provider,
+        tainted,
+        DstackApp::upgradeToAndCallCall {
+            newImplementation: dstack.custom_implementation,
+            data: Default::default(),
+        },
+    )
+    .await;
+    transact(
+        &provider,
+        tainted,
+        DstackApp::sneakyAddComposeHashCall {
+            composeHash: pools.compose_hashes[5],
+        },
+    )
+    .await;
+    transact(
+        &provider,
+        tainted,
+        DstackApp::upgradeToAndCallCall {
+            newImplementation: dstack.app_implementation,
+            data: Default::default(),
+        },
+    )
+    .await;
+    driven.push(DrivenApp {
+        address: tainted,
+        legacy: false,
+    });
     // Registered but nothing deployed there; deployed but never registered.
     let eoa = anvil::other_account();
     transact(&provider, kms, DstackKms::registerAppCall { appId: eoa }).await;
-    let unregistered = anvil::deploy_proxy(&provider, dstack.app_implementation, DstackApp::initialize_0Call {
-        initialOwner: anvil::deployer(), _disableUpgrades: false, _requireTcbUpToDate: false, _allowAnyDevice: true,
-        initialDeviceId: B256::ZERO, initialComposeHash: pools.compose_hashes[0],
-    }.abi_encode()).await;
+    let unregistered = anvil::deploy_proxy(
+        &provider,
+        dstack.app_implementation,
+        DstackApp::initialize_0Call {
+            initialOwner: anvil::deployer(),
+            _disableUpgrades: false,
+            _requireTcbUpToDate: false,
+            _allowAnyDevice: true,
+            initialDeviceId: B256::ZERO,
+            initialComposeHash: pools.compose_hashes[0],
+        }
+        .abi_encode(),
+    )
+    .await;
 
     let mut app_ids: Vec<Address> = driven.iter().map(|a| a.address).collect();
     app_ids.extend([eoa, unregistered]);
 
-    let legacy_code_hash = keccak256(provider.get_code_at(dstack.legacy_implementation).await.unwrap());
+    let legacy_code_hash = keccak256(
+        provider
+            .get_code_at(dstack.legacy_implementation)
+            .await
+            .unwrap(),
+    );
     let mut config = ChainConfig::new(node.url(), kms.0 .0);
     config.confirmations = 0;
     config.log_range = 7; // many small ranges: exercises chunking
     config.app_code_hashes = vec![legacy_code_hash.0];
     config.max_staleness = Duration::from_secs(600);
-    let registry = ChainRegistry::connect(config.clone(), None).await.expect("connect");
+    let registry = ChainRegistry::connect(config.clone(), None)
+        .await
+        .expect("connect");
 
     let mut tally = Tally::default();
     const ROUNDS: usize = 8;
     const CASES_PER_ROUND: usize = 600;
     for round in 0..ROUNDS {
-        compare_round(&registry, &provider, kms, &mut rng, &pools, &app_ids, CASES_PER_ROUND, &mut tally).await;
+        compare_round(
+            &registry,
+            &provider,
+            kms,
+            &mut rng,
+            &pools,
+            &app_ids,
+            CASES_PER_ROUND,
+            &mut tally,
+        )
+        .await;
         for _ in 0..25 {
             random_action(&mut rng, &provider, kms, &pools, &driven).await;
         }
         if round == ROUNDS / 2 {
             // A late registration by hand (backfill path) and a late factory app.
-            let late = dstack.deploy_manual_app(&provider, dstack.app_implementation, pools.compose_hashes[4]).await;
-            driven.push(DrivenApp { address: late, legacy: false });
+            let late = dstack
+                .deploy_manual_app(
+                    &provider,
+                    dstack.app_implementation,
+                    pools.compose_hashes[4],
+                )
+                .await;
+            driven.push(DrivenApp {
+                address: late,
+                legacy: false,
+            });
             app_ids.push(late);
-            transact(&provider, kms, DstackKms::registerAppCall { appId: unregistered }).await;
+            transact(
+                &provider,
+                kms,
+                DstackKms::registerAppCall {
+                    appId: unregistered,
+                },
+            )
+            .await;
         }
         let outcome = registry.poll().await.expect("poll");
-        assert!(matches!(outcome, PollOutcome::Advanced { .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, PollOutcome::Advanced { .. }),
+            "{outcome:?}"
+        );
     }
-    compare_round(&registry, &provider, kms, &mut rng, &pools, &app_ids, CASES_PER_ROUND, &mut tally).await;
+    compare_round(
+        &registry,
+        &provider,
+        kms,
+        &mut rng,
+        &pools,
+        &app_ids,
+        CASES_PER_ROUND,
+        &mut tally,
+    )
+    .await;
 
     // The incrementally followed view equals one built from scratch at the same block.
     let rebuilt = ChainRegistry::connect(config, None).await.expect("rebuild");
@@ -275,22 +559,50 @@ async fn view_decisions_equal_the_contracts() {
         tally.evaluated_by_contract,
         tally.by_reason
     );
-    assert!(tally.mismatches.is_empty(), "{} mismatches, first: {:#?}", tally.mismatches.len(), &tally.mismatches[..tally.mismatches.len().min(5)]);
+    assert!(
+        tally.mismatches.is_empty(),
+        "{} mismatches, first: {:#?}",
+        tally.mismatches.len(),
+        &tally.mismatches[..tally.mismatches.len().min(5)]
+    );
     assert!(tally.cases >= 10_000);
     assert!(tally.evaluated_by_view > tally.evaluated_by_contract);
     for reason in [
-        "App not registered", "OS image is not allowed", "App not deployed or invalid address",
-        "TCB status is not up to date", "Compose hash not allowed", "Device not allowed", "",
+        "App not registered",
+        "OS image is not allowed",
+        "App not deployed or invalid address",
+        "TCB status is not up to date",
+        "Compose hash not allowed",
+        "Device not allowed",
+        "",
     ] {
-        assert!(tally.by_reason.contains_key(&format!("app: {reason:?}")), "reason {reason:?} never produced");
+        assert!(
+            tally.by_reason.contains_key(&format!("app: {reason:?}")),
+            "reason {reason:?} never produced"
+        );
     }
-    for reason in ["TCB status is not up to date", "OS image is not allowed", "Aggregated MR not allowed", "KMS is not allowed to boot on this device", ""] {
-        assert!(tally.by_reason.contains_key(&format!("kms: {reason:?}")), "kms reason {reason:?} never produced");
+    for reason in [
+        "TCB status is not up to date",
+        "OS image is not allowed",
+        "Aggregated MR not allowed",
+        "KMS is not allowed to boot on this device",
+        "",
+    ] {
+        assert!(
+            tally.by_reason.contains_key(&format!("kms: {reason:?}")),
+            "kms reason {reason:?} never produced"
+        );
     }
     assert!(tally.by_reason.contains_key("app: <revert>"));
     // The snapshot classifies the apps as expected.
     let snapshot = registry.snapshot().unwrap();
-    let code_of = |address: Address| snapshot.apps.iter().find(|a| a.app_id.0 == address.0 .0).map(|a| a.code);
+    let code_of = |address: Address| {
+        snapshot
+            .apps
+            .iter()
+            .find(|a| a.app_id.0 == address.0 .0)
+            .map(|a| a.code)
+    };
     use tee_verifier::registry::view::AppCode;
     assert_eq!(code_of(legacy), Some(AppCode::Known));
     assert_eq!(code_of(manual), Some(AppCode::Known));

@@ -30,9 +30,22 @@ async fn setup() -> Setup {
     let provider = node.provider();
     let dstack = Dstack::deploy(&provider).await;
     let (os, compose) = (word("os"), word("compose"));
-    transact(&provider, dstack.kms, DstackKms::addOsImageHashCall { osImageHash: os }).await;
-    let app = dstack.deploy_app(&provider, false, true, B256::ZERO, compose).await;
-    Setup { node, dstack, app, os, compose }
+    transact(
+        &provider,
+        dstack.kms,
+        DstackKms::addOsImageHashCall { osImageHash: os },
+    )
+    .await;
+    let app = dstack
+        .deploy_app(&provider, false, true, B256::ZERO, compose)
+        .await;
+    Setup {
+        node,
+        dstack,
+        app,
+        os,
+        compose,
+    }
 }
 
 fn boot(app: Address, os: B256, compose: B256) -> BootInfo {
@@ -83,7 +96,9 @@ async fn revocations_and_registrations_propagate_within_one_poll() {
     let s = setup().await;
     let provider = s.node.provider();
     mine(&provider, 1).await;
-    let registry = ChainRegistry::connect(config(&s.node, s.dstack.kms, 1, 250), None).await.unwrap();
+    let registry = ChainRegistry::connect(config(&s.node, s.dstack.kms, 1, 250), None)
+        .await
+        .unwrap();
     let _follower = registry.spawn_follower();
     let mut changes = registry.subscribe();
     let info = boot(s.app, s.os, s.compose);
@@ -91,28 +106,78 @@ async fn revocations_and_registrations_propagate_within_one_poll() {
     assert!(decision.allowed, "{decision:?}");
 
     // removeComposeHash: mined, then confirmed by one more block.
-    transact(&provider, s.app, DstackApp::removeComposeHashCall { composeHash: s.compose }).await;
-    assert!(registry.decide_app(&info).await.unwrap().allowed, "unconfirmed removal must not apply yet");
+    transact(
+        &provider,
+        s.app,
+        DstackApp::removeComposeHashCall {
+            composeHash: s.compose,
+        },
+    )
+    .await;
+    assert!(
+        registry.decide_app(&info).await.unwrap().allowed,
+        "unconfirmed removal must not apply yet"
+    );
     mine(&provider, 1).await;
-    let compose_latency = time_until(&registry, &info, POLL * 8, |a| a.as_ref().is_ok_and(|d| !d.allowed)).await;
+    let compose_latency = time_until(&registry, &info, POLL * 8, |a| {
+        a.as_ref().is_ok_and(|d| !d.allowed)
+    })
+    .await;
     let denied = registry.decide_app(&info).await.unwrap();
     assert_eq!(denied.reason, "Compose hash not allowed");
 
     // removeOsImageHash.
-    transact(&provider, s.app, DstackApp::addComposeHashCall { composeHash: s.compose }).await;
+    transact(
+        &provider,
+        s.app,
+        DstackApp::addComposeHashCall {
+            composeHash: s.compose,
+        },
+    )
+    .await;
     mine(&provider, 1).await;
     time_until(&registry, &info, POLL * 8, allowed).await;
-    transact(&provider, s.dstack.kms, DstackKms::removeOsImageHashCall { osImageHash: s.os }).await;
+    transact(
+        &provider,
+        s.dstack.kms,
+        DstackKms::removeOsImageHashCall { osImageHash: s.os },
+    )
+    .await;
     mine(&provider, 1).await;
-    let os_latency = time_until(&registry, &info, POLL * 8, |a| a.as_ref().is_ok_and(|d| !d.allowed)).await;
-    assert_eq!(registry.decide_app(&info).await.unwrap().reason, "OS image is not allowed");
-    assert!(!registry.lookup(&Lookup::OsImageHash(s.os.0)).unwrap().present);
+    let os_latency = time_until(&registry, &info, POLL * 8, |a| {
+        a.as_ref().is_ok_and(|d| !d.allowed)
+    })
+    .await;
+    assert_eq!(
+        registry.decide_app(&info).await.unwrap().reason,
+        "OS image is not allowed"
+    );
+    assert!(
+        !registry
+            .lookup(&Lookup::OsImageHash(s.os.0))
+            .unwrap()
+            .present
+    );
 
     // Registration of a new app.
-    transact(&provider, s.dstack.kms, DstackKms::addOsImageHashCall { osImageHash: s.os }).await;
-    let new_app = s.dstack.deploy_app(&provider, false, true, B256::ZERO, s.compose).await;
+    transact(
+        &provider,
+        s.dstack.kms,
+        DstackKms::addOsImageHashCall { osImageHash: s.os },
+    )
+    .await;
+    let new_app = s
+        .dstack
+        .deploy_app(&provider, false, true, B256::ZERO, s.compose)
+        .await;
     mine(&provider, 1).await;
-    let registration_latency = time_until(&registry, &boot(new_app, s.os, s.compose), POLL * 8, allowed).await;
+    let registration_latency = time_until(
+        &registry,
+        &boot(new_app, s.os, s.compose),
+        POLL * 8,
+        allowed,
+    )
+    .await;
 
     println!(
         "propagation after confirmation: compose-hash removal {compose_latency:?}, os-image removal {os_latency:?}, registration {registration_latency:?} (poll {POLL:?})"
@@ -125,11 +190,22 @@ async fn revocations_and_registrations_propagate_within_one_poll() {
     while let Ok(change) = changes.try_recv() {
         heard.push(change);
     }
-    let removed_compose = RegistryChange::Removed(Entry::ComposeHash { app_id: s.app.0 .0, compose_hash: s.compose.0 });
+    let removed_compose = RegistryChange::Removed(Entry::ComposeHash {
+        app_id: s.app.0 .0,
+        compose_hash: s.compose.0,
+    });
     let removed_os = RegistryChange::Removed(Entry::OsImageHash(s.os.0));
-    let position = |change: &RegistryChange| heard.iter().position(|c| c == change).unwrap_or_else(|| panic!("{change:?} not heard in {heard:?}"));
+    let position = |change: &RegistryChange| {
+        heard
+            .iter()
+            .position(|c| c == change)
+            .unwrap_or_else(|| panic!("{change:?} not heard in {heard:?}"))
+    };
     assert!(position(&removed_compose) < position(&removed_os));
-    assert!(matches!(heard.get(position(&removed_os) + 1), Some(RegistryChange::Advanced { .. })));
+    assert!(matches!(
+        heard.get(position(&removed_os) + 1),
+        Some(RegistryChange::Advanced { .. })
+    ));
     assert!(heard.contains(&RegistryChange::Added(Entry::App(new_app.0 .0))));
 }
 
@@ -137,24 +213,58 @@ async fn revocations_and_registrations_propagate_within_one_poll() {
 async fn reorg_of_the_followed_block_rebuilds_the_view() {
     let s = setup().await;
     let provider = s.node.provider();
-    let registry = ChainRegistry::connect(config(&s.node, s.dstack.kms, 0, 100), None).await.unwrap();
+    let registry = ChainRegistry::connect(config(&s.node, s.dstack.kms, 0, 100), None)
+        .await
+        .unwrap();
     let _follower = registry.spawn_follower();
     let mut changes = registry.subscribe();
     let (orphan, canonical) = (word("orphaned compose"), word("canonical compose"));
 
     let before = anvil::snapshot(&provider).await;
-    transact(&provider, s.app, DstackApp::addComposeHashCall { composeHash: orphan }).await;
-    time_until(&registry, &boot(s.app, s.os, orphan), Duration::from_secs(5), allowed).await;
+    transact(
+        &provider,
+        s.app,
+        DstackApp::addComposeHashCall {
+            composeHash: orphan,
+        },
+    )
+    .await;
+    time_until(
+        &registry,
+        &boot(s.app, s.os, orphan),
+        Duration::from_secs(5),
+        allowed,
+    )
+    .await;
     let orphaned_block = registry.block().unwrap();
 
     // The block holding addComposeHash(orphan) is replaced by other blocks at the same heights.
     anvil::revert(&provider, before).await;
-    transact(&provider, s.app, DstackApp::addComposeHashCall { composeHash: canonical }).await;
+    transact(
+        &provider,
+        s.app,
+        DstackApp::addComposeHashCall {
+            composeHash: canonical,
+        },
+    )
+    .await;
     mine(&provider, 2).await;
 
-    time_until(&registry, &boot(s.app, s.os, canonical), Duration::from_secs(5), allowed).await;
-    let decision = registry.decide_app(&boot(s.app, s.os, orphan)).await.unwrap();
-    assert!(!decision.allowed, "orphaned compose hash still allowed: {decision:?}");
+    time_until(
+        &registry,
+        &boot(s.app, s.os, canonical),
+        Duration::from_secs(5),
+        allowed,
+    )
+    .await;
+    let decision = registry
+        .decide_app(&boot(s.app, s.os, orphan))
+        .await
+        .unwrap();
+    assert!(
+        !decision.allowed,
+        "orphaned compose hash still allowed: {decision:?}"
+    );
     assert!(decision.block > orphaned_block);
     let mut rebuilt = false;
     while let Ok(change) = changes.try_recv() {
@@ -185,11 +295,23 @@ async fn answers_turn_unavailable_when_the_node_dies_and_recover_after_restart()
     .await;
     let kms_answer = registry.decide_kms(&info).unwrap_err();
     assert_eq!(kms_answer.kind(), "unavailable");
-    assert_eq!(registry.lookup(&Lookup::OsImageHash(s.os.0)).unwrap_err().kind(), "unavailable");
+    assert_eq!(
+        registry
+            .lookup(&Lookup::OsImageHash(s.os.0))
+            .unwrap_err()
+            .kind(),
+        "unavailable"
+    );
     assert!(registry.last_error().is_some());
     // Never later than max_staleness after the last successful poll (≤ one poll before the kill).
-    assert!(outage <= config.max_staleness + Duration::from_millis(300), "unavailable only after {outage:?}");
-    assert!(outage >= config.max_staleness - config.poll_interval - Duration::from_millis(50), "unavailable too early: {outage:?}");
+    assert!(
+        outage <= config.max_staleness + Duration::from_millis(300),
+        "unavailable only after {outage:?}"
+    );
+    assert!(
+        outage >= config.max_staleness - config.poll_interval - Duration::from_millis(50),
+        "unavailable too early: {outage:?}"
+    );
 
     // Same port, state restored.
     let restarted = Anvil::spawn_on(port, &[]);

@@ -30,10 +30,16 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    const ALLOW: Verdict = Verdict { allowed: true, reason: reason::ALLOWED };
+    const ALLOW: Verdict = Verdict {
+        allowed: true,
+        reason: reason::ALLOWED,
+    };
 
     const fn deny(reason: &'static str) -> Verdict {
-        Verdict { allowed: false, reason }
+        Verdict {
+            allowed: false,
+            reason,
+        }
     }
 }
 
@@ -134,7 +140,10 @@ mod tests {
         view.set(KmsList::KmsAggregatedMrs, MR, true);
         view.set(KmsList::KmsDeviceIds, DEVICE, true);
         view.register_app(APP);
-        let policy = AppPolicy { require_tcb_up_to_date: true, ..AppPolicy::default() };
+        let policy = AppPolicy {
+            require_tcb_up_to_date: true,
+            ..AppPolicy::default()
+        };
         view.set_app_policy(&APP, policy);
         view.set_app_value(&APP, AppList::ComposeHashes, COMPOSE, true);
         view.set_app_value(&APP, AppList::DeviceIds, DEVICE, true);
@@ -147,28 +156,68 @@ mod tests {
     }
 
     fn denied(reason: &'static str) -> AppVerdict {
-        AppVerdict::Decided(Verdict { allowed: false, reason })
+        AppVerdict::Decided(Verdict {
+            allowed: false,
+            reason,
+        })
     }
 
     #[test]
     fn app_allowed_when_every_check_passes() {
         let verdict = app_reason(&full_view(AppCode::Known), &boot());
-        assert_eq!(verdict, AppVerdict::Decided(Verdict { allowed: true, reason: "" }));
+        assert_eq!(
+            verdict,
+            AppVerdict::Decided(Verdict {
+                allowed: true,
+                reason: ""
+            })
+        );
     }
 
     #[test]
     fn app_reasons_in_contract_order() {
         let view = full_view(AppCode::Known);
         // Each case fails every check from its own onward: the earliest failing reason wins.
-        let unregistered = BootInfo { app_id: [0xbb; 20], os_image_hash: [9; 32], ..boot() };
-        assert_eq!(app_reason(&view, &unregistered), denied("App not registered"));
-        let bad_os = BootInfo { os_image_hash: [9; 32], tcb_status: "OutOfDate".into(), ..boot() };
-        assert_eq!(app_reason(&view, &bad_os), denied("OS image is not allowed"));
-        let stale_tcb = BootInfo { tcb_status: "OutOfDate".into(), compose_hash: [9; 32], ..boot() };
-        assert_eq!(app_reason(&view, &stale_tcb), denied("TCB status is not up to date"));
-        let bad_compose = BootInfo { compose_hash: [9; 32], device_id: [9; 32], ..boot() };
-        assert_eq!(app_reason(&view, &bad_compose), denied("Compose hash not allowed"));
-        let bad_device = BootInfo { device_id: [9; 32], ..boot() };
+        let unregistered = BootInfo {
+            app_id: [0xbb; 20],
+            os_image_hash: [9; 32],
+            ..boot()
+        };
+        assert_eq!(
+            app_reason(&view, &unregistered),
+            denied("App not registered")
+        );
+        let bad_os = BootInfo {
+            os_image_hash: [9; 32],
+            tcb_status: "OutOfDate".into(),
+            ..boot()
+        };
+        assert_eq!(
+            app_reason(&view, &bad_os),
+            denied("OS image is not allowed")
+        );
+        let stale_tcb = BootInfo {
+            tcb_status: "OutOfDate".into(),
+            compose_hash: [9; 32],
+            ..boot()
+        };
+        assert_eq!(
+            app_reason(&view, &stale_tcb),
+            denied("TCB status is not up to date")
+        );
+        let bad_compose = BootInfo {
+            compose_hash: [9; 32],
+            device_id: [9; 32],
+            ..boot()
+        };
+        assert_eq!(
+            app_reason(&view, &bad_compose),
+            denied("Compose hash not allowed")
+        );
+        let bad_device = BootInfo {
+            device_id: [9; 32],
+            ..boot()
+        };
         assert_eq!(app_reason(&view, &bad_device), denied("Device not allowed"));
     }
 
@@ -176,18 +225,34 @@ mod tests {
     fn tcb_status_compares_exact_bytes() {
         let view = full_view(AppCode::Known);
         for status in ["uptodate", "UpToDate ", "", "SWHardeningNeeded"] {
-            let info = BootInfo { tcb_status: status.into(), ..boot() };
-            assert_eq!(app_reason(&view, &info), denied("TCB status is not up to date"));
+            let info = BootInfo {
+                tcb_status: status.into(),
+                ..boot()
+            };
+            assert_eq!(
+                app_reason(&view, &info),
+                denied("TCB status is not up to date")
+            );
         }
     }
 
     #[test]
     fn tcb_ignored_unless_required_and_any_device_skips_device_check() {
         let mut view = full_view(AppCode::Known);
-        let flags = AppPolicy { allow_any_device: true, ..AppPolicy::default() };
+        let flags = AppPolicy {
+            allow_any_device: true,
+            ..AppPolicy::default()
+        };
         view.set_app_policy(&APP, flags);
-        let info = BootInfo { tcb_status: String::new(), device_id: [9; 32], ..boot() };
-        assert_eq!(app_reason(&view, &info), AppVerdict::Decided(Verdict::ALLOW));
+        let info = BootInfo {
+            tcb_status: String::new(),
+            device_id: [9; 32],
+            ..boot()
+        };
+        assert_eq!(
+            app_reason(&view, &info),
+            AppVerdict::Decided(Verdict::ALLOW)
+        );
     }
 
     #[test]
@@ -195,15 +260,27 @@ mod tests {
         for code in [AppCode::Unknown, AppCode::Absent] {
             let view = full_view(code);
             assert_eq!(app_reason(&view, &boot()), AppVerdict::AskContract);
-            let bad_os = BootInfo { os_image_hash: [9; 32], ..boot() };
-            assert_eq!(app_reason(&view, &bad_os), denied("OS image is not allowed"));
+            let bad_os = BootInfo {
+                os_image_hash: [9; 32],
+                ..boot()
+            };
+            assert_eq!(
+                app_reason(&view, &bad_os),
+                denied("OS image is not allowed")
+            );
         }
         let absent = full_view(AppCode::Absent);
         assert_eq!(
             kms_is_app_allowed_offline(&absent, &boot()),
-            Some(Verdict { allowed: false, reason: "App not deployed or invalid address" })
+            Some(Verdict {
+                allowed: false,
+                reason: "App not deployed or invalid address"
+            })
         );
-        assert_eq!(kms_is_app_allowed_offline(&full_view(AppCode::Unknown), &boot()), None);
+        assert_eq!(
+            kms_is_app_allowed_offline(&full_view(AppCode::Unknown), &boot()),
+            None
+        );
     }
 
     #[test]
@@ -227,13 +304,28 @@ mod tests {
             ..boot()
         };
         assert_eq!(kms(&all_bad).reason, "TCB status is not up to date");
-        let info = BootInfo { tcb_status: TCB_UP_TO_DATE.into(), ..all_bad };
+        let info = BootInfo {
+            tcb_status: TCB_UP_TO_DATE.into(),
+            ..all_bad
+        };
         assert_eq!(kms(&info).reason, "OS image is not allowed");
-        let info = BootInfo { os_image_hash: OS, ..info };
+        let info = BootInfo {
+            os_image_hash: OS,
+            ..info
+        };
         assert_eq!(kms(&info).reason, "Aggregated MR not allowed");
-        let info = BootInfo { mr_aggregated: MR, ..info };
-        assert_eq!(kms(&info).reason, "KMS is not allowed to boot on this device");
-        let info = BootInfo { device_id: DEVICE, ..info };
+        let info = BootInfo {
+            mr_aggregated: MR,
+            ..info
+        };
+        assert_eq!(
+            kms(&info).reason,
+            "KMS is not allowed to boot on this device"
+        );
+        let info = BootInfo {
+            device_id: DEVICE,
+            ..info
+        };
         assert_eq!(kms(&info), Verdict::ALLOW);
     }
 
@@ -242,7 +334,11 @@ mod tests {
         let mut view = full_view(AppCode::Known);
         view.set(KmsList::OsImages, OS, false);
         view.set(KmsList::OsImages, OS, true);
-        let info = BootInfo { app_id: [0; 20], compose_hash: [0; 32], ..boot() };
+        let info = BootInfo {
+            app_id: [0; 20],
+            compose_hash: [0; 32],
+            ..boot()
+        };
         assert_eq!(kms_is_kms_allowed(&view, &info), Verdict::ALLOW);
     }
 }

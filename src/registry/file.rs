@@ -62,7 +62,10 @@ pub struct FileRegistry {
 
 /// Parses a registry file's text. `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<(RegistryView, u64), RegistryError> {
-    let invalid = |message: String| RegistryError::InvalidFile { path: origin.to_owned(), message };
+    let invalid = |message: String| RegistryError::InvalidFile {
+        path: origin.to_owned(),
+        message,
+    };
     let snapshot: Snapshot = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
     let view = snapshot.to_view().map_err(invalid)?;
     Ok((view, snapshot.block))
@@ -73,7 +76,10 @@ fn stamp(path: &Path) -> Result<FileStamp, RegistryError> {
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
-    Ok(FileStamp { modified: metadata.modified().ok(), len: metadata.len() })
+    Ok(FileStamp {
+        modified: metadata.modified().ok(),
+        len: metadata.len(),
+    })
 }
 
 fn read(path: &Path) -> Result<(Loaded, FileStamp), RegistryError> {
@@ -82,11 +88,16 @@ fn read(path: &Path) -> Result<(Loaded, FileStamp), RegistryError> {
     if before.len > MAX_FILE_BYTES {
         return Err(RegistryError::InvalidFile {
             path: origin,
-            message: format!("{} bytes is over the {MAX_FILE_BYTES}-byte limit", before.len),
+            message: format!(
+                "{} bytes is over the {MAX_FILE_BYTES}-byte limit",
+                before.len
+            ),
         });
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| RegistryError::Io { path: origin.clone(), message: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|e| RegistryError::Io {
+        path: origin.clone(),
+        message: e.to_string(),
+    })?;
     let (view, block) = parse(&text, &origin)?;
     Ok((Loaded { view, block }, before))
 }
@@ -175,11 +186,16 @@ fn poisoned() -> RegistryError {
 }
 
 impl Registry for FileRegistry {
-    fn decide_app<'a>(&'a self, boot: &'a BootInfo) -> BoxFuture<'a, Result<Decision, RegistryError>> {
+    fn decide_app<'a>(
+        &'a self,
+        boot: &'a BootInfo,
+    ) -> BoxFuture<'a, Result<Decision, RegistryError>> {
         Box::pin(async move {
             let loaded = self.loaded()?;
             let verdict = kms_is_app_allowed_offline(&loaded.view, boot).ok_or_else(|| {
-                RegistryError::Unavailable("a registry file cannot evaluate unknown app code".to_owned())
+                RegistryError::Unavailable(
+                    "a registry file cannot evaluate unknown app code".to_owned(),
+                )
             })?;
             Ok(decision_from_view(verdict, loaded.block, &loaded.view))
         })
@@ -187,7 +203,11 @@ impl Registry for FileRegistry {
 
     fn decide_kms(&self, boot: &BootInfo) -> Result<Decision, RegistryError> {
         let loaded = self.loaded()?;
-        Ok(decision_from_view(kms_is_kms_allowed(&loaded.view, boot), loaded.block, &loaded.view))
+        Ok(decision_from_view(
+            kms_is_kms_allowed(&loaded.view, boot),
+            loaded.block,
+            &loaded.view,
+        ))
     }
 
     fn lookup(&self, query: &Lookup) -> Result<LookupAnswer, RegistryError> {

@@ -30,7 +30,7 @@ use tokio::sync::broadcast;
 use crate::boot_info::BootInfo;
 pub use error::RegistryError;
 pub use snapshot::{AppSnapshot, Hex, Snapshot};
-use view::{AppCode, Address, Bytes32, KmsList, RegistryView};
+use view::{Address, AppCode, Bytes32, KmsList, RegistryView};
 
 /// A decision, with the block it was decided at and the KMS's gateway app id (the KMS webhook
 /// returns it beside every answer).
@@ -60,7 +60,10 @@ pub enum Lookup {
     /// `DstackKms.allowedOsImages(hash)` (the "isAuthorized(osImageHash)" of some docs).
     OsImageHash(Bytes32),
     /// `DstackApp(appId).allowedComposeHashes(hash)`; false for unregistered apps.
-    ComposeHash { app_id: Address, compose_hash: Bytes32 },
+    ComposeHash {
+        app_id: Address,
+        compose_hash: Bytes32,
+    },
     /// `DstackKms.kmsAllowedAggregatedMrs(mr)`.
     KmsAggregatedMr(Bytes32),
     /// `DstackKms.kmsAllowedDeviceIds(id)`.
@@ -82,8 +85,14 @@ pub enum Entry {
     KmsAggregatedMr(Bytes32),
     KmsDeviceId(Bytes32),
     App(Address),
-    ComposeHash { app_id: Address, compose_hash: Bytes32 },
-    AppDevice { app_id: Address, device_id: Bytes32 },
+    ComposeHash {
+        app_id: Address,
+        compose_hash: Bytes32,
+    },
+    AppDevice {
+        app_id: Address,
+        device_id: Bytes32,
+    },
 }
 
 /// What subscribers hear. Changes of one block come before its `Advanced`. After `Rebuilt` (a
@@ -93,12 +102,20 @@ pub enum RegistryChange {
     Added(Entry),
     Removed(Entry),
     /// An app's flags or code status changed.
-    AppPolicyChanged { app_id: Address },
+    AppPolicyChanged {
+        app_id: Address,
+    },
     GatewayAppIdChanged(String),
-    Advanced { block: u64 },
-    Rebuilt { block: u64 },
+    Advanced {
+        block: u64,
+    },
+    Rebuilt {
+        block: u64,
+    },
     /// The source can no longer answer (the reason says why).
-    Unavailable { reason: String },
+    Unavailable {
+        reason: String,
+    },
 }
 
 /// Capacity of the change channel; slower subscribers see `Lagged` and should re-snapshot.
@@ -112,7 +129,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Registry: Send + Sync {
     /// `DstackKms.isAppAllowed(bootInfo)`. Async because apps running unknown code are asked on
     /// chain.
-    fn decide_app<'a>(&'a self, boot: &'a BootInfo) -> BoxFuture<'a, Result<Decision, RegistryError>>;
+    fn decide_app<'a>(
+        &'a self,
+        boot: &'a BootInfo,
+    ) -> BoxFuture<'a, Result<Decision, RegistryError>>;
 
     /// `DstackKms.isKmsAllowed(bootInfo)`.
     fn decide_kms(&self, boot: &BootInfo) -> Result<Decision, RegistryError>;
@@ -126,11 +146,7 @@ pub trait Registry: Send + Sync {
 }
 
 /// A verdict of the local logic as a decision.
-fn decision_from_view(
-    verdict: decision::Verdict,
-    block: u64,
-    view: &RegistryView,
-) -> Decision {
+fn decision_from_view(verdict: decision::Verdict, block: u64, view: &RegistryView) -> Decision {
     Decision {
         allowed: verdict.allowed,
         reason: verdict.reason.to_owned(),
@@ -141,20 +157,29 @@ fn decision_from_view(
 }
 
 /// Answers a lookup from a view.
-fn lookup_in(view: &RegistryView, query: &Lookup, block: u64) -> Result<LookupAnswer, RegistryError> {
+fn lookup_in(
+    view: &RegistryView,
+    query: &Lookup,
+    block: u64,
+) -> Result<LookupAnswer, RegistryError> {
     let present = match query {
         Lookup::OsImageHash(hash) => view.contains(KmsList::OsImages, hash),
         Lookup::KmsAggregatedMr(mr) => view.contains(KmsList::KmsAggregatedMrs, mr),
         Lookup::KmsDeviceId(id) => view.contains(KmsList::KmsDeviceIds, id),
         Lookup::RegisteredApp(app_id) => view.app(app_id).is_some(),
-        Lookup::ComposeHash { app_id, compose_hash } => match view.app(app_id) {
+        Lookup::ComposeHash {
+            app_id,
+            compose_hash,
+        } => match view.app(app_id) {
             None => false,
             Some(app) => match app.policy().code {
                 AppCode::Known => app.allows_compose_hash(compose_hash),
                 // Storage is only ever written by code.
                 AppCode::Absent => false,
                 AppCode::Unknown => {
-                    return Err(RegistryError::UnknownAppCode(crate::encoding::to_0x_hex(app_id)))
+                    return Err(RegistryError::UnknownAppCode(crate::encoding::to_0x_hex(
+                        app_id,
+                    )))
                 }
             },
         },

@@ -82,7 +82,9 @@ impl AppView<'_> {
     }
 
     pub fn allows_compose_hash(&self, compose_hash: &Bytes32) -> bool {
-        self.view.compose_hashes.contains(&(self.index, *compose_hash))
+        self.view
+            .compose_hashes
+            .contains(&(self.index, *compose_hash))
     }
 
     pub fn allows_device(&self, device_id: &Bytes32) -> bool {
@@ -112,7 +114,11 @@ impl RegistryView {
     pub fn app(&self, app_id: &Address) -> Option<AppView<'_>> {
         let index = *self.app_index.get(app_id)?;
         let policy = self.apps.get(usize::try_from(index).ok()?)?;
-        Some(AppView { view: self, index, policy })
+        Some(AppView {
+            view: self,
+            index,
+            policy,
+        })
     }
 
     pub fn app_count(&self) -> usize {
@@ -190,7 +196,10 @@ impl RegistryView {
         let Some(&index) = self.app_index.get(app_id) else {
             return false;
         };
-        let Some(slot) = usize::try_from(index).ok().and_then(|i| self.apps.get_mut(i)) else {
+        let Some(slot) = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.apps.get_mut(i))
+        else {
             return false;
         };
         if *slot == policy {

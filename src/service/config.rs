@@ -16,30 +16,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Serve the verifier: gRPC (tee_verifier.v1.Verifier, health, reflection) and HTTP (dstack's
-/// KMS auth webhook, /metrics, /healthz), answering from a cached view of the registry.
-///
-/// With no arguments it listens on 127.0.0.1 (gRPC :50051, HTTP :8000) and answers from the
-/// registry file built into the binary (empty allowlists: every boot is denied).
-///
-/// Every flag --foo-bar can also be set as TEE_VERIFIER_FOO_BAR in the environment or as
-/// foo_bar in the --config TOML file; a flag beats the environment, which beats the file.
-///
-/// Registry sources (pick one; the built-in file is the default):
-///   --registry FILE                        a registry TOML file, re-read when it changes
-///   --rpc-url URL --kms-contract ADDR      a DstackKms contract, followed through JSON-RPC
-///
-/// Examples:
-///   tee-verifier serve
-///   tee-verifier serve --registry allowlist.toml --http-listen 0.0.0.0:8000
-///   tee-verifier serve --rpc-url http://127.0.0.1:8545 --kms-contract 0x... --confirmations 2
-///   TEE_VERIFIER_LOG_FORMAT=json tee-verifier serve --config /etc/tee-verifier.toml
-///
-/// Once listening it prints one line to stdout, `listening grpc=ADDR http=ADDR`, with the bound
-/// addresses (useful with port 0). SIGTERM or SIGINT stop accepting, finish in-flight requests
-/// (up to --shutdown-grace), and exit 0.
+/// Serve the gRPC API (tee_verifier.v1.Verifier, health, reflection) and, over HTTP, dstack's
+/// KMS auth webhook, /metrics and /healthz, answering from a cached view of the registry.
 #[derive(Args, Clone, Debug, Default)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = SERVE_HELP)]
 pub struct ServeArgs {
     /// TOML file with any of the settings below (keys are the flag names with '_' for '-').
     #[arg(long, env = "TEE_VERIFIER_CONFIG", value_name = "FILE")]
@@ -74,6 +54,34 @@ pub struct ServeArgs {
     pub fixed_now: Option<u64>,
 }
 
+/// The teaching part of `serve --help` (after the options, so it shows whatever the subcommand's
+/// own summary line says).
+const SERVE_HELP: &str = "\
+With no arguments, serve listens on 127.0.0.1 (gRPC :50051, HTTP :8000) and answers from the
+registry file built into the binary (empty allowlists: every boot is denied).
+
+Every flag --foo-bar can also be set as TEE_VERIFIER_FOO_BAR in the environment or as foo_bar in
+the --config TOML file; a flag beats the environment, which beats the file. Durations take ms, s,
+m or h (a bare number is seconds).
+
+Registry sources (pick one; the built-in file is the default):
+  --registry FILE                     a registry TOML file, re-read when it changes
+  --rpc-url URL --kms-contract ADDR   a DstackKms contract, followed through JSON-RPC
+While the view is stale (max-staleness) or still building, gRPC health is NOT_SERVING, gRPC
+answers are UNAVAILABLE and the webhook answers isAllowed:false (fail closed).
+
+Once listening, serve prints one line to stdout, `listening grpc=ADDR http=ADDR`, with the bound
+addresses (useful with port 0). SIGTERM or SIGINT stop accepting, finish in-flight requests (up
+to --shutdown-grace), and exit 0.
+
+Examples:
+  tee-verifier serve
+  tee-verifier serve --registry allowlist.toml --http-listen 0.0.0.0:8000
+  tee-verifier serve --rpc-url http://127.0.0.1:8545 --kms-contract 0x... --confirmations 2
+  TEE_VERIFIER_LOG_FORMAT=json tee-verifier serve --config /etc/tee-verifier.toml
+  grpcurl -plaintext 127.0.0.1:50051 list
+  curl -s 127.0.0.1:8000/bootAuth/app -d '{\"appId\":\"0x...\",\"composeHash\":\"0x...\"}'";
+
 /// Where the allowlist comes from. Public so other subcommands can flatten the same options.
 #[derive(Args, Clone, Debug, Default)]
 pub struct RegistryArgs {
@@ -82,7 +90,7 @@ pub struct RegistryArgs {
     pub registry: Option<PathBuf>,
 
     /// JSON-RPC endpoint of the chain that holds the DstackKms contract.
-    #[arg(long, env = "TEE_VERIFIER_RPC_URL", value_name = "URL")]
+    #[arg(long, env = "TEE_VERIFIER_RPC_URL", value_name = "URL", hide_env_values = true)]
     pub rpc_url: Option<String>,
 
     /// The DstackKms (proxy) contract address; required with --rpc-url.

@@ -206,6 +206,8 @@ impl Watch {
             };
             let delivered = match change {
                 Ok(RegistryChange::Rebuilt { .. }) => self.send_snapshot(&mut unavailable).await,
+                // A source retrying a broken file or node repeats itself; say it once.
+                Ok(RegistryChange::Unavailable { .. }) if unavailable => true,
                 Ok(RegistryChange::Unavailable { reason }) => {
                     unavailable = true;
                     self.send_change(RegistryChange::Unavailable { reason }).await

@@ -69,7 +69,10 @@ impl Anvil {
                 panic!("anvil did not start listening within 20 s");
             }
         };
-        Anvil { child: Some(child), port }
+        Anvil {
+            child: Some(child),
+            port,
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -101,18 +104,29 @@ impl Drop for Anvil {
 
 /// anvil's first default account (unlocked, funded): the owner of everything deployed here.
 pub fn deployer() -> Address {
-    "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266".parse().expect("address")
+    "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+        .parse()
+        .expect("address")
 }
 
 /// A second unlocked account.
 pub fn other_account() -> Address {
-    "0x70997970C51812dc3A010C7d01b50e0d4E79C8C8".parse().expect("address")
+    "0x70997970C51812dc3A010C7d01b50e0d4E79C8C8"
+        .parse()
+        .expect("address")
 }
 
 /// Sends a transaction from `from` (anvil signs for its unlocked accounts) and waits for its
 /// receipt; panics if it reverted.
-pub async fn send(provider: &RootProvider, from: Address, to: Option<Address>, input: Vec<u8>) -> TransactionReceipt {
-    let mut request = TransactionRequest::default().from(from).input(Bytes::from(input).into());
+pub async fn send(
+    provider: &RootProvider,
+    from: Address,
+    to: Option<Address>,
+    input: Vec<u8>,
+) -> TransactionReceipt {
+    let mut request = TransactionRequest::default()
+        .from(from)
+        .input(Bytes::from(input).into());
     request = match to {
         Some(to) => request.to(to),
         None => request.create(),
@@ -124,22 +138,37 @@ pub async fn send(provider: &RootProvider, from: Address, to: Option<Address>, i
         .expect("eth_sendTransaction");
     let start = Instant::now();
     loop {
-        if let Some(receipt) = provider.get_transaction_receipt(hash).await.expect("receipt") {
+        if let Some(receipt) = provider
+            .get_transaction_receipt(hash)
+            .await
+            .expect("receipt")
+        {
             assert!(receipt.status(), "transaction {hash} reverted");
             return receipt;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "no receipt for {hash}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no receipt for {hash}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// Calls `call` on `to` from the deployer.
-pub async fn transact<C: SolCall>(provider: &RootProvider, to: Address, call: C) -> TransactionReceipt {
+pub async fn transact<C: SolCall>(
+    provider: &RootProvider,
+    to: Address,
+    call: C,
+) -> TransactionReceipt {
     send(provider, deployer(), Some(to), call.abi_encode()).await
 }
 
 /// Deploys `creation_code ++ constructor_args`; returns the new contract's address.
-pub async fn deploy(provider: &RootProvider, creation_code: &[u8], constructor_args: &[u8]) -> Address {
+pub async fn deploy(
+    provider: &RootProvider,
+    creation_code: &[u8],
+    constructor_args: &[u8],
+) -> Address {
     let mut input = creation_code.to_vec();
     input.extend_from_slice(constructor_args);
     let receipt = send(provider, deployer(), None, input).await;
@@ -168,23 +197,39 @@ pub async fn mine(provider: &RootProvider, count: u64) {
 
 /// `evm_snapshot`; returns the id.
 pub async fn snapshot(provider: &RootProvider) -> U256 {
-    provider.client().request("evm_snapshot", ()).await.expect("evm_snapshot")
+    provider
+        .client()
+        .request("evm_snapshot", ())
+        .await
+        .expect("evm_snapshot")
 }
 
 /// `evm_revert` to a snapshot id.
 pub async fn revert(provider: &RootProvider, id: U256) {
-    let reverted: bool = provider.client().request("evm_revert", (id,)).await.expect("evm_revert");
+    let reverted: bool = provider
+        .client()
+        .request("evm_revert", (id,))
+        .await
+        .expect("evm_revert");
     assert!(reverted, "evm_revert failed");
 }
 
 /// `anvil_dumpState` (hex of the whole chain state).
 pub async fn dump_state(provider: &RootProvider) -> Bytes {
-    provider.client().request("anvil_dumpState", ()).await.expect("anvil_dumpState")
+    provider
+        .client()
+        .request("anvil_dumpState", ())
+        .await
+        .expect("anvil_dumpState")
 }
 
 /// `anvil_loadState`.
 pub async fn load_state(provider: &RootProvider, state: Bytes) {
-    let loaded: bool = provider.client().request("anvil_loadState", (state,)).await.expect("anvil_loadState");
+    let loaded: bool = provider
+        .client()
+        .request("anvil_loadState", (state,))
+        .await
+        .expect("anvil_loadState");
     assert!(loaded, "anvil_loadState failed");
 }
 
@@ -240,12 +285,22 @@ pub struct Dstack {
 impl Dstack {
     pub async fn deploy(provider: &RootProvider) -> Dstack {
         let app_implementation = deploy(provider, &artifact_bytecode("DstackApp"), &[]).await;
-        let legacy_implementation = deploy(provider, &artifact_bytecode("LegacyDstackApp"), &[]).await;
-        let custom_implementation = deploy(provider, &artifact_bytecode("CustomAuthApp"), &[]).await;
+        let legacy_implementation =
+            deploy(provider, &artifact_bytecode("LegacyDstackApp"), &[]).await;
+        let custom_implementation =
+            deploy(provider, &artifact_bytecode("CustomAuthApp"), &[]).await;
         let kms_implementation = deploy(provider, &artifact_bytecode("DstackKms"), &[]).await;
-        let init = DstackKms::initializeCall { initialOwner: deployer(), _appImplementation: app_implementation };
+        let init = DstackKms::initializeCall {
+            initialOwner: deployer(),
+            _appImplementation: app_implementation,
+        };
         let kms = deploy_proxy(provider, kms_implementation, init.abi_encode()).await;
-        Dstack { kms, app_implementation, legacy_implementation, custom_implementation }
+        Dstack {
+            kms,
+            app_implementation,
+            legacy_implementation,
+            custom_implementation,
+        }
     }
 
     /// `deployAndRegisterApp` (6-argument form); returns the new app's address.
@@ -289,7 +344,12 @@ impl Dstack {
 
     /// A proxy deployed by hand to `implementation` (initialized with the 5-argument form) and
     /// registered with `registerApp`.
-    pub async fn deploy_manual_app(&self, provider: &RootProvider, implementation: Address, compose_hash: B256) -> Address {
+    pub async fn deploy_manual_app(
+        &self,
+        provider: &RootProvider,
+        implementation: Address,
+        compose_hash: B256,
+    ) -> Address {
         let init = DstackApp::initialize_1Call {
             initialOwner: deployer(),
             _disableUpgrades: false,
@@ -298,14 +358,27 @@ impl Dstack {
             initialComposeHash: compose_hash,
         };
         let app = deploy_proxy(provider, implementation, init.abi_encode()).await;
-        transact(provider, self.kms, DstackKms::registerAppCall { appId: app }).await;
+        transact(
+            provider,
+            self.kms,
+            DstackKms::registerAppCall { appId: app },
+        )
+        .await;
         app
     }
 }
 
 /// Deploys the fixture ERC1967Proxy to `implementation`, calling `init`.
-pub async fn deploy_proxy(provider: &RootProvider, implementation: Address, init: Vec<u8>) -> Address {
-    let args = ERC1967Proxy::constructorCall { implementation, data: init.into() }.abi_encode();
+pub async fn deploy_proxy(
+    provider: &RootProvider,
+    implementation: Address,
+    init: Vec<u8>,
+) -> Address {
+    let args = ERC1967Proxy::constructorCall {
+        implementation,
+        data: init.into(),
+    }
+    .abi_encode();
     deploy(provider, &artifact_bytecode("ERC1967Proxy"), &args).await
 }
 

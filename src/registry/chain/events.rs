@@ -55,7 +55,10 @@ fn word(log: &Log) -> Option<B256> {
 fn address_word(log: &Log) -> Option<Address> {
     let word = word(log)?;
     let (padding, address) = word.0.split_at(12);
-    padding.iter().all(|b| *b == 0).then(|| Address::from_slice(address))
+    padding
+        .iter()
+        .all(|b| *b == 0)
+        .then(|| Address::from_slice(address))
 }
 
 /// Decodes a KMS log; `None` for a malformed log of a known event.
@@ -91,9 +94,9 @@ pub(crate) fn decode_app(log: &Log) -> Option<AppEvent> {
         IDstackApp::DeviceAdded::SIGNATURE_HASH => set(AppList::DeviceIds, true),
         IDstackApp::DeviceRemoved::SIGNATURE_HASH => set(AppList::DeviceIds, false),
         // A malformed Upgraded must still distrust the app: the zero address is never trusted.
-        IDstackApp::Upgraded::SIGNATURE_HASH => {
-            Some(AppEvent::Upgraded(address_word(log).unwrap_or(Address::ZERO)))
-        }
+        IDstackApp::Upgraded::SIGNATURE_HASH => Some(AppEvent::Upgraded(
+            address_word(log).unwrap_or(Address::ZERO),
+        )),
         IDstackApp::AllowAnyDeviceSet::SIGNATURE_HASH
         | IDstackApp::RequireTcbUpToDateSet::SIGNATURE_HASH
         | IDstackApp::UpgradesDisabled::SIGNATURE_HASH => Some(AppEvent::FlagChanged),

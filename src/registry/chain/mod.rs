@@ -128,10 +128,17 @@ pub type ProgressFn = Arc<dyn Fn(SyncProgress) + Send + Sync>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PollOutcome {
     /// No new confirmed block; the view is confirmed current at `block`.
-    Unchanged { block: u64 },
-    Advanced { from: u64, to: u64 },
+    Unchanged {
+        block: u64,
+    },
+    Advanced {
+        from: u64,
+        to: u64,
+    },
     /// Built from scratch (first build, or after a reorg or an unavailable period).
-    Rebuilt { block: u64 },
+    Rebuilt {
+        block: u64,
+    },
 }
 
 /// The view as of one block.
@@ -195,11 +202,13 @@ impl ServedBase<'_> {
 
 impl Base for ServedBase<'_> {
     fn is_registered(&self, app: &Address) -> bool {
-        self.with_view(|view| view.app(&app.0 .0).is_some()).unwrap_or(false)
+        self.with_view(|view| view.app(&app.0 .0).is_some())
+            .unwrap_or(false)
     }
 
     fn code_of(&self, app: &Address) -> Option<AppCode> {
-        self.with_view(|view| view.app(&app.0 .0).map(|a| a.policy().code)).flatten()
+        self.with_view(|view| view.app(&app.0 .0).map(|a| a.policy().code))
+            .flatten()
     }
 }
 
@@ -209,7 +218,10 @@ fn poisoned() -> RegistryError {
 
 impl ChainRegistry {
     /// Connects and builds the view (at `head − confirmations`). Fails if the first build fails.
-    pub async fn connect(config: ChainConfig, progress: Option<ProgressFn>) -> Result<Self, RegistryError> {
+    pub async fn connect(
+        config: ChainConfig,
+        progress: Option<ProgressFn>,
+    ) -> Result<Self, RegistryError> {
         config.validate()?;
         let rpc = Rpc::connect(&config.rpc_url, config.request_timeout)?;
         let registry = ChainRegistry {
@@ -293,12 +305,25 @@ impl ChainRegistry {
         }
         let target_hash = self.hash_of(target).await?;
         let start = (block + 1).max(inner.config.from_block);
-        let syncer = Syncer { rpc: &inner.rpc, config: &inner.config, progress: inner.progress.as_ref() };
+        let syncer = Syncer {
+            rpc: &inner.rpc,
+            config: &inner.config,
+            progress: inner.progress.as_ref(),
+        };
         let delta = syncer
-            .delta(&ServedBase(&inner.served), &mut trust, start, target, target_hash, false)
+            .delta(
+                &ServedBase(&inner.served),
+                &mut trust,
+                start,
+                target,
+                target_hash,
+                false,
+            )
             .await?;
         if inner.rpc.block_hash(target).await? != Some(target_hash) {
-            return Err(RegistryError::Unavailable(format!("block {target} changed while syncing")));
+            return Err(RegistryError::Unavailable(format!(
+                "block {target} changed while syncing"
+            )));
         }
         let mut changes = Vec::new();
         self.with_ready(|chain_view| {
@@ -310,15 +335,24 @@ impl ChainRegistry {
         for change in changes {
             let _ = inner.changes.send(change);
         }
-        let _ = inner.changes.send(RegistryChange::Advanced { block: target });
-        Ok(PollOutcome::Advanced { from: block, to: target })
+        let _ = inner
+            .changes
+            .send(RegistryChange::Advanced { block: target });
+        Ok(PollOutcome::Advanced {
+            from: block,
+            to: target,
+        })
     }
 
     async fn hash_of(&self, block: u64) -> Result<B256, RegistryError> {
-        self.inner.rpc.block_hash(block).await?.ok_or_else(|| RegistryError::Rpc {
-            call: "eth_getBlockByNumber",
-            message: format!("block {block} not found"),
-        })
+        self.inner
+            .rpc
+            .block_hash(block)
+            .await?
+            .ok_or_else(|| RegistryError::Rpc {
+                call: "eth_getBlockByNumber",
+                message: format!("block {block} not found"),
+            })
     }
 
     /// Builds the view from scratch at `head − confirmations` and serves it.
@@ -336,15 +370,28 @@ impl ChainRegistry {
                     "no contract at kms_contract {kms} as of block {target}"
                 )));
             }
-            let syncer = Syncer { rpc: &inner.rpc, config: &inner.config, progress: inner.progress.as_ref() };
+            let syncer = Syncer {
+                rpc: &inner.rpc,
+                config: &inner.config,
+                progress: inner.progress.as_ref(),
+            };
             let delta = syncer
-                .delta(&EmptyBase, &mut fresh_trust, inner.config.from_block, target, target_hash, true)
+                .delta(
+                    &EmptyBase,
+                    &mut fresh_trust,
+                    inner.config.from_block,
+                    target,
+                    target_hash,
+                    true,
+                )
                 .await?;
             apply(&mut view, delta, None);
             view.shrink_to_fit();
         }
         if inner.rpc.block_hash(target).await? != Some(target_hash) {
-            return Err(RegistryError::Unavailable(format!("block {target} changed while building")));
+            return Err(RegistryError::Unavailable(format!(
+                "block {target} changed while building"
+            )));
         }
         *trust = fresh_trust;
         *inner.served.write().map_err(|_| poisoned())? = Served::Ready(ChainView {
@@ -353,7 +400,9 @@ impl ChainRegistry {
             block_hash: target_hash,
             confirmed_at: Instant::now(),
         });
-        let _ = inner.changes.send(RegistryChange::Rebuilt { block: target });
+        let _ = inner
+            .changes
+            .send(RegistryChange::Rebuilt { block: target });
         Ok(PollOutcome::Rebuilt { block: target })
     }
 
@@ -361,7 +410,10 @@ impl ChainRegistry {
         if let Ok(mut served) = self.inner.served.write() {
             *served = Served::Unavailable(reason.clone());
         }
-        let _ = self.inner.changes.send(RegistryChange::Unavailable { reason });
+        let _ = self
+            .inner
+            .changes
+            .send(RegistryChange::Unavailable { reason });
     }
 
     fn with_ready<T>(&self, f: impl FnOnce(&mut ChainView) -> T) -> Result<T, RegistryError> {
@@ -402,23 +454,38 @@ impl ChainRegistry {
         if let Some(cached) = self.inner.fallback.get(&key) {
             return cached;
         }
-        let call = IDstackKms::isAppAllowedCall { bootInfo: AppBootInfo::from(boot) };
+        let call = IDstackKms::isAppAllowedCall {
+            bootInfo: AppBootInfo::from(boot),
+        };
         let kms = Address::from(self.inner.config.kms_contract);
-        let outcome = match self.inner.rpc.call(kms, call.abi_encode(), block_hash).await {
+        let outcome = match self
+            .inner
+            .rpc
+            .call(kms, call.abi_encode(), block_hash)
+            .await
+        {
             Ok(outcome) => outcome,
             // Not cached: the next attempt may succeed.
-            Err(error) => return Err(RegistryError::Unavailable(format!("asking the contract: {error}"))),
+            Err(error) => {
+                return Err(RegistryError::Unavailable(format!(
+                    "asking the contract: {error}"
+                )))
+            }
         };
         let answer = match outcome {
-            CallOutcome::Returned(bytes) => IDstackKms::isAppAllowedCall::abi_decode_returns(&bytes)
-                .map(|ret| Decision {
-                    allowed: ret.isAllowed,
-                    reason: ret.reason,
-                    block,
-                    gateway_app_id,
-                    evaluated_by: Evaluation::Contract,
-                })
-                .map_err(|e| RegistryError::ContractReverted(format!("undecodable return: {e}"))),
+            CallOutcome::Returned(bytes) => {
+                IDstackKms::isAppAllowedCall::abi_decode_returns(&bytes)
+                    .map(|ret| Decision {
+                        allowed: ret.isAllowed,
+                        reason: ret.reason,
+                        block,
+                        gateway_app_id,
+                        evaluated_by: Evaluation::Contract,
+                    })
+                    .map_err(|e| {
+                        RegistryError::ContractReverted(format!("undecodable return: {e}"))
+                    })
+            }
             CallOutcome::Reverted(message) => Err(RegistryError::ContractReverted(message)),
         };
         self.inner.fallback.insert(key, answer.clone());
@@ -427,7 +494,10 @@ impl ChainRegistry {
 }
 
 impl Registry for ChainRegistry {
-    fn decide_app<'a>(&'a self, boot: &'a BootInfo) -> BoxFuture<'a, Result<Decision, RegistryError>> {
+    fn decide_app<'a>(
+        &'a self,
+        boot: &'a BootInfo,
+    ) -> BoxFuture<'a, Result<Decision, RegistryError>> {
         Box::pin(async move {
             let (verdict, block, block_hash, gateway_app_id) = self.read_fresh(|chain_view| {
                 (
@@ -445,14 +515,21 @@ impl Registry for ChainRegistry {
                     gateway_app_id,
                     evaluated_by: Evaluation::View,
                 }),
-                AppVerdict::AskContract => self.ask_contract(boot, block, block_hash, gateway_app_id).await,
+                AppVerdict::AskContract => {
+                    self.ask_contract(boot, block, block_hash, gateway_app_id)
+                        .await
+                }
             }
         })
     }
 
     fn decide_kms(&self, boot: &BootInfo) -> Result<Decision, RegistryError> {
         self.read_fresh(|chain_view| {
-            decision_from_view(kms_is_kms_allowed(&chain_view.view, boot), chain_view.block, &chain_view.view)
+            decision_from_view(
+                kms_is_kms_allowed(&chain_view.view, boot),
+                chain_view.block,
+                &chain_view.view,
+            )
         })
     }
 

@@ -25,7 +25,10 @@ pub(crate) struct Rpc {
 }
 
 fn rpc_error(call: &'static str, error: RpcError<TransportErrorKind>) -> RegistryError {
-    RegistryError::Rpc { call, message: error.to_string() }
+    RegistryError::Rpc {
+        call,
+        message: error.to_string(),
+    }
 }
 
 fn is_revert(error: &RpcError<TransportErrorKind>) -> bool {
@@ -48,7 +51,10 @@ impl Rpc {
     }
 
     pub(crate) async fn block_number(&self) -> Result<u64, RegistryError> {
-        self.provider.get_block_number().await.map_err(|e| rpc_error("eth_blockNumber", e))
+        self.provider
+            .get_block_number()
+            .await
+            .map_err(|e| rpc_error("eth_blockNumber", e))
     }
 
     /// The hash of block `number`, or `None` if the node has no such block.
@@ -62,7 +68,10 @@ impl Rpc {
     }
 
     pub(crate) async fn logs(&self, filter: &Filter) -> Result<Vec<Log>, RegistryError> {
-        self.provider.get_logs(filter).await.map_err(|e| rpc_error("eth_getLogs", e))
+        self.provider
+            .get_logs(filter)
+            .await
+            .map_err(|e| rpc_error("eth_getLogs", e))
     }
 
     pub(crate) async fn call(
@@ -71,7 +80,9 @@ impl Rpc {
         input: Vec<u8>,
         at: B256,
     ) -> Result<CallOutcome, RegistryError> {
-        let request = TransactionRequest::default().to(to).input(Bytes::from(input).into());
+        let request = TransactionRequest::default()
+            .to(to)
+            .input(Bytes::from(input).into());
         match self.provider.call(request).block(BlockId::hash(at)).await {
             Ok(bytes) => Ok(CallOutcome::Returned(bytes)),
             Err(e) if is_revert(&e) => Ok(CallOutcome::Reverted(e.to_string())),

@@ -57,8 +57,16 @@ pub(crate) struct Trust {
 impl Trust {
     pub(crate) fn new(config: &ChainConfig) -> Self {
         Trust {
-            proxy_code_hashes: config.proxy_code_hashes.iter().map(|h| B256::from(*h)).collect(),
-            app_code_hashes: config.app_code_hashes.iter().map(|h| B256::from(*h)).collect(),
+            proxy_code_hashes: config
+                .proxy_code_hashes
+                .iter()
+                .map(|h| B256::from(*h))
+                .collect(),
+            app_code_hashes: config
+                .app_code_hashes
+                .iter()
+                .map(|h| B256::from(*h))
+                .collect(),
             ..Trust::default()
         }
     }
@@ -114,7 +122,12 @@ pub(crate) struct Syncer<'a> {
 impl Syncer<'_> {
     fn report(&self, stage: SyncStage, done: u64, total: u64, target_block: u64) {
         if let Some(progress) = self.progress {
-            progress(SyncProgress { stage, done, total, target_block });
+            progress(SyncProgress {
+                stage,
+                done,
+                total,
+                target_block,
+            });
         }
     }
 
@@ -157,7 +170,9 @@ impl Syncer<'_> {
         full: bool,
     ) -> Result<Delta, RegistryError> {
         let kms = Address::from(self.config.kms_contract);
-        let kms_logs = self.logs(Filter::new().address(kms), start, end, SyncStage::KmsEvents).await?;
+        let kms_logs = self
+            .logs(Filter::new().address(kms), start, end, SyncStage::KmsEvents)
+            .await?;
         let mut delta = Delta::default();
         for log in &kms_logs {
             let event = decode_kms(log).ok_or_else(|| RegistryError::Rpc {
@@ -187,8 +202,12 @@ impl Syncer<'_> {
             }
         }
         if full || !kms_logs.is_empty() {
-            let gateway = self.call_kms(IDstackKms::gatewayAppIdCall {}, end_hash).await?;
-            let implementation = self.call_kms(IDstackKms::appImplementationCall {}, end_hash).await?;
+            let gateway = self
+                .call_kms(IDstackKms::gatewayAppIdCall {}, end_hash)
+                .await?;
+            let implementation = self
+                .call_kms(IDstackKms::appImplementationCall {}, end_hash)
+                .await?;
             trust.add_app_implementation(implementation);
             delta.gateway_app_id = Some(gateway);
             delta.app_implementation = Some(implementation);
@@ -197,31 +216,54 @@ impl Syncer<'_> {
         let mut app_events: HashMap<Address, Vec<AppEvent>> = HashMap::new();
         // Apps registered by hand may have been configured before registration; a proxy the KMS
         // just created cannot have older logs.
-        let backfill: Vec<Address> =
-            new_apps.iter().filter(|app| !factory_apps.contains(*app)).copied().collect();
+        let backfill: Vec<Address> = new_apps
+            .iter()
+            .filter(|app| !factory_apps.contains(*app))
+            .copied()
+            .collect();
         if start > self.config.from_block {
             for addresses in backfill.chunks(BACKFILL_ADDRESSES) {
-                let filter = Filter::new().address(addresses.to_vec()).event_signature(APP_TOPICS.to_vec());
-                let logs = self.logs(filter, self.config.from_block, start - 1, SyncStage::AppBackfill).await?;
+                let filter = Filter::new()
+                    .address(addresses.to_vec())
+                    .event_signature(APP_TOPICS.to_vec());
+                let logs = self
+                    .logs(
+                        filter,
+                        self.config.from_block,
+                        start - 1,
+                        SyncStage::AppBackfill,
+                    )
+                    .await?;
                 collect_app_events(&logs, &mut app_events, |_| true);
             }
         }
         let logs = self
-            .logs(Filter::new().event_signature(APP_TOPICS.to_vec()), start, end, SyncStage::AppEvents)
+            .logs(
+                Filter::new().event_signature(APP_TOPICS.to_vec()),
+                start,
+                end,
+                SyncStage::AppEvents,
+            )
             .await?;
         collect_app_events(&logs, &mut app_events, |app| {
             new_app_set.contains(app) || base.is_registered(app)
         });
 
         let mut touched: Vec<Address> = new_apps;
-        touched.extend(app_events.keys().filter(|app| !new_app_set.contains(*app)).copied());
+        touched.extend(
+            app_events
+                .keys()
+                .filter(|app| !new_app_set.contains(*app))
+                .copied(),
+        );
         let reads = self.read_apps(base, &touched, end_hash, end).await?;
         for app in factory_apps.iter() {
             if let Some(Some(code_hash)) = reads.get(app).map(|read| read.code_hash) {
                 trust.proxy_code_hashes.insert(code_hash);
             }
         }
-        self.learn_implementations(trust, &reads, &app_events, end_hash).await?;
+        self.learn_implementations(trust, &reads, &app_events, end_hash)
+            .await?;
 
         for app_id in touched {
             let events = app_events.remove(&app_id).unwrap_or_default();
@@ -238,7 +280,11 @@ impl Syncer<'_> {
                     AppEvent::Upgraded(_) | AppEvent::FlagChanged => None,
                 })
                 .collect();
-            delta.apps.push(AppUpdate { app_id, policy, values });
+            delta.apps.push(AppUpdate {
+                app_id,
+                policy,
+                values,
+            });
         }
         Ok(delta)
     }
@@ -246,10 +292,12 @@ impl Syncer<'_> {
     async fn call_kms<C: SolCall>(&self, call: C, at: B256) -> Result<C::Return, RegistryError> {
         let kms = Address::from(self.config.kms_contract);
         match self.rpc.call(kms, call.abi_encode(), at).await? {
-            CallOutcome::Returned(bytes) => C::abi_decode_returns(&bytes).map_err(|e| RegistryError::Rpc {
-                call: "eth_call",
-                message: format!("DstackKms.{}: {e}", C::SIGNATURE),
-            }),
+            CallOutcome::Returned(bytes) => {
+                C::abi_decode_returns(&bytes).map_err(|e| RegistryError::Rpc {
+                    call: "eth_call",
+                    message: format!("DstackKms.{}: {e}", C::SIGNATURE),
+                })
+            }
             CallOutcome::Reverted(message) => Err(RegistryError::Rpc {
                 call: "eth_call",
                 message: format!("DstackKms.{} reverted: {message}", C::SIGNATURE),
@@ -266,8 +314,11 @@ impl Syncer<'_> {
         at: B256,
         target_block: u64,
     ) -> Result<HashMap<Address, AppRead>, RegistryError> {
-        let wanted: Vec<Address> =
-            apps.iter().filter(|app| base.code_of(app) != Some(AppCode::Unknown)).copied().collect();
+        let wanted: Vec<Address> = apps
+            .iter()
+            .filter(|app| base.code_of(app) != Some(AppCode::Unknown))
+            .copied()
+            .collect();
         let total = u64::try_from(wanted.len()).unwrap_or(u64::MAX);
         let mut reads = HashMap::with_capacity(wanted.len());
         for batch in wanted.chunks(APP_READ_CONCURRENCY) {
@@ -316,7 +367,9 @@ impl Syncer<'_> {
             let mut tasks = JoinSet::new();
             for implementation in batch {
                 let (rpc, implementation) = (self.rpc.clone(), *implementation);
-                tasks.spawn(async move { (implementation, rpc.code_hash(implementation, at).await) });
+                tasks.spawn(
+                    async move { (implementation, rpc.code_hash(implementation, at).await) },
+                );
             }
             while let Some(joined) = tasks.join_next().await {
                 let (implementation, hash) = joined.map_err(|e| RegistryError::Rpc {
@@ -358,8 +411,14 @@ async fn read_app(rpc: &Rpc, app: Address, at: B256) -> Result<AppRead, Registry
     let slot = rpc.storage(app, EIP1967_IMPLEMENTATION_SLOT, at).await?;
     let implementation = Address::from_word(slot);
     let allow_any_device = read_flag(rpc, app, IDstackApp::allowAnyDeviceCall {}, at).await?;
-    let require_tcb_up_to_date = read_flag(rpc, app, IDstackApp::requireTcbUpToDateCall {}, at).await?;
-    Ok(AppRead { code_hash: Some(code_hash), implementation, allow_any_device, require_tcb_up_to_date })
+    let require_tcb_up_to_date =
+        read_flag(rpc, app, IDstackApp::requireTcbUpToDateCall {}, at).await?;
+    Ok(AppRead {
+        code_hash: Some(code_hash),
+        implementation,
+        allow_any_device,
+        require_tcb_up_to_date,
+    })
 }
 
 /// A bool getter; `None` when it reverts or returns something else.
@@ -384,7 +443,10 @@ fn classify(read: &AppRead, events: &[AppEvent], trust: &Trust) -> AppPolicy {
         ..AppPolicy::default()
     };
     let Some(code_hash) = read.code_hash else {
-        return AppPolicy { code: AppCode::Absent, ..AppPolicy::default() };
+        return AppPolicy {
+            code: AppCode::Absent,
+            ..AppPolicy::default()
+        };
     };
     let implementation = read.implementation;
     let upgrades_trusted = events.iter().all(|event| match event {
@@ -410,7 +472,11 @@ fn classify(read: &AppRead, events: &[AppEvent], trust: &Trust) -> AppPolicy {
 }
 
 /// Applies a delta; with `changes`, records what subscribers should hear about.
-pub(crate) fn apply(view: &mut RegistryView, delta: Delta, mut changes: Option<&mut Vec<RegistryChange>>) {
+pub(crate) fn apply(
+    view: &mut RegistryView,
+    delta: Delta,
+    mut changes: Option<&mut Vec<RegistryChange>>,
+) {
     let mut record = |change: RegistryChange| {
         if let Some(changes) = changes.as_deref_mut() {
             changes.push(change);
@@ -430,10 +496,16 @@ pub(crate) fn apply(view: &mut RegistryView, delta: Delta, mut changes: Option<&
                         KmsList::KmsAggregatedMrs => Entry::KmsAggregatedMr(value.0),
                         KmsList::KmsDeviceIds => Entry::KmsDeviceId(value.0),
                     };
-                    record(if enabled { RegistryChange::Added(entry) } else { RegistryChange::Removed(entry) });
+                    record(if enabled {
+                        RegistryChange::Added(entry)
+                    } else {
+                        RegistryChange::Removed(entry)
+                    });
                 }
             }
-            KmsEvent::AppDeployedViaFactory(_) | KmsEvent::AppImplementationSet(_) | KmsEvent::Other => {}
+            KmsEvent::AppDeployedViaFactory(_)
+            | KmsEvent::AppImplementationSet(_)
+            | KmsEvent::Other => {}
         }
     }
     if let Some(gateway) = delta.gateway_app_id {
@@ -442,7 +514,9 @@ pub(crate) fn apply(view: &mut RegistryView, delta: Delta, mut changes: Option<&
         }
     }
     if let Some(implementation) = delta.app_implementation {
-        view.set_app_implementation((implementation != Address::ZERO).then(|| implementation.into_array()));
+        view.set_app_implementation(
+            (implementation != Address::ZERO).then(|| implementation.into_array()),
+        );
     }
     for update in delta.apps {
         let app_id = update.app_id.into_array();
@@ -452,10 +526,20 @@ pub(crate) fn apply(view: &mut RegistryView, delta: Delta, mut changes: Option<&
         for (list, value, enabled) in update.values {
             if view.set_app_value(&app_id, list, value.0, enabled) {
                 let entry = match list {
-                    AppList::ComposeHashes => Entry::ComposeHash { app_id, compose_hash: value.0 },
-                    AppList::DeviceIds => Entry::AppDevice { app_id, device_id: value.0 },
+                    AppList::ComposeHashes => Entry::ComposeHash {
+                        app_id,
+                        compose_hash: value.0,
+                    },
+                    AppList::DeviceIds => Entry::AppDevice {
+                        app_id,
+                        device_id: value.0,
+                    },
                 };
-                record(if enabled { RegistryChange::Added(entry) } else { RegistryChange::Removed(entry) });
+                record(if enabled {
+                    RegistryChange::Added(entry)
+                } else {
+                    RegistryChange::Removed(entry)
+                });
             }
         }
     }
