@@ -53,16 +53,20 @@ fn serve_chain(anvil: &Anvil, dstack: &Dstack, extra: &[&str]) -> Service {
 /// Waits until the service's view is at `block` or later.
 async fn wait_for_block(server: &Service, block: u64) {
     let client = server.client().await;
-    eventually("the view to reach the block", Duration::from_secs(20), || {
-        let mut client = client.clone();
-        async move {
-            let request = proto::CheckMeasurementRequest {
-                measurement: Some(Measurement::OsImageHash(String::new())),
-            };
-            let answer = client.check_measurement(request).await.ok()?.into_inner();
-            (answer.block >= block).then_some(())
-        }
-    })
+    eventually(
+        "the view to reach the block",
+        Duration::from_secs(20),
+        || {
+            let mut client = client.clone();
+            async move {
+                let request = proto::CheckMeasurementRequest {
+                    measurement: Some(Measurement::OsImageHash(String::new())),
+                };
+                let answer = client.check_measurement(request).await.ok()?.into_inner();
+                (answer.block >= block).then_some(())
+            }
+        },
+    )
     .await;
 }
 
@@ -77,8 +81,15 @@ fn b256(hex_text: &str) -> B256 {
 /// Puts a DstackApp proxy (the KMS's own proxy code, pointing at its appImplementation) at a
 /// fixed address, initializes it with `compose_hash` and any device allowed, and registers it:
 /// how a real sample's app id becomes a registered app on a test chain.
-async fn install_app_at(provider: &RootProvider, dstack: &Dstack, app_id: Address, compose_hash: B256) {
-    let template = dstack.deploy_app(provider, false, true, B256::ZERO, B256::ZERO).await;
+async fn install_app_at(
+    provider: &RootProvider,
+    dstack: &Dstack,
+    app_id: Address,
+    compose_hash: B256,
+) {
+    let template = dstack
+        .deploy_app(provider, false, true, B256::ZERO, B256::ZERO)
+        .await;
     let code = provider.get_code_at(template).await.expect("proxy code");
     let _: Value = provider
         .client()
@@ -90,7 +101,11 @@ async fn install_app_at(provider: &RootProvider, dstack: &Dstack, app_id: Addres
         .client()
         .request(
             "anvil_setStorageAt",
-            (app_id, U256::from_be_bytes(EIP1967_IMPLEMENTATION_SLOT.0), implementation),
+            (
+                app_id,
+                U256::from_be_bytes(EIP1967_IMPLEMENTATION_SLOT.0),
+                implementation,
+            ),
         )
         .await
         .expect("anvil_setStorageAt");
@@ -103,29 +118,55 @@ async fn install_app_at(provider: &RootProvider, dstack: &Dstack, app_id: Addres
         initialComposeHash: compose_hash,
     };
     transact(provider, app_id, init).await;
-    transact(provider, dstack.kms, DstackKms::registerAppCall { appId: app_id }).await;
+    transact(
+        provider,
+        dstack.kms,
+        DstackKms::registerAppCall { appId: app_id },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn verify_authorizes_real_samples_on_chain_and_sees_revocations() {
-    let Some(dir) = samples::samples_dir() else { return };
+    let Some(dir) = samples::samples_dir() else {
+        return;
+    };
     let anvil = Anvil::spawn();
     let provider = anvil.provider();
     let dstack = Dstack::deploy(&provider).await;
 
     // The dstack Nitro sample: app id e3b0…, compose hash = os image hash = sha256(PCR0‖1‖2).
-    let nitro_app: Address = "0xe3b0c44298fc1c149afbf4c8996fb92427ae41e4".parse().expect("address");
+    let nitro_app: Address = "0xe3b0c44298fc1c149afbf4c8996fb92427ae41e4"
+        .parse()
+        .expect("address");
     let nitro_image = b256("0x1894b0b29e94a9db16e88a2914f0923e52bb16c08bf3bb484df786a147e2eb79");
     install_app_at(&provider, &dstack, nitro_app, nitro_image).await;
-    transact(&provider, dstack.kms, DstackKms::addOsImageHashCall { osImageHash: nitro_image }).await;
+    transact(
+        &provider,
+        dstack.kms,
+        DstackKms::addOsImageHashCall {
+            osImageHash: nitro_image,
+        },
+    )
+    .await;
     // The dstack TDX quote report sample (its os image hash is the host's vm_config claim).
-    let tdx_app: Address = "0x3763bc34552cf3a27ff71ad5f7a90471562a1a2d".parse().expect("address");
+    let tdx_app: Address = "0x3763bc34552cf3a27ff71ad5f7a90471562a1a2d"
+        .parse()
+        .expect("address");
     let tdx_compose = b256("0x3763bc34552cf3a27ff71ad5f7a90471562a1a2df552dfc1998cba2d60da27e7");
     let tdx_image = b256("0x14ad42d0270b444eaeb53918a5a94d9b17eec7a817cd336173b17c5327541c67");
     install_app_at(&provider, &dstack, tdx_app, tdx_compose).await;
-    transact(&provider, dstack.kms, DstackKms::addOsImageHashCall { osImageHash: tdx_image }).await;
+    transact(
+        &provider,
+        dstack.kms,
+        DstackKms::addOsImageHashCall {
+            osImageHash: tdx_image,
+        },
+    )
+    .await;
 
-    let attestation = std::fs::read(dir.join("dstack/dstack-nitro-attestation-v0.scale.bin")).expect("sample");
+    let attestation =
+        std::fs::read(dir.join("dstack/dstack-nitro-attestation-v0.scale.bin")).expect("sample");
     let nitro_request = proto::VerifyRequest {
         evidence: Some(Evidence::DstackAttestation(proto::DstackAttestation {
             attestation,
@@ -134,8 +175,10 @@ async fn verify_authorizes_real_samples_on_chain_and_sees_revocations() {
         authorize: Authorize::App.into(),
         ..Default::default()
     };
-    let report = std::fs::read_to_string(dir.join("dstack/dstack-verifier-quote-report.json")).expect("sample");
-    let collateral = std::fs::read_to_string(dir.join("tdx/dcap-qvl_fmspc90c06f_collateral.json")).expect("sample");
+    let report = std::fs::read_to_string(dir.join("dstack/dstack-verifier-quote-report.json"))
+        .expect("sample");
+    let collateral = std::fs::read_to_string(dir.join("tdx/dcap-qvl_fmspc90c06f_collateral.json"))
+        .expect("sample");
     let tdx_request = proto::VerifyRequest {
         evidence: Some(Evidence::DstackQuoteReport(proto::DstackQuoteReport {
             json: report,
@@ -152,7 +195,13 @@ async fn verify_authorizes_real_samples_on_chain_and_sees_revocations() {
     wait_for_block(&tdx_server, setup_block).await;
 
     for (server, request) in [(&nitro_server, &nitro_request), (&tdx_server, &tdx_request)] {
-        let response = server.client().await.verify(request.clone()).await.expect("verify").into_inner();
+        let response = server
+            .client()
+            .await
+            .verify(request.clone())
+            .await
+            .expect("verify")
+            .into_inner();
         assert!(response.verified, "{:?}", response.error);
         let decision = response.authorization.expect("authorization");
         assert!(decision.is_allowed, "{}", decision.reason);
@@ -160,17 +209,43 @@ async fn verify_authorizes_real_samples_on_chain_and_sees_revocations() {
     }
 
     // Revoke each app's compose hash on chain: the same evidence is now denied.
-    let receipt = transact(&provider, nitro_app, DstackApp::removeComposeHashCall { composeHash: nitro_image }).await;
-    transact(&provider, tdx_app, DstackApp::removeComposeHashCall { composeHash: tdx_compose }).await;
+    let receipt = transact(
+        &provider,
+        nitro_app,
+        DstackApp::removeComposeHashCall {
+            composeHash: nitro_image,
+        },
+    )
+    .await;
+    transact(
+        &provider,
+        tdx_app,
+        DstackApp::removeComposeHashCall {
+            composeHash: tdx_compose,
+        },
+    )
+    .await;
     let revoked_block = head(&provider).await;
     assert!(receipt.block_number.expect("mined") <= revoked_block);
     wait_for_block(&nitro_server, revoked_block).await;
     wait_for_block(&tdx_server, revoked_block).await;
     for (server, request) in [(&nitro_server, &nitro_request), (&tdx_server, &tdx_request)] {
-        let response = server.client().await.verify(request.clone()).await.expect("verify").into_inner();
-        assert!(response.verified, "verification does not depend on the registry");
+        let response = server
+            .client()
+            .await
+            .verify(request.clone())
+            .await
+            .expect("verify")
+            .into_inner();
+        assert!(
+            response.verified,
+            "verification does not depend on the registry"
+        );
         let decision = response.authorization.expect("authorization");
-        assert_eq!((decision.is_allowed, decision.reason.as_str()), (false, "Compose hash not allowed"));
+        assert_eq!(
+            (decision.is_allowed, decision.reason.as_str()),
+            (false, "Compose hash not allowed")
+        );
         assert!(decision.block >= revoked_block);
     }
 }
@@ -183,26 +258,53 @@ async fn watchers_see_revocations_and_a_dead_node_fails_closed() {
     let compose = b256(&format!("0x{}", "c1".repeat(32)));
     let device = b256(&format!("0x{}", "d1".repeat(32)));
     let image = b256(&format!("0x{}", "0a".repeat(32)));
-    let app = dstack.deploy_app(&provider, false, false, device, compose).await;
-    transact(&provider, dstack.kms, DstackKms::addOsImageHashCall { osImageHash: image }).await;
-    transact(&provider, dstack.kms, DstackKms::setGatewayAppIdCall { appId: GATEWAY_APP_ID.into() }).await;
+    let app = dstack
+        .deploy_app(&provider, false, false, device, compose)
+        .await;
+    transact(
+        &provider,
+        dstack.kms,
+        DstackKms::addOsImageHashCall { osImageHash: image },
+    )
+    .await;
+    transact(
+        &provider,
+        dstack.kms,
+        DstackKms::setGatewayAppIdCall {
+            appId: GATEWAY_APP_ID.into(),
+        },
+    )
+    .await;
 
     let server = serve_chain(&anvil, &dstack, &[]);
-    server.wait_health(ServingStatus::Serving, Duration::from_secs(20)).await;
+    server
+        .wait_health(ServingStatus::Serving, Duration::from_secs(20))
+        .await;
     wait_for_block(&server, head(&provider).await).await;
     let mut client = server.client().await;
     let mut watch = client
-        .watch_registry(proto::WatchRegistryRequest { send_snapshot: true })
+        .watch_registry(proto::WatchRegistryRequest {
+            send_snapshot: true,
+        })
         .await
         .expect("watch")
         .into_inner();
     let first = watch.message().await.expect("stream").expect("event");
-    let Some(Event::Snapshot(snapshot)) = first.event else { panic!("first event {first:?}") };
+    let Some(Event::Snapshot(snapshot)) = first.event else {
+        panic!("first event {first:?}")
+    };
     let app_hex = to_0x_hex(app.as_slice());
-    let listed = snapshot.apps.iter().find(|a| a.app_id == app_hex).expect("the app in the snapshot");
+    let listed = snapshot
+        .apps
+        .iter()
+        .find(|a| a.app_id == app_hex)
+        .expect("the app in the snapshot");
     assert_eq!(listed.compose_hashes, vec![compose.to_string()]);
     assert_eq!(snapshot.gateway_app_id, GATEWAY_APP_ID);
-    assert_eq!(snapshot.head.expect("head").source, format!("chain:{}:{}", anvil.url(), to_0x_hex(dstack.kms.as_slice())));
+    assert_eq!(
+        snapshot.head.expect("head").source,
+        format!("chain:{}:{}", anvil.url(), to_0x_hex(dstack.kms.as_slice()))
+    );
 
     let boot = proto::BootInfo {
         app_id: app_hex.clone(),
@@ -212,7 +314,9 @@ async fn watchers_see_revocations_and_a_dead_node_fails_closed() {
         ..Default::default()
     };
     let decision = client
-        .is_app_allowed(proto::IsAppAllowedRequest { boot_info: Some(boot.clone()) })
+        .is_app_allowed(proto::IsAppAllowedRequest {
+            boot_info: Some(boot.clone()),
+        })
         .await
         .expect("decide")
         .into_inner();
@@ -220,7 +324,14 @@ async fn watchers_see_revocations_and_a_dead_node_fails_closed() {
     assert_eq!(decision.gateway_app_id, GATEWAY_APP_ID);
 
     // Revoke on chain: the stream reports the removal, then the block that carried it.
-    let receipt = transact(&provider, app, DstackApp::removeComposeHashCall { composeHash: compose }).await;
+    let receipt = transact(
+        &provider,
+        app,
+        DstackApp::removeComposeHashCall {
+            composeHash: compose,
+        },
+    )
+    .await;
     let block = receipt.block_number.expect("mined");
     let mut saw_removal = false;
     loop {
@@ -231,7 +342,9 @@ async fn watchers_see_revocations_and_a_dead_node_fails_closed() {
             .expect("event");
         match event.event {
             Some(Event::Change(change)) => {
-                if change.action() == ChangeAction::Removed && change.list() == RegistryList::AppComposeHash {
+                if change.action() == ChangeAction::Removed
+                    && change.list() == RegistryList::AppComposeHash
+                {
                     assert_eq!(change.app_id, app_hex);
                     assert_eq!(change.value, compose.to_string());
                     saw_removal = true;
@@ -244,11 +357,16 @@ async fn watchers_see_revocations_and_a_dead_node_fails_closed() {
     }
     assert!(saw_removal, "the removal comes before its block's advance");
     let decision = client
-        .is_app_allowed(proto::IsAppAllowedRequest { boot_info: Some(boot.clone()) })
+        .is_app_allowed(proto::IsAppAllowedRequest {
+            boot_info: Some(boot.clone()),
+        })
         .await
         .expect("decide")
         .into_inner();
-    assert_eq!((decision.is_allowed, decision.reason.as_str()), (false, "Compose hash not allowed"));
+    assert_eq!(
+        (decision.is_allowed, decision.reason.as_str()),
+        (false, "Compose hash not allowed")
+    );
     assert!(decision.block >= block);
     let registered = client
         .check_measurement(proto::CheckMeasurementRequest {
@@ -264,14 +382,20 @@ async fn watchers_see_revocations_and_a_dead_node_fails_closed() {
 
     // The node dies: within max_staleness, health says NOT_SERVING and nothing is answered.
     anvil.kill();
-    server.wait_health(ServingStatus::NotServing, Duration::from_secs(15)).await;
+    server
+        .wait_health(ServingStatus::NotServing, Duration::from_secs(15))
+        .await;
     let status = client
-        .is_app_allowed(proto::IsAppAllowedRequest { boot_info: Some(boot.clone()) })
+        .is_app_allowed(proto::IsAppAllowedRequest {
+            boot_info: Some(boot.clone()),
+        })
         .await
         .expect_err("unavailable");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     let status = client
-        .is_kms_allowed(proto::IsKmsAllowedRequest { boot_info: Some(boot.clone()) })
+        .is_kms_allowed(proto::IsKmsAllowedRequest {
+            boot_info: Some(boot.clone()),
+        })
         .await
         .expect_err("unavailable");
     assert_eq!(status.code(), Code::Unavailable);
@@ -283,7 +407,10 @@ async fn watchers_see_revocations_and_a_dead_node_fails_closed() {
         .expect_err("unavailable");
     assert_eq!(status.code(), Code::Unavailable);
     let (code, answer) = server
-        .post_json("/bootAuth/app", &format!(r#"{{"appId":"{app_hex}","composeHash":"{compose}"}}"#))
+        .post_json(
+            "/bootAuth/app",
+            &format!(r#"{{"appId":"{app_hex}","composeHash":"{compose}"}}"#),
+        )
         .await;
     assert_eq!(code, 200);
     assert_eq!(answer["isAllowed"], false);
@@ -291,18 +418,28 @@ async fn watchers_see_revocations_and_a_dead_node_fails_closed() {
     let (code, _) = server.get("/healthz").await;
     assert_eq!(code, 503);
     let (_, metrics) = server.get("/metrics").await;
-    assert!(metrics.contains("tee_verifier_registry_available 0"), "{metrics}");
+    assert!(
+        metrics.contains("tee_verifier_registry_available 0"),
+        "{metrics}"
+    );
 }
 
 /// The contract's answer through eth_call at the latest block.
-async fn contract_answer(provider: &RootProvider, kms: Address, boot: &BootInfo, kms_question: bool) -> (bool, String) {
+async fn contract_answer(
+    provider: &RootProvider,
+    kms: Address,
+    boot: &BootInfo,
+    kms_question: bool,
+) -> (bool, String) {
     let tuple = AppBootInfo::from(boot);
     let input = if kms_question {
         IDstackKms::isKmsAllowedCall { bootInfo: tuple }.abi_encode()
     } else {
         IDstackKms::isAppAllowedCall { bootInfo: tuple }.abi_encode()
     };
-    let request = TransactionRequest::default().to(kms).input(Bytes::from(input).into());
+    let request = TransactionRequest::default()
+        .to(kms)
+        .input(Bytes::from(input).into());
     let bytes = provider.call(request).await.expect("eth_call");
     if kms_question {
         let answer = IDstackKms::isKmsAllowedCall::abi_decode_returns(&bytes).expect("decode");
@@ -324,18 +461,51 @@ async fn webhook_answers_exactly_what_the_contract_answers() {
     let (device, other_device) = (word(0xd1), word(0xd2));
     let (mr, other_mr) = (word(0xa1), word(0xa2));
 
-    transact(&provider, dstack.kms, DstackKms::addOsImageHashCall { osImageHash: image }).await;
-    transact(&provider, dstack.kms, DstackKms::addKmsAggregatedMrCall { mrAggregated: mr }).await;
-    transact(&provider, dstack.kms, DstackKms::addKmsDeviceCall { deviceId: device }).await;
-    transact(&provider, dstack.kms, DstackKms::setGatewayAppIdCall { appId: GATEWAY_APP_ID.into() }).await;
+    transact(
+        &provider,
+        dstack.kms,
+        DstackKms::addOsImageHashCall { osImageHash: image },
+    )
+    .await;
+    transact(
+        &provider,
+        dstack.kms,
+        DstackKms::addKmsAggregatedMrCall { mrAggregated: mr },
+    )
+    .await;
+    transact(
+        &provider,
+        dstack.kms,
+        DstackKms::addKmsDeviceCall { deviceId: device },
+    )
+    .await;
+    transact(
+        &provider,
+        dstack.kms,
+        DstackKms::setGatewayAppIdCall {
+            appId: GATEWAY_APP_ID.into(),
+        },
+    )
+    .await;
     // Strict app: TCB must be up to date, one device.
-    let strict = dstack.deploy_app(&provider, true, false, device, compose).await;
+    let strict = dstack
+        .deploy_app(&provider, true, false, device, compose)
+        .await;
     // Old-style app: any device.
-    let open = dstack.deploy_app_v1(&provider, true, B256::ZERO, compose).await;
+    let open = dstack
+        .deploy_app_v1(&provider, true, B256::ZERO, compose)
+        .await;
     // Unknown code (decided by eth_call), and a registered address without code.
-    let custom = dstack.deploy_manual_app(&provider, dstack.custom_implementation, compose).await;
+    let custom = dstack
+        .deploy_manual_app(&provider, dstack.custom_implementation, compose)
+        .await;
     let empty: Address = Address::repeat_byte(0x77);
-    transact(&provider, dstack.kms, DstackKms::registerAppCall { appId: empty }).await;
+    transact(
+        &provider,
+        dstack.kms,
+        DstackKms::registerAppCall { appId: empty },
+    )
+    .await;
     let unregistered: Address = Address::repeat_byte(0x55);
 
     let server = serve_chain(&anvil, &dstack, &[]);
@@ -383,7 +553,10 @@ async fn webhook_answers_exactly_what_the_contract_answers() {
             assert_eq!(code, 200, "{path}: {ours}");
             let theirs = contract_answer(&provider, dstack.kms, boot, kms_question).await;
             assert_eq!(
-                (ours["isAllowed"].as_bool().expect("isAllowed"), ours["reason"].as_str().expect("reason")),
+                (
+                    ours["isAllowed"].as_bool().expect("isAllowed"),
+                    ours["reason"].as_str().expect("reason")
+                ),
                 (theirs.0, theirs.1.as_str()),
                 "{path} for {body}"
             );
@@ -403,7 +576,10 @@ async fn webhook_answers_exactly_what_the_contract_answers() {
         "Aggregated MR not allowed",
         "KMS is not allowed to boot on this device",
     ] {
-        assert!(reasons.contains(reason), "no case reached {reason:?}: {reasons:?}");
+        assert!(
+            reasons.contains(reason),
+            "no case reached {reason:?}: {reasons:?}"
+        );
     }
 
     // The KMS's own spellings: no 0x, uppercase, short values left-padded.

@@ -85,7 +85,9 @@ fn hex0x(entry: &Value, key: &str) -> Option<String> {
 
 #[tokio::test]
 async fn verifies_every_real_sample_at_its_time() {
-    let Some(dir) = samples::samples_dir() else { return };
+    let Some(dir) = samples::samples_dir() else {
+        return;
+    };
     let mut by_time: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
     for entry in samples::expected_entries(&dir) {
         if let Some(now) = entry["now"].as_u64() {
@@ -108,13 +110,22 @@ async fn verifies_every_real_sample_at_its_time() {
                 Some("valid") => {
                     assert!(response.verified, "{file}: {:?}", response.error);
                     let attested = response.attested.expect("attested");
-                    let report: Value = serde_json::from_str(&attested.report_json).expect("report json");
+                    let report: Value =
+                        serde_json::from_str(&attested.report_json).expect("report json");
                     assert_eq!(report["verified"], true, "{file}");
                     if let Some(hash) = hex0x(&entry, "os_image_hash") {
-                        assert_eq!(attested.os_image_hash.as_deref(), Some(hash.as_str()), "{file}");
+                        assert_eq!(
+                            attested.os_image_hash.as_deref(),
+                            Some(hash.as_str()),
+                            "{file}"
+                        );
                     }
                     if let Some(status) = entry["tcb_status"].as_str() {
-                        assert_eq!(attested.tdx.as_ref().expect("tdx").tcb_status, status, "{file}");
+                        assert_eq!(
+                            attested.tdx.as_ref().expect("tdx").tcb_status,
+                            status,
+                            "{file}"
+                        );
                     }
                     if let Some(app_id) = hex0x(&entry, "app_id") {
                         let dstack = attested.dstack.as_ref().expect("dstack claims");
@@ -153,8 +164,11 @@ async fn verifies_every_real_sample_at_its_time() {
 
 #[tokio::test]
 async fn verify_authorizes_the_attested_boot_info() {
-    let Some(dir) = samples::samples_dir() else { return };
-    let attestation = std::fs::read(dir.join("dstack/dstack-nitro-attestation-v0.scale.bin")).expect("sample");
+    let Some(dir) = samples::samples_dir() else {
+        return;
+    };
+    let attestation =
+        std::fs::read(dir.join("dstack/dstack-nitro-attestation-v0.scale.bin")).expect("sample");
     let request = |authorize: Authorize| proto::VerifyRequest {
         evidence: Some(Evidence::DstackAttestation(proto::DstackAttestation {
             attestation: attestation.clone(),
@@ -164,11 +178,19 @@ async fn verify_authorizes_the_attested_boot_info() {
         ..Default::default()
     };
     let files = tempfile::tempdir().expect("tempdir");
-    let registry = write_file(files.path(), "registry.toml", &nitro_registry(&format!("\"{NITRO_OS_IMAGE}\"")));
+    let registry = write_file(
+        files.path(),
+        "registry.toml",
+        &nitro_registry(&format!("\"{NITRO_OS_IMAGE}\"")),
+    );
 
     let server = Service::start(&["--fixed-now", NITRO_NOW, "--registry", &registry]);
     let mut client = server.client().await;
-    let response = client.verify(request(Authorize::App)).await.expect("verify").into_inner();
+    let response = client
+        .verify(request(Authorize::App))
+        .await
+        .expect("verify")
+        .into_inner();
     assert!(response.verified, "{:?}", response.error);
     let decision = response.authorization.expect("authorization");
     assert!(decision.is_allowed, "{}", decision.reason);
@@ -176,16 +198,31 @@ async fn verify_authorizes_the_attested_boot_info() {
     assert_eq!(decision.block, 7);
     assert_eq!(decision.gateway_app_id, "gateway-under-test");
     // Nitro's TCB status is empty (dstack.md §2), so the KMS check fails first on it.
-    let kms = client.verify(request(Authorize::Kms)).await.expect("verify").into_inner();
-    assert_eq!(kms.authorization.expect("authorization").reason, "TCB status is not up to date");
+    let kms = client
+        .verify(request(Authorize::Kms))
+        .await
+        .expect("verify")
+        .into_inner();
+    assert_eq!(
+        kms.authorization.expect("authorization").reason,
+        "TCB status is not up to date"
+    );
     // No authorization asked: none given.
-    let plain = client.verify(request(Authorize::None)).await.expect("verify").into_inner();
+    let plain = client
+        .verify(request(Authorize::None))
+        .await
+        .expect("verify")
+        .into_inner();
     assert!(plain.verified && plain.authorization.is_none());
 
     // The embedded default allows nothing.
     let default = Service::start(&["--fixed-now", NITRO_NOW]);
     let mut client = default.client().await;
-    let response = client.verify(request(Authorize::App)).await.expect("verify").into_inner();
+    let response = client
+        .verify(request(Authorize::App))
+        .await
+        .expect("verify")
+        .into_inner();
     let decision = response.authorization.expect("authorization");
     assert!(!decision.is_allowed);
     assert_eq!(decision.reason, "App not registered");
@@ -217,17 +254,23 @@ async fn verify_authorizes_the_attested_boot_info() {
 
 #[tokio::test]
 async fn malformed_requests_are_invalid_argument_and_rejections_are_answers() {
-    let Some(dir) = samples::samples_dir() else { return };
+    let Some(dir) = samples::samples_dir() else {
+        return;
+    };
     let document = std::fs::read(dir.join("dstack/nitro_enclave_nsm_doc.cose")).expect("sample");
     let server = Service::start(&["--fixed-now", NITRO_NOW]);
     let mut client = server.client().await;
 
-    let invalid = |result: Result<tonic::Response<proto::VerifyResponse>, tonic::Status>, what: &str| {
+    let invalid = |result: Result<tonic::Response<proto::VerifyResponse>, tonic::Status>,
+                   what: &str| {
         let status = result.expect_err(what);
         assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
         status.message().to_owned()
     };
-    invalid(client.verify(proto::VerifyRequest::default()).await, "no evidence");
+    invalid(
+        client.verify(proto::VerifyRequest::default()).await,
+        "no evidence",
+    );
     invalid(
         client
             .verify(proto::VerifyRequest {
@@ -301,7 +344,11 @@ async fn malformed_requests_are_invalid_argument_and_rejections_are_answers() {
         .await
         .expect_err("bad hex");
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("deviceId"), "{}", status.message());
+    assert!(
+        status.message().contains("deviceId"),
+        "{}",
+        status.message()
+    );
     let status = client
         .check_measurement(proto::CheckMeasurementRequest { measurement: None })
         .await
@@ -320,7 +367,11 @@ async fn malformed_requests_are_invalid_argument_and_rejections_are_answers() {
 async fn registry_file_answers_lookups_decisions_and_snapshots() {
     let files = tempfile::tempdir().expect("tempdir");
     let compose = format!("0x{}", "cc".repeat(32));
-    let registry = write_file(files.path(), "registry.toml", &nitro_registry(&format!("\"{compose}\"")));
+    let registry = write_file(
+        files.path(),
+        "registry.toml",
+        &nitro_registry(&format!("\"{compose}\"")),
+    );
     let server = Service::start(&["--registry", &registry]);
     let mut client = server.client().await;
 
@@ -331,7 +382,10 @@ async fn registry_file_answers_lookups_decisions_and_snapshots() {
         (Measurement::OsImageHash(NITRO_OS_IMAGE.into()), true),
         (Measurement::OsImageHash("0x01".into()), false),
         (Measurement::KmsAggregatedMr("22".repeat(32)), true),
-        (Measurement::KmsDeviceId(NITRO_DEVICE.to_uppercase().replace("0X", "0x")), true),
+        (
+            Measurement::KmsDeviceId(NITRO_DEVICE.to_uppercase().replace("0X", "0x")),
+            true,
+        ),
         (
             Measurement::AppComposeHash(proto::AppComposeHash {
                 app_id: NITRO_APP_ID.into(),
@@ -364,18 +418,28 @@ async fn registry_file_answers_lookups_decisions_and_snapshots() {
         ..Default::default()
     };
     let allowed = client
-        .is_app_allowed(proto::IsAppAllowedRequest { boot_info: Some(boot(&compose)) })
+        .is_app_allowed(proto::IsAppAllowedRequest {
+            boot_info: Some(boot(&compose)),
+        })
         .await
         .expect("decide")
         .into_inner();
-    assert_eq!((allowed.is_allowed, allowed.reason.as_str(), allowed.block), (true, "", 7));
+    assert_eq!(
+        (allowed.is_allowed, allowed.reason.as_str(), allowed.block),
+        (true, "", 7)
+    );
     assert_eq!(allowed.gateway_app_id, "gateway-under-test");
     let denied = client
-        .is_app_allowed(proto::IsAppAllowedRequest { boot_info: Some(boot("0x01")) })
+        .is_app_allowed(proto::IsAppAllowedRequest {
+            boot_info: Some(boot("0x01")),
+        })
         .await
         .expect("decide")
         .into_inner();
-    assert_eq!((denied.is_allowed, denied.reason.as_str()), (false, "Compose hash not allowed"));
+    assert_eq!(
+        (denied.is_allowed, denied.reason.as_str()),
+        (false, "Compose hash not allowed")
+    );
     let kms = client
         .is_kms_allowed(proto::IsKmsAllowedRequest {
             boot_info: Some(proto::BootInfo {
@@ -404,7 +468,9 @@ async fn registry_file_answers_lookups_decisions_and_snapshots() {
     assert!(snapshot.apps[0].allow_any_device);
     assert_eq!(snapshot.apps[0].code(), proto::AppCode::Known);
     let filtered = client
-        .get_registry(proto::GetRegistryRequest { app_ids: vec!["0x01".into()] })
+        .get_registry(proto::GetRegistryRequest {
+            app_ids: vec!["0x01".into()],
+        })
         .await
         .expect("snapshot")
         .into_inner();
@@ -415,17 +481,27 @@ async fn registry_file_answers_lookups_decisions_and_snapshots() {
 async fn registry_file_changes_reach_watchers_and_a_broken_file_fails_closed() {
     let files = tempfile::tempdir().expect("tempdir");
     let compose = format!("0x{}", "cc".repeat(32));
-    let registry = write_file(files.path(), "registry.toml", &nitro_registry(&format!("\"{compose}\"")));
+    let registry = write_file(
+        files.path(),
+        "registry.toml",
+        &nitro_registry(&format!("\"{compose}\"")),
+    );
     let server = Service::start(&["--registry", &registry, "--poll-interval", "100ms"]);
-    server.wait_health(ServingStatus::Serving, Duration::from_secs(10)).await;
+    server
+        .wait_health(ServingStatus::Serving, Duration::from_secs(10))
+        .await;
     let mut client = server.client().await;
     let mut watch = client
-        .watch_registry(proto::WatchRegistryRequest { send_snapshot: true })
+        .watch_registry(proto::WatchRegistryRequest {
+            send_snapshot: true,
+        })
         .await
         .expect("watch")
         .into_inner();
     let first = watch.message().await.expect("stream").expect("an event");
-    let Some(Event::Snapshot(snapshot)) = first.event else { panic!("first event {first:?}") };
+    let Some(Event::Snapshot(snapshot)) = first.event else {
+        panic!("first event {first:?}")
+    };
     assert_eq!(snapshot.apps[0].compose_hashes, vec![compose.clone()]);
 
     let boot = proto::BootInfo {
@@ -434,27 +510,52 @@ async fn registry_file_changes_reach_watchers_and_a_broken_file_fails_closed() {
         os_image_hash: NITRO_OS_IMAGE.into(),
         ..Default::default()
     };
-    let ask = |mut client: proto::verifier_client::VerifierClient<tonic::transport::Channel>, boot: proto::BootInfo| async move {
-        client.is_app_allowed(proto::IsAppAllowedRequest { boot_info: Some(boot) }).await
+    let ask = |mut client: proto::verifier_client::VerifierClient<tonic::transport::Channel>,
+               boot: proto::BootInfo| async move {
+        client
+            .is_app_allowed(proto::IsAppAllowedRequest {
+                boot_info: Some(boot),
+            })
+            .await
     };
-    assert!(ask(client.clone(), boot.clone()).await.expect("decide").into_inner().is_allowed);
+    assert!(
+        ask(client.clone(), boot.clone())
+            .await
+            .expect("decide")
+            .into_inner()
+            .is_allowed
+    );
 
     // Revoke the compose hash: watchers get the new view, answers change.
     // (A different length guarantees the reloader sees a new stamp even within one mtime tick.)
     std::fs::write(&registry, nitro_registry("") + "\n# revoked\n").expect("rewrite");
     let event = watch.message().await.expect("stream").expect("an event");
-    let Some(Event::Snapshot(snapshot)) = event.event else { panic!("after reload {event:?}") };
+    let Some(Event::Snapshot(snapshot)) = event.event else {
+        panic!("after reload {event:?}")
+    };
     assert!(snapshot.apps[0].compose_hashes.is_empty());
-    let decision = ask(client.clone(), boot.clone()).await.expect("decide").into_inner();
-    assert_eq!((decision.is_allowed, decision.reason.as_str()), (false, "Compose hash not allowed"));
+    let decision = ask(client.clone(), boot.clone())
+        .await
+        .expect("decide")
+        .into_inner();
+    assert_eq!(
+        (decision.is_allowed, decision.reason.as_str()),
+        (false, "Compose hash not allowed")
+    );
 
     // A broken file: unavailable everywhere, never an old answer.
     std::fs::write(&registry, "this is = not [a registry").expect("break");
     let event = watch.message().await.expect("stream").expect("an event");
-    let Some(Event::Unavailable(unavailable)) = event.event else { panic!("after break {event:?}") };
+    let Some(Event::Unavailable(unavailable)) = event.event else {
+        panic!("after break {event:?}")
+    };
     assert!(!unavailable.reason.is_empty());
-    server.wait_health(ServingStatus::NotServing, Duration::from_secs(10)).await;
-    let status = ask(client.clone(), boot.clone()).await.expect_err("unavailable");
+    server
+        .wait_health(ServingStatus::NotServing, Duration::from_secs(10))
+        .await;
+    let status = ask(client.clone(), boot.clone())
+        .await
+        .expect_err("unavailable");
     assert_eq!(status.code(), Code::Unavailable);
     let status = client
         .check_measurement(proto::CheckMeasurementRequest {
@@ -475,22 +576,36 @@ async fn registry_file_changes_reach_watchers_and_a_broken_file_fails_closed() {
     // Fixed: a snapshot again, and serving.
     std::fs::write(&registry, nitro_registry(&format!("\"{compose}\""))).expect("fix");
     let event = watch.message().await.expect("stream").expect("an event");
-    assert!(matches!(event.event, Some(Event::Snapshot(_))), "after fix {event:?}");
-    server.wait_health(ServingStatus::Serving, Duration::from_secs(10)).await;
-    assert!(ask(client.clone(), boot).await.expect("decide").into_inner().is_allowed);
+    assert!(
+        matches!(event.event, Some(Event::Snapshot(_))),
+        "after fix {event:?}"
+    );
+    server
+        .wait_health(ServingStatus::Serving, Duration::from_secs(10))
+        .await;
+    assert!(
+        ask(client.clone(), boot)
+            .await
+            .expect("decide")
+            .into_inner()
+            .is_allowed
+    );
 }
 
 #[tokio::test]
 async fn health_and_both_reflection_versions_list_every_service() {
     use tokio_stream::StreamExt as _;
     let server = Service::start(&[]);
-    server.wait_health(ServingStatus::Serving, Duration::from_secs(10)).await;
+    server
+        .wait_health(ServingStatus::Serving, Duration::from_secs(10))
+        .await;
 
     let expected = ["grpc.health.v1.Health", SERVICE_NAME];
     {
         use tonic_reflection::pb::v1::{
-            server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-            server_reflection_response::MessageResponse, ServerReflectionRequest,
+            server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+            ServerReflectionRequest,
         };
         let mut reflection = ServerReflectionClient::new(server.channel().await);
         let request = ServerReflectionRequest {
@@ -528,8 +643,9 @@ async fn health_and_both_reflection_versions_list_every_service() {
     }
     {
         use tonic_reflection::pb::v1alpha::{
-            server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-            server_reflection_response::MessageResponse, ServerReflectionRequest,
+            server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+            ServerReflectionRequest,
         };
         let mut reflection = ServerReflectionClient::new(server.channel().await);
         let request = ServerReflectionRequest {
@@ -556,9 +672,15 @@ async fn health_and_both_reflection_versions_list_every_service() {
 async fn webhook_speaks_auth_eth_and_metrics_count_it() {
     let files = tempfile::tempdir().expect("tempdir");
     let compose = format!("0x{}", "cc".repeat(32));
-    let registry = write_file(files.path(), "registry.toml", &nitro_registry(&format!("\"{compose}\"")));
+    let registry = write_file(
+        files.path(),
+        "registry.toml",
+        &nitro_registry(&format!("\"{compose}\"")),
+    );
     let server = Service::start(&["--registry", &registry]);
-    server.wait_health(ServingStatus::Serving, Duration::from_secs(10)).await;
+    server
+        .wait_health(ServingStatus::Serving, Duration::from_secs(10))
+        .await;
 
     // As dstack's KMS sends it: hex without 0x, extra fields the contract ignores.
     let body = format!(
@@ -572,7 +694,10 @@ async fn webhook_speaks_auth_eth_and_metrics_count_it() {
     );
     let (code, answer) = server.post_json("/bootAuth/app", &body).await;
     assert_eq!(code, 200);
-    assert_eq!(answer, serde_json::json!({"isAllowed": true, "reason": "", "gatewayAppId": "gateway-under-test"}));
+    assert_eq!(
+        answer,
+        serde_json::json!({"isAllowed": true, "reason": "", "gatewayAppId": "gateway-under-test"})
+    );
     let (code, answer) = server.post_json("/bootAuth/kms", &body).await;
     assert_eq!(code, 200);
     assert_eq!(answer["isAllowed"], false);
@@ -582,7 +707,11 @@ async fn webhook_speaks_auth_eth_and_metrics_count_it() {
     assert_eq!(code, 200);
     assert_eq!(answer["reason"], "App not registered");
     // Not a boot info: 400, still denied.
-    for bad in ["not json", r#"{"appId":"0xzz"}"#, &format!(r#"{{"appId":"{}"}}"#, "1".repeat(41))] {
+    for bad in [
+        "not json",
+        r#"{"appId":"0xzz"}"#,
+        &format!(r#"{{"appId":"{}"}}"#, "1".repeat(41)),
+    ] {
         let (code, answer) = server.post_json("/bootAuth/app", bad).await;
         assert_eq!(code, 400, "{bad}");
         assert_eq!(answer["isAllowed"], false, "{bad}");
@@ -617,7 +746,9 @@ async fn webhook_speaks_auth_eth_and_metrics_count_it() {
 
 #[tokio::test]
 async fn request_size_is_bounded_on_both_servers() {
-    let Some(dir) = samples::samples_dir() else { return };
+    let Some(dir) = samples::samples_dir() else {
+        return;
+    };
     let document = std::fs::read(dir.join("dstack/nitro_enclave_nsm_doc.cose")).expect("sample");
     let server = Service::start(&["--max-request-bytes", "1024", "--fixed-now", NITRO_NOW]);
     let mut client = server.client().await;
@@ -644,34 +775,56 @@ async fn request_size_is_bounded_on_both_servers() {
 #[tokio::test]
 async fn sigterm_ends_watch_streams_and_exits_zero() {
     let mut server = Service::start(&[]);
-    server.wait_health(ServingStatus::Serving, Duration::from_secs(10)).await;
+    server
+        .wait_health(ServingStatus::Serving, Duration::from_secs(10))
+        .await;
     let mut client = server.client().await;
     let mut watch = client
-        .watch_registry(proto::WatchRegistryRequest { send_snapshot: true })
+        .watch_registry(proto::WatchRegistryRequest {
+            send_snapshot: true,
+        })
         .await
         .expect("watch")
         .into_inner();
     assert!(matches!(
-        watch.message().await.expect("stream").and_then(|event| event.event),
+        watch
+            .message()
+            .await
+            .expect("stream")
+            .and_then(|event| event.event),
         Some(Event::Snapshot(_))
     ));
     let status = server.terminate(Duration::from_secs(15));
-    assert!(status.success(), "exit {status:?}; stderr:\n{}", server.stderr());
+    assert!(
+        status.success(),
+        "exit {status:?}; stderr:\n{}",
+        server.stderr()
+    );
     // The stream ended (cleanly, or with the connection) instead of hanging.
     let end = tokio::time::timeout(Duration::from_secs(5), watch.message())
         .await
         .expect("the stream ends on shutdown");
     assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
-    assert!(server.stderr().contains("shutting down"), "{}", server.stderr());
+    assert!(
+        server.stderr().contains("shutting down"),
+        "{}",
+        server.stderr()
+    );
 }
 
 #[tokio::test]
 async fn logs_as_json_when_asked() {
     let server = Service::start(&["--log-format", "json"]);
-    server.wait_health(ServingStatus::Serving, Duration::from_secs(10)).await;
+    server
+        .wait_health(ServingStatus::Serving, Duration::from_secs(10))
+        .await;
     let line = eventually("a JSON log line", Duration::from_secs(5), || {
         let log = server.stderr();
-        async move { log.lines().find(|line| line.contains("tee-verifier serving")).map(str::to_owned) }
+        async move {
+            log.lines()
+                .find(|line| line.contains("tee-verifier serving"))
+                .map(str::to_owned)
+        }
     })
     .await;
     let json: Value = serde_json::from_str(&line).expect("a JSON object per line");
@@ -697,17 +850,39 @@ fn serve_help_teaches_and_hides_test_flags() {
         "127.0.0.1:50051",
         "Examples:",
     ] {
-        assert!(help.contains(needle), "serve --help lacks {needle}:\n{help}");
+        assert!(
+            help.contains(needle),
+            "serve --help lacks {needle}:\n{help}"
+        );
     }
-    assert!(!help.contains("fixed-now"), "the test-only flag is hidden:\n{help}");
+    assert!(
+        !help.contains("fixed-now"),
+        "the test-only flag is hidden:\n{help}"
+    );
 }
 
 #[test]
 fn bad_settings_exit_2_before_listening() {
-    let (code, _, stderr) = run_cli(&["serve", "--rpc-url", "http://127.0.0.1:1", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
+    let (code, _, stderr) = run_cli(&[
+        "serve",
+        "--rpc-url",
+        "http://127.0.0.1:1",
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--kms-contract"), "{stderr}");
-    let (code, _, stderr) = run_cli(&["serve", "--registry", "/nonexistent/registry.toml", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
+    let (code, _, stderr) = run_cli(&[
+        "serve",
+        "--registry",
+        "/nonexistent/registry.toml",
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("registry"), "{stderr}");
 }

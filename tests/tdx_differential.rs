@@ -61,7 +61,7 @@ impl Pair {
     }
 
     /// Both verdicts, asserted equal (acceptance, status and advisory set).
-    fn agree(&self, what: &str, quote: &[u8], collateral: &[u8], now: u64) -> Verdict {
+    fn agree(&self, what: &str, quote: &[u8], collateral: &[u8], now: u64) {
         let (ours, theirs) = (
             self.ours(quote, collateral, now),
             self.theirs(quote, collateral, now),
@@ -69,16 +69,26 @@ impl Pair {
         match (&ours, &theirs) {
             (Ok(a), Ok(b)) => assert_eq!(a, b, "{what}: appraisals differ"),
             (Err(_), Err(_)) => {}
-            _ => {
-                if std::env::var_os("TDX_DIFF_REPORT_ALL").is_some() {
-                    eprintln!("DIVERGENCE {what}\n  ours:     {ours:?}\n  dcap-qvl: {theirs:?}");
-                } else {
-                    panic!("{what}: verdicts differ\n  ours:     {ours:?}\n  dcap-qvl: {theirs:?}")
-                }
-            }
+            _ => panic!("{what}: verdicts differ\n  ours:     {ours:?}\n  dcap-qvl: {theirs:?}"),
         }
-        ours
     }
+
+    /// Where we are deliberately stricter: we must reject, whatever dcap-qvl says.
+    fn ours_rejects(&self, what: &str, quote: &[u8], collateral: &[u8], now: u64) {
+        let ours = self.ours(quote, collateral, now);
+        assert!(ours.is_err(), "{what}: accepted: {ours:?}");
+    }
+}
+
+/// Byte range of the last PEM block (the root certificate) in `text`.
+fn last_pem_block(text: &[u8]) -> std::ops::Range<usize> {
+    let find_last = |needle: &[u8]| {
+        text.windows(needle.len())
+            .rposition(|w| w == needle)
+            .unwrap()
+    };
+    let end_line = b"-----END CERTIFICATE-----";
+    find_last(b"-----BEGIN CERTIFICATE-----")..find_last(end_line) + end_line.len()
 }
 
 struct Sample {
@@ -109,7 +119,8 @@ fn samples() -> Vec<Sample> {
 fn samples_agree_over_time() {
     let pair = Pair::intel();
     for sample in samples() {
-        let verdict = pair.agree(&sample.file, &sample.quote, &sample.collateral, sample.now);
+        pair.agree(&sample.file, &sample.quote, &sample.collateral, sample.now);
+        let verdict = pair.ours(&sample.quote, &sample.collateral, sample.now);
         assert!(verdict.is_ok(), "{}: {verdict:?}", sample.file);
         // Around a year on either side, hourly near the windows' edges would be slow in debug
         // builds; every 3 days catches every window. dcap-qvl treats a CRL as expired at its
@@ -143,12 +154,21 @@ fn mutation_offsets(len: usize) -> Vec<usize> {
 fn mutated_samples_agree() {
     let pair = Pair::intel();
     for sample in samples() {
+        // Deliberate differences: like Intel's QVL we require the outer certification data type 6
+        // (dcap-qvl ignores it) and the chain's root to be the pinned root itself (dcap-qvl's
+        // webpki ignores the presented root).
+        let outer_type = 764..766;
+        let root_block = last_pem_block(&sample.quote);
         for offset in mutation_offsets(sample.quote.len()) {
             for mask in [0x01u8, 0x80] {
                 let mut quote = sample.quote.clone();
                 quote[offset] ^= mask;
                 let what = format!("{} byte {offset} ^ {mask:#04x}", sample.file);
-                pair.agree(&what, &quote, &sample.collateral, sample.now);
+                if outer_type.contains(&offset) || root_block.contains(&offset) {
+                    pair.ours_rejects(&what, &quote, &sample.collateral, sample.now);
+                } else {
+                    pair.agree(&what, &quote, &sample.collateral, sample.now);
+                }
             }
         }
         for len in [
@@ -168,9 +188,8 @@ fn mutated_samples_agree() {
         }
         let mut padded = sample.quote.clone();
         padded.extend_from_slice(b"extra bytes(only for testing purpose)");
-        assert!(pair
-            .agree("padded", &padded, &sample.collateral, sample.now)
-            .is_ok());
+        pair.agree("padded", &padded, &sample.collateral, sample.now);
+        assert!(pair.ours(&padded, &sample.collateral, sample.now).is_ok());
         for body_type in [2u16, 3, 4] {
             let extension = vec![0u8; [0, 64, 301][usize::from(body_type - 2)]];
             let v5 = tdx_support::v4_to_v5(&sample.quote, body_type, &extension);
@@ -192,42 +211,58 @@ fn mutated_collateral_agrees() {
     for sample in &samples {
         let collateral: Value = serde_json::from_slice(&sample.collateral).unwrap();
         let fields: Vec<String> = collateral.as_object().unwrap().keys().cloned().collect();
-        let mut variants: Vec<(String, Value)> = Vec::new();
+        // (description, collateral, whether only we must reject it)
+        let mut variants: Vec<(String, Value, bool)> = Vec::new();
         for field in &fields {
             for other in samples.iter().filter(|o| o.file != sample.file) {
                 let other: Value = serde_json::from_slice(&other.collateral).unwrap();
                 let mut variant = collateral.clone();
                 variant[field] = other[field].clone();
-                variants.push((format!("{field} from the other sample"), variant));
+                // Deliberate: a CRL whose thisUpdate is still to come is not yet valid; webpki
+                // only looks at nextUpdate.
+                let stricter = field == "pck_crl" && sample.now < 1_771_411_275;
+                variants.push((format!("{field} from the other sample"), variant, stricter));
             }
             let text = collateral[field].as_str().unwrap();
-            for position in [0, text.len() / 2, text.len() - 3] {
+            let is_chain = field.ends_with("issuer_chain") && field != "pck_crl_issuer_chain";
+            let root_block = if is_chain {
+                last_pem_block(text.as_bytes())
+            } else {
+                0..0
+            };
+            let positions = [0, 100, 200, text.len() / 2, text.len() - 3];
+            for position in positions.into_iter().filter(|&p| p < text.len()) {
+                if position == 0 && field.ends_with("crl") {
+                    continue; // see crl_outer_tag_is_not_signed
+                }
                 let mut chars: Vec<char> = text.chars().collect();
                 chars[position] = if chars[position] == '1' { '2' } else { '1' };
                 let mut variant = collateral.clone();
                 variant[field] = Value::String(chars.into_iter().collect());
-                variants.push((format!("{field} char {position}"), variant));
+                // Deliberate, as for the quote's chain: the presented root must be the pinned one.
+                let stricter = is_chain && root_block.contains(&position);
+                variants.push((format!("{field} char {position}"), variant, stricter));
             }
         }
         let mut swapped = collateral.clone();
         swapped["root_ca_crl"] = collateral["pck_crl"].clone();
         swapped["pck_crl"] = collateral["root_ca_crl"].clone();
-        variants.push(("CRLs swapped".into(), swapped));
+        variants.push(("CRLs swapped".into(), swapped, false));
         let mut with_chain = collateral.clone();
         let quote = tee_verifier::tdx::Quote::parse(&sample.quote).unwrap();
         let chain = String::from_utf8(quote.signature_data.certification.data.clone()).unwrap();
         with_chain["pck_certificate_chain"] =
             Value::String(chain.trim_end_matches('\0').to_owned());
-        variants.push(("PCK chain in the collateral".into(), with_chain));
+        variants.push(("PCK chain in the collateral".into(), with_chain, false));
 
-        for (what, variant) in variants {
+        for (what, variant, stricter) in variants {
             let json = serde_json::to_vec(&variant).unwrap();
-            pair.agree(
-                &format!("{}: {what}", sample.file),
-                &sample.quote,
-                &json,
-                sample.now,
-            );
+            let what = format!("{}: {what}", sample.file);
+            if stricter {
+                pair.ours_rejects(&what, &sample.quote, &json, sample.now);
+            } else {
+                pair.agree(&what, &sample.quote, &json, sample.now);
+            }
         }
     }
 }
@@ -276,7 +311,7 @@ fn agreeing_variants() -> Vec<(&'static str, Box<dyn Fn(&mut Spec)>)> {
         (
             "revoked platform",
             Box::new(move |s| {
-                s.sgx.tcb_components = svn(&[1, 1, 1, 1, 1, 1, 0, 1]);
+                s.set_platform_svns(svn(&[1, 1, 1, 1, 1, 1, 0, 1]));
                 s.sgx.pce_svn = 4;
             }),
         ),
@@ -292,7 +327,7 @@ fn agreeing_variants() -> Vec<(&'static str, Box<dyn Fn(&mut Spec)>)> {
             "advisory while UpToDate",
             Box::new(|s| s.tcb_info["tcbLevels"][0]["advisoryIDs"] = serde_json::json!(["X"])),
         ),
-        ("no level", Box::new(|s| s.sgx.tcb_components = [0; 16])),
+        ("no level", Box::new(|s| s.set_platform_svns([0; 16]))),
         (
             "module below levels",
             Box::new(move |s| s.td.tee_tcb_svn = svn(&[1, 1, 3])),
@@ -449,6 +484,11 @@ fn known_differences_are_deliberate() {
     let (ours, theirs) = run(&|s| s.qe_auth_data = vec![5; 16]);
     assert!(ours.is_ok());
     assert!(theirs.is_err());
+    // The PCK certificate's CPUSVN must equal its 16 component SVNs (Intel's QVL matches the
+    // components, dcap-qvl the CPUSVN); we refuse a certificate where they differ.
+    let (ours, theirs) = run(&|s| s.sgx.tcb_components[0] = 9);
+    assert!(ours.unwrap_err().starts_with("certificate_invalid"));
+    assert!(theirs.is_ok());
     // A CRL is current up to and including its nextUpdate second here, expired at it there.
     let mut spec = Spec::default();
     spec.pck_crl.next_update = DAY;
@@ -460,4 +500,28 @@ fn known_differences_are_deliberate() {
     assert!(pair.theirs(&built.quote, &json, edge).is_err());
     pair.agree("a second before", &built.quote, &json, edge - 1);
     pair.agree("a second after", &built.quote, &json, edge + 1);
+}
+
+/// Not deliberate, reported to the owner of src/x509.rs: x509-parser accepts a CRL whose outer
+/// SEQUENCE tag is mangled (0x30 → 0x10). That wrapper is outside the signed tbsCertList, so the
+/// verdict cannot be forged through it; dcap-qvl rejects the encoding.
+#[test]
+fn crl_outer_tag_is_not_signed() {
+    let pair = Pair::intel();
+    for sample in samples() {
+        let mut collateral: Value = serde_json::from_slice(&sample.collateral).unwrap();
+        let crl = collateral["pck_crl"].as_str().unwrap();
+        collateral["pck_crl"] = Value::String(format!("1{}", &crl[1..]));
+        let json = serde_json::to_vec(&collateral).unwrap();
+        assert!(
+            pair.ours(&sample.quote, &json, sample.now).is_ok(),
+            "{}",
+            sample.file
+        );
+        assert!(
+            pair.theirs(&sample.quote, &json, sample.now).is_err(),
+            "{}",
+            sample.file
+        );
+    }
 }

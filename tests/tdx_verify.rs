@@ -178,7 +178,7 @@ fn revoked_levels_are_errors() {
     let bench = Bench::new();
     assert_eq!(
         bench.kind(|s| {
-            s.sgx.tcb_components = svn(&[1, 1, 1, 1, 1, 1, 0, 1]);
+            s.set_platform_svns(svn(&[1, 1, 1, 1, 1, 1, 0, 1]));
             s.sgx.pce_svn = 4;
         }),
         "revoked"
@@ -200,7 +200,7 @@ fn revoked_levels_are_errors() {
 fn unmatched_tcb_levels_are_errors() {
     let bench = Bench::new();
     assert_eq!(
-        bench.kind(|s| s.sgx.tcb_components = [0; 16]),
+        bench.kind(|s| s.set_platform_svns([0; 16])),
         "tcb_level_not_found"
     );
     assert_eq!(bench.kind(|s| s.sgx.pce_svn = 2), "tcb_level_not_found");

@@ -40,11 +40,13 @@ pub const AWS_NITRO_ROOT_G1_SHA256: [u8; 32] = [
 /// How far the document timestamp may run ahead of `now`: clock skew between us and AWS.
 pub const MAX_FUTURE_SKEW_SECS: u64 = 300;
 
-/// What the caller requires beyond authenticity. The default checks nothing extra and refuses
+/// What the caller requires beyond authenticity. The default binds nothing, sets no maximum age
+/// (a timestamp more than [`MAX_FUTURE_SKEW_SECS`] after `now` is always refused) and refuses
 /// debug enclaves.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Expectations {
-    /// The nonce the caller issued; the document must carry exactly it.
+    /// Each `Some` value must be present in the document (not null) and equal byte for byte.
+    /// The nonce should be one the caller issued for this request and never accepts twice.
     pub nonce: Option<Vec<u8>>,
     pub user_data: Option<Vec<u8>>,
     pub public_key: Option<Vec<u8>>,

@@ -40,7 +40,12 @@ pub struct ServeArgs {
     pub limits: LimitArgs,
 
     /// Log lines as text or as JSON objects (to stderr) [default: text].
-    #[arg(long, env = "TEE_VERIFIER_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    #[arg(
+        long,
+        env = "TEE_VERIFIER_LOG_FORMAT",
+        value_enum,
+        value_name = "FORMAT"
+    )]
     pub log_format: Option<LogFormat>,
 
     /// Which logs to print, in tracing's EnvFilter syntax [default: info].
@@ -90,7 +95,12 @@ pub struct RegistryArgs {
     pub registry: Option<PathBuf>,
 
     /// JSON-RPC endpoint of the chain that holds the DstackKms contract.
-    #[arg(long, env = "TEE_VERIFIER_RPC_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "TEE_VERIFIER_RPC_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub rpc_url: Option<String>,
 
     /// The DstackKms (proxy) contract address; required with --rpc-url.
@@ -107,11 +117,21 @@ pub struct RegistryArgs {
 
     /// Code hash of an app implementation to trust as DstackApp, besides the KMS's own
     /// appImplementation (repeatable; comma-separated in the environment).
-    #[arg(long = "app-code-hash", env = "TEE_VERIFIER_APP_CODE_HASH", value_name = "HEX", value_delimiter = ',')]
+    #[arg(
+        long = "app-code-hash",
+        env = "TEE_VERIFIER_APP_CODE_HASH",
+        value_name = "HEX",
+        value_delimiter = ','
+    )]
     pub app_code_hashes: Vec<String>,
 
     /// Runtime code hash of an app proxy to trust as a plain EIP-1967 proxy (repeatable).
-    #[arg(long = "proxy-code-hash", env = "TEE_VERIFIER_PROXY_CODE_HASH", value_name = "HEX", value_delimiter = ',')]
+    #[arg(
+        long = "proxy-code-hash",
+        env = "TEE_VERIFIER_PROXY_CODE_HASH",
+        value_name = "HEX",
+        value_delimiter = ','
+    )]
     pub proxy_code_hashes: Vec<String>,
 
     /// Answers turn UNAVAILABLE once the view has not been confirmed current for this long [default: 60s].
@@ -234,10 +254,14 @@ pub struct Config {
     pub fixed_now: Option<u64>,
 }
 
-pub const DEFAULT_GRPC_LISTEN: SocketAddr =
-    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 50051));
-pub const DEFAULT_HTTP_LISTEN: SocketAddr =
-    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 8000));
+pub const DEFAULT_GRPC_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    50051,
+));
+pub const DEFAULT_HTTP_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8000,
+));
 const DEFAULT_MAX_REQUEST_BYTES: usize = 16 << 20;
 const DEFAULT_MAX_CONCURRENCY: usize = 1024;
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -248,7 +272,10 @@ impl Config {
     /// Merges the layers. Errors are usage errors (exit 2).
     pub fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
         let (file, file_dir) = match &args.config {
-            Some(path) => (read_config_file(path)?, path.parent().map(Path::to_path_buf)),
+            Some(path) => (
+                read_config_file(path)?,
+                path.parent().map(Path::to_path_buf),
+            ),
             None => (FileConfig::default(), None),
         };
         // Paths in the file are relative to the file.
@@ -256,12 +283,15 @@ impl Config {
             Some(dir) if path.is_relative() => dir.join(path),
             _ => path,
         };
-        let file_duration = |key: &str, value: &Option<String>| -> anyhow::Result<Option<Duration>> {
-            value
-                .as_deref()
-                .map(|text| parse_duration(text).map_err(|e| anyhow!("{key} in the config file: {e}")))
-                .transpose()
-        };
+        let file_duration =
+            |key: &str, value: &Option<String>| -> anyhow::Result<Option<Duration>> {
+                value
+                    .as_deref()
+                    .map(|text| {
+                        parse_duration(text).map_err(|e| anyhow!("{key} in the config file: {e}"))
+                    })
+                    .transpose()
+            };
 
         let cli_names_source = args.registry.registry.is_some()
             || args.registry.rpc_url.is_some()
@@ -329,7 +359,10 @@ impl Config {
                     .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             },
         };
-        if limits.max_request_bytes == 0 || limits.max_concurrency == 0 || limits.verify_workers == 0 {
+        if limits.max_request_bytes == 0
+            || limits.max_concurrency == 0
+            || limits.verify_workers == 0
+        {
             bail!("--max-request-bytes, --max-concurrency and --verify-workers must be at least 1");
         }
         if limits.request_timeout.is_zero() {
@@ -337,8 +370,14 @@ impl Config {
         }
 
         Ok(Config {
-            grpc_listen: args.grpc_listen.or(file.grpc_listen).unwrap_or(DEFAULT_GRPC_LISTEN),
-            http_listen: args.http_listen.or(file.http_listen).unwrap_or(DEFAULT_HTTP_LISTEN),
+            grpc_listen: args
+                .grpc_listen
+                .or(file.grpc_listen)
+                .unwrap_or(DEFAULT_GRPC_LISTEN),
+            http_listen: args
+                .http_listen
+                .or(file.http_listen)
+                .unwrap_or(DEFAULT_HTTP_LISTEN),
             registry,
             limits,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
@@ -359,7 +398,10 @@ fn read_config_file(path: &Path) -> anyhow::Result<FileConfig> {
         .read_to_string(&mut text)
         .with_context(|| format!("reading {}", path.display()))?;
     if text.len() as u64 > MAX_CONFIG_FILE_BYTES {
-        bail!("{} is larger than {MAX_CONFIG_FILE_BYTES} bytes", path.display());
+        bail!(
+            "{} is larger than {MAX_CONFIG_FILE_BYTES} bytes",
+            path.display()
+        );
     }
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
@@ -372,13 +414,17 @@ pub fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySource> {
             if args.kms_contract.is_some() {
                 bail!("--kms-contract belongs to --rpc-url, not to --registry");
             }
-            Ok(RegistrySource::File { path, poll_interval })
+            Ok(RegistrySource::File {
+                path,
+                poll_interval,
+            })
         }
         (None, Some(rpc_url)) => {
             let contract = args
                 .kms_contract
                 .ok_or_else(|| anyhow!("--rpc-url needs --kms-contract ADDR"))?;
-            let mut chain = ChainConfig::new(rpc_url, fixed_hex::<20>("--kms-contract", &contract)?);
+            let mut chain =
+                ChainConfig::new(rpc_url, fixed_hex::<20>("--kms-contract", &contract)?);
             if let Some(confirmations) = args.confirmations {
                 chain.confirmations = confirmations;
             }
@@ -432,7 +478,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
-        other => return Err(format!("unknown duration unit {other:?} (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use ms, s, m or h)"
+            ))
+        }
     };
     value
         .checked_mul(seconds_per_unit)
@@ -516,7 +566,10 @@ mod tests {
         let both = parse(&["--registry", "a.toml", "--rpc-url", "http://x"]).unwrap_err();
         assert!(both.to_string().contains("choose one"), "{both}");
         let no_contract = parse(&["--rpc-url", "http://x"]).unwrap_err();
-        assert!(no_contract.to_string().contains("--kms-contract"), "{no_contract}");
+        assert!(
+            no_contract.to_string().contains("--kms-contract"),
+            "{no_contract}"
+        );
         let short = parse(&["--rpc-url", "http://x", "--kms-contract", "0x01"]).unwrap_err();
         assert!(short.to_string().contains("20 expected"), "{short}");
         let stray = parse(&["--kms-contract", &format!("0x{}", "11".repeat(20))]).unwrap_err();
@@ -533,18 +586,29 @@ mod tests {
              registry = \"allow.toml\"\nrequest_timeout = \"3s\"\nlog_format = \"json\"\n",
         )
         .unwrap();
-        let config = parse(&["--config", path.to_str().unwrap(), "--grpc-listen", "127.0.0.1:9"]).unwrap();
+        let config = parse(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--grpc-listen",
+            "127.0.0.1:9",
+        ])
+        .unwrap();
         assert_eq!(config.grpc_listen.port(), 9, "the flag beats the file");
         assert_eq!(config.http_listen.port(), 7001);
         assert_eq!(config.limits.request_timeout, Duration::from_secs(3));
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(
             config.registry,
-            RegistrySource::File { path: dir.path().join("allow.toml"), poll_interval: DEFAULT_POLL_INTERVAL }
+            RegistrySource::File {
+                path: dir.path().join("allow.toml"),
+                poll_interval: DEFAULT_POLL_INTERVAL
+            }
         );
         // A source named on the command line replaces the file's source as a whole.
         let config = parse(&["--config", path.to_str().unwrap(), "--registry", "/x.toml"]).unwrap();
-        assert!(matches!(config.registry, RegistrySource::File { ref path, .. } if path == Path::new("/x.toml")));
+        assert!(
+            matches!(config.registry, RegistrySource::File { ref path, .. } if path == Path::new("/x.toml"))
+        );
     }
 
     #[test]
@@ -552,16 +616,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("serve.toml");
         std::fs::write(&path, "grpc_lisen = \"127.0.0.1:1\"\n").unwrap();
-        let error = format!("{:#}", parse(&["--config", path.to_str().unwrap()]).unwrap_err());
+        let error = format!(
+            "{:#}",
+            parse(&["--config", path.to_str().unwrap()]).unwrap_err()
+        );
         assert!(error.contains("grpc_lisen"), "{error}");
         std::fs::write(&path, "request_timeout = \"soon\"\n").unwrap();
-        let error = format!("{:#}", parse(&["--config", path.to_str().unwrap()]).unwrap_err());
+        let error = format!(
+            "{:#}",
+            parse(&["--config", path.to_str().unwrap()]).unwrap_err()
+        );
         assert!(error.contains("request_timeout"), "{error}");
     }
 
     #[test]
     fn fixed_now_is_off_unless_given() {
-        assert_eq!(parse(&["--fixed-now", "1705431295"]).unwrap().fixed_now, Some(1705431295));
+        assert_eq!(
+            parse(&["--fixed-now", "1705431295"]).unwrap().fixed_now,
+            Some(1705431295)
+        );
         assert_eq!(parse(&[]).unwrap().fixed_now, None);
     }
 
@@ -579,7 +652,10 @@ mod tests {
 
     #[test]
     fn rpc_urls_lose_credentials_when_described() {
-        assert_eq!(redact_url("https://k:s@rpc.example/v3/KEY?x=1"), "https://rpc.example");
+        assert_eq!(
+            redact_url("https://k:s@rpc.example/v3/KEY?x=1"),
+            "https://rpc.example"
+        );
         assert_eq!(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
     }
 }

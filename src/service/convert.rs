@@ -91,7 +91,10 @@ impl TryFrom<proto::VerifyRequest> for VerifyJob {
             ),
         };
         if evidence.is_empty() {
-            return Err(Status::invalid_argument(format!("{}: empty", kind.field_name())));
+            return Err(Status::invalid_argument(format!(
+                "{}: empty",
+                kind.field_name()
+            )));
         }
         Ok(VerifyJob {
             evidence,
@@ -169,10 +172,14 @@ pub fn attested(report: &Report) -> proto::Attested {
 /// content; this keeps the field names honest).
 pub fn matches_declared_kind(kind: EvidenceKind, report: &Report) -> bool {
     match kind {
-        EvidenceKind::NitroDocument => report.platform == Platform::Nitro && report.dstack.is_none(),
+        EvidenceKind::NitroDocument => {
+            report.platform == Platform::Nitro && report.dstack.is_none()
+        }
         EvidenceKind::Tdx => report.platform == Platform::Tdx,
         EvidenceKind::DstackAttestation => report.dstack.is_some(),
-        EvidenceKind::DstackQuoteReport => report.platform == Platform::Tdx && report.dstack.is_some(),
+        EvidenceKind::DstackQuoteReport => {
+            report.platform == Platform::Tdx && report.dstack.is_some()
+        }
     }
 }
 
@@ -317,7 +324,11 @@ fn app_code(code: AppCode) -> proto::AppCode {
 }
 
 /// A snapshot on the wire; `apps` limited to `only` unless it is empty.
-pub fn snapshot_to_proto(snapshot: Snapshot, source: &str, only: &[[u8; 20]]) -> proto::RegistrySnapshot {
+pub fn snapshot_to_proto(
+    snapshot: Snapshot,
+    source: &str,
+    only: &[[u8; 20]],
+) -> proto::RegistrySnapshot {
     let hexes = |values: Vec<crate::registry::Hex<32>>| -> Vec<String> {
         values.iter().map(|value| to_0x_hex(&value.0)).collect()
     };
@@ -365,10 +376,19 @@ pub fn change_to_event(change: RegistryChange) -> Option<proto::RegistryEvent> {
             Entry::OsImageHash(hash) => (RegistryList::OsImage, None, to_0x_hex(&hash)),
             Entry::KmsAggregatedMr(mr) => (RegistryList::KmsAggregatedMr, None, to_0x_hex(&mr)),
             Entry::KmsDeviceId(id) => (RegistryList::KmsDevice, None, to_0x_hex(&id)),
-            Entry::App(app_id) => (RegistryList::AppRegistered, Some(app_id), to_0x_hex(&app_id)),
-            Entry::ComposeHash { app_id, compose_hash } => {
-                (RegistryList::AppComposeHash, Some(app_id), to_0x_hex(&compose_hash))
-            }
+            Entry::App(app_id) => (
+                RegistryList::AppRegistered,
+                Some(app_id),
+                to_0x_hex(&app_id),
+            ),
+            Entry::ComposeHash {
+                app_id,
+                compose_hash,
+            } => (
+                RegistryList::AppComposeHash,
+                Some(app_id),
+                to_0x_hex(&compose_hash),
+            ),
             Entry::AppDevice { app_id, device_id } => {
                 (RegistryList::AppDevice, Some(app_id), to_0x_hex(&device_id))
             }
@@ -389,12 +409,14 @@ pub fn change_to_event(change: RegistryChange) -> Option<proto::RegistryEvent> {
             app_id: to_0x_hex(&app_id),
             value: String::new(),
         }),
-        RegistryChange::GatewayAppIdChanged(gateway_app_id) => Event::Change(proto::RegistryChange {
-            action: ChangeAction::Set.into(),
-            list: RegistryList::GatewayAppId.into(),
-            app_id: String::new(),
-            value: gateway_app_id,
-        }),
+        RegistryChange::GatewayAppIdChanged(gateway_app_id) => {
+            Event::Change(proto::RegistryChange {
+                action: ChangeAction::Set.into(),
+                list: RegistryList::GatewayAppId.into(),
+                app_id: String::new(),
+                value: gateway_app_id,
+            })
+        }
         RegistryChange::Advanced { block } => Event::BlockAdvanced(proto::BlockAdvanced { block }),
         RegistryChange::Unavailable { reason } => Event::Unavailable(proto::Unavailable { reason }),
         RegistryChange::Rebuilt { .. } => return None,
@@ -495,7 +517,10 @@ mod tests {
             stale.metadata().get("tee-verifier-error-kind").unwrap(),
             "unavailable"
         );
-        let rpc = registry_status(RegistryError::Rpc { call: "eth_call", message: "down".into() });
+        let rpc = registry_status(RegistryError::Rpc {
+            call: "eth_call",
+            message: "down".into(),
+        });
         assert_eq!(rpc.code(), Code::Unavailable);
         let unknown = registry_status(RegistryError::UnknownAppCode("0x..".into()));
         assert_eq!(unknown.code(), Code::FailedPrecondition);
@@ -504,18 +529,23 @@ mod tests {
     #[test]
     fn measurements_parse_with_webhook_padding() {
         let lookup = lookup_from_proto(proto::CheckMeasurementRequest {
-            measurement: Some(proto::check_measurement_request::Measurement::OsImageHash("0x01".into())),
+            measurement: Some(proto::check_measurement_request::Measurement::OsImageHash(
+                "0x01".into(),
+            )),
         })
         .unwrap();
         let mut expected = [0; 32];
         expected[31] = 1;
         assert_eq!(lookup, Lookup::OsImageHash(expected));
         let bad = lookup_from_proto(proto::CheckMeasurementRequest {
-            measurement: Some(proto::check_measurement_request::Measurement::KmsDeviceId("zz".into())),
+            measurement: Some(proto::check_measurement_request::Measurement::KmsDeviceId(
+                "zz".into(),
+            )),
         })
         .unwrap_err();
         assert_eq!(bad.code(), Code::InvalidArgument);
-        let none = lookup_from_proto(proto::CheckMeasurementRequest { measurement: None }).unwrap_err();
+        let none =
+            lookup_from_proto(proto::CheckMeasurementRequest { measurement: None }).unwrap_err();
         assert_eq!(none.code(), Code::InvalidArgument);
     }
 }

@@ -41,9 +41,9 @@ pub struct RegistrySlot {
 
 impl RegistrySlot {
     pub fn get(&self) -> Result<&Arc<dyn Registry>, RegistryError> {
-        self.registry
-            .get()
-            .ok_or_else(|| RegistryError::Unavailable("the registry view is still being built".to_owned()))
+        self.registry.get().ok_or_else(|| {
+            RegistryError::Unavailable("the registry view is still being built".to_owned())
+        })
     }
 
     /// Installs the registry; the first one wins.
@@ -144,7 +144,10 @@ impl Core {
     }
 
     /// Verifies on a blocking thread (at most `verify_workers` at once), then authorizes.
-    pub async fn verify(&self, request: proto::VerifyRequest) -> Result<Answer<proto::VerifyResponse>, Status> {
+    pub async fn verify(
+        &self,
+        request: proto::VerifyRequest,
+    ) -> Result<Answer<proto::VerifyResponse>, Status> {
         let job = VerifyJob::try_from(request)?;
         let permit = Arc::clone(&self.verify_slots)
             .acquire_owned()
@@ -183,12 +186,16 @@ impl Core {
         let (authorization, outcome) = match job.authorize {
             proto::Authorize::None => (None, "verified"),
             authorize => {
-                let boot_info = report.dstack.as_ref().map(|dstack| &dstack.boot_info).ok_or_else(|| {
-                    Status::invalid_argument(
+                let boot_info = report
+                    .dstack
+                    .as_ref()
+                    .map(|dstack| &dstack.boot_info)
+                    .ok_or_else(|| {
+                        Status::invalid_argument(
                         "authorize needs dstack evidence that carries a boot info (an app id): a \
                          dstack attestation, quote report, or TDX quote with its event log",
                     )
-                })?;
+                    })?;
                 let decision = match authorize {
                     proto::Authorize::Kms => self.decide_kms(boot_info)?,
                     _ => self.decide_app(boot_info).await?,
@@ -223,7 +230,9 @@ impl Core {
     /// `DstackKms.isKmsAllowed`, from the view.
     pub fn decide_kms(&self, boot_info: &BootInfo) -> Result<Decision, Status> {
         let registry = self.registry.get().map_err(convert::registry_status)?;
-        registry.decide_kms(boot_info).map_err(convert::registry_status)
+        registry
+            .decide_kms(boot_info)
+            .map_err(convert::registry_status)
     }
 }
 

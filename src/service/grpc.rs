@@ -210,7 +210,8 @@ impl Watch {
                 Ok(RegistryChange::Unavailable { .. }) if unavailable => true,
                 Ok(RegistryChange::Unavailable { reason }) => {
                     unavailable = true;
-                    self.send_change(RegistryChange::Unavailable { reason }).await
+                    self.send_change(RegistryChange::Unavailable { reason })
+                        .await
                 }
                 Ok(advance @ RegistryChange::Advanced { .. }) if unavailable => {
                     self.send_snapshot(&mut unavailable).await && self.send_change(advance).await
@@ -235,18 +236,19 @@ impl Watch {
     /// still there.
     async fn send_snapshot(&self, unavailable: &mut bool) -> bool {
         use proto::registry_event::Event;
-        let event = match snapshot_of(Arc::clone(&self.registry), self.source.clone(), Vec::new()).await {
-            Ok(snapshot) => {
-                *unavailable = false;
-                Event::Snapshot(snapshot)
-            }
-            Err(status) => {
-                *unavailable = true;
-                Event::Unavailable(proto::Unavailable {
-                    reason: status.message().to_owned(),
-                })
-            }
-        };
+        let event =
+            match snapshot_of(Arc::clone(&self.registry), self.source.clone(), Vec::new()).await {
+                Ok(snapshot) => {
+                    *unavailable = false;
+                    Event::Snapshot(snapshot)
+                }
+                Err(status) => {
+                    *unavailable = true;
+                    Event::Unavailable(proto::Unavailable {
+                        reason: status.message().to_owned(),
+                    })
+                }
+            };
         let event = proto::RegistryEvent { event: Some(event) };
         self.sender.send(Ok(event)).await.is_ok()
     }

@@ -153,7 +153,11 @@ struct RegistryInfo<'a> {
 async fn service_info(State(state): State<HttpState>) -> Response {
     let status = state.core.status.borrow().clone();
     let info = ServiceInfo {
-        status: if status.available { "ok" } else { "unavailable" },
+        status: if status.available {
+            "ok"
+        } else {
+            "unavailable"
+        },
         kms_contract_addr: state.source.kms_contract.as_deref(),
         eth_rpc_url: state.source.eth_rpc_url.as_deref(),
         gateway_app_id: status.gateway_app_id,
@@ -179,7 +183,10 @@ async fn service_info(State(state): State<HttpState>) -> Response {
 
 async fn metrics(State(state): State<HttpState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.core.metrics.render(),
     )
         .into_response()

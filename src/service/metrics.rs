@@ -201,18 +201,32 @@ impl Metrics {
     }
 
     fn write(&self, out: &mut String) -> std::fmt::Result {
-        writeln!(out, "# HELP tee_verifier_requests_total Requests received, by method.")?;
+        writeln!(
+            out,
+            "# HELP tee_verifier_requests_total Requests received, by method."
+        )?;
         writeln!(out, "# TYPE tee_verifier_requests_total counter")?;
         for method in Method::ALL {
             let count = self.method(method).requests.load(Ordering::Relaxed);
-            writeln!(out, "tee_verifier_requests_total{{method=\"{}\"}} {count}", method.name())?;
+            writeln!(
+                out,
+                "tee_verifier_requests_total{{method=\"{}\"}} {count}",
+                method.name()
+            )?;
         }
 
-        writeln!(out, "# HELP tee_verifier_requests_in_flight Requests being handled, by method.")?;
+        writeln!(
+            out,
+            "# HELP tee_verifier_requests_in_flight Requests being handled, by method."
+        )?;
         writeln!(out, "# TYPE tee_verifier_requests_in_flight gauge")?;
         for method in Method::ALL {
             let count = self.method(method).in_flight.load(Ordering::Relaxed);
-            writeln!(out, "tee_verifier_requests_in_flight{{method=\"{}\"}} {count}", method.name())?;
+            writeln!(
+                out,
+                "tee_verifier_requests_in_flight{{method=\"{}\"}} {count}",
+                method.name()
+            )?;
         }
 
         writeln!(
@@ -235,8 +249,14 @@ impl Metrics {
             )?;
         }
 
-        writeln!(out, "# HELP tee_verifier_request_duration_seconds Time to answer, by method.")?;
-        writeln!(out, "# TYPE tee_verifier_request_duration_seconds histogram")?;
+        writeln!(
+            out,
+            "# HELP tee_verifier_request_duration_seconds Time to answer, by method."
+        )?;
+        writeln!(
+            out,
+            "# TYPE tee_verifier_request_duration_seconds histogram"
+        )?;
         for method in Method::ALL {
             let histogram = &self.method(method).latency;
             let name = method.name();
@@ -253,18 +273,39 @@ impl Metrics {
                 out,
                 "tee_verifier_request_duration_seconds_bucket{{method=\"{name}\",le=\"+Inf\"}} {count}"
             )?;
-            let sum = Duration::from_nanos(histogram.sum_nanos.load(Ordering::Relaxed)).as_secs_f64();
-            writeln!(out, "tee_verifier_request_duration_seconds_sum{{method=\"{name}\"}} {sum}")?;
-            writeln!(out, "tee_verifier_request_duration_seconds_count{{method=\"{name}\"}} {count}")?;
+            let sum =
+                Duration::from_nanos(histogram.sum_nanos.load(Ordering::Relaxed)).as_secs_f64();
+            writeln!(
+                out,
+                "tee_verifier_request_duration_seconds_sum{{method=\"{name}\"}} {sum}"
+            )?;
+            writeln!(
+                out,
+                "tee_verifier_request_duration_seconds_count{{method=\"{name}\"}} {count}"
+            )?;
         }
 
         let registry = &self.registry;
-        writeln!(out, "# HELP tee_verifier_registry_available 1 while the registry view can answer, else 0.")?;
+        writeln!(
+            out,
+            "# HELP tee_verifier_registry_available 1 while the registry view can answer, else 0."
+        )?;
         writeln!(out, "# TYPE tee_verifier_registry_available gauge")?;
-        writeln!(out, "tee_verifier_registry_available {}", registry.available.load(Ordering::Relaxed))?;
-        writeln!(out, "# HELP tee_verifier_registry_block The block the registry view is as of.")?;
+        writeln!(
+            out,
+            "tee_verifier_registry_available {}",
+            registry.available.load(Ordering::Relaxed)
+        )?;
+        writeln!(
+            out,
+            "# HELP tee_verifier_registry_block The block the registry view is as of."
+        )?;
         writeln!(out, "# TYPE tee_verifier_registry_block gauge")?;
-        writeln!(out, "tee_verifier_registry_block {}", registry.block.load(Ordering::Relaxed))?;
+        writeln!(
+            out,
+            "tee_verifier_registry_block {}",
+            registry.block.load(Ordering::Relaxed)
+        )?;
         let age = registry
             .last_advance
             .lock()
@@ -313,15 +354,25 @@ mod tests {
         metrics.set_registry(true, Some(42));
         metrics.decision_source(true);
         let text = metrics.render();
-        assert!(text.contains("tee_verifier_requests_total{method=\"Verify\"} 2"), "{text}");
+        assert!(
+            text.contains("tee_verifier_requests_total{method=\"Verify\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("outcome=\"untrusted_root\"} 1"), "{text}");
         assert!(
             text.contains("{method=\"IsAppAllowed\",outcome=\"cancelled\"} 1"),
             "a dropped timer is a cancelled request: {text}"
         );
-        assert!(text.contains("tee_verifier_requests_in_flight{method=\"Verify\"} 0"), "{text}");
-        assert!(text.contains("tee_verifier_request_duration_seconds_bucket{method=\"Verify\",le=\"+Inf\"} 2"));
-        assert!(text.contains("tee_verifier_request_duration_seconds_bucket{method=\"Verify\",le=\"10\"} 2"));
+        assert!(
+            text.contains("tee_verifier_requests_in_flight{method=\"Verify\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "tee_verifier_request_duration_seconds_bucket{method=\"Verify\",le=\"+Inf\"} 2"
+        ));
+        assert!(text.contains(
+            "tee_verifier_request_duration_seconds_bucket{method=\"Verify\",le=\"10\"} 2"
+        ));
         assert!(text.contains("tee_verifier_registry_block 42"));
         assert!(text.contains("tee_verifier_registry_available 1"));
         assert!(text.contains("tee_verifier_registry_decisions_total{source=\"view\"} 1"));

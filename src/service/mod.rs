@@ -48,7 +48,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         let server = Server::start(config).await?;
         // The one line on stdout: the bound addresses (tests and scripts read it with port 0).
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "listening grpc={} http={}", server.grpc_addr, server.http_addr)?;
+        writeln!(
+            stdout,
+            "listening grpc={} http={}",
+            server.grpc_addr, server.http_addr
+        )?;
         stdout.flush()?;
         drop(stdout);
         server.run_until(server::termination_signal()).await

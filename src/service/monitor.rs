@@ -3,8 +3,8 @@
 //! itself when stale. This only reports.
 
 use super::core::Core;
-use super::proto::verifier_server::VerifierServer;
 use super::grpc::VerifierService;
+use super::proto::verifier_server::VerifierServer;
 use crate::boot_info::BootInfo;
 use crate::registry::RegistryChange;
 use std::sync::Arc;
@@ -69,14 +69,20 @@ pub async fn run(core: Arc<Core>) {
     let mut changes: Option<broadcast::Receiver<RegistryChange>> = None;
     loop {
         if changes.is_none() {
-            changes = core.registry.get().ok().map(|registry| registry.subscribe());
+            changes = core
+                .registry
+                .get()
+                .ok()
+                .map(|registry| registry.subscribe());
         }
         let woke_by_change = tokio::select! {
             _ = shutdown.changed() => return,
             _ = ticker.tick() => None,
             change = next_change(&mut changes) => Some(change),
         };
-        if let Some(Ok(RegistryChange::Advanced { .. } | RegistryChange::Rebuilt { .. })) = woke_by_change {
+        if let Some(Ok(RegistryChange::Advanced { .. } | RegistryChange::Rebuilt { .. })) =
+            woke_by_change
+        {
             core.metrics.registry_advanced();
         }
         let status = probe(&core);

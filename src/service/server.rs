@@ -58,7 +58,10 @@ impl Server {
         let (shutdown, shutdown_signal) = watch::channel(false);
         let clock = match config.fixed_now {
             Some(now) => {
-                tracing::warn!(now, "TEST ONLY: evidence is verified as of a fixed time, not the clock");
+                tracing::warn!(
+                    now,
+                    "TEST ONLY: evidence is verified as of a fixed time, not the clock"
+                );
                 Clock::Fixed(now)
             }
             None => Clock::System,
@@ -92,10 +95,10 @@ impl Server {
                 path,
                 poll_interval,
             } => {
-                let registry = Arc::new(
-                    FileRegistry::open(path)
-                        .with_context(|| format!("opening the registry file {}", path.display()))?,
-                );
+                let registry =
+                    Arc::new(FileRegistry::open(path).with_context(|| {
+                        format!("opening the registry file {}", path.display())
+                    })?);
                 // The reloader task ends by itself once the registry is dropped.
                 let _reloader = registry.spawn_reloader(*poll_interval);
                 core.registry.install(registry);
@@ -131,15 +134,18 @@ impl Server {
         let reflection_v1alpha = reflection().build_v1alpha()?;
         let verifier = VerifierServer::new(VerifierService::new(Arc::clone(&core)))
             .max_decoding_message_size(config.limits.max_request_bytes);
-        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener)
-            .with_nodelay(Some(true));
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let grpc = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(health_service)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
                 .add_service(verifier)
-                .serve_with_incoming_shutdown(incoming, shutdown_requested(shutdown_signal.clone())),
+                .serve_with_incoming_shutdown(
+                    incoming,
+                    shutdown_requested(shutdown_signal.clone()),
+                ),
         );
 
         let router = http::router(Arc::clone(&core), source_info);
@@ -184,7 +190,10 @@ impl Server {
         .await
         .is_ok();
         if !drained {
-            tracing::warn!(grace_ms = grace.as_millis(), "requests still in flight after the grace period; stopping anyway");
+            tracing::warn!(
+                grace_ms = grace.as_millis(),
+                "requests still in flight after the grace period; stopping anyway"
+            );
             self.grpc.abort();
             self.http.abort();
         }
@@ -229,7 +238,8 @@ async fn follow_chain(core: Arc<Core>, config: ChainConfig, shutdown: watch::Rec
     };
     tracing::info!(block = registry.block(), "registry view built");
     let follower = registry.spawn_follower();
-    core.registry.install(Arc::new(registry) as Arc<dyn Registry>);
+    core.registry
+        .install(Arc::new(registry) as Arc<dyn Registry>);
     shutdown_requested(shutdown).await;
     drop(follower);
 }

@@ -3,11 +3,10 @@
 //! signatures, and an optional PEM PCK certificate chain.
 
 use super::error::TdxError;
+use super::pem;
 use crate::encoding::parse_hex;
-use crate::x509::MAX_CHAIN_LEN;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use x509_parser::pem::Pem;
 
 /// Largest collateral document accepted (real ones are 16–20 KB; PCK CRLs can grow).
 pub const MAX_COLLATERAL_LEN: usize = 1 << 20;
@@ -34,9 +33,9 @@ struct CollateralJson {
 pub struct Collateral {
     root_ca_crl: Vec<u8>,
     pck_crl: Vec<u8>,
-    /// Not consulted: the PCK CRL is verified against the CA that issued the PCK leaf itself,
-    /// which is the CA whose CRL must cover the leaf (dcap-qvl does the same).
-    pck_crl_issuer_chain: Vec<Vec<u8>>,
+    /// Kept as received, not consulted: the PCK CRL is verified against the CA that issued the
+    /// PCK leaf, the one CA whose CRL covers the leaf (dcap-qvl does the same).
+    pck_crl_issuer_chain: String,
     tcb_info_issuer_chain: Vec<Vec<u8>>,
     tcb_info: String,
     tcb_info_signature: Vec<u8>,
@@ -66,10 +65,7 @@ impl Collateral {
         let mut collateral = Collateral {
             root_ca_crl: hex_field("root_ca_crl", &json.root_ca_crl)?,
             pck_crl: hex_field("pck_crl", &json.pck_crl)?,
-            pck_crl_issuer_chain: pem_chain(
-                "pck_crl_issuer_chain",
-                json.pck_crl_issuer_chain.as_bytes(),
-            )?,
+            pck_crl_issuer_chain: json.pck_crl_issuer_chain,
             tcb_info_issuer_chain: pem_chain(
                 "tcb_info_issuer_chain",
                 json.tcb_info_issuer_chain.as_bytes(),
@@ -105,7 +101,8 @@ impl Collateral {
         &self.pck_crl
     }
 
-    pub fn pck_crl_issuer_chain(&self) -> &[Vec<u8>] {
+    /// The PEM text as received.
+    pub fn pck_crl_issuer_chain(&self) -> &str {
         &self.pck_crl_issuer_chain
     }
 
@@ -148,9 +145,8 @@ impl Collateral {
         };
         field(&self.root_ca_crl);
         field(&self.pck_crl);
-        for chain in [&self.pck_crl_issuer_chain, &self.tcb_info_issuer_chain] {
-            field(&chain.concat());
-        }
+        field(self.pck_crl_issuer_chain.as_bytes());
+        field(&self.tcb_info_issuer_chain.concat());
         field(self.tcb_info.as_bytes());
         field(&self.tcb_info_signature);
         field(&self.qe_identity_issuer_chain.concat());
@@ -167,26 +163,5 @@ impl Collateral {
 
 /// DER certificates of a collateral PEM chain.
 fn pem_chain(what: &'static str, pem: &[u8]) -> Result<Vec<Vec<u8>>, TdxError> {
-    pem_certificates(pem).map_err(|e| TdxError::CollateralInvalid(format!("{what}: {e}")))
-}
-
-/// DER certificates of a PEM chain (leaf first), 1 to [`MAX_CHAIN_LEN`] of them. Text around the
-/// blocks (Intel's chains inside quotes end with a NUL) is ignored; every block must be a
-/// CERTIFICATE.
-pub(crate) fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let mut certificates = Vec::new();
-    for block in Pem::iter_from_buffer(pem) {
-        let block = block.map_err(|e| format!("bad PEM: {e}"))?;
-        if block.label != "CERTIFICATE" {
-            return Err(format!("PEM block {:?} is not a CERTIFICATE", block.label));
-        }
-        if certificates.len() == MAX_CHAIN_LEN {
-            return Err(format!("more than {MAX_CHAIN_LEN} certificates"));
-        }
-        certificates.push(block.contents);
-    }
-    if certificates.is_empty() {
-        return Err("no certificate".into());
-    }
-    Ok(certificates)
+    pem::certificates(pem).map_err(|e| TdxError::CollateralInvalid(format!("{what}: {e}")))
 }

@@ -8,6 +8,7 @@ mod collateral;
 mod error;
 mod json;
 mod pck;
+mod pem;
 mod policy;
 mod qe_identity;
 pub mod quote;

@@ -58,13 +58,19 @@ impl PckInfo {
             *svn = u8::try_from(integer(required(&tcb_entries, arc, "TCB component")?)?)
                 .map_err(|_| invalid(format!("TCB component {arc} exceeds 255")))?;
         }
+        let cpu_svn = fixed(required(&tcb_entries, CPUSVN, "CPUSVN")?, "CPUSVN")?;
+        // CPUSVN is the 16 component SVNs side by side; Intel's QVL matches the components and
+        // dcap-qvl the CPUSVN, so a certificate where they differ has no single meaning.
+        if cpu_svn != tcb_components {
+            return Err(invalid("CPUSVN differs from the TCB component SVNs"));
+        }
         let pce_svn = u16::try_from(integer(required(&tcb_entries, PCESVN, "PCESVN")?)?)
             .map_err(|_| invalid("PCESVN exceeds 65535"))?;
         Ok(PckInfo {
             ppid: octets(required(&entries, PPID, "PPID")?)?.to_vec(),
             tcb_components,
             pce_svn,
-            cpu_svn: fixed(required(&tcb_entries, CPUSVN, "CPUSVN")?, "CPUSVN")?,
+            cpu_svn,
             pce_id: fixed(required(&entries, PCE_ID, "PCE-ID")?, "PCE-ID")?,
             fmspc: fixed(required(&entries, FMSPC, "FMSPC")?, "FMSPC")?,
         })

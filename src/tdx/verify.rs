@@ -11,10 +11,11 @@
 //! A warm verification therefore checks only the quote signature, then appraises the TCB levels
 //! and TD attributes, which take no cryptography.
 
-use super::collateral::{pem_certificates, Collateral};
+use super::collateral::Collateral;
 use super::error::TdxError;
 use super::json::check_window;
 use super::pck::PckInfo;
+use super::pem;
 use super::policy::{check_td_attributes, TdxPolicy};
 use super::qe_identity::QeIdentity;
 use super::quote::{CertDataType, Quote, INTEL_QE_VENDOR_ID};
@@ -367,7 +368,7 @@ impl TdxVerifier {
         let pck_chain: Cow<'_, [Vec<u8>]> = match collateral.pck_certificate_chain() {
             Some(chain) => Cow::Borrowed(chain),
             None if certification.data_type == CertDataType::PckCertChain => Cow::Owned(
-                pem_certificates(&certification.data).map_err(TdxError::MalformedCertChain)?,
+                pem::certificates(&certification.data).map_err(TdxError::MalformedCertChain)?,
             ),
             None => {
                 return Err(TdxError::CollateralMissing(format!(

@@ -34,7 +34,12 @@ impl Service {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tee-verifier"));
         command
             .arg("serve")
-            .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args([
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -188,7 +193,10 @@ impl Service {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("serve did not exit within {within:?} of SIGTERM; stderr:\n{}", self.stderr());
+                panic!(
+                    "serve did not exit within {within:?} of SIGTERM; stderr:\n{}",
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

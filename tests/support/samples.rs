@@ -4,6 +4,9 @@
 //! CI always runs the real samples). Unset, `../shared/samples` beside the checkout is used if present;
 //! otherwise the caller is told to skip, loudly.
 
+// Each test crate includes this file and uses what it needs of it.
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 
 /// The samples folder, or `None` (after saying so on stderr) when neither location exists.

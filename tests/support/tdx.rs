@@ -530,6 +530,12 @@ pub fn sgx_extension_der(sgx: &SgxExtension) -> Vec<u8> {
 }
 
 impl Spec {
+    /// The platform's certified SGX TCB: component SVNs and the equal CPUSVN.
+    pub fn set_platform_svns(&mut self, components: [u8; 16]) {
+        self.sgx.tcb_components = components;
+        self.sgx.cpu_svn = components;
+    }
+
     /// Issues the PKI, signs the collateral and lays out the quote.
     pub fn build(&self, keys: &Keys) -> Built {
         let root_params = params("Test SGX Root CA", &self.root, Some(1));
