@@ -17,13 +17,14 @@ pub enum HexError {
     TooLong { got: usize, max: usize },
 }
 
-/// Parses hex with or without `0x`, any case, surrounding whitespace allowed.
+/// Parses hex with or without `0x`, any case; whitespace anywhere (line-wrapped `xxd -p`
+/// output) is ignored.
 pub fn parse_hex(text: &str) -> Result<Vec<u8>, HexError> {
-    let trimmed = text.trim();
-    let digits = trimmed
+    let compact: String = text.split_ascii_whitespace().collect();
+    let digits = compact
         .strip_prefix("0x")
-        .or_else(|| trimmed.strip_prefix("0X"))
-        .unwrap_or(trimmed);
+        .or_else(|| compact.strip_prefix("0X"))
+        .unwrap_or(&compact);
     if digits.len() % 2 == 1 {
         // An odd digit count is only meaningful as a left-padded number, which parse_hex_padded handles.
         return Err(HexError::NotHex(text.to_owned()));
@@ -109,6 +110,7 @@ mod tests {
     fn hex_spellings() {
         assert_eq!(parse_hex("0xABcd").unwrap(), vec![0xab, 0xcd]);
         assert_eq!(parse_hex(" abcd\n").unwrap(), vec![0xab, 0xcd]);
+        assert_eq!(parse_hex("ab\ncd\n").unwrap(), vec![0xab, 0xcd]);
         assert!(parse_hex("abc").is_err());
         assert!(parse_hex("zz").is_err());
         assert_eq!(to_0x_hex(&[0, 0xff]), "0x00ff");

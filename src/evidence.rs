@@ -56,6 +56,13 @@ pub enum EvidenceError {
     UnknownFormat(&'static str),
     #[error("{0} is not valid UTF-8 JSON")]
     NotUtf8(&'static str),
+    /// The caller asked for a check this kind of evidence cannot make: refusing is the only
+    /// answer that does not silently skip it.
+    #[error("{what} does not apply to {evidence}")]
+    Inapplicable {
+        what: &'static str,
+        evidence: &'static str,
+    },
     #[error(transparent)]
     Nitro(#[from] NitroError),
     #[error(transparent)]
@@ -68,6 +75,7 @@ impl EvidenceError {
     pub fn kind(&self) -> &'static str {
         match self {
             EvidenceError::UnknownFormat(_) | EvidenceError::NotUtf8(_) => "malformed",
+            EvidenceError::Inapplicable { .. } => "invalid_argument",
             EvidenceError::Nitro(e) => e.kind(),
             EvidenceError::Tdx(e) => e.kind(),
             EvidenceError::Dstack(e) => e.kind(),
@@ -145,6 +153,23 @@ pub struct DstackClaims {
     pub boot_info: BootInfo,
 }
 
+impl Report {
+    /// The boot info to ask the registry about, or why there is none to authorize. An
+    /// os_image_hash that is only the host's vm_config claim is not authorized unless the caller
+    /// vouches for it (dstack's KMS measures the image in a step of its own, which this crate
+    /// does not perform): otherwise a host could name any registered image.
+    pub fn authorizable_boot_info(&self, accept_os_image_claim: bool) -> Result<&BootInfo, &'static str> {
+        match &self.dstack {
+            None => Err("the evidence carries no dstack boot info (app id, compose hash) to authorize"),
+            Some(dstack) if !dstack.os_image_hash_bound && !accept_os_image_claim => Err(
+                "os_image_hash is the host's vm_config claim, not measured by the platform; \
+                 it is authorized only when the image was measured separately",
+            ),
+            Some(dstack) => Ok(&dstack.boot_info),
+        }
+    }
+}
+
 /// Verifiers for every platform, sharing their caches across calls (cheap to clone).
 #[derive(Clone)]
 pub struct EvidenceVerifier {
@@ -171,7 +196,9 @@ impl EvidenceVerifier {
         now: u64,
         expect: &Expectations,
     ) -> Result<Report, EvidenceError> {
-        match Parsed::from_input(input)? {
+        let parsed = Parsed::from_input(input)?;
+        parsed.check_applicable(input, expect)?;
+        match parsed {
             Parsed::Nitro(document) => {
                 let verified = self.nitro.verify(document, now, &nitro_expectations(expect))?;
                 if let Some(report_data) = &expect.report_data {
@@ -292,6 +319,43 @@ enum Parsed<'a> {
 }
 
 impl<'a> Parsed<'a> {
+    fn name(&self) -> &'static str {
+        match self {
+            Parsed::Nitro(_) => "a Nitro document",
+            Parsed::DstackNitro(_) => "a dstack Nitro attestation",
+            Parsed::Tdx { dstack: None, .. } => "a TDX quote without an event log",
+            Parsed::Tdx { dstack: Some(_), .. } => "a TDX quote",
+        }
+    }
+
+    /// Refuses inputs and expectations that this evidence has no way to check or use.
+    fn check_applicable(
+        &self,
+        input: &EvidenceInput<'_>,
+        expect: &Expectations,
+    ) -> Result<(), EvidenceError> {
+        let raw_quote = matches!(self, Parsed::Tdx { .. }) && is_tdx_quote(input.evidence);
+        let nitro = matches!(self, Parsed::Nitro(_) | Parsed::DstackNitro(_));
+        let has_dstack = !matches!(self, Parsed::Nitro(_) | Parsed::Tdx { dstack: None, .. });
+        let rules: [(&'static str, bool, bool); 8] = [
+            ("collateral", input.collateral.is_some(), !nitro),
+            ("an event log", input.event_log.is_some(), raw_quote),
+            ("a vm_config", input.vm_config.is_some(), raw_quote && input.event_log.is_some()),
+            ("an app-compose binding", input.app_compose.is_some(), has_dstack),
+            ("a nonce binding", expect.nonce.is_some(), nitro),
+            ("a user_data binding", expect.user_data.is_some(), nitro),
+            ("a public_key binding", expect.public_key.is_some(), nitro),
+            ("a maximum document age", expect.max_age_secs.is_some(), nitro),
+        ];
+        match rules.iter().find(|(_, given, applies)| *given && !*applies) {
+            Some((what, _, _)) => Err(EvidenceError::Inapplicable {
+                what,
+                evidence: self.name(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn from_input(input: &EvidenceInput<'a>) -> Result<Parsed<'a>, EvidenceError> {
         let evidence = input.evidence;
         match evidence.first() {

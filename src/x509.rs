@@ -21,20 +21,22 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::oid_registry::{
     Oid, OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_SIG_ECDSA_WITH_SHA256,
-    OID_SIG_ECDSA_WITH_SHA384, OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER,
-    OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_CRL_NUMBER,
-    OID_X509_EXT_ISSUER_DISTRIBUTION_POINT, OID_X509_EXT_KEY_USAGE,
+    OID_SIG_ECDSA_WITH_SHA384, OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_KEY_USAGE,
 };
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
 /// Longest chain we walk (AWS uses 5 certificates, Intel 3).
 pub const MAX_CHAIN_LEN: usize = 8;
-/// Largest certificate or CRL we parse.
-pub const MAX_DER_LEN: usize = 64 * 1024;
+/// Largest certificate we parse (real AWS and Intel certificates are under 2 KiB).
+pub const MAX_DER_LEN: usize = 16 * 1024;
+/// Largest CRL we parse (Intel's PCK CRLs list many serials).
+pub const MAX_CRL_LEN: usize = 1024 * 1024;
 
-/// Certificates and links kept by one verifier; enough for many enclaves and platforms.
-const CACHE_CAPACITY: u64 = 16 * 1024;
+/// Bytes of parsed certificates kept by one verifier: thousands of real certificates.
+const CERT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// Verified links kept by one verifier.
+const LINK_CACHE_ENTRIES: u64 = 64 * 1024;
 
 /// The signature algorithm every certificate and CRL of a PKI must use, with its curve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -248,8 +250,13 @@ impl ChainVerifier {
     pub fn new(policy: ChainPolicy) -> Self {
         ChainVerifier {
             policy,
-            certs: Cache::new(CACHE_CAPACITY),
-            links: Cache::new(CACHE_CAPACITY),
+            certs: Cache::builder()
+                .weigher(|_, facts: &Arc<CertFacts>| {
+                    u32::try_from(facts.tbs.len() + facts.signature.len() + 256).unwrap_or(u32::MAX)
+                })
+                .max_capacity(CERT_CACHE_BYTES)
+                .build(),
+            links: Cache::new(LINK_CACHE_ENTRIES),
         }
     }
 
@@ -285,7 +292,7 @@ impl ChainVerifier {
     ) -> Result<VerifiedCrl, X509Error> {
         let facts = self.walk(issuer_chain, now, &[], Role::CrlIssuer)?;
         let issuer = facts.first().ok_or(X509Error::ChainLength)?;
-        if crl_der.len() > MAX_DER_LEN {
+        if crl_der.len() > MAX_CRL_LEN {
             return Err(X509Error::CrlInvalid("larger than allowed".into()));
         }
         let crl = match CertificateRevocationList::from_der(crl_der) {
@@ -308,18 +315,17 @@ impl ChainVerifier {
                 issuer.label
             )));
         }
-        for ext in crl.extensions() {
-            let known = [
-                OID_X509_EXT_CRL_NUMBER,
-                OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER,
-                OID_X509_EXT_ISSUER_DISTRIBUTION_POINT,
-            ];
-            if ext.critical && !known.contains(&ext.oid) {
-                return Err(X509Error::CrlInvalid(format!(
-                    "unknown critical extension {}",
-                    ext.oid
-                )));
-            }
+        // A critical issuingDistributionPoint would scope the CRL (partial or indirect): we only
+        // accept complete CRLs, so every critical extension, list-level or per entry, is refused.
+        let critical = crl.extensions().iter().chain(
+            crl.iter_revoked_certificates()
+                .flat_map(|entry| entry.extensions()),
+        );
+        if let Some(ext) = critical.into_iter().find(|ext| ext.critical) {
+            return Err(X509Error::CrlInvalid(format!(
+                "critical extension {} is not supported",
+                ext.oid
+            )));
         }
         crypto::verify(
             self.policy.algorithm.curve(),
@@ -375,11 +381,37 @@ impl ChainVerifier {
             .enumerate()
             .map(|(index, (der, hash))| self.facts(index, der, hash))
             .collect::<Result<Vec<_>, _>>()?;
+        self.check_chain(&facts, &hashes, now, crls, role)?;
+        // Only certificates of a chain that verified are remembered: unsigned junk that merely
+        // ends in the (public) pinned root must not fill the cache.
+        Ok(facts
+            .into_iter()
+            .zip(&hashes)
+            .map(|((facts, cached), hash)| {
+                if !cached {
+                    self.certs.insert(*hash, Arc::clone(&facts));
+                }
+                facts
+            })
+            .collect())
+    }
+
+    /// The checks of [`Self::walk`] on parsed certificates, root first.
+    fn check_chain(
+        &self,
+        facts: &[(Arc<CertFacts>, bool)],
+        hashes: &[DerHash],
+        now: u64,
+        crls: &[&VerifiedCrl],
+        role: Role,
+    ) -> Result<(), X509Error> {
+        let facts: Vec<&CertFacts> = facts.iter().map(|(facts, _)| facts.as_ref()).collect();
+        let root_index = facts.len() - 1;
 
         // Root: pinned, so its self-signature proves nothing; its window and CA role still count.
         let root = &facts[root_index];
         check_window(root, now)?;
-        let mut ca_budget = if chain.len() == 1 {
+        let mut ca_budget = if facts.len() == 1 {
             // A lone pinned root is only meaningful as a CRL issuer.
             check_role(root, role)?;
             None
@@ -421,16 +453,20 @@ impl ChainVerifier {
                 spend_ca_budget(child, &mut ca_budget)?;
             }
         }
-        Ok(facts)
+        Ok(())
     }
 
-    fn facts(&self, index: usize, der: &[u8], hash: &DerHash) -> Result<Arc<CertFacts>, X509Error> {
+    /// The facts of a certificate, and whether they came from the cache.
+    fn facts(
+        &self,
+        index: usize,
+        der: &[u8],
+        hash: &DerHash,
+    ) -> Result<(Arc<CertFacts>, bool), X509Error> {
         if let Some(facts) = self.certs.get(hash) {
-            return Ok(facts);
+            return Ok((facts, true));
         }
-        let facts = Arc::new(parse_facts(index, der, self.policy.algorithm)?);
-        self.certs.insert(*hash, facts.clone());
-        Ok(facts)
+        Ok((Arc::new(parse_facts(index, der, self.policy.algorithm)?), false))
     }
 }
 
@@ -496,7 +532,13 @@ fn parse_facts(
 
     let mut basic_constraints = None;
     let mut key_usage = None;
+    let mut seen = HashSet::new();
     for ext in cert.extensions() {
+        // RFC 5280 §4.2: an extension appears at most once; "last one wins" would let a
+        // second basicConstraints override the first.
+        if !seen.insert(ext.oid.as_bytes()) {
+            return Err(unparsable(format!("extension {} appears twice", ext.oid)));
+        }
         match ext.parsed_extension() {
             ParsedExtension::BasicConstraints(bc) => {
                 basic_constraints = Some(BasicConstraintsFacts {
@@ -1136,5 +1178,56 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(err.kind(), "certificate_invalid");
+    }
+
+    #[test]
+    fn duplicate_extensions_are_rejected() {
+        // basicConstraints CA:FALSE then CA:TRUE: a "last one wins" reader would make it a CA.
+        let mut mid = Spec::ca("intermediate", Some(0));
+        mid.ca = IsCa::NoCa;
+        let mut not_ca = CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
+        not_ca.set_criticality(true);
+        let mut ca = CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x03, 0x01, 0x01, 0xff]);
+        ca.set_criticality(true);
+        mid.extra = vec![not_ca, ca];
+        let pki = Pki::issue(&[Spec::ca("root", None), mid, Spec::leaf("leaf")], &PKCS_ECDSA_P384_SHA384);
+        assert_eq!(kind(pki.verifier().verify(&pki.chain(), NOW, &[])), "certificate_invalid");
+    }
+
+    #[test]
+    fn only_verified_chains_are_cached() {
+        let pki = Pki::standard();
+        let verifier = pki.verifier();
+        let other = Pki::standard();
+        // Parsable certificates that do not chain, ending in the pinned root.
+        let junk = [other.ders[2].as_slice(), other.ders[1].as_slice(), pki.ders[0].as_slice()];
+        assert_eq!(kind(verifier.verify(&junk, NOW, &[])), "signature");
+        verifier.certs.run_pending_tasks();
+        assert_eq!(verifier.certs.entry_count(), 0);
+        verifier.verify(&pki.chain(), NOW, &[]).unwrap();
+        verifier.certs.run_pending_tasks();
+        assert_eq!(verifier.certs.entry_count(), 3);
+    }
+
+    #[test]
+    fn crls_with_critical_extensions_are_refused() {
+        let pki = Pki::standard();
+        let issuer_chain = [pki.ders[1].as_slice(), pki.ders[0].as_slice()];
+        let params = CertificateRevocationListParams {
+            this_update: at(-DAY),
+            next_update: at(DAY),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: Some(rcgen::CrlIssuingDistributionPoint {
+                distribution_point: rcgen::CrlDistributionPoint { uris: vec!["http://crl.example/ca.crl".into()] },
+                scope: Some(rcgen::CrlScope::UserCertsOnly),
+            }),
+            revoked_certs: vec![],
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let mut signer = pki.params[1].clone();
+        signer.key_usages.push(KeyUsagePurpose::CrlSign);
+        let der = params.signed_by(&Issuer::from_params(&signer, &pki.keys[1])).unwrap().der().to_vec();
+        let err = pki.verifier().verify_crl(&der, &issuer_chain, NOW).unwrap_err();
+        assert_eq!(err.kind(), "collateral_invalid", "{err}");
     }
 }

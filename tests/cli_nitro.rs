@@ -53,6 +53,11 @@ fn rejections_exit_1_with_a_kind() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(json(&out)["error"]["kind"], "binding_mismatch");
 
+    // A binding a plain Nitro document cannot carry is a usage error, never silently skipped.
+    let out = cli(&["verify", "--now", SIGNAL_NOW, "--app-compose", file.to_str().unwrap(), file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("app-compose"));
+
     let out = cli(&["verify", "--now", SIGNAL_NOW, "--max-age", "0", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "the document is 996 ms old, within 0 s of its own second");
 }
@@ -62,6 +67,7 @@ fn usage_and_io_errors_exit_2() {
     assert_eq!(cli(&["verify", "/nonexistent/doc.cbor"]).status.code(), Some(2));
     assert_eq!(cli(&["verify", "--nonce", "xyz", "doc"]).status.code(), Some(2));
     assert_eq!(cli(&["measure", "--pcr0", "00"]).status.code(), Some(2));
+    assert_eq!(cli(&["measure", "--pcr0", "00", "--pcr1", "00", "--pcr2", "00"]).status.code(), Some(2));
     assert_eq!(cli(&["frobnicate"]).status.code(), Some(2));
 }
 
@@ -87,6 +93,8 @@ fn base64_and_hex_on_stdin_are_detected() {
 #[test]
 fn measure_computes_and_previews_without_verifying() {
     let zero = "00".repeat(48);
+    let out = cli(&["measure", "--pcr0", &zero, "--pcr1", &zero, "--pcr2", &"00".repeat(32)]);
+    assert_eq!(out.status.code(), Some(2), "PCRs of different banks");
     let out = cli(&["measure", "--json", "--pcr0", &zero, "--pcr1", &zero, "--pcr2", &zero]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(

@@ -65,6 +65,7 @@ fn check_answers_like_the_contract_with_exit_codes() {
 
     assert_eq!(check(&["--app-id", "0xzz"]).status.code(), Some(2));
     assert_eq!(cli(&["check", "--registry", "/nonexistent.toml"]).status.code(), Some(2));
+    assert_eq!(cli(&["check", "--app-id", APP]).status.code(), Some(2), "a source is required");
 }
 
 #[test]
@@ -100,23 +101,39 @@ fn registry_lookup_and_show() {
 fn verify_with_a_source_authorizes_the_verified_boot_info() {
     let Some(samples) = samples::samples_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
+    // A plain Nitro document has no dstack boot info: verified, but nothing to authorize.
+    let nitro = samples.join("nitro/signal_test_cose_sign1_02.cbor");
+    let out = cli(&["verify", "--json", "--now", "1705431295", "--registry", &registry_file(&dir, true), nitro.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["verified"], true);
+    assert_eq!(json(&out)["authorization"]["allowed"], false);
+
     let report = samples.join("dstack/dstack-verifier-quote-report.json");
     let collateral = samples.join("tdx/dcap-qvl_fmspc90c06f_collateral.json");
-    let verify = |registry: &str| {
-        cli(&[
+    let verify = |registry: &str, extra: &[&str]| {
+        let mut args = vec![
             "verify", "--json", "--now", "1771459200", "--collateral", collateral.to_str().unwrap(),
-            "--registry", registry, report.to_str().unwrap(),
-        ])
+            "--registry", registry,
+        ];
+        args.extend_from_slice(extra);
+        args.push(report.to_str().unwrap());
+        cli(&args)
     };
     let allowing = registry_file(&dir, true);
-    let out = verify(&allowing);
-    assert_eq!(out.status.code(), Some(0));
+    // The TDX os_image_hash is the host's vm_config claim: never authorized by default.
+    let out = verify(&allowing, &[]);
+    assert_eq!(out.status.code(), Some(1));
     assert_eq!(json(&out)["verified"], true);
+    assert_eq!(json(&out)["authorization"]["allowed"], false);
+    assert_eq!(json(&out)["authorization"]["block"], Value::Null);
+
+    let out = verify(&allowing, &["--accept-os-image-claim"]);
+    assert_eq!(out.status.code(), Some(0));
     assert_eq!(json(&out)["authorization"], serde_json::json!({"allowed": true, "reason": "", "block": 42}));
 
     let empty = dir.path().join("empty.toml");
     std::fs::write(&empty, "").unwrap();
-    let out = verify(empty.to_str().unwrap());
+    let out = verify(empty.to_str().unwrap(), &["--accept-os-image-claim"]);
     assert_eq!(out.status.code(), Some(1), "verified but not allowed");
     assert_eq!(json(&out)["verified"], true);
     assert_eq!(json(&out)["authorization"]["reason"], "App not registered");

@@ -121,6 +121,13 @@ fn tdx_rejections_carry_their_kind() {
         kind(&["verify", "--json", "--now", "1771459200", "--collateral", &collateral, "--app-compose", &compose, &report]),
         "binding_mismatch"
     );
+    // Nitro-only bindings on a TDX quote are usage errors, not skipped checks.
+    for flag in [["--nonce", "00"], ["--user-data", "00"], ["--public-key", "00"], ["--max-age", "60"]] {
+        let mut args = vec!["verify", "--now", "1771459200", "--collateral", &collateral];
+        args.extend(flag);
+        args.push(&report);
+        assert_eq!(cli(&args).status.code(), Some(2), "{flag:?}");
+    }
     // The collateral's windows: TCB info not yet valid, then expired.
     let quote = path(&dir, "tdx/dcap-qvl_tdx_quote.bin");
     let quote_collateral = path(&dir, "tdx/dcap-qvl_tdx_quote_collateral.json");

@@ -8,8 +8,8 @@ mod samples;
 use serde_json::Value;
 use std::path::Path;
 use tee_verifier::dstack::{
-    nitro_identity, tdx_identity, DstackError, DstackIdentity, Evidence, MrMode, NitroEnclave,
-    TdRegisters, TdxTcb,
+    nitro_identity, runtime_event_digest, tdx_identity, DstackError, DstackIdentity, Evidence,
+    MrMode, NitroEnclave, RuntimeEventVersion, TdRegisters, TdxTcb,
 };
 
 const DSTACK_KINDS: [&str; 2] = ["dstack-quote-report", "dstack-attestation-v0"];
@@ -144,22 +144,31 @@ fn check_tdx_report(dir: &Path, file: &str, entry: &Value, bytes: &[u8]) {
     check_tampering_is_caught(file, bytes, &registers);
 }
 
-/// Changing the payload of any RTMR3 event of a real report breaks its replay.
-fn check_tampering_is_caught(file: &str, bytes: &[u8], registers: &TdRegisters) {
+/// The report with its event log edited by `edit`.
+fn with_edited_log(bytes: &[u8], edit: impl FnOnce(&mut Vec<Value>)) -> Vec<u8> {
     let mut report: Value = serde_json::from_slice(bytes).unwrap();
-    let log_text = report["event_log"]
-        .as_str()
-        .expect("event_log string")
-        .to_owned();
-    let mut log: Vec<Value> = serde_json::from_str(&log_text).unwrap();
-    let compose = log
-        .iter_mut()
-        .find(|event| event["event"] == "compose-hash")
-        .expect("compose-hash event");
-    compose["event_payload"] = Value::String("00".repeat(32));
-    compose["digest"] = Value::String(String::new());
+    let log_text = report["event_log"].as_str().expect("event_log string");
+    let mut log: Vec<Value> = serde_json::from_str(log_text).unwrap();
+    edit(&mut log);
     report["event_log"] = Value::String(serde_json::to_string(&log).unwrap());
-    let Evidence::Tdx(tampered) = Evidence::parse(report.to_string().as_bytes()).unwrap() else {
+    report.to_string().into_bytes()
+}
+
+fn event_named<'a>(log: &'a mut [Value], name: &str) -> &'a mut Value {
+    log.iter_mut()
+        .find(|event| event["event"] == name)
+        .unwrap_or_else(|| panic!("no {name} event"))
+}
+
+/// A changed RTMR3 payload breaks the replay; relabelling `system-ready` as a boot event (whose
+/// given digest would still replay) is refused outright.
+fn check_tampering_is_caught(file: &str, bytes: &[u8], registers: &TdRegisters) {
+    let tampered = with_edited_log(bytes, |log| {
+        let compose = event_named(log, "compose-hash");
+        compose["event_payload"] = Value::String("00".repeat(32));
+        compose["digest"] = Value::String(String::new());
+    });
+    let Evidence::Tdx(tampered) = Evidence::parse(&tampered).unwrap() else {
         panic!("{file}: not TDX evidence")
     };
     let err = tdx_identity(registers, &tampered, TdxTcb::default(), MrMode::Runtime).unwrap_err();
@@ -168,6 +177,18 @@ fn check_tampering_is_caught(file: &str, bytes: &[u8], registers: &TdRegisters) 
         "{file}: {err}"
     );
     assert_eq!(err.kind(), "event_log_mismatch");
+
+    let relabelled = with_edited_log(bytes, |log| {
+        let ready = event_named(log, "system-ready");
+        let digest = runtime_event_digest(RuntimeEventVersion::V1, "system-ready", b"");
+        ready["event_type"] = Value::from(4);
+        ready["digest"] = Value::String(hex::encode(digest));
+    });
+    let err = Evidence::parse(&relabelled).unwrap_err();
+    assert!(
+        matches!(err, DstackError::InvalidEvent { .. }),
+        "{file}: {err}"
+    );
 }
 
 fn check_nitro_attestation(file: &str, entry: &Value, bytes: &[u8]) {

@@ -268,7 +268,10 @@ fn mutated_collateral_agrees() {
 }
 
 /// Generated-PKI variants on which both verifiers must agree.
-fn agreeing_variants() -> Vec<(&'static str, Box<dyn Fn(&mut Spec)>)> {
+/// A named change to the default fixture.
+type Variant = (&'static str, Box<dyn Fn(&mut Spec)>);
+
+fn agreeing_variants() -> Vec<Variant> {
     let svn = |prefix: &[u8]| {
         let mut all = [0u8; 16];
         all[..prefix.len()].copy_from_slice(prefix);

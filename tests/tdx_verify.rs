@@ -685,3 +685,24 @@ fn caches_are_keyed_by_everything_they_vouch_for() {
         .verify(&second.quote, &second_collateral, NOW, &policy)
         .unwrap();
 }
+
+#[test]
+fn level_order_in_the_json_does_not_matter() {
+    let bench = Bench::new();
+    let reversed = |levels: &mut Value| levels.as_array_mut().unwrap().reverse();
+    for pce_svn in [13, 6] {
+        let expected = bench.verify(|s| s.sgx.pce_svn = pce_svn).unwrap();
+        let shuffled = bench
+            .verify(|s| {
+                s.sgx.pce_svn = pce_svn;
+                reversed(&mut s.tcb_info["tcbLevels"]);
+                reversed(&mut s.tcb_info["tdxModuleIdentities"][1]["tcbLevels"]);
+                reversed(&mut s.qe_identity["tcbLevels"]);
+            })
+            .unwrap();
+        assert_eq!(
+            (shuffled.tcb_status, shuffled.advisory_ids),
+            (expected.tcb_status, expected.advisory_ids)
+        );
+    }
+}

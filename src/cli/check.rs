@@ -11,7 +11,6 @@ use std::process::ExitCode;
 /// reason string included, from a registry file or from a chain view at a confirmed block.
 ///
 /// Absent boot-info values are zero, as the KMS webhook pads them; hex may have 0x, any case.
-/// Without a source option the embedded default registry answers.
 /// Exit: 0 allowed, 1 denied, 2 unavailable or error.
 ///
 /// Examples:
@@ -101,15 +100,15 @@ pub fn print_decision_code(decision: &Result<Decision, RegistryError>, for_peopl
     match decision {
         Ok(decision) => {
             if for_people && decision.allowed {
-                println!("ALLOWED at block {}", decision.block);
+                say!("ALLOWED at block {}", decision.block);
             } else if for_people {
-                println!("DENIED at block {}: {}", decision.block, decision.reason);
+                say!("DENIED at block {}: {}", decision.block, decision.reason);
             }
             ExitCode::from(u8::from(!decision.allowed))
         }
         Err(error) => {
             if for_people {
-                println!("NO ANSWER ({}): {error}", error.kind());
+                say!("NO ANSWER ({}): {error}", error.kind());
             }
             ExitCode::from(2)
         }

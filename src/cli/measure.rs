@@ -40,11 +40,16 @@ pub struct MeasureArgs {
 
 pub fn run(args: MeasureArgs) -> anyhow::Result<ExitCode> {
     if let (Some(pcr0), Some(pcr1), Some(pcr2)) = (&args.pcr0, &args.pcr1, &args.pcr2) {
+        let len = pcr0.0.len();
+        anyhow::ensure!(
+            matches!(len, 32 | 48 | 64) && pcr1.0.len() == len && pcr2.0.len() == len,
+            "PCRs are 32, 48 or 64 bytes each, all from one bank (Nitro's are 48)"
+        );
         let hash = to_0x_hex(&os_image_hash(&pcr0.0, &pcr1.0, &pcr2.0));
         if args.json {
             output::print_json(&serde_json::json!({ "os_image_hash": hash }));
         } else {
-            println!("{hash}");
+            say!("{hash}");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -57,7 +62,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<ExitCode> {
             if args.json {
                 output::print_json(&report);
             } else {
-                println!("NOT VERIFIED: preview of what the document claims; run `verify` to check it");
+                say!("NOT VERIFIED: preview of what the document claims; run `verify` to check it");
                 output::print_report(&report);
             }
             Ok(ExitCode::SUCCESS)
@@ -66,7 +71,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<ExitCode> {
             if args.json {
                 output::print_json(&output::rejection_json(error.kind(), &error.to_string()));
             } else {
-                println!("UNREADABLE ({}): {error}", error.kind());
+                say!("UNREADABLE ({}): {error}", error.kind());
             }
             Ok(ExitCode::from(1))
         }

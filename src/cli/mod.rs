@@ -4,6 +4,13 @@
 //! Exit codes are part of the contract: 0 verified / allowed / registered, 1 rejected / denied /
 //! not registered, 2 usage, I/O or availability errors (clap's own usage errors also exit 2).
 
+/// `println!` that tolerates a closed stdout (see [`output::print_line`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::output::print_line(&format!($($arg)*))
+    };
+}
+
 mod check;
 mod measure;
 mod output;

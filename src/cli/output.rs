@@ -5,10 +5,17 @@ use serde::Serialize;
 /// Prints `value` as one line of JSON on stdout.
 pub fn print_json(value: &impl Serialize) {
     match serde_json::to_string(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => print_line(&text),
         // Our report types serialize infallibly; say so loudly rather than print nothing.
         Err(e) => eprintln!("tee-verifier: cannot serialize output: {e}"),
     }
+}
+
+/// Writes one line to stdout. A reader that went away (`| head`) is not our failure: the exit
+/// code still tells the verdict, where `println!` would panic.
+pub fn print_line(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 /// The JSON of a rejection: `{"verified":false,"error":{"kind":…,"message":…}}`.
@@ -59,6 +66,6 @@ pub fn print_report(report: &crate::evidence::Report) {
         }
     }
     for (name, value) in lines {
-        println!("  {name:<14} {value}");
+        print_line(&format!("  {name:<14} {value}"));
     }
 }

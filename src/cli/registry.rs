@@ -88,9 +88,9 @@ fn lookup(args: LookupArgs) -> anyhow::Result<ExitCode> {
             if args.json {
                 output::print_json(&serde_json::json!({ "registered": answer.present, "block": answer.block }));
             } else if answer.present {
-                println!("REGISTERED at block {}", answer.block);
+                say!("REGISTERED at block {}", answer.block);
             } else {
-                println!("NOT REGISTERED at block {}", answer.block);
+                say!("NOT REGISTERED at block {}", answer.block);
             }
             Ok(ExitCode::from(u8::from(!answer.present)))
         }
@@ -101,7 +101,7 @@ fn lookup(args: LookupArgs) -> anyhow::Result<ExitCode> {
                     "error": { "kind": error.kind(), "message": error.to_string() },
                 }));
             } else {
-                println!("NO ANSWER ({}): {error}", error.kind());
+                say!("NO ANSWER ({}): {error}", error.kind());
             }
             Ok(ExitCode::from(2))
         }
@@ -114,7 +114,7 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         output::print_json(&snapshot);
     } else {
-        print!("{}", toml::to_string(&snapshot)?);
+        output::print_line(toml::to_string(&snapshot)?.trim_end());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -19,8 +19,7 @@ pub fn is_configured(args: &RegistryArgs) -> bool {
     args.registry.is_some() || args.rpc_url.is_some()
 }
 
-/// Opens the source the options name, or the embedded default registry when they name none.
-/// Errors are usage or availability errors (exit 2).
+/// Opens the source the options name. Errors are usage or availability errors (exit 2).
 pub fn open(args: &RegistryArgs) -> anyhow::Result<OpenRegistry> {
     use anyhow::Context as _;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -28,7 +27,10 @@ pub fn open(args: &RegistryArgs) -> anyhow::Result<OpenRegistry> {
         .build()
         .context("starting the runtime")?;
     let registry: Arc<dyn Registry> = match registry_source(args.clone())? {
-        RegistrySource::Embedded => Arc::new(FileRegistry::embedded_default()?),
+        // One-shot answers name their source: the embedded default (empty) would only deny.
+        RegistrySource::Embedded => anyhow::bail!(
+            "name a registry source: --registry FILE, or --rpc-url URL --kms-contract ADDR"
+        ),
         RegistrySource::File { path, .. } => Arc::new(
             FileRegistry::open(&path).with_context(|| format!("opening {}", path.display()))?,
         ),

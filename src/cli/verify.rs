@@ -4,6 +4,7 @@ use super::{HexArg, now_or_clock, output, parse_hex_arg, read_input, Verdict};
 use crate::encoding::{decode_input, InputEncoding};
 use crate::evidence::{EvidenceInput, EvidenceVerifier, Expectations, Report};
 use super::{check, source};
+use crate::boot_info::BootInfo;
 use crate::registry::{Decision, RegistryError};
 use crate::service::config::RegistryArgs;
 use clap::Args;
@@ -70,6 +71,10 @@ pub struct VerifyArgs {
     kms: bool,
     /// With a source (--registry FILE, or --rpc-url URL --kms-contract ADDR), also answer
     /// DstackKms.isAppAllowed for the verified boot info; exit 0 only if verified AND allowed.
+    /// Authorize a TDX boot info whose os_image_hash is only the host's vm_config claim (do this
+    /// only if the OS image was measured by another step, as dstack's KMS does).
+    #[arg(long)]
+    accept_os_image_claim: bool,
     #[command(flatten, next_help_heading = "Authorization source")]
     source: RegistryArgs,
     /// The evidence file, or - for stdin.
@@ -107,11 +112,13 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let now = now_or_clock(args.now);
     let report = match EvidenceVerifier::default().verify(&input, now, &expect) {
         Ok(report) => report,
+        // A check the evidence cannot make is a usage error, not a verdict on the evidence.
+        Err(error) if error.kind() == "invalid_argument" => anyhow::bail!(error),
         Err(error) => {
             if args.json {
                 output::print_json(&output::rejection_json(error.kind(), &error.to_string()));
             } else {
-                println!("REJECTED ({}): {error}", error.kind());
+                say!("REJECTED ({}): {error}", error.kind());
             }
             return Ok(Verdict::Rejected.into());
         }
@@ -124,36 +131,59 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(Verdict::Accepted.into());
     }
-    let decision = authorize(&report, &args.source, args.kms)?;
+    let authorization = match report.authorizable_boot_info(args.accept_os_image_claim) {
+        Ok(boot) => Authorization::Decided(authorize(boot, &args.source, args.kms)?),
+        Err(reason) => Authorization::Refused(reason),
+    };
     if args.json {
         let mut json = serde_json::to_value(&report)?;
         if let Some(object) = json.as_object_mut() {
-            let authorization = match &decision {
-                Ok(decision) => check::authorization_json(decision),
-                Err(error) => serde_json::json!({
-                    "allowed": false,
-                    "error": { "kind": error.kind(), "message": error.to_string() },
-                }),
-            };
-            object.insert("authorization".into(), authorization);
+            object.insert("authorization".into(), authorization.to_json());
         }
         output::print_json(&json);
     } else {
         print_summary(&report, now);
     }
-    Ok(check::print_decision_code(&decision, !args.json))
+    Ok(match &authorization {
+        Authorization::Decided(decision) => check::print_decision_code(decision, !args.json),
+        Authorization::Refused(reason) => {
+            if !args.json {
+                say!("NOT AUTHORIZED: {reason}");
+            }
+            Verdict::Rejected.into()
+        }
+    })
 }
 
-/// Asks the registry about the verified boot info. Evidence without dstack's app identity has no
-/// boot info to authorize, which is a denial, not an error of the registry.
+/// What the allowlist said about the verified evidence.
+enum Authorization {
+    /// The registry's decision, or why it could not answer.
+    Decided(Result<Decision, RegistryError>),
+    /// Nothing verified to ask about: a denial of our own, at no block.
+    Refused(&'static str),
+}
+
+impl Authorization {
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Authorization::Decided(Ok(decision)) => check::authorization_json(decision),
+            Authorization::Decided(Err(error)) => serde_json::json!({
+                "allowed": false,
+                "error": { "kind": error.kind(), "message": error.to_string() },
+            }),
+            Authorization::Refused(reason) => {
+                serde_json::json!({ "allowed": false, "reason": reason, "block": null })
+            }
+        }
+    }
+}
+
+/// Asks the registry about a verified boot info.
 fn authorize(
-    report: &Report,
+    boot: &BootInfo,
     source_args: &RegistryArgs,
     as_kms: bool,
 ) -> anyhow::Result<Result<Decision, RegistryError>> {
-    let Some(boot) = report.dstack.as_ref().map(|dstack| &dstack.boot_info) else {
-        anyhow::bail!("the evidence carries no dstack boot info (app id, compose hash) to authorize");
-    };
     let opened = source::open(source_args)?;
     Ok(if as_kms {
         opened.registry.decide_kms(boot)
@@ -163,6 +193,6 @@ fn authorize(
 }
 
 fn print_summary(report: &Report, now: u64) {
-    println!("VERIFIED {:?} attestation at {now}", report.platform);
+    say!("VERIFIED {:?} attestation at {now}", report.platform);
     output::print_report(report);
 }

@@ -53,10 +53,13 @@ struct Loaded {
     block: u64,
 }
 
+/// The last load's outcome (an error makes answers unavailable) and the file stamp it read.
+type FileState = (Result<Arc<Loaded>, RegistryError>, Option<FileStamp>);
+
 pub struct FileRegistry {
     /// `None` for the embedded default.
     path: Option<PathBuf>,
-    state: RwLock<(Result<Arc<Loaded>, RegistryError>, Option<FileStamp>)>,
+    state: RwLock<FileState>,
     changes: broadcast::Sender<RegistryChange>,
 }
 

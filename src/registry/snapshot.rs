@@ -78,23 +78,28 @@ fn sorted<const N: usize>(values: impl Iterator<Item = [u8; N]>) -> Vec<Hex<N>> 
 impl Snapshot {
     /// The view as data. One pass over each per-app list, so it stays linear in the view's size.
     pub fn of(view: &RegistryView, block: u64) -> Snapshot {
-        let mut per_app: HashMap<[u8; 20], (Vec<[u8; 32]>, Vec<[u8; 32]>)> = HashMap::new();
+        #[derive(Default)]
+        struct Lists {
+            compose_hashes: Vec<[u8; 32]>,
+            device_ids: Vec<[u8; 32]>,
+        }
+        let mut per_app: HashMap<[u8; 20], Lists> = HashMap::new();
         view.for_each_app_value(|app_id, list, value| {
             let lists = per_app.entry(*app_id).or_default();
             match list {
-                AppList::ComposeHashes => lists.0.push(*value),
-                AppList::DeviceIds => lists.1.push(*value),
+                AppList::ComposeHashes => lists.compose_hashes.push(*value),
+                AppList::DeviceIds => lists.device_ids.push(*value),
             }
         });
         let mut apps: Vec<AppSnapshot> = view
             .app_ids()
             .filter_map(|app_id| {
                 let policy = *view.app(app_id)?.policy();
-                let (compose, devices) = per_app.remove(app_id).unwrap_or_default();
+                let lists = per_app.remove(app_id).unwrap_or_default();
                 Some(AppSnapshot {
                     app_id: Hex(*app_id),
-                    compose_hashes: sorted(compose.into_iter()),
-                    device_ids: sorted(devices.into_iter()),
+                    compose_hashes: sorted(lists.compose_hashes.into_iter()),
+                    device_ids: sorted(lists.device_ids.into_iter()),
                     allow_any_device: policy.allow_any_device,
                     require_tcb_up_to_date: policy.require_tcb_up_to_date,
                     code: policy.code,

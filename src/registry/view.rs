@@ -260,3 +260,39 @@ impl RegistryView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_values_need_a_registered_known_app() {
+        let mut view = RegistryView::new();
+        let app = [1; 20];
+        assert!(!view.set_app_value(&app, AppList::ComposeHashes, [2; 32], true));
+        assert!(view.register_app(app));
+        assert!(!view.register_app(app));
+        assert!(view.set_app_value(&app, AppList::ComposeHashes, [2; 32], true));
+        assert!(!view.set_app_value(&app, AppList::ComposeHashes, [2; 32], true));
+        assert!(view.app(&app).unwrap().allows_compose_hash(&[2; 32]));
+        let unknown = AppPolicy {
+            code: AppCode::Unknown,
+            ..AppPolicy::default()
+        };
+        assert!(view.set_app_policy(&app, unknown));
+        assert!(!view.set_app_policy(&app, unknown));
+        assert!(!view.app(&app).unwrap().allows_compose_hash(&[2; 32]));
+        assert!(!view.set_app_value(&app, AppList::DeviceIds, [3; 32], true));
+        assert!(!view.set_app_policy(&[9; 20], AppPolicy::default()));
+    }
+
+    #[test]
+    fn kms_lists_report_changes() {
+        let mut view = RegistryView::new();
+        assert!(view.set(KmsList::KmsDeviceIds, [1; 32], true));
+        assert!(!view.set(KmsList::KmsDeviceIds, [1; 32], true));
+        assert!(!view.contains(KmsList::OsImages, &[1; 32]));
+        assert!(view.set(KmsList::KmsDeviceIds, [1; 32], false));
+        assert!(!view.set(KmsList::KmsDeviceIds, [1; 32], false));
+    }
+}

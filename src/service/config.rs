@@ -39,6 +39,16 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
 
+    /// Pin this root certificate (PEM or DER) for Nitro documents instead of the built-in AWS
+    /// Nitro Enclaves Root G1.
+    #[arg(long, env = "TEE_VERIFIER_NITRO_ROOT", value_name = "FILE")]
+    pub nitro_root: Option<PathBuf>,
+
+    /// Pin this root certificate (PEM or DER) for TDX collateral and PCK chains instead of the
+    /// built-in Intel SGX Root CA.
+    #[arg(long, env = "TEE_VERIFIER_INTEL_ROOT", value_name = "FILE")]
+    pub intel_root: Option<PathBuf>,
+
     /// Log lines as text or as JSON objects (to stderr) [default: text].
     #[arg(
         long,
@@ -72,6 +82,9 @@ m or h (a bare number is seconds).
 Registry sources (pick one; the built-in file is the default):
   --registry FILE                     a registry TOML file, re-read when it changes
   --rpc-url URL --kms-contract ADDR   a DstackKms contract, followed through JSON-RPC
+Trust roots default to the built-in AWS Nitro Enclaves Root G1 and Intel SGX Root CA (pinned by
+their SHA-256); --nitro-root and --intel-root pin others (test PKIs).
+
 While the view is stale (max-staleness) or still building, gRPC health is NOT_SERVING, gRPC
 answers are UNAVAILABLE and the webhook answers isAllowed:false (fail closed).
 
@@ -199,6 +212,8 @@ struct FileConfig {
     shutdown_grace: Option<String>,
     log_format: Option<LogFormat>,
     log_filter: Option<String>,
+    nitro_root: Option<PathBuf>,
+    intel_root: Option<PathBuf>,
 }
 
 /// Largest `--config` file read.
@@ -242,6 +257,13 @@ pub struct Limits {
     pub shutdown_grace: Duration,
 }
 
+/// Root certificates to pin instead of the built-in ones (DER).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustRoots {
+    pub nitro_der: Option<Vec<u8>>,
+    pub intel_der: Option<Vec<u8>>,
+}
+
 /// Everything `serve` needs, resolved from flags, environment, file and defaults.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -249,6 +271,7 @@ pub struct Config {
     pub http_listen: SocketAddr,
     pub registry: RegistrySource,
     pub limits: Limits,
+    pub trust_roots: TrustRoots,
     pub log_format: LogFormat,
     pub log_filter: String,
     pub fixed_now: Option<u64>,
@@ -369,6 +392,19 @@ impl Config {
             bail!("--request-timeout must be positive");
         }
 
+        let root = |flag: Option<PathBuf>, key: Option<PathBuf>, what: &str| {
+            flag.or(key.map(from_file))
+                .map(|path| {
+                    read_root_certificate(&path)
+                        .with_context(|| format!("{what} {}", path.display()))
+                })
+                .transpose()
+        };
+        let trust_roots = TrustRoots {
+            nitro_der: root(args.nitro_root, file.nitro_root.clone(), "--nitro-root")?,
+            intel_der: root(args.intel_root, file.intel_root.clone(), "--intel-root")?,
+        };
+
         Ok(Config {
             grpc_listen: args
                 .grpc_listen
@@ -380,6 +416,7 @@ impl Config {
                 .unwrap_or(DEFAULT_HTTP_LISTEN),
             registry,
             limits,
+            trust_roots,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             log_filter: args
                 .log_filter
@@ -406,6 +443,33 @@ fn read_config_file(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
+/// Largest root certificate file read.
+const MAX_ROOT_FILE_BYTES: u64 = 64 * 1024;
+
+/// A root certificate from a PEM or DER file, as DER; it must parse as an X.509 certificate, so a
+/// wrong file fails at start rather than rejecting every attestation.
+fn read_root_certificate(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_ROOT_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_ROOT_FILE_BYTES {
+        bail!("larger than {MAX_ROOT_FILE_BYTES} bytes");
+    }
+    let der = if bytes.starts_with(b"-----BEGIN") {
+        let (_, pem) =
+            x509_parser::pem::parse_x509_pem(&bytes).map_err(|e| anyhow!("not PEM: {e}"))?;
+        pem.contents
+    } else {
+        bytes
+    };
+    x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| anyhow!("not an X.509 certificate: {e}"))?;
+    Ok(der)
+}
+
+/// The source the registry options select (shared with the CLI's `check` and `registry`).
 pub fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySource> {
     let poll_interval = args.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL);
     match (args.registry, args.rpc_url) {
@@ -627,6 +691,32 @@ mod tests {
             parse(&["--config", path.to_str().unwrap()]).unwrap_err()
         );
         assert!(error.contains("request_timeout"), "{error}");
+    }
+
+    #[test]
+    fn trust_roots_must_be_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/nitro/aws_nitro_root_g1.der");
+        let der = std::fs::read(&samples).unwrap();
+        let config = parse(&["--nitro-root", samples.to_str().unwrap()]).unwrap();
+        assert_eq!(config.trust_roots.nitro_der, Some(der));
+        assert_eq!(config.trust_roots.intel_der, None);
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(
+            &junk,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let error = format!(
+            "{:#}",
+            parse(&["--intel-root", junk.to_str().unwrap()]).unwrap_err()
+        );
+        assert!(error.contains("--intel-root"), "{error}");
+        let missing = format!(
+            "{:#}",
+            parse(&["--nitro-root", "/nonexistent.pem"]).unwrap_err()
+        );
+        assert!(missing.contains("--nitro-root"), "{missing}");
     }
 
     #[test]

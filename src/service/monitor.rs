@@ -131,12 +131,18 @@ pub async fn publish_health(core: Arc<Core>, reporter: HealthReporter) {
             ServingStatus::NotServing
         };
         reporter.set_service_status("", state).await;
-        reporter
-            .set_service_status(
-                <VerifierServer<VerifierService> as tonic::server::NamedService>::NAME,
-                state,
-            )
-            .await;
+        match state {
+            ServingStatus::Serving => {
+                reporter
+                    .set_serving::<VerifierServer<VerifierService>>()
+                    .await
+            }
+            _ => {
+                reporter
+                    .set_not_serving::<VerifierServer<VerifierService>>()
+                    .await
+            }
+        }
         tokio::select! {
             changed = status.changed() => if changed.is_err() { return },
             changed = shutdown.changed() => if changed.is_err() { return },

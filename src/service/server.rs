@@ -1,7 +1,7 @@
 //! Starting and stopping the service: listeners, the registry source, background tasks, and a
 //! graceful shutdown that drains in-flight requests.
 
-use super::config::{redact_url, Config, LogFormat, RegistrySource};
+use super::config::{redact_url, Config, LogFormat, RegistrySource, TrustRoots};
 use super::core::{Clock, Core};
 use super::grpc::VerifierService;
 use super::http::{self, SourceInfo};
@@ -9,9 +9,11 @@ use super::monitor;
 use super::proto::{self, verifier_server::VerifierServer};
 use crate::encoding::to_0x_hex;
 use crate::evidence::EvidenceVerifier;
+use crate::nitro::NitroVerifier;
 use crate::registry::chain::{ChainConfig, ChainRegistry};
 use crate::registry::file::FileRegistry;
 use crate::registry::Registry;
+use crate::tdx::TdxVerifier;
 use anyhow::Context as _;
 use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
@@ -67,7 +69,7 @@ impl Server {
             None => Clock::System,
         };
         let core = Arc::new(Core::new(
-            EvidenceVerifier::default(),
+            evidence_verifier(&config.trust_roots),
             clock,
             config.limits.clone(),
             shutdown_signal.clone(),
@@ -118,6 +120,13 @@ impl Server {
         };
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        // Not serving until the monitor has seen the view answer (the reporter starts SERVING).
+        health_reporter
+            .set_not_serving::<VerifierServer<VerifierService>>()
+            .await;
+        health_reporter
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
         background.push(tokio::spawn(monitor::run(Arc::clone(&core))));
         background.push(tokio::spawn(monitor::publish_health(
             Arc::clone(&core),
@@ -208,6 +217,26 @@ impl Server {
             }
         }
     }
+}
+
+/// The verifiers, with the built-in roots unless others are pinned.
+fn evidence_verifier(roots: &TrustRoots) -> EvidenceVerifier {
+    use sha2::{Digest as _, Sha256};
+    let nitro = match &roots.nitro_der {
+        Some(der) => {
+            tracing::warn!(sha256 = %hex::encode(Sha256::digest(der)), "Nitro documents are verified against a non-default root");
+            NitroVerifier::with_root_der(der)
+        }
+        None => NitroVerifier::new(),
+    };
+    let tdx = match &roots.intel_der {
+        Some(der) => {
+            tracing::warn!(sha256 = %hex::encode(Sha256::digest(der)), "TDX quotes are verified against a non-default root");
+            TdxVerifier::with_root_der(der)
+        }
+        None => TdxVerifier::new(),
+    };
+    EvidenceVerifier::new(nitro, tdx)
 }
 
 /// Resolves once shutdown has begun.

@@ -90,7 +90,7 @@ impl QeIdentity {
                 (level.tcb.isvsvn, verdict)
             })
             .collect();
-        levels.sort_by(|a, b| b.0.cmp(&a.0));
+        levels.sort_by_key(|(isvsvn, _)| std::cmp::Reverse(*isvsvn));
         Ok(QeIdentity {
             issue_date: date(DOCUMENT, "issueDate", &json.issue_date)?,
             next_update: date(DOCUMENT, "nextUpdate", &json.next_update)?,

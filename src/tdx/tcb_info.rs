@@ -354,7 +354,7 @@ impl ModuleIdentity {
                 (level.tcb.isvsvn, verdict)
             })
             .collect();
-        levels.sort_by(|a, b| b.0.cmp(&a.0));
+        levels.sort_by_key(|(isvsvn, _)| std::cmp::Reverse(*isvsvn));
         Ok(ModuleIdentity {
             id: json.id.clone(),
             signer: ModuleSigner::parse(&json.signer)?,

@@ -263,6 +263,8 @@ impl TdxVerifier {
         }
         let mut window = chain_window(&[root])?.narrow(root_crl.this_update, root_crl.next_update);
 
+        // Like dcap-qvl, each document's own window is checked before its signer's: stale
+        // collateral is named as such. The JSON read first is bounded and parsed by serde only.
         let tcb_info = TcbInfo::parse(collateral.tcb_info())?;
         check_window("TCB Info", tcb_info.issue_date, tcb_info.next_update, now)?;
         window = window.narrow(tcb_info.issue_date, tcb_info.next_update);
@@ -276,13 +278,9 @@ impl TdxVerifier {
         )?);
 
         let qe_identity = QeIdentity::parse(collateral.qe_identity())?;
-        check_window(
-            "QE Identity",
-            qe_identity.issue_date,
-            qe_identity.next_update,
-            now,
-        )?;
-        window = window.narrow(qe_identity.issue_date, qe_identity.next_update);
+        let (issued, next_update) = (qe_identity.issue_date, qe_identity.next_update);
+        check_window("QE Identity", issued, next_update, now)?;
+        window = window.narrow(issued, next_update);
         window = window.intersect(self.verify_signed_document(
             "QE Identity",
             collateral.qe_identity_issuer_chain(),
@@ -487,18 +485,56 @@ fn listed_serial(crl_der: &[u8], root_der: &[u8]) -> Result<Option<String>, TdxE
 
 /// Where every certificate of a (verified) chain is valid.
 fn chain_window(chain: &[&[u8]]) -> Result<Window, TdxError> {
-    chain.iter().try_fold(Window::ALWAYS, |window, der| {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
-            chain_error("certificate window")(X509Error::Unparsable {
-                index: 0,
-                reason: e.to_string(),
-            })
-        })?;
-        let validity = cert.validity();
-        let unix = |t: i64| u64::try_from(t).unwrap_or(0);
-        Ok(window.narrow(
-            unix(validity.not_before.timestamp()),
-            unix(validity.not_after.timestamp()),
-        ))
-    })
+    chain
+        .iter()
+        .enumerate()
+        .try_fold(Window::ALWAYS, |window, (index, der)| {
+            let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
+                let reason = e.to_string();
+                chain_error("certificate window")(X509Error::Unparsable { index, reason })
+            })?;
+            let validity = cert.validity();
+            let unix = |t: i64| u64::try_from(t).unwrap_or(0);
+            Ok(window.narrow(
+                unix(validity.not_before.timestamp()),
+                unix(validity.not_after.timestamp()),
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_root_is_the_pinned_intel_root() {
+        let digest: [u8; 32] = Sha256::digest(INTEL_SGX_ROOT_CA_DER).into();
+        assert_eq!(digest, INTEL_SGX_ROOT_CA_SHA256);
+        assert_eq!(
+            hex::encode(INTEL_SGX_ROOT_CA_SHA256),
+            "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
+        );
+        let (_, root) = X509Certificate::from_der(INTEL_SGX_ROOT_CA_DER).unwrap();
+        assert_eq!(root.subject().to_string(), root.issuer().to_string());
+        assert!(root.subject().to_string().contains("Intel SGX Root CA"));
+    }
+
+    #[test]
+    fn windows_are_inclusive_and_narrow() {
+        let window = Window::ALWAYS.narrow(10, 20).narrow(5, 15);
+        assert_eq!(
+            window,
+            Window {
+                from: 10,
+                until: 15
+            }
+        );
+        assert!(window.contains(10) && window.contains(15));
+        assert!(!window.contains(9) && !window.contains(16));
+        let empty = window.intersect(Window {
+            from: 16,
+            until: 30,
+        });
+        assert!(!(0..40).any(|now| empty.contains(now)));
+    }
 }

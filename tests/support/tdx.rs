@@ -165,6 +165,8 @@ pub struct Spec {
     pub root_crl: CrlSpec,
     pub pck_crl: CrlSpec,
     pub sgx: SgxExtension,
+    /// Raw SGX extension content replacing the one built from `sgx`.
+    pub sgx_extension_der: Option<Vec<u8>>,
     pub td: TdSpec,
     pub qe: QeReportSpec,
     pub qe_auth_data: Vec<u8>,
@@ -319,6 +321,7 @@ impl Default for Spec {
                 pce_id: [0, 0],
                 fmspc: FMSPC,
             },
+            sgx_extension_der: None,
             td: TdSpec {
                 version: 4,
                 body_type: 2,
@@ -465,7 +468,7 @@ fn sign_with(key: &KeyPair, message: &[u8]) -> Vec<u8> {
 
 // --- minimal DER writer for the SGX extension ---
 
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     match content.len() {
         len if len < 0x80 => out.push(len as u8),
@@ -476,7 +479,7 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-fn der_oid(arcs: &[u64]) -> Vec<u8> {
+pub fn der_oid(arcs: &[u64]) -> Vec<u8> {
     let mut body = vec![(arcs[0] * 40 + arcs[1]) as u8];
     for &arc in &arcs[2..] {
         let mut groups = vec![(arc & 0x7f) as u8];
@@ -490,7 +493,7 @@ fn der_oid(arcs: &[u64]) -> Vec<u8> {
     tlv(0x06, &body)
 }
 
-fn der_uint(value: u64) -> Vec<u8> {
+pub fn der_uint(value: u64) -> Vec<u8> {
     let mut bytes: Vec<u8> = value
         .to_be_bytes()
         .iter()
@@ -503,9 +506,9 @@ fn der_uint(value: u64) -> Vec<u8> {
     tlv(0x02, &bytes)
 }
 
-const SGX_OID: [u64; 7] = [1, 2, 840, 113741, 1, 13, 1];
+pub const SGX_OID: [u64; 7] = [1, 2, 840, 113741, 1, 13, 1];
 
-fn entry(arcs: &[u64], value: Vec<u8>) -> Vec<u8> {
+pub fn entry(arcs: &[u64], value: Vec<u8>) -> Vec<u8> {
     let oid: Vec<u64> = SGX_OID.iter().chain(arcs).copied().collect();
     tlv(0x30, &[der_oid(&oid), value].concat())
 }
@@ -551,10 +554,10 @@ impl Spec {
         let pck_ca = Issuer::from_params(&ca_params, &keys.pck_ca);
 
         let mut leaf_params = params("Test SGX PCK Certificate", &self.pck_leaf, None);
-        leaf_params.custom_extensions = vec![CustomExtension::from_oid_content(
-            &SGX_OID,
-            sgx_extension_der(&self.sgx),
-        )];
+        let extension =
+            (self.sgx_extension_der.clone()).unwrap_or_else(|| sgx_extension_der(&self.sgx));
+        leaf_params.custom_extensions =
+            vec![CustomExtension::from_oid_content(&SGX_OID, extension)];
         let leaf_der = leaf_params
             .signed_by(&keys.pck_leaf, &pck_ca)
             .unwrap()
@@ -632,7 +635,8 @@ impl Spec {
         body
     }
 
-    fn quote(&self, keys: &Keys, pck_chain: &[Vec<u8>]) -> Vec<u8> {
+    /// A quote under an already issued PKI (`pck_chain` leaf first), signed by `keys`.
+    pub fn quote(&self, keys: &Keys, pck_chain: &[Vec<u8>]) -> Vec<u8> {
         let td = &self.td;
         let mut quote = Vec::new();
         quote.extend_from_slice(&td.version.to_le_bytes());

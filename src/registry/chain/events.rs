@@ -103,3 +103,54 @@ pub(crate) fn decode_app(log: &Log) -> Option<AppEvent> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::{Bytes, LogData};
+
+    fn log(topics: Vec<B256>, data: Vec<u8>) -> Log {
+        Log {
+            inner: alloy::primitives::Log {
+                address: Address::ZERO,
+                data: LogData::new_unchecked(topics, Bytes::from(data)),
+            },
+            ..Log::default()
+        }
+    }
+
+    #[test]
+    fn single_word_events_decode_indexed_or_not() {
+        let value = B256::repeat_byte(7);
+        let topic = IDstackApp::ComposeHashAdded::SIGNATURE_HASH;
+        let expected = Some(AppEvent::Set(AppList::ComposeHashes, value, true));
+        assert_eq!(decode_app(&log(vec![topic], value.to_vec())), expected);
+        assert_eq!(decode_app(&log(vec![topic, value], vec![])), expected);
+        // Missing word: not an event the view can apply.
+        assert_eq!(decode_app(&log(vec![topic], vec![1, 2])), None);
+        let removed = IDstackKms::OsImageHashRemoved::SIGNATURE_HASH;
+        assert_eq!(
+            decode_kms(&log(vec![removed], value.to_vec())),
+            Some(KmsEvent::Set(KmsList::OsImages, value, false))
+        );
+    }
+
+    #[test]
+    fn addresses_must_be_left_padded() {
+        let app = Address::repeat_byte(0xab);
+        let registered = IDstackKms::AppRegistered::SIGNATURE_HASH;
+        assert_eq!(
+            decode_kms(&log(vec![registered], app.into_word().to_vec())),
+            Some(KmsEvent::AppRegistered(app))
+        );
+        assert_eq!(decode_kms(&log(vec![registered], vec![0xff; 32])), None);
+        // A malformed Upgraded distrusts the app rather than being dropped.
+        let upgraded = IDstackApp::Upgraded::SIGNATURE_HASH;
+        assert_eq!(
+            decode_app(&log(vec![upgraded, B256::repeat_byte(0xff)], vec![])),
+            Some(AppEvent::Upgraded(Address::ZERO))
+        );
+        assert_eq!(decode_kms(&log(vec![], vec![])), Some(KmsEvent::Other));
+        assert_eq!(decode_app(&log(vec![B256::repeat_byte(1)], vec![])), None);
+    }
+}

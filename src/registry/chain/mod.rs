@@ -150,7 +150,7 @@ struct ChainView {
 }
 
 enum Served {
-    Ready(ChainView),
+    Ready(Box<ChainView>),
     Unavailable(String),
 }
 
@@ -394,12 +394,12 @@ impl ChainRegistry {
             )));
         }
         *trust = fresh_trust;
-        *inner.served.write().map_err(|_| poisoned())? = Served::Ready(ChainView {
+        *inner.served.write().map_err(|_| poisoned())? = Served::Ready(Box::new(ChainView {
             view,
             block: target,
             block_hash: target_hash,
             confirmed_at: Instant::now(),
-        });
+        }));
         let _ = inner
             .changes
             .send(RegistryChange::Rebuilt { block: target });
@@ -543,5 +543,57 @@ impl Registry for ChainRegistry {
 
     fn subscribe(&self) -> broadcast::Receiver<RegistryChange> {
         self.inner.changes.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn invalid_configurations_are_rejected_before_connecting() {
+        let valid = ChainConfig::new("http://127.0.0.1:1", [1; 20]);
+        assert_eq!(valid.validate(), Ok(()));
+        let cases = [
+            ChainConfig {
+                log_range: 0,
+                ..valid.clone()
+            },
+            ChainConfig {
+                poll_interval: Duration::ZERO,
+                ..valid.clone()
+            },
+            ChainConfig {
+                request_timeout: Duration::ZERO,
+                ..valid.clone()
+            },
+            ChainConfig {
+                max_staleness: Duration::from_millis(1),
+                ..valid.clone()
+            },
+            ChainConfig {
+                kms_contract: [0; 20],
+                ..valid.clone()
+            },
+            ChainConfig {
+                rpc_url: "not a url".into(),
+                ..valid.clone()
+            },
+        ];
+        for config in cases {
+            let error = ChainRegistry::connect(config.clone(), None)
+                .await
+                .err()
+                .unwrap();
+            assert_eq!(error.kind(), "invalid_config", "{config:?}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_node_fails_the_first_build() {
+        let mut config = ChainConfig::new("http://127.0.0.1:1", [1; 20]);
+        config.request_timeout = Duration::from_millis(200);
+        let error = ChainRegistry::connect(config, None).await.err().unwrap();
+        assert_eq!(error.kind(), "rpc");
     }
 }

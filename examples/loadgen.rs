@@ -1,0 +1,392 @@
+//! Load generator for `tee-verifier serve`: drives one gRPC method at a chosen concurrency (closed
+//! loop) or rate (open loop) against a local server, and prints throughput and latency
+//! percentiles. Loopback targets only; runs are bounded in time, concurrency and request count.
+//!
+//! ```text
+//! # terminal 1: a server that accepts the default sample (pinned at its time; test-only flag)
+//! cargo run --release -- serve --fixed-now 1705431295
+//! # terminal 2
+//! cargo run --release --example loadgen -- --call verify --concurrency 8 --duration 10
+//! cargo run --release --example loadgen -- --call check-measurement --concurrency 64 --duration 10
+//! cargo run --release --example loadgen -- --call check-measurement --rate 20000 --duration 10
+//! ```
+//!
+//! For `verify` it first measures the warm verification time of the same evidence in this
+//! process (single-threaded), and reports the achieved throughput against the ideal
+//! `cores ÷ warm verify time`.
+
+use anyhow::{bail, ensure, Context as _};
+use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tee_verifier::encoding::{decode_input, InputEncoding};
+use tee_verifier::evidence::{EvidenceInput, EvidenceVerifier, Expectations};
+use tee_verifier::service::proto::{
+    self, check_measurement_request::Measurement, verifier_client::VerifierClient,
+    verify_request::Evidence,
+};
+use tonic::transport::Channel;
+
+const MAX_DURATION_SECS: u64 = 300;
+const MAX_CONCURRENCY: usize = 4096;
+const MAX_CONNECTIONS: usize = 64;
+/// Latency samples kept per worker (beyond it, calls are counted but not timed).
+const MAX_SAMPLES_PER_WORKER: usize = 4_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Call {
+    /// Verify the evidence file (a Nitro document by default).
+    Verify,
+    /// IsAppAllowed with a fixed boot info (answered from the view).
+    IsAppAllowed,
+    /// CheckMeasurement of an OS image hash (the monitoring probe).
+    CheckMeasurement,
+}
+
+/// Drive one method of a local tee-verifier and report throughput and latency.
+#[derive(Parser, Debug)]
+struct Args {
+    /// gRPC address of the server (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    target: String,
+    #[arg(long, value_enum, default_value = "check-measurement")]
+    call: Call,
+    /// Requests in flight at once (closed loop), or workers sharing --rate (open loop).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds of load, after a one-second warm-up.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Open loop: total requests per second, spread over the workers; latency is measured from
+    /// each request's scheduled time, so a stalled server is not hidden.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// HTTP/2 connections the workers share.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Stop after this many requests (besides --duration).
+    #[arg(long, default_value_t = 50_000_000)]
+    max_requests: u64,
+    /// Evidence for --call verify (raw, hex or base64); default: the Signal Nitro sample.
+    #[arg(long)]
+    evidence: Option<PathBuf>,
+    /// The time the evidence is valid at, for the local warm-verify baseline (unix seconds).
+    #[arg(long, default_value_t = 1_705_431_295)]
+    now: u64,
+    /// Client runtime threads [default: CPUs].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ensure!(
+        args.duration >= 1 && args.duration <= MAX_DURATION_SECS,
+        "--duration must be 1..={MAX_DURATION_SECS}"
+    );
+    ensure!(
+        args.concurrency >= 1 && args.concurrency <= MAX_CONCURRENCY,
+        "--concurrency must be 1..={MAX_CONCURRENCY}"
+    );
+    ensure!(
+        args.connections >= 1 && args.connections <= MAX_CONNECTIONS,
+        "--connections must be 1..={MAX_CONNECTIONS}"
+    );
+    ensure_loopback(&args.target)?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+
+    let request = build_request(&args)?;
+    let baseline = match (&request, args.call) {
+        (Request::Verify(request), Call::Verify) => Some(warm_verify_time(request, args.now)?),
+        _ => None,
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.unwrap_or(cores))
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(run(&args, request))?;
+
+    println!("call          {:?}", args.call);
+    println!(
+        "load          {} workers over {} connections, {}",
+        args.concurrency,
+        args.connections,
+        args.rate.map_or("closed loop".to_owned(), |rate| format!(
+            "open loop at {rate} req/s"
+        ))
+    );
+    println!(
+        "requests      {} ok, {} errors in {:.2} s",
+        report.ok,
+        report.errors,
+        report.elapsed.as_secs_f64()
+    );
+    let throughput = report.ok as f64 / report.elapsed.as_secs_f64();
+    println!("throughput    {throughput:.0} req/s");
+    println!(
+        "latency       p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        micros(report.percentile(50.0)),
+        micros(report.percentile(90.0)),
+        micros(report.percentile(99.0)),
+        micros(report.percentile(99.9)),
+        micros(report.latencies.last().copied().unwrap_or(0)),
+    );
+    if let Some(warm) = baseline {
+        let ideal = cores as f64 / warm.as_secs_f64();
+        println!(
+            "verify bound  warm verify {} single-threaded → {cores} cores ÷ that = {ideal:.0} req/s; achieved {:.0} %",
+            micros(u64::try_from(warm.as_micros()).unwrap_or(u64::MAX)),
+            100.0 * throughput / ideal
+        );
+    }
+    if let Some(first_error) = report.first_error {
+        println!("first error   {first_error}");
+    }
+    Ok(())
+}
+
+fn micros(value: u64) -> String {
+    if value >= 10_000 {
+        format!("{:.1} ms", value as f64 / 1000.0)
+    } else {
+        format!("{value} µs")
+    }
+}
+
+/// Refuses anything but a loopback target: this tool is for measuring a local server.
+fn ensure_loopback(target: &str) -> anyhow::Result<()> {
+    let uri: tonic::codegen::http::Uri = target.parse().context("--target is not a URI")?;
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!("--target must be a loopback address (127.0.0.1, ::1 or localhost), not {host:?}");
+    }
+    Ok(())
+}
+
+#[derive(Clone)]
+enum Request {
+    Verify(proto::VerifyRequest),
+    IsAppAllowed(proto::IsAppAllowedRequest),
+    CheckMeasurement(proto::CheckMeasurementRequest),
+}
+
+fn build_request(args: &Args) -> anyhow::Result<Request> {
+    Ok(match args.call {
+        Call::Verify => {
+            let path = args.evidence.clone().unwrap_or_else(default_evidence);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let evidence = decode_input(&bytes, InputEncoding::Auto)?;
+            Request::Verify(proto::VerifyRequest {
+                evidence: Some(Evidence::NitroDocument(evidence)),
+                ..Default::default()
+            })
+        }
+        Call::IsAppAllowed => Request::IsAppAllowed(proto::IsAppAllowedRequest {
+            boot_info: Some(proto::BootInfo {
+                app_id: "0x".to_owned() + &"ab".repeat(20),
+                compose_hash: "0x".to_owned() + &"cd".repeat(32),
+                device_id: "0x".to_owned() + &"ef".repeat(32),
+                os_image_hash: "0x".to_owned() + &"01".repeat(32),
+                tcb_status: "UpToDate".to_owned(),
+                ..Default::default()
+            }),
+        }),
+        Call::CheckMeasurement => Request::CheckMeasurement(proto::CheckMeasurementRequest {
+            measurement: Some(Measurement::OsImageHash("0x".to_owned() + &"01".repeat(32))),
+        }),
+    })
+}
+
+fn default_evidence() -> PathBuf {
+    let samples = std::env::var_os("TEE_VERIFIER_SAMPLES").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/samples"),
+        PathBuf::from,
+    );
+    samples.join("nitro/signal_test_cose_sign1_02.cbor")
+}
+
+/// Mean time of one warm verification of the request's evidence, in this process.
+fn warm_verify_time(request: &proto::VerifyRequest, now: u64) -> anyhow::Result<Duration> {
+    let Some(Evidence::NitroDocument(document)) = &request.evidence else {
+        bail!("the baseline needs a Nitro document");
+    };
+    let verifier = EvidenceVerifier::default();
+    let input = EvidenceInput {
+        evidence: document,
+        ..Default::default()
+    };
+    let expect = Expectations::default();
+    verifier
+        .verify(&input, now, &expect)
+        .map_err(|e| anyhow::anyhow!("the evidence does not verify at --now {now}: {e}"))?;
+    const ROUNDS: u32 = 300;
+    let started = Instant::now();
+    for _ in 0..ROUNDS {
+        verifier
+            .verify(&input, now, &expect)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(started.elapsed() / ROUNDS)
+}
+
+struct Report {
+    ok: u64,
+    errors: u64,
+    elapsed: Duration,
+    /// Sorted, in microseconds.
+    latencies: Vec<u64>,
+    first_error: Option<String>,
+}
+
+impl Report {
+    fn percentile(&self, percent: f64) -> u64 {
+        if self.latencies.is_empty() {
+            return 0;
+        }
+        let rank = ((percent / 100.0) * (self.latencies.len() - 1) as f64).round() as usize;
+        self.latencies.get(rank).copied().unwrap_or(0)
+    }
+}
+
+struct WorkerResult {
+    ok: u64,
+    errors: u64,
+    latencies: Vec<u64>,
+    first_error: Option<String>,
+}
+
+async fn run(args: &Args, request: Request) -> anyhow::Result<Report> {
+    let mut channels = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        let channel = Channel::from_shared(args.target.clone())?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {}", args.target))?;
+        channels.push(channel);
+    }
+    // One checked call first: a server that rejects the evidence would make numbers meaningless.
+    let mut probe = VerifierClient::new(channels[0].clone()).max_decoding_message_size(64 << 20);
+    call(&mut probe, &request)
+        .await
+        .map_err(|e| anyhow::anyhow!("first call failed: {e}"))?;
+
+    let warmup = Duration::from_secs(1);
+    let start = Instant::now() + warmup;
+    let end = start + Duration::from_secs(args.duration);
+    let per_worker_budget = args.max_requests / args.concurrency as u64 + 1;
+    let rate = args.rate.map(|rate| rate.max(1));
+    let interval = rate.map(|rate| Duration::from_secs_f64(args.concurrency as f64 / rate as f64));
+    let mut workers = Vec::with_capacity(args.concurrency);
+    for index in 0..args.concurrency {
+        let channel = channels[index % channels.len()].clone();
+        let request = request.clone();
+        workers.push(tokio::spawn(async move {
+            let mut client = VerifierClient::new(channel).max_decoding_message_size(64 << 20);
+            let mut result = WorkerResult {
+                ok: 0,
+                errors: 0,
+                latencies: Vec::new(),
+                first_error: None,
+            };
+            // Open-loop workers start spread over one interval, so the rate is smooth.
+            let mut scheduled = rate
+                .map(|rate| Instant::now() + Duration::from_secs_f64(index as f64 / rate as f64));
+            let mut sent = 0u64;
+            loop {
+                let began = match (scheduled.as_mut(), interval) {
+                    (Some(at), Some(every)) => {
+                        tokio::time::sleep_until((*at).into()).await;
+                        let this = *at;
+                        *at += every;
+                        this
+                    }
+                    _ => Instant::now(),
+                };
+                if began >= end || sent >= per_worker_budget {
+                    break;
+                }
+                let outcome = call(&mut client, &request).await;
+                sent += 1;
+                if began < start {
+                    continue;
+                }
+                match outcome {
+                    Ok(()) => {
+                        result.ok += 1;
+                        if result.latencies.len() < MAX_SAMPLES_PER_WORKER {
+                            let micros =
+                                u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+                            result.latencies.push(micros);
+                        }
+                    }
+                    Err(error) => {
+                        result.errors += 1;
+                        result.first_error.get_or_insert(error);
+                    }
+                }
+            }
+            result
+        }));
+    }
+    let mut report = Report {
+        ok: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+        first_error: None,
+    };
+    for worker in workers {
+        let result = worker.await?;
+        report.ok += result.ok;
+        report.errors += result.errors;
+        report.latencies.extend(result.latencies);
+        if report.first_error.is_none() {
+            report.first_error = result.first_error;
+        }
+    }
+    report.elapsed = Instant::now().min(end).saturating_duration_since(start);
+    report.latencies.sort_unstable();
+    Ok(report)
+}
+
+/// One call; a rejected verification counts as an error (the server must accept the evidence).
+async fn call(client: &mut VerifierClient<Channel>, request: &Request) -> Result<(), String> {
+    match request {
+        Request::Verify(request) => {
+            let response = client
+                .verify(request.clone())
+                .await
+                .map_err(|s| s.to_string())?
+                .into_inner();
+            if response.verified {
+                Ok(())
+            } else {
+                Err(format!(
+                    "not verified: {:?} (start the server with --fixed-now matching the evidence)",
+                    response.error
+                ))
+            }
+        }
+        Request::IsAppAllowed(request) => client
+            .is_app_allowed(request.clone())
+            .await
+            .map(drop)
+            .map_err(|s| s.to_string()),
+        Request::CheckMeasurement(request) => client
+            .check_measurement(request.clone())
+            .await
+            .map(drop)
+            .map_err(|s| s.to_string()),
+    }
+}
