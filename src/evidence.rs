@@ -13,7 +13,7 @@ use crate::dstack::{
 };
 use crate::encoding::to_0x_hex;
 use crate::nitro::{self, AttestationDocument, NitroError, NitroVerifier};
-use crate::tdx::{Collateral, Quote, TdxError, TdxPolicy, TdxVerifier};
+use crate::tdx::{Collateral, PckInfo, Quote, TdxError, TdxPolicy, TdxVerifier};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -296,13 +296,23 @@ pub fn preview(input: &EvidenceInput<'_>) -> Result<Report, EvidenceError> {
         Parsed::Tdx { quote, dstack } => {
             let quote = Quote::parse(&quote)?;
             let registers = TdRegisters::from(&quote.body);
+            // The PPID the quote's own (unverified) PCK certificate claims, for the device id.
+            let ppid = quote
+                .pck_chain()
+                .and_then(Result::ok)
+                .and_then(|chain| chain.first().and_then(|leaf| PckInfo::from_certificate(leaf).ok()))
+                .map(|pck| pck.ppid);
+            let tcb = TdxTcb {
+                ppid: ppid.clone().unwrap_or_default(),
+                ..TdxTcb::default()
+            };
             let identity = dstack
                 .map(|evidence| {
-                    tdx_identity(&registers, &evidence, TdxTcb::default(), MrMode::Runtime)
+                    tdx_identity(&registers, &evidence, tcb, MrMode::Runtime)
                         .map(|identity| (identity, evidence.vm_config))
                 })
                 .transpose()?;
-            Ok(tdx_report(false, &quote, None, &[], None, identity))
+            Ok(tdx_report(false, &quote, None, &[], ppid.as_deref(), identity))
         }
     }
 }

@@ -194,6 +194,15 @@ pub struct Quote {
 }
 
 impl Quote {
+    /// The PCK certificate chain (leaf first) the quote carries as certification data type 5,
+    /// not verified; `None` for other certification data types.
+    pub fn pck_chain(&self) -> Option<Result<Vec<Vec<u8>>, TdxError>> {
+        let certification = &self.signature_data.certification;
+        (certification.data_type == CertDataType::PckCertChain).then(|| {
+            super::pem::certificates(&certification.data).map_err(TdxError::MalformedCertChain)
+        })
+    }
+
     /// Parses a quote by its declared lengths; trailing bytes after the signature data are ignored.
     pub fn parse(bytes: &[u8]) -> Result<Quote, TdxError> {
         if bytes.len() > MAX_QUOTE_LEN {

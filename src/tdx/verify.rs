@@ -15,10 +15,9 @@ use super::collateral::Collateral;
 use super::error::TdxError;
 use super::json::check_window;
 use super::pck::PckInfo;
-use super::pem;
 use super::policy::{check_td_attributes, TdxPolicy};
 use super::qe_identity::QeIdentity;
-use super::quote::{CertDataType, Quote, INTEL_QE_VENDOR_ID};
+use super::quote::{Quote, INTEL_QE_VENDOR_ID};
 use super::status::{TcbStatus, TcbVerdict};
 use super::tcb_info::TcbInfo;
 use crate::crypto::{self, Curve, SignatureEncoding};
@@ -362,16 +361,13 @@ impl TdxVerifier {
         now: u64,
     ) -> Result<VerifiedQe, TdxError> {
         let signature = &quote.signature_data;
-        let certification = &signature.certification;
-        let pck_chain: Cow<'_, [Vec<u8>]> = match collateral.pck_certificate_chain() {
-            Some(chain) => Cow::Borrowed(chain),
-            None if certification.data_type == CertDataType::PckCertChain => Cow::Owned(
-                pem::certificates(&certification.data).map_err(TdxError::MalformedCertChain)?,
-            ),
-            None => {
+        let pck_chain: Cow<'_, [Vec<u8>]> = match (collateral.pck_certificate_chain(), quote.pck_chain()) {
+            (Some(chain), _) => Cow::Borrowed(chain),
+            (None, Some(chain)) => Cow::Owned(chain?),
+            (None, None) => {
                 return Err(TdxError::CollateralMissing(format!(
                     "the quote carries no PCK certificate chain ({:?}); pck_certificate_chain is needed",
-                    certification.data_type
+                    signature.certification.data_type
                 )))
             }
         };
