@@ -158,9 +158,14 @@ impl Report {
     /// os_image_hash that is only the host's vm_config claim is not authorized unless the caller
     /// vouches for it (dstack's KMS measures the image in a step of its own, which this crate
     /// does not perform): otherwise a host could name any registered image.
-    pub fn authorizable_boot_info(&self, accept_os_image_claim: bool) -> Result<&BootInfo, &'static str> {
+    pub fn authorizable_boot_info(
+        &self,
+        accept_os_image_claim: bool,
+    ) -> Result<&BootInfo, &'static str> {
         match &self.dstack {
-            None => Err("the evidence carries no dstack boot info (app id, compose hash) to authorize"),
+            None => {
+                Err("the evidence carries no dstack boot info (app id, compose hash) to authorize")
+            }
             Some(dstack) if !dstack.os_image_hash_bound && !accept_os_image_claim => Err(
                 "os_image_hash is the host's vm_config claim, not measured by the platform; \
                  it is authorized only when the image was measured separately",
@@ -200,7 +205,9 @@ impl EvidenceVerifier {
         parsed.check_applicable(input, expect)?;
         match parsed {
             Parsed::Nitro(document) => {
-                let verified = self.nitro.verify(document, now, &nitro_expectations(expect))?;
+                let verified = self
+                    .nitro
+                    .verify(document, now, &nitro_expectations(expect))?;
                 if let Some(report_data) = &expect.report_data {
                     let user_data = verified.document.user_data.as_deref().unwrap_or_default();
                     dstack::check_report_data(user_data, report_data)?;
@@ -300,7 +307,11 @@ pub fn preview(input: &EvidenceInput<'_>) -> Result<Report, EvidenceError> {
             let ppid = quote
                 .pck_chain()
                 .and_then(Result::ok)
-                .and_then(|chain| chain.first().and_then(|leaf| PckInfo::from_certificate(leaf).ok()))
+                .and_then(|chain| {
+                    chain
+                        .first()
+                        .and_then(|leaf| PckInfo::from_certificate(leaf).ok())
+                })
                 .map(|pck| pck.ppid);
             let tcb = TdxTcb {
                 ppid: ppid.clone().unwrap_or_default(),
@@ -312,7 +323,14 @@ pub fn preview(input: &EvidenceInput<'_>) -> Result<Report, EvidenceError> {
                         .map(|identity| (identity, evidence.vm_config))
                 })
                 .transpose()?;
-            Ok(tdx_report(false, &quote, None, &[], ppid.as_deref(), identity))
+            Ok(tdx_report(
+                false,
+                &quote,
+                None,
+                &[],
+                ppid.as_deref(),
+                identity,
+            ))
         }
     }
 }
@@ -334,7 +352,9 @@ impl<'a> Parsed<'a> {
             Parsed::Nitro(_) => "a Nitro document",
             Parsed::DstackNitro(_) => "a dstack Nitro attestation",
             Parsed::Tdx { dstack: None, .. } => "a TDX quote without an event log",
-            Parsed::Tdx { dstack: Some(_), .. } => "a TDX quote",
+            Parsed::Tdx {
+                dstack: Some(_), ..
+            } => "a TDX quote",
         }
     }
 
@@ -350,12 +370,24 @@ impl<'a> Parsed<'a> {
         let rules: [(&'static str, bool, bool); 8] = [
             ("collateral", input.collateral.is_some(), !nitro),
             ("an event log", input.event_log.is_some(), raw_quote),
-            ("a vm_config", input.vm_config.is_some(), raw_quote && input.event_log.is_some()),
-            ("an app-compose binding", input.app_compose.is_some(), has_dstack),
+            (
+                "a vm_config",
+                input.vm_config.is_some(),
+                raw_quote && input.event_log.is_some(),
+            ),
+            (
+                "an app-compose binding",
+                input.app_compose.is_some(),
+                has_dstack,
+            ),
             ("a nonce binding", expect.nonce.is_some(), nitro),
             ("a user_data binding", expect.user_data.is_some(), nitro),
             ("a public_key binding", expect.public_key.is_some(), nitro),
-            ("a maximum document age", expect.max_age_secs.is_some(), nitro),
+            (
+                "a maximum document age",
+                expect.max_age_secs.is_some(),
+                nitro,
+            ),
         ];
         match rules.iter().find(|(_, given, applies)| *given && !*applies) {
             Some((what, _, _)) => Err(EvidenceError::Inapplicable {

@@ -162,7 +162,8 @@ pub struct VerifiedLeaf {
     pub public_key: Vec<u8>,
     pub not_before: u64,
     pub not_after: u64,
-    /// Earliest notAfter over the whole chain: when this verification stops holding.
+    /// Latest notBefore and earliest notAfter over the whole chain: when this verification holds.
+    pub chain_not_before: u64,
     pub chain_not_after: u64,
 }
 
@@ -174,6 +175,9 @@ pub struct VerifiedCrl {
     revoked: HashSet<Vec<u8>>,
     pub this_update: u64,
     pub next_update: u64,
+    /// When the issuer's chain is valid (latest notBefore, earliest notAfter).
+    pub issuer_chain_not_before: u64,
+    pub issuer_chain_not_after: u64,
 }
 
 impl VerifiedCrl {
@@ -274,11 +278,13 @@ impl ChainVerifier {
     ) -> Result<VerifiedLeaf, X509Error> {
         let facts = self.walk(chain, now, crls, Role::EndEntity)?;
         let leaf = facts.first().ok_or(X509Error::ChainLength)?;
+        let (chain_not_before, chain_not_after) = chain_window(&facts);
         Ok(VerifiedLeaf {
             public_key: leaf.public_key.clone(),
             not_before: leaf.not_before,
             not_after: leaf.not_after,
-            chain_not_after: facts.iter().map(|f| f.not_after).min().unwrap_or(0),
+            chain_not_before,
+            chain_not_after,
         })
     }
 
@@ -340,6 +346,7 @@ impl ChainVerifier {
         let next_update = crl
             .next_update()
             .ok_or_else(|| X509Error::CrlInvalid("no nextUpdate".into()))?;
+        let (issuer_chain_not_before, issuer_chain_not_after) = chain_window(&facts);
         let verified = VerifiedCrl {
             issuer: issuer.subject.clone(),
             issuer_name: issuer.label.clone(),
@@ -349,8 +356,12 @@ impl ChainVerifier {
                 .collect(),
             this_update: to_unix(crl.last_update().timestamp()),
             next_update: to_unix(next_update.timestamp()),
+            issuer_chain_not_before,
+            issuer_chain_not_after,
         };
         verified.check_window(now)?;
+        // A CA listing itself in its own CRL (Intel's root CA CRL may list the root) is revoked.
+        check_revocation(issuer, &[&verified])?;
         Ok(verified)
     }
 
@@ -466,7 +477,10 @@ impl ChainVerifier {
         if let Some(facts) = self.certs.get(hash) {
             return Ok((facts, true));
         }
-        Ok((Arc::new(parse_facts(index, der, self.policy.algorithm)?), false))
+        Ok((
+            Arc::new(parse_facts(index, der, self.policy.algorithm)?),
+            false,
+        ))
     }
 }
 
@@ -590,6 +604,13 @@ fn parse_facts(
         key_usage,
         label,
     })
+}
+
+/// Latest notBefore and earliest notAfter of a chain.
+fn chain_window(facts: &[Arc<CertFacts>]) -> (u64, u64) {
+    let not_before = facts.iter().map(|f| f.not_before).max().unwrap_or(0);
+    let not_after = facts.iter().map(|f| f.not_after).min().unwrap_or(0);
+    (not_before, not_after)
 }
 
 fn check_window(cert: &CertFacts, now: u64) -> Result<(), X509Error> {
@@ -787,7 +808,11 @@ mod tests {
             };
             for (i, spec) in specs.iter().enumerate() {
                 let key = KeyPair::generate_for(alg).unwrap();
-                let params = spec.params();
+                let mut params = spec.params();
+                if !matches!(spec.ca, IsCa::ExplicitNoCa) {
+                    // Distinct serials per level: the root is 1, the next CA 2, and so on.
+                    params.serial_number = Some(SerialNumber::from(i as u64 + 1));
+                }
                 let der = if i == 0 {
                     params.self_signed(&key).unwrap().der().to_vec()
                 } else {
@@ -873,6 +898,7 @@ mod tests {
         assert_eq!(cold, warm);
         assert_eq!(cold.not_after, NOW + 3600);
         assert_eq!(cold.chain_not_after, NOW + 3600);
+        assert_eq!(cold.chain_not_before, NOW - 3600);
         assert_eq!(cold.public_key, pki.keys[2].public_key_raw());
     }
 
@@ -1126,9 +1152,19 @@ mod tests {
             "collateral_expired"
         );
 
+        assert_eq!(
+            (clean.issuer_chain_not_before, clean.issuer_chain_not_after),
+            (NOW - 10 * DAY as u64, NOW + 10 * DAY as u64)
+        );
+        // A CA listed in its own CRL is revoked.
+        let root_only = [pki.ders[0].as_slice()];
+        let err = verifier
+            .verify_crl(&pki.crl(0, &[1], -DAY, DAY), &root_only, NOW)
+            .unwrap_err();
+        assert_eq!(err.kind(), "revoked");
         // The root's CRL revokes the intermediate.
         let root_crl = verifier
-            .verify_crl(&pki.crl(0, &[1], -DAY, DAY), &[pki.ders[0].as_slice()], NOW)
+            .verify_crl(&pki.crl(0, &[2], -DAY, DAY), &root_only, NOW)
             .unwrap();
         assert_eq!(
             kind(verifier.verify(&pki.chain(), NOW, &[&root_crl])),
@@ -1187,11 +1223,18 @@ mod tests {
         mid.ca = IsCa::NoCa;
         let mut not_ca = CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
         not_ca.set_criticality(true);
-        let mut ca = CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x03, 0x01, 0x01, 0xff]);
+        let mut ca =
+            CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x03, 0x01, 0x01, 0xff]);
         ca.set_criticality(true);
         mid.extra = vec![not_ca, ca];
-        let pki = Pki::issue(&[Spec::ca("root", None), mid, Spec::leaf("leaf")], &PKCS_ECDSA_P384_SHA384);
-        assert_eq!(kind(pki.verifier().verify(&pki.chain(), NOW, &[])), "certificate_invalid");
+        let pki = Pki::issue(
+            &[Spec::ca("root", None), mid, Spec::leaf("leaf")],
+            &PKCS_ECDSA_P384_SHA384,
+        );
+        assert_eq!(
+            kind(pki.verifier().verify(&pki.chain(), NOW, &[])),
+            "certificate_invalid"
+        );
     }
 
     #[test]
@@ -1200,7 +1243,11 @@ mod tests {
         let verifier = pki.verifier();
         let other = Pki::standard();
         // Parsable certificates that do not chain, ending in the pinned root.
-        let junk = [other.ders[2].as_slice(), other.ders[1].as_slice(), pki.ders[0].as_slice()];
+        let junk = [
+            other.ders[2].as_slice(),
+            other.ders[1].as_slice(),
+            pki.ders[0].as_slice(),
+        ];
         assert_eq!(kind(verifier.verify(&junk, NOW, &[])), "signature");
         verifier.certs.run_pending_tasks();
         assert_eq!(verifier.certs.entry_count(), 0);
@@ -1218,7 +1265,9 @@ mod tests {
             next_update: at(DAY),
             crl_number: SerialNumber::from(1u64),
             issuing_distribution_point: Some(rcgen::CrlIssuingDistributionPoint {
-                distribution_point: rcgen::CrlDistributionPoint { uris: vec!["http://crl.example/ca.crl".into()] },
+                distribution_point: rcgen::CrlDistributionPoint {
+                    uris: vec!["http://crl.example/ca.crl".into()],
+                },
                 scope: Some(rcgen::CrlScope::UserCertsOnly),
             }),
             revoked_certs: vec![],
@@ -1226,8 +1275,15 @@ mod tests {
         };
         let mut signer = pki.params[1].clone();
         signer.key_usages.push(KeyUsagePurpose::CrlSign);
-        let der = params.signed_by(&Issuer::from_params(&signer, &pki.keys[1])).unwrap().der().to_vec();
-        let err = pki.verifier().verify_crl(&der, &issuer_chain, NOW).unwrap_err();
+        let der = params
+            .signed_by(&Issuer::from_params(&signer, &pki.keys[1]))
+            .unwrap()
+            .der()
+            .to_vec();
+        let err = pki
+            .verifier()
+            .verify_crl(&der, &issuer_chain, NOW)
+            .unwrap_err();
         assert_eq!(err.kind(), "collateral_invalid", "{err}");
     }
 }

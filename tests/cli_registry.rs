@@ -48,24 +48,61 @@ fn check_answers_like_the_contract_with_exit_codes() {
         args.extend_from_slice(extra);
         cli(&args)
     };
-    let allowed = check(&["--app-id", APP, "--compose-hash", COMPOSE, "--os-image-hash", OS_IMAGE, "--device-id", DEVICE]);
+    let allowed = check(&[
+        "--app-id",
+        APP,
+        "--compose-hash",
+        COMPOSE,
+        "--os-image-hash",
+        OS_IMAGE,
+        "--device-id",
+        DEVICE,
+    ]);
     assert_eq!(allowed.status.code(), Some(0));
-    assert_eq!(json(&allowed), serde_json::json!({"allowed": true, "reason": "", "block": 42}));
+    assert_eq!(
+        json(&allowed),
+        serde_json::json!({"allowed": true, "reason": "", "block": 42})
+    );
 
     // Hex without 0x, upper case, is the same boot info.
     let upper = APP.trim_start_matches("0x").to_uppercase();
-    let same = check(&["--app-id", &upper, "--compose-hash", COMPOSE, "--os-image-hash", OS_IMAGE, "--device-id", DEVICE]);
+    let same = check(&[
+        "--app-id",
+        &upper,
+        "--compose-hash",
+        COMPOSE,
+        "--os-image-hash",
+        OS_IMAGE,
+        "--device-id",
+        DEVICE,
+    ]);
     assert_eq!(same.status.code(), Some(0));
 
-    let denied = check(&["--app-id", APP, "--compose-hash", COMPOSE, "--device-id", DEVICE]);
+    let denied = check(&[
+        "--app-id",
+        APP,
+        "--compose-hash",
+        COMPOSE,
+        "--device-id",
+        DEVICE,
+    ]);
     assert_eq!(denied.status.code(), Some(1));
     assert_eq!(json(&denied)["reason"], "OS image is not allowed");
     let unregistered = check(&["--app-id", "0x01"]);
     assert_eq!(json(&unregistered)["reason"], "App not registered");
 
     assert_eq!(check(&["--app-id", "0xzz"]).status.code(), Some(2));
-    assert_eq!(cli(&["check", "--registry", "/nonexistent.toml"]).status.code(), Some(2));
-    assert_eq!(cli(&["check", "--app-id", APP]).status.code(), Some(2), "a source is required");
+    assert_eq!(
+        cli(&["check", "--registry", "/nonexistent.toml"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        cli(&["check", "--app-id", APP]).status.code(),
+        Some(2),
+        "a source is required"
+    );
 }
 
 #[test]
@@ -79,12 +116,23 @@ fn registry_lookup_and_show() {
     };
     let hit = lookup(&["--os-image-hash", OS_IMAGE]);
     assert_eq!(hit.status.code(), Some(0));
-    assert_eq!(json(&hit), serde_json::json!({"registered": true, "block": 42}));
+    assert_eq!(
+        json(&hit),
+        serde_json::json!({"registered": true, "block": 42})
+    );
     let miss = lookup(&["--app-id", APP, "--compose-hash", OS_IMAGE]);
     assert_eq!(miss.status.code(), Some(1));
     assert_eq!(json(&miss)["registered"], false);
-    assert_eq!(lookup(&["--compose-hash", COMPOSE]).status.code(), Some(2), "compose hash needs its app");
-    assert_eq!(lookup(&[]).status.code(), Some(2), "one measurement is required");
+    assert_eq!(
+        lookup(&["--compose-hash", COMPOSE]).status.code(),
+        Some(2),
+        "compose hash needs its app"
+    );
+    assert_eq!(
+        lookup(&[]).status.code(),
+        Some(2),
+        "one measurement is required"
+    );
 
     let show = cli(&["registry", "show", "--json", "--registry", &registry]);
     assert_eq!(show.status.code(), Some(0));
@@ -93,17 +141,33 @@ fn registry_lookup_and_show() {
     let toml = cli(&["registry", "show", "--registry", &registry]);
     let copy = dir.path().join("copy.toml");
     std::fs::write(&copy, &toml.stdout).unwrap();
-    let again = cli(&["registry", "show", "--json", "--registry", copy.to_str().unwrap()]);
+    let again = cli(&[
+        "registry",
+        "show",
+        "--json",
+        "--registry",
+        copy.to_str().unwrap(),
+    ]);
     assert_eq!(json(&again), json(&show));
 }
 
 #[test]
 fn verify_with_a_source_authorizes_the_verified_boot_info() {
-    let Some(samples) = samples::samples_dir() else { return };
+    let Some(samples) = samples::samples_dir() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     // A plain Nitro document has no dstack boot info: verified, but nothing to authorize.
     let nitro = samples.join("nitro/signal_test_cose_sign1_02.cbor");
-    let out = cli(&["verify", "--json", "--now", "1705431295", "--registry", &registry_file(&dir, true), nitro.to_str().unwrap()]);
+    let out = cli(&[
+        "verify",
+        "--json",
+        "--now",
+        "1705431295",
+        "--registry",
+        &registry_file(&dir, true),
+        nitro.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(json(&out)["verified"], true);
     assert_eq!(json(&out)["authorization"]["allowed"], false);
@@ -112,8 +176,14 @@ fn verify_with_a_source_authorizes_the_verified_boot_info() {
     let collateral = samples.join("tdx/dcap-qvl_fmspc90c06f_collateral.json");
     let verify = |registry: &str, extra: &[&str]| {
         let mut args = vec![
-            "verify", "--json", "--now", "1771459200", "--collateral", collateral.to_str().unwrap(),
-            "--registry", registry,
+            "verify",
+            "--json",
+            "--now",
+            "1771459200",
+            "--collateral",
+            collateral.to_str().unwrap(),
+            "--registry",
+            registry,
         ];
         args.extend_from_slice(extra);
         args.push(report.to_str().unwrap());
@@ -129,7 +199,10 @@ fn verify_with_a_source_authorizes_the_verified_boot_info() {
 
     let out = verify(&allowing, &["--accept-os-image-claim"]);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(json(&out)["authorization"], serde_json::json!({"allowed": true, "reason": "", "block": 42}));
+    assert_eq!(
+        json(&out)["authorization"],
+        serde_json::json!({"allowed": true, "reason": "", "block": 42})
+    );
 
     let empty = dir.path().join("empty.toml");
     std::fs::write(&empty, "").unwrap();

@@ -51,7 +51,11 @@ fn assert_fields(report: &Value, entry: &Value, verified: bool) {
     let file = entry["file"].as_str().unwrap();
     assert_eq!(report["verified"], verified, "{file}: {report}");
     for (field, expected) in expected_fields(entry) {
-        assert_eq!(report[field].as_str(), Some(expected.as_str()), "{file}: {field}");
+        assert_eq!(
+            report[field].as_str(),
+            Some(expected.as_str()),
+            "{file}: {field}"
+        );
     }
     if let Some(advisories) = entry.get("advisory_ids") {
         assert_eq!(&report["advisory_ids"], advisories, "{file}");
@@ -64,7 +68,9 @@ fn path(dir: &Path, relative: &str) -> String {
 
 #[test]
 fn tdx_and_dstack_samples_verify_or_preview_with_their_expected_values() {
-    let Some(dir) = samples::samples_dir() else { return };
+    let Some(dir) = samples::samples_dir() else {
+        return;
+    };
     let entries = samples::expected_entries(&dir);
     let mut checked = 0;
     for entry in entries.iter().filter(|e| e["kind"] != "nitro") {
@@ -79,7 +85,12 @@ fn tdx_and_dstack_samples_verify_or_preview_with_their_expected_values() {
                 }
                 args.push(&file);
                 let out = cli(&args);
-                assert_eq!(out.status.code(), Some(0), "{file}: {}", String::from_utf8_lossy(&out.stdout));
+                assert_eq!(
+                    out.status.code(),
+                    Some(0),
+                    "{file}: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
                 let report = json(&out);
                 assert_fields(&report, entry, true);
                 if let Some(platform) = entry["platform"].as_str() {
@@ -88,7 +99,12 @@ fn tdx_and_dstack_samples_verify_or_preview_with_their_expected_values() {
             }
             "replay-only" => {
                 let out = cli(&["measure", "--json", &file]);
-                assert_eq!(out.status.code(), Some(0), "{file}: {}", String::from_utf8_lossy(&out.stdout));
+                assert_eq!(
+                    out.status.code(),
+                    Some(0),
+                    "{file}: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
                 assert_fields(&json(&out), entry, false);
             }
             other => panic!("{file}: unexpected expectation {other}"),
@@ -100,7 +116,9 @@ fn tdx_and_dstack_samples_verify_or_preview_with_their_expected_values() {
 
 #[test]
 fn tdx_rejections_carry_their_kind() {
-    let Some(dir) = samples::samples_dir() else { return };
+    let Some(dir) = samples::samples_dir() else {
+        return;
+    };
     let report = path(&dir, "dstack/dstack-verifier-quote-report.json");
     let collateral = path(&dir, "tdx/dcap-qvl_fmspc90c06f_collateral.json");
     let kind = |args: &[&str]| {
@@ -108,18 +126,46 @@ fn tdx_rejections_carry_their_kind() {
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         json(&out)["error"]["kind"].as_str().unwrap().to_owned()
     };
-    assert_eq!(kind(&["verify", "--json", "--now", "1771459200", &report]), "collateral_missing");
     assert_eq!(
-        kind(&["verify", "--json", "--now", "1771459200", "--collateral", &collateral, "--report-data", "99", &report]),
+        kind(&["verify", "--json", "--now", "1771459200", &report]),
+        "collateral_missing"
+    );
+    assert_eq!(
+        kind(&[
+            "verify",
+            "--json",
+            "--now",
+            "1771459200",
+            "--collateral",
+            &collateral,
+            "--report-data",
+            "99",
+            &report
+        ]),
         "binding_mismatch"
     );
     let compose = path(&dir, "dstack/dstack-examples-rtmr3-app-compose.json");
     assert_eq!(
-        kind(&["verify", "--json", "--now", "1771459200", "--collateral", &collateral, "--app-compose", &compose, &report]),
+        kind(&[
+            "verify",
+            "--json",
+            "--now",
+            "1771459200",
+            "--collateral",
+            &collateral,
+            "--app-compose",
+            &compose,
+            &report
+        ]),
         "binding_mismatch"
     );
     // Nitro-only bindings on a TDX quote are usage errors, not skipped checks.
-    for flag in [["--nonce", "00"], ["--user-data", "00"], ["--public-key", "00"], ["--max-age", "60"]] {
+    for flag in [
+        ["--nonce", "00"],
+        ["--user-data", "00"],
+        ["--public-key", "00"],
+        ["--max-age", "60"],
+    ] {
         let mut args = vec!["verify", "--now", "1771459200", "--collateral", &collateral];
         args.extend(flag);
         args.push(&report);
@@ -128,6 +174,28 @@ fn tdx_rejections_carry_their_kind() {
     // The collateral's windows: TCB info not yet valid, then expired.
     let quote = path(&dir, "tdx/dcap-qvl_tdx_quote.bin");
     let quote_collateral = path(&dir, "tdx/dcap-qvl_tdx_quote_collateral.json");
-    assert_eq!(kind(&["verify", "--json", "--now", "1745216000", "--collateral", &quote_collateral, &quote]), "collateral_not_yet_valid");
-    assert_eq!(kind(&["verify", "--json", "--now", "1755584000", "--collateral", &quote_collateral, &quote]), "collateral_expired");
+    assert_eq!(
+        kind(&[
+            "verify",
+            "--json",
+            "--now",
+            "1745216000",
+            "--collateral",
+            &quote_collateral,
+            &quote
+        ]),
+        "collateral_not_yet_valid"
+    );
+    assert_eq!(
+        kind(&[
+            "verify",
+            "--json",
+            "--now",
+            "1755584000",
+            "--collateral",
+            &quote_collateral,
+            &quote
+        ]),
+        "collateral_expired"
+    );
 }

@@ -96,7 +96,10 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The exit code of a decision (0 allowed, 1 denied, 2 no answer), printing it for people if asked.
-pub fn print_decision_code(decision: &Result<Decision, RegistryError>, for_people: bool) -> ExitCode {
+pub fn print_decision_code(
+    decision: &Result<Decision, RegistryError>,
+    for_people: bool,
+) -> ExitCode {
     match decision {
         Ok(decision) => {
             if for_people && decision.allowed {

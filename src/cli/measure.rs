@@ -1,7 +1,7 @@
 //! `tee-verifier measure`: compute a measurement from its parts, or preview a document's
 //! measurements without verifying it.
 
-use super::{HexArg, output, parse_hex_arg, read_input};
+use super::{output, parse_hex_arg, read_input, HexArg};
 use crate::encoding::{decode_input, to_0x_hex, InputEncoding};
 use crate::evidence::{preview, EvidenceInput};
 use crate::nitro::os_image_hash;
@@ -57,7 +57,10 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("give --pcr0/--pcr1/--pcr2 or a FILE");
     };
     let evidence = decode_input(&read_input(path)?, args.encoding)?;
-    match preview(&EvidenceInput { evidence: &evidence, ..Default::default() }) {
+    match preview(&EvidenceInput {
+        evidence: &evidence,
+        ..Default::default()
+    }) {
         Ok(report) => {
             if args.json {
                 output::print_json(&report);

@@ -92,7 +92,8 @@ fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
             .read_to_end(&mut bytes)
             .context("reading stdin")?;
     } else {
-        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         file.take(MAX_INPUT_LEN + 1)
             .read_to_end(&mut bytes)
             .with_context(|| format!("reading {}", path.display()))?;

@@ -46,10 +46,18 @@ pub fn print_report(report: &crate::evidence::Report) {
     if let Some(tdx) = &report.tdx {
         add("quote_version", Some(tdx.quote_version.to_string()));
         add("tcb_status", tdx.tcb_status.clone());
-        add("advisory_ids", (!tdx.advisory_ids.is_empty()).then(|| tdx.advisory_ids.join(", ")));
+        add(
+            "advisory_ids",
+            (!tdx.advisory_ids.is_empty()).then(|| tdx.advisory_ids.join(", ")),
+        );
         add("ppid", tdx.ppid.clone());
         add("mr_td", Some(tdx.mr_td.clone()));
-        for (name, value) in [("rtmr0", &tdx.rtmr0), ("rtmr1", &tdx.rtmr1), ("rtmr2", &tdx.rtmr2), ("rtmr3", &tdx.rtmr3)] {
+        for (name, value) in [
+            ("rtmr0", &tdx.rtmr0),
+            ("rtmr1", &tdx.rtmr1),
+            ("rtmr2", &tdx.rtmr2),
+            ("rtmr3", &tdx.rtmr3),
+        ] {
             add(name, Some(value.clone()));
         }
     }
@@ -62,7 +70,10 @@ pub fn print_report(report: &crate::evidence::Report) {
         add("mr_aggregated", Some(dstack.mr_aggregated.clone()));
         add("device_id", Some(dstack.device_id.clone()));
         if !dstack.os_image_hash_bound && report.os_image_hash.is_some() {
-            add("note", Some("os_image_hash is the host's claim (vm_config), not measured".into()));
+            add(
+                "note",
+                Some("os_image_hash is the host's claim (vm_config), not measured".into()),
+            );
         }
     }
     for (name, value) in lines {

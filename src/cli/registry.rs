@@ -86,7 +86,9 @@ fn lookup(args: LookupArgs) -> anyhow::Result<ExitCode> {
     match opened.registry.lookup(&query) {
         Ok(answer) => {
             if args.json {
-                output::print_json(&serde_json::json!({ "registered": answer.present, "block": answer.block }));
+                output::print_json(
+                    &serde_json::json!({ "registered": answer.present, "block": answer.block }),
+                );
             } else if answer.present {
                 say!("REGISTERED at block {}", answer.block);
             } else {

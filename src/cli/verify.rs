@@ -1,10 +1,10 @@
 //! `tee-verifier verify`: full verification of one piece of evidence at a point in time.
 
-use super::{HexArg, now_or_clock, output, parse_hex_arg, read_input, Verdict};
+use super::{check, source};
+use super::{now_or_clock, output, parse_hex_arg, read_input, HexArg, Verdict};
+use crate::boot_info::BootInfo;
 use crate::encoding::{decode_input, InputEncoding};
 use crate::evidence::{EvidenceInput, EvidenceVerifier, Expectations, Report};
-use super::{check, source};
-use crate::boot_info::BootInfo;
 use crate::registry::{Decision, RegistryError};
 use crate::service::config::RegistryArgs;
 use clap::Args;

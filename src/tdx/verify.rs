@@ -26,9 +26,6 @@ use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::sync::Arc;
-use x509_parser::certificate::X509Certificate;
-use x509_parser::prelude::FromDer;
-use x509_parser::revocation_list::CertificateRevocationList;
 
 /// The Intel SGX Root CA (DER), the trust anchor of every TDX quote.
 pub const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("intel_sgx_root_ca.der");
@@ -249,18 +246,12 @@ impl TdxVerifier {
             self.check_pinned_root(what, chain)?;
         }
         let root: &[u8] = &self.root_der;
+        // The walker also refuses a root CA CRL that lists the root itself.
         let root_crl = self
             .chains
             .verify_crl(collateral.root_ca_crl(), &[root], now)
             .map_err(chain_error("root CA CRL"))?;
-        if let Some(serial) = listed_serial(collateral.root_ca_crl(), root)? {
-            let subject = "the pinned root CA".to_owned();
-            return Err(chain_error("root CA CRL")(X509Error::Revoked {
-                subject,
-                serial,
-            }));
-        }
-        let mut window = chain_window(&[root])?.narrow(root_crl.this_update, root_crl.next_update);
+        let mut window = crl_window(&root_crl);
 
         // Like dcap-qvl, each document's own window is checked before its signer's: stale
         // collateral is named as such. The JSON read first is bounded and parsed by serde only.
@@ -333,7 +324,7 @@ impl TdxVerifier {
             SignatureEncoding::RawRs,
         )
         .map_err(|_| TdxError::Signature(what))?;
-        chain_window(&chain)
+        Ok(Window::ALWAYS.narrow(signer.chain_not_before, signer.chain_not_after))
     }
 
     fn verified_qe(
@@ -409,7 +400,9 @@ impl TdxVerifier {
         Ok(VerifiedQe {
             pck,
             qe_tcb,
-            window: chain_window(&chain)?.intersect(pck_crl.window),
+            window: Window::ALWAYS
+                .narrow(leaf.chain_not_before, leaf.chain_not_after)
+                .intersect(pck_crl.window),
         })
     }
 
@@ -436,7 +429,7 @@ impl TdxVerifier {
             .chains
             .verify_crl(collateral.pck_crl(), issuer_chain, now)
             .map_err(chain_error("PCK CRL"))?;
-        let window = chain_window(issuer_chain)?.narrow(crl.this_update, crl.next_update);
+        let window = crl_window(&crl);
         let verified = Arc::new(VerifiedPckCrl { crl, window });
         self.pck_crls.insert(key, verified.clone());
         Ok(verified)
@@ -462,45 +455,18 @@ fn chain_error(what: &'static str) -> impl Fn(X509Error) -> TdxError {
     move |source| TdxError::Chain { what, source }
 }
 
-/// The root's serial if the (verified) root CA CRL lists the root itself, which the chain walker
-/// does not check for a pinned root but Intel's QVL and dcap-qvl do.
-fn listed_serial(crl_der: &[u8], root_der: &[u8]) -> Result<Option<String>, TdxError> {
-    let invalid = |what: &str, e: String| TdxError::CollateralInvalid(format!("{what}: {e}"));
-    let (_, crl) = CertificateRevocationList::from_der(crl_der)
-        .map_err(|e| invalid("root CA CRL", e.to_string()))?;
-    let (_, root) =
-        X509Certificate::from_der(root_der).map_err(|e| invalid("root CA", e.to_string()))?;
-    let trimmed =
-        |serial: &[u8]| -> Vec<u8> { serial.iter().copied().skip_while(|&b| b == 0).collect() };
-    let serial = trimmed(root.raw_serial());
-    let listed = crl
-        .iter_revoked_certificates()
-        .any(|entry| trimmed(entry.raw_serial()) == serial);
-    Ok(listed.then(|| hex::encode(serial)))
-}
-
-/// Where every certificate of a (verified) chain is valid.
-fn chain_window(chain: &[&[u8]]) -> Result<Window, TdxError> {
-    chain
-        .iter()
-        .enumerate()
-        .try_fold(Window::ALWAYS, |window, (index, der)| {
-            let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
-                let reason = e.to_string();
-                chain_error("certificate window")(X509Error::Unparsable { index, reason })
-            })?;
-            let validity = cert.validity();
-            let unix = |t: i64| u64::try_from(t).unwrap_or(0);
-            Ok(window.narrow(
-                unix(validity.not_before.timestamp()),
-                unix(validity.not_after.timestamp()),
-            ))
-        })
+/// Where a verified CRL and its issuer's chain are all valid.
+fn crl_window(crl: &VerifiedCrl) -> Window {
+    Window::ALWAYS
+        .narrow(crl.issuer_chain_not_before, crl.issuer_chain_not_after)
+        .narrow(crl.this_update, crl.next_update)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use x509_parser::certificate::X509Certificate;
+    use x509_parser::prelude::FromDer;
 
     #[test]
     fn the_embedded_root_is_the_pinned_intel_root() {
