@@ -5,7 +5,6 @@
 
 #[path = "support/anvil.rs"]
 mod anvil;
-#[allow(dead_code)] // only samples_dir is used here
 #[path = "support/samples.rs"]
 mod samples;
 #[path = "service_common/mod.rs"]

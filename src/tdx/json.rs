@@ -2,6 +2,8 @@
 //! fixed-width hex fields, and the issueDate..nextUpdate window check.
 
 use super::error::TdxError;
+use super::status::{TcbStatus, TcbVerdict};
+use serde::Deserialize;
 
 /// Unix seconds of an RFC 3339 date-time (`2025-06-19T10:16:03Z`, optionally with a fraction
 /// of a second, which is dropped, or a `±HH:MM` offset). `None` if it is not one.
@@ -219,4 +221,36 @@ mod tests {
         );
         assert!(hex_array::<2>("d", "f", "0x0a").is_err());
     }
+}
+
+/// A TCB level keyed by a single ISVSVN: the levels of the QE Identity and of a TDX module
+/// identity in the TCB Info.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct IsvLevelJson {
+    tcb: IsvTcbJson,
+    tcb_status: TcbStatus,
+    #[serde(rename = "advisoryIDs", default)]
+    advisory_ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct IsvTcbJson {
+    isvsvn: u16,
+}
+
+/// The levels highest ISVSVN first, so the first one at or below an SVN is that SVN's level.
+pub(crate) fn isv_levels(levels: &[IsvLevelJson]) -> Vec<(u16, TcbVerdict)> {
+    let mut levels: Vec<_> = levels
+        .iter()
+        .map(|level| {
+            let verdict = TcbVerdict {
+                status: level.tcb_status,
+                advisory_ids: level.advisory_ids.clone(),
+            };
+            (level.tcb.isvsvn, verdict)
+        })
+        .collect();
+    levels.sort_by_key(|(isvsvn, _)| std::cmp::Reverse(*isvsvn));
+    levels
 }

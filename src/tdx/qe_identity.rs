@@ -2,7 +2,7 @@
 //! and the QE report appraisal of tdx.md §2 step 7.
 
 use super::error::TdxError;
-use super::json::{date, hex_array};
+use super::json::{date, hex_array, isv_levels, IsvLevelJson};
 use super::quote::QeReport;
 use super::status::{TcbStatus, TcbVerdict};
 use serde::Deserialize;
@@ -35,21 +35,7 @@ struct QeIdentityJson {
     attributes_mask: String,
     mrsigner: String,
     isvprodid: u16,
-    tcb_levels: Vec<QeLevelJson>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct QeLevelJson {
-    tcb: QeTcbJson,
-    tcb_status: TcbStatus,
-    #[serde(rename = "advisoryIDs", default)]
-    advisory_ids: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct QeTcbJson {
-    isvsvn: u16,
+    tcb_levels: Vec<IsvLevelJson>,
 }
 
 /// A signature-checked TD QE Identity.
@@ -79,18 +65,7 @@ impl QeIdentity {
                 json.id, json.version
             )));
         }
-        let mut levels: Vec<_> = json
-            .tcb_levels
-            .iter()
-            .map(|level| {
-                let verdict = TcbVerdict {
-                    status: level.tcb_status,
-                    advisory_ids: level.advisory_ids.clone(),
-                };
-                (level.tcb.isvsvn, verdict)
-            })
-            .collect();
-        levels.sort_by_key(|(isvsvn, _)| std::cmp::Reverse(*isvsvn));
+        let levels = isv_levels(&json.tcb_levels);
         Ok(QeIdentity {
             issue_date: date(DOCUMENT, "issueDate", &json.issue_date)?,
             next_update: date(DOCUMENT, "nextUpdate", &json.next_update)?,

@@ -2,7 +2,7 @@
 //! fixed-width facts, and the platform TCB appraisal of tdx.md §2 step 9.
 
 use super::error::TdxError;
-use super::json::{date, hex_array};
+use super::json::{date, hex_array, isv_levels, IsvLevelJson};
 use super::pck::PckInfo;
 use super::quote::TdReport;
 use super::status::{TcbStatus, TcbVerdict};
@@ -57,21 +57,7 @@ struct ModuleIdentityJson {
     id: String,
     #[serde(flatten)]
     signer: ModuleSignerJson,
-    tcb_levels: Vec<ModuleLevelJson>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ModuleLevelJson {
-    tcb: ModuleTcbJson,
-    tcb_status: TcbStatus,
-    #[serde(rename = "advisoryIDs", default)]
-    advisory_ids: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct ModuleTcbJson {
-    isvsvn: u8,
+    tcb_levels: Vec<IsvLevelJson>,
 }
 
 #[derive(Deserialize)]
@@ -109,7 +95,7 @@ struct ModuleIdentity {
     id: String,
     signer: ModuleSigner,
     /// Highest ISVSVN first.
-    levels: Vec<(u8, TcbVerdict)>,
+    levels: Vec<(u16, TcbVerdict)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,7 +233,7 @@ impl TcbInfo {
             let (_, module_verdict) = identity
                 .levels
                 .iter()
-                .find(|(isvsvn, _)| module_svn >= *isvsvn)
+                .find(|(isvsvn, _)| u16::from(module_svn) >= *isvsvn)
                 .ok_or_else(|| {
                     TdxError::TcbLevelNotFound(format!(
                         "TDX module ISVSVN {module_svn} is below every level of {}",
@@ -343,18 +329,7 @@ impl ModuleSigner {
 
 impl ModuleIdentity {
     fn parse(json: &ModuleIdentityJson) -> Result<ModuleIdentity, TdxError> {
-        let mut levels: Vec<_> = json
-            .tcb_levels
-            .iter()
-            .map(|level| {
-                let verdict = TcbVerdict {
-                    status: level.tcb_status,
-                    advisory_ids: level.advisory_ids.clone(),
-                };
-                (level.tcb.isvsvn, verdict)
-            })
-            .collect();
-        levels.sort_by_key(|(isvsvn, _)| std::cmp::Reverse(*isvsvn));
+        let levels = isv_levels(&json.tcb_levels);
         Ok(ModuleIdentity {
             id: json.id.clone(),
             signer: ModuleSigner::parse(&json.signer)?,

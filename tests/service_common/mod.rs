@@ -57,7 +57,7 @@ impl Service {
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stderr);
             let mut line = String::new();
-            while reader.read_line(&mut line).map_or(false, |n| n > 0) {
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
                 sink.lock().unwrap().push_str(&line);
                 line.clear();
             }
