@@ -160,19 +160,9 @@ pub fn nitro_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dstack::event_log::{EventLog, RawEvent, RuntimeEvent, RUNTIME_EVENT_TYPE};
+    use crate::dstack::event_log::{runtime, EventLog, RawEvent, RuntimeEvent};
     use crate::dstack::evidence::VmConfig;
     use sha2::{Digest, Sha256};
-
-    fn runtime(name: &str, payload: &[u8]) -> RawEvent {
-        RawEvent {
-            imr: 3,
-            event_type: RUNTIME_EVENT_TYPE,
-            name: name.into(),
-            payload: payload.to_vec(),
-            ..Default::default()
-        }
-    }
 
     /// A consistent TD: registers replayed from the log.
     fn tdx_case() -> (TdRegisters, TdxEvidence) {

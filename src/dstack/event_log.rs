@@ -315,19 +315,21 @@ impl EventLog {
     }
 }
 
+/// A V1 runtime event as dstack writes it, for tests of this room.
+#[cfg(test)]
+pub(crate) fn runtime(name: &str, payload: &[u8]) -> RawEvent {
+    RawEvent {
+        imr: 3,
+        event_type: RUNTIME_EVENT_TYPE,
+        name: name.into(),
+        payload: payload.to_vec(),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn runtime(name: &str, payload: &[u8]) -> RawEvent {
-        RawEvent {
-            imr: 3,
-            event_type: RUNTIME_EVENT_TYPE,
-            name: name.into(),
-            payload: payload.to_vec(),
-            ..Default::default()
-        }
-    }
 
     fn boot(imr: u32, digest_byte: u8) -> RawEvent {
         RawEvent {

@@ -50,8 +50,8 @@ impl From<&crate::tdx::TdReport> for TdRegisters {
     }
 }
 
-/// `mr_system = SHA256(MRTD ‖ RTMR0 ‖ RTMR1 ‖ RTMR2 ‖ mr_key_provider)`.
-pub fn mr_system(registers: &TdRegisters, mr_key_provider: &[u8; 32]) -> [u8; 32] {
+/// SHA-256 fed with `MRTD ‖ RTMR0 ‖ RTMR1 ‖ RTMR2`, the prefix both dstack measurements share.
+fn boot_chain_hasher(registers: &TdRegisters) -> Sha256 {
     let mut hasher = Sha256::new();
     hasher.update(registers.mr_td);
     registers
@@ -59,6 +59,12 @@ pub fn mr_system(registers: &TdRegisters, mr_key_provider: &[u8; 32]) -> [u8; 32
         .iter()
         .take(3)
         .for_each(|rtmr| hasher.update(rtmr));
+    hasher
+}
+
+/// `mr_system = SHA256(MRTD ‖ RTMR0 ‖ RTMR1 ‖ RTMR2 ‖ mr_key_provider)`.
+pub fn mr_system(registers: &TdRegisters, mr_key_provider: &[u8; 32]) -> [u8; 32] {
+    let mut hasher = boot_chain_hasher(registers);
     hasher.update(mr_key_provider);
     hasher.finalize().into()
 }
@@ -67,13 +73,7 @@ pub fn mr_system(registers: &TdRegisters, mr_key_provider: &[u8; 32]) -> [u8; 32
 /// MROWNERCONFIG])`, the last three appended iff any of them is non-zero. `rtmr3` is the quote's
 /// RTMR3, or its boot-time replay.
 pub fn mr_aggregated(registers: &TdRegisters, rtmr3: &Rtmr) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(registers.mr_td);
-    registers
-        .rtmr
-        .iter()
-        .take(3)
-        .for_each(|rtmr| hasher.update(rtmr));
+    let mut hasher = boot_chain_hasher(registers);
     hasher.update(rtmr3);
     let config = [
         &registers.mr_config_id,
