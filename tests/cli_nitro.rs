@@ -1,22 +1,15 @@
 //! The `verify` / `measure` command-line contract on real Nitro samples: exit codes, JSON shape,
 //! input encodings and stdin.
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/samples.rs"]
 mod samples;
 
+use cli::{cli, json};
+
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tee-verifier"))
-        .args(args)
-        .output()
-        .expect("run tee-verifier")
-}
-
-fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).expect("stdout is one JSON object")
-}
+use std::process::{Command, Stdio};
 
 const SIGNAL: &str = "nitro/signal_test_cose_sign1_02.cbor";
 const SIGNAL_NOW: &str = "1705431295";

@@ -1,29 +1,19 @@
 //! The `check` / `registry` / `verify --registry` contract on a registry file: JSON shapes,
 //! reason strings, exit codes (0 allowed/registered, 1 denied/absent, 2 error).
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/samples.rs"]
 mod samples;
 
+use cli::{cli, json};
+
 use serde_json::Value;
-use std::process::{Command, Output};
 
 const APP: &str = "0x3763bc34552cf3a27ff71ad5f7a90471562a1a2d";
 const COMPOSE: &str = "0x3763bc34552cf3a27ff71ad5f7a90471562a1a2df552dfc1998cba2d60da27e7";
 const OS_IMAGE: &str = "0x14ad42d0270b444eaeb53918a5a94d9b17eec7a817cd336173b17c5327541c67";
 const DEVICE: &str = "0xea0ba482106a22ecb76b59b95fed32b5cc3a81534b27ee01a25a10a87cca7d03";
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tee-verifier"))
-        .args(args)
-        .env_remove("TEE_VERIFIER_REGISTRY")
-        .env_remove("TEE_VERIFIER_RPC_URL")
-        .output()
-        .expect("run tee-verifier")
-}
-
-fn json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).expect("stdout is one JSON object")
-}
 
 fn registry_file(dir: &tempfile::TempDir, allow_any_device: bool) -> String {
     let path = dir.path().join("registry.toml");

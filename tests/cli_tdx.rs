@@ -1,23 +1,15 @@
 //! The `verify` / `measure` contract on the real TDX and dstack samples, black-box through the
 //! binary: every value `expected.json` lists must come out under the CLI's field names.
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/samples.rs"]
 mod samples;
 
+use cli::{cli, json};
+
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tee-verifier"))
-        .args(args)
-        .output()
-        .expect("run tee-verifier")
-}
-
-fn json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).expect("stdout is one JSON object")
-}
 
 /// The fields of an expected.json entry that the CLI reports, as (CLI field, expected hex/text).
 fn expected_fields(entry: &Value) -> Vec<(&'static str, String)> {
