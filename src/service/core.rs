@@ -246,3 +246,108 @@ fn describe(report: &crate::evidence::Report) -> &'static str {
         (Platform::Tdx, true) => "dstack TDX evidence",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    fn core(max_concurrency: usize, request_timeout: Duration) -> Core {
+        let limits = Limits {
+            max_request_bytes: 1024,
+            max_concurrency,
+            verify_workers: 1,
+            request_timeout,
+            shutdown_grace: Duration::from_secs(1),
+        };
+        let (_, shutdown) = watch::channel(false);
+        Core::new(
+            EvidenceVerifier::default(),
+            Clock::Fixed(1),
+            limits,
+            shutdown,
+            "test".into(),
+        )
+    }
+
+    #[tokio::test]
+    async fn slow_requests_end_at_the_deadline() {
+        let core = core(4, Duration::from_millis(20));
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(Answer::new((), "ok"))
+        };
+        let status = core.handle(Method::Verify, None, slow).await.unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(core
+            .metrics
+            .render()
+            .contains("{method=\"Verify\",outcome=\"deadline_exceeded\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn a_shorter_client_deadline_wins() {
+        let core = core(4, Duration::from_secs(30));
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(Answer::new((), "ok"))
+        };
+        let started = std::time::Instant::now();
+        let status = core
+            .handle(Method::Verify, Some(Duration::from_millis(20)), slow)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn requests_beyond_the_concurrency_limit_wait_within_their_deadline() {
+        let core = Arc::new(core(1, Duration::from_millis(50)));
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        let holder = {
+            let core = Arc::clone(&core);
+            tokio::spawn(async move {
+                let work = async {
+                    let _ = held.await;
+                    Ok(Answer::new((), "ok"))
+                };
+                core.handle(Method::CheckMeasurement, Some(Duration::from_secs(5)), work)
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let waiting = core
+            .handle(Method::CheckMeasurement, None, async {
+                Ok(Answer::new((), "ok"))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            waiting.code(),
+            Code::DeadlineExceeded,
+            "no slot within the deadline"
+        );
+        let _ = release.send(());
+        assert!(holder.await.unwrap().is_ok());
+        let admitted = core
+            .handle(Method::CheckMeasurement, None, async {
+                Ok(Answer::new(7, "ok"))
+            })
+            .await;
+        assert_eq!(admitted.unwrap(), 7, "the slot is free again");
+    }
+
+    #[test]
+    fn a_fixed_clock_never_moves_and_the_system_clock_does() {
+        assert_eq!(Clock::Fixed(1_705_431_295).now(), 1_705_431_295);
+        assert!(Clock::System.now() > 1_700_000_000);
+    }
+
+    #[test]
+    fn an_empty_registry_slot_is_unavailable() {
+        let slot = RegistrySlot::default();
+        let error = slot.get().err().expect("nothing installed");
+        assert_eq!(error.kind(), "unavailable");
+    }
+}
