@@ -153,23 +153,32 @@ pub struct DstackClaims {
     pub boot_info: BootInfo,
 }
 
+/// Why a verified report has no boot info the registry may be asked about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum Unauthorizable {
+    #[error("the evidence carries no dstack boot info (app id, compose hash) to authorize")]
+    NoBootInfo,
+    /// dstack's KMS measures the OS image in a step of its own, which this crate does not
+    /// perform: authorizing the host's claim would let a host name any registered image.
+    #[error(
+        "os_image_hash is the host's vm_config claim, not measured by the platform; it is \
+         authorized only when the caller accepts the claim (the image was measured separately)"
+    )]
+    UnmeasuredOsImage,
+}
+
 impl Report {
-    /// The boot info to ask the registry about, or why there is none to authorize. An
-    /// os_image_hash that is only the host's vm_config claim is not authorized unless the caller
-    /// vouches for it (dstack's KMS measures the image in a step of its own, which this crate
-    /// does not perform): otherwise a host could name any registered image.
+    /// The boot info to ask the registry about. An os_image_hash that is only the host's claim
+    /// is refused unless the caller vouches for it.
     pub fn authorizable_boot_info(
         &self,
         accept_os_image_claim: bool,
-    ) -> Result<&BootInfo, &'static str> {
+    ) -> Result<&BootInfo, Unauthorizable> {
         match &self.dstack {
-            None => {
-                Err("the evidence carries no dstack boot info (app id, compose hash) to authorize")
+            None => Err(Unauthorizable::NoBootInfo),
+            Some(dstack) if !dstack.os_image_hash_bound && !accept_os_image_claim => {
+                Err(Unauthorizable::UnmeasuredOsImage)
             }
-            Some(dstack) if !dstack.os_image_hash_bound && !accept_os_image_claim => Err(
-                "os_image_hash is the host's vm_config claim, not measured by the platform; \
-                 it is authorized only when the image was measured separately",
-            ),
             Some(dstack) => Ok(&dstack.boot_info),
         }
     }

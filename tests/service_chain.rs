@@ -184,6 +184,8 @@ async fn verify_authorizes_real_samples_on_chain_and_sees_revocations() {
             collateral: Some(collateral),
         })),
         authorize: Authorize::App.into(),
+        // Its os_image_hash is the host's vm_config claim: authorized only when accepted.
+        accept_os_image_claim: true,
         ..Default::default()
     };
 
@@ -206,6 +208,25 @@ async fn verify_authorizes_real_samples_on_chain_and_sees_revocations() {
         assert!(decision.is_allowed, "{}", decision.reason);
         assert!(decision.block >= setup_block);
     }
+    // Without accepting the claim, the unmeasured os_image_hash is never authorized.
+    let claim_refused = tdx_server
+        .client()
+        .await
+        .verify(proto::VerifyRequest {
+            accept_os_image_claim: false,
+            ..tdx_request.clone()
+        })
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(claim_refused.verified);
+    let decision = claim_refused.authorization.expect("authorization");
+    assert!(!decision.is_allowed);
+    assert!(
+        decision.reason.contains("vm_config claim"),
+        "{}",
+        decision.reason
+    );
 
     // Revoke each app's compose hash on chain: the same evidence is now denied.
     let receipt = transact(

@@ -43,7 +43,6 @@ enum Command {
     Measure(measure::MeasureArgs),
     Check(check::CheckArgs),
     Registry(registry::RegistryCommand),
-    /// Serve the gRPC API and the KMS auth webhook (see `serve --help`).
     Serve(crate::service::ServeArgs),
 }
 

@@ -4,7 +4,7 @@ use super::{check, source};
 use super::{now_or_clock, output, parse_hex_arg, read_input, HexArg, Verdict};
 use crate::boot_info::BootInfo;
 use crate::encoding::{decode_input, InputEncoding};
-use crate::evidence::{EvidenceInput, EvidenceVerifier, Expectations, Report};
+use crate::evidence::{EvidenceInput, EvidenceVerifier, Expectations, Report, Unauthorizable};
 use crate::registry::{Decision, RegistryError};
 use crate::service::config::RegistryArgs;
 use clap::Args;
@@ -160,7 +160,7 @@ enum Authorization {
     /// The registry's decision, or why it could not answer.
     Decided(Result<Decision, RegistryError>),
     /// Nothing verified to ask about: a denial of our own, at no block.
-    Refused(&'static str),
+    Refused(Unauthorizable),
 }
 
 impl Authorization {
@@ -172,7 +172,7 @@ impl Authorization {
                 "error": { "kind": error.kind(), "message": error.to_string() },
             }),
             Authorization::Refused(reason) => {
-                serde_json::json!({ "allowed": false, "reason": reason, "block": null })
+                serde_json::json!({ "allowed": false, "reason": reason.to_string(), "block": null })
             }
         }
     }

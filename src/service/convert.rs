@@ -19,6 +19,7 @@ pub struct VerifyJob {
     pub app_compose: Option<Vec<u8>>,
     pub expectations: Expectations,
     pub authorize: proto::Authorize,
+    pub accept_os_image_claim: bool,
     pub kind: EvidenceKind,
 }
 
@@ -112,6 +113,7 @@ impl TryFrom<proto::VerifyRequest> for VerifyJob {
                 allow_debug: false,
             },
             authorize,
+            accept_os_image_claim: request.accept_os_image_claim,
             kind,
         })
     }

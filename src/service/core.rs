@@ -7,7 +7,7 @@ use super::metrics::{Method, Metrics};
 use super::monitor::RegistryStatus;
 use super::proto;
 use crate::boot_info::BootInfo;
-use crate::evidence::EvidenceVerifier;
+use crate::evidence::{EvidenceVerifier, Unauthorizable};
 use crate::registry::{Decision, Evaluation, Registry, RegistryError};
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -186,19 +186,25 @@ impl Core {
         let (authorization, outcome) = match job.authorize {
             proto::Authorize::None => (None, "verified"),
             authorize => {
-                let boot_info = report
-                    .dstack
-                    .as_ref()
-                    .map(|dstack| &dstack.boot_info)
-                    .ok_or_else(|| {
-                        Status::invalid_argument(
-                        "authorize needs dstack evidence that carries a boot info (an app id): a \
-                         dstack attestation, quote report, or TDX quote with its event log",
-                    )
-                    })?;
-                let decision = match authorize {
-                    proto::Authorize::Kms => self.decide_kms(boot_info)?,
-                    _ => self.decide_app(boot_info).await?,
+                let decision = match report.authorizable_boot_info(job.accept_os_image_claim) {
+                    Ok(boot_info) => match authorize {
+                        proto::Authorize::Kms => self.decide_kms(boot_info)?,
+                        _ => self.decide_app(boot_info).await?,
+                    },
+                    Err(Unauthorizable::NoBootInfo) => {
+                        return Err(Status::invalid_argument(
+                            "authorize needs dstack evidence that carries a boot info (an app \
+                             id): a dstack attestation, quote report, or TDX quote with its event log",
+                        ))
+                    }
+                    // Verified, but nothing measured to authorize: a denial, at no block.
+                    Err(refusal @ Unauthorizable::UnmeasuredOsImage) => Decision {
+                        allowed: false,
+                        reason: refusal.to_string(),
+                        block: 0,
+                        gateway_app_id: String::new(),
+                        evaluated_by: Evaluation::View,
+                    },
                 };
                 let outcome = convert::decision_outcome(&decision);
                 (Some(convert::decision_to_proto(decision)), outcome)
