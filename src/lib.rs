@@ -5,13 +5,13 @@
 //! takes the time as an argument; only the CLI and the service read the clock.
 
 pub mod boot_info;
+pub mod cli;
 pub mod crypto;
-pub mod encoding;
-pub mod x509;
 pub mod dstack;
+pub mod encoding;
+pub mod evidence;
 pub mod nitro;
 pub mod registry;
-pub mod tdx;
-pub mod cli;
-pub mod evidence;
 pub mod service;
+pub mod tdx;
+pub mod x509;
