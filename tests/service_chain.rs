@@ -302,17 +302,7 @@ async fn watchers_see_revocations_and_a_dead_node_fails_closed() {
         .await;
     wait_for_block(&server, head(&provider).await).await;
     let mut client = server.client().await;
-    let mut watch = client
-        .watch_registry(proto::WatchRegistryRequest {
-            send_snapshot: true,
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    let first = watch.message().await.expect("stream").expect("event");
-    let Some(Event::Snapshot(snapshot)) = first.event else {
-        panic!("first event {first:?}")
-    };
+    let (mut watch, snapshot) = server.watch_from_snapshot().await;
     let app_hex = to_0x_hex(app.as_slice());
     let listed = snapshot
         .apps

@@ -491,17 +491,7 @@ async fn registry_file_changes_reach_watchers_and_a_broken_file_fails_closed() {
         .wait_health(ServingStatus::Serving, Duration::from_secs(10))
         .await;
     let mut client = server.client().await;
-    let mut watch = client
-        .watch_registry(proto::WatchRegistryRequest {
-            send_snapshot: true,
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    let first = watch.message().await.expect("stream").expect("an event");
-    let Some(Event::Snapshot(snapshot)) = first.event else {
-        panic!("first event {first:?}")
-    };
+    let (mut watch, snapshot) = server.watch_from_snapshot().await;
     assert_eq!(snapshot.apps[0].compose_hashes, vec![compose.clone()]);
 
     let boot = proto::BootInfo {
@@ -778,22 +768,7 @@ async fn sigterm_ends_watch_streams_and_exits_zero() {
     server
         .wait_health(ServingStatus::Serving, Duration::from_secs(10))
         .await;
-    let mut client = server.client().await;
-    let mut watch = client
-        .watch_registry(proto::WatchRegistryRequest {
-            send_snapshot: true,
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    assert!(matches!(
-        watch
-            .message()
-            .await
-            .expect("stream")
-            .and_then(|event| event.event),
-        Some(Event::Snapshot(_))
-    ));
+    let (mut watch, _snapshot) = server.watch_from_snapshot().await;
     let status = server.terminate(Duration::from_secs(15));
     assert!(
         status.success(),

@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tee_verifier::service::proto::verifier_client::VerifierClient;
+use tee_verifier::service::proto::{self, verifier_client::VerifierClient};
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -94,6 +94,29 @@ impl Service {
             child: Some(child),
             stderr: log,
         }
+    }
+
+    /// Opens WatchRegistry asking for the initial snapshot; returns the stream and that snapshot.
+    pub async fn watch_from_snapshot(
+        &self,
+    ) -> (
+        tonic::Streaming<proto::RegistryEvent>,
+        proto::RegistrySnapshot,
+    ) {
+        let mut watch = self
+            .client()
+            .await
+            .watch_registry(proto::WatchRegistryRequest {
+                send_snapshot: true,
+            })
+            .await
+            .expect("watch")
+            .into_inner();
+        let first = watch.message().await.expect("stream").expect("an event");
+        let Some(proto::registry_event::Event::Snapshot(snapshot)) = first.event else {
+            panic!("first event {first:?}")
+        };
+        (watch, snapshot)
     }
 
     pub async fn client(&self) -> VerifierClient<Channel> {
