@@ -211,6 +211,34 @@ async fn reloads_when_the_file_changes() {
 }
 
 #[tokio::test]
+async fn a_same_length_edit_that_keeps_the_mtime_is_still_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.toml");
+    write(&path, &registry_text(&format!("\"{COMPOSE}\"")));
+    let registry = FileRegistry::open(&path).unwrap();
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    // Revoke the compose hash with an edit of the same length, then restore the old mtime
+    // (what `cp -p` or `rsync -t` do).
+    let edited = registry_text(&format!("\"{DEVICE}\""));
+    assert_eq!(
+        edited.len(),
+        std::fs::metadata(&path).unwrap().len() as usize
+    );
+    write(&path, &edited);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    assert!(registry.reload_if_changed().unwrap(), "the edit was missed");
+    assert_eq!(
+        registry.decide_app(&boot()).await.unwrap().reason,
+        "Compose hash not allowed"
+    );
+}
+
+#[tokio::test]
 async fn a_file_broken_at_reload_makes_answers_unavailable_until_fixed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.toml");

@@ -42,10 +42,15 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../../fixtures/registry/default
 /// Largest registry file read (a million apps with a compose hash each is ~150 MB of TOML).
 pub const MAX_FILE_BYTES: u64 = 512 << 20;
 
+/// What tells one version of the file from another without reading it. The inode and the
+/// status-change time catch what mtime and length miss: an edit of the same length within the
+/// timestamp granularity, a copy that preserves mtime (`cp -p`, `rsync -t`), a rename over it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FileStamp {
     modified: Option<SystemTime>,
     len: u64,
+    inode: u64,
+    changed: (i64, i64),
 }
 
 struct Loaded {
@@ -79,9 +84,18 @@ fn stamp(path: &Path) -> Result<FileStamp, RegistryError> {
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
+    #[cfg(unix)]
+    let (inode, changed) = {
+        use std::os::unix::fs::MetadataExt as _;
+        (metadata.ino(), (metadata.ctime(), metadata.ctime_nsec()))
+    };
+    #[cfg(not(unix))]
+    let (inode, changed) = (0, (0, 0));
     Ok(FileStamp {
         modified: metadata.modified().ok(),
         len: metadata.len(),
+        inode,
+        changed,
     })
 }
 
@@ -101,6 +115,16 @@ fn read(path: &Path) -> Result<(Loaded, FileStamp), RegistryError> {
         path: origin.clone(),
         message: e.to_string(),
     })?;
+    // A file rewritten in place may be read half-written, and a prefix can still parse with
+    // policy flags defaulted off: refuse any read the file changed under.
+    if text.len() as u64 != before.len || stamp(path)? != before {
+        return Err(RegistryError::InvalidFile {
+            path: origin,
+            message:
+                "the file changed while it was read; replace it atomically (write, then rename)"
+                    .into(),
+        });
+    }
     let (view, block) = parse(&text, &origin)?;
     Ok((Loaded { view, block }, before))
 }

@@ -1,5 +1,7 @@
 //! The JSON-RPC calls the chain source makes, with errors mapped to `RegistryError` and a revert
-//! told apart from a failure (a revert is the contract's answer; a failure is no answer).
+//! told apart from a failure (a revert is the contract's answer; a failure is no answer). Reads
+//! at a block hash require it to be canonical (EIP-1898 `requireCanonical`): state of a block
+//! reorged out between polls is an error, never an answer.
 
 use std::time::Duration;
 
@@ -83,7 +85,12 @@ impl Rpc {
         let request = TransactionRequest::default()
             .to(to)
             .input(Bytes::from(input).into());
-        match self.provider.call(request).block(BlockId::hash(at)).await {
+        match self
+            .provider
+            .call(request)
+            .block(BlockId::hash_canonical(at))
+            .await
+        {
             Ok(bytes) => Ok(CallOutcome::Returned(bytes)),
             Err(e) if is_revert(&e) => Ok(CallOutcome::Reverted(e.to_string())),
             Err(e) => Err(rpc_error("eth_call", e)),
@@ -99,7 +106,7 @@ impl Rpc {
         let code = self
             .provider
             .get_code_at(address)
-            .block_id(BlockId::hash(at))
+            .block_id(BlockId::hash_canonical(at))
             .await
             .map_err(|e| rpc_error("eth_getCode", e))?;
         Ok((!code.is_empty()).then(|| keccak256(&code)))
@@ -114,7 +121,7 @@ impl Rpc {
         let value = self
             .provider
             .get_storage_at(address, U256::from_be_bytes(slot.0))
-            .block_id(BlockId::hash(at))
+            .block_id(BlockId::hash_canonical(at))
             .await
             .map_err(|e| rpc_error("eth_getStorageAt", e))?;
         Ok(B256::from(value))
