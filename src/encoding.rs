@@ -15,6 +15,8 @@ pub enum HexError {
     NotHex(String),
     #[error("{got} bytes given where at most {max} fit")]
     TooLong { got: usize, max: usize },
+    #[error("{got} bytes given, {expected} expected")]
+    WrongLength { got: usize, expected: usize },
 }
 
 /// Parses hex with or without `0x`, any case; whitespace anywhere (line-wrapped `xxd -p`
@@ -30,6 +32,15 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, HexError> {
         return Err(HexError::NotHex(text.to_owned()));
     }
     hex::decode(digits).map_err(|_| HexError::NotHex(text.to_owned()))
+}
+
+/// Parses hex (as [`parse_hex`]) that must be exactly `N` bytes: neither padded nor truncated.
+pub fn parse_hex_exact<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
+    let bytes = parse_hex(text)?;
+    <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| HexError::WrongLength {
+        got: bytes.len(),
+        expected: N,
+    })
 }
 
 /// Parses hex into a fixed-width value left-padded with zeros, as dstack's KMS webhook does
@@ -114,6 +125,14 @@ mod tests {
         assert!(parse_hex("abc").is_err());
         assert!(parse_hex("zz").is_err());
         assert_eq!(to_0x_hex(&[0, 0xff]), "0x00ff");
+        assert_eq!(parse_hex_exact::<2>("0xABcd").unwrap(), [0xab, 0xcd]);
+        assert_eq!(
+            parse_hex_exact::<2>("ab"),
+            Err(HexError::WrongLength {
+                got: 1,
+                expected: 2
+            })
+        );
     }
 
     #[test]

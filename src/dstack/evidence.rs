@@ -11,7 +11,7 @@ use super::event_log::{
 use super::measurements::REPORT_DATA_LEN;
 use super::scale::ScaleReader;
 use super::DstackError;
-use crate::encoding::parse_hex;
+use crate::encoding::{parse_hex, parse_hex_exact, HexError};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -293,11 +293,13 @@ fn hex_field(field: &'static str, text: &str) -> Result<Vec<u8>, DstackError> {
 }
 
 fn fixed_hex<const N: usize>(field: &'static str, text: &str) -> Result<[u8; N], DstackError> {
-    let bytes = hex_field(field, text)?;
-    <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| DstackError::Length {
-        field,
-        len: bytes.len(),
-        expected: N,
+    parse_hex_exact(text).map_err(|source| match source {
+        HexError::WrongLength { got, expected } => DstackError::Length {
+            field,
+            len: got,
+            expected,
+        },
+        source => DstackError::Hex { field, source },
     })
 }
 

@@ -7,7 +7,7 @@
 //! source setting, the file's source settings are ignored (a file's `rpc_url` never pairs with a
 //! flag's `--kms-contract`).
 
-use crate::encoding::parse_hex;
+use crate::encoding::parse_hex_exact;
 use crate::registry::chain::ChainConfig;
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Args, ValueEnum};
@@ -522,9 +522,7 @@ pub fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySource> {
 
 /// Exact-width hex (an address or hash given by an operator: a short value is a typo).
 fn fixed_hex<const N: usize>(what: &str, text: &str) -> anyhow::Result<[u8; N]> {
-    let bytes = parse_hex(text).map_err(|e| anyhow!("{what}: {e}"))?;
-    <[u8; N]>::try_from(bytes.as_slice())
-        .map_err(|_| anyhow!("{what}: {} bytes given, {N} expected", bytes.len()))
+    parse_hex_exact(text).map_err(|e| anyhow!("{what}: {e}"))
 }
 
 /// A duration: a number with an optional unit `ms`, `s`, `m` or `h` (no unit: seconds).
