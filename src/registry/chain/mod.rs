@@ -170,6 +170,17 @@ struct Inner {
     last_error: Mutex<Option<RegistryError>>,
 }
 
+impl Inner {
+    /// Reads events and state for the view with this source's RPC, settings and progress.
+    fn syncer(&self) -> Syncer<'_> {
+        Syncer {
+            rpc: &self.rpc,
+            config: &self.config,
+            progress: self.progress.as_ref(),
+        }
+    }
+}
+
 /// The chain source. Cheap to clone (one shared view).
 #[derive(Clone)]
 pub struct ChainRegistry {
@@ -305,12 +316,8 @@ impl ChainRegistry {
         }
         let target_hash = self.hash_of(target).await?;
         let start = (block + 1).max(inner.config.from_block);
-        let syncer = Syncer {
-            rpc: &inner.rpc,
-            config: &inner.config,
-            progress: inner.progress.as_ref(),
-        };
-        let delta = syncer
+        let delta = inner
+            .syncer()
             .delta(
                 &ServedBase(&inner.served),
                 &mut trust,
@@ -370,12 +377,8 @@ impl ChainRegistry {
                     "no contract at kms_contract {kms} as of block {target}"
                 )));
             }
-            let syncer = Syncer {
-                rpc: &inner.rpc,
-                config: &inner.config,
-                progress: inner.progress.as_ref(),
-            };
-            let delta = syncer
+            let delta = inner
+                .syncer()
                 .delta(
                     &EmptyBase,
                     &mut fresh_trust,
