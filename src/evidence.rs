@@ -7,6 +7,7 @@
 //! VersionedAttestation (SCALE, or hex inside `{"attestation": …}`).
 
 use crate::boot_info::BootInfo;
+use crate::cache_stats::CacheCounts;
 use crate::dstack::{
     self, nitro_identity, tdx_identity, DstackError, DstackIdentity, EventLog, MrMode,
     NitroEnclave, TdRegisters, TdxEvidence, TdxTcb, VmConfig,
@@ -201,6 +202,24 @@ impl EvidenceVerifier {
     /// Verifiers with other trust roots (test PKIs); production uses `default()`.
     pub fn new(nitro: NitroVerifier, tdx: TdxVerifier) -> Self {
         EvidenceVerifier { nitro, tdx }
+    }
+
+    /// Hits and misses of every verification cache, by a stable snake_case name: for Nitro the
+    /// X.509 walker's `nitro_x509_certificates` and `nitro_x509_links`; for TDX its own walker's
+    /// `tdx_x509_certificates` and `tdx_x509_links`, then `tdx_collateral`, `tdx_pck_crl` and
+    /// `tdx_qe`. Clones of this verifier count into the same numbers.
+    pub fn cache_stats(&self) -> Vec<(&'static str, CacheCounts)> {
+        let nitro = self.nitro.cache_counts();
+        let tdx = self.tdx.cache_counts();
+        vec![
+            ("nitro_x509_certificates", nitro.certificates),
+            ("nitro_x509_links", nitro.links),
+            ("tdx_x509_certificates", tdx.chains.certificates),
+            ("tdx_x509_links", tdx.chains.links),
+            ("tdx_collateral", tdx.collateral),
+            ("tdx_pck_crl", tdx.pck_crl),
+            ("tdx_qe", tdx.qe),
+        ]
     }
 
     /// Verifies `input` at `now` against `expect`.
@@ -545,5 +564,81 @@ fn tdx_report(
             rtmr3: to_0x_hex(&body.rtmr[3]),
         }),
         dstack: identity.map(|(identity, _)| dstack_claims(&identity)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A file of the committed generated fixtures (`fixtures/nitro/`, `fixtures/tdx/`).
+    fn fixture(path: &str) -> Vec<u8> {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(path),
+        )
+        .unwrap()
+    }
+
+    fn counts(hits: u64, misses: u64) -> CacheCounts {
+        CacheCounts { hits, misses }
+    }
+
+    #[test]
+    fn cache_stats_name_every_cache_and_count_cold_then_warm() {
+        let verifier = EvidenceVerifier::new(
+            NitroVerifier::with_root_der(&fixture("nitro/root.der")),
+            TdxVerifier::with_root_der(&fixture("tdx/root_ca.der")),
+        );
+        assert_eq!(verifier.cache_stats().len(), 7);
+        assert!(verifier
+            .cache_stats()
+            .iter()
+            .all(|(_, counts)| *counts == CacheCounts::default()));
+
+        // Nitro, cold then warm through a clone: a chain of 5 certificates and 4 links.
+        let document = fixture("nitro/valid.cbor");
+        let nitro = EvidenceInput {
+            evidence: &document,
+            ..EvidenceInput::default()
+        };
+        let nitro_now = 1_750_000_060;
+        verifier
+            .verify(&nitro, nitro_now, &Expectations::default())
+            .unwrap();
+        verifier
+            .clone()
+            .verify(&nitro, nitro_now, &Expectations::default())
+            .unwrap();
+
+        // TDX, cold then warm, on its own walker: cold walks 4 distinct certificates (10 lookups)
+        // and 3 distinct links (5 lookups); warm looks up only the collateral and the QE.
+        let quote = fixture("tdx/quote_v4.bin");
+        let collateral = fixture("tdx/collateral.json");
+        let tdx = EvidenceInput {
+            evidence: &quote,
+            collateral: Some(&collateral),
+            ..EvidenceInput::default()
+        };
+        for _ in 0..2 {
+            verifier
+                .verify(&tdx, 1_750_000_000, &Expectations::default())
+                .unwrap();
+        }
+
+        assert_eq!(
+            verifier.cache_stats(),
+            [
+                ("nitro_x509_certificates", counts(5, 5)),
+                ("nitro_x509_links", counts(4, 4)),
+                ("tdx_x509_certificates", counts(6, 4)),
+                ("tdx_x509_links", counts(2, 3)),
+                ("tdx_collateral", counts(1, 1)),
+                ("tdx_pck_crl", counts(0, 1)),
+                ("tdx_qe", counts(1, 1)),
+            ]
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! takes the time as an argument; only the CLI and the service read the clock.
 
 pub mod boot_info;
+pub mod cache_stats;
 pub mod cli;
 pub mod crypto;
 pub mod dstack;

@@ -9,8 +9,10 @@
 //! What is cached (per verifier, so per pinned policy) is only the expensive, time-independent part:
 //! parsing with the static checks, and each verified link signature keyed by (child, parent) DER
 //! hashes. The time, constraint and revocation checks run on every call, so a cached certificate is
-//! never trusted outside its own validity window; a warm chain costs hashing and lookups.
+//! never trusted outside its own validity window; a warm chain costs hashing and lookups. Every
+//! lookup of either cache is counted as a hit or a miss ([`ChainVerifier::cache_counts`]).
 
+use crate::cache_stats::{CacheCounter, CacheCounts};
 use crate::crypto::{self, Curve, SignatureEncoding};
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
@@ -242,12 +244,23 @@ enum Role {
 
 type DerHash = [u8; 32];
 
-/// Verifies chains for one pinned policy. Cloning shares the caches.
+/// Lookups of a walker's two caches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChainCacheCounts {
+    /// One lookup per certificate of every walked chain (root included): parsed facts.
+    pub certificates: CacheCounts,
+    /// One lookup per (child, parent) pair whose names chain: verified link signatures.
+    pub links: CacheCounts,
+}
+
+/// Verifies chains for one pinned policy. Cloning shares the caches and their counters.
 #[derive(Clone)]
 pub struct ChainVerifier {
     policy: ChainPolicy,
     certs: Cache<DerHash, Arc<CertFacts>>,
+    cert_lookups: Arc<CacheCounter>,
     links: Cache<(DerHash, DerHash), ()>,
+    link_lookups: Arc<CacheCounter>,
 }
 
 impl ChainVerifier {
@@ -260,12 +273,23 @@ impl ChainVerifier {
                 })
                 .max_capacity(CERT_CACHE_BYTES)
                 .build(),
+            cert_lookups: Arc::default(),
             links: Cache::new(LINK_CACHE_ENTRIES),
+            link_lookups: Arc::default(),
         }
     }
 
     pub fn policy(&self) -> &ChainPolicy {
         &self.policy
+    }
+
+    /// Hits and misses of the certificate and link caches since this walker (or the one it was
+    /// cloned from) was created.
+    pub fn cache_counts(&self) -> ChainCacheCounts {
+        ChainCacheCounts {
+            certificates: self.cert_lookups.snapshot(),
+            links: self.link_lookups.snapshot(),
+        }
     }
 
     /// Verifies `chain` (leaf first, pinned root last) at `now` for an end-entity leaf that signs
@@ -439,7 +463,10 @@ impl ChainVerifier {
                 });
             }
             let link = (hashes[index], hashes[index + 1]);
-            if !self.links.contains_key(&link) {
+            if self.links.contains_key(&link) {
+                self.link_lookups.hit();
+            } else {
+                self.link_lookups.miss();
                 crypto::verify(
                     self.policy.algorithm.curve(),
                     &parent.public_key,
@@ -475,8 +502,10 @@ impl ChainVerifier {
         hash: &DerHash,
     ) -> Result<(Arc<CertFacts>, bool), X509Error> {
         if let Some(facts) = self.certs.get(hash) {
+            self.cert_lookups.hit();
             return Ok((facts, true));
         }
+        self.cert_lookups.miss();
         Ok((
             Arc::new(parse_facts(index, der, self.policy.algorithm)?),
             false,
@@ -1254,6 +1283,59 @@ mod tests {
         verifier.verify(&pki.chain(), NOW, &[]).unwrap();
         verifier.certs.run_pending_tasks();
         assert_eq!(verifier.certs.entry_count(), 3);
+    }
+
+    #[test]
+    fn cache_counts_one_lookup_per_certificate_and_link() {
+        let pki = Pki::standard();
+        let verifier = pki.verifier();
+        let counts = |cert_hits, cert_misses, link_hits, link_misses| ChainCacheCounts {
+            certificates: CacheCounts {
+                hits: cert_hits,
+                misses: cert_misses,
+            },
+            links: CacheCounts {
+                hits: link_hits,
+                misses: link_misses,
+            },
+        };
+        assert_eq!(verifier.cache_counts(), counts(0, 0, 0, 0));
+        // Cold: three certificates parsed, two links verified.
+        verifier.verify(&pki.chain(), NOW, &[]).unwrap();
+        assert_eq!(verifier.cache_counts(), counts(0, 3, 0, 2));
+        // Warm, through a clone: it counts into the same numbers.
+        let clone = verifier.clone();
+        clone.verify(&pki.chain(), NOW, &[]).unwrap();
+        assert_eq!(verifier.cache_counts(), counts(3, 3, 2, 2));
+        // A CRL issuer chain of two cached certificates: two hits and one link hit.
+        let issuer_chain = [pki.ders[1].as_slice(), pki.ders[0].as_slice()];
+        verifier
+            .verify_crl(&pki.crl(1, &[], -DAY, DAY), &issuer_chain, NOW)
+            .unwrap();
+        assert_eq!(clone.cache_counts(), counts(5, 3, 3, 2));
+
+        // A chain that fails is not cached, so each attempt misses again. Its root is cached;
+        // the walk stops at the first link, whose signature does not verify.
+        let other = Pki::standard();
+        let junk = [
+            other.ders[2].as_slice(),
+            other.ders[1].as_slice(),
+            pki.ders[0].as_slice(),
+        ];
+        for attempt in 1..=2 {
+            assert_eq!(kind(verifier.verify(&junk, NOW, &[])), "signature");
+            assert_eq!(
+                verifier.cache_counts(),
+                counts(5 + attempt, 3 + 2 * attempt, 3, 2 + attempt),
+                "attempt {attempt}"
+            );
+        }
+        // A chain refused before any lookup (foreign root) counts nothing.
+        assert_eq!(
+            kind(verifier.verify(&other.chain(), NOW, &[])),
+            "untrusted_root"
+        );
+        assert_eq!(verifier.cache_counts(), counts(7, 7, 3, 4));
     }
 
     #[test]

@@ -100,8 +100,12 @@ async fn verifies_every_real_sample_at_its_time() {
         let mut client = server.client().await;
         for entry in entries {
             let file = entry["file"].as_str().unwrap_or_default().to_owned();
+            let request = request_for(&dir, &entry);
             let response = client
-                .verify(request_for(&dir, &entry))
+                .verify(proto::VerifyRequest {
+                    include_report_json: true,
+                    ..request.clone()
+                })
                 .await
                 .unwrap_or_else(|status| panic!("{file}: {status}"))
                 .into_inner();
@@ -113,6 +117,22 @@ async fn verifies_every_real_sample_at_its_time() {
                     let report: Value =
                         serde_json::from_str(&attested.report_json).expect("report json");
                     assert_eq!(report["verified"], true, "{file}");
+                    // Without include_report_json: the same typed answer, no JSON.
+                    let lean = client
+                        .verify(request)
+                        .await
+                        .unwrap_or_else(|status| panic!("{file}: {status}"))
+                        .into_inner()
+                        .attested
+                        .expect("attested");
+                    assert_eq!(
+                        lean,
+                        proto::Attested {
+                            report_json: String::new(),
+                            ..attested.clone()
+                        },
+                        "{file}"
+                    );
                     if let Some(hash) = hex0x(&entry, "os_image_hash") {
                         assert_eq!(
                             attested.os_image_hash.as_deref(),

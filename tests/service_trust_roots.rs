@@ -41,6 +41,26 @@ async fn a_pinned_test_root_verifies_its_documents_and_only_there() {
         "{}",
         pinned.stderr()
     );
+    // Again, warm: the chain's certificates and links come from the caches, and /metrics says so.
+    let response = pinned
+        .client()
+        .await
+        .verify(request.clone())
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(response.verified, "{:?}", response.error);
+    let (code, metrics) = pinned.get("/metrics").await;
+    assert_eq!(code, 200);
+    for line in [
+        "tee_verifier_cache_lookups_total{cache=\"nitro_x509_certificates\",result=\"hit\"} 5\n",
+        "tee_verifier_cache_lookups_total{cache=\"nitro_x509_certificates\",result=\"miss\"} 5\n",
+        "tee_verifier_cache_lookups_total{cache=\"nitro_x509_links\",result=\"hit\"} 4\n",
+        "tee_verifier_cache_lookups_total{cache=\"nitro_x509_links\",result=\"miss\"} 4\n",
+        "tee_verifier_cache_lookups_total{cache=\"tdx_qe\",result=\"hit\"} 0\n",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
 
     let default = Service::start(&["--fixed-now", &now]);
     let response = default

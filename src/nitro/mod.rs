@@ -24,7 +24,7 @@ pub use document::{
 pub use error::NitroError;
 
 use crate::crypto::{self, Curve, SignatureEncoding};
-use crate::x509::{ChainPolicy, ChainVerifier, SignatureAlgorithm};
+use crate::x509::{ChainCacheCounts, ChainPolicy, ChainVerifier, SignatureAlgorithm};
 use cose::Envelope;
 use sha2::{Digest, Sha256};
 
@@ -64,7 +64,8 @@ pub struct VerifiedDocument {
     pub os_image_hash: [u8; 32],
 }
 
-/// Verifies Nitro documents against one pinned root. Cheap to clone; clones share the chain cache.
+/// Verifies Nitro documents against one pinned root. Cheap to clone; clones share the chain cache
+/// and its counters.
 #[derive(Clone)]
 pub struct NitroVerifier {
     chain: ChainVerifier,
@@ -95,6 +96,12 @@ impl NitroVerifier {
         NitroVerifier {
             chain: ChainVerifier::new(policy),
         }
+    }
+
+    /// Hits and misses of the chain walker's caches, its only caches: one certificate lookup per
+    /// certificate of each chain walked (leaf, cabundle), one link lookup per link.
+    pub fn cache_counts(&self) -> ChainCacheCounts {
+        self.chain.cache_counts()
     }
 
     /// Verifies `document` (raw COSE_Sign1 bytes) at `now` (Unix seconds).

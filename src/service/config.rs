@@ -167,7 +167,8 @@ pub struct LimitArgs {
     #[arg(long, env = "TEE_VERIFIER_MAX_CONCURRENCY", value_name = "N")]
     pub max_concurrency: Option<usize>,
 
-    /// Verifications run at once (they are CPU-bound) [default: number of CPUs].
+    /// Verifications run at once (CPU-bound: evidence up to 64 KiB is verified on the async
+    /// workers, larger evidence on blocking threads) [default: number of CPUs].
     #[arg(long, env = "TEE_VERIFIER_VERIFY_WORKERS", value_name = "N")]
     pub verify_workers: Option<usize>,
 

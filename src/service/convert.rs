@@ -9,7 +9,7 @@ use crate::registry::view::AppCode;
 use crate::registry::{Decision, Entry, Lookup, RegistryChange, RegistryError, Snapshot};
 use tonic::{Code, Status};
 
-/// A Verify request taken apart into owned pieces, ready to move onto a blocking thread.
+/// A Verify request taken apart into owned pieces (which can move onto a blocking thread).
 #[derive(Debug)]
 pub struct VerifyJob {
     pub evidence: Vec<u8>,
@@ -20,6 +20,7 @@ pub struct VerifyJob {
     pub expectations: Expectations,
     pub authorize: proto::Authorize,
     pub accept_os_image_claim: bool,
+    pub include_report_json: bool,
     pub kind: EvidenceKind,
 }
 
@@ -44,6 +45,21 @@ impl EvidenceKind {
 }
 
 impl VerifyJob {
+    /// The bytes verification will read.
+    pub fn input_len(&self) -> usize {
+        [
+            &self.event_log,
+            &self.collateral,
+            &self.vm_config,
+            &self.app_compose,
+        ]
+        .into_iter()
+        .flatten()
+        .map(Vec::len)
+        .sum::<usize>()
+            + self.evidence.len()
+    }
+
     pub fn input(&self) -> crate::evidence::EvidenceInput<'_> {
         crate::evidence::EvidenceInput {
             evidence: &self.evidence,
@@ -114,6 +130,7 @@ impl TryFrom<proto::VerifyRequest> for VerifyJob {
             },
             authorize,
             accept_os_image_claim: request.accept_os_image_claim,
+            include_report_json: request.include_report_json,
             kind,
         })
     }
@@ -128,7 +145,7 @@ pub fn verification_error(error: &EvidenceError) -> proto::VerificationError {
 }
 
 /// What verification established, in the response's shape (field for field the `Report`).
-pub fn attested(report: &Report) -> proto::Attested {
+pub fn attested(report: &Report, include_report_json: bool) -> proto::Attested {
     let platform = match report.platform {
         Platform::Nitro => proto::Platform::Nitro,
         Platform::Tdx => proto::Platform::Tdx,
@@ -166,7 +183,11 @@ pub fn attested(report: &Report) -> proto::Attested {
             key_provider: dstack.key_provider.clone(),
         }),
         // A struct of strings, numbers and maps with integer keys always serializes.
-        report_json: serde_json::to_string(report).unwrap_or_default(),
+        report_json: if include_report_json {
+            serde_json::to_string(report).unwrap_or_default()
+        } else {
+            String::new()
+        },
     }
 }
 

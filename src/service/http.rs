@@ -187,7 +187,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.core.metrics.render(),
+        state.core.render_metrics(),
     )
         .into_response()
 }

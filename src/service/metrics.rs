@@ -1,6 +1,7 @@
 //! Prometheus metrics, kept in atomics (a request costs a few relaxed increments and, for its
 //! outcome, one short lock) and rendered as the text exposition format on `GET /metrics`.
 
+use crate::cache_stats::CacheCounts;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -193,14 +194,14 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition format, version 0.0.4.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition format, version 0.0.4, with the verifier's cache counts.
+    pub fn render(&self, caches: &[(&'static str, CacheCounts)]) -> String {
         let mut out = String::with_capacity(8 * 1024);
-        let _ = self.write(&mut out);
+        let _ = self.write(&mut out, caches);
         out
     }
 
-    fn write(&self, out: &mut String) -> std::fmt::Result {
+    fn write(&self, out: &mut String, caches: &[(&'static str, CacheCounts)]) -> std::fmt::Result {
         writeln!(
             out,
             "# HELP tee_verifier_requests_total Requests received, by method."
@@ -337,13 +338,94 @@ impl Metrics {
             "tee_verifier_registry_decisions_total{{source=\"contract\"}} {}",
             registry.decisions_from_contract.load(Ordering::Relaxed)
         )?;
-        Ok(())
+        writeln!(
+            out,
+            "# HELP tee_verifier_cache_lookups_total Verification cache lookups by cache and result: \
+             a hit reuses checked signatures (time, revocation and policy checks still run), a miss \
+             verifies them."
+        )?;
+        writeln!(out, "# TYPE tee_verifier_cache_lookups_total counter")?;
+        for (cache, counts) in caches {
+            for (result, count) in [("hit", counts.hits), ("miss", counts.misses)] {
+                writeln!(
+                    out,
+                    "tee_verifier_cache_lookups_total{{cache=\"{cache}\",result=\"{result}\"}} {count}"
+                )?;
+            }
+        }
+        write_process(out)
     }
+}
+
+/// The process's CPU time and resident memory, under the names Prometheus's process collectors
+/// use (read from Linux's `/proc/self`; absent elsewhere).
+fn write_process(out: &mut String) -> std::fmt::Result {
+    if let Some(seconds) = process_cpu_seconds() {
+        writeln!(
+            out,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds."
+        )?;
+        writeln!(out, "# TYPE process_cpu_seconds_total counter")?;
+        writeln!(out, "process_cpu_seconds_total {seconds}")?;
+    }
+    if let Some(bytes) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| resident_bytes(&status))
+    {
+        writeln!(
+            out,
+            "# HELP process_resident_memory_bytes Resident memory size in bytes."
+        )?;
+        writeln!(out, "# TYPE process_resident_memory_bytes gauge")?;
+        writeln!(out, "process_resident_memory_bytes {bytes}")?;
+    }
+    Ok(())
+}
+
+/// CPU time (user + system) this process has used, in seconds (Linux only).
+pub fn process_cpu_seconds() -> Option<f64> {
+    cpu_seconds(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// utime + stime from `/proc/self/stat`, in seconds. Fields are counted after the last `)`, since
+/// the command name before it may hold spaces; their unit, USER_HZ, is 100 on Linux's ABI.
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    const USER_HZ: f64 = 100.0;
+    let (_, fields) = stat.rsplit_once(')')?;
+    let mut fields = fields.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user.checked_add(system)? as f64 / USER_HZ)
+}
+
+/// `VmRSS` from `/proc/self/status`, in bytes.
+fn resident_bytes(status: &str) -> Option<u64> {
+    let line = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_cpu_time_and_resident_memory_from_proc() {
+        let stat =
+            "4242 (tee (verifier)) S 1 4242 4242 0 -1 4194560 1500 0 0 0 250 75 0 0 20 0 9 0";
+        assert_eq!(cpu_seconds(stat), Some(3.25));
+        assert_eq!(cpu_seconds("4242 (short) S 1"), None);
+        let status = "Name:\ttee-verifier\nVmPeak:\t  99 kB\nVmRSS:\t   20480 kB\nThreads:\t9\n";
+        assert_eq!(resident_bytes(status), Some(20480 * 1024));
+        assert_eq!(resident_bytes("Name:\tx\n"), None);
+        if cfg!(target_os = "linux") {
+            let text = Metrics::default().render(&[]);
+            assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
+            assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+        }
+    }
 
     #[test]
     fn renders_counters_outcomes_and_cumulative_buckets() {
@@ -353,7 +435,14 @@ mod tests {
         drop(metrics.start(Method::IsAppAllowed));
         metrics.set_registry(true, Some(42));
         metrics.decision_source(true);
-        let text = metrics.render();
+        let caches = [("nitro_x509_links", CacheCounts { hits: 7, misses: 4 })];
+        let text = metrics.render(&caches);
+        assert!(text.contains(
+            "tee_verifier_cache_lookups_total{cache=\"nitro_x509_links\",result=\"hit\"} 7\n"
+        ));
+        assert!(text.contains(
+            "tee_verifier_cache_lookups_total{cache=\"nitro_x509_links\",result=\"miss\"} 4\n"
+        ));
         assert!(
             text.contains("tee_verifier_requests_total{method=\"Verify\"} 2"),
             "{text}"

@@ -20,6 +20,7 @@ mod monitor;
 pub mod server;
 
 pub use config::{Config, ServeArgs};
+pub use metrics::process_cpu_seconds;
 pub use server::Server;
 
 /// The generated `tee_verifier.v1` messages, server and client.

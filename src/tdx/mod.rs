@@ -22,4 +22,6 @@ pub use pck::PckInfo;
 pub use policy::TdxPolicy;
 pub use quote::{Quote, QuoteHeader, TdReport, TdReportKind};
 pub use status::{TcbStatus, TcbVerdict};
-pub use verify::{TdxVerifier, VerifiedQuote, INTEL_SGX_ROOT_CA_DER, INTEL_SGX_ROOT_CA_SHA256};
+pub use verify::{
+    TdxCacheCounts, TdxVerifier, VerifiedQuote, INTEL_SGX_ROOT_CA_DER, INTEL_SGX_ROOT_CA_SHA256,
+};

@@ -9,7 +9,8 @@
 //!   revocation, the SGX extension, the QE report signature and binding, the QE identity match.
 //!
 //! A warm verification therefore checks only the quote signature, then appraises the TCB levels
-//! and TD attributes, which take no cryptography.
+//! and TD attributes, which take no cryptography. Lookups of every cache are counted
+//! ([`TdxVerifier::cache_counts`]).
 
 use super::collateral::Collateral;
 use super::error::TdxError;
@@ -20,8 +21,11 @@ use super::qe_identity::QeIdentity;
 use super::quote::{Quote, INTEL_QE_VENDOR_ID};
 use super::status::{TcbStatus, TcbVerdict};
 use super::tcb_info::TcbInfo;
+use crate::cache_stats::{CacheCounter, CacheCounts};
 use crate::crypto::{self, Curve, SignatureEncoding};
-use crate::x509::{ChainPolicy, ChainVerifier, SignatureAlgorithm, VerifiedCrl, X509Error};
+use crate::x509::{
+    ChainCacheCounts, ChainPolicy, ChainVerifier, SignatureAlgorithm, VerifiedCrl, X509Error,
+};
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -64,14 +68,33 @@ pub struct VerifiedQuote {
     pub valid_until: u64,
 }
 
-/// Verifies TDX quotes against one pinned root. Cloning shares the caches; `Send + Sync`.
+/// Lookups of a [`TdxVerifier`]'s caches. A warm verification looks up only the collateral and
+/// the QE; the PCK CRL and the chains are looked up while a QE is verified, the chains also while
+/// a collateral set is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TdxCacheCounts {
+    /// The walker of the Intel PKI (collateral signers, CRL issuers, PCK chains).
+    pub chains: ChainCacheCounts,
+    /// One lookup per verification of a parsed quote from Intel's QE.
+    pub collateral: CacheCounts,
+    /// Looked up while a QE is verified (after a QE cache miss).
+    pub pck_crl: CacheCounts,
+    /// One lookup per verification whose collateral verified.
+    pub qe: CacheCounts,
+}
+
+/// Verifies TDX quotes against one pinned root. Cloning shares the caches and their counters;
+/// `Send + Sync`.
 #[derive(Clone)]
 pub struct TdxVerifier {
     root_der: Arc<[u8]>,
     chains: ChainVerifier,
     collaterals: Cache<[u8; 32], Arc<VerifiedCollateral>>,
+    collateral_lookups: Arc<CacheCounter>,
     pck_crls: Cache<[u8; 32], Arc<VerifiedPckCrl>>,
+    pck_crl_lookups: Arc<CacheCounter>,
     qes: Cache<[u8; 32], Arc<VerifiedQe>>,
+    qe_lookups: Arc<CacheCounter>,
 }
 
 /// An inclusive range of unix seconds.
@@ -146,8 +169,22 @@ impl TdxVerifier {
                 root_sha256,
             }),
             collaterals: Cache::new(COLLATERAL_CACHE_CAPACITY),
+            collateral_lookups: Arc::default(),
             pck_crls: Cache::new(PCK_CRL_CACHE_CAPACITY),
+            pck_crl_lookups: Arc::default(),
             qes: Cache::new(QE_CACHE_CAPACITY),
+            qe_lookups: Arc::default(),
+        }
+    }
+
+    /// Hits and misses of every cache since this verifier (or the one it was cloned from) was
+    /// created. A cached entry found outside its window is re-verified: a miss.
+    pub fn cache_counts(&self) -> TdxCacheCounts {
+        TdxCacheCounts {
+            chains: self.chains.cache_counts(),
+            collateral: self.collateral_lookups.snapshot(),
+            pck_crl: self.pck_crl_lookups.snapshot(),
+            qe: self.qe_lookups.snapshot(),
         }
     }
 
@@ -224,8 +261,10 @@ impl TdxVerifier {
             .get(&key)
             .filter(|hit| hit.window.contains(now))
         {
+            self.collateral_lookups.hit();
             return Ok(hit);
         }
+        self.collateral_lookups.miss();
         let verified = Arc::new(self.verify_collateral(collateral, now)?);
         self.collaterals.insert(key, verified.clone());
         Ok(verified)
@@ -336,8 +375,10 @@ impl TdxVerifier {
     ) -> Result<Arc<VerifiedQe>, TdxError> {
         let key = qe_cache_key(quote, collateral);
         if let Some(hit) = self.qes.get(&key).filter(|hit| hit.window.contains(now)) {
+            self.qe_lookups.hit();
             return Ok(hit);
         }
+        self.qe_lookups.miss();
         let qe = Arc::new(self.verify_qe(quote, collateral, verified, now)?);
         self.qes.insert(key, qe.clone());
         Ok(qe)
@@ -423,8 +464,10 @@ impl TdxVerifier {
             .get(&key)
             .filter(|hit| hit.window.contains(now))
         {
+            self.pck_crl_lookups.hit();
             return Ok(hit);
         }
+        self.pck_crl_lookups.miss();
         let crl = self
             .chains
             .verify_crl(collateral.pck_crl(), issuer_chain, now)
@@ -479,6 +522,81 @@ mod tests {
         let (_, root) = X509Certificate::from_der(INTEL_SGX_ROOT_CA_DER).unwrap();
         assert_eq!(root.subject().to_string(), root.issuer().to_string());
         assert!(root.subject().to_string().contains("Intel SGX Root CA"));
+    }
+
+    /// The committed fixtures of `fixtures/tdx/`: root, collateral, and `quote_v4.bin` and
+    /// `quote_v5_td10.bin` (same PCK chain, distinct QE report signatures), valid at [`NOW`].
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tdx");
+        std::fs::read(dir.join(name)).unwrap()
+    }
+
+    const NOW: u64 = 1_750_000_000;
+
+    fn counts(hits: u64, misses: u64) -> CacheCounts {
+        CacheCounts { hits, misses }
+    }
+
+    #[test]
+    fn cache_counts_cold_then_warm() {
+        let verifier = TdxVerifier::with_root_der(&fixture("root_ca.der"));
+        let collateral = Collateral::from_json(&fixture("collateral.json")).unwrap();
+        let policy = TdxPolicy::default();
+        assert_eq!(verifier.cache_counts(), TdxCacheCounts::default());
+
+        let quote = fixture("quote_v4.bin");
+        verifier.verify(&quote, &collateral, NOW, &policy).unwrap();
+        // Cold. Certificates: root CRL issuer [root]; TCB Info and QE Identity signers
+        // [signer, root] twice; PCK CRL issuer [PCK CA, root]; PCK chain [leaf, PCK CA, root]:
+        // 4 distinct certificates of 10 lookups. Links: signer→root twice, PCK CA→root twice,
+        // leaf→PCK CA: 3 distinct of 5.
+        let cold = TdxCacheCounts {
+            chains: ChainCacheCounts {
+                certificates: counts(6, 4),
+                links: counts(2, 3),
+            },
+            collateral: counts(0, 1),
+            pck_crl: counts(0, 1),
+            qe: counts(0, 1),
+        };
+        assert_eq!(verifier.cache_counts(), cold);
+
+        // Warm, through a clone (shared counters): the collateral and the QE, nothing else.
+        verifier
+            .clone()
+            .verify(&quote, &collateral, NOW, &policy)
+            .unwrap();
+        let warm = TdxCacheCounts {
+            collateral: counts(1, 1),
+            qe: counts(1, 1),
+            ..cold
+        };
+        assert_eq!(verifier.cache_counts(), warm);
+
+        // Another quote of the same platform: its QE report signature differs, so the QE is
+        // verified again, from the cached PCK CRL and a warm chain.
+        let other = fixture("quote_v5_td10.bin");
+        verifier.verify(&other, &collateral, NOW, &policy).unwrap();
+        assert_eq!(
+            verifier.cache_counts(),
+            TdxCacheCounts {
+                chains: ChainCacheCounts {
+                    certificates: counts(9, 4),
+                    links: counts(4, 3),
+                },
+                collateral: counts(2, 1),
+                pck_crl: counts(1, 1),
+                qe: counts(1, 2),
+            }
+        );
+
+        // Past the collateral's nextUpdate the cached entry is unusable: a miss, then a failure.
+        let late = NOW + 40 * 86_400;
+        let err = verifier
+            .verify(&quote, &collateral, late, &policy)
+            .unwrap_err();
+        assert_eq!(err.kind(), "collateral_expired", "{err}");
+        assert_eq!(verifier.cache_counts().collateral, counts(2, 2));
     }
 
     #[test]
