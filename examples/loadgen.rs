@@ -22,10 +22,8 @@
 
 use anyhow::{bail, ensure, Context as _};
 use clap::{Parser, ValueEnum};
-use prost::bytes::BufMut as _;
 use prost::bytes::Bytes;
 use prost::Message as _;
-use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tee_verifier::encoding::{decode_input, InputEncoding};
@@ -33,11 +31,11 @@ use tee_verifier::evidence::{EvidenceInput, EvidenceVerifier, Expectations};
 use tee_verifier::service::process_cpu_seconds;
 use tee_verifier::service::proto::{self, check_measurement_request::Measurement};
 use tonic::client::Grpc;
-use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
-use tonic::Status;
-use tonic_prost::ProstDecoder;
+
+#[path = "../tests/support/raw_grpc.rs"]
+mod raw_grpc;
 
 const MAX_DURATION_SECS: u64 = 300;
 const MAX_CONCURRENCY: usize = 4096;
@@ -558,18 +556,12 @@ async fn call(client: &mut Grpc<Channel>, request: &Prepared) -> Result<(), Stri
 
 async fn unary<Response>(client: &mut Grpc<Channel>, request: &Prepared) -> Result<Response, String>
 where
-    Response: prost::Message + Default + Send + Sync + 'static,
+    Response: prost::Message + Default,
 {
-    client.ready().await.map_err(|e| e.to_string())?;
-    client
-        .unary(
-            tonic::Request::new(request.body.clone()),
-            request.path.clone(),
-            PreEncodedCodec::<Response>(PhantomData),
-        )
+    let answer = raw_grpc::unary(client, request.path.clone(), request.body.clone())
         .await
-        .map(tonic::Response::into_inner)
-        .map_err(|status| status.to_string())
+        .map_err(|status| status.to_string())?;
+    Response::decode(answer).map_err(|e| format!("undecodable answer: {e}"))
 }
 
 /// The part of a `VerifyResponse` a run checks; prost skips the other fields undecoded.
@@ -579,37 +571,4 @@ struct VerifyOutcome {
     verified: bool,
     #[prost(message, optional, tag = "2")]
     error: Option<proto::VerificationError>,
-}
-
-/// Sends already-encoded request bytes; decodes responses with prost.
-struct PreEncodedCodec<Response>(PhantomData<Response>);
-
-impl<Response> Codec for PreEncodedCodec<Response>
-where
-    Response: prost::Message + Default + Send + 'static,
-{
-    type Encode = Bytes;
-    type Decode = Response;
-    type Encoder = PreEncoded;
-    type Decoder = ProstDecoder<Response>;
-
-    fn encoder(&mut self) -> PreEncoded {
-        PreEncoded
-    }
-
-    fn decoder(&mut self) -> ProstDecoder<Response> {
-        ProstDecoder::default()
-    }
-}
-
-struct PreEncoded;
-
-impl Encoder for PreEncoded {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, buffer: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        buffer.put_slice(&item);
-        Ok(())
-    }
 }

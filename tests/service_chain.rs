@@ -518,8 +518,45 @@ async fn webhook_answers_exactly_what_the_contract_answers() {
     .await;
     let unregistered: Address = Address::repeat_byte(0x55);
 
-    let server = serve_chain(&anvil, &dstack, &[]);
+    let server = serve_chain(&anvil, &dstack, &["--chain-id", "31337"]);
     wait_for_block(&server, head(&provider).await).await;
+    let info = eventually("GET / to see the view", Duration::from_secs(10), || async {
+        let (code, info) = server.get("/").await;
+        (code == 200).then(|| serde_json::from_str::<Value>(&info).expect("json"))
+    })
+    .await;
+    assert_eq!(info["status"], "ok");
+    assert_eq!(info["chainId"], 31337);
+    assert_eq!(info["kmsContractAddr"], to_0x_hex(dstack.kms.as_slice()));
+    let implementation = to_0x_hex(dstack.app_implementation.as_slice());
+    assert_eq!(info["appImplementation"], implementation.as_str());
+    assert_eq!(info["appAuthImplementation"], implementation.as_str());
+    assert_eq!(info["gatewayAppId"], GATEWAY_APP_ID);
+
+    // A node on another chain than the configured one is never read: unavailable, saying why.
+    let elsewhere = serve_chain(&anvil, &dstack, &["--chain-id", "1"]);
+    let (code, answer) = elsewhere.post_json("/bootAuth/kms", "{}").await;
+    assert_eq!((code, answer["isAllowed"].as_bool()), (200, Some(false)));
+    let reason = eventually(
+        "the wrong chain to be reported",
+        Duration::from_secs(10),
+        || async {
+            let (code, info) = elsewhere.get("/").await;
+            let info: Value = serde_json::from_str(&info).expect("json");
+            let reason = info["registry"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            (code == 503 && reason.contains("chain 31337")).then_some(reason)
+        },
+    )
+    .await;
+    assert!(reason.contains("not the configured chain 1"), "{reason}");
+    assert!(
+        elsewhere.stderr().contains("misconfigured"),
+        "{}",
+        elsewhere.stderr()
+    );
 
     let base = BootInfo {
         app_id: strict.0 .0,

@@ -31,7 +31,7 @@ use super::decision::{kms_is_app_allowed_offline, kms_is_kms_allowed};
 use super::view::RegistryView;
 use super::{
     decision_from_view, lookup_in, BoxFuture, Decision, Lookup, LookupAnswer, Registry,
-    RegistryChange, RegistryError, Snapshot, CHANGE_CHANNEL_CAPACITY,
+    RegistryChange, RegistryError, Snapshot, ViewStatus, CHANGE_CHANNEL_CAPACITY,
 };
 use crate::boot_info::BootInfo;
 
@@ -240,6 +240,16 @@ impl Registry for FileRegistry {
     fn lookup(&self, query: &Lookup) -> Result<LookupAnswer, RegistryError> {
         let loaded = self.loaded()?;
         lookup_in(&loaded.view, query, loaded.block)
+    }
+
+    fn status(&self) -> Result<ViewStatus, RegistryError> {
+        let loaded = self.loaded()?;
+        Ok(ViewStatus {
+            block: loaded.block,
+            gateway_app_id: loaded.view.gateway_app_id().to_owned(),
+            app_implementation: loaded.view.app_implementation(),
+            chain_id: None,
+        })
     }
 
     fn snapshot(&self) -> Result<Snapshot, RegistryError> {

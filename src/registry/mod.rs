@@ -54,6 +54,16 @@ pub enum Evaluation {
     Contract,
 }
 
+/// What a view is as of, for service info and health: the block, the KMS's gateway app id and
+/// `appImplementation`, and (chain sources) the chain id the node reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ViewStatus {
+    pub block: u64,
+    pub gateway_app_id: String,
+    pub app_implementation: Option<Address>,
+    pub chain_id: Option<u64>,
+}
+
 /// A membership question about one allowlist.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Lookup {
@@ -138,6 +148,9 @@ pub trait Registry: Send + Sync {
     fn decide_kms(&self, boot: &BootInfo) -> Result<Decision, RegistryError>;
 
     fn lookup(&self, query: &Lookup) -> Result<LookupAnswer, RegistryError>;
+
+    /// The view's block and KMS facts; an error (like every answer's) when it cannot answer.
+    fn status(&self) -> Result<ViewStatus, RegistryError>;
 
     /// The whole view (sorted lists; the registry file format).
     fn snapshot(&self) -> Result<Snapshot, RegistryError>;

@@ -120,6 +120,11 @@ pub struct RegistryArgs {
     #[arg(long, env = "TEE_VERIFIER_KMS_CONTRACT", value_name = "ADDR")]
     pub kms_contract: Option<String>,
 
+    /// The chain id the KMS lives on; a node that reports another chain is refused (answers stay
+    /// UNAVAILABLE) [default: any].
+    #[arg(long, env = "TEE_VERIFIER_CHAIN_ID", value_name = "ID")]
+    pub chain_id: Option<u64>,
+
     /// Follow the chain this many blocks behind its head [default: 6].
     #[arg(long, env = "TEE_VERIFIER_CONFIRMATIONS", value_name = "N")]
     pub confirmations: Option<u64>,
@@ -198,6 +203,7 @@ struct FileConfig {
     registry: Option<PathBuf>,
     rpc_url: Option<String>,
     kms_contract: Option<String>,
+    chain_id: Option<u64>,
     confirmations: Option<u64>,
     from_block: Option<u64>,
     #[serde(default)]
@@ -327,6 +333,7 @@ impl Config {
                 registry: file.registry.clone().map(from_file),
                 rpc_url: file.rpc_url.clone(),
                 kms_contract: file.kms_contract.clone(),
+                chain_id: args.registry.chain_id.or(file.chain_id),
                 confirmations: args.registry.confirmations.or(file.confirmations),
                 from_block: args.registry.from_block.or(file.from_block),
                 app_code_hashes: if args.registry.app_code_hashes.is_empty() {
@@ -476,8 +483,8 @@ pub fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySource> {
     match (args.registry, args.rpc_url) {
         (Some(_), Some(_)) => bail!("--registry and --rpc-url are two sources: choose one"),
         (Some(path), None) => {
-            if args.kms_contract.is_some() {
-                bail!("--kms-contract belongs to --rpc-url, not to --registry");
+            if args.kms_contract.is_some() || args.chain_id.is_some() {
+                bail!("--kms-contract and --chain-id belong to --rpc-url, not to --registry");
             }
             Ok(RegistrySource::File {
                 path,
@@ -490,6 +497,7 @@ pub fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySource> {
                 .ok_or_else(|| anyhow!("--rpc-url needs --kms-contract ADDR"))?;
             let mut chain =
                 ChainConfig::new(rpc_url, fixed_hex::<20>("--kms-contract", &contract)?);
+            chain.chain_id = args.chain_id;
             if let Some(confirmations) = args.confirmations {
                 chain.confirmations = confirmations;
             }
@@ -513,8 +521,8 @@ pub fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySource> {
             Ok(RegistrySource::Chain(chain))
         }
         (None, None) => {
-            if args.kms_contract.is_some() {
-                bail!("--kms-contract needs --rpc-url URL");
+            if args.kms_contract.is_some() || args.chain_id.is_some() {
+                bail!("--kms-contract and --chain-id need --rpc-url URL");
             }
             Ok(RegistrySource::Embedded)
         }
@@ -608,11 +616,14 @@ mod tests {
             "30s",
             "--poll-interval",
             "500ms",
+            "--chain-id",
+            "31337",
         ])
         .unwrap();
         let RegistrySource::Chain(chain) = &config.registry else {
             panic!("expected a chain source, got {:?}", config.registry);
         };
+        assert_eq!(chain.chain_id, Some(31337));
         assert_eq!(chain.confirmations, 2);
         assert_eq!(chain.from_block, 7);
         assert_eq!(chain.app_code_hashes, vec![[0xab; 32]]);
@@ -636,7 +647,11 @@ mod tests {
         let short = parse(&["--rpc-url", "http://x", "--kms-contract", "0x01"]).unwrap_err();
         assert!(short.to_string().contains("20 expected"), "{short}");
         let stray = parse(&["--kms-contract", &format!("0x{}", "11".repeat(20))]).unwrap_err();
-        assert!(stray.to_string().contains("needs --rpc-url"), "{stray}");
+        assert!(stray.to_string().contains("need --rpc-url"), "{stray}");
+        let stray = parse(&["--chain-id", "1"]).unwrap_err();
+        assert!(stray.to_string().contains("need --rpc-url"), "{stray}");
+        let stray = parse(&["--registry", "a.toml", "--chain-id", "1"]).unwrap_err();
+        assert!(stray.to_string().contains("belong to --rpc-url"), "{stray}");
     }
 
     #[test]

@@ -33,22 +33,32 @@ impl Clock {
     }
 }
 
-/// The registry, once its source has been opened (a chain source takes a while to build).
+/// The registry, once its source has been opened (a chain source takes a while to build), or
+/// why it never will be.
 #[derive(Default)]
 pub struct RegistrySlot {
     registry: OnceLock<Arc<dyn Registry>>,
+    failure: OnceLock<String>,
 }
 
 impl RegistrySlot {
     pub fn get(&self) -> Result<&Arc<dyn Registry>, RegistryError> {
         self.registry.get().ok_or_else(|| {
-            RegistryError::Unavailable("the registry view is still being built".to_owned())
+            RegistryError::Unavailable(match self.failure.get() {
+                Some(failure) => failure.clone(),
+                None => "the registry view is still being built".to_owned(),
+            })
         })
     }
 
     /// Installs the registry; the first one wins.
     pub fn install(&self, registry: Arc<dyn Registry>) {
         let _ = self.registry.set(registry);
+    }
+
+    /// Records why the source can never be opened (answers stay unavailable, with this reason).
+    pub fn fail(&self, reason: String) {
+        let _ = self.failure.set(reason);
     }
 }
 
@@ -413,9 +423,14 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_registry_slot_is_unavailable() {
+    fn an_empty_registry_slot_is_unavailable_and_says_why() {
         let slot = RegistrySlot::default();
         let error = slot.get().err().expect("nothing installed");
         assert_eq!(error.kind(), "unavailable");
+        assert!(error.to_string().contains("still being built"), "{error}");
+        slot.fail("the chain source is misconfigured: wrong chain".to_owned());
+        let error = slot.get().err().expect("nothing installed");
+        assert_eq!(error.kind(), "unavailable");
+        assert!(error.to_string().contains("wrong chain"), "{error}");
     }
 }

@@ -10,6 +10,7 @@
 use super::core::{Answer, Core};
 use super::metrics::Method;
 use crate::boot_info::{BootInfo, BootInfoJson};
+use crate::encoding::to_0x_hex;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
@@ -130,8 +131,9 @@ struct ServiceInfo<'a> {
     kms_contract_addr: Option<&'a str>,
     eth_rpc_url: Option<&'a str>,
     gateway_app_id: String,
-    /// Not known to this service; kept for the webhook's shape.
+    /// The node's chain (None for a file source).
     chain_id: Option<u64>,
+    /// auth-eth's older name for `appImplementation`, kept for its clients.
     app_auth_implementation: Option<String>,
     app_implementation: Option<String>,
     service: &'static str,
@@ -152,6 +154,10 @@ struct RegistryInfo<'a> {
 /// `GET /`: the webhook's service info (`status` is "ok" only while the view can answer).
 async fn service_info(State(state): State<HttpState>) -> Response {
     let status = state.core.status.borrow().clone();
+    let app_implementation = status
+        .view
+        .app_implementation
+        .map(|address| to_0x_hex(&address));
     let info = ServiceInfo {
         status: if status.available {
             "ok"
@@ -160,16 +166,16 @@ async fn service_info(State(state): State<HttpState>) -> Response {
         },
         kms_contract_addr: state.source.kms_contract.as_deref(),
         eth_rpc_url: state.source.eth_rpc_url.as_deref(),
-        gateway_app_id: status.gateway_app_id,
-        chain_id: None,
-        app_auth_implementation: None,
-        app_implementation: None,
+        gateway_app_id: status.view.gateway_app_id.clone(),
+        chain_id: status.view.chain_id,
+        app_auth_implementation: app_implementation.clone(),
+        app_implementation,
         service: "tee-verifier",
         version: env!("CARGO_PKG_VERSION"),
         registry: RegistryInfo {
             source: &state.core.source,
             available: status.available,
-            block: status.block,
+            block: status.view.block,
             reason: status.reason,
         },
     };
@@ -212,7 +218,7 @@ async fn healthz(State(state): State<HttpState>) -> Response {
         registry: RegistryInfo {
             source: &state.core.source,
             available: status.available,
-            block: status.block,
+            block: status.view.block,
             reason: status.reason,
         },
     };

@@ -5,8 +5,7 @@
 use super::core::Core;
 use super::grpc::VerifierService;
 use super::proto::verifier_server::VerifierServer;
-use crate::boot_info::BootInfo;
-use crate::registry::RegistryChange;
+use crate::registry::{RegistryChange, ViewStatus};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -22,8 +21,8 @@ pub struct RegistryStatus {
     pub available: bool,
     /// Why not, when unavailable.
     pub reason: String,
-    pub block: u64,
-    pub gateway_app_id: String,
+    /// The view's block, KMS facts and chain; the last known ones while unavailable.
+    pub view: ViewStatus,
 }
 
 impl Default for RegistryStatus {
@@ -31,31 +30,24 @@ impl Default for RegistryStatus {
         RegistryStatus {
             available: false,
             reason: "the registry view is still being built".to_owned(),
-            block: 0,
-            gateway_app_id: String::new(),
+            view: ViewStatus::default(),
         }
     }
 }
 
-/// Asks the view one pure question (`isKmsAllowed` of an all-zero boot info): it answers with
-/// the block and gateway app id, or says why it cannot, without touching the chain.
+/// Asks the view for its status, which it gives only when it can answer (without touching the
+/// chain), or says why it cannot.
 fn probe(core: &Core) -> RegistryStatus {
-    match core
-        .registry
-        .get()
-        .and_then(|registry| registry.decide_kms(&BootInfo::default()))
-    {
-        Ok(decision) => RegistryStatus {
+    match core.registry.get().and_then(|registry| registry.status()) {
+        Ok(view) => RegistryStatus {
             available: true,
             reason: String::new(),
-            block: decision.block,
-            gateway_app_id: decision.gateway_app_id,
+            view,
         },
         Err(error) => RegistryStatus {
             available: false,
             reason: error.to_string(),
-            block: core.status.borrow().block,
-            gateway_app_id: core.status.borrow().gateway_app_id.clone(),
+            view: core.status.borrow().view.clone(),
         },
     }
 }
@@ -86,19 +78,21 @@ pub async fn run(core: Arc<Core>) {
             core.metrics.registry_advanced();
         }
         let status = probe(&core);
-        let previous_block = core.status.borrow().block;
-        if status.available && status.block != previous_block {
+        let previous_block = core.status.borrow().view.block;
+        if status.available && status.view.block != previous_block {
             core.metrics.registry_advanced();
         }
-        core.metrics
-            .set_registry(status.available, status.available.then_some(status.block));
+        core.metrics.set_registry(
+            status.available,
+            status.available.then_some(status.view.block),
+        );
         core.status.send_if_modified(|current| {
             if *current == status {
                 return false;
             }
             if current.available != status.available {
                 if status.available {
-                    tracing::info!(block = status.block, "registry view available");
+                    tracing::info!(block = status.view.block, "registry view available");
                 } else {
                     tracing::warn!(reason = %status.reason, "registry view unavailable; answering UNAVAILABLE");
                 }

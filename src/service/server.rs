@@ -256,6 +256,8 @@ async fn follow_chain(core: Arc<Core>, config: ChainConfig, shutdown: watch::Rec
             Ok(registry) => break registry,
             Err(error) if error.kind() == "invalid_config" => {
                 tracing::error!(%error, "the chain source is misconfigured; answers stay UNAVAILABLE");
+                core.registry
+                    .fail(format!("the chain source is misconfigured: {error}"));
                 return;
             }
             Err(error) => {

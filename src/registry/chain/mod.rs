@@ -37,7 +37,7 @@ use super::decision::{kms_is_app_allowed, kms_is_kms_allowed, AppVerdict};
 use super::view::{self, AppCode, Bytes32, RegistryView};
 use super::{
     decision_from_view, lookup_in, BoxFuture, Decision, Evaluation, Lookup, LookupAnswer, Registry,
-    RegistryChange, RegistryError, Snapshot, CHANGE_CHANNEL_CAPACITY,
+    RegistryChange, RegistryError, Snapshot, ViewStatus, CHANGE_CHANNEL_CAPACITY,
 };
 use crate::boot_info::BootInfo;
 
@@ -64,11 +64,14 @@ pub struct ChainConfig {
     pub proxy_code_hashes: Vec<Bytes32>,
     /// Timeout of one JSON-RPC request.
     pub request_timeout: Duration,
+    /// The chain the KMS is deployed on; when set, a node on another chain is refused
+    /// (`invalid_config`) instead of being read.
+    pub chain_id: Option<u64>,
 }
 
 impl ChainConfig {
     /// Defaults: 6 confirmations, from block 0, 60 s staleness, 2 s polls, 2000-block log ranges,
-    /// 10 s requests.
+    /// 10 s requests, any chain id.
     pub fn new(rpc_url: impl Into<String>, kms_contract: view::Address) -> Self {
         ChainConfig {
             rpc_url: rpc_url.into(),
@@ -81,6 +84,7 @@ impl ChainConfig {
             app_code_hashes: Vec::new(),
             proxy_code_hashes: Vec::new(),
             request_timeout: Duration::from_secs(10),
+            chain_id: None,
         }
     }
 
@@ -161,6 +165,8 @@ const FALLBACK_CACHE_ENTRIES: u64 = 10_000;
 struct Inner {
     config: ChainConfig,
     rpc: Rpc,
+    /// What the node reported at connect (`eth_chainId`).
+    chain_id: u64,
     served: RwLock<Served>,
     /// Serializes syncs; the trust learned while building the served view.
     trust: tokio::sync::Mutex<Trust>,
@@ -235,11 +241,20 @@ impl ChainRegistry {
     ) -> Result<Self, RegistryError> {
         config.validate()?;
         let rpc = Rpc::connect(&config.rpc_url, config.request_timeout)?;
+        let chain_id = rpc.chain_id().await?;
+        if let Some(expected) = config.chain_id {
+            if chain_id != expected {
+                return Err(RegistryError::InvalidConfig(format!(
+                    "the node is on chain {chain_id}, not the configured chain {expected}"
+                )));
+            }
+        }
         let registry = ChainRegistry {
             inner: Arc::new(Inner {
                 trust: tokio::sync::Mutex::new(Trust::new(&config)),
                 config,
                 rpc,
+                chain_id,
                 served: RwLock::new(Served::Unavailable("not built yet".to_owned())),
                 changes: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
                 fallback: moka::sync::Cache::new(FALLBACK_CACHE_ENTRIES),
@@ -538,6 +553,15 @@ impl Registry for ChainRegistry {
 
     fn lookup(&self, query: &Lookup) -> Result<LookupAnswer, RegistryError> {
         self.read_fresh(|chain_view| lookup_in(&chain_view.view, query, chain_view.block))?
+    }
+
+    fn status(&self) -> Result<ViewStatus, RegistryError> {
+        self.read_fresh(|chain_view| ViewStatus {
+            block: chain_view.block,
+            gateway_app_id: chain_view.view.gateway_app_id().to_owned(),
+            app_implementation: chain_view.view.app_implementation(),
+            chain_id: Some(self.inner.chain_id),
+        })
     }
 
     fn snapshot(&self) -> Result<Snapshot, RegistryError> {

@@ -52,6 +52,13 @@ impl Rpc {
         Ok(Rpc { provider })
     }
 
+    pub(crate) async fn chain_id(&self) -> Result<u64, RegistryError> {
+        self.provider
+            .get_chain_id()
+            .await
+            .map_err(|e| rpc_error("eth_chainId", e))
+    }
+
     pub(crate) async fn block_number(&self) -> Result<u64, RegistryError> {
         self.provider
             .get_block_number()
