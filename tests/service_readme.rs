@@ -3,14 +3,13 @@
 //! (protobuf's JSON mapping, as grpcurl does from reflection), sent, and its answer decoded; each
 //! curl body is posted and compared with the answer the README prints under it.
 
-#[path = "support/raw_grpc.rs"]
-mod raw_grpc;
 #[path = "support/samples.rs"]
 mod samples;
 #[path = "service_common/mod.rs"]
 mod service;
 
 use base64::Engine as _;
+use prost::bytes::{Buf as _, BufMut as _, Bytes};
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, SerializeOptions};
 use serde_json::Value;
@@ -18,8 +17,10 @@ use service::Service;
 use std::time::Duration;
 use tee_verifier::service::proto;
 use tonic::client::Grpc;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
+use tonic::Status;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 /// The Nitro sample the README's Verify example stands for (`doc.cbor`), and its time.
@@ -118,18 +119,60 @@ async fn call_as_grpcurl(
     let request = DynamicMessage::deserialize(method.input(), &mut deserializer)
         .unwrap_or_else(|e| panic!("{}: {json}: {e}", method.full_name()));
     let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
-    let answer = raw_grpc::unary(
-        client,
-        PathAndQuery::try_from(path).expect("path"),
-        request.encode_to_vec().into(),
-    )
-    .await
-    .unwrap_or_else(|status| panic!("{}: {status}", method.full_name()));
+    client.ready().await.expect("channel ready");
+    let answer = client
+        .unary(
+            tonic::Request::new(Bytes::from(request.encode_to_vec())),
+            PathAndQuery::try_from(path).expect("path"),
+            RawCodec,
+        )
+        .await
+        .unwrap_or_else(|status| panic!("{}: {status}", method.full_name()))
+        .into_inner();
     let answer = DynamicMessage::decode(method.output(), answer).expect("decodable answer");
     let options = SerializeOptions::new().skip_default_fields(!emit_defaults);
     answer
         .serialize_with_options(serde_json::value::Serializer, &options)
         .expect("answer as JSON")
+}
+
+/// Passes message bytes through unchanged both ways: grpcurl's encoding is done above, from the
+/// descriptors.
+#[derive(Clone, Copy, Debug, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, buffer: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buffer.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, buffer: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(buffer.copy_to_bytes(buffer.remaining())))
+    }
 }
 
 #[tokio::test]

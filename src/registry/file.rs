@@ -30,7 +30,7 @@ use tokio::sync::broadcast;
 use super::decision::{kms_is_app_allowed_offline, kms_is_kms_allowed};
 use super::view::RegistryView;
 use super::{
-    decision_from_view, lookup_in, BoxFuture, Decision, Lookup, LookupAnswer, Registry,
+    decision_from_view, lookup_in, status_of, BoxFuture, Decision, Lookup, LookupAnswer, Registry,
     RegistryChange, RegistryError, Snapshot, ViewStatus, CHANGE_CHANNEL_CAPACITY,
 };
 use crate::boot_info::BootInfo;
@@ -244,12 +244,7 @@ impl Registry for FileRegistry {
 
     fn status(&self) -> Result<ViewStatus, RegistryError> {
         let loaded = self.loaded()?;
-        Ok(ViewStatus {
-            block: loaded.block,
-            gateway_app_id: loaded.view.gateway_app_id().to_owned(),
-            app_implementation: loaded.view.app_implementation(),
-            chain_id: None,
-        })
+        Ok(status_of(&loaded.view, loaded.block, None))
     }
 
     fn snapshot(&self) -> Result<Snapshot, RegistryError> {

@@ -169,6 +169,16 @@ fn decision_from_view(verdict: decision::Verdict, block: u64, view: &RegistryVie
     }
 }
 
+/// A view's status at `block`; `chain_id` is the node's, for chain sources.
+fn status_of(view: &RegistryView, block: u64, chain_id: Option<u64>) -> ViewStatus {
+    ViewStatus {
+        block,
+        gateway_app_id: view.gateway_app_id().to_owned(),
+        app_implementation: view.app_implementation(),
+        chain_id,
+    }
+}
+
 /// Answers a lookup from a view.
 fn lookup_in(
     view: &RegistryView,

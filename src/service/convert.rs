@@ -47,17 +47,18 @@ impl EvidenceKind {
 impl VerifyJob {
     /// The bytes verification will read.
     pub fn input_len(&self) -> usize {
+        let input = self.input();
         [
-            &self.event_log,
-            &self.collateral,
-            &self.vm_config,
-            &self.app_compose,
+            Some(input.evidence),
+            input.event_log,
+            input.collateral,
+            input.vm_config,
+            input.app_compose,
         ]
         .into_iter()
         .flatten()
-        .map(Vec::len)
-        .sum::<usize>()
-            + self.evidence.len()
+        .map(<[u8]>::len)
+        .sum()
     }
 
     pub fn input(&self) -> crate::evidence::EvidenceInput<'_> {

@@ -36,8 +36,9 @@ use super::abi::{AppBootInfo, IDstackKms};
 use super::decision::{kms_is_app_allowed, kms_is_kms_allowed, AppVerdict};
 use super::view::{self, AppCode, Bytes32, RegistryView};
 use super::{
-    decision_from_view, lookup_in, BoxFuture, Decision, Evaluation, Lookup, LookupAnswer, Registry,
-    RegistryChange, RegistryError, Snapshot, ViewStatus, CHANGE_CHANNEL_CAPACITY,
+    decision_from_view, lookup_in, status_of, BoxFuture, Decision, Evaluation, Lookup,
+    LookupAnswer, Registry, RegistryChange, RegistryError, Snapshot, ViewStatus,
+    CHANGE_CHANNEL_CAPACITY,
 };
 use crate::boot_info::BootInfo;
 
@@ -556,11 +557,12 @@ impl Registry for ChainRegistry {
     }
 
     fn status(&self) -> Result<ViewStatus, RegistryError> {
-        self.read_fresh(|chain_view| ViewStatus {
-            block: chain_view.block,
-            gateway_app_id: chain_view.view.gateway_app_id().to_owned(),
-            app_implementation: chain_view.view.app_implementation(),
-            chain_id: Some(self.inner.chain_id),
+        self.read_fresh(|chain_view| {
+            status_of(
+                &chain_view.view,
+                chain_view.block,
+                Some(self.inner.chain_id),
+            )
         })
     }
 
