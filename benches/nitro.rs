@@ -2,7 +2,7 @@
 //! verifier), and one P-384 ECDSA verification for scale. Targets: warm ≤ 1.3×, cold ≤ 6× one
 //! P-384 verification (a cold document needs 5: four chain links and the COSE signature).
 
-#[path = "../tests/support/samples.rs"]
+#[path = "../tests/it/support/samples.rs"]
 mod samples;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};

@@ -3,7 +3,7 @@
 //! P-256 ECDSA verification for scale. Targets: warm ≤ 1.5× one P-256 verification and ≥ 8×
 //! faster than dcap-qvl; cold no slower than dcap-qvl.
 
-#[path = "../tests/support/samples.rs"]
+#[path = "../tests/it/support/samples.rs"]
 mod samples;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};

@@ -7,7 +7,7 @@
 //!
 //! Keys are fresh on every run (so the bytes change); names, times and payloads are fixed.
 
-#[path = "../tests/support/nitro.rs"]
+#[path = "../tests/it/support/nitro.rs"]
 mod nitro_support;
 
 use anyhow::Context;
@@ -246,7 +246,7 @@ const README: &str = "\
 # Nitro test fixtures (generated)
 
 Written by `cargo run --example nitro_fixtures` (source: `examples/nitro_fixtures.rs`, generator:
-`tests/support/nitro.rs`). Do not edit by hand; rerun the example instead.
+`tests/it/support/nitro.rs`). Do not edit by hand; rerun the example instead.
 
 - `root.der`: the root of a test PKI shaped like AWS's: P-384 root (no pathLen) → regional
   (pathLen 2) → zonal (pathLen 1) → instance (pathLen 0, keyCertSign only) → 3-hour leaf

@@ -4,7 +4,7 @@
 //!
 //! `cargo run --example tdx_fixtures` (keys are fresh each run, so every file changes).
 
-#[path = "../tests/support/tdx.rs"]
+#[path = "../tests/it/support/tdx.rs"]
 mod tdx_support;
 
 use serde_json::json;

@@ -2,8 +2,7 @@
 //! RTMRs, app info, measurements and boot info exactly as dstack's KMS derives them. New entries of
 //! the same kinds are picked up without code changes.
 
-#[path = "support/samples.rs"]
-mod samples;
+use crate::support::samples;
 
 use serde_json::Value;
 use std::path::Path;

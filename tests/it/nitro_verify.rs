@@ -1,7 +1,6 @@
 //! Nitro verification against a generated AWS-shaped PKI: every rule, every rejection kind.
 
-#[path = "support/nitro.rs"]
-mod nitro_support;
+use crate::support::nitro as nitro_support;
 
 use nitro_support::*;
 use tee_verifier::nitro::{

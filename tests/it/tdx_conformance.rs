@@ -2,10 +2,8 @@
 //! `now` with the expected TCB status, advisories and PPID, fails at the documented times, and
 //! fails the quote signature when any REPORTDATA byte flips.
 
-#[path = "support/samples.rs"]
-mod samples;
-#[path = "support/tdx.rs"]
-mod tdx_support;
+use crate::support::samples;
+use crate::support::tdx as tdx_support;
 
 use tdx_support::{sample_quote, tdx_entries};
 use tee_verifier::tdx::{Collateral, TdxPolicy, TdxVerifier};

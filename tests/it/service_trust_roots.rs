@@ -1,10 +1,8 @@
 //! `serve --nitro-root`: a pinned test PKI replaces the built-in AWS root, and only for the
 //! server that pins it.
 
-#[path = "support/nitro.rs"]
-mod nitro;
-#[path = "service_common/mod.rs"]
-mod service;
+use crate::support::nitro;
+use crate::support::service;
 
 use service::{write_file, Service};
 use tee_verifier::service::proto::{self, verify_request::Evidence};

@@ -1,10 +1,8 @@
 //! Quote parsing on the real samples: every TDX quote in `expected.json` parses by its declared
 //! lengths, and the same bytes re-laid out as v5 (body types 2, 3, 4) parse to the same fields.
 
-#[path = "support/samples.rs"]
-mod samples;
-#[path = "support/tdx.rs"]
-mod tdx_support;
+use crate::support::samples;
+use crate::support::tdx as tdx_support;
 
 use tdx_support::{sample_quote, tdx_entries, v4_to_v5};
 use tee_verifier::tdx::quote::{CertDataType, INTEL_QE_VENDOR_ID};

@@ -1,10 +1,8 @@
 //! The `verify` / `measure` command-line contract on real Nitro samples: exit codes, JSON shape,
 //! input encodings and stdin.
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/samples.rs"]
-mod samples;
+use crate::support::cli;
+use crate::support::samples;
 
 use cli::{cli, json};
 

@@ -3,12 +3,9 @@
 //! answers, a dead node turns health NOT_SERVING and answers UNAVAILABLE, and the webhook answers
 //! exactly what the contract answers for the same boot infos.
 
-#[path = "support/anvil.rs"]
-mod anvil;
-#[path = "support/samples.rs"]
-mod samples;
-#[path = "service_common/mod.rs"]
-mod service;
+use crate::support::anvil;
+use crate::support::samples;
+use crate::support::service;
 
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::providers::{Provider, RootProvider};

@@ -1,10 +1,8 @@
 //! The `verify` / `measure` contract on the real TDX and dstack samples, black-box through the
 //! binary: every value `expected.json` lists must come out under the CLI's field names.
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/samples.rs"]
-mod samples;
+use crate::support::cli;
+use crate::support::samples;
 
 use cli::{cli, json};
 

@@ -1,10 +1,8 @@
 //! The `check` / `registry` / `verify --registry` contract on a registry file: JSON shapes,
 //! reason strings, exit codes (0 allowed/registered, 1 denied/absent, 2 error).
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/samples.rs"]
-mod samples;
+use crate::support::cli;
+use crate::support::samples;
 
 use cli::{cli, json};
 

@@ -1,10 +1,8 @@
 //! The SGX extension of PCK certificates: the real samples' values, and every malformed shape
 //! rejected as `certificate_invalid`.
 
-#[path = "support/samples.rs"]
-mod samples;
-#[path = "support/tdx.rs"]
-mod tdx_support;
+use crate::support::samples;
+use crate::support::tdx as tdx_support;
 
 use tdx_support::{der_uint, entry, tlv, Keys, SgxExtension, Spec, NOW};
 use tee_verifier::tdx::{Collateral, PckInfo, Quote, TdxPolicy, TdxVerifier};

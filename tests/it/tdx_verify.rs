@@ -1,8 +1,7 @@
 //! Verification against a generated Intel-like PKI: every acceptance path and every rejection of
 //! tdx.md §2, each asserting its exact error kind, plus the cache's time semantics.
 
-#[path = "support/tdx.rs"]
-mod tdx_support;
+use crate::support::tdx as tdx_support;
 
 use serde_json::Value;
 use tdx_support::{Built, Keys, Spec, DAY, NOW, SEPT_VE_DISABLE};

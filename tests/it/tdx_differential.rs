@@ -2,10 +2,8 @@
 //! verdict, TCB status and advisory set on every real sample, on mutated samples and collateral,
 //! and on the generated PKI's variants. Intentional differences are listed and asserted as such.
 
-#[path = "support/samples.rs"]
-mod samples;
-#[path = "support/tdx.rs"]
-mod tdx_support;
+use crate::support::samples;
+use crate::support::tdx as tdx_support;
 
 use dcap_qvl::verify::QuoteVerifier;
 use dcap_qvl::QuoteCollateralV3;

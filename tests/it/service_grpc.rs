@@ -2,10 +2,8 @@
 //! tonic client and a real HTTP client, registry files for the allowlist. Real samples are
 //! verified at their own time (the hidden test-only `--fixed-now`).
 
-#[path = "support/samples.rs"]
-mod samples;
-#[path = "service_common/mod.rs"]
-mod service;
+use crate::support::samples;
+use crate::support::service;
 
 use base64::Engine as _;
 use serde_json::Value;

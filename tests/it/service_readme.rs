@@ -3,10 +3,8 @@
 //! (protobuf's JSON mapping, as grpcurl does from reflection), sent, and its answer decoded; each
 //! curl body is posted and compared with the answer the README prints under it.
 
-#[path = "support/samples.rs"]
-mod samples;
-#[path = "service_common/mod.rs"]
-mod service;
+use crate::support::samples;
+use crate::support::service;
 
 use base64::Engine as _;
 use prost::bytes::{Buf as _, BufMut as _, Bytes};

@@ -1,8 +1,7 @@
 //! Differential test: random registry states on a real anvil node; the view's decision must
 //! equal the contracts' `isAppAllowed` / `isKmsAllowed` at the same block, reason included.
 
-#[path = "support/anvil.rs"]
-mod anvil;
+use crate::support::anvil;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

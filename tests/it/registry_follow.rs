@@ -1,8 +1,7 @@
 //! The chain source following a live anvil node: propagation of revocations and registrations,
 //! reorgs, and failing closed when the node goes away.
 
-#[path = "support/anvil.rs"]
-mod anvil;
+use crate::support::anvil;
 
 use std::time::{Duration, Instant};
 

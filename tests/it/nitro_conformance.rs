@@ -1,10 +1,8 @@
 //! Real NSM documents from `../shared/samples` (entries of expected.json with "kind": "nitro"),
 //! verified against the embedded AWS Nitro Enclaves Root G1 at each entry's `now`.
 
-#[path = "support/nitro.rs"]
-mod nitro_support;
-#[path = "support/samples.rs"]
-mod samples;
+use crate::support::nitro as nitro_support;
+use crate::support::samples;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,25 @@
+//! Every integration test, in one binary: one module per area. One binary links alloy and tonic
+//! once instead of once per test file.
+
+mod support;
+
+mod cli_nitro;
+mod cli_registry;
+mod cli_tdx;
+mod dstack_conformance;
+mod nitro_conformance;
+mod nitro_verify;
+mod registry_contracts;
+mod registry_differential;
+mod registry_file;
+mod registry_follow;
+mod service_chain;
+mod service_grpc;
+mod service_readme;
+mod service_trust_roots;
+mod tdx_conformance;
+mod tdx_differential;
+mod tdx_fixtures;
+mod tdx_pck;
+mod tdx_quote;
+mod tdx_verify;
