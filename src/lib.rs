@@ -5,7 +5,9 @@
 //! takes the time as an argument; only the CLI and the service read the clock.
 
 pub mod boot_info;
-pub mod cache_stats;
+pub mod cache;
+/// The former path of [`cache::CacheCounts`], kept so existing `crate::cache_stats::…` paths resolve.
+pub use cache as cache_stats;
 pub mod cli;
 pub mod crypto;
 pub mod dstack;
