@@ -12,9 +12,12 @@ pub mod cli;
 pub mod crypto;
 pub mod dstack;
 pub mod encoding;
+pub mod error;
 pub mod evidence;
 pub mod nitro;
 pub mod registry;
 pub mod service;
 pub mod tdx;
 pub mod x509;
+
+pub use error::{Error, ErrorKind};

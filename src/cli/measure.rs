@@ -61,18 +61,21 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<ExitCode> {
         evidence: &evidence,
         ..Default::default()
     }) {
-        Ok(report) => {
+        Ok(preview) => {
             if args.json {
-                output::print_json(&report);
+                output::print_json(&preview);
             } else {
                 say!("NOT VERIFIED: preview of what the document claims; run `verify` to check it");
-                output::print_report(&report);
+                output::print_report(preview.report());
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
             if args.json {
-                output::print_json(&output::rejection_json(error.kind(), &error.to_string()));
+                output::print_json(&output::rejection_json(
+                    error.kind().as_str(),
+                    &error.to_string(),
+                ));
             } else {
                 say!("UNREADABLE ({}): {error}", error.kind());
             }

@@ -4,7 +4,8 @@
 use super::proto;
 use crate::boot_info::{BootInfo, BootInfoJson};
 use crate::encoding::{parse_hex_padded, to_0x_hex};
-use crate::evidence::{EvidenceError, Expectations, Platform, Report};
+use crate::error::ErrorKind;
+use crate::evidence::{EvidenceError, Expectations, Platform, Verified};
 use crate::registry::view::AppCode;
 use crate::registry::{Decision, Entry, Lookup, RegistryChange, RegistryError, Snapshot};
 use tonic::{Code, Status};
@@ -140,70 +141,68 @@ impl TryFrom<proto::VerifyRequest> for VerifyJob {
 /// A rejected attestation: an answer, not a transport error.
 pub fn verification_error(error: &EvidenceError) -> proto::VerificationError {
     proto::VerificationError {
-        kind: error.kind().to_owned(),
+        kind: error.kind().as_str().to_owned(),
         message: error.to_string(),
     }
 }
 
-/// What verification established, in the response's shape (field for field the `Report`).
-pub fn attested(report: &Report, include_report_json: bool) -> proto::Attested {
+/// What verification established, in the response's shape: field for field its
+/// [`Report`](crate::evidence::Report), so both spell every value alike.
+pub fn attested(verified: &Verified, include_report_json: bool) -> proto::Attested {
+    let report = verified.report();
+    // A struct of strings, numbers and maps with integer keys always serializes.
+    let report_json = if include_report_json {
+        serde_json::to_string(&report).unwrap_or_default()
+    } else {
+        String::new()
+    };
     let platform = match report.platform {
         Platform::Nitro => proto::Platform::Nitro,
         Platform::Tdx => proto::Platform::Tdx,
     };
+    let report_data = report.report_data;
     proto::Attested {
         platform: platform.into(),
-        os_image_hash: report.os_image_hash.clone(),
-        nitro: report.nitro.as_ref().map(|nitro| proto::NitroClaims {
-            module_id: nitro.module_id.clone(),
+        os_image_hash: report.os_image_hash,
+        nitro: report.nitro.map(|nitro| proto::NitroClaims {
+            module_id: nitro.module_id,
             timestamp_ms: nitro.timestamp_ms,
             pcrs: nitro
                 .pcrs
-                .iter()
-                .map(|(index, value)| (u32::from(*index), value.clone()))
-                .collect(),
-            user_data: nitro.user_data.clone(),
-            nonce: nitro.nonce.clone(),
-            public_key: nitro.public_key.clone(),
-        }),
-        tdx: report.tdx.as_ref().map(|tdx| proto::TdxClaims {
-            quote_version: u32::from(tdx.quote_version),
-            tcb_status: tdx.tcb_status.clone().unwrap_or_default(),
-            advisory_ids: tdx.advisory_ids.clone(),
-            ppid: tdx.ppid.clone().unwrap_or_default(),
-            report_data: report.report_data.clone().unwrap_or_default(),
-            mr_td: tdx.mr_td.clone(),
-            rtmrs: [&tdx.rtmr0, &tdx.rtmr1, &tdx.rtmr2, &tdx.rtmr3]
                 .into_iter()
-                .cloned()
+                .map(|(index, value)| (u32::from(index), value))
                 .collect(),
+            user_data: nitro.user_data,
+            nonce: nitro.nonce,
+            public_key: nitro.public_key,
         }),
-        dstack: report.dstack.as_ref().map(|dstack| proto::DstackClaims {
-            boot_info: Some(boot_info_to_proto(&dstack.boot_info)),
+        tdx: report.tdx.map(|tdx| proto::TdxClaims {
+            quote_version: u32::from(tdx.quote_version),
+            tcb_status: tdx.tcb_status.unwrap_or_default(),
+            advisory_ids: tdx.advisory_ids,
+            ppid: tdx.ppid.unwrap_or_default(),
+            report_data: report_data.unwrap_or_default(),
+            mr_td: tdx.mr_td,
+            rtmrs: vec![tdx.rtmr0, tdx.rtmr1, tdx.rtmr2, tdx.rtmr3],
+        }),
+        dstack: report.dstack.map(|dstack| proto::DstackClaims {
+            boot_info: Some(boot_info_to_proto(dstack.boot_info)),
             os_image_hash_bound: dstack.os_image_hash_bound,
-            key_provider: dstack.key_provider.clone(),
+            key_provider: dstack.key_provider,
         }),
-        // A struct of strings, numbers and maps with integer keys always serializes.
-        report_json: if include_report_json {
-            serde_json::to_string(report).unwrap_or_default()
-        } else {
-            String::new()
-        },
+        report_json,
     }
 }
 
 /// Whether the verified evidence is what the request's oneof said it was (detection is by
 /// content; this keeps the field names honest).
-pub fn matches_declared_kind(kind: EvidenceKind, report: &Report) -> bool {
+pub fn matches_declared_kind(kind: EvidenceKind, verified: &Verified) -> bool {
+    let dstack = verified.dstack().is_some();
     match kind {
-        EvidenceKind::NitroDocument => {
-            report.platform == Platform::Nitro && report.dstack.is_none()
-        }
-        EvidenceKind::Tdx => report.platform == Platform::Tdx,
-        EvidenceKind::DstackAttestation => report.dstack.is_some(),
-        EvidenceKind::DstackQuoteReport => {
-            report.platform == Platform::Tdx && report.dstack.is_some()
-        }
+        EvidenceKind::NitroDocument => verified.platform() == Platform::Nitro && !dstack,
+        EvidenceKind::Tdx => verified.platform() == Platform::Tdx,
+        EvidenceKind::DstackAttestation => dstack,
+        EvidenceKind::DstackQuoteReport => verified.platform() == Platform::Tdx && dstack,
     }
 }
 
@@ -225,8 +224,8 @@ pub fn boot_info_from_proto(boot_info: Option<proto::BootInfo>) -> Result<BootIn
     BootInfo::try_from(&json).map_err(|e| Status::invalid_argument(format!("boot_info.{e}")))
 }
 
-pub fn boot_info_to_proto(boot_info: &BootInfo) -> proto::BootInfo {
-    let json = BootInfoJson::from(boot_info);
+/// A boot info on the wire, from its webhook spelling.
+pub fn boot_info_to_proto(json: BootInfoJson) -> proto::BootInfo {
     proto::BootInfo {
         app_id: json.app_id,
         compose_hash: json.compose_hash,
@@ -276,10 +275,10 @@ pub fn registry_status(error: RegistryError) -> Status {
 }
 
 /// Attaches a stable error kind as `tee-verifier-error-kind` metadata.
-fn with_kind(mut status: Status, kind: &'static str) -> Status {
+fn with_kind(mut status: Status, kind: ErrorKind) -> Status {
     status.metadata_mut().insert(
         "tee-verifier-error-kind",
-        tonic::metadata::MetadataValue::from_static(kind),
+        tonic::metadata::MetadataValue::from_static(kind.as_str()),
     );
     status
 }
@@ -465,7 +464,7 @@ mod tests {
         assert_eq!(boot.app_id[18..], [0xab, 0xcd]);
         assert_eq!(boot.compose_hash, [0; 32]);
         assert_eq!(boot.device_id[31], 1);
-        let back = boot_info_to_proto(&boot);
+        let back = boot_info_to_proto(BootInfoJson::from(&boot));
         assert_eq!(back.app_id, "0x000000000000000000000000000000000000abcd");
         assert_eq!(boot_info_from_proto(Some(back)).unwrap(), boot);
     }

@@ -7,7 +7,7 @@ use super::metrics::{Method, Metrics};
 use super::monitor::RegistryStatus;
 use super::proto;
 use crate::boot_info::BootInfo;
-use crate::evidence::{EvidenceVerifier, Unauthorizable};
+use crate::evidence::{EvidenceVerifier, Platform, Unauthorizable, Verified};
 use crate::registry::{Decision, Evaluation, Registry, RegistryError};
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -19,13 +19,15 @@ use tonic::Status;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Clock {
     System,
-    Fixed(u64),
+    /// Every verification as of this instant, however old: only for tests of fixed evidence,
+    /// never for a service that decides anything.
+    DangerousFixed(u64),
 }
 
 impl Clock {
     pub fn now(self) -> u64 {
         match self {
-            Clock::Fixed(now) => now,
+            Clock::DangerousFixed(now) => now,
             Clock::System => std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |elapsed| elapsed.as_secs()),
@@ -180,8 +182,8 @@ impl Core {
             .map_err(|e| Status::internal(format!("verification task failed: {e}")))?
         };
 
-        let report = match result {
-            Ok(report) => report,
+        let verified = match result {
+            Ok(verified) => verified,
             Err(error) => {
                 let response = proto::VerifyResponse {
                     verified: false,
@@ -189,21 +191,21 @@ impl Core {
                     verified_at: now,
                     ..Default::default()
                 };
-                return Ok(Answer::new(response, error.kind()));
+                return Ok(Answer::new(response, error.kind().as_str()));
             }
         };
-        if !convert::matches_declared_kind(job.kind, &report) {
+        if !convert::matches_declared_kind(job.kind, &verified) {
             return Err(Status::invalid_argument(format!(
                 "evidence given as {} is {}",
                 job.kind.field_name(),
-                describe(&report)
+                describe(&verified)
             )));
         }
-        let attested = convert::attested(&report, job.include_report_json);
+        let attested = convert::attested(&verified, job.include_report_json);
         let (authorization, outcome) = match job.authorize {
             proto::Authorize::None => (None, "verified"),
             authorize => {
-                let decision = match report.authorizable_boot_info(job.accept_os_image_claim) {
+                let decision = match verified.authorizable_boot_info(job.accept_os_image_claim) {
                     Ok(boot_info) => match authorize {
                         proto::Authorize::Kms => self.decide_kms(boot_info)?,
                         _ => self.decide_app(boot_info).await?,
@@ -276,10 +278,9 @@ fn runs_inline(job: &VerifyJob) -> bool {
     job.input_len() <= INLINE_VERIFY_MAX_BYTES
 }
 
-/// What a report says the evidence was, for a mismatch message.
-fn describe(report: &crate::evidence::Report) -> &'static str {
-    use crate::evidence::Platform;
-    match (report.platform, report.dstack.is_some()) {
+/// What the verified evidence was, for a mismatch message.
+fn describe(verified: &Verified) -> &'static str {
+    match (verified.platform(), verified.dstack().is_some()) {
         (Platform::Nitro, false) => "a bare Nitro document",
         (Platform::Nitro, true) => "a dstack Nitro attestation",
         (Platform::Tdx, false) => "a bare TDX quote",
@@ -290,6 +291,7 @@ fn describe(report: &crate::evidence::Report) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use tonic::Code;
 
     fn core(max_concurrency: usize, request_timeout: Duration) -> Core {
@@ -303,7 +305,7 @@ mod tests {
         let (_, shutdown) = watch::channel(false);
         Core::new(
             EvidenceVerifier::default(),
-            Clock::Fixed(1),
+            Clock::DangerousFixed(1),
             limits,
             shutdown,
             "test".into(),
@@ -418,7 +420,7 @@ mod tests {
 
     #[test]
     fn a_fixed_clock_never_moves_and_the_system_clock_does() {
-        assert_eq!(Clock::Fixed(1_705_431_295).now(), 1_705_431_295);
+        assert_eq!(Clock::DangerousFixed(1_705_431_295).now(), 1_705_431_295);
         assert!(Clock::System.now() > 1_700_000_000);
     }
 
@@ -426,11 +428,11 @@ mod tests {
     fn an_empty_registry_slot_is_unavailable_and_says_why() {
         let slot = RegistrySlot::default();
         let error = slot.get().err().expect("nothing installed");
-        assert_eq!(error.kind(), "unavailable");
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
         assert!(error.to_string().contains("still being built"), "{error}");
         slot.fail("the chain source is misconfigured: wrong chain".to_owned());
         let error = slot.get().err().expect("nothing installed");
-        assert_eq!(error.kind(), "unavailable");
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
         assert!(error.to_string().contains("wrong chain"), "{error}");
     }
 }

@@ -8,6 +8,7 @@ use super::http::{self, SourceInfo};
 use super::monitor;
 use super::proto::{self, verifier_server::VerifierServer};
 use crate::encoding::to_0x_hex;
+use crate::error::ErrorKind;
 use crate::evidence::EvidenceVerifier;
 use crate::nitro::NitroVerifier;
 use crate::registry::chain::{ChainConfig, ChainRegistry};
@@ -64,7 +65,7 @@ impl Server {
                     now,
                     "TEST ONLY: evidence is verified as of a fixed time, not the clock"
                 );
-                Clock::Fixed(now)
+                Clock::DangerousFixed(now)
             }
             None => Clock::System,
         };
@@ -254,7 +255,7 @@ async fn follow_chain(core: Arc<Core>, config: ChainConfig, shutdown: watch::Rec
         });
         match ChainRegistry::connect(config.clone(), Some(progress)).await {
             Ok(registry) => break registry,
-            Err(error) if error.kind() == "invalid_config" => {
+            Err(error) if error.kind() == ErrorKind::InvalidConfig => {
                 tracing::error!(%error, "the chain source is misconfigured; answers stay UNAVAILABLE");
                 core.registry
                     .fail(format!("the chain source is misconfigured: {error}"));

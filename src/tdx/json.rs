@@ -203,11 +203,17 @@ mod tests {
         assert!(check_window("TCB Info", 10, 20, 10).is_ok());
         assert!(check_window("TCB Info", 10, 20, 20).is_ok());
         assert_eq!(
-            check_window("TCB Info", 10, 20, 9).unwrap_err().kind(),
+            check_window("TCB Info", 10, 20, 9)
+                .unwrap_err()
+                .kind()
+                .as_str(),
             "collateral_not_yet_valid"
         );
         assert_eq!(
-            check_window("TCB Info", 10, 20, 21).unwrap_err().kind(),
+            check_window("TCB Info", 10, 20, 21)
+                .unwrap_err()
+                .kind()
+                .as_str(),
             "collateral_expired"
         );
     }
@@ -216,7 +222,7 @@ mod tests {
     fn hex_fields() {
         assert_eq!(hex_array::<2>("d", "f", "0aFf").unwrap(), [0x0a, 0xff]);
         assert_eq!(
-            hex_array::<2>("d", "f", "0a").unwrap_err().kind(),
+            hex_array::<2>("d", "f", "0a").unwrap_err().kind().as_str(),
             "collateral_invalid"
         );
         assert!(hex_array::<2>("d", "f", "0x0a").is_err());

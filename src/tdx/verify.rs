@@ -50,7 +50,7 @@ const QE_CACHE_CAPACITY: u64 = 16 * 1024;
 pub struct VerifiedQuote {
     pub quote: Quote,
     /// Converged platform, TDX module and QE status (`UpToDate`, `OutOfDate`, ...; never `Revoked`).
-    pub tcb_status: String,
+    pub tcb_status: TcbStatus,
     /// Advisories of the platform, module and QE levels, without duplicates.
     pub advisory_ids: Vec<String>,
     /// Status of the platform TCB level (with the TDX module) alone.
@@ -216,7 +216,7 @@ impl TdxVerifier {
         check_td_attributes(&quote.body, policy)?;
 
         Ok(VerifiedQuote {
-            tcb_status: converged.status.as_str().to_owned(),
+            tcb_status: converged.status,
             advisory_ids: converged.advisory_ids,
             platform_tcb_status: platform.launch.status.as_str().to_owned(),
             qe_tcb_status: qe.qe_tcb.status.as_str().to_owned(),
@@ -555,7 +555,7 @@ mod tests {
         let err = verifier
             .verify(&quote, &collateral, late, &policy)
             .unwrap_err();
-        assert_eq!(err.kind(), "collateral_expired", "{err}");
+        assert_eq!(err.kind().as_str(), "collateral_expired", "{err}");
         assert_eq!(verifier.cache_counts().collateral, counts(2, 2));
     }
 }

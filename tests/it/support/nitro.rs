@@ -651,6 +651,6 @@ pub fn rejection(result: Result<VerifiedDocument, NitroError>) -> &'static str {
             "expected a rejection, got a verified document: {:?}",
             verified.document.module_id
         ),
-        Err(error) => error.kind(),
+        Err(error) => error.kind().as_str(),
     }
 }
