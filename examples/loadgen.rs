@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! # terminal 1: a server that accepts the default sample (pinned at its time; test-only flag)
-//! cargo run --release -- serve --fixed-now 1705431295
+//! cargo run --release -- serve --dangerous-fixed-now 1705431295
 //! # terminal 2
 //! cargo run --release --example loadgen -- --call verify --concurrency 16 --threads 1 \
 //!     --connections 1 --metrics http://127.0.0.1:8000/metrics
@@ -569,7 +569,7 @@ async fn call(client: &mut Connection, request: &Prepared) -> Result<(), String>
                 Ok(())
             } else {
                 Err(format!(
-                    "not verified: {:?} (start the server with --fixed-now matching the evidence)",
+                    "not verified: {:?} (start the server with --dangerous-fixed-now matching the evidence)",
                     response.error
                 ))
             }

@@ -1,9 +1,9 @@
 //! `tee-verifier check`: what `DstackKms.isAppAllowed` (or `isKmsAllowed`) answers for a boot info.
 
+use super::source::RegistryArgs;
 use super::{output, source};
 use crate::boot_info::{BootInfo, BootInfoJson};
 use crate::registry::{Decision, RegistryError};
-use crate::service::config::RegistryArgs;
 use clap::Args;
 use std::process::ExitCode;
 

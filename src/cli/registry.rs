@@ -1,9 +1,9 @@
 //! `tee-verifier registry`: membership questions for monitoring probes, and the whole view.
 
+use super::source::RegistryArgs;
 use super::{output, source};
 use crate::encoding::parse_hex_padded;
 use crate::registry::Lookup;
-use crate::service::config::RegistryArgs;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
 

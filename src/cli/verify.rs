@@ -1,5 +1,6 @@
 //! `tee-verifier verify`: full verification of one piece of evidence at a point in time.
 
+use super::source::RegistryArgs;
 use super::{check, source};
 use super::{now_or_clock, output, parse_hex_arg, read_input, HexArg, Verdict};
 use crate::boot_info::BootInfo;
@@ -7,7 +8,6 @@ use crate::encoding::{decode_input, InputEncoding};
 use crate::error::ErrorKind;
 use crate::evidence::{EvidenceInput, EvidenceVerifier, Expectations, Report, Unauthorizable};
 use crate::registry::{Decision, RegistryError};
-use crate::service::config::RegistryArgs;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;

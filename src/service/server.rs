@@ -59,11 +59,11 @@ impl Server {
     /// and answers UNAVAILABLE until it is).
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         let (shutdown, shutdown_signal) = watch::channel(false);
-        let clock = match config.fixed_now {
+        let clock = match config.dangerous_fixed_now {
             Some(now) => {
                 tracing::warn!(
                     now,
-                    "TEST ONLY: evidence is verified as of a fixed time, not the clock"
+                    "dangerous_fixed_now is set, FOR TESTS ONLY: evidence is verified as of a fixed time, not the clock"
                 );
                 Clock::DangerousFixed(now)
             }

@@ -186,8 +186,8 @@ async fn verify_authorizes_real_samples_on_chain_and_sees_revocations() {
         ..Default::default()
     };
 
-    let nitro_server = serve_chain(&anvil, &dstack, &["--fixed-now", "1766678659"]);
-    let tdx_server = serve_chain(&anvil, &dstack, &["--fixed-now", "1771459200"]);
+    let nitro_server = serve_chain(&anvil, &dstack, &["--dangerous-fixed-now", "1766678659"]);
+    let tdx_server = serve_chain(&anvil, &dstack, &["--dangerous-fixed-now", "1771459200"]);
     let setup_block = head(&provider).await;
     wait_for_block(&nitro_server, setup_block).await;
     wait_for_block(&tdx_server, setup_block).await;

@@ -1,6 +1,6 @@
 //! `tee-verifier serve` end to end without a chain: the real binary on ephemeral ports, a real
 //! tonic client and a real HTTP client, registry files for the allowlist. Real samples are
-//! verified at their own time (the hidden test-only `--fixed-now`).
+//! verified at their own time (the hidden test-only `--dangerous-fixed-now`).
 
 use crate::support::samples;
 use crate::support::service;
@@ -94,7 +94,7 @@ async fn verifies_every_real_sample_at_its_time() {
     }
     let mut checked = 0;
     for (now, entries) in by_time {
-        let server = Service::start(&["--fixed-now", &now.to_string()]);
+        let server = Service::start(&["--dangerous-fixed-now", &now.to_string()]);
         let mut client = server.client().await;
         for entry in entries {
             let file = entry["file"].as_str().unwrap_or_default().to_owned();
@@ -202,7 +202,7 @@ async fn verify_authorizes_the_attested_boot_info() {
         &nitro_registry(&format!("\"{NITRO_OS_IMAGE}\"")),
     );
 
-    let server = Service::start(&["--fixed-now", NITRO_NOW, "--registry", &registry]);
+    let server = Service::start(&["--dangerous-fixed-now", NITRO_NOW, "--registry", &registry]);
     let mut client = server.client().await;
     let response = client
         .verify(request(Authorize::App))
@@ -234,7 +234,7 @@ async fn verify_authorizes_the_attested_boot_info() {
     assert!(plain.verified && plain.authorization.is_none());
 
     // The embedded default allows nothing.
-    let default = Service::start(&["--fixed-now", NITRO_NOW]);
+    let default = Service::start(&["--dangerous-fixed-now", NITRO_NOW]);
     let mut client = default.client().await;
     let response = client
         .verify(request(Authorize::App))
@@ -276,7 +276,7 @@ async fn malformed_requests_are_invalid_argument_and_rejections_are_answers() {
         return;
     };
     let document = std::fs::read(dir.join("dstack/nitro_enclave_nsm_doc.cose")).expect("sample");
-    let server = Service::start(&["--fixed-now", NITRO_NOW]);
+    let server = Service::start(&["--dangerous-fixed-now", NITRO_NOW]);
     let mut client = server.client().await;
 
     let invalid = |result: Result<tonic::Response<proto::VerifyResponse>, tonic::Status>,
@@ -758,7 +758,12 @@ async fn request_size_is_bounded_on_both_servers() {
         return;
     };
     let document = std::fs::read(dir.join("dstack/nitro_enclave_nsm_doc.cose")).expect("sample");
-    let server = Service::start(&["--max-request-bytes", "1024", "--fixed-now", NITRO_NOW]);
+    let server = Service::start(&[
+        "--max-request-bytes",
+        "1024",
+        "--dangerous-fixed-now",
+        NITRO_NOW,
+    ]);
     let mut client = server.client().await;
     let status = client
         .verify(proto::VerifyRequest {
