@@ -1,6 +1,6 @@
 //! One vocabulary for every failure: [`ErrorKind`], whose [`as_str`](ErrorKind::as_str) spellings
 //! are the stable kinds the CLI prints, the service answers with and the README lists, and
-//! [`Error`], which any room's error converts into.
+//! [`Error`](enum@Error), which any room's error converts into.
 
 use crate::boot_info::BootInfoError;
 use crate::crypto::CryptoError;

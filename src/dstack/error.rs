@@ -1,4 +1,5 @@
-//! The dstack room's error type. `kind()` strings are stable: the CLI and JSON output expose them.
+//! The dstack room's error type. `kind()` is an [`ErrorKind`], whose string the CLI and JSON
+//! output expose (stable).
 
 use crate::encoding::HexError;
 use crate::error::ErrorKind;
@@ -62,7 +63,7 @@ pub enum DstackError {
 }
 
 impl DstackError {
-    /// Stable snake_case name of the failure class.
+    /// The class of the failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
             DstackError::TooLarge { .. }

@@ -1,7 +1,7 @@
 //! The end-to-end pipeline shared by the CLI and the service: detect what kind of evidence some
-//! bytes are ([`detect`]), verify it at `now` with the platform's rules and rebuild dstack's
-//! identity from it ([`verify`], giving a typed [`Verified`]), and present it in one shape
-//! ([`report`]: the field names of the CLI's `--json` and of the gRPC response).
+//! bytes are (`detect`), verify it at `now` with the platform's rules and rebuild dstack's
+//! identity from it (`verify`, giving a typed [`Verified`]), and present it in one shape
+//! (`report`, a [`Report`]: the field names of the CLI's `--json` and of the gRPC response).
 //!
 //! Formats, detected from the bytes: a Nitro COSE_Sign1 document (tagged or not), a raw TDX quote
 //! (with an optional dstack event log beside it), a dstack quote report JSON, and a dstack

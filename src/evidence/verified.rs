@@ -1,5 +1,5 @@
 //! The typed outcome of verification, [`Verified`], and of a preview, [`Preview`]. Values are
-//! bytes of their exact width; how they are spelled (hex, JSON, proto) is the [report](super::report)'s
+//! bytes of their exact width; how they are spelled (hex, JSON, proto) is the [`Report`]'s
 //! business.
 
 use super::report::Report;

@@ -1,4 +1,5 @@
-//! Why a Nitro attestation document was refused. Each variant maps to one stable `kind()` string.
+//! Why a Nitro attestation document was refused. Each variant maps to one [`ErrorKind`], whose
+//! string is stable.
 
 use super::cbor::CborError;
 use crate::crypto::CryptoError;
@@ -88,7 +89,7 @@ pub enum NitroError {
 }
 
 impl NitroError {
-    /// Stable snake_case name of the failure, for JSON output and tests.
+    /// The class of the failure; its `as_str()` is the stable name JSON output carries.
     pub fn kind(&self) -> ErrorKind {
         match self {
             NitroError::DocumentTooLarge { .. }

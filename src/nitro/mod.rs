@@ -83,7 +83,7 @@ impl NitroVerifier {
         Self::with_root_sha256(AWS_NITRO_ROOT_G1_SHA256)
     }
 
-    /// Pins another root (a test PKI), given as DER.
+    /// Pins another root, given as DER (a private or test PKI; the service's `--nitro-root`).
     pub fn with_root_der(root_der: &[u8]) -> Self {
         Self::with_root_sha256(Sha256::digest(root_der).into())
     }

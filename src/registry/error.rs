@@ -32,7 +32,7 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    /// Stable snake_case name of the variant.
+    /// The class of the failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
             RegistryError::Unavailable(_) => ErrorKind::Unavailable,

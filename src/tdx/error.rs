@@ -1,4 +1,5 @@
-//! The TDX room's error type. `kind()` strings are stable: the CLI and JSON output expose them.
+//! The TDX room's error type. `kind()` is an [`ErrorKind`], whose string the CLI and JSON output
+//! expose (stable).
 
 use crate::error::ErrorKind;
 use crate::x509::X509Error;
@@ -85,7 +86,7 @@ pub enum TdxError {
 }
 
 impl TdxError {
-    /// Stable snake_case name of the failure class.
+    /// The class of the failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
             TdxError::TooLarge { .. }
