@@ -12,11 +12,10 @@
 //! The counters sit beside the cache, behind the same sharing, so clones count into the same
 //! numbers.
 
-use moka::sync::Cache;
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 /// An inclusive range of unix seconds in which a verified value may be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
@@ -66,18 +65,36 @@ impl<T: Windowed> Windowed for Arc<T> {
     }
 }
 
-/// Verified values by key, bounded (moka's TinyLFU eviction), with hit and miss counts. `V` is
+/// Verified values by key, bounded by a count or a total weight, with hit and miss counts. `V` is
 /// cloned out of every hit: use an `Arc` for anything larger than a few words. Cloning the cache
 /// shares its entries and counters.
+///
+/// The store is a plain map behind a read-write lock, evicting the oldest insert first when full:
+/// the keys are digests of what was verified, the sets are small (a few roots, an FMSPC or two),
+/// and a lookup is one hash under a shared lock. No cache crate is needed in the core.
 pub struct VerifiedCache<K, V> {
-    entries: Cache<K, V>,
+    entries: Arc<RwLock<Entries<K, V>>>,
+    weigher: Arc<Weigher<K, V>>,
+    max_weight: u64,
     lookups: Arc<CacheCounter>,
+}
+
+type Weigher<K, V> = dyn Fn(&K, &V) -> u32 + Send + Sync;
+
+/// The values with their weights, and their keys in insertion order for eviction. Every key of
+/// `values` is in `order` exactly once.
+struct Entries<K, V> {
+    values: HashMap<K, (V, u32)>,
+    order: VecDeque<K>,
+    weight: u64,
 }
 
 impl<K, V> Clone for VerifiedCache<K, V> {
     fn clone(&self) -> Self {
         VerifiedCache {
-            entries: self.entries.clone(),
+            entries: Arc::clone(&self.entries),
+            weigher: Arc::clone(&self.weigher),
+            max_weight: self.max_weight,
             lookups: Arc::clone(&self.lookups),
         }
     }
@@ -85,30 +102,28 @@ impl<K, V> Clone for VerifiedCache<K, V> {
 
 impl<K, V> VerifiedCache<K, V>
 where
-    K: Hash + Eq + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Windowed + Clone + Send + Sync + 'static,
 {
     /// At most `max_entries` values.
     pub fn new(max_entries: u64) -> Self {
-        Self::from_moka(Cache::new(max_entries))
+        Self::weighted(max_entries, |_, _| 1)
     }
 
-    /// Values whose `weigher` weights (e.g. bytes) sum to at most `max_weight`.
+    /// Values whose `weigher` weights (e.g. bytes) sum to at most `max_weight`. A value heavier
+    /// than the whole budget is not kept.
     pub fn weighted(
         max_weight: u64,
         weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static,
     ) -> Self {
-        Self::from_moka(
-            Cache::builder()
-                .weigher(weigher)
-                .max_capacity(max_weight)
-                .build(),
-        )
-    }
-
-    fn from_moka(entries: Cache<K, V>) -> Self {
         VerifiedCache {
-            entries,
+            entries: Arc::new(RwLock::new(Entries {
+                values: HashMap::new(),
+                order: VecDeque::new(),
+                weight: 0,
+            })),
+            weigher: Arc::new(weigher),
+            max_weight,
             lookups: Arc::default(),
         }
     }
@@ -117,9 +132,11 @@ where
     /// and the caller verifies and [`Self::insert`]s.
     pub fn get(&self, key: &K, now: u64) -> Option<V> {
         let hit = self
-            .entries
+            .read()
+            .values
             .get(key)
-            .filter(|value| value.window().contains(now));
+            .filter(|(value, _)| value.window().contains(now))
+            .map(|(value, _)| value.clone());
         match hit {
             Some(_) => self.lookups.hit(),
             None => self.lookups.miss(),
@@ -127,9 +144,29 @@ where
         hit
     }
 
-    /// Remembers `value`, which must have verified. Replaces an entry of the same key.
+    /// Remembers `value`, which must have verified. Replaces an entry of the same key; evicts the
+    /// oldest entries while the budget would be exceeded.
     pub fn insert(&self, key: K, value: V) {
-        self.entries.insert(key, value);
+        let weight = (self.weigher)(&key, &value);
+        if u64::from(weight) > self.max_weight {
+            return;
+        }
+        let mut entries = self.write();
+        if let Some((_, old)) = entries.values.remove(&key) {
+            entries.weight -= u64::from(old);
+            entries.order.retain(|queued| queued != &key);
+        }
+        while entries.weight + u64::from(weight) > self.max_weight {
+            let Some(oldest) = entries.order.pop_front() else {
+                break;
+            };
+            if let Some((_, evicted)) = entries.values.remove(&oldest) {
+                entries.weight -= u64::from(evicted);
+            }
+        }
+        entries.weight += u64::from(weight);
+        entries.order.push_back(key.clone());
+        entries.values.insert(key, (value, weight));
     }
 
     /// The cached value valid at `now`, or else the result of `verify`, inserted only if it is
@@ -154,11 +191,24 @@ where
         self.lookups.snapshot()
     }
 
-    /// Entries held, once pending inserts and evictions are applied.
+    /// Entries held.
     #[cfg(test)]
     pub(crate) fn entry_count(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
+        self.read().values.len() as u64
+    }
+
+    // A panic while holding the lock cannot leave `Entries` inconsistent in a way that matters
+    // here (at worst a stale weight), so a poisoned lock is used as is rather than panicking.
+    fn read(&self) -> RwLockReadGuard<'_, Entries<K, V>> {
+        self.entries
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Entries<K, V>> {
+        self.entries
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -290,5 +340,27 @@ mod tests {
         assert_eq!(clone.get(&7, u64::MAX), Some(Valid(Window::ALWAYS)));
         assert_eq!(cache.entry_count(), 1);
         assert_eq!(cache.counts(), counts(1, 2));
+    }
+
+    #[test]
+    fn the_oldest_entries_go_first_when_the_budget_is_exceeded() {
+        let cache: VerifiedCache<u8, Valid> =
+            VerifiedCache::weighted(3, |key: &u8, _: &Valid| u32::from(*key));
+        let always = || Valid(Window::ALWAYS);
+        cache.insert(1, always());
+        cache.insert(2, always());
+        assert_eq!(cache.entry_count(), 2);
+        cache.insert(1, always());
+        cache.insert(3, always());
+        // 1 + 2 + 3 > 3: both older entries made room for the newest.
+        assert_eq!(cache.entry_count(), 1);
+        assert_eq!(cache.get(&3, 0), Some(always()));
+        cache.insert(4, always());
+        assert_eq!(
+            cache.get(&3, 0),
+            Some(always()),
+            "too heavy to be kept at all"
+        );
+        assert_eq!(cache.get(&4, 0), None);
     }
 }
