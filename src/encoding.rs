@@ -64,7 +64,8 @@ pub fn parse_hex_padded<const N: usize>(text: &str) -> Result<[u8; N], HexError>
 }
 
 /// How an input file spells its bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum InputEncoding {
     /// Detect from the bytes: hex text, then base64 text, else raw.
     Auto,

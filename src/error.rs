@@ -4,10 +4,15 @@
 
 use crate::boot_info::BootInfoError;
 use crate::crypto::CryptoError;
+#[cfg(feature = "dstack")]
 use crate::dstack::DstackError;
+#[cfg(feature = "dstack")]
 use crate::evidence::EvidenceError;
+#[cfg(feature = "nitro")]
 use crate::nitro::NitroError;
+#[cfg(feature = "registry")]
 use crate::registry::RegistryError;
+#[cfg(feature = "tdx")]
 use crate::tdx::TdxError;
 use crate::x509::X509Error;
 use std::fmt;
@@ -204,16 +209,21 @@ impl From<&CryptoError> for ErrorKind {
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(transparent)]
+    #[cfg(feature = "dstack")]
     Evidence(#[from] EvidenceError),
     #[error(transparent)]
+    #[cfg(feature = "nitro")]
     Nitro(#[from] NitroError),
     #[error(transparent)]
+    #[cfg(feature = "tdx")]
     Tdx(#[from] TdxError),
     #[error(transparent)]
+    #[cfg(feature = "dstack")]
     Dstack(#[from] DstackError),
     #[error(transparent)]
     BootInfo(#[from] BootInfoError),
     #[error(transparent)]
+    #[cfg(feature = "registry")]
     Registry(#[from] RegistryError),
     #[error(transparent)]
     X509(#[from] X509Error),
@@ -225,11 +235,16 @@ impl Error {
     /// The class of the failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
+            #[cfg(feature = "dstack")]
             Error::Evidence(error) => error.kind(),
+            #[cfg(feature = "nitro")]
             Error::Nitro(error) => error.kind(),
+            #[cfg(feature = "tdx")]
             Error::Tdx(error) => error.kind(),
+            #[cfg(feature = "dstack")]
             Error::Dstack(error) => error.kind(),
             Error::BootInfo(error) => error.kind(),
+            #[cfg(feature = "registry")]
             Error::Registry(error) => error.kind(),
             Error::X509(error) => error.into(),
             Error::Crypto(error) => error.into(),

@@ -6,7 +6,7 @@ use super::detect::{EvidenceInput, Parsed};
 use super::report::{dstack_claims, nitro_claims, tdx_registers, Report, TdxClaims};
 use super::verified::{Attestation, AttestedDstack, AttestedTdx, Platform, Preview, Verified};
 use super::EvidenceError;
-use crate::cache_stats::CacheCounts;
+use crate::cache::CacheCounts;
 use crate::dstack::{
     self, nitro_identity, tdx_identity, DstackError, DstackIdentity, MrMode, NitroEnclave,
     TdRegisters, TdxTcb,

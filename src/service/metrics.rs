@@ -2,7 +2,7 @@
 //! costs a few relaxed increments, one short lock for its latency and a map lookup for its outcome),
 //! rendered in the Prometheus text format 0.0.4 on `GET /metrics`.
 
-use crate::cache_stats::CacheCounts;
+use crate::cache::CacheCounts;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     prometheus_text, DescriptorEncoder, EncodeLabelSet, EncodeMetric,
