@@ -18,37 +18,37 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 /// An inclusive range of unix seconds in which a verified value may be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window {
+pub(crate) struct Window {
     pub from: u64,
     pub until: u64,
 }
 
 impl Window {
     /// Every second: for values whose use does not depend on time.
-    pub const ALWAYS: Window = Window {
+    pub(crate) const ALWAYS: Window = Window {
         from: 0,
         until: u64::MAX,
     };
 
-    pub fn contains(self, now: u64) -> bool {
+    pub(crate) fn contains(self, now: u64) -> bool {
         self.from <= now && now <= self.until
     }
 
     /// This window, shortened to lie within `from..=until` as well.
-    pub fn narrow(self, from: u64, until: u64) -> Window {
+    pub(crate) fn narrow(self, from: u64, until: u64) -> Window {
         Window {
             from: self.from.max(from),
             until: self.until.min(until),
         }
     }
 
-    pub fn intersect(self, other: Window) -> Window {
+    pub(crate) fn intersect(self, other: Window) -> Window {
         self.narrow(other.from, other.until)
     }
 }
 
 /// A verified value that knows when it may be used.
-pub trait Windowed {
+pub(crate) trait Windowed {
     fn window(&self) -> Window;
 }
 
@@ -72,7 +72,7 @@ impl<T: Windowed> Windowed for Arc<T> {
 /// The store is a plain map behind a read-write lock, evicting the oldest insert first when full:
 /// the keys are digests of what was verified, the sets are small (a few roots, an FMSPC or two),
 /// and a lookup is one hash under a shared lock. No cache crate is needed in the core.
-pub struct VerifiedCache<K, V> {
+pub(crate) struct VerifiedCache<K, V> {
     entries: Arc<RwLock<Entries<K, V>>>,
     weigher: Arc<Weigher<K, V>>,
     max_weight: u64,
@@ -106,13 +106,13 @@ where
     V: Windowed + Clone + Send + Sync + 'static,
 {
     /// At most `max_entries` values.
-    pub fn new(max_entries: u64) -> Self {
+    pub(crate) fn new(max_entries: u64) -> Self {
         Self::weighted(max_entries, |_, _| 1)
     }
 
     /// Values whose `weigher` weights (e.g. bytes) sum to at most `max_weight`. A value heavier
     /// than the whole budget is not kept.
-    pub fn weighted(
+    pub(crate) fn weighted(
         max_weight: u64,
         weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static,
     ) -> Self {
@@ -130,7 +130,7 @@ where
 
     /// The cached value for `key` if its window covers `now` (a hit); otherwise `None` (a miss),
     /// and the caller verifies and [`Self::insert`]s.
-    pub fn get(&self, key: &K, now: u64) -> Option<V> {
+    pub(crate) fn get(&self, key: &K, now: u64) -> Option<V> {
         let hit = self
             .read()
             .values
@@ -146,7 +146,7 @@ where
 
     /// Remembers `value`, which must have verified. Replaces an entry of the same key; evicts the
     /// oldest entries while the budget would be exceeded.
-    pub fn insert(&self, key: K, value: V) {
+    pub(crate) fn insert(&self, key: K, value: V) {
         let weight = (self.weigher)(&key, &value);
         if u64::from(weight) > self.max_weight {
             return;
@@ -172,7 +172,7 @@ where
     /// The cached value valid at `now`, or else the result of `verify`, inserted only if it is
     /// `Ok`. A failure is returned as is and leaves the cache unchanged, so the next lookup of
     /// `key` verifies again.
-    pub fn get_or_verify<E>(
+    pub(crate) fn get_or_verify<E>(
         &self,
         key: K,
         now: u64,
@@ -187,7 +187,7 @@ where
     }
 
     /// Lookups since this cache (or the one it was cloned from) was created.
-    pub fn counts(&self) -> CacheCounts {
+    pub(crate) fn counts(&self) -> CacheCounts {
         self.lookups.snapshot()
     }
 

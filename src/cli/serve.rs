@@ -22,7 +22,7 @@ use std::time::Duration;
 /// KMS auth webhook, /metrics and /healthz, answering from a cached view of the registry.
 #[derive(Args, Clone, Debug, Default)]
 #[command(after_long_help = SERVE_HELP)]
-pub struct ServeArgs {
+pub(super) struct ServeArgs {
     /// TOML file with any of the settings below (keys are the flag names with '_' for '-').
     #[arg(long, env = "TEE_VERIFIER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -109,7 +109,7 @@ Examples:
 
 /// Bounds on what one request may cost.
 #[derive(Args, Clone, Debug, Default)]
-pub struct LimitArgs {
+pub(super) struct LimitArgs {
     /// Largest request accepted, gRPC message or HTTP body [default: 16777216].
     #[arg(long, env = "TEE_VERIFIER_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -179,12 +179,12 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// `tee-verifier serve`: resolves the settings, then serves until SIGTERM or SIGINT.
-pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     crate::service::run(resolve(args)?)
 }
 
 /// Merges the layers into the service's settings. Errors are usage errors (exit 2).
-pub fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
+pub(super) fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
     let (file, file_dir) = match &args.config {
         Some(path) => (
             read_config_file(path)?,

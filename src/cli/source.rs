@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How often a registry file is checked for changes, or the chain polled [default: 2s].
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+pub(super) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Where the allowlist comes from: flattened into `serve` and every command that asks it.
 #[derive(Args, Clone, Debug, Default)]
-pub struct RegistryArgs {
+pub(super) struct RegistryArgs {
     /// Registry TOML file (the format of fixtures/registry/default.toml), re-read when it changes.
     #[arg(long, env = "TEE_VERIFIER_REGISTRY", value_name = "FILE")]
     pub registry: Option<PathBuf>,
@@ -79,7 +79,7 @@ pub struct RegistryArgs {
 }
 
 /// The source the registry options select.
-pub fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySource> {
+pub(super) fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySource> {
     let poll_interval = args.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL);
     match (args.registry, args.rpc_url) {
         (Some(_), Some(_)) => bail!("--registry and --rpc-url are two sources: choose one"),
@@ -136,18 +136,18 @@ fn fixed_hex<const N: usize>(what: &str, text: &str) -> anyhow::Result<[u8; N]> 
 }
 
 /// An opened registry, with the runtime its chain requests (if any) run on.
-pub struct OpenRegistry {
+pub(super) struct OpenRegistry {
     pub registry: Arc<dyn Registry>,
     pub runtime: tokio::runtime::Runtime,
 }
 
 /// Whether the options name a source (flags or `TEE_VERIFIER_*` variables).
-pub fn is_configured(args: &RegistryArgs) -> bool {
+pub(super) fn is_configured(args: &RegistryArgs) -> bool {
     args.registry.is_some() || args.rpc_url.is_some()
 }
 
 /// Opens the source the options name. Errors are usage or availability errors (exit 2).
-pub fn open(args: &RegistryArgs) -> anyhow::Result<OpenRegistry> {
+pub(super) fn open(args: &RegistryArgs) -> anyhow::Result<OpenRegistry> {
     use anyhow::Context as _;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

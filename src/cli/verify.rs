@@ -27,7 +27,7 @@ use std::process::ExitCode;
 ///   tee-verifier verify --collateral collateral.json --app-compose app-compose.json report.json
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
-pub struct VerifyArgs {
+pub(super) struct VerifyArgs {
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
@@ -82,7 +82,7 @@ pub struct VerifyArgs {
     file: PathBuf,
 }
 
-pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         !args.kms || source::is_configured(&args.source),
         "--kms authorizes against a source: add --registry FILE or --rpc-url URL --kms-contract ADDR"

@@ -12,7 +12,7 @@ use tonic::{Code, Status};
 
 /// A Verify request taken apart into owned pieces (which can move onto a blocking thread).
 #[derive(Debug)]
-pub struct VerifyJob {
+pub(super) struct VerifyJob {
     pub evidence: Vec<u8>,
     pub event_log: Option<Vec<u8>>,
     pub collateral: Option<Vec<u8>>,
@@ -27,7 +27,7 @@ pub struct VerifyJob {
 
 /// Which field of the request's `evidence` oneof was set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EvidenceKind {
+pub(super) enum EvidenceKind {
     NitroDocument,
     Tdx,
     DstackAttestation,
@@ -35,7 +35,7 @@ pub enum EvidenceKind {
 }
 
 impl EvidenceKind {
-    pub fn field_name(self) -> &'static str {
+    pub(super) fn field_name(self) -> &'static str {
         match self {
             EvidenceKind::NitroDocument => "nitro_document",
             EvidenceKind::Tdx => "tdx",
@@ -47,7 +47,7 @@ impl EvidenceKind {
 
 impl VerifyJob {
     /// The bytes verification will read.
-    pub fn input_len(&self) -> usize {
+    pub(super) fn input_len(&self) -> usize {
         let input = self.input();
         [
             Some(input.evidence),
@@ -62,7 +62,7 @@ impl VerifyJob {
         .sum()
     }
 
-    pub fn input(&self) -> crate::evidence::EvidenceInput<'_> {
+    pub(super) fn input(&self) -> crate::evidence::EvidenceInput<'_> {
         crate::evidence::EvidenceInput {
             evidence: &self.evidence,
             event_log: self.event_log.as_deref(),
@@ -139,7 +139,7 @@ impl TryFrom<proto::VerifyRequest> for VerifyJob {
 }
 
 /// A rejected attestation: an answer, not a transport error.
-pub fn verification_error(error: &EvidenceError) -> proto::VerificationError {
+pub(super) fn verification_error(error: &EvidenceError) -> proto::VerificationError {
     proto::VerificationError {
         kind: error.kind().as_str().to_owned(),
         message: error.to_string(),
@@ -148,7 +148,7 @@ pub fn verification_error(error: &EvidenceError) -> proto::VerificationError {
 
 /// What verification established, in the response's shape: field for field its
 /// [`Report`](crate::evidence::Report), so both spell every value alike.
-pub fn attested(verified: &Verified, include_report_json: bool) -> proto::Attested {
+pub(super) fn attested(verified: &Verified, include_report_json: bool) -> proto::Attested {
     let report = verified.report();
     // A struct of strings, numbers and maps with integer keys always serializes.
     let report_json = if include_report_json {
@@ -196,7 +196,7 @@ pub fn attested(verified: &Verified, include_report_json: bool) -> proto::Attest
 
 /// Whether the verified evidence is what the request's oneof said it was (detection is by
 /// content; this keeps the field names honest).
-pub fn matches_declared_kind(kind: EvidenceKind, verified: &Verified) -> bool {
+pub(super) fn matches_declared_kind(kind: EvidenceKind, verified: &Verified) -> bool {
     let dstack = verified.dstack().is_some();
     match kind {
         EvidenceKind::NitroDocument => verified.platform() == Platform::Nitro && !dstack,
@@ -208,7 +208,7 @@ pub fn matches_declared_kind(kind: EvidenceKind, verified: &Verified) -> bool {
 
 /// A boot info from a request, with the webhook's parsing rules (hex with or without 0x,
 /// left-padded; absent = zeros). A missing message is a malformed request.
-pub fn boot_info_from_proto(boot_info: Option<proto::BootInfo>) -> Result<BootInfo, Status> {
+pub(super) fn boot_info_from_proto(boot_info: Option<proto::BootInfo>) -> Result<BootInfo, Status> {
     let boot_info = boot_info.ok_or_else(|| Status::invalid_argument("boot_info is required"))?;
     let json = BootInfoJson {
         app_id: boot_info.app_id,
@@ -225,7 +225,7 @@ pub fn boot_info_from_proto(boot_info: Option<proto::BootInfo>) -> Result<BootIn
 }
 
 /// A boot info on the wire, from its webhook spelling.
-pub fn boot_info_to_proto(json: BootInfoJson) -> proto::BootInfo {
+pub(super) fn boot_info_to_proto(json: BootInfoJson) -> proto::BootInfo {
     proto::BootInfo {
         app_id: json.app_id,
         compose_hash: json.compose_hash,
@@ -239,7 +239,7 @@ pub fn boot_info_to_proto(json: BootInfoJson) -> proto::BootInfo {
     }
 }
 
-pub fn decision_to_proto(decision: Decision) -> proto::Decision {
+pub(super) fn decision_to_proto(decision: Decision) -> proto::Decision {
     proto::Decision {
         is_allowed: decision.allowed,
         reason: decision.reason,
@@ -249,7 +249,7 @@ pub fn decision_to_proto(decision: Decision) -> proto::Decision {
 }
 
 /// The outcome name of a decision, for metrics.
-pub fn decision_outcome(decision: &Decision) -> &'static str {
+pub(super) fn decision_outcome(decision: &Decision) -> &'static str {
     if decision.allowed {
         "allowed"
     } else {
@@ -260,7 +260,7 @@ pub fn decision_outcome(decision: &Decision) -> &'static str {
 /// A registry failure as a gRPC status: whatever keeps the view from answering is UNAVAILABLE
 /// (fail closed; the client should retry or deny), a question the view cannot answer is
 /// FAILED_PRECONDITION.
-pub fn registry_status(error: RegistryError) -> Status {
+pub(super) fn registry_status(error: RegistryError) -> Status {
     let code = match &error {
         RegistryError::Unavailable(_)
         | RegistryError::Rpc { .. }
@@ -284,7 +284,7 @@ fn with_kind(mut status: Status, kind: ErrorKind) -> Status {
 }
 
 /// A gRPC status code's snake_case name, the outcome label of a failed request.
-pub fn code_name(code: Code) -> &'static str {
+pub(super) fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "ok",
         Code::Cancelled => "cancelled",
@@ -306,7 +306,7 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
-pub fn lookup_from_proto(request: proto::CheckMeasurementRequest) -> Result<Lookup, Status> {
+pub(super) fn lookup_from_proto(request: proto::CheckMeasurementRequest) -> Result<Lookup, Status> {
     use proto::check_measurement_request::Measurement;
     fn hex<const N: usize>(field: &str, text: &str) -> Result<[u8; N], Status> {
         parse_hex_padded(text).map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
@@ -328,7 +328,7 @@ pub fn lookup_from_proto(request: proto::CheckMeasurementRequest) -> Result<Look
 }
 
 /// Parses the app-id filter of GetRegistry.
-pub fn app_filter(app_ids: &[String]) -> Result<Vec<[u8; 20]>, Status> {
+pub(super) fn app_filter(app_ids: &[String]) -> Result<Vec<[u8; 20]>, Status> {
     app_ids
         .iter()
         .map(|id| {
@@ -347,7 +347,7 @@ fn app_code(code: AppCode) -> proto::AppCode {
 }
 
 /// A snapshot on the wire; `apps` limited to `only` unless it is empty.
-pub fn snapshot_to_proto(
+pub(super) fn snapshot_to_proto(
     snapshot: Snapshot,
     source: &str,
     only: &[[u8; 20]],
@@ -391,7 +391,7 @@ pub fn snapshot_to_proto(
 
 /// One announced change on the wire. `Rebuilt` has no event of its own: the stream answers it
 /// with a fresh snapshot.
-pub fn change_to_event(change: RegistryChange) -> Option<proto::RegistryEvent> {
+pub(super) fn change_to_event(change: RegistryChange) -> Option<proto::RegistryEvent> {
     use proto::registry_event::Event;
     use proto::{ChangeAction, RegistryList};
     let entry_change = |action: ChangeAction, entry: Entry| {

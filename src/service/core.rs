@@ -17,7 +17,7 @@ use tonic::Status;
 
 /// Where `now` comes from: the wall clock, or (tests only) a pinned instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Clock {
+pub(super) enum Clock {
     System,
     /// Every verification as of this instant, however old: only for tests of fixed evidence,
     /// never for a service that decides anything.
@@ -25,7 +25,7 @@ pub enum Clock {
 }
 
 impl Clock {
-    pub fn now(self) -> u64 {
+    pub(super) fn now(self) -> u64 {
         match self {
             Clock::DangerousFixed(now) => now,
             Clock::System => std::time::SystemTime::now()
@@ -38,13 +38,13 @@ impl Clock {
 /// The registry, once its source has been opened (a chain source takes a while to build), or
 /// why it never will be.
 #[derive(Default)]
-pub struct RegistrySlot {
+pub(super) struct RegistrySlot {
     registry: OnceLock<Arc<dyn Registry>>,
     failure: OnceLock<String>,
 }
 
 impl RegistrySlot {
-    pub fn get(&self) -> Result<&Arc<dyn Registry>, RegistryError> {
+    pub(super) fn get(&self) -> Result<&Arc<dyn Registry>, RegistryError> {
         self.registry.get().ok_or_else(|| {
             RegistryError::Unavailable(match self.failure.get() {
                 Some(failure) => failure.clone(),
@@ -54,29 +54,29 @@ impl RegistrySlot {
     }
 
     /// Installs the registry; the first one wins.
-    pub fn install(&self, registry: Arc<dyn Registry>) {
+    pub(super) fn install(&self, registry: Arc<dyn Registry>) {
         let _ = self.registry.set(registry);
     }
 
     /// Records why the source can never be opened (answers stay unavailable, with this reason).
-    pub fn fail(&self, reason: String) {
+    pub(super) fn fail(&self, reason: String) {
         let _ = self.failure.set(reason);
     }
 }
 
 /// A successful answer and its outcome label for metrics.
-pub struct Answer<T> {
+pub(super) struct Answer<T> {
     pub value: T,
     pub outcome: &'static str,
 }
 
 impl<T> Answer<T> {
-    pub fn new(value: T, outcome: &'static str) -> Self {
+    pub(super) fn new(value: T, outcome: &'static str) -> Self {
         Answer { value, outcome }
     }
 }
 
-pub struct Core {
+pub(super) struct Core {
     verifier: EvidenceVerifier,
     pub registry: RegistrySlot,
     clock: Clock,
@@ -95,7 +95,7 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(
+    pub(super) fn new(
         verifier: EvidenceVerifier,
         clock: Clock,
         limits: Limits,
@@ -118,7 +118,7 @@ impl Core {
 
     /// Runs one request: admitted under the concurrency limit, bounded by the request deadline
     /// (the shorter of ours and the client's), timed and counted.
-    pub async fn handle<T>(
+    pub(super) async fn handle<T>(
         &self,
         method: Method,
         client_deadline: Option<Duration>,
@@ -157,7 +157,7 @@ impl Core {
 
     /// Verifies (inline or on a blocking thread, see [`runs_inline`]; at most `verify_workers`
     /// at once), then authorizes.
-    pub async fn verify(
+    pub(super) async fn verify(
         &self,
         request: proto::VerifyRequest,
     ) -> Result<Answer<proto::VerifyResponse>, Status> {
@@ -240,13 +240,13 @@ impl Core {
     }
 
     /// `GET /metrics`: the service's counters and the verifier's cache counts.
-    pub fn render_metrics(&self) -> String {
+    pub(super) fn render_metrics(&self) -> String {
         self.metrics.render(&self.verifier.cache_stats())
     }
 
     /// `DstackKms.isAppAllowed`, from the view (or the contract, for app code the view cannot
     /// evaluate).
-    pub async fn decide_app(&self, boot_info: &BootInfo) -> Result<Decision, Status> {
+    pub(super) async fn decide_app(&self, boot_info: &BootInfo) -> Result<Decision, Status> {
         let registry = self.registry.get().map_err(convert::registry_status)?;
         let decision = registry
             .decide_app(boot_info)
@@ -258,7 +258,7 @@ impl Core {
     }
 
     /// `DstackKms.isKmsAllowed`, from the view.
-    pub fn decide_kms(&self, boot_info: &BootInfo) -> Result<Decision, Status> {
+    pub(super) fn decide_kms(&self, boot_info: &BootInfo) -> Result<Decision, Status> {
         let registry = self.registry.get().map_err(convert::registry_status)?;
         registry
             .decide_kms(boot_info)

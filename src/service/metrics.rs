@@ -18,7 +18,7 @@ use std::time::Instant;
 
 /// Everything the service answers, gRPC and HTTP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Method {
+pub(super) enum Method {
     Verify,
     IsAppAllowed,
     IsKmsAllowed,
@@ -41,7 +41,7 @@ impl Method {
         Method::BootAuthKms,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Method::Verify => "Verify",
             Method::IsAppAllowed => "IsAppAllowed",
@@ -88,7 +88,7 @@ struct MethodSeries {
     latency: Histogram,
 }
 
-pub struct Metrics {
+pub(super) struct Metrics {
     /// Every series below, for rendering.
     registry: Registry,
     methods: [MethodSeries; Method::ALL.len()],
@@ -184,7 +184,7 @@ impl Default for Metrics {
 
 /// One request being measured. Finish it with its outcome; a request dropped unfinished (its
 /// client went away) counts as `cancelled`.
-pub struct RequestTimer<'a> {
+pub(super) struct RequestTimer<'a> {
     metrics: &'a Metrics,
     method: Method,
     started: Instant,
@@ -192,7 +192,7 @@ pub struct RequestTimer<'a> {
 }
 
 impl RequestTimer<'_> {
-    pub fn finish(mut self, outcome: &'static str) {
+    pub(super) fn finish(mut self, outcome: &'static str) {
         self.record(outcome);
     }
 
@@ -225,7 +225,7 @@ impl Metrics {
         &self.methods[method.index()]
     }
 
-    pub fn start(&self, method: Method) -> RequestTimer<'_> {
+    pub(super) fn start(&self, method: Method) -> RequestTimer<'_> {
         let series = self.series(method);
         series.requests.inc();
         series.in_flight.inc();
@@ -237,21 +237,21 @@ impl Metrics {
         }
     }
 
-    pub fn set_registry(&self, available: bool, block: Option<u64>) {
+    pub(super) fn set_registry(&self, available: bool, block: Option<u64>) {
         self.registry_available.set(i64::from(available));
         if let Some(block) = block {
             self.registry_block.set(block);
         }
     }
 
-    pub fn registry_advanced(&self) {
+    pub(super) fn registry_advanced(&self) {
         if let Ok(mut last) = self.last_advance.lock() {
             *last = Some(Instant::now());
         }
     }
 
     /// A decision was answered from the cached view (`true`) or by asking the contract.
-    pub fn decision_source(&self, from_view: bool) {
+    pub(super) fn decision_source(&self, from_view: bool) {
         let counter = if from_view {
             &self.decisions_from_view
         } else {
@@ -262,7 +262,7 @@ impl Metrics {
 
     /// The Prometheus text exposition format, version 0.0.4, with the verifier's cache counts and
     /// the process's CPU time and memory (read now, beside the service's own series).
-    pub fn render(&self, caches: &[(&'static str, CacheCounts)]) -> String {
+    pub(super) fn render(&self, caches: &[(&'static str, CacheCounts)]) -> String {
         let mut scrape = Registry::default();
         scrape.register_collector(Box::new(CacheLookups(caches.to_vec())));
         scrape.register_collector(Box::new(ProcessUsage));

@@ -24,7 +24,10 @@ pub use config::Config;
 pub use metrics::process_cpu_seconds;
 pub use server::Server;
 
-/// The generated `tee_verifier.v1` messages, server and client.
+/// The generated `tee_verifier.v1` messages, server and client. Their documentation is the
+/// proto file's comments (`proto/tee_verifier/v1/verifier.proto`), which prost carries over where
+/// the proto has them.
+#[allow(missing_docs, unreachable_pub)]
 pub mod proto {
     tonic::include_proto!("tee_verifier.v1");
 

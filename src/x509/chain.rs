@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 /// The end-entity certificate of a verified chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifiedLeaf {
+pub(crate) struct VerifiedLeaf {
     /// Uncompressed SEC1 point on the policy's curve.
     pub public_key: Vec<u8>,
     pub not_before: u64,
@@ -32,32 +32,32 @@ pub(super) enum Role {
 
 /// Verifies chains for one pinned policy. Cloning shares the caches and their counters.
 #[derive(Clone)]
-pub struct ChainVerifier {
+pub(crate) struct ChainVerifier {
     pub(super) policy: ChainPolicy,
     pub(super) caches: ChainCaches,
 }
 
 impl ChainVerifier {
-    pub fn new(policy: ChainPolicy) -> Self {
+    pub(crate) fn new(policy: ChainPolicy) -> Self {
         ChainVerifier {
             policy,
             caches: ChainCaches::new(),
         }
     }
 
-    pub fn policy(&self) -> &ChainPolicy {
+    pub(crate) fn policy(&self) -> &ChainPolicy {
         &self.policy
     }
 
     /// Hits and misses of the certificate and link caches since this walker (or the one it was
     /// cloned from) was created.
-    pub fn cache_counts(&self) -> ChainCacheCounts {
+    pub(crate) fn cache_counts(&self) -> ChainCacheCounts {
         self.caches.counts()
     }
 
     /// Verifies `chain` (leaf first, pinned root last) at `now` for an end-entity leaf that signs
     /// data, checking every non-root certificate against the `crls` issued by its issuer.
-    pub fn verify(
+    pub(crate) fn verify(
         &self,
         chain: &[&[u8]],
         now: u64,

@@ -11,7 +11,7 @@ use x509_parser::revocation_list::CertificateRevocationList;
 
 /// A CRL whose signature, issuer and window were verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifiedCrl {
+pub(crate) struct VerifiedCrl {
     issuer: Vec<u8>,
     issuer_name: String,
     revoked: HashSet<Vec<u8>>,
@@ -45,7 +45,7 @@ impl VerifiedCrl {
 impl ChainVerifier {
     /// Verifies a DER CRL issued by `issuer_chain[0]` (a CA with cRLSign, chaining to the pinned
     /// root through the rest of `issuer_chain`), its signature, and its window at `now`.
-    pub fn verify_crl(
+    pub(crate) fn verify_crl(
         &self,
         crl_der: &[u8],
         issuer_chain: &[&[u8]],

@@ -23,9 +23,9 @@ mod facts;
 #[cfg(test)]
 mod test_pki;
 
-pub use chain::{ChainVerifier, VerifiedLeaf};
-pub use chain_cache::ChainCacheCounts;
-pub use crl::VerifiedCrl;
+pub(crate) use chain::ChainVerifier;
+pub(crate) use chain_cache::ChainCacheCounts;
+pub(crate) use crl::VerifiedCrl;
 pub use error::X509Error;
 
 use crate::crypto::Curve;
@@ -34,15 +34,15 @@ use x509_parser::oid_registry::{
 };
 
 /// Longest chain we walk (AWS uses 5 certificates, Intel 3).
-pub const MAX_CHAIN_LEN: usize = 8;
+pub(crate) const MAX_CHAIN_LEN: usize = 8;
 /// Largest certificate we parse (real AWS and Intel certificates are under 2 KiB).
-pub const MAX_DER_LEN: usize = 16 * 1024;
+pub(crate) const MAX_DER_LEN: usize = 16 * 1024;
 /// Largest CRL we parse (Intel's PCK CRLs list many serials).
-pub const MAX_CRL_LEN: usize = 1024 * 1024;
+pub(crate) const MAX_CRL_LEN: usize = 1024 * 1024;
 
 /// The signature algorithm every certificate and CRL of a PKI must use, with its curve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SignatureAlgorithm {
+pub(crate) enum SignatureAlgorithm {
     /// ecdsa-with-SHA256 over prime256v1 (Intel SGX/TDX).
     EcdsaP256Sha256,
     /// ecdsa-with-SHA384 over secp384r1 (AWS Nitro Enclaves).
@@ -50,7 +50,7 @@ pub enum SignatureAlgorithm {
 }
 
 impl SignatureAlgorithm {
-    pub fn curve(self) -> Curve {
+    pub(crate) fn curve(self) -> Curve {
         match self {
             SignatureAlgorithm::EcdsaP256Sha256 => Curve::P256,
             SignatureAlgorithm::EcdsaP384Sha384 => Curve::P384,
@@ -74,7 +74,7 @@ impl SignatureAlgorithm {
 
 /// What a PKI pins: its algorithm and its root certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChainPolicy {
+pub(crate) struct ChainPolicy {
     pub algorithm: SignatureAlgorithm,
     /// SHA-256 of the root certificate's DER.
     pub root_sha256: [u8; 32],
