@@ -20,7 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     compiler.include_source_info(true);
     compiler.open_file(PROTO_FILE)?;
 
-    let out_dir = std::path::PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
+    let out_dir =
+        std::path::PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
     std::fs::write(
         out_dir.join(DESCRIPTOR_SET_FILE),
         compiler.encode_file_descriptor_set(),

@@ -33,10 +33,10 @@ use clap::{Parser, ValueEnum};
 use prost::bytes::Bytes;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tee_verifier::{decode_input, InputEncoding};
 use tee_verifier::evidence::{EvidenceInput, EvidenceVerifier, Expectations};
 use tee_verifier::service::process_cpu_seconds;
 use tee_verifier::service::proto::{self, check_measurement_request::Measurement};
+use tee_verifier::{decode_input, InputEncoding};
 use tonic::codegen::http::{self, uri::PathAndQuery, Uri};
 
 const MAX_DURATION_SECS: u64 = 300;

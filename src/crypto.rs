@@ -4,6 +4,7 @@
 //!
 //! Neither backend enforces low-S: about half of the real Nitro documents carry high-S signatures.
 
+use crate::error::ErrorKind;
 use thiserror::Error;
 
 /// A curve together with the hash it is always paired with in our formats.
@@ -37,10 +38,12 @@ pub enum CryptoError {
 }
 
 impl CryptoError {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            CryptoError::InvalidPublicKey(_) => "malformed",
-            CryptoError::InvalidSignatureEncoding(_) | CryptoError::BadSignature => "signature",
+            CryptoError::InvalidPublicKey(_) => ErrorKind::Malformed,
+            CryptoError::InvalidSignatureEncoding(_) | CryptoError::BadSignature => {
+                ErrorKind::Signature
+            }
         }
     }
 }
@@ -235,7 +238,7 @@ mod tests {
         assert_eq!(
             verify(Curve::P384, &key, msg, &sig, SignatureEncoding::RawRs)
                 .unwrap_err()
-                .kind(),
+                .kind().as_str(),
             "signature"
         );
     }

@@ -3,6 +3,7 @@
 //! [`Error`](enum@Error), which any room's error converts into.
 
 use crate::boot_info::BootInfoError;
+#[cfg(any(feature = "nitro", feature = "tdx"))]
 use crate::crypto::CryptoError;
 #[cfg(feature = "dstack")]
 use crate::dstack::DstackError;
@@ -14,6 +15,7 @@ use crate::nitro::NitroError;
 use crate::registry::RegistryError;
 #[cfg(feature = "tdx")]
 use crate::tdx::TdxError;
+#[cfg(any(feature = "nitro", feature = "tdx"))]
 use crate::x509::X509Error;
 use std::fmt;
 use thiserror::Error;
@@ -169,13 +171,6 @@ impl ErrorKind {
             .into_iter()
             .find(|kind| kind.as_str() == name)
     }
-
-    /// The kind of an error from a room that still names its kinds by string (`x509`, `crypto`).
-    /// Every name those rooms produce is one of ours (a test walks their variants); an unknown
-    /// one would still be a rejection, reported as `malformed`.
-    pub(crate) fn named(name: &str) -> ErrorKind {
-        ErrorKind::from_stable_str(name).unwrap_or(ErrorKind::Malformed)
-    }
 }
 
 impl fmt::Display for ErrorKind {
@@ -191,15 +186,17 @@ impl serde::Serialize for ErrorKind {
     }
 }
 
+#[cfg(any(feature = "nitro", feature = "tdx"))]
 impl From<&X509Error> for ErrorKind {
     fn from(error: &X509Error) -> Self {
-        ErrorKind::named(error.kind())
+        error.kind()
     }
 }
 
+#[cfg(any(feature = "nitro", feature = "tdx"))]
 impl From<&CryptoError> for ErrorKind {
     fn from(error: &CryptoError) -> Self {
-        ErrorKind::named(error.kind())
+        error.kind()
     }
 }
 
@@ -226,8 +223,10 @@ pub enum Error {
     #[cfg(feature = "registry")]
     Registry(#[from] RegistryError),
     #[error(transparent)]
+    #[cfg(any(feature = "nitro", feature = "tdx"))]
     X509(#[from] X509Error),
     #[error(transparent)]
+    #[cfg(any(feature = "nitro", feature = "tdx"))]
     Crypto(#[from] CryptoError),
 }
 
@@ -246,7 +245,9 @@ impl Error {
             Error::BootInfo(error) => error.kind(),
             #[cfg(feature = "registry")]
             Error::Registry(error) => error.kind(),
+            #[cfg(any(feature = "nitro", feature = "tdx"))]
             Error::X509(error) => error.into(),
+            #[cfg(any(feature = "nitro", feature = "tdx"))]
             Error::Crypto(error) => error.into(),
         }
     }
@@ -303,80 +304,6 @@ mod tests {
     }
 
     /// The rooms that name their kinds by string produce only names of ours.
-    #[test]
-    fn x509_and_crypto_kinds_are_error_kinds() {
-        let subject = || "CN=x".to_owned();
-        let x509 = [
-            X509Error::ChainLength,
-            X509Error::Unparsable {
-                index: 0,
-                reason: String::new(),
-            },
-            X509Error::UntrustedRoot {
-                found: String::new(),
-            },
-            X509Error::Algorithm {
-                subject: subject(),
-                what: "",
-                found: String::new(),
-                expected: String::new(),
-            },
-            X509Error::NameMismatch { subject: subject() },
-            X509Error::Signature { subject: subject() },
-            X509Error::Expired {
-                subject: subject(),
-                not_after: 0,
-                now: 0,
-            },
-            X509Error::NotYetValid {
-                subject: subject(),
-                not_before: 0,
-                now: 0,
-            },
-            X509Error::Constraint {
-                subject: subject(),
-                problem: "",
-            },
-            X509Error::UnknownCriticalExtension {
-                subject: subject(),
-                oid: String::new(),
-            },
-            X509Error::Revoked {
-                subject: subject(),
-                serial: String::new(),
-            },
-            X509Error::CrlInvalid(String::new()),
-            X509Error::CrlExpired {
-                issuer: String::new(),
-                next_update: 0,
-                now: 0,
-            },
-            X509Error::CrlNotYetValid {
-                issuer: String::new(),
-                this_update: 0,
-                now: 0,
-            },
-        ];
-        for error in &x509 {
-            assert_eq!(
-                ErrorKind::from_stable_str(error.kind()),
-                Some(ErrorKind::from(error)),
-                "{error:?}"
-            );
-        }
-        for error in [
-            CryptoError::InvalidPublicKey(Curve::P256),
-            CryptoError::InvalidSignatureEncoding(Curve::P384),
-            CryptoError::BadSignature,
-        ] {
-            assert_eq!(
-                ErrorKind::from_stable_str(error.kind()),
-                Some(ErrorKind::from(&error)),
-                "{error:?}"
-            );
-        }
-    }
-
     #[test]
     fn every_room_converts_into_one_error_with_its_kind() {
         let errors: [(Error, ErrorKind); 8] = [

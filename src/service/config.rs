@@ -3,14 +3,14 @@
 //! environment and file (`crate::cli`); a program embedding the service builds one directly.
 
 use crate::registry::chain::ChainConfig;
-use clap::ValueEnum;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// How the service logs (to stderr).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]

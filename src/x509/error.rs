@@ -1,6 +1,7 @@
 //! The errors of the walker, with their stable kind strings.
 
 use super::MAX_CHAIN_LEN;
+use crate::error::ErrorKind;
 use thiserror::Error;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -60,22 +61,22 @@ pub enum X509Error {
 }
 
 impl X509Error {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
             X509Error::ChainLength
             | X509Error::Unparsable { .. }
             | X509Error::NameMismatch { .. }
             | X509Error::Constraint { .. }
-            | X509Error::UnknownCriticalExtension { .. } => "certificate_invalid",
-            X509Error::UntrustedRoot { .. } => "untrusted_root",
-            X509Error::Algorithm { .. } => "algorithm",
-            X509Error::Signature { .. } => "signature",
-            X509Error::Expired { .. } => "expired",
-            X509Error::NotYetValid { .. } => "not_yet_valid",
-            X509Error::Revoked { .. } => "revoked",
-            X509Error::CrlInvalid(_) => "collateral_invalid",
-            X509Error::CrlExpired { .. } => "collateral_expired",
-            X509Error::CrlNotYetValid { .. } => "collateral_not_yet_valid",
+            | X509Error::UnknownCriticalExtension { .. } => ErrorKind::CertificateInvalid,
+            X509Error::UntrustedRoot { .. } => ErrorKind::UntrustedRoot,
+            X509Error::Algorithm { .. } => ErrorKind::Algorithm,
+            X509Error::Signature { .. } => ErrorKind::Signature,
+            X509Error::Expired { .. } => ErrorKind::Expired,
+            X509Error::NotYetValid { .. } => ErrorKind::NotYetValid,
+            X509Error::Revoked { .. } => ErrorKind::Revoked,
+            X509Error::CrlInvalid(_) => ErrorKind::CollateralInvalid,
+            X509Error::CrlExpired { .. } => ErrorKind::CollateralExpired,
+            X509Error::CrlNotYetValid { .. } => ErrorKind::CollateralNotYetValid,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! A test PKI issued with rcgen: certificates from specs, CRLs, and a walker pinned to its root.
 
-use super::{ChainPolicy, ChainVerifier, SignatureAlgorithm, VerifiedLeaf, X509Error};
+use super::chain::VerifiedLeaf;
+use super::{ChainPolicy, ChainVerifier, SignatureAlgorithm, X509Error};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension,
     DistinguishedName, DnType, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
@@ -165,5 +166,5 @@ pub(super) fn verifier_for(root: &[u8], algorithm: SignatureAlgorithm) -> ChainV
 }
 
 pub(super) fn kind(result: Result<VerifiedLeaf, X509Error>) -> &'static str {
-    result.map(|_| ()).unwrap_err().kind()
+    result.map(|_| ()).unwrap_err().kind().as_str()
 }
