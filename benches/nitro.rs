@@ -5,9 +5,9 @@
 #[path = "../tests/it/support/samples.rs"]
 mod samples;
 
+use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P384_SHA384_ASN1};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use std::hint::black_box;
-use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P384_SHA384_ASN1};
 use tee_verifier::nitro::{parse_document, Expectations, NitroVerifier};
 
 /// A production document with all optionals null (the common shape).
@@ -57,9 +57,7 @@ fn bench(c: &mut Criterion) {
     let issuer_key = UnparsedPublicKey::new(&ECDSA_P384_SHA384_ASN1, &issuer_key);
     issuer_key.verify(tbs, signature).unwrap();
     c.bench_function("crypto/p384_verify", |b| {
-        b.iter(|| {
-            issuer_key.verify(black_box(tbs), signature).unwrap()
-        })
+        b.iter(|| issuer_key.verify(black_box(tbs), signature).unwrap())
     });
 }
 

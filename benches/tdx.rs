@@ -6,9 +6,9 @@
 #[path = "../tests/it/support/samples.rs"]
 mod samples;
 
+use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use std::hint::black_box;
-use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use tee_verifier::tdx::{Collateral, Quote, TdxPolicy, TdxVerifier};
 
 const QUOTE: &str = "tdx/dcap-qvl_tdx_quote.bin";

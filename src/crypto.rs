@@ -238,7 +238,8 @@ mod tests {
         assert_eq!(
             verify(Curve::P384, &key, msg, &sig, SignatureEncoding::RawRs)
                 .unwrap_err()
-                .kind().as_str(),
+                .kind()
+                .as_str(),
             "signature"
         );
     }

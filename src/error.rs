@@ -256,7 +256,6 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::Curve;
 
     #[test]
     fn every_kind_has_its_released_spelling_and_parses_back() {

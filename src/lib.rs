@@ -84,7 +84,6 @@
 //! ```
 
 #![forbid(unsafe_code)]
-
 // A build with only some rooms (e.g. `registry` alone) leaves helpers that serve the others
 // unused; the full build, which CI lints with `-D warnings`, has no dead code.
 #![cfg_attr(not(feature = "cli"), allow(dead_code, unused_imports))]

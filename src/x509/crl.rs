@@ -185,7 +185,11 @@ mod tests {
         );
 
         let crl_err = |der: Vec<u8>, chain: &[&[u8]]| {
-            verifier.verify_crl(&der, chain, NOW).unwrap_err().kind().as_str()
+            verifier
+                .verify_crl(&der, chain, NOW)
+                .unwrap_err()
+                .kind()
+                .as_str()
         };
         assert_eq!(
             crl_err(pki.crl(1, &[], -DAY, -1), &issuer_chain),
