@@ -184,7 +184,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Merges the layers into the service's settings. Errors are usage errors (exit 2).
-pub(super) fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
+fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
     let (file, file_dir) = match &args.config {
         Some(path) => (
             read_config_file(path)?,

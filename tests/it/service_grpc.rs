@@ -34,6 +34,14 @@ fn nitro_registry(compose_hashes: &str) -> String {
     )
 }
 
+/// Replaces a file the way deployments do, by renaming a complete one over it: `std::fs::write`
+/// truncates first, and a poll that reads the empty file in between sees an empty registry.
+fn replace_file(path: &str, text: &str) {
+    let staged = format!("{path}.new");
+    std::fs::write(&staged, text).expect("write the new file");
+    std::fs::rename(&staged, path).expect("rename it over the old one");
+}
+
 fn read_sample(dir: &Path, entry: &Value) -> Vec<u8> {
     let file = entry["file"].as_str().expect("file");
     let bytes = std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -536,7 +544,7 @@ async fn registry_file_changes_reach_watchers_and_a_broken_file_fails_closed() {
 
     // Revoke the compose hash: watchers get the new view, answers change.
     // (A different length guarantees the reloader sees a new stamp even within one mtime tick.)
-    std::fs::write(&registry, nitro_registry("") + "\n# revoked\n").expect("rewrite");
+    replace_file(&registry, &(nitro_registry("") + "\n# revoked\n"));
     let event = watch.message().await.expect("stream").expect("an event");
     let Some(Event::Snapshot(snapshot)) = event.event else {
         panic!("after reload {event:?}")
@@ -552,7 +560,7 @@ async fn registry_file_changes_reach_watchers_and_a_broken_file_fails_closed() {
     );
 
     // A broken file: unavailable everywhere, never an old answer.
-    std::fs::write(&registry, "this is = not [a registry").expect("break");
+    replace_file(&registry, "this is = not [a registry");
     let event = watch.message().await.expect("stream").expect("an event");
     let Some(Event::Unavailable(unavailable)) = event.event else {
         panic!("after break {event:?}")
@@ -582,7 +590,7 @@ async fn registry_file_changes_reach_watchers_and_a_broken_file_fails_closed() {
     assert_eq!(code, 503);
 
     // Fixed: a snapshot again, and serving.
-    std::fs::write(&registry, nitro_registry(&format!("\"{compose}\""))).expect("fix");
+    replace_file(&registry, &nitro_registry(&format!("\"{compose}\"")));
     let event = watch.message().await.expect("stream").expect("an event");
     assert!(
         matches!(event.event, Some(Event::Snapshot(_))),
