@@ -15,11 +15,17 @@ pub const REPORT_DATA_LEN: usize = 64;
 /// The TD report registers dstack reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TdRegisters {
+    /// MRTD.
     pub mr_td: [u8; 48],
+    /// MRCONFIGID (dstack ≥ 0.5.1: `0x01 ‖ compose_hash ‖ 0*15`).
     pub mr_config_id: [u8; 48],
+    /// MROWNER.
     pub mr_owner: [u8; 48],
+    /// MROWNERCONFIG.
     pub mr_owner_config: [u8; 48],
+    /// RTMR0..3 as the quote reports them.
     pub rtmr: [Rtmr; 4],
+    /// REPORTDATA.
     pub report_data: [u8; REPORT_DATA_LEN],
 }
 
@@ -97,8 +103,11 @@ pub fn tdx_device_id(ppid: &[u8]) -> [u8; 32] {
 /// The parts of a verified Nitro attestation document dstack reads.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NitroEnclave {
+    /// `i-<instance>-enc<id>`; only its text before the first `-` enters the device id.
     pub module_id: String,
+    /// PCR index → value; PCR0..2 must be 48 bytes.
     pub pcrs: BTreeMap<u8, Vec<u8>>,
+    /// The document's `user_data`, which dstack fills with its 64-byte report data.
     pub user_data: Option<Vec<u8>>,
 }
 
