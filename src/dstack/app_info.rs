@@ -32,7 +32,9 @@ pub struct AppInfo {
 /// The parsed `key-provider` payload, e.g. `{"name":"kms","id":"<hex SPKI>"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyProvider {
+    /// `kms`, `local-sgx`, `tpm` or `none`.
     pub name: String,
+    /// For `kms`: hex of the KMS root CA's SubjectPublicKeyInfo DER.
     pub id: String,
 }
 

@@ -14,11 +14,14 @@ use crate::boot_info::BootInfo;
 /// dstack's `teeVariant` names for the platforms handled here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TeeVariant {
+    /// `"dstack-tdx"`.
     DstackTdx,
+    /// `"dstack-nitro-enclave"`.
     DstackNitroEnclave,
 }
 
 impl TeeVariant {
+    /// dstack's spelling (`"dstack-tdx"`, `"dstack-nitro-enclave"`).
     pub fn as_str(self) -> &'static str {
         match self {
             TeeVariant::DstackTdx => "dstack-tdx",
@@ -42,15 +45,20 @@ pub enum MrMode {
 pub struct TdxTcb {
     /// The platform's PPID from the PCK certificate (16 bytes).
     pub ppid: Vec<u8>,
+    /// The converged TCB status as Intel spells it (`"UpToDate"`, ...).
     pub tcb_status: String,
+    /// Intel advisory IDs behind the status.
     pub advisory_ids: Vec<String>,
 }
 
 /// The identity dstack derives from evidence, and how much of it is bound.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DstackIdentity {
+    /// The platform, as dstack names it.
     pub tee_variant: TeeVariant,
+    /// The app identity read from the runtime events.
     pub app_info: AppInfo,
+    /// The `AppBootInfo` the KMS would send to `DstackKms.isAppAllowed`.
     pub boot_info: BootInfo,
     /// Whether `boot_info.os_image_hash` is measured (Nitro) rather than the host's vm_config claim.
     pub os_image_hash_bound: bool,
