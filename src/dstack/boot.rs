@@ -1,6 +1,10 @@
-//! The boot info dstack's KMS builds from verified evidence (`build_boot_info`, dstack.md §2 step 3,
-//! §3.5, §3.6). The caller verifies the platform proof first (the DCAP quote signature and TCB,
-//! or the NSM document's signature and chain) and hands over the registers it vouches for.
+//! The boot info dstack's KMS builds from verified evidence (`build_boot_info`). TDX: app id,
+//! compose hash and instance id from the runtime events, measurements and device id from the
+//! registers and PPID, os_image_hash from the host's vm_config (a claim), TCB status from DCAP.
+//! Nitro: the image hash sha256(PCR0 ‖ PCR1 ‖ PCR2) in every measurement field and an empty TCB
+//! status, so apps that require `UpToDate` refuse it. The caller verifies the platform proof
+//! first (the DCAP quote signature and TCB, or the NSM document's signature and chain) and hands
+//! over the registers it vouches for.
 
 use super::app_info::{AppInfo, BOOT_MR_DONE};
 use super::event_log::ReplayOutcome;

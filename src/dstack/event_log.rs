@@ -1,4 +1,7 @@
-//! dstack's TDX event log and its replay into RTMR0..3 (dstack.md §3.3, §3.4).
+//! dstack's TDX event log and its replay into RTMR0..3. The log is GetQuote's JSON array of
+//! `{imr, event_type, digest, event, event_payload}` (0-based imr, lowercase hex without `0x`,
+//! `digest` possibly empty for runtime events, V2 events adding `version` and `preimage`); every
+//! register starts at 48 zero bytes and is extended as `RTMR := SHA384(RTMR ‖ digest)`.
 //!
 //! Boot events (firmware, imr 0-2) extend their register with the digest they carry; their payloads
 //! are never read. dstack runtime events (`event_type` 0x08000001) are trusted only through their

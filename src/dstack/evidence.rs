@@ -1,4 +1,4 @@
-//! dstack's wire formats, told apart by their bytes (dstack.md §4):
+//! dstack's wire formats (as dstack-verifier accepts them), told apart by their bytes:
 //! - the quote report JSON `{quote, event_log, report_data?, vm_config?}` (GetQuote, dstack-verifier
 //!   fixtures), where `event_log` and `vm_config` are JSON strings or inline JSON;
 //! - the `/verify` JSON `{"attestation": "<hex>"}` (other fields are then ignored, as dstack does);

@@ -1,5 +1,8 @@
-//! The measurement identities dstack's KMS derives from platform registers (dstack.md §3.5, §3.6;
-//! `decode_mr_tdx_from_quote` and `decode_mr_nitro_nsm_from_v1` in dstack-attest).
+//! The measurement identities dstack's KMS derives from platform registers
+//! (`decode_mr_tdx_from_quote` and `decode_mr_nitro_nsm_from_v1` in dstack-attest):
+//! `mr_key_provider` is sha256 of the key-provider payload, or 32 zero bytes without one (and
+//! always in boot-time mode); for a Nitro enclave os_image_hash, compose_hash, mr_system and
+//! mr_aggregated are all sha256(PCR0 ‖ PCR1 ‖ PCR2).
 //!
 //! The inputs are this room's own small structs, so the formulas do not depend on how the TDX and
 //! Nitro rooms parse their formats.
