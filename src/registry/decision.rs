@@ -1,7 +1,10 @@
 //! The contracts' decision logic, as pure functions of a view and a boot info: `DstackKms`'s
 //! `isAppAllowed` (which delegates to the app's `DstackApp.isAppAllowed`) and `isKmsAllowed`.
 //! Checks run in the contracts' order and stop at the first failure, with their exact reason
-//! strings (docs/dstack.md §1.2–1.4).
+//! strings: app registered, OS image allowed, app code deployed, then the app's own checks
+//! (`requireTcbUpToDate` against the exact bytes `"UpToDate"`, compose hash, device unless
+//! `allowAnyDevice`); for the KMS, aggregated MR, then device id. Only known DstackApp code can be
+//! evaluated from events: any other app contract is arbitrary code, so it is asked on chain.
 
 use super::view::{AppCode, AppView, KmsList, RegistryView};
 use crate::boot_info::BootInfo;
