@@ -48,7 +48,9 @@ pub struct Expectations {
     /// Each `Some` value must be present in the document (not null) and equal byte for byte.
     /// The nonce should be one the caller issued for this request and never accepts twice.
     pub nonce: Option<Vec<u8>>,
+    /// Expected `user_data`.
     pub user_data: Option<Vec<u8>>,
+    /// Expected `public_key`.
     pub public_key: Option<Vec<u8>>,
     /// Maximum age of the document's signed timestamp at `now`.
     pub max_age_secs: Option<u64>,
@@ -59,6 +61,7 @@ pub struct Expectations {
 /// A document that passed every check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedDocument {
+    /// The document's fields.
     pub document: AttestationDocument,
     /// sha256(PCR0 ‖ PCR1 ‖ PCR2).
     pub os_image_hash: [u8; 32],
