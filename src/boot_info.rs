@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 /// The `AppBootInfo` struct of `IAppAuth.sol`, field order = ABI tuple order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct BootInfo {
-    /// `appId`: in KMS mode the DstackApp proxy address; otherwise defaults to `compose_hash[..20]`.
+    /// `appId`: in KMS mode the DstackApp proxy address; otherwise defaults to
+    /// `compose_hash[..20]`.
     pub app_id: [u8; 20],
     /// `composeHash`: sha256 of the exact app-compose.json bytes.
     pub compose_hash: [u8; 32],
@@ -23,7 +24,8 @@ pub struct BootInfo {
     pub mr_system: [u8; 32],
     /// `osImageHash`: the `allowedOsImages` entry.
     pub os_image_hash: [u8; 32],
-    /// `tcbStatus` as Intel spells it (`"UpToDate"`, ...); empty for Nitro, so `requireTcbUpToDate` apps refuse it.
+    /// `tcbStatus` as Intel spells it (`"UpToDate"`, ...); empty for Nitro, so `requireTcbUpToDate`
+    /// apps refuse it.
     pub tcb_status: String,
     /// `advisoryIds` behind the status.
     pub advisory_ids: Vec<String>,

@@ -31,7 +31,8 @@ pub enum CryptoError {
     /// The public key bytes are not a point on the curve.
     #[error("public key is not a valid {0:?} point")]
     InvalidPublicKey(Curve),
-    /// The signature bytes are not a valid encoding for the curve (wrong length, bad DER, r or s out of range).
+    /// The signature bytes are not a valid encoding for the curve (wrong length, bad DER, r or s
+    /// out of range).
     #[error("signature encoding is invalid for {0:?}")]
     InvalidSignatureEncoding(Curve),
     /// The signature is well-formed but does not verify over the message.
@@ -40,7 +41,8 @@ pub enum CryptoError {
 }
 
 impl CryptoError {
-    /// The stable kind string: `malformed` for a bad public key, `signature` for any signature failure.
+    /// The stable kind string: `malformed` for a bad public key, `signature` for any signature
+    /// failure.
     pub fn kind(&self) -> &'static str {
         match self {
             CryptoError::InvalidPublicKey(_) => "malformed",

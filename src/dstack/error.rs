@@ -9,7 +9,8 @@ use thiserror::Error;
 #[non_exhaustive]
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum DstackError {
-    /// An input (evidence, event log, a field) is longer than its bound; checked before it is parsed.
+    /// An input (evidence, event log, a field) is longer than its bound; checked before it is
+    /// parsed.
     #[error("{what} is {len}, more than the {max} accepted")]
     TooLarge {
         /// What was too large.
@@ -19,10 +20,12 @@ pub enum DstackError {
         /// The bound.
         max: usize,
     },
-    /// The bytes are not a dstack format: not JSON, not SCALE V0, or JSON without `quote` and `event_log`.
+    /// The bytes are not a dstack format: not JSON, not SCALE V0, or JSON without `quote` and
+    /// `event_log`.
     #[error("not dstack evidence: {0}")]
     UnrecognizedFormat(&'static str),
-    /// A dstack format recognised but not handled: `VersionedAttestation` V1 (msgpack), GCP TDX, SEV-SNP and NitroTPM attestations.
+    /// A dstack format recognised but not handled: `VersionedAttestation` V1 (msgpack), GCP TDX,
+    /// SEV-SNP and NitroTPM attestations.
     #[error("{0} is not supported")]
     Unsupported(&'static str),
     /// JSON (evidence, event log, vm_config) does not parse or has the wrong shape.
@@ -41,7 +44,8 @@ pub enum DstackError {
         /// What was wrong there.
         reason: &'static str,
     },
-    /// Two parts of the evidence disagree, e.g. `runtime_events` differ from the event log's RTMR3 events.
+    /// Two parts of the evidence disagree, e.g. `runtime_events` differ from the event log's RTMR3
+    /// events.
     #[error("inconsistent evidence: {0}")]
     Inconsistent(&'static str),
     /// A hex field does not parse.
@@ -63,7 +67,8 @@ pub enum DstackError {
         expected: usize,
     },
     /// An event breaks a structural rule: imr not 0-3, name too long, a version other than 1 or 2,
-    /// a non-runtime event in RTMR3, version or preimage on a boot event, a boot digest not 48 bytes.
+    /// a non-runtime event in RTMR3, version or preimage on a boot event, a boot digest not 48
+    /// bytes.
     #[error("event {index}: {reason}")]
     InvalidEvent {
         /// 0-based position of the event in the log.
@@ -108,7 +113,8 @@ pub enum DstackError {
         /// sha256 of the given file (hex).
         computed: String,
     },
-    /// The attested report data is not the expected value right-padded with zeros to 64 bytes, or not the evidence's own `report_data`.
+    /// The attested report data is not the expected value right-padded with zeros to 64 bytes, or
+    /// not the evidence's own `report_data`.
     #[error("attested report_data {attested} is not the expected {expected}")]
     ReportDataMismatch {
         /// The platform's report data (hex).

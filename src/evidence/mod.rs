@@ -32,7 +32,8 @@ use thiserror::Error;
 #[non_exhaustive]
 #[derive(Debug, Error)]
 pub enum EvidenceError {
-    /// The input is empty or matches none of the accepted formats (Nitro COSE_Sign1, TDX quote, dstack attestation or JSON); the text says what was seen.
+    /// The input is empty or matches none of the accepted formats (Nitro COSE_Sign1, TDX quote,
+    /// dstack attestation or JSON); the text says what was seen.
     #[error("unrecognized evidence format: {0}")]
     UnknownFormat(&'static str),
     /// A JSON input (event log, vm_config, dstack JSON) is not UTF-8.

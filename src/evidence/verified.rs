@@ -103,7 +103,8 @@ impl Verified {
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
 pub enum Unauthorizable {
-    /// The evidence is not dstack's (a bare Nitro document or TDX quote): there is no app id or compose hash.
+    /// The evidence is not dstack's (a bare Nitro document or TDX quote): there is no app id or
+    /// compose hash.
     #[error("the evidence carries no dstack boot info (app id, compose hash) to authorize")]
     NoBootInfo,
     /// dstack's KMS measures the OS image in a step of its own, which this crate does not
@@ -154,7 +155,8 @@ pub struct AttestedTdx {
     pub quote_version: u16,
     /// Converged platform, TDX module and QE status (never `Revoked`: that is a rejection).
     pub tcb_status: TcbStatus,
-    /// Intel advisory IDs behind the status (`INTEL-SA-…`), without duplicates; may be non-empty even for `UpToDate`.
+    /// Intel advisory IDs behind the status (`INTEL-SA-…`), without duplicates; may be non-empty
+    /// even for `UpToDate`.
     pub advisory_ids: Vec<String>,
     /// The platform's PPID, as its PCK certificate certifies it.
     pub ppid: Vec<u8>,
@@ -201,17 +203,20 @@ impl AttestedDstack {
         self.instance_id.as_ref()
     }
 
-    /// TDX: sha256(PPID). Nitro: sha256 of the module id's text before the first `-` (dstack's quirk: sha256("i") for every enclave).
+    /// TDX: sha256(PPID). Nitro: sha256 of the module id's text before the first `-` (dstack's
+    /// quirk: sha256("i") for every enclave).
     pub fn device_id(&self) -> &[u8; 32] {
         &self.boot_info.device_id
     }
 
-    /// TDX: SHA-256(MRTD ‖ RTMR0..2 ‖ sha256(key-provider payload) or zeros). Nitro: sha256(PCR0 ‖ PCR1 ‖ PCR2).
+    /// TDX: SHA-256(MRTD ‖ RTMR0..2 ‖ sha256(key-provider payload) or zeros). Nitro: sha256(PCR0 ‖
+    /// PCR1 ‖ PCR2).
     pub fn mr_system(&self) -> &[u8; 32] {
         &self.boot_info.mr_system
     }
 
-    /// TDX: SHA-256(MRTD ‖ RTMR0..3 [‖ MRCONFIGID ‖ MROWNER ‖ MROWNERCONFIG when any is non-zero]). Nitro: sha256(PCR0 ‖ PCR1 ‖ PCR2).
+    /// TDX: SHA-256(MRTD ‖ RTMR0..3 [‖ MRCONFIGID ‖ MROWNER ‖ MROWNERCONFIG when any is non-zero]).
+    /// Nitro: sha256(PCR0 ‖ PCR1 ‖ PCR2).
     pub fn mr_aggregated(&self) -> &[u8; 32] {
         &self.boot_info.mr_aggregated
     }

@@ -45,7 +45,8 @@ pub struct AttestationDocument {
     pub cabundle: Vec<Vec<u8>>,
     /// `None` when the key is absent or CBOR null; `Some(empty)` is a present, zero-length value.
     pub public_key: Option<Vec<u8>>,
-    /// `user_data` the enclave asked to be attested; `None` when absent or null (dstack puts its 64-byte report data here).
+    /// `user_data` the enclave asked to be attested; `None` when absent or null (dstack puts its
+    /// 64-byte report data here).
     pub user_data: Option<Vec<u8>>,
     /// `nonce` the enclave asked to be attested; `None` when absent or null.
     pub nonce: Option<Vec<u8>>,

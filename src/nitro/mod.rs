@@ -6,7 +6,7 @@
 //! 1. structure: size bound, COSE envelope (tag 18 or none, protected header exactly ES384, empty
 //!    unprotected map, payload present) and every payload field rule ([`parse_document`]);
 //! 2. the chain `certificate → cabundle[n-1] → … → cabundle[0]` at `now`, with `cabundle[0]` the
-//!    pinned root ([`crate::x509::ChainVerifier`], which caches only time-independent work);
+//!    pinned root (the crate's X.509 chain walker, which caches only time-independent work);
 //! 3. the COSE signature with the leaf key over the received bytes (high-S accepted);
 //! 4. freshness of the signed timestamp, the caller's bindings (nonce, user_data, public_key),
 //!    and last the debug-enclave refusal, so that verdict is only given for an authentic document.

@@ -15,9 +15,11 @@ pub mod reason {
     pub const APP_NOT_REGISTERED: &str = "App not registered";
     /// `DstackKms.isAppAllowed`: the OS image hash is not in `allowedOsImages`.
     pub const OS_IMAGE_NOT_ALLOWED: &str = "OS image is not allowed";
-    /// `DstackKms.isAppAllowed`: the app's address holds no code (or does not answer as a DstackApp).
+    /// `DstackKms.isAppAllowed`: the app's address holds no code (or does not answer as a
+    /// DstackApp).
     pub const APP_NOT_DEPLOYED: &str = "App not deployed or invalid address";
-    /// `DstackApp.isAppAllowed`: the app requires `UpToDate` TCB and the boot info's status is another.
+    /// `DstackApp.isAppAllowed`: the app requires `UpToDate` TCB and the boot info's status is
+    /// another.
     pub const TCB_NOT_UP_TO_DATE: &str = "TCB status is not up to date";
     /// `DstackApp.isAppAllowed`: the compose hash is not in `allowedComposeHashes`.
     pub const COMPOSE_HASH_NOT_ALLOWED: &str = "Compose hash not allowed";

@@ -28,10 +28,12 @@ pub enum RegistryError {
     /// trusted, so only a full decision (which asks the chain) can answer.
     #[error("app {0} does not run known DstackApp code; ask for a decision instead")]
     UnknownAppCode(String),
-    /// The registry configuration is unusable (zero `log_range` or intervals, a bad RPC URL, the node on another chain than `chain_id`); reported at start-up.
+    /// The registry configuration is unusable (zero `log_range` or intervals, a bad RPC URL, the
+    /// node on another chain than `chain_id`); reported at start-up.
     #[error("invalid registry configuration: {0}")]
     InvalidConfig(String),
-    /// The registry file is over [`super::file::MAX_FILE_BYTES`], changed while read, or is not valid registry TOML.
+    /// The registry file is over [`super::file::MAX_FILE_BYTES`], changed while read, or is not
+    /// valid registry TOML.
     #[error("registry file {path}: {message}")]
     InvalidFile {
         /// The file's path.

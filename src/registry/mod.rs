@@ -8,8 +8,8 @@
 //! - [`chain`]: the view built from a DstackKms contract's events through JSON-RPC, then
 //!   followed block by block (reorgs rebuild it; staleness makes answers unavailable). Apps whose
 //!   code is not known DstackApp code are asked with `eth_call` at the view's block.
-//! - [`file`]: the same view read from a TOML file (the format of [`Snapshot`]), reloaded when it
-//!   changes; [`file::FileRegistry::embedded_default`] is the built-in default registry.
+//! - [`file`](mod@file): the same view read from a TOML file (the format of [`Snapshot`]), reloaded
+//!   when it changes; [`file::FileRegistry::embedded_default`] is the built-in default registry.
 //!
 //! Both sources implement [`Registry`], the interface the CLI and the service use.
 
@@ -66,7 +66,8 @@ pub struct ViewStatus {
     pub block: u64,
     /// The KMS's `gatewayAppId`.
     pub gateway_app_id: String,
-    /// The KMS's `appImplementation` (the DstackApp code new apps are deployed with); `None` if unset.
+    /// The KMS's `appImplementation` (the DstackApp code new apps are deployed with); `None` if
+    /// unset.
     pub app_implementation: Option<Address>,
     /// The chain id the node reported; `None` for file sources.
     pub chain_id: Option<u64>,
@@ -180,7 +181,8 @@ pub trait Registry: Send + Sync {
     /// `DstackKms.isKmsAllowed(bootInfo)`.
     fn decide_kms(&self, boot: &BootInfo) -> Result<Decision, RegistryError>;
 
-    /// Whether one value is in one allowlist (`false` for a compose hash of an unregistered app); a [`RegistryError::UnknownAppCode`] for compose hashes of apps whose code is not known.
+    /// Whether one value is in one allowlist (`false` for a compose hash of an unregistered app); a
+    /// [`RegistryError::UnknownAppCode`] for compose hashes of apps whose code is not known.
     fn lookup(&self, query: &Lookup) -> Result<LookupAnswer, RegistryError>;
 
     /// The view's block and KMS facts; an error (like every answer's) when it cannot answer.

@@ -81,7 +81,8 @@ pub struct TrustRoots {
 pub struct Config {
     /// Address of the gRPC listener (port 0 picks a free one).
     pub grpc_listen: SocketAddr,
-    /// Address of the HTTP listener (the KMS webhook `/bootAuth/app` and `/bootAuth/kms`, health, metrics).
+    /// Address of the HTTP listener (the KMS webhook `/bootAuth/app` and `/bootAuth/kms`, health,
+    /// metrics).
     pub http_listen: SocketAddr,
     /// Where the registry view comes from.
     pub registry: RegistrySource,

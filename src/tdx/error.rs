@@ -50,7 +50,8 @@ pub enum TdxError {
         /// The layout's size in bytes.
         expected: usize,
     },
-    /// The QE certification data type is not one this crate reads, or the QE report's nested data is not type 6.
+    /// The QE certification data type is not one this crate reads, or the QE report's nested data
+    /// is not type 6.
     #[error("unsupported certification data type {0}")]
     UnsupportedCertDataType(u16),
     /// The PEM PCK chain inside the quote (certification data type 5) does not parse.
@@ -58,7 +59,8 @@ pub enum TdxError {
     MalformedCertChain(String),
 
     // --- collateral ---
-    /// A piece of collateral needed for this quote is absent, e.g. no PCK chain in the quote or the collateral.
+    /// A piece of collateral needed for this quote is absent, e.g. no PCK chain in the quote or the
+    /// collateral.
     #[error("collateral missing: {0}")]
     CollateralMissing(String),
     /// Collateral does not parse: bad JSON, hex, PEM, or a field out of range.
@@ -84,12 +86,14 @@ pub enum TdxError {
         /// The time checked (unix seconds).
         now: u64,
     },
-    /// The collateral is for another platform: the TCB Info's FMSPC or PCE-ID differs from the PCK certificate's.
+    /// The collateral is for another platform: the TCB Info's FMSPC or PCE-ID differs from the PCK
+    /// certificate's.
     #[error("collateral does not match the platform: {0}")]
     CollateralMismatch(String),
 
     // --- certificates and signatures ---
-    /// An issuer chain (collateral signer, CRL issuer, PCK chain) failed the X.509 walk; `kind()` is the X.509 error's.
+    /// An issuer chain (collateral signer, CRL issuer, PCK chain) failed the X.509 walk; `kind()`
+    /// is the X.509 error's.
     #[error("{what}: {source}")]
     Chain {
         /// Which chain.
@@ -100,7 +104,8 @@ pub enum TdxError {
     /// A TCB Info or QE Identity signer is not issued directly by the Intel SGX Root CA.
     #[error("{0} signer must be issued directly by the root CA")]
     SignerNotIssuedByRoot(&'static str),
-    /// The PCK leaf's SGX extension is missing or malformed, or its CPUSVN differs from its TCB component SVNs.
+    /// The PCK leaf's SGX extension is missing or malformed, or its CPUSVN differs from its TCB
+    /// component SVNs.
     #[error("PCK certificate SGX extension: {0}")]
     PckExtension(String),
     /// A signature (quote, QE report, TCB Info, QE Identity) does not verify.
@@ -111,7 +116,8 @@ pub enum TdxError {
     BindingMismatch(&'static str),
 
     // --- appraisal ---
-    /// The QE is not Intel's or its report does not match the QE Identity (MRSIGNER, ISV product ID, attributes, MISCSELECT).
+    /// The QE is not Intel's or its report does not match the QE Identity (MRSIGNER, ISV product
+    /// ID, attributes, MISCSELECT).
     #[error("QE identity mismatch: {0}")]
     QeIdentityMismatch(String),
     /// MRSIGNERSEAM or SEAMATTRIBUTES do not match the TCB Info's TDX module identity.

@@ -116,7 +116,8 @@ pub struct TdReport {
     pub mr_signer_seam: [u8; 48],
     /// SEAM attributes (all zero today).
     pub seam_attributes: [u8; 8],
-    /// TDATTRIBUTES, little-endian bit field; the [`super::TdxPolicy`] refuses debug and other unsafe bits.
+    /// TDATTRIBUTES, little-endian bit field; the [`super::TdxPolicy`] refuses debug and other
+    /// unsafe bits.
     pub td_attributes: [u8; 8],
     /// XFAM: the extended CPU features the TD may use.
     pub xfam: [u8; 8],

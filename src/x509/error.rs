@@ -6,7 +6,7 @@ use thiserror::Error;
 /// Why a certificate chain or CRL was refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum X509Error {
-    /// The chain has no certificate or more than [`MAX_CHAIN_LEN`].
+    /// The chain has no certificate or more than 8.
     #[error("certificate chain is empty or longer than {MAX_CHAIN_LEN}")]
     ChainLength,
     /// A certificate is not DER X.509 v3.

@@ -135,7 +135,8 @@ pub struct SyncProgress {
     pub target_block: u64,
 }
 
-/// Receives [`SyncProgress`] while the view is built or extended (called from the sync task; keep it cheap).
+/// Receives [`SyncProgress`] while the view is built or extended (called from the sync task; keep
+/// it cheap).
 pub type ProgressFn = Arc<dyn Fn(SyncProgress) + Send + Sync>;
 
 /// What one poll did.
