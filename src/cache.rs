@@ -241,7 +241,9 @@ impl CacheCounter {
 /// Lookups of one cache since its verifier was created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheCounts {
+    /// Lookups answered from the cache (entry present and valid at `now`).
     pub hits: u64,
+    /// Lookups that had to verify (absent, evicted, or outside its window).
     pub misses: u64,
 }
 

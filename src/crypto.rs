@@ -29,15 +29,21 @@ impl Curve {
 /// Why a signature did not verify.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CryptoError {
+    /// The public key bytes are not a point on the curve.
     #[error("public key is not a valid {0:?} point")]
     InvalidPublicKey(Curve),
+    /// The signature bytes are not a valid encoding for the curve (wrong length, bad DER, r or s
+    /// out of range).
     #[error("signature encoding is invalid for {0:?}")]
     InvalidSignatureEncoding(Curve),
+    /// The signature is well-formed but does not verify over the message.
     #[error("ECDSA signature does not verify")]
     BadSignature,
 }
 
 impl CryptoError {
+    /// The class of the failure: `Malformed` for a bad public key, `Signature` for any signature
+    /// failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
             CryptoError::InvalidPublicKey(_) => ErrorKind::Malformed,

@@ -69,11 +69,15 @@ pub(crate) fn parse_hex_padded<const N: usize>(text: &str) -> Result<[u8; N], He
 pub enum InputEncoding {
     /// Detect from the bytes: hex text, then base64 text, else raw.
     Auto,
+    /// The bytes as they are.
     Raw,
+    /// Base64 text, standard or URL-safe, padded or not; line breaks ignored.
     Base64,
+    /// Hex text, optional `0x`, either case; surrounding whitespace and line breaks ignored.
     Hex,
 }
 
+/// Input that does not decode as the encoding asked for; names the encoding.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("input is not valid {0}")]
 pub struct DecodeError(&'static str);

@@ -205,26 +205,34 @@ impl From<&CryptoError> for ErrorKind {
 #[non_exhaustive]
 #[derive(Debug, Error)]
 pub enum Error {
+    /// Evidence detection or verification ([`crate::evidence`]).
     #[error(transparent)]
     #[cfg(feature = "dstack")]
     Evidence(#[from] EvidenceError),
+    /// A Nitro attestation document.
     #[error(transparent)]
     #[cfg(feature = "nitro")]
     Nitro(#[from] NitroError),
+    /// A TDX quote or its collateral.
     #[error(transparent)]
     #[cfg(feature = "tdx")]
     Tdx(#[from] TdxError),
+    /// dstack's evidence layer.
     #[error(transparent)]
     #[cfg(feature = "dstack")]
     Dstack(#[from] DstackError),
+    /// A boot-info JSON body.
     #[error(transparent)]
     BootInfo(#[from] BootInfoError),
+    /// The registry could not answer.
     #[error(transparent)]
     #[cfg(feature = "registry")]
     Registry(#[from] RegistryError),
+    /// A certificate chain or CRL.
     #[error(transparent)]
     #[cfg(any(feature = "nitro", feature = "tdx"))]
     X509(#[from] X509Error),
+    /// A signature.
     #[error(transparent)]
     #[cfg(any(feature = "nitro", feature = "tdx"))]
     Crypto(#[from] CryptoError),

@@ -69,7 +69,9 @@ pub fn main() -> ExitCode {
 /// What a command concluded, for the exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// The command's check passed: exit code 0.
     Accepted,
+    /// The evidence or the authorization was refused: exit code 1 (usage and I/O errors exit 2).
     Rejected,
 }
 

@@ -1,4 +1,7 @@
-//! App identity read from dstack's runtime events (dstack.md §3.1, §3.2): like dstack's
+//! App identity read from dstack's runtime events (in RTMR3 for TDX; carried unmeasured beside a
+//! Nitro document): `system-preparing`, `app-id` (20 bytes), `compose-hash` (sha256 of the exact
+//! app-compose.json bytes, which the guest never normalizes), `instance-id` (20 bytes or empty),
+//! `boot-mr-done`, `os-image-hash`, `key-provider`, ..., `system-ready`. Like dstack's
 //! `find_event`, scan in order, stop at `system-ready`, take the first event of each name. Events
 //! the app emits after `system-ready` never count.
 
@@ -32,7 +35,9 @@ pub struct AppInfo {
 /// The parsed `key-provider` payload, e.g. `{"name":"kms","id":"<hex SPKI>"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyProvider {
+    /// `kms`, `local-sgx`, `tpm` or `none`.
     pub name: String,
+    /// For `kms`: hex of the KMS root CA's SubjectPublicKeyInfo DER.
     pub id: String,
 }
 

@@ -1,4 +1,7 @@
-//! dstack's TDX event log and its replay into RTMR0..3 (dstack.md §3.3, §3.4).
+//! dstack's TDX event log and its replay into RTMR0..3. The log is GetQuote's JSON array of
+//! `{imr, event_type, digest, event, event_payload}` (0-based imr, lowercase hex without `0x`,
+//! `digest` possibly empty for runtime events, V2 events adding `version` and `preimage`); every
+//! register starts at 48 zero bytes and is extended as `RTMR := SHA384(RTMR ‖ digest)`.
 //!
 //! Boot events (firmware, imr 0-2) extend their register with the digest they carry; their payloads
 //! are never read. dstack runtime events (`event_type` 0x08000001) are trusted only through their
@@ -80,18 +83,24 @@ fn extend(register: &mut Rtmr, digest: &Rtmr) {
 /// A runtime event without a register, as the `runtime_events` of a dstack attestation carry it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeEvent {
+    /// The event name (e.g. `app-id`).
     pub name: String,
+    /// The event payload.
     pub payload: Vec<u8>,
 }
 
 /// An event as delivered (hex already decoded), before any rule is applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RawEvent {
+    /// 0-based register index as the JSON carries it (TCG PCR index minus 1).
     pub imr: u32,
+    /// TCG event type; [`RUNTIME_EVENT_TYPE`] for dstack runtime events.
     pub event_type: u32,
     /// May be empty for runtime events (stripped logs).
     pub digest: Vec<u8>,
+    /// The `event` name (empty for most boot events).
     pub name: String,
+    /// The `event_payload` (may be empty for boot events in stripped logs).
     pub payload: Vec<u8>,
     /// `version` of a runtime event (absent means 1).
     pub version: Option<u32>,
@@ -104,8 +113,11 @@ pub struct RawEvent {
 pub struct Event {
     /// 0-based register index (RTMR0..3).
     pub imr: usize,
+    /// TCG event type; [`RUNTIME_EVENT_TYPE`] for dstack runtime events.
     pub event_type: u32,
+    /// The event name.
     pub name: String,
+    /// The payload (never read for boot events).
     pub payload: Vec<u8>,
     /// Given for boot events, recomputed for runtime events.
     pub digest: Rtmr,

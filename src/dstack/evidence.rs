@@ -1,4 +1,4 @@
-//! dstack's wire formats, told apart by their bytes (dstack.md §4):
+//! dstack's wire formats (as dstack-verifier accepts them), told apart by their bytes:
 //! - the quote report JSON `{quote, event_log, report_data?, vm_config?}` (GetQuote, dstack-verifier
 //!   fixtures), where `event_log` and `vm_config` are JSON strings or inline JSON;
 //! - the `/verify` JSON `{"attestation": "<hex>"}` (other fields are then ignored, as dstack does);
@@ -23,6 +23,7 @@ pub const MAX_EVIDENCE_LEN: usize = 10 << 20;
 /// it (Nitro does; TDX needs the image-measurement step, which this crate does not perform).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VmConfig {
+    /// The host's claimed os_image_hash (32 bytes); `None` when vm_config has none or it is empty.
     pub os_image_hash: Option<[u8; 32]>,
 }
 
@@ -53,27 +54,35 @@ impl VmConfig {
 /// A TDX quote with dstack's event log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TdxEvidence {
+    /// The raw TDX quote, not verified yet.
     pub quote: Vec<u8>,
+    /// The event log whose replay must give the quote's RTMRs.
     pub event_log: EventLog,
     /// The report_data the evidence claims; it must equal the quote's.
     pub report_data: Option<[u8; REPORT_DATA_LEN]>,
+    /// The host-supplied vm_config, if the evidence carries one.
     pub vm_config: Option<VmConfig>,
 }
 
 /// A Nitro NSM document with dstack's (unmeasured) runtime events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NitroEvidence {
+    /// The raw NSM attestation document (COSE_Sign1), not verified yet.
     pub document: Vec<u8>,
+    /// dstack's runtime events (only `app-id` for an enclave); bound only through the PCRs.
     pub runtime_events: Vec<RuntimeEvent>,
     /// Must equal the document's user_data.
     pub report_data: [u8; REPORT_DATA_LEN],
+    /// The host-supplied vm_config, if the evidence carries one.
     pub vm_config: Option<VmConfig>,
 }
 
 /// Parsed dstack evidence; the platform proof inside is not verified yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Evidence {
+    /// A TDX quote with its event log.
     Tdx(TdxEvidence),
+    /// A Nitro attestation document with dstack's runtime events.
     Nitro(NitroEvidence),
 }
 

@@ -32,21 +32,29 @@ use thiserror::Error;
 #[non_exhaustive]
 #[derive(Debug, Error)]
 pub enum EvidenceError {
+    /// The input is empty or matches none of the accepted formats (Nitro COSE_Sign1, TDX quote,
+    /// dstack attestation or JSON); the text says what was seen.
     #[error("unrecognized evidence format: {0}")]
     UnknownFormat(&'static str),
+    /// A JSON input (event log, vm_config, dstack JSON) is not UTF-8.
     #[error("{0} is not valid UTF-8 JSON")]
     NotUtf8(&'static str),
     /// The caller asked for a check this kind of evidence cannot make: refusing is the only
     /// answer that does not silently skip it.
     #[error("{what} does not apply to {evidence}")]
     Inapplicable {
+        /// The check asked for (e.g. an expected nonce).
         what: &'static str,
+        /// The kind of evidence given.
         evidence: &'static str,
     },
+    /// The Nitro attestation document was rejected.
     #[error(transparent)]
     Nitro(#[from] NitroError),
+    /// The TDX quote or its collateral was rejected.
     #[error(transparent)]
     Tdx(#[from] TdxError),
+    /// dstack's layer (wire format, event log, app info, measurements, bindings) was rejected.
     #[error(transparent)]
     Dstack(#[from] DstackError),
 }

@@ -12,17 +12,22 @@ use std::collections::BTreeMap;
 /// What verification established (or, for a preview, what the evidence claims).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Report {
+    /// `true` for a verification, `false` for a preview (nothing checked).
     pub verified: bool,
+    /// The TEE that produced the evidence.
     pub platform: Platform,
     /// Nitro: sha256(PCR0‖PCR1‖PCR2), measured. TDX: the vm_config claim, if any.
     pub os_image_hash: Option<String>,
     /// The 64 bytes the workload bound: TDX REPORTDATA, or dstack's report data for Nitro.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report_data: Option<String>,
+    /// Nitro fields; absent for TDX.
     #[serde(flatten)]
     pub nitro: Option<NitroClaims>,
+    /// TDX fields; absent for Nitro.
     #[serde(flatten)]
     pub tdx: Option<TdxClaims>,
+    /// dstack fields; absent for evidence that is not dstack's.
     #[serde(flatten)]
     pub dstack: Option<DstackClaims>,
 }
@@ -30,41 +35,61 @@ pub struct Report {
 /// The fields of a Nitro attestation document.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NitroClaims {
+    /// The enclave's module id (`i-<instance>-enc<id>`).
     pub module_id: String,
+    /// Milliseconds since the Unix epoch, as the document was signed.
     pub timestamp_ms: u64,
+    /// PCR index → value (hex).
     pub pcrs: BTreeMap<u8, String>,
+    /// The document's `user_data`, if present.
     pub user_data: Option<String>,
+    /// The document's `nonce`, if present.
     pub nonce: Option<String>,
+    /// The document's `public_key`, if present.
     pub public_key: Option<String>,
 }
 
 /// The registers and TCB verdict of a TDX quote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TdxClaims {
+    /// 4 or 5.
     pub quote_version: u16,
     /// Null in a preview: only verification against collateral establishes it.
     pub tcb_status: Option<String>,
+    /// Intel advisory IDs behind the status (`INTEL-SA-…`); empty in a preview.
     pub advisory_ids: Vec<String>,
+    /// The platform's PPID; null in a preview (only the verified PCK certificate establishes it).
     pub ppid: Option<String>,
+    /// MRTD (48 bytes, hex).
     pub mr_td: String,
+    /// RTMR0 (48 bytes, hex).
     pub rtmr0: String,
+    /// RTMR1 (48 bytes, hex).
     pub rtmr1: String,
+    /// RTMR2 (48 bytes, hex).
     pub rtmr2: String,
+    /// RTMR3 (48 bytes, hex).
     pub rtmr3: String,
 }
 
 /// dstack's view of the workload: app identity and the boot info its KMS sends on chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DstackClaims {
+    /// The app id (20 bytes, hex).
     pub app_id: String,
+    /// sha256 of the app-compose.json bytes (32 bytes, hex).
     pub compose_hash: String,
+    /// The instance id (20 bytes, hex); null when the app has none.
     pub instance_id: Option<String>,
     /// The key-provider event's payload, as text.
     pub key_provider: Option<String>,
     /// Whether os_image_hash is measured by the platform rather than claimed by the host.
     pub os_image_hash_bound: bool,
+    /// dstack's mr_system (32 bytes, hex).
     pub mr_system: String,
+    /// dstack's mr_aggregated (32 bytes, hex).
     pub mr_aggregated: String,
+    /// dstack's device id (32 bytes, hex).
     pub device_id: String,
     /// The boot info as the KMS webhook spells it (for showing; authorize a [`Verified`]).
     pub boot_info: BootInfoJson,

@@ -16,7 +16,9 @@ use thiserror::Error;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
+    /// AWS Nitro Enclaves (`"nitro"`).
     Nitro,
+    /// Intel TDX (`"tdx"`).
     Tdx,
 }
 
@@ -101,6 +103,8 @@ impl Verified {
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
 pub enum Unauthorizable {
+    /// The evidence is not dstack's (a bare Nitro document or TDX quote): there is no app id or
+    /// compose hash.
     #[error("the evidence carries no dstack boot info (app id, compose hash) to authorize")]
     NoBootInfo,
     /// dstack's KMS measures the OS image in a step of its own, which this crate does not
@@ -116,13 +120,17 @@ pub enum Unauthorizable {
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttestedNitro {
+    /// The enclave's module id (`i-<instance>-enc<id>`).
     pub module_id: String,
     /// Milliseconds since the Unix epoch, as the Nitro hypervisor signed it.
     pub timestamp_ms: u64,
     /// PCR index → value, 32, 48 or 64 bytes each (48 on Nitro).
     pub pcrs: BTreeMap<u8, Vec<u8>>,
+    /// The document's `user_data`, if present (at most 1024 bytes).
     pub user_data: Option<Vec<u8>>,
+    /// The document's `nonce`, if present.
     pub nonce: Option<Vec<u8>>,
+    /// The document's `public_key`, if present.
     pub public_key: Option<Vec<u8>>,
 }
 
@@ -147,10 +155,14 @@ pub struct AttestedTdx {
     pub quote_version: u16,
     /// Converged platform, TDX module and QE status (never `Revoked`: that is a rejection).
     pub tcb_status: TcbStatus,
+    /// Intel advisory IDs behind the status (`INTEL-SA-…`), without duplicates; may be non-empty
+    /// even for `UpToDate`.
     pub advisory_ids: Vec<String>,
     /// The platform's PPID, as its PCK certificate certifies it.
     pub ppid: Vec<u8>,
+    /// MRTD: SHA-384 of the initial TD contents (the virtual firmware).
     pub mr_td: [u8; 48],
+    /// RTMR0..3 as the quote reports them.
     pub rtmrs: [[u8; 48]; 4],
 }
 
@@ -176,10 +188,12 @@ impl From<DstackIdentity> for AttestedDstack {
 }
 
 impl AttestedDstack {
+    /// The app id (20 bytes; in KMS mode the DstackApp proxy address).
     pub fn app_id(&self) -> &[u8; 20] {
         &self.boot_info.app_id
     }
 
+    /// sha256 of the exact app-compose.json bytes.
     pub fn compose_hash(&self) -> &[u8; 32] {
         &self.boot_info.compose_hash
     }
@@ -189,14 +203,20 @@ impl AttestedDstack {
         self.instance_id.as_ref()
     }
 
+    /// TDX: sha256(PPID). Nitro: sha256 of the module id's text before the first `-` (dstack's
+    /// quirk: sha256("i") for every enclave).
     pub fn device_id(&self) -> &[u8; 32] {
         &self.boot_info.device_id
     }
 
+    /// TDX: SHA-256(MRTD ‖ RTMR0..2 ‖ sha256(key-provider payload) or zeros). Nitro: sha256(PCR0 ‖
+    /// PCR1 ‖ PCR2).
     pub fn mr_system(&self) -> &[u8; 32] {
         &self.boot_info.mr_system
     }
 
+    /// TDX: SHA-256(MRTD ‖ RTMR0..3 [‖ MRCONFIGID ‖ MROWNER ‖ MROWNERCONFIG when any is non-zero]).
+    /// Nitro: sha256(PCR0 ‖ PCR1 ‖ PCR2).
     pub fn mr_aggregated(&self) -> &[u8; 32] {
         &self.boot_info.mr_aggregated
     }

@@ -18,8 +18,12 @@ use crate::tdx::{Collateral, PckInfo, Quote, TdxError, TdxPolicy, TdxVerifier};
 /// Everything a caller may expect of the evidence besides its signatures.
 #[derive(Clone, Debug, Default)]
 pub struct Expectations {
+    /// Expected Nitro `nonce`, compared byte for byte; an expectation TDX cannot check is refused
+    /// as `invalid_argument`.
     pub nonce: Option<Vec<u8>>,
+    /// Expected Nitro `user_data`, compared byte for byte.
     pub user_data: Option<Vec<u8>>,
+    /// Expected Nitro `public_key`, compared byte for byte.
     pub public_key: Option<Vec<u8>>,
     /// Expected report data (TDX REPORTDATA; for Nitro, the user_data dstack binds), right-padded
     /// with zeros to 64 bytes.

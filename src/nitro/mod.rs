@@ -6,7 +6,7 @@
 //! 1. structure: size bound, COSE envelope (tag 18 or none, protected header exactly ES384, empty
 //!    unprotected map, payload present) and every payload field rule ([`parse_document`]);
 //! 2. the chain `certificate → cabundle[n-1] → … → cabundle[0]` at `now`, with `cabundle[0]` the
-//!    pinned root ([`crate::x509::ChainVerifier`], which caches only time-independent work);
+//!    pinned root (the crate's X.509 chain walker, which caches only time-independent work);
 //! 3. the COSE signature with the leaf key over the received bytes (high-S accepted);
 //! 4. freshness of the signed timestamp, the caller's bindings (nonce, user_data, public_key),
 //!    and last the debug-enclave refusal, so that verdict is only given for an authentic document.
@@ -48,7 +48,9 @@ pub struct Expectations {
     /// Each `Some` value must be present in the document (not null) and equal byte for byte.
     /// The nonce should be one the caller issued for this request and never accepts twice.
     pub nonce: Option<Vec<u8>>,
+    /// Expected `user_data`.
     pub user_data: Option<Vec<u8>>,
+    /// Expected `public_key`.
     pub public_key: Option<Vec<u8>>,
     /// Maximum age of the document's signed timestamp at `now`.
     pub max_age_secs: Option<u64>,
@@ -59,6 +61,7 @@ pub struct Expectations {
 /// A document that passed every check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedDocument {
+    /// The document's fields.
     pub document: AttestationDocument,
     /// sha256(PCR0 ‖ PCR1 ‖ PCR2).
     pub os_image_hash: [u8; 32],

@@ -13,8 +13,10 @@ use std::time::Duration;
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines.
     #[default]
     Text,
+    /// One JSON object per line.
     Json,
 }
 
@@ -23,10 +25,14 @@ pub enum LogFormat {
 pub enum RegistrySource {
     /// The registry file built into the binary.
     Embedded,
+    /// A registry TOML file, re-read when it changes.
     File {
+        /// The file.
         path: PathBuf,
+        /// How often its modification time and length are checked.
         poll_interval: Duration,
     },
+    /// A DstackKms contract followed through JSON-RPC.
     Chain(ChainConfig),
 }
 
@@ -49,29 +55,44 @@ impl RegistrySource {
 /// Request limits, resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
+    /// Largest request accepted (gRPC message or HTTP body), in bytes.
     pub max_request_bytes: usize,
+    /// Requests handled at once; more wait for a slot within their deadline.
     pub max_concurrency: usize,
+    /// Verifications run at once (CPU-bound; large evidence runs on blocking threads).
     pub verify_workers: usize,
+    /// Per-request deadline; a shorter client deadline (grpc-timeout) wins.
     pub request_timeout: Duration,
+    /// How long shutdown waits for in-flight requests before exiting anyway.
     pub shutdown_grace: Duration,
 }
 
 /// Root certificates to pin instead of the built-in ones (DER).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustRoots {
+    /// AWS Nitro root to pin instead of `AWS_NitroEnclaves_Root-G1`.
     pub nitro_der: Option<Vec<u8>>,
+    /// Intel SGX root to pin instead of [`crate::tdx::INTEL_SGX_ROOT_CA_DER`].
     pub intel_der: Option<Vec<u8>>,
 }
 
 /// Everything the service needs (the CLI resolves it from flags, environment, file and defaults).
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Address of the gRPC listener (port 0 picks a free one).
     pub grpc_listen: SocketAddr,
+    /// Address of the HTTP listener (the KMS webhook `/bootAuth/app` and `/bootAuth/kms`, health,
+    /// metrics).
     pub http_listen: SocketAddr,
+    /// Where the registry view comes from.
     pub registry: RegistrySource,
+    /// Request limits.
     pub limits: Limits,
+    /// Roots to pin instead of the built-in ones.
     pub trust_roots: TrustRoots,
+    /// Log line format.
     pub log_format: LogFormat,
+    /// Which logs to print, in tracing's `EnvFilter` syntax (e.g. `info`).
     pub log_filter: String,
     /// FOR TESTS ONLY: verify evidence as of this unix time instead of the clock (archived samples
     /// verify; expired evidence would be accepted). Logged as a warning at start.

@@ -44,7 +44,9 @@ pub fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
 
 /// A started service: both listeners bound, serving in the background.
 pub struct Server {
+    /// The address the gRPC listener is bound to (the real port when 0 was asked).
     pub grpc_addr: SocketAddr,
+    /// The address the HTTP listener is bound to (the real port when 0 was asked).
     pub http_addr: SocketAddr,
     core: Arc<Core>,
     shutdown: watch::Sender<bool>,

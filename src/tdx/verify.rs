@@ -1,4 +1,8 @@
-//! Full DCAP verification of a TDX quote at an explicit `now` (tdx.md §2), with caches.
+//! Full DCAP verification of a TDX quote at an explicit `now`, with caches. The order follows
+//! dcap-qvl (≈ Intel's QVL): collateral windows, signatures and issuer chains (TCB Info and QE
+//! Identity signers issued directly by the root), the PCK chain with CRLs, the QE report
+//! signature and binding, the QE identity, the quote signature, then the TCB appraisal; a
+//! `Revoked` level is an error, every other status is returned for the caller's policy.
 //!
 //! Collateral shared by many quotes is verified once and cached with the window in which every
 //! part of it is valid; a cached entry is only used when `now` lies inside that window (outside
@@ -48,6 +52,7 @@ const QE_CACHE_CAPACITY: u64 = 16 * 1024;
 /// A quote that verified, with its TCB appraisal. Acceptance of the status is the caller's policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedQuote {
+    /// The parsed quote whose signatures and chain verified.
     pub quote: Quote,
     /// Converged platform, TDX module and QE status (`UpToDate`, `OutOfDate`, ...; never `Revoked`).
     pub tcb_status: TcbStatus,
@@ -59,7 +64,9 @@ pub struct VerifiedQuote {
     pub qe_tcb_status: String,
     /// Platform identity and TCB certified by the PCK certificate.
     pub pck: PckInfo,
+    /// The platform's PPID (from the PCK certificate), for callers that key on the machine.
     pub ppid: Vec<u8>,
+    /// The platform's FMSPC (from the PCK certificate), which selected the TCB Info.
     pub fmspc: [u8; 6],
     /// The older of the TCB Info's and QE Identity's TCB evaluation data numbers.
     pub tcb_evaluation_data_number: u32,
