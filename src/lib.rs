@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod dstack;
 pub mod encoding;
 pub mod evidence;
+pub mod governance;
 pub mod nitro;
 pub mod registry;
 pub mod service;

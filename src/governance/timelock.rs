@@ -1,0 +1,291 @@
+//! An OpenZeppelin TimelockController operation: the `scheduleBatch` a proposer sends, the
+//! matching `executeBatch`, and the operation id, computed locally exactly as the contract's
+//! `hashOperationBatch` (or `hashOperation`, for an operation scheduled with `schedule`).
+
+use alloy::primitives::{keccak256, Address as AlloyAddress, Bytes, B256, U256};
+use alloy::sol_types::{SolCall, SolValue};
+
+use super::abi::ITimelockController;
+use super::Call;
+use crate::registry::view::{Address, Bytes32};
+
+/// One timelock operation: calls, predecessor (zero: none), salt and delay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelockOperation {
+    pub timelock: Address,
+    pub calls: Vec<Call>,
+    pub predecessor: Bytes32,
+    pub salt: Bytes32,
+    /// Seconds; the contract refuses less than its `getMinDelay()`.
+    pub delay: u64,
+    /// Scheduled with `schedule` (one call, id = `hashOperation`) rather than `scheduleBatch`.
+    pub single: bool,
+}
+
+struct Columns {
+    targets: Vec<AlloyAddress>,
+    values: Vec<U256>,
+    payloads: Vec<Bytes>,
+}
+
+impl TimelockOperation {
+    /// A batch (`scheduleBatch`/`executeBatch`): what proposals use, so one id covers every call.
+    pub fn batch(
+        timelock: Address,
+        calls: Vec<Call>,
+        predecessor: Bytes32,
+        salt: Bytes32,
+        delay: u64,
+    ) -> Self {
+        TimelockOperation {
+            timelock,
+            calls,
+            predecessor,
+            salt,
+            delay,
+            single: false,
+        }
+    }
+
+    fn columns(&self) -> Columns {
+        Columns {
+            targets: self
+                .calls
+                .iter()
+                .map(|c| AlloyAddress::from(c.to))
+                .collect(),
+            values: self.calls.iter().map(|c| c.value).collect(),
+            payloads: self
+                .calls
+                .iter()
+                .map(|c| Bytes::from(c.data.clone()))
+                .collect(),
+        }
+    }
+
+    /// The single call of a `schedule`d operation.
+    fn only_call(&self) -> Option<&Call> {
+        match (self.single, self.calls.as_slice()) {
+            (true, [call]) => Some(call),
+            _ => None,
+        }
+    }
+
+    /// The operation id: `keccak256(abi.encode(targets, values, payloads, predecessor, salt))`
+    /// (`hashOperationBatch`), or `keccak256(abi.encode(target, value, data, predecessor,
+    /// salt))` (`hashOperation`) for a single call.
+    pub fn id(&self) -> Bytes32 {
+        let (predecessor, salt) = (B256::from(self.predecessor), B256::from(self.salt));
+        let encoded = match self.only_call() {
+            Some(call) => (
+                AlloyAddress::from(call.to),
+                call.value,
+                Bytes::from(call.data.clone()),
+                predecessor,
+                salt,
+            )
+                .abi_encode_params(),
+            None => {
+                let c = self.columns();
+                (c.targets, c.values, c.payloads, predecessor, salt).abi_encode_params()
+            }
+        };
+        keccak256(encoded).0
+    }
+
+    /// The proposer's call: `schedule` or `scheduleBatch` on the timelock.
+    pub fn schedule(&self) -> Call {
+        let (predecessor, salt) = (B256::from(self.predecessor), B256::from(self.salt));
+        let delay = U256::from(self.delay);
+        let data = match self.only_call() {
+            Some(call) => ITimelockController::scheduleCall {
+                target: AlloyAddress::from(call.to),
+                value: call.value,
+                data: Bytes::from(call.data.clone()),
+                predecessor,
+                salt,
+                delay,
+            }
+            .abi_encode(),
+            None => {
+                let c = self.columns();
+                ITimelockController::scheduleBatchCall {
+                    targets: c.targets,
+                    values: c.values,
+                    payloads: c.payloads,
+                    predecessor,
+                    salt,
+                    delay,
+                }
+                .abi_encode()
+            }
+        };
+        Call::new(self.timelock, data)
+    }
+
+    /// The executor's call once the delay has passed: `execute` or `executeBatch`.
+    pub fn execute(&self) -> Call {
+        let (predecessor, salt) = (B256::from(self.predecessor), B256::from(self.salt));
+        let data = match self.only_call() {
+            Some(call) => ITimelockController::executeCall {
+                target: AlloyAddress::from(call.to),
+                value: call.value,
+                payload: Bytes::from(call.data.clone()),
+                predecessor,
+                salt,
+            }
+            .abi_encode(),
+            None => {
+                let c = self.columns();
+                ITimelockController::executeBatchCall {
+                    targets: c.targets,
+                    values: c.values,
+                    payloads: c.payloads,
+                    predecessor,
+                    salt,
+                }
+                .abi_encode()
+            }
+        };
+        Call::new(self.timelock, data)
+    }
+
+    /// A canceller's call: `cancel(id)`.
+    pub fn cancel(&self) -> Call {
+        let data = ITimelockController::cancelCall {
+            id: B256::from(self.id()),
+        }
+        .abi_encode();
+        Call::new(self.timelock, data)
+    }
+
+    /// Decodes a `schedule` or `scheduleBatch` call sent to `timelock`; `None` for anything else
+    /// (including a batch whose columns differ in length, which the contract refuses).
+    pub fn decode_schedule(timelock: Address, data: &[u8]) -> Option<TimelockOperation> {
+        let word = |w: B256| w.0;
+        if let Ok(call) = ITimelockController::scheduleCall::abi_decode_validate(data) {
+            return Some(TimelockOperation {
+                timelock,
+                calls: vec![Call {
+                    to: call.target.into_array(),
+                    value: call.value,
+                    data: call.data.to_vec(),
+                }],
+                predecessor: word(call.predecessor),
+                salt: word(call.salt),
+                delay: u64::try_from(call.delay).ok()?,
+                single: true,
+            });
+        }
+        let call = ITimelockController::scheduleBatchCall::abi_decode_validate(data).ok()?;
+        if call.targets.len() != call.values.len() || call.targets.len() != call.payloads.len() {
+            return None;
+        }
+        let calls = call
+            .targets
+            .iter()
+            .zip(&call.values)
+            .zip(&call.payloads)
+            .map(|((to, value), data)| Call {
+                to: to.into_array(),
+                value: *value,
+                data: data.to_vec(),
+            })
+            .collect();
+        Some(TimelockOperation {
+            timelock,
+            calls,
+            predecessor: word(call.predecessor),
+            salt: word(call.salt),
+            delay: u64::try_from(call.delay).ok()?,
+            single: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn operation() -> TimelockOperation {
+        TimelockOperation::batch(
+            [9; 20],
+            vec![
+                Call::new([1; 20], vec![0xaa, 0xbb]),
+                Call::new([2; 20], vec![0xcc]),
+            ],
+            [0; 32],
+            [5; 32],
+            86_400,
+        )
+    }
+
+    #[test]
+    fn id_is_keccak_of_the_hash_operation_batch_arguments() {
+        let op = operation();
+        let c = op.columns();
+        // hashOperationBatch's calldata after the selector is exactly abi.encode(...).
+        let call = ITimelockController::hashOperationBatchCall {
+            targets: c.targets,
+            values: c.values,
+            payloads: c.payloads,
+            predecessor: B256::ZERO,
+            salt: B256::repeat_byte(5),
+        }
+        .abi_encode();
+        assert_eq!(op.id(), keccak256(&call[4..]).0);
+        let single = TimelockOperation {
+            calls: vec![Call::new([1; 20], vec![0xaa])],
+            single: true,
+            ..op.clone()
+        };
+        let call = ITimelockController::hashOperationCall {
+            target: AlloyAddress::repeat_byte(1),
+            value: U256::ZERO,
+            data: Bytes::from(vec![0xaa]),
+            predecessor: B256::ZERO,
+            salt: B256::repeat_byte(5),
+        }
+        .abi_encode();
+        assert_eq!(single.id(), keccak256(&call[4..]).0);
+        // A batch of one is a different operation than the same call scheduled alone.
+        assert_ne!(
+            TimelockOperation {
+                single: false,
+                ..single.clone()
+            }
+            .id(),
+            single.id()
+        );
+    }
+
+    #[test]
+    fn schedule_and_execute_calldata() {
+        let op = operation();
+        let schedule = op.schedule();
+        assert_eq!(schedule.to, [9; 20]);
+        assert_eq!(hex::encode(&schedule.data[..4]), "8f2a0bb0");
+        assert_eq!(hex::encode(&op.execute().data[..4]), "e38335e5");
+        assert_eq!(hex::encode(&op.cancel().data[..4]), "c4d252f5");
+        assert_eq!(
+            TimelockOperation::decode_schedule([9; 20], &schedule.data),
+            Some(op.clone())
+        );
+        let single = TimelockOperation {
+            calls: vec![Call::new([1; 20], vec![0xaa])],
+            single: true,
+            ..op
+        };
+        let schedule = single.schedule();
+        assert_eq!(hex::encode(&schedule.data[..4]), "01d5062a");
+        assert_eq!(hex::encode(&single.execute().data[..4]), "134008d3");
+        assert_eq!(
+            TimelockOperation::decode_schedule([9; 20], &schedule.data),
+            Some(single)
+        );
+        assert_eq!(
+            TimelockOperation::decode_schedule([9; 20], &[1, 2, 3, 4]),
+            None
+        );
+    }
+}
