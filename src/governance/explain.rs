@@ -837,3 +837,551 @@ fn width_mixup(value: &Bytes32, registered: &Bytes32) -> bool {
     let (cv, cr) = (core(&v), core(&r));
     cv.len() >= MIN_DIGITS && cr.len() >= MIN_DIGITS && (v.contains(&cr) || r.contains(&cv))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::governance::call::AllowlistCall;
+    use crate::governance::pending::PendingState;
+    use crate::registry::decision::{kms_is_app_allowed_offline, kms_is_kms_allowed, Verdict};
+    use crate::registry::view::AppPolicy;
+    use sha2::{Digest, Sha256};
+
+    const APP: [u8; 20] = [0xaa; 20];
+    const OTHER_APP: [u8; 20] = [0xbb; 20];
+    const OS: [u8; 32] = [1; 32];
+    const COMPOSE: [u8; 32] = [2; 32];
+    const DEVICE: [u8; 32] = [3; 32];
+    const MR: [u8; 32] = [4; 32];
+
+    fn boot() -> BootInfo {
+        BootInfo {
+            app_id: APP,
+            compose_hash: COMPOSE,
+            device_id: DEVICE,
+            mr_aggregated: MR,
+            os_image_hash: OS,
+            tcb_status: TCB_UP_TO_DATE.to_owned(),
+            ..BootInfo::default()
+        }
+    }
+
+    /// Everything in `boot()` allowed; the app requires UpToDate and lists its devices.
+    fn view() -> RegistryView {
+        let mut view = RegistryView::new();
+        view.set(KmsList::OsImages, OS, true);
+        view.set(KmsList::KmsAggregatedMrs, MR, true);
+        view.set(KmsList::KmsDeviceIds, DEVICE, true);
+        for app in [APP, OTHER_APP] {
+            view.register_app(app);
+            view.set_app_policy(
+                &app,
+                AppPolicy {
+                    require_tcb_up_to_date: true,
+                    ..AppPolicy::default()
+                },
+            );
+        }
+        view.set_app_value(&APP, AppList::ComposeHashes, COMPOSE, true);
+        view.set_app_value(&APP, AppList::DeviceIds, DEVICE, true);
+        view
+    }
+
+    fn decided(verdict: Verdict) -> Decision {
+        Decision {
+            allowed: verdict.allowed,
+            reason: verdict.reason.to_owned(),
+            block: 42,
+            gateway_app_id: String::new(),
+            evaluated_by: Evaluation::View,
+        }
+    }
+
+    /// What the file source decides (decision.rs), explained.
+    fn explain(view: &RegistryView, boot: &BootInfo, context: &Context<'_>) -> Explanation {
+        let verdict = kms_is_app_allowed_offline(view, boot).expect("decidable offline");
+        explain_app(view, &decided(verdict), boot, context).unwrap()
+    }
+
+    fn kinds(explanation: &Explanation) -> Vec<HintKind> {
+        explanation.hints.iter().map(|h| h.kind).collect()
+    }
+
+    #[test]
+    fn an_allowed_boot_passes_every_check_in_order() {
+        let explanation = explain(&view(), &boot(), &Context::default());
+        assert!(explanation.allowed);
+        assert_eq!(explanation.block, 42);
+        let names: Vec<&str> = explanation.checks.iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            [
+                "app_registered",
+                "os_image_allowed",
+                "app_deployed",
+                "tcb_up_to_date",
+                "compose_hash_allowed",
+                "device_allowed"
+            ]
+        );
+        assert!(explanation.checks.iter().all(|c| c.ok && c.reached));
+        assert!(explanation.hints.is_empty());
+        let json = serde_json::to_value(&explanation).unwrap();
+        assert_eq!(json["allowed"], true);
+        assert_eq!(json["reason"], "");
+        assert_eq!(json["checks"][4]["name"], "compose_hash_allowed");
+        assert!(json["checks"][4]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&to_0x_hex(&COMPOSE)));
+        assert!(json["checks"][0].get("fails_with").is_none());
+    }
+
+    #[test]
+    fn later_checks_are_evaluated_but_not_reached() {
+        let info = BootInfo {
+            os_image_hash: [9; 32],
+            compose_hash: [8; 32],
+            ..boot()
+        };
+        let explanation = explain(&view(), &info, &Context::default());
+        assert_eq!(explanation.reason, "OS image is not allowed");
+        let compose = &explanation.checks[4];
+        assert!(!compose.ok && !compose.reached);
+        assert!(explanation.checks[2].ok && !explanation.checks[2].reached);
+        // Both problems get hints.
+        let not_registered: Vec<_> = explanation
+            .hints
+            .iter()
+            .filter(|h| h.kind == HintKind::NotRegistered)
+            .map(|h| h.field)
+            .collect();
+        assert_eq!(not_registered, [Some("osImageHash"), Some("composeHash")]);
+    }
+
+    #[test]
+    fn every_hint_kind_on_view_states() {
+        let mut view = view();
+        // not_registered, registered_elsewhere, revoked, pending: a compose hash of another app,
+        // removed here at block 7, re-added by a scheduled operation.
+        let moved = [5; 32];
+        view.set_app_value(&OTHER_APP, AppList::ComposeHashes, moved, true);
+        let mut removals = Removals::new();
+        removals.record(
+            Entry::ComposeHash {
+                app_id: APP,
+                compose_hash: moved,
+            },
+            7,
+        );
+        let pending = [PendingChange {
+            timelock: [0xcc; 20],
+            operation_id: [0xdd; 32],
+            index: 0,
+            call: AllowlistCall {
+                contract: APP,
+                function: Function::AddComposeHash,
+                value: moved,
+            },
+            eta: 1_000,
+            state: PendingState::Waiting,
+            scheduled_block: 8,
+            settled_block: None,
+        }];
+        let context = Context {
+            pending: &pending,
+            removals: Some(&removals),
+            ..Context::default()
+        };
+        let info = BootInfo {
+            compose_hash: moved,
+            ..boot()
+        };
+        let explanation = explain(&view, &info, &context);
+        assert_eq!(explanation.reason, "Compose hash not allowed");
+        assert_eq!(
+            kinds(&explanation),
+            [
+                HintKind::NotRegistered,
+                HintKind::Revoked,
+                HintKind::Pending,
+                HintKind::RegisteredElsewhere
+            ]
+        );
+        let hint = |kind| explanation.hints.iter().find(|h| h.kind == kind).unwrap();
+        assert_eq!(hint(HintKind::Revoked).block, Some(7));
+        assert_eq!(hint(HintKind::Pending).eta, Some(1_000));
+        assert_eq!(
+            hint(HintKind::Pending).operation_id,
+            Some(to_0x_hex(&[0xdd; 32]))
+        );
+        assert_eq!(
+            hint(HintKind::RegisteredElsewhere).apps,
+            vec![to_0x_hex(&OTHER_APP)]
+        );
+
+        // hex_width: the registered os image is the boot's truncated to 31 bytes and
+        // left-padded, and the compose hash was given short.
+        let measured: Bytes32 = Sha256::digest(b"os").into();
+        let mut padded = [0; 32];
+        padded[1..].copy_from_slice(&measured[..31]);
+        let mut view = self::view();
+        view.set(KmsList::OsImages, padded, true);
+        let given = BootInfoJson {
+            compose_hash: "0x0202".into(),
+            ..BootInfoJson::from(&boot())
+        };
+        let info = BootInfo {
+            os_image_hash: measured,
+            ..boot()
+        };
+        let explanation = explain(
+            &view,
+            &info,
+            &Context {
+                given: Some(&given),
+                ..Context::default()
+            },
+        );
+        let widths: Vec<_> = explanation
+            .hints
+            .iter()
+            .filter(|h| h.kind == HintKind::HexWidth)
+            .collect();
+        assert_eq!(widths.len(), 2, "{:?}", explanation.hints);
+        assert_eq!(widths[0].registered, Some(to_0x_hex(&padded)));
+        assert_eq!(widths[1].field, Some("composeHash"));
+
+        // debug_image, tcb_not_up_to_date, device_not_allowed.
+        let view = self::view();
+        let info = BootInfo {
+            os_image_hash: DEBUG_OS_IMAGE_HASH,
+            tcb_status: "OutOfDate".into(),
+            device_id: [9; 32],
+            ..boot()
+        };
+        let explanation = explain(&view, &info, &Context::default());
+        let found = kinds(&explanation);
+        for kind in [
+            HintKind::NotRegistered,
+            HintKind::TcbNotUpToDate,
+            HintKind::DeviceNotAllowed,
+            HintKind::DebugImage,
+        ] {
+            assert!(found.contains(&kind), "{kind:?} in {found:?}");
+        }
+
+        // app_not_registered: unregistered, or no code.
+        let info = BootInfo {
+            app_id: [0xee; 20],
+            ..boot()
+        };
+        let explanation = explain(&view, &info, &Context::default());
+        assert_eq!(kinds(&explanation), [HintKind::AppNotRegistered]);
+        assert!(explanation.checks[2..].iter().all(|c| !c.reached));
+        let mut absent = self::view();
+        absent.set_app_policy(
+            &APP,
+            AppPolicy {
+                code: AppCode::Absent,
+                ..AppPolicy::default()
+            },
+        );
+        let explanation = explain(&absent, &boot(), &Context::default());
+        assert_eq!(explanation.reason, "App not deployed or invalid address");
+        assert_eq!(kinds(&explanation), [HintKind::AppNotRegistered]);
+
+        // unpinned_image and compose_hash_mismatch, from an app-compose.json.
+        let app_compose = serde_json::to_vec(&serde_json::json!({
+            "runner": "docker-compose",
+            "docker_compose_file": "services:\n  web:\n    image: nginx:latest\n",
+        }))
+        .unwrap();
+        let explanation = explain(
+            &view,
+            &boot(),
+            &Context {
+                app_compose: Some(&app_compose),
+                ..Context::default()
+            },
+        );
+        assert_eq!(
+            kinds(&explanation),
+            [HintKind::ComposeHashMismatch, HintKind::UnpinnedImage]
+        );
+        let unpinned = &explanation.hints[1];
+        assert_eq!(unpinned.image.as_deref(), Some("nginx:latest"));
+        assert_eq!(unpinned.service.as_deref(), Some("web"));
+        let json = serde_json::to_value(unpinned).unwrap();
+        assert_eq!(json["kind"], "unpinned_image");
+    }
+
+    #[test]
+    fn a_scheduled_removal_of_an_allowed_value_is_a_pending_hint() {
+        let pending = [PendingChange {
+            timelock: [0xcc; 20],
+            operation_id: [0xdd; 32],
+            index: 1,
+            call: AllowlistCall {
+                contract: [0x11; 20],
+                function: Function::RemoveOsImageHash,
+                value: OS,
+            },
+            eta: 5,
+            state: PendingState::Ready,
+            scheduled_block: 1,
+            settled_block: None,
+        }];
+        let explanation = explain(
+            &view(),
+            &boot(),
+            &Context {
+                pending: &pending,
+                ..Context::default()
+            },
+        );
+        assert!(explanation.allowed);
+        assert_eq!(kinds(&explanation), [HintKind::Pending]);
+        assert_eq!(
+            explanation.hints[0].function,
+            Some("removeOsImageHash(bytes32)")
+        );
+        // Executed and cancelled operations are history, not pending.
+        let settled = [PendingChange {
+            state: PendingState::Cancelled,
+            ..pending[0].clone()
+        }];
+        let explanation = explain(
+            &view(),
+            &boot(),
+            &Context {
+                pending: &settled,
+                ..Context::default()
+            },
+        );
+        assert!(explanation.hints.is_empty());
+    }
+
+    #[test]
+    fn unknown_code_is_the_contracts_answer() {
+        let mut view = view();
+        view.set_app_policy(
+            &APP,
+            AppPolicy {
+                code: AppCode::Unknown,
+                ..AppPolicy::default()
+            },
+        );
+        let decision = Decision {
+            allowed: false,
+            reason: "custom refusal".into(),
+            block: 3,
+            gateway_app_id: String::new(),
+            evaluated_by: Evaluation::Contract,
+        };
+        let explanation = explain_app(&view, &decision, &boot(), &Context::default()).unwrap();
+        assert_eq!(explanation.reason, "custom refusal");
+        let last = explanation.checks.last().unwrap();
+        assert_eq!(last.name, "app_is_app_allowed");
+        assert!(!last.ok && last.reached);
+        assert!(last.detail.contains("custom refusal"));
+    }
+
+    #[test]
+    fn a_decision_from_another_view_is_refused() {
+        let allowed = decided(Verdict {
+            allowed: true,
+            reason: "",
+        });
+        let info = BootInfo {
+            compose_hash: [9; 32],
+            ..boot()
+        };
+        let error = explain_app(&view(), &allowed, &info, &Context::default()).unwrap_err();
+        assert_eq!(error.kind(), "inconsistent_view");
+        // A contract-evaluated decision for an app the view decides itself.
+        let asked = Decision {
+            evaluated_by: Evaluation::Contract,
+            ..allowed.clone()
+        };
+        assert_eq!(
+            explain_app(&view(), &asked, &boot(), &Context::default())
+                .unwrap_err()
+                .kind(),
+            "inconsistent_view"
+        );
+        assert_eq!(
+            explain_kms(&view(), &asked, &info, &Context::default())
+                .map(|e| e.allowed)
+                .unwrap(),
+            true
+        );
+        let denied = decided(Verdict {
+            allowed: false,
+            reason: "Aggregated MR not allowed",
+        });
+        assert_eq!(
+            explain_kms(&view(), &denied, &boot(), &Context::default())
+                .unwrap_err()
+                .kind(),
+            "inconsistent_view"
+        );
+    }
+
+    #[test]
+    fn kms_boots_explain_is_kms_allowed() {
+        let info = BootInfo {
+            mr_aggregated: [9; 32],
+            device_id: [9; 32],
+            ..boot()
+        };
+        let verdict = kms_is_kms_allowed(&view(), &info);
+        let explanation =
+            explain_kms(&view(), &decided(verdict), &info, &Context::default()).unwrap();
+        assert_eq!(explanation.reason, "Aggregated MR not allowed");
+        let names: Vec<&str> = explanation.checks.iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            [
+                "tcb_up_to_date",
+                "os_image_allowed",
+                "kms_aggregated_mr_allowed",
+                "kms_device_allowed"
+            ]
+        );
+        assert_eq!(
+            kinds(&explanation),
+            [HintKind::NotRegistered, HintKind::DeviceNotAllowed]
+        );
+    }
+
+    #[test]
+    fn width_mixups_need_shared_significant_digits() {
+        let value: Bytes32 = Sha256::digest(b"v").into();
+        let mut left_padded = [0; 32];
+        left_padded[4..].copy_from_slice(&value[..28]);
+        let mut right_padded = [0; 32];
+        right_padded[..16].copy_from_slice(&value[..16]);
+        let mut trimmed = [0; 32];
+        trimmed[8..].copy_from_slice(&value[8..]);
+        for registered in [left_padded, right_padded, trimmed] {
+            assert!(width_mixup(&value, &registered));
+            assert!(width_mixup(&registered, &value));
+        }
+        assert!(!width_mixup(&value, &value));
+        assert!(!width_mixup(&value, &Sha256::digest(b"w").into()));
+        let mut tiny = [0; 32];
+        tiny[31] = value[31];
+        assert!(!width_mixup(&value, &tiny));
+    }
+
+    /// A reproducible stream of pseudo-random bytes: sha256(seed ‖ counter).
+    struct Stream {
+        seed: u64,
+        counter: u64,
+    }
+
+    impl Stream {
+        fn next(&mut self) -> u64 {
+            self.counter += 1;
+            let digest =
+                Sha256::digest([self.seed.to_le_bytes(), self.counter.to_le_bytes()].concat());
+            u64::from_le_bytes(digest[..8].try_into().unwrap())
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn coin(&mut self) -> bool {
+            self.below(2) == 1
+        }
+        /// One of a few values, so that lists and boots collide often.
+        fn value(&mut self) -> Bytes32 {
+            [u8::try_from(self.below(4)).unwrap() + 1; 32]
+        }
+    }
+
+    #[test]
+    fn explanations_agree_with_the_contract_logic_on_random_states() {
+        let apps = [[0x10; 20], [0x20; 20], [0x30; 20]];
+        let statuses = ["UpToDate", "OutOfDate", ""];
+        for seed in 0..2_000 {
+            let mut rng = Stream { seed, counter: 0 };
+            let mut view = RegistryView::new();
+            for list in [
+                KmsList::OsImages,
+                KmsList::KmsAggregatedMrs,
+                KmsList::KmsDeviceIds,
+            ] {
+                for _ in 0..rng.below(3) {
+                    view.set(list, rng.value(), true);
+                }
+            }
+            for app in apps {
+                if rng.below(3) == 0 {
+                    continue;
+                }
+                view.register_app(app);
+                let code = [AppCode::Known, AppCode::Known, AppCode::Absent][rng.below(3) as usize];
+                view.set_app_policy(
+                    &app,
+                    AppPolicy {
+                        allow_any_device: rng.coin(),
+                        require_tcb_up_to_date: rng.coin(),
+                        code,
+                        implementation: None,
+                    },
+                );
+                for list in [AppList::ComposeHashes, AppList::DeviceIds] {
+                    for _ in 0..rng.below(3) {
+                        view.set_app_value(&app, list, rng.value(), true);
+                    }
+                }
+            }
+            let info = BootInfo {
+                app_id: apps[rng.below(3) as usize],
+                compose_hash: rng.value(),
+                device_id: rng.value(),
+                mr_aggregated: rng.value(),
+                os_image_hash: rng.value(),
+                tcb_status: statuses[rng.below(3) as usize].to_owned(),
+                ..BootInfo::default()
+            };
+            let verdict = kms_is_app_allowed_offline(&view, &info).unwrap();
+            let explanation = explain_app(&view, &decided(verdict), &info, &Context::default())
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert_agrees(seed, &explanation, verdict);
+
+            let verdict = kms_is_kms_allowed(&view, &info);
+            let explanation = explain_kms(&view, &decided(verdict), &info, &Context::default())
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert_agrees(seed, &explanation, verdict);
+        }
+    }
+
+    /// The decision is the contract's; allowed iff every check passed; otherwise the first
+    /// failing check is the last one reached and carries the reason; a failure has a hint.
+    fn assert_agrees(seed: u64, explanation: &Explanation, verdict: Verdict) {
+        assert_eq!(
+            (explanation.allowed, explanation.reason.as_str()),
+            (verdict.allowed, verdict.reason),
+            "seed {seed}"
+        );
+        let first_failure = explanation.checks.iter().position(|c| !c.ok);
+        assert_eq!(first_failure.is_none(), verdict.allowed, "seed {seed}");
+        if let Some(index) = first_failure {
+            let check = &explanation.checks[index];
+            assert!(check.reached, "seed {seed}: {check:?}");
+            assert_eq!(check.fails_with, Some(verdict.reason), "seed {seed}");
+            assert!(
+                explanation.checks[index + 1..].iter().all(|c| !c.reached),
+                "seed {seed}"
+            );
+            assert!(!explanation.hints.is_empty(), "seed {seed}: no hint");
+        }
+        assert!(
+            explanation.checks[..first_failure.unwrap_or(explanation.checks.len())]
+                .iter()
+                .all(|c| c.reached)
+        );
+    }
+}
