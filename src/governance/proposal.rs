@@ -213,13 +213,11 @@ impl Proposal {
                     arrays.join(" "),
                     op.delay
                 ));
-                lines.push(format!(
-                    "# Ready at this unix time (0: not scheduled, 1: executed):"
-                ));
+                lines.push("# Ready at this unix time (0: not scheduled, 1: executed):".to_owned());
                 lines.push(format!(
                     "cast call {timelock} \"getTimestamp(bytes32)(uint256)\" {id} {rpc}"
                 ));
-                lines.push(format!("# Once ready, as an executor:"));
+                lines.push("# Once ready, as an executor:".to_owned());
                 lines.push(format!(
                     "cast send {timelock} \"executeBatch(address[],uint256[],bytes[],bytes32,bytes32)\" {} {rpc}",
                     arrays.join(" ")

@@ -308,9 +308,7 @@ impl Timelocks {
             let Some(op) = self.operations.get(&(*timelock, *id)) else {
                 continue;
             };
-            if operation(timelock, op, true).id() != id.0
-                && operation(timelock, op, false).id() != id.0
-            {
+            if !hashes_to(timelock, op, id) {
                 return Ok(Some(format!(
                     "timelock {timelock}: operation {id} is not the hash of its scheduled calls"
                 )));
@@ -386,6 +384,14 @@ impl Timelocks {
             .filter_map(|(address, delay)| Some((address.into_array(), (*delay)?)))
             .collect()
     }
+}
+
+/// Whether `id` is the hash of the operation the logs describe, scheduled alone (`schedule`)
+/// or as a batch.
+fn hashes_to(timelock: &Address, op: &Operation, id: &B256) -> bool {
+    [true, false]
+        .into_iter()
+        .any(|single| operation(timelock, op, single).id() == id.0)
 }
 
 /// The operation `op`'s logs describe, scheduled alone (`schedule`) or as a batch.
@@ -536,8 +542,13 @@ mod tests {
         let id = B256::from(op.id());
         assert_eq!(touched, vec![(TIMELOCK, id)]);
         let stored = &timelocks.operations[&(TIMELOCK, id)];
-        // The logs rebuild the operation exactly: same id.
-        assert_eq!(operation(&TIMELOCK, stored, false).id(), op.id());
+        // The logs rebuild the operation exactly: same id; another salt is another id.
+        assert!(hashes_to(&TIMELOCK, stored, &id));
+        let resalted = Operation {
+            salt: B256::repeat_byte(2),
+            ..stored.clone()
+        };
+        assert!(!hashes_to(&TIMELOCK, &resalted, &id));
         assert_eq!(stored.eta, 1_100);
 
         let view = RegistryView::new();
