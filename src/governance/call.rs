@@ -176,6 +176,20 @@ pub struct CallJson {
 }
 
 impl AllowlistCall {
+    /// `contract.function(value)` with `value` as typed by a user: exactly 32 bytes of hex,
+    /// neither zero nor the debug-enclave image hash (see [`super::value`]).
+    pub fn parse(
+        contract: Address,
+        function: Function,
+        value: &str,
+    ) -> Result<AllowlistCall, GovernanceError> {
+        Ok(AllowlistCall {
+            contract,
+            function,
+            value: super::value::parse_measurement(function.value_name(), value)?,
+        })
+    }
+
     pub fn calldata(&self) -> Vec<u8> {
         let mut data = self.function.selector().to_vec();
         data.extend_from_slice(&self.value);
@@ -299,6 +313,15 @@ mod tests {
         assert_eq!(json["value"], "0");
         assert_eq!(json["args"][0], to_0x_hex(&value));
         assert_eq!(json["data"], to_0x_hex(&binding));
+    }
+
+    #[test]
+    fn parsing_a_typed_value_is_strict() {
+        let call = AllowlistCall::parse([1; 20], Function::AddDevice, &"AB".repeat(32)).unwrap();
+        assert_eq!(call.value, [0xab; 32]);
+        let error = AllowlistCall::parse([1; 20], Function::AddDevice, "0xab").unwrap_err();
+        assert_eq!(error.kind(), "hex_width");
+        assert!(error.to_string().starts_with("device id"), "{error}");
     }
 
     #[test]

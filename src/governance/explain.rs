@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::call::Function;
 use super::compose::{compose_hash, unpinned_images};
-use super::pending::PendingChange;
+use super::pending::{PendingChange, PendingState};
 use crate::boot_info::{BootInfo, BootInfoJson};
 use crate::encoding::to_0x_hex;
 use crate::nitro::DEBUG_OS_IMAGE_HASH;
@@ -96,7 +96,7 @@ pub struct Hint {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eta: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<super::pending::PendingState>,
+    pub state: Option<PendingState>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,6 +146,19 @@ impl Removals {
 
     pub fn block_of(&self, entry: &Entry) -> Option<u64> {
         self.0.get(entry).copied()
+    }
+
+    /// Records the removals a timelock executed.
+    pub fn record_executed(&mut self, changes: &[PendingChange]) {
+        for change in changes {
+            if let (PendingState::Executed, Some(block), false) = (
+                change.state,
+                change.settled_block,
+                change.call.function.adds(),
+            ) {
+                self.record(change.call.entry(), block);
+            }
+        }
     }
 }
 
@@ -842,7 +855,6 @@ fn width_mixup(value: &Bytes32, registered: &Bytes32) -> bool {
 mod tests {
     use super::*;
     use crate::governance::call::AllowlistCall;
-    use crate::governance::pending::PendingState;
     use crate::registry::decision::{kms_is_app_allowed_offline, kms_is_kms_allowed, Verdict};
     use crate::registry::view::AppPolicy;
     use sha2::{Digest, Sha256};
@@ -1160,6 +1172,60 @@ mod tests {
             },
         );
         assert!(explanation.hints.is_empty());
+    }
+
+    #[test]
+    fn executed_timelock_removals_are_revocations() {
+        let removal = PendingChange {
+            timelock: [0xcc; 20],
+            operation_id: [0xdd; 32],
+            index: 0,
+            call: AllowlistCall {
+                contract: [0x11; 20],
+                function: Function::RemoveOsImageHash,
+                value: OS,
+            },
+            eta: 5,
+            state: PendingState::Executed,
+            scheduled_block: 1,
+            settled_block: Some(9),
+        };
+        let added = PendingChange {
+            call: AllowlistCall {
+                function: Function::AddOsImageHash,
+                value: [7; 32],
+                ..removal.call
+            },
+            ..removal.clone()
+        };
+        let waiting = PendingChange {
+            state: PendingState::Waiting,
+            settled_block: None,
+            call: AllowlistCall {
+                value: [8; 32],
+                ..removal.call
+            },
+            ..removal.clone()
+        };
+        let mut removals = Removals::new();
+        removals.record_executed(&[removal, added, waiting]);
+        assert_eq!(removals.block_of(&Entry::OsImageHash(OS)), Some(9));
+        assert_eq!(removals.block_of(&Entry::OsImageHash([7; 32])), None);
+        assert_eq!(removals.block_of(&Entry::OsImageHash([8; 32])), None);
+        let mut view = view();
+        view.set(KmsList::OsImages, OS, false);
+        let explanation = explain(
+            &view,
+            &boot(),
+            &Context {
+                removals: Some(&removals),
+                ..Context::default()
+            },
+        );
+        assert_eq!(
+            kinds(&explanation),
+            [HintKind::NotRegistered, HintKind::Revoked]
+        );
     }
 
     #[test]

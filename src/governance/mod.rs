@@ -12,6 +12,8 @@
 //!   transaction and its EIP-712 hash, the Transaction Builder batch file and its checksum.
 //! - [`proposal`]: a checked set of calls, optionally through a timelock, printed as calls
 //!   JSON, Transaction Builder file, MultiSend calldata or `cast` lines.
+//! - [`review`]: what `propose` warns about given the registry (already registered, already
+//!   pending, nothing to remove, unregistered app, no contract code).
 //! - [`decode`]: governance calldata read back into calls.
 //! - [`pending`]: allowlist changes waiting in a timelock, as the registry reports them.
 //! - [`compose`]: the compose hash of an app-compose.json and its images pulled by tag.
@@ -26,6 +28,7 @@ pub mod explain;
 pub mod multisend;
 pub mod pending;
 pub mod proposal;
+pub mod review;
 pub mod safe;
 pub mod timelock;
 pub mod tx_builder;
