@@ -55,8 +55,11 @@ fn decode_at(to: Address, data: &[u8], outermost: bool) -> Decoded {
             .collect();
         return Decoded::Schedule { operation, calls };
     }
-    if let Some(id) = execute_id(to, data) {
-        return Decoded::Execute { timelock: to, id };
+    if let Some(operation) = TimelockOperation::decode_execute(to, data) {
+        return Decoded::Execute {
+            timelock: to,
+            id: operation.id(),
+        };
     }
     if let Ok(call) = ITimelockController::cancelCall::abi_decode_validate(data) {
         return Decoded::Cancel {
@@ -77,42 +80,6 @@ fn decode_at(to: Address, data: &[u8], outermost: bool) -> Decoded {
         );
     }
     Decoded::Other(Call::new(to, data.to_vec()))
-}
-
-/// The id an `execute` / `executeBatch` calldata executes.
-fn execute_id(timelock: Address, data: &[u8]) -> Option<Bytes32> {
-    let operation = if let Ok(call) = ITimelockController::executeCall::abi_decode_validate(data) {
-        TimelockOperation {
-            timelock,
-            calls: vec![Call {
-                to: call.target.into_array(),
-                value: call.value,
-                data: call.payload.to_vec(),
-            }],
-            predecessor: call.predecessor.0,
-            salt: call.salt.0,
-            delay: 0,
-            single: true,
-        }
-    } else {
-        let call = ITimelockController::executeBatchCall::abi_decode_validate(data).ok()?;
-        if call.targets.len() != call.values.len() || call.targets.len() != call.payloads.len() {
-            return None;
-        }
-        let calls = call
-            .targets
-            .iter()
-            .zip(&call.values)
-            .zip(&call.payloads)
-            .map(|((to, value), data)| Call {
-                to: to.into_array(),
-                value: *value,
-                data: data.to_vec(),
-            })
-            .collect();
-        TimelockOperation::batch(timelock, calls, call.predecessor.0, call.salt.0, 0)
-    };
-    Some(operation.id())
 }
 
 #[cfg(test)]

@@ -859,24 +859,9 @@ mod tests {
     use crate::registry::view::AppPolicy;
     use sha2::{Digest, Sha256};
 
-    const APP: [u8; 20] = [0xaa; 20];
-    const OTHER_APP: [u8; 20] = [0xbb; 20];
-    const OS: [u8; 32] = [1; 32];
-    const COMPOSE: [u8; 32] = [2; 32];
-    const DEVICE: [u8; 32] = [3; 32];
-    const MR: [u8; 32] = [4; 32];
+    use crate::registry::decision::tests::{boot, APP, COMPOSE, DEVICE, MR, OS};
 
-    fn boot() -> BootInfo {
-        BootInfo {
-            app_id: APP,
-            compose_hash: COMPOSE,
-            device_id: DEVICE,
-            mr_aggregated: MR,
-            os_image_hash: OS,
-            tcb_status: TCB_UP_TO_DATE.to_owned(),
-            ..BootInfo::default()
-        }
-    }
+    const OTHER_APP: [u8; 20] = [0xbb; 20];
 
     /// Everything in `boot()` allowed; the app requires UpToDate and lists its devices.
     fn view() -> RegistryView {

@@ -162,45 +162,72 @@ impl TimelockOperation {
     /// Decodes a `schedule` or `scheduleBatch` call sent to `timelock`; `None` for anything else
     /// (including a batch whose columns differ in length, which the contract refuses).
     pub fn decode_schedule(timelock: Address, data: &[u8]) -> Option<TimelockOperation> {
-        let word = |w: B256| w.0;
         if let Ok(call) = ITimelockController::scheduleCall::abi_decode_validate(data) {
+            let calls = vec![Call {
+                to: call.target.into_array(),
+                value: call.value,
+                data: call.data.to_vec(),
+            }];
+            let delay = u64::try_from(call.delay).ok()?;
             return Some(TimelockOperation {
-                timelock,
-                calls: vec![Call {
-                    to: call.target.into_array(),
-                    value: call.value,
-                    data: call.data.to_vec(),
-                }],
-                predecessor: word(call.predecessor),
-                salt: word(call.salt),
-                delay: u64::try_from(call.delay).ok()?,
                 single: true,
+                ..TimelockOperation::batch(timelock, calls, call.predecessor.0, call.salt.0, delay)
             });
         }
         let call = ITimelockController::scheduleBatchCall::abi_decode_validate(data).ok()?;
-        if call.targets.len() != call.values.len() || call.targets.len() != call.payloads.len() {
-            return None;
-        }
-        let calls = call
-            .targets
-            .iter()
-            .zip(&call.values)
-            .zip(&call.payloads)
-            .map(|((to, value), data)| Call {
-                to: to.into_array(),
-                value: *value,
-                data: data.to_vec(),
-            })
-            .collect();
-        Some(TimelockOperation {
+        let calls = calls_of(&call.targets, &call.values, &call.payloads)?;
+        let delay = u64::try_from(call.delay).ok()?;
+        Some(TimelockOperation::batch(
             timelock,
             calls,
-            predecessor: word(call.predecessor),
-            salt: word(call.salt),
-            delay: u64::try_from(call.delay).ok()?,
-            single: false,
-        })
+            call.predecessor.0,
+            call.salt.0,
+            delay,
+        ))
     }
+
+    /// Decodes an `execute` or `executeBatch` call sent to `timelock` into the operation it
+    /// executes (its delay, which execution does not carry, is 0).
+    pub fn decode_execute(timelock: Address, data: &[u8]) -> Option<TimelockOperation> {
+        if let Ok(call) = ITimelockController::executeCall::abi_decode_validate(data) {
+            let calls = vec![Call {
+                to: call.target.into_array(),
+                value: call.value,
+                data: call.payload.to_vec(),
+            }];
+            return Some(TimelockOperation {
+                single: true,
+                ..TimelockOperation::batch(timelock, calls, call.predecessor.0, call.salt.0, 0)
+            });
+        }
+        let call = ITimelockController::executeBatchCall::abi_decode_validate(data).ok()?;
+        let calls = calls_of(&call.targets, &call.values, &call.payloads)?;
+        Some(TimelockOperation::batch(
+            timelock,
+            calls,
+            call.predecessor.0,
+            call.salt.0,
+            0,
+        ))
+    }
+}
+
+/// A batch's calls from its three columns; `None` if their lengths differ.
+fn calls_of(targets: &[AlloyAddress], values: &[U256], payloads: &[Bytes]) -> Option<Vec<Call>> {
+    if targets.len() != values.len() || targets.len() != payloads.len() {
+        return None;
+    }
+    let calls = targets
+        .iter()
+        .zip(values)
+        .zip(payloads)
+        .map(|((to, value), data)| Call {
+            to: to.into_array(),
+            value: *value,
+            data: data.to_vec(),
+        })
+        .collect();
+    Some(calls)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! are executed by the Safe with its owners' EIP-712 signatures; the chain source follows the
 //! timelock (pending with its ETA, ready, executed, cancelled) and then registers the values.
 
+use crate::registry_follow::boot;
 use crate::support::{anvil, safe};
 
 use alloy::primitives::{keccak256, Address, Bytes, B256, U256};
@@ -12,7 +13,6 @@ use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall;
 use anvil::{Anvil, Dstack};
 use safe::{advance_time, deploy_timelock, owner, transfer_ownership, SafeAccount, SafeContracts};
-use tee_verifier::boot_info::BootInfo;
 use tee_verifier::encoding::{parse_hex, parse_hex_exact};
 use tee_verifier::governance::abi::ITimelockController;
 use tee_verifier::governance::explain::{explain_app, Context, HintKind};
@@ -135,16 +135,6 @@ impl Governed {
             .expect("header")
             .expect("block")
             .timestamp
-    }
-}
-
-fn boot(app: Address, os: B256, compose: B256) -> BootInfo {
-    BootInfo {
-        app_id: app.0 .0,
-        os_image_hash: os.0,
-        compose_hash: compose.0,
-        tcb_status: "UpToDate".into(),
-        ..BootInfo::default()
     }
 }
 
