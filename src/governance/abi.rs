@@ -1,6 +1,6 @@
 //! The ABI of the governance contracts: OpenZeppelin's TimelockController (v5; the same
 //! signatures since v4.x), Safe 1.4.1's MultiSendCallOnly, and the EIP-712 `SafeTx` struct Safe
-//! signs (docs/governance.md §2.4, §3.1–3.2).
+//! signs.
 
 use alloy::sol;
 

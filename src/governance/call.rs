@@ -14,26 +14,39 @@ use crate::registry::Entry;
 /// Which contract a function lives on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Contract {
+    /// The DstackKms proxy.
     Kms,
+    /// A DstackApp.
     App,
 }
 
 /// One onlyOwner add/remove function of DstackKms or DstackApp.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Function {
+    /// `DstackKms.addOsImageHash(bytes32)`.
     AddOsImageHash,
+    /// `DstackKms.removeOsImageHash(bytes32)`.
     RemoveOsImageHash,
+    /// `DstackKms.addKmsAggregatedMr(bytes32)`.
     AddKmsAggregatedMr,
+    /// `DstackKms.removeKmsAggregatedMr(bytes32)`.
     RemoveKmsAggregatedMr,
+    /// `DstackKms.addKmsDevice(bytes32)`.
     AddKmsDevice,
+    /// `DstackKms.removeKmsDevice(bytes32)`.
     RemoveKmsDevice,
+    /// `DstackApp.addComposeHash(bytes32)`.
     AddComposeHash,
+    /// `DstackApp.removeComposeHash(bytes32)`.
     RemoveComposeHash,
+    /// `DstackApp.addDevice(bytes32)`.
     AddDevice,
+    /// `DstackApp.removeDevice(bytes32)`.
     RemoveDevice,
 }
 
 impl Function {
+    /// Every function, KMS ones first.
     pub const ALL: [Function; 10] = [
         Function::AddOsImageHash,
         Function::RemoveOsImageHash,
@@ -69,6 +82,7 @@ impl Function {
         signature.split('(').next().unwrap_or(signature)
     }
 
+    /// The 4-byte selector that starts its calldata.
     pub fn selector(self) -> [u8; 4] {
         match self {
             Function::AddOsImageHash => IDstackKms::addOsImageHashCall::SELECTOR,
@@ -84,6 +98,7 @@ impl Function {
         }
     }
 
+    /// The function a selector belongs to, if it is one of these.
     pub fn from_selector(selector: [u8; 4]) -> Option<Function> {
         Function::ALL.into_iter().find(|f| f.selector() == selector)
     }
@@ -101,6 +116,7 @@ impl Function {
         }
     }
 
+    /// The contract the function lives on.
     pub fn contract(self) -> Contract {
         match self {
             Function::AddComposeHash
@@ -160,18 +176,24 @@ impl Function {
 pub struct AllowlistCall {
     /// The DstackKms proxy, or the DstackApp for app functions.
     pub contract: Address,
+    /// The function called.
     pub function: Function,
+    /// Its one `bytes32` argument.
     pub value: Bytes32,
 }
 
 /// A call as `--format calls` prints it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CallJson {
+    /// The target, 0x-hex.
     pub to: String,
     /// Wei, as a decimal string (always "0": none of these functions is payable).
     pub value: String,
+    /// The calldata, 0x-hex.
     pub data: String,
+    /// The function's name (`addOsImageHash`).
     pub function: &'static str,
+    /// Its arguments, 0x-hex.
     pub args: Vec<String>,
 }
 
@@ -190,6 +212,7 @@ impl AllowlistCall {
         })
     }
 
+    /// The calldata: selector, then the value.
     pub fn calldata(&self) -> Vec<u8> {
         let mut data = self.function.selector().to_vec();
         data.extend_from_slice(&self.value);
@@ -244,6 +267,7 @@ impl AllowlistCall {
         }
     }
 
+    /// The call as `--format calls` prints it.
     pub fn json(&self) -> CallJson {
         CallJson {
             to: to_0x_hex(&self.contract),

@@ -19,6 +19,7 @@ pub fn compose_hash(app_compose: &[u8]) -> Bytes32 {
 pub struct UnpinnedImage {
     /// The compose service, when the file names it.
     pub service: Option<String>,
+    /// The image reference as written (`nginx:latest`).
     pub image: String,
 }
 

@@ -12,21 +12,30 @@ use super::timelock::TimelockOperation;
 use super::{multisend, Call};
 use crate::registry::view::{Address, Bytes32};
 
+/// What a piece of governance calldata does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decoded {
+    /// An add/remove call on DstackKms or DstackApp.
     Allowlist(AllowlistCall),
     /// `schedule` / `scheduleBatch`, with each scheduled call decoded.
     Schedule {
+        /// The operation scheduled (its id follows from it).
         operation: TimelockOperation,
+        /// Its calls, each decoded as an allowlist call or left as [`Decoded::Other`].
         calls: Vec<Decoded>,
     },
     /// `execute` / `executeBatch` of the operation with this id.
     Execute {
+        /// The TimelockController called.
         timelock: Address,
+        /// The operation's id.
         id: Bytes32,
     },
+    /// `cancel` of the operation with this id.
     Cancel {
+        /// The TimelockController called.
         timelock: Address,
+        /// The operation's id.
         id: Bytes32,
     },
     /// `multiSend`, with each entry decoded.

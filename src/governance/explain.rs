@@ -1,7 +1,7 @@
 //! "Why was I refused?": the contract's decision, every check `DstackKms.isAppAllowed` (and the
 //! app's `isAppAllowed`) or `isKmsAllowed` makes, in its order, with its outcome and values, and
-//! hints for the mistakes users make (docs/dstack.md §1.2–1.4; the registration guide's Common
-//! Issues).
+//! hints for the mistakes users make (the registration guide's Common Issues, and those users
+//! report).
 //!
 //! The decision is never recomputed here: it is the one `check` gives (from the registry, i.e.
 //! `registry::decision` or the contract itself). The checks are derived from the same view and
@@ -22,29 +22,40 @@ use crate::registry::decision::{kms_is_app_allowed, reason, AppVerdict, TCB_UP_T
 use crate::registry::view::{AppCode, AppList, AppView, Bytes32, KmsList, RegistryView};
 use crate::registry::{Decision, Entry, Evaluation};
 
+/// Why a boot is allowed or refused: the contract's decision, every check it makes with its
+/// outcome, and hints at the usual mistakes behind a refusal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Explanation {
+    /// The contract's answer, identical to the registry's decision.
     pub allowed: bool,
+    /// The contract's reason string (empty when allowed).
     pub reason: String,
+    /// The block the view stands at.
     pub block: u64,
+    /// The contract's checks, in its order.
     pub checks: Vec<Check>,
+    /// What may explain a failing check.
     pub hints: Vec<Hint>,
 }
 
 /// One check of the contract, in the contract's order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Check {
+    /// What is checked (`os_image_allowed`, ...).
     pub name: &'static str,
+    /// Whether the check passes on the view.
     pub ok: bool,
     /// Whether the contract got this far (it stops at the first failing check). Later checks
     /// are still evaluated on the view, so every problem shows at once.
     pub reached: bool,
+    /// The values involved, for people.
     pub detail: String,
     /// The reason string the contract returns when this check fails.
     #[serde(skip)]
     pub fails_with: Option<&'static str>,
 }
 
+/// The class of a hint; its snake_case JSON spelling is stable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HintKind {
@@ -61,7 +72,9 @@ pub enum HintKind {
     HexWidth,
     /// The image hash of a debug-mode enclave.
     DebugImage,
+    /// The app requires an UpToDate TCB and the boot's is not.
     TcbNotUpToDate,
+    /// The device id is not allowed (by the app, or by the KMS for a KMS boot).
     DeviceNotAllowed,
     /// The app is not registered with the KMS, or has no code.
     AppNotRegistered,
@@ -71,13 +84,18 @@ pub enum HintKind {
     ComposeHashMismatch,
 }
 
+/// One hint: its kind, a message for people, and the values it is about (absent fields are
+/// left out of the JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Hint {
+    /// The class of the hint.
     pub kind: HintKind,
+    /// What it means and what to do, for people.
     pub message: String,
     /// The boot info field concerned (webhook spelling, e.g. `composeHash`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'static str>,
+    /// The value concerned, 0x-hex (as given, when given with the wrong width).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     /// A registered value it resembles (`hex_width`).
@@ -89,16 +107,22 @@ pub struct Hint {
     /// The block of the removal (`revoked`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block: Option<u64>,
+    /// The timelock operation that schedules the change (`pending`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operation_id: Option<String>,
+    /// The scheduled function's name (`pending`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub function: Option<&'static str>,
+    /// When the operation becomes executable, unix seconds (`pending`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eta: Option<u64>,
+    /// The operation's state (`pending`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<PendingState>,
+    /// The app-compose.json service concerned (`unpinned_image`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// The image reference as written (`unpinned_image`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
 }
@@ -135,15 +159,18 @@ impl Hint {
 pub struct Removals(HashMap<Entry, u64>);
 
 impl Removals {
+    /// No removal known.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Records that `entry` was removed at `block` (the latest block wins).
     pub fn record(&mut self, entry: Entry, block: u64) {
         let latest = self.0.entry(entry).or_insert(block);
         *latest = (*latest).max(block);
     }
 
+    /// The block of `entry`'s latest removal, if it was ever removed.
     pub fn block_of(&self, entry: &Entry) -> Option<u64> {
         self.0.get(entry).copied()
     }
@@ -169,6 +196,7 @@ pub struct Context<'a> {
     pub given: Option<&'a BootInfoJson>,
     /// The view's timelock changes (any state).
     pub pending: &'a [PendingChange],
+    /// Past removals, to tell `revoked` from `not_registered`.
     pub removals: Option<&'a Removals>,
     /// The app-compose.json the user deploys (`--app-compose`).
     pub app_compose: Option<&'a [u8]>,

@@ -46,8 +46,11 @@ use crate::registry::view::Address;
 /// A raw call: target, wei and calldata.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Call {
+    /// The contract called.
     pub to: Address,
+    /// Wei sent with the call.
     pub value: U256,
+    /// The calldata: selector and ABI-encoded arguments.
     pub data: Vec<u8>,
 }
 

@@ -1,5 +1,5 @@
 //! Safe's MultiSendCallOnly 1.4.1: several calls packed into one `multiSend(bytes)`, which a Safe
-//! runs by delegatecall (docs/governance.md §2.4). Each packed call is
+//! runs by delegatecall. Each packed call is
 //! `operation (1 byte, 0 = call) ‖ to (20) ‖ value (32) ‖ data length (32) ‖ data`.
 
 use alloy::primitives::{hex, Bytes, U256};

@@ -15,7 +15,9 @@ pub enum PendingState {
     Waiting,
     /// Scheduled and executable now.
     Ready,
+    /// Executed: the change has happened.
     Executed,
+    /// Cancelled: the change will not happen.
     Cancelled,
 }
 
@@ -39,13 +41,17 @@ impl PendingState {
 /// One allowlist call of a timelock operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingChange {
+    /// The TimelockController holding the operation.
     pub timelock: Address,
+    /// The operation's id (`hashOperation` or `hashOperationBatch`).
     pub operation_id: Bytes32,
     /// The call's index in its operation.
     pub index: u64,
+    /// The allowlist call the operation makes.
     pub call: AllowlistCall,
     /// Unix time from which the operation can execute.
     pub eta: u64,
+    /// Where the operation stands.
     pub state: PendingState,
     /// The block that scheduled it.
     pub scheduled_block: u64,
@@ -53,18 +59,27 @@ pub struct PendingChange {
     pub settled_block: Option<u64>,
 }
 
+/// A pending change as `registry pending` prints it; addresses and values are 0x-hex.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PendingJson {
+    /// The operation's id.
     pub operation_id: String,
+    /// The TimelockController.
     pub timelock: String,
+    /// The contract the call changes.
     pub target: String,
+    /// The function's signature (`addOsImageHash(bytes32)`).
     pub function: &'static str,
+    /// Its arguments.
     pub args: Vec<String>,
+    /// Unix time from which the operation can execute.
     pub eta: u64,
+    /// Where the operation stands.
     pub state: PendingState,
 }
 
 impl PendingChange {
+    /// The change as `registry pending` prints it.
     pub fn json(&self) -> PendingJson {
         PendingJson {
             operation_id: to_0x_hex(&self.operation_id),

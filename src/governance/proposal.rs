@@ -19,6 +19,7 @@ use crate::registry::view::{Address, Bytes32};
 /// How a proposal goes through a TimelockController.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimelockPlan {
+    /// The TimelockController that owns the contracts.
     pub timelock: Address,
     /// Seconds (at least the timelock's `getMinDelay()`, or scheduling reverts).
     pub delay: u64,
@@ -28,6 +29,8 @@ pub struct TimelockPlan {
     pub predecessor: Bytes32,
 }
 
+/// A checked set of allowlist calls, optionally scheduled through a timelock; built by
+/// [`Proposal::new`], printed in each of `propose`'s formats.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Proposal {
     calls: Vec<AllowlistCall>,
@@ -37,25 +40,35 @@ pub struct Proposal {
 /// `{"to","data"}` of a timelock call.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CallTarget {
+    /// The timelock, 0x-hex.
     pub to: String,
+    /// The calldata, 0x-hex.
     pub data: String,
 }
 
 /// The timelock part of `--format calls`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TimelockJson {
+    /// `hashOperationBatch` of the calls, predecessor and salt.
     pub operation_id: String,
+    /// The `scheduleBatch` the proposer sends.
     pub schedule: CallTarget,
+    /// The matching `executeBatch`, sent once the delay has passed.
     pub execute: CallTarget,
+    /// Seconds between scheduling and execution.
     pub delay: u64,
+    /// The operation's salt, 0x-hex.
     pub salt: String,
+    /// The operation's predecessor, 0x-hex (zero: none).
     pub predecessor: String,
 }
 
 /// `--format calls`: `{"calls":[…],"timelock":null|{…}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProposalJson {
+    /// The allowlist calls, in order.
     pub calls: Vec<CallJson>,
+    /// Their timelock operation, when proposed through one.
     pub timelock: Option<TimelockJson>,
 }
 
@@ -119,10 +132,12 @@ impl Proposal {
         Ok(Proposal { calls, timelock })
     }
 
+    /// The allowlist calls, in order.
     pub fn calls(&self) -> &[AllowlistCall] {
         &self.calls
     }
 
+    /// The timelock operation wrapping the calls, if any.
     pub fn timelock(&self) -> Option<&TimelockOperation> {
         self.timelock.as_ref()
     }

@@ -10,6 +10,7 @@ use super::Proposal;
 use crate::encoding::to_0x_hex;
 use crate::registry::view::{Address, AppCode, AppList, KmsList, RegistryView};
 
+/// The class of a warning; its snake_case JSON spelling is stable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WarningKind {
@@ -25,9 +26,12 @@ pub enum WarningKind {
     NotAContract,
 }
 
+/// Something a proposal would get wrong on the current view.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Warning {
+    /// The class of the warning.
     pub kind: WarningKind,
+    /// What is wrong, naming the value and the target, for people.
     pub message: String,
 }
 

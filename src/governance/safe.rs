@@ -1,6 +1,6 @@
 //! A Safe transaction: what Safe{Wallet} builds for a batch (one call as is, several through
 //! MultiSendCallOnly by delegatecall) and the EIP-712 hash its owners sign, so signers can check
-//! the hash their wallet shows (docs/governance.md §2.2, §2.4).
+//! the hash their wallet shows.
 
 use alloy::primitives::{Address as AlloyAddress, Bytes, U256};
 use alloy::sol_types::{eip712_domain, SolStruct};
@@ -13,15 +13,22 @@ use crate::registry::view::{Address, Bytes32};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Operation {
+    /// A plain call.
     Call = 0,
+    /// A delegatecall (how a Safe runs MultiSend).
     DelegateCall = 1,
 }
 
+/// The transaction a Safe executes (`execTransaction`'s first four fields; gas fields are zero).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SafeTransaction {
+    /// The call's target (MultiSendCallOnly for a batch).
     pub to: Address,
+    /// Wei sent.
     pub value: U256,
+    /// The calldata.
     pub data: Vec<u8>,
+    /// Call or delegatecall.
     pub operation: Operation,
 }
 

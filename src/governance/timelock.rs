@@ -12,9 +12,13 @@ use crate::registry::view::{Address, Bytes32};
 /// One timelock operation: calls, predecessor (zero: none), salt and delay.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TimelockOperation {
+    /// The TimelockController.
     pub timelock: Address,
+    /// The calls the operation executes, in order.
     pub calls: Vec<Call>,
+    /// An operation that must have executed first (zero: none).
     pub predecessor: Bytes32,
+    /// Distinguishes operations with the same calls.
     pub salt: Bytes32,
     /// Seconds; the contract refuses less than its `getMinDelay()`.
     pub delay: u64,

@@ -1,4 +1,4 @@
-//! The batch file Safe{Wallet}'s Transaction Builder imports (docs/governance.md §2.1–2.3): its
+//! The batch file Safe{Wallet}'s Transaction Builder imports: its
 //! schema (version "1.0", decimal-string chainId, ms createdAt, meta, transactions with string
 //! values), and its checksum, byte for byte as the app computes it (apps/tx-builder
 //! src/lib/checksum.ts): keccak-256 of a custom serialization of the file without
@@ -17,7 +17,9 @@ pub const TX_BUILDER_VERSION: &str = "1.18.3";
 /// One Solidity parameter as the Transaction Builder describes a method.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Parameter {
+    /// The parameter's name in the ABI (`osImageHash`).
     pub name: &'static str,
+    /// Its Solidity type (`bytes32`).
     pub ty: &'static str,
 }
 
@@ -25,8 +27,11 @@ pub struct Parameter {
 /// reading the file (the app uses `data` whenever it is set and ignores the method).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BuilderTransaction {
+    /// Target, value and calldata.
     pub call: Call,
+    /// The method's name (`scheduleBatch`).
     pub method: &'static str,
+    /// Its parameters, in order.
     pub parameters: Vec<Parameter>,
     /// One value per parameter, spelled as the app spells inputs (arrays as `[a,b]`).
     pub arguments: Vec<String>,
@@ -35,11 +40,15 @@ pub struct BuilderTransaction {
 /// Whose batch it is and when it was made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchMeta {
+    /// The batch's name, shown by the app.
     pub name: String,
+    /// What the batch does, shown by the app.
     pub description: String,
+    /// The chain the Safe is on.
     pub chain_id: u64,
     /// Milliseconds since the Unix epoch (the caller's clock).
     pub created_at_ms: u64,
+    /// The Safe that runs the batch, when known (`meta.createdFromSafeAddress`).
     pub safe: Option<Address>,
 }
 
