@@ -344,7 +344,7 @@ mod tests {
         let call = AllowlistCall::parse([1; 20], Function::AddDevice, &"AB".repeat(32)).unwrap();
         assert_eq!(call.value, [0xab; 32]);
         let error = AllowlistCall::parse([1; 20], Function::AddDevice, "0xab").unwrap_err();
-        assert_eq!(error.kind(), "hex_width");
+        assert_eq!(error.kind().as_str(), "hex_width");
         assert!(error.to_string().starts_with("device id"), "{error}");
     }
 
@@ -353,7 +353,10 @@ mod tests {
         let short = [&Function::AddDevice.selector()[..], &[1; 31]].concat();
         for data in [&[0x06, 0xa3][..], &short, &[0xde, 0xad, 0xbe, 0xef, 0, 0]] {
             assert_eq!(
-                AllowlistCall::decode([1; 20], data).unwrap_err().kind(),
+                AllowlistCall::decode([1; 20], data)
+                    .unwrap_err()
+                    .kind()
+                    .as_str(),
                 "undecodable_calldata"
             );
         }

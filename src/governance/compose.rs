@@ -177,13 +177,14 @@ mod tests {
         let bash = br#"{"runner":"bash","docker_compose_file":null}"#;
         assert!(unpinned_images(bash).unwrap().is_empty());
         assert_eq!(
-            unpinned_images(b"[1]").unwrap_err().kind(),
+            unpinned_images(b"[1]").unwrap_err().kind().as_str(),
             "invalid_app_compose"
         );
         assert_eq!(
             unpinned_images(br#"{"docker_compose_file":1}"#)
                 .unwrap_err()
-                .kind(),
+                .kind()
+                .as_str(),
             "invalid_app_compose"
         );
     }

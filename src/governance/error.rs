@@ -1,6 +1,8 @@
-//! The governance room's one error type.
+//! The governance room's one error type; each variant maps to one [`ErrorKind`].
 
 use thiserror::Error;
+
+use crate::error::ErrorKind;
 
 /// Why a governance value, proposal, calldata or file was refused. Nothing is ever repaired
 /// into something acceptable: a refused value is reported, not padded, trimmed or guessed.
@@ -86,21 +88,21 @@ pub enum GovernanceError {
 }
 
 impl GovernanceError {
-    /// Stable snake_case name of the variant.
-    pub fn kind(&self) -> &'static str {
+    /// The class of the failure; its [`as_str`](ErrorKind::as_str) spelling is stable.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            GovernanceError::InvalidHex { .. } => "invalid_hex",
-            GovernanceError::HexWidth { .. } => "hex_width",
-            GovernanceError::ZeroValue { .. } => "zero_value",
-            GovernanceError::DebugImageHash { .. } => "debug_image_hash",
-            GovernanceError::EmptyProposal => "empty_proposal",
-            GovernanceError::DuplicateCall { .. } => "duplicate_call",
-            GovernanceError::ConflictingCalls { .. } => "conflicting_calls",
-            GovernanceError::WrongTarget { .. } => "wrong_target",
-            GovernanceError::Undecodable(_) => "undecodable_calldata",
-            GovernanceError::InvalidBatchFile(_) => "invalid_batch_file",
-            GovernanceError::InvalidAppCompose(_) => "invalid_app_compose",
-            GovernanceError::InconsistentView { .. } => "inconsistent_view",
+            GovernanceError::InvalidHex { .. } => ErrorKind::InvalidHex,
+            GovernanceError::HexWidth { .. } => ErrorKind::HexWidth,
+            GovernanceError::ZeroValue { .. } => ErrorKind::ZeroValue,
+            GovernanceError::DebugImageHash { .. } => ErrorKind::DebugImageHash,
+            GovernanceError::EmptyProposal => ErrorKind::EmptyProposal,
+            GovernanceError::DuplicateCall { .. } => ErrorKind::DuplicateCall,
+            GovernanceError::ConflictingCalls { .. } => ErrorKind::ConflictingCalls,
+            GovernanceError::WrongTarget { .. } => ErrorKind::WrongTarget,
+            GovernanceError::Undecodable(_) => ErrorKind::UndecodableCalldata,
+            GovernanceError::InvalidBatchFile(_) => ErrorKind::InvalidBatchFile,
+            GovernanceError::InvalidAppCompose(_) => ErrorKind::InvalidAppCompose,
+            GovernanceError::InconsistentView { .. } => ErrorKind::InconsistentView,
         }
     }
 }

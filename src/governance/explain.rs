@@ -1277,7 +1277,7 @@ mod tests {
             ..boot()
         };
         let error = explain_app(&view(), &allowed, &info, &Context::default()).unwrap_err();
-        assert_eq!(error.kind(), "inconsistent_view");
+        assert_eq!(error.kind().as_str(), "inconsistent_view");
         // A contract-evaluated decision for an app the view decides itself.
         let asked = Decision {
             evaluated_by: Evaluation::Contract,
@@ -1286,7 +1286,8 @@ mod tests {
         assert_eq!(
             explain_app(&view(), &asked, &boot(), &Context::default())
                 .unwrap_err()
-                .kind(),
+                .kind()
+                .as_str(),
             "inconsistent_view"
         );
         // isKmsAllowed ignores the app's compose hash.
@@ -1302,7 +1303,8 @@ mod tests {
         assert_eq!(
             explain_kms(&view(), &denied, &boot(), &Context::default())
                 .unwrap_err()
-                .kind(),
+                .kind()
+                .as_str(),
             "inconsistent_view"
         );
     }

@@ -111,7 +111,10 @@ mod tests {
             encode(pack(&calls)[..10].to_vec()),
             vec![0x8d, 0x80, 0xff, 0x0a],
         ] {
-            assert_eq!(decode(&data).unwrap_err().kind(), "undecodable_calldata");
+            assert_eq!(
+                decode(&data).unwrap_err().kind().as_str(),
+                "undecodable_calldata"
+            );
         }
         assert_eq!(
             hex::encode(MULTI_SEND_CALL_ONLY_1_4_1),

@@ -351,7 +351,9 @@ mod tests {
 
     #[test]
     fn refuses_bad_proposals() {
-        let kind = |calls: Vec<AllowlistCall>| Proposal::new(KMS, calls, None).unwrap_err().kind();
+        let kind = |calls: Vec<AllowlistCall>| {
+            Proposal::new(KMS, calls, None).unwrap_err().kind().as_str()
+        };
         assert_eq!(kind(vec![]), "empty_proposal");
         assert_eq!(
             kind(vec![call(KMS, Function::AddOsImageHash, 0)]),

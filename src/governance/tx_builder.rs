@@ -301,7 +301,7 @@ mod tests {
         assert_eq!(tx["contractInputsValues"]["osImageHash"], "0x01");
         assert_eq!(tx["contractMethod"]["inputs"][0]["type"], "bytes32");
         assert_eq!(
-            verify_checksum(&json!({})).unwrap_err().kind(),
+            verify_checksum(&json!({})).unwrap_err().kind().as_str(),
             "invalid_batch_file"
         );
     }

@@ -89,10 +89,10 @@ mod tests {
             let error = parse_measurement("compose hash", text).unwrap_err();
             // An odd digit count is not even bytes.
             if text.len() % 2 == 1 {
-                assert_eq!(error.kind(), "invalid_hex", "{text}");
+                assert_eq!(error.kind().as_str(), "invalid_hex", "{text}");
                 continue;
             }
-            assert_eq!(error.kind(), "hex_width", "{text}");
+            assert_eq!(error.kind().as_str(), "hex_width", "{text}");
             assert!(
                 matches!(error, GovernanceError::HexWidth { got: g, expected: 32, .. } if g == got),
                 "{error:?}"
@@ -101,7 +101,8 @@ mod tests {
         assert_eq!(
             parse_measurement("compose hash", "0xzz")
                 .unwrap_err()
-                .kind(),
+                .kind()
+                .as_str(),
             "invalid_hex"
         );
     }
@@ -112,14 +113,16 @@ mod tests {
         assert_eq!(
             parse_measurement("os image hash", &zero)
                 .unwrap_err()
-                .kind(),
+                .kind()
+                .as_str(),
             "zero_value"
         );
         let debug = crate::encoding::to_0x_hex(&DEBUG_OS_IMAGE_HASH);
         assert_eq!(
             parse_measurement("os image hash", &debug)
                 .unwrap_err()
-                .kind(),
+                .kind()
+                .as_str(),
             "debug_image_hash"
         );
         // Salts and predecessors may be zero.
@@ -131,13 +134,14 @@ mod tests {
         let address = parse_address("app", "0x00000000000000000000000000000000000000aB").unwrap();
         assert_eq!(address[19], 0xab);
         assert_eq!(
-            parse_address("app", "0xab").unwrap_err().kind(),
+            parse_address("app", "0xab").unwrap_err().kind().as_str(),
             "hex_width"
         );
         assert_eq!(
             parse_address("app", &format!("0x{}", "00".repeat(20)))
                 .unwrap_err()
-                .kind(),
+                .kind()
+                .as_str(),
             "zero_value"
         );
     }

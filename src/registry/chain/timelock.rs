@@ -632,6 +632,6 @@ mod tests {
         );
         timelocks.apply(vec![broken]);
         let error = timelocks.changes(&RegistryView::new(), KMS).unwrap_err();
-        assert_eq!(error.kind(), "unavailable");
+        assert_eq!(error.kind().as_str(), "unavailable");
     }
 }
