@@ -9,6 +9,8 @@ use crate::crypto::CryptoError;
 use crate::dstack::DstackError;
 #[cfg(feature = "dstack")]
 use crate::evidence::EvidenceError;
+#[cfg(feature = "chain")]
+use crate::governance::GovernanceError;
 #[cfg(feature = "nitro")]
 use crate::nitro::NitroError;
 #[cfg(feature = "registry")]
@@ -94,11 +96,37 @@ pub enum ErrorKind {
     InvalidRegistryFile,
     /// A registry file that cannot be read.
     Io,
+
+    // --- governance ---
+    /// A value that is not hexadecimal.
+    InvalidHex,
+    /// A hex value of the wrong width (never padded or trimmed).
+    HexWidth,
+    /// The all-zero value proposed as a measurement.
+    ZeroValue,
+    /// The image hash of a debug-mode enclave proposed for an allowlist.
+    DebugImageHash,
+    /// A governance proposal without any call.
+    EmptyProposal,
+    /// The same call twice in one proposal.
+    DuplicateCall,
+    /// One value both added and removed in one proposal.
+    ConflictingCalls,
+    /// A call whose target is not the contract its function lives on.
+    WrongTarget,
+    /// Calldata that is not the call it claims to be.
+    UndecodableCalldata,
+    /// A Transaction Builder batch file that does not parse or whose checksum is wrong.
+    InvalidBatchFile,
+    /// An app-compose.json that is not of the shape dstack reads.
+    InvalidAppCompose,
+    /// A decision explained with a view that decides otherwise.
+    InconsistentView,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 29] = [
+    pub const ALL: [ErrorKind; 41] = [
         ErrorKind::Malformed,
         ErrorKind::InvalidArgument,
         ErrorKind::Unsupported,
@@ -128,6 +156,18 @@ impl ErrorKind {
         ErrorKind::InvalidConfig,
         ErrorKind::InvalidRegistryFile,
         ErrorKind::Io,
+        ErrorKind::InvalidHex,
+        ErrorKind::HexWidth,
+        ErrorKind::ZeroValue,
+        ErrorKind::DebugImageHash,
+        ErrorKind::EmptyProposal,
+        ErrorKind::DuplicateCall,
+        ErrorKind::ConflictingCalls,
+        ErrorKind::WrongTarget,
+        ErrorKind::UndecodableCalldata,
+        ErrorKind::InvalidBatchFile,
+        ErrorKind::InvalidAppCompose,
+        ErrorKind::InconsistentView,
     ];
 
     /// The stable snake_case name.
@@ -162,6 +202,18 @@ impl ErrorKind {
             ErrorKind::InvalidConfig => "invalid_config",
             ErrorKind::InvalidRegistryFile => "invalid_registry_file",
             ErrorKind::Io => "io",
+            ErrorKind::InvalidHex => "invalid_hex",
+            ErrorKind::HexWidth => "hex_width",
+            ErrorKind::ZeroValue => "zero_value",
+            ErrorKind::DebugImageHash => "debug_image_hash",
+            ErrorKind::EmptyProposal => "empty_proposal",
+            ErrorKind::DuplicateCall => "duplicate_call",
+            ErrorKind::ConflictingCalls => "conflicting_calls",
+            ErrorKind::WrongTarget => "wrong_target",
+            ErrorKind::UndecodableCalldata => "undecodable_calldata",
+            ErrorKind::InvalidBatchFile => "invalid_batch_file",
+            ErrorKind::InvalidAppCompose => "invalid_app_compose",
+            ErrorKind::InconsistentView => "inconsistent_view",
         }
     }
 
@@ -230,6 +282,9 @@ pub enum Error {
     Registry(#[from] RegistryError),
     /// A certificate chain or CRL.
     #[error(transparent)]
+    #[cfg(feature = "chain")]
+    Governance(#[from] GovernanceError),
+    #[error(transparent)]
     #[cfg(any(feature = "nitro", feature = "tdx"))]
     X509(#[from] X509Error),
     /// A signature.
@@ -253,6 +308,8 @@ impl Error {
             Error::BootInfo(error) => error.kind(),
             #[cfg(feature = "registry")]
             Error::Registry(error) => error.kind(),
+            #[cfg(feature = "chain")]
+            Error::Governance(error) => error.kind(),
             #[cfg(any(feature = "nitro", feature = "tdx"))]
             Error::X509(error) => error.into(),
             #[cfg(any(feature = "nitro", feature = "tdx"))]
@@ -300,6 +357,18 @@ mod tests {
                 "invalid_config",
                 "invalid_registry_file",
                 "io",
+                "invalid_hex",
+                "hex_width",
+                "zero_value",
+                "debug_image_hash",
+                "empty_proposal",
+                "duplicate_call",
+                "conflicting_calls",
+                "wrong_target",
+                "undecodable_calldata",
+                "invalid_batch_file",
+                "invalid_app_compose",
+                "inconsistent_view",
             ]
         );
         for kind in ErrorKind::ALL {
@@ -313,7 +382,7 @@ mod tests {
     /// The rooms that name their kinds by string produce only names of ours.
     #[test]
     fn every_room_converts_into_one_error_with_its_kind() {
-        let errors: [(Error, ErrorKind); 8] = [
+        let errors: [(Error, ErrorKind); 9] = [
             (
                 EvidenceError::UnknownFormat("empty input").into(),
                 ErrorKind::Malformed,
@@ -328,6 +397,13 @@ mod tests {
             (
                 RegistryError::Unavailable("stale".into()).into(),
                 ErrorKind::Unavailable,
+            ),
+            (
+                GovernanceError::ZeroValue {
+                    what: "os image hash",
+                }
+                .into(),
+                ErrorKind::ZeroValue,
             ),
             (
                 X509Error::UntrustedRoot {

@@ -33,7 +33,7 @@
 //! | `tdx` | TDX quotes v4/v5: DCAP with collateral, TCB appraisal, TD policy | — |
 //! | `dstack` | dstack's event log, identity and wire formats; the [`evidence`] pipeline | `nitro`, `tdx` |
 //! | `registry` | the contracts' decision logic and the file view | tokio (sync) |
-//! | `chain` | the view that follows DstackKms/DstackApp on a chain | alloy |
+//! | `chain` | the view that follows DstackKms/DstackApp (and their timelock) on a chain; the [`governance`] transactions | alloy, `registry`, `nitro` |
 //! | `service` | the gRPC service, the KMS webhook drop-in, metrics | tonic, axum |
 //! | `cli` (default) | the `tee-verifier` binary | clap |
 //! | `rustcrypto` | pure-Rust ECDSA (p256/p384) instead of aws-lc-rs | — |
@@ -101,6 +101,8 @@ pub(crate) mod encoding;
 pub mod error;
 #[cfg(feature = "dstack")]
 pub mod evidence;
+#[cfg(feature = "chain")]
+pub mod governance;
 #[cfg(feature = "nitro")]
 pub mod nitro;
 #[cfg(feature = "registry")]

@@ -1,5 +1,6 @@
 //! The on-chain ABI the registry reads: the `AppBootInfo` tuple, the two decision calls, the
-//! getters and the events of DstackKms / DstackApp, and the EIP-1967 implementation slot.
+//! getters and the events of DstackKms / DstackApp, and the EIP-1967 implementation slot; and the
+//! allowlist's add/remove calls, which `governance` proposes and decodes.
 
 use alloy::primitives::{b256, Address, B256};
 use alloy::sol;
@@ -27,6 +28,15 @@ sol! {
         function isKmsAllowed(AppBootInfo bootInfo) external view returns (bool isAllowed, string reason);
         function gatewayAppId() external view returns (string);
         function appImplementation() external view returns (address);
+        function owner() external view returns (address);
+
+        // The allowlist's add/remove calls (onlyOwner), which governance proposes.
+        function addOsImageHash(bytes32 osImageHash) external;
+        function removeOsImageHash(bytes32 osImageHash) external;
+        function addKmsAggregatedMr(bytes32 mrAggregated) external;
+        function removeKmsAggregatedMr(bytes32 mrAggregated) external;
+        function addKmsDevice(bytes32 deviceId) external;
+        function removeKmsDevice(bytes32 deviceId) external;
 
         event AppRegistered(address appId);
         event AppDeployedViaFactory(address indexed appId, address indexed deployer);
@@ -44,6 +54,11 @@ sol! {
     interface IDstackApp {
         function allowAnyDevice() external view returns (bool);
         function requireTcbUpToDate() external view returns (bool);
+
+        function addComposeHash(bytes32 composeHash) external;
+        function removeComposeHash(bytes32 composeHash) external;
+        function addDevice(bytes32 deviceId) external;
+        function removeDevice(bytes32 deviceId) external;
 
         event ComposeHashAdded(bytes32 composeHash);
         event ComposeHashRemoved(bytes32 composeHash);

@@ -128,17 +128,18 @@ pub fn kms_is_kms_allowed(view: &RegistryView, boot: &BootInfo) -> Verdict {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::registry::view::{AppList, AppPolicy};
 
-    const APP: [u8; 20] = [0xaa; 20];
-    const OS: [u8; 32] = [1; 32];
-    const COMPOSE: [u8; 32] = [2; 32];
-    const DEVICE: [u8; 32] = [3; 32];
-    const MR: [u8; 32] = [4; 32];
+    pub(crate) const APP: [u8; 20] = [0xaa; 20];
+    pub(crate) const OS: [u8; 32] = [1; 32];
+    pub(crate) const COMPOSE: [u8; 32] = [2; 32];
+    pub(crate) const DEVICE: [u8; 32] = [3; 32];
+    pub(crate) const MR: [u8; 32] = [4; 32];
 
-    fn boot() -> BootInfo {
+    /// A boot info the tests' views allow: their app, os image, compose hash, device and MR.
+    pub(crate) fn boot() -> BootInfo {
         BootInfo {
             app_id: APP,
             compose_hash: COMPOSE,

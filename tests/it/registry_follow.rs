@@ -47,7 +47,8 @@ async fn setup() -> Setup {
     }
 }
 
-fn boot(app: Address, os: B256, compose: B256) -> BootInfo {
+/// An up-to-date boot of `app` with `os` and `compose` (shared with the governance tests).
+pub(crate) fn boot(app: Address, os: B256, compose: B256) -> BootInfo {
     BootInfo {
         app_id: app.0 .0,
         os_image_hash: os.0,

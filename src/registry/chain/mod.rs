@@ -22,6 +22,7 @@
 mod events;
 mod rpc;
 mod sync;
+mod timelock;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -70,6 +71,9 @@ pub struct ChainConfig {
     /// The chain the KMS is deployed on; when set, a node on another chain is refused
     /// (`invalid_config`) instead of being read.
     pub chain_id: Option<u64>,
+    /// TimelockControllers to follow for pending changes, beside those found as `owner()` of
+    /// the KMS or of an app.
+    pub timelocks: Vec<view::Address>,
 }
 
 impl ChainConfig {
@@ -88,6 +92,7 @@ impl ChainConfig {
             proxy_code_hashes: Vec::new(),
             request_timeout: Duration::from_secs(10),
             chain_id: None,
+            timelocks: Vec::new(),
         }
     }
 
@@ -120,6 +125,8 @@ pub enum SyncStage {
     AppBackfill,
     /// Code, implementation and flags of touched apps.
     AppState,
+    /// Logs of the followed timelocks.
+    TimelockEvents,
 }
 
 /// Progress of one stage: `done` of `total` blocks (log stages) or apps (`AppState`).
@@ -164,6 +171,7 @@ pub enum PollOutcome {
 /// The view as of one block.
 struct ChainView {
     view: RegistryView,
+    timelocks: timelock::Timelocks,
     block: u64,
     block_hash: B256,
     confirmed_at: Instant,
@@ -295,6 +303,26 @@ impl ChainRegistry {
         }
     }
 
+    /// The allowlist changes of the followed timelocks, in any state (waiting, ready, executed,
+    /// cancelled), as of the view's block. Unavailable when the view is, or when a timelock's
+    /// logs disagree with its state.
+    pub fn timelock_changes(&self) -> Result<Vec<crate::governance::PendingChange>, RegistryError> {
+        let kms = Address::from(self.inner.config.kms_contract);
+        self.read_fresh(|chain_view| chain_view.timelocks.changes(&chain_view.view, kms))?
+    }
+
+    /// The changes still to happen (waiting or ready).
+    pub fn pending(&self) -> Result<Vec<crate::governance::PendingChange>, RegistryError> {
+        let mut changes = self.timelock_changes()?;
+        changes.retain(|change| change.state.is_pending());
+        Ok(changes)
+    }
+
+    /// The followed timelocks and their minimum delays (seconds).
+    pub fn timelocks(&self) -> Result<Vec<(view::Address, u64)>, RegistryError> {
+        self.read_fresh(|chain_view| chain_view.timelocks.followed())
+    }
+
     /// The last poll's error, cleared by a successful poll.
     pub fn last_error(&self) -> Option<RegistryError> {
         self.inner.last_error.lock().ok()?.clone()
@@ -330,10 +358,14 @@ impl ChainRegistry {
         let inner = &self.inner;
         let mut trust = inner.trust.lock().await;
         let current = match &*inner.served.read().map_err(|_| poisoned())? {
-            Served::Ready(chain_view) => Some((chain_view.block, chain_view.block_hash)),
+            Served::Ready(chain_view) => Some((
+                chain_view.block,
+                chain_view.block_hash,
+                chain_view.timelocks.clone(),
+            )),
             Served::Unavailable(_) => None,
         };
-        let Some((block, block_hash)) = current else {
+        let Some((block, block_hash, timelocks)) = current else {
             return self.rebuild(&mut trust).await;
         };
         let head = inner.rpc.block_number().await?;
@@ -359,6 +391,13 @@ impl ChainRegistry {
                 false,
             )
             .await?;
+        let mut owned: Vec<Address> = delta.touched_apps().collect();
+        if delta.kms_changed() {
+            owned.push(Address::from(inner.config.kms_contract));
+        }
+        let timelocks = timelocks
+            .advanced(&inner.syncer(), &owned, start, target, target_hash)
+            .await?;
         if inner.rpc.block_hash(target).await? != Some(target_hash) {
             return Err(RegistryError::Unavailable(format!(
                 "block {target} changed while syncing"
@@ -367,6 +406,7 @@ impl ChainRegistry {
         let mut changes = Vec::new();
         self.with_ready(|chain_view| {
             apply(&mut chain_view.view, delta, Some(&mut changes));
+            chain_view.timelocks = timelocks;
             chain_view.block = target;
             chain_view.block_hash = target_hash;
             chain_view.confirmed_at = Instant::now();
@@ -402,6 +442,7 @@ impl ChainRegistry {
         let target_hash = self.hash_of(target).await?;
         let mut fresh_trust = Trust::new(&inner.config);
         let mut view = RegistryView::new();
+        let mut timelocks = timelock::Timelocks::new(&inner.config.timelocks);
         if target >= inner.config.from_block {
             let kms = Address::from(inner.config.kms_contract);
             if inner.rpc.code_hash(kms, target_hash).await?.is_none() {
@@ -422,6 +463,18 @@ impl ChainRegistry {
                 .await?;
             apply(&mut view, delta, None);
             view.shrink_to_fit();
+            let owned: Vec<Address> = std::iter::once(kms)
+                .chain(view.app_ids().map(|app| Address::from(*app)))
+                .collect();
+            timelocks = timelocks
+                .advanced(
+                    &inner.syncer(),
+                    &owned,
+                    inner.config.from_block,
+                    target,
+                    target_hash,
+                )
+                .await?;
         }
         if inner.rpc.block_hash(target).await? != Some(target_hash) {
             return Err(RegistryError::Unavailable(format!(
@@ -431,6 +484,7 @@ impl ChainRegistry {
         *trust = fresh_trust;
         *inner.served.write().map_err(|_| poisoned())? = Served::Ready(Box::new(ChainView {
             view,
+            timelocks,
             block: target,
             block_hash: target_hash,
             confirmed_at: Instant::now(),

@@ -76,6 +76,21 @@ impl Rpc {
         Ok(header.map(|h| h.hash))
     }
 
+    /// The timestamp of block `hash`.
+    pub(crate) async fn block_timestamp(&self, hash: B256) -> Result<u64, RegistryError> {
+        let header = self
+            .provider
+            .get_header_by_hash(hash)
+            .await
+            .map_err(|e| rpc_error("eth_getBlockByHash", e))?;
+        header
+            .map(|h| h.timestamp)
+            .ok_or_else(|| RegistryError::Rpc {
+                call: "eth_getBlockByHash",
+                message: format!("block {hash} not found"),
+            })
+    }
+
     pub(crate) async fn logs(&self, filter: &Filter) -> Result<Vec<Log>, RegistryError> {
         self.provider
             .get_logs(filter)

@@ -105,6 +105,18 @@ pub(crate) struct Delta {
     apps: Vec<AppUpdate>,
 }
 
+impl Delta {
+    /// Whether the KMS emitted anything in the range (its owner may have changed).
+    pub(crate) fn kms_changed(&self) -> bool {
+        !self.kms_events.is_empty()
+    }
+
+    /// Apps registered or changed in the range.
+    pub(crate) fn touched_apps(&self) -> impl Iterator<Item = Address> + '_ {
+        self.apps.iter().map(|update| update.app_id)
+    }
+}
+
 /// What was read about one app at the range's last block.
 struct AppRead {
     code_hash: Option<B256>,
@@ -132,7 +144,7 @@ impl Syncer<'_> {
     }
 
     /// Logs matching `filter` in `[from, to]`, fetched `log_range` blocks at a time.
-    async fn logs(
+    pub(crate) async fn logs(
         &self,
         filter: Filter,
         from: u64,
