@@ -7,6 +7,7 @@
 pub mod boot_info;
 pub mod cache_stats;
 pub mod cli;
+pub mod collateral;
 pub mod crypto;
 pub mod dstack;
 pub mod encoding;
