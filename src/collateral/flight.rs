@@ -82,7 +82,7 @@ mod tests {
         let flights = Arc::new(SingleFlight::<u8, u32>::default());
         let leader = {
             let flights = flights.clone();
-            tokio::spawn(async move { flights.run(1, || std::future::pending::<u32>()).await })
+            tokio::spawn(async move { flights.run(1, std::future::pending::<u32>).await })
         };
         tokio::task::yield_now().await;
         leader.abort();

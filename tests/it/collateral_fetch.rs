@@ -78,7 +78,12 @@ fn assert_each_requested(server: &PcsServer, flavor: Flavor, times: usize) {
     for path in first_fetch_paths(flavor) {
         assert_eq!(server.count(path), times, "{path}: {:?}", server.requests());
     }
-    assert_eq!(server.requests().len(), 4 * times, "{:?}", server.requests());
+    assert_eq!(
+        server.requests().len(),
+        4 * times,
+        "{:?}",
+        server.requests()
+    );
 }
 
 // --- real samples ---------------------------------------------------------------------------
@@ -105,7 +110,10 @@ fn sample_cases(dir: &Path) -> Vec<Case> {
             now: e["now"].as_u64().unwrap(),
         })
         .collect();
-    assert!(cases.len() >= 2, "expected.json lists the TDX samples with collateral");
+    assert!(
+        cases.len() >= 2,
+        "expected.json lists the TDX samples with collateral"
+    );
     cases
 }
 
@@ -126,8 +134,8 @@ async fn real_samples_verify_through_pcs_and_pccs_as_with_inline_collateral() {
                 .unwrap_or_else(|e| panic!("{} via {flavor:?}: {e}", case.file));
 
             // Byte for byte what the sample holds: every field, hence the same digest.
-            let inline = Collateral::from_json(&serde_json::to_vec(&case.collateral).unwrap())
-                .unwrap();
+            let inline =
+                Collateral::from_json(&serde_json::to_vec(&case.collateral).unwrap()).unwrap();
             assert_eq!(fetched.collateral(), &inline, "{}", case.file);
             assert_eq!(
                 Collateral::from_json(fetched.json()).unwrap(),
@@ -144,7 +152,14 @@ async fn real_samples_verify_through_pcs_and_pccs_as_with_inline_collateral() {
             // The real URL shapes of the API.
             assert_each_requested(&server, flavor, 1);
             let requests = server.requests();
-            let query = |path: &str| requests.iter().find(|r| r.path == path).unwrap().query.clone();
+            let query = |path: &str| {
+                requests
+                    .iter()
+                    .find(|r| r.path == path)
+                    .unwrap()
+                    .query
+                    .clone()
+            };
             let fmspc = hex::encode_upper(with_inline.fmspc);
             assert_eq!(query(TCB_PATH), format!("fmspc={fmspc}&update=standard"));
             assert_eq!(query(QE_IDENTITY_PATH), "update=standard");
@@ -239,8 +254,11 @@ impl Rig {
         edit(&mut spec);
         let resigned = spec.build(&self.keys).collateral;
         let text = |field: &str| resigned[field].as_str().unwrap().to_owned();
-        self.server
-            .serve_tcb_info("90C06F000000", &text("tcb_info"), &text("tcb_info_signature"));
+        self.server.serve_tcb_info(
+            "90C06F000000",
+            &text("tcb_info"),
+            &text("tcb_info_signature"),
+        );
         self.server
             .serve_qe_identity(&text("qe_identity"), &text("qe_identity_signature"));
     }
@@ -278,17 +296,99 @@ fn foreign_chain() -> String {
 #[tokio::test]
 async fn each_fault_gives_its_kind() {
     let foreign = foreign_chain();
+    let other_fmspc = {
+        let mut spec = Spec::default();
+        spec.tcb_info["fmspc"] = "00606A000000".into();
+        let collateral = spec.build(&Keys::generate()).collateral;
+        let text = |field: &str| collateral[field].as_str().unwrap().to_owned();
+        format!(
+            r#"{{"tcbInfo":{},"signature":"{}"}}"#,
+            text("tcb_info"),
+            text("tcb_info_signature")
+        )
+        .into_bytes()
+    };
     // (route, fault, kind, result label of the fetch)
     let cases: Vec<(Route, Fault, &str, &str)> = vec![
-        (Route::TcbInfo, Fault::NotFound, "collateral_unavailable", "not_found"),
-        (Route::QeIdentity, Fault::ServerError, "collateral_unavailable", "http_status"),
-        (Route::PckCrl, Fault::Delay(Duration::from_secs(5)), "collateral_unavailable", "timeout"),
-        (Route::RootCaCrl, Fault::Truncate, "collateral_unavailable", "transport"),
-        (Route::TcbInfo, Fault::Truncate, "collateral_unavailable", "transport"),
-        (Route::TcbInfo, Fault::BadSignature, "signature", RESULT_INVALID),
-        (Route::QeIdentity, Fault::BadSignature, "signature", RESULT_INVALID),
-        (Route::TcbInfo, Fault::Chain(foreign.clone()), "untrusted_root", RESULT_INVALID),
-        (Route::QeIdentity, Fault::Chain(foreign), "untrusted_root", RESULT_INVALID),
+        (
+            Route::TcbInfo,
+            Fault::NotFound,
+            "collateral_unavailable",
+            "not_found",
+        ),
+        (
+            Route::QeIdentity,
+            Fault::ServerError,
+            "collateral_unavailable",
+            "http_status",
+        ),
+        (
+            Route::PckCrl,
+            Fault::Delay(Duration::from_secs(5)),
+            "collateral_unavailable",
+            "timeout",
+        ),
+        (
+            Route::RootCaCrl,
+            Fault::Truncate,
+            "collateral_unavailable",
+            "transport",
+        ),
+        (
+            Route::TcbInfo,
+            Fault::Truncate,
+            "collateral_unavailable",
+            "transport",
+        ),
+        (
+            Route::TcbInfo,
+            Fault::BadSignature,
+            "signature",
+            RESULT_INVALID,
+        ),
+        (
+            Route::QeIdentity,
+            Fault::BadSignature,
+            "signature",
+            RESULT_INVALID,
+        ),
+        (
+            Route::TcbInfo,
+            Fault::Chain(foreign.clone()),
+            "untrusted_root",
+            RESULT_INVALID,
+        ),
+        (
+            Route::QeIdentity,
+            Fault::Chain(foreign),
+            "untrusted_root",
+            RESULT_INVALID,
+        ),
+        (
+            Route::PckCrl,
+            Fault::NoChain,
+            "collateral_unavailable",
+            "malformed",
+        ),
+        (
+            Route::TcbInfo,
+            Fault::Body(b"<html>".to_vec()),
+            "collateral_unavailable",
+            "malformed",
+        ),
+        (
+            Route::RootCaCrl,
+            Fault::Body(b"30zz".to_vec()),
+            "collateral_unavailable",
+            "malformed",
+        ),
+        // A genuine TCB Info, of another platform.
+        (
+            Route::TcbInfo,
+            Fault::Body(other_fmspc),
+            "collateral_invalid",
+            RESULT_INVALID,
+        ),
     ];
     for (route, fault, kind, result) in cases {
         let rig = Rig::new(Flavor::Pccs).await;
@@ -314,9 +414,16 @@ async fn each_fault_gives_its_kind() {
             "{route:?} {fault:?}: one fetch (retries inside it): {metrics:?}"
         );
         let requests = rig.server.requests();
-        let sent = requests.iter().filter(|r| route_of(&r.path) == Some(route)).count();
+        let sent = requests
+            .iter()
+            .filter(|r| route_of(&r.path) == Some(route))
+            .count();
         let transient = matches!(result, "http_status" | "timeout" | "transport");
-        assert_eq!(sent, if transient { 2 } else { 1 }, "{route:?} {fault:?}: {requests:?}");
+        assert_eq!(
+            sent,
+            if transient { 2 } else { 1 },
+            "{route:?} {fault:?}: {requests:?}"
+        );
         // Nothing of a failed set is cached: once the fault is gone, the next request fetches
         // and verifies.
         assert!(metrics.entries.is_empty(), "{metrics:?}");
@@ -330,8 +437,14 @@ async fn expired_collateral_is_a_verification_failure() {
     let rig = Rig::new(Flavor::Pcs).await;
     let fetcher = rig.fetcher();
     // The served documents end at NOW + 29 days, the CRLs at NOW + 30 days.
-    assert_eq!(rig.kind(&fetcher, NOW + 31 * DAYS).await, "collateral_expired");
-    assert_eq!(rig.kind(&fetcher, NOW - 2 * DAYS).await, "collateral_not_yet_valid");
+    assert_eq!(
+        rig.kind(&fetcher, NOW + 31 * DAYS).await,
+        "collateral_expired"
+    );
+    assert_eq!(
+        rig.kind(&fetcher, NOW - 2 * DAYS).await,
+        "collateral_not_yet_valid"
+    );
     assert!(fetcher.metrics(NOW).entries.is_empty());
 }
 
@@ -370,8 +483,10 @@ async fn quotes_that_name_no_collateral_fetch_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), "malformed");
-    let mut no_chain = Spec::default();
-    no_chain.cert_data_type = 3;
+    let no_chain = Spec {
+        cert_data_type: 3,
+        ..Spec::default()
+    };
     let quote = no_chain.quote(&rig.keys, &rig.built.pck_chain);
     let err = fetcher.collateral_for_quote(&quote, NOW).await.unwrap_err();
     assert_eq!(err.kind(), "collateral_missing");
@@ -421,7 +536,12 @@ async fn the_second_request_for_an_fmspc_makes_no_request() {
 async fn single_flight_under_200_concurrent_requests() {
     let rig = Rig::new(Flavor::Pccs).await;
     // Hold the first responses back so that every request arrives while they are in flight.
-    for route in [Route::TcbInfo, Route::QeIdentity, Route::PckCrl, Route::RootCaCrl] {
+    for route in [
+        Route::TcbInfo,
+        Route::QeIdentity,
+        Route::PckCrl,
+        Route::RootCaCrl,
+    ] {
         rig.server
             .fault(route, Fault::Delay(Duration::from_millis(300)));
     }
@@ -468,7 +588,10 @@ async fn refresh_ahead_of_expiry_in_the_background() {
     fetcher.refreshes_settled().await;
     assert_each_requested(&rig.server, Flavor::Pccs, 2);
     let metrics = fetcher.metrics(later);
-    assert!(metrics.entries.iter().all(|e| e.age_seconds == 0), "{metrics:?}");
+    assert!(
+        metrics.entries.iter().all(|e| e.age_seconds == 0),
+        "{metrics:?}"
+    );
     for item in ItemKind::INTEL {
         assert_eq!(metrics.lookups_of(item).hits, 2, "{item}");
         assert_eq!(metrics.fetches_of(item, RESULT_OK), 2, "{item}");
@@ -498,7 +621,12 @@ async fn a_valid_cached_entry_survives_transient_failures() {
         .collateral_for_quote(&rig.built.quote, NOW)
         .await
         .unwrap();
-    for route in [Route::TcbInfo, Route::QeIdentity, Route::PckCrl, Route::RootCaCrl] {
+    for route in [
+        Route::TcbInfo,
+        Route::QeIdentity,
+        Route::PckCrl,
+        Route::RootCaCrl,
+    ] {
         rig.server.fault(route, Fault::ServerError);
     }
     // Due for refresh, which fails: the cached set is served, and still verifies.
@@ -520,7 +648,12 @@ async fn a_valid_cached_entry_survives_transient_failures() {
         .await
         .unwrap();
     fetcher.refreshes_settled().await;
-    assert_eq!(fetcher.metrics(retry).fetches_of(ItemKind::TcbInfo, RESULT_INVALID), 1);
+    assert_eq!(
+        fetcher
+            .metrics(retry)
+            .fetches_of(ItemKind::TcbInfo, RESULT_INVALID),
+        1
+    );
     fetcher
         .collateral_for_quote(&rig.built.quote, retry + 1)
         .await
@@ -547,7 +680,11 @@ async fn an_entry_is_never_served_past_its_next_update() {
     assert_eq!(rig.kind(&fetcher, past).await, "collateral_expired");
     assert_eq!(rig.server.count(TCB_PATH), 2);
     assert_eq!(rig.server.count(QE_IDENTITY_PATH), 2);
-    assert_eq!(rig.server.count(PCK_CRL_PATH), 1, "the CRLs are valid until NOW + 30 days");
+    assert_eq!(
+        rig.server.count(PCK_CRL_PATH),
+        1,
+        "the CRLs are valid until NOW + 30 days"
+    );
 
     // New documents upstream: fetched, verified, served.
     rig.serve_resigned(|spec| {
@@ -559,7 +696,11 @@ async fn an_entry_is_never_served_past_its_next_update() {
         .await
         .unwrap();
     rig.verify(fresh.collateral(), past);
-    assert_eq!(fresh.valid_until(), NOW + 30 * DAYS, "the CRLs end first now");
+    assert_eq!(
+        fresh.valid_until(),
+        NOW + 30 * DAYS,
+        "the CRLs end first now"
+    );
     assert_eq!(rig.server.count(TCB_PATH), 3);
 }
 
@@ -581,7 +722,10 @@ async fn a_restart_with_the_cache_directory_verifies_with_the_server_stopped() {
     let restarted = fetcher(with_dir());
     let loaded = restarted.metrics(NOW);
     assert_eq!(loaded.entries.len(), 4);
-    assert!(loaded.entries.iter().all(|e| !e.verified), "candidates until verified");
+    assert!(
+        loaded.entries.iter().all(|e| !e.verified),
+        "candidates until verified"
+    );
     let later = NOW + 3600;
     let fetched = restarted
         .collateral_for_quote(&rig.built.quote, later)
@@ -664,15 +808,25 @@ async fn the_real_ak_certificates_point_inside_the_default_allowlist() {
     let intermediate = pem_der(&dir.join("gcp/salrashid_ak_intermediate.pem"));
     let issuers = ca_issuers_urls(&leaf);
     assert_eq!(issuers.len(), 1);
-    assert!(issuers[0].starts_with("http://privateca-content-"), "{issuers:?}");
+    assert!(
+        issuers[0].starts_with("http://privateca-content-"),
+        "{issuers:?}"
+    );
     assert!(issuers[0].ends_with("/ca.crt"));
     let crls = crl_distribution_points(&intermediate);
     assert_eq!(crls.len(), 1);
     assert!(crls[0].ends_with("/crl.crl"), "{crls:?}");
-    for url in issuers.iter().chain(&crls).chain(&ca_issuers_urls(&intermediate)) {
+    for url in issuers
+        .iter()
+        .chain(&crls)
+        .chain(&ca_issuers_urls(&intermediate))
+    {
         assert!(allow.allows_str(url), "{url}");
     }
-    assert!(crl_distribution_points(&leaf).is_empty(), "the AK leaf names no CRL");
+    assert!(
+        crl_distribution_points(&leaf).is_empty(),
+        "the AK leaf names no CRL"
+    );
 }
 
 #[tokio::test]
@@ -684,7 +838,10 @@ async fn ca_fetching_follows_only_the_allowlist() {
     let intermediate = pem_der(&dir.join("gcp/salrashid_ak_intermediate.pem"));
     let crl = std::fs::read(dir.join("gcp/salrashid_intermediate.crl")).unwrap();
     server.serve_file("/ca/ca.crt", intermediate.clone());
-    server.serve_file("/ca/ca.pem", std::fs::read(dir.join("gcp/salrashid_ak_intermediate.pem")).unwrap());
+    server.serve_file(
+        "/ca/ca.pem",
+        std::fs::read(dir.join("gcp/salrashid_ak_intermediate.pem")).unwrap(),
+    );
     server.serve_file("/ca/crl.crl", crl.clone());
     server.serve_file("/ca/huge.crl", vec![0x30; 2 * 1024 * 1024]);
     server.serve_file("/elsewhere/ca.crt", intermediate.clone());
@@ -720,11 +877,20 @@ async fn ca_fetching_follows_only_the_allowlist() {
 
     // The CRL is cached until its nextUpdate (2024-05-14), then fetched again.
     for now in [CRL_NOW, CRL_NOW + 3600] {
-        assert_eq!(*fetcher.crl(&server.url("/ca/crl.crl"), now).await.unwrap(), crl);
+        assert_eq!(
+            *fetcher.crl(&server.url("/ca/crl.crl"), now).await.unwrap(),
+            crl
+        );
     }
     assert_eq!(server.count("/ca/crl.crl"), 1);
     let stale = CRL_NOW + 7 * 86_400;
-    assert_eq!(*fetcher.crl(&server.url("/ca/crl.crl"), stale).await.unwrap(), crl);
+    assert_eq!(
+        *fetcher
+            .crl(&server.url("/ca/crl.crl"), stale)
+            .await
+            .unwrap(),
+        crl
+    );
     assert_eq!(server.count("/ca/crl.crl"), 2);
 
     // Refused before any request: another path, another port, another host.
@@ -744,7 +910,12 @@ async fn ca_fetching_follows_only_the_allowlist() {
         .unwrap_err();
     assert_eq!(err.kind(), "collateral_unavailable");
     assert!(err.to_string().contains("not followed"), "{err}");
-    assert_eq!(server.count("/elsewhere/ca.crt"), 0, "{:?}", server.requests());
+    assert_eq!(
+        server.count("/elsewhere/ca.crt"),
+        0,
+        "{:?}",
+        server.requests()
+    );
 
     // Responses are capped.
     let err = fetcher
@@ -756,7 +927,10 @@ async fn ca_fetching_follows_only_the_allowlist() {
 
     let metrics = fetcher.metrics(CRL_NOW);
     assert_eq!(metrics.fetches_of(ItemKind::CaIssuer, RESULT_OK), 3);
-    assert_eq!(metrics.fetches_of(ItemKind::CaIssuer, "redirect_refused"), 1);
+    assert_eq!(
+        metrics.fetches_of(ItemKind::CaIssuer, "redirect_refused"),
+        1
+    );
     assert_eq!(metrics.fetches_of(ItemKind::CaCrl, "too_large"), 1);
     assert_eq!(metrics.lookups_of(ItemKind::CaIssuer).hits, 1);
 }

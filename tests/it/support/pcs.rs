@@ -20,6 +20,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use futures::StreamExt as _;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -56,6 +57,10 @@ pub enum Fault {
     BadSignature,
     /// Send this PEM chain in the issuer chain header instead.
     Chain(String),
+    /// Send no issuer chain header.
+    NoChain,
+    /// Send this body instead.
+    Body(Vec<u8>),
 }
 
 /// One request as received.
@@ -296,10 +301,9 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
         if route == Route::Other {
             if let Some(location) = data.redirects.get(&path) {
                 let mut response = status(StatusCode::FOUND);
-                response.headers_mut().insert(
-                    header::LOCATION,
-                    HeaderValue::from_str(location).unwrap(),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::LOCATION, HeaderValue::from_str(location).unwrap());
                 return response;
             }
         }
@@ -327,15 +331,23 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
                 answer.chain = Some((name, pem));
             }
         }
+        Some(Fault::NoChain) => answer.chain = None,
+        Some(Fault::Body(body)) => answer.body = body,
         Some(Fault::Truncate) | None => {}
     }
     let mut response = if truncate {
         let full = answer.body.len();
         let half = answer.body[..full / 2].to_vec();
-        let stream = futures::stream::iter(vec![
-            Ok(axum::body::Bytes::from(half)),
-            Err(std::io::Error::other("truncated on purpose")),
-        ]);
+        // The half is flushed before the error, so the client reads a short body.
+        let stream = futures::stream::iter([Some(half), None]).then(|chunk| async move {
+            match chunk {
+                Some(bytes) => Ok(axum::body::Bytes::from(bytes)),
+                None => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err(std::io::Error::other("truncated on purpose"))
+                }
+            }
+        });
         let mut response = Response::new(Body::from_stream(stream));
         response
             .headers_mut()
