@@ -4,12 +4,9 @@
 //! flight, refresh ahead of expiry, never past nextUpdate, restart from disk) is observed in the
 //! server's request log. Then the CA fetcher: only allowlisted URLs are ever requested.
 
-#[path = "support/pcs.rs"]
-mod pcs;
-#[path = "support/samples.rs"]
-mod samples;
-#[path = "support/tdx.rs"]
-mod tdx_support;
+use crate::support::pcs;
+use crate::support::samples;
+use crate::support::tdx as tdx_support;
 
 use pcs::{
     Fault, Flavor, PcsServer, Route, PCCS_ROOT_CA_CRL_PATH, PCK_CRL_PATH, PCS_ROOT_CA_CRL_PATH,
@@ -430,6 +427,23 @@ async fn each_fault_gives_its_kind() {
         rig.server.clear_faults();
         assert_eq!(rig.kind(&fetcher, NOW).await, "ok");
     }
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_with_backoff() {
+    let rig = Rig::new(Flavor::Pcs).await;
+    rig.server
+        .fault_times(Route::TcbInfo, Fault::ServerError, 1);
+    let fetcher = rig.fetcher();
+    let fetched = fetcher
+        .collateral_for_quote(&rig.built.quote, NOW)
+        .await
+        .unwrap();
+    rig.verify(fetched.collateral(), NOW);
+    assert_eq!(rig.server.count(TCB_PATH), 2);
+    let metrics = fetcher.metrics(NOW);
+    assert_eq!(metrics.fetches_of(ItemKind::TcbInfo, RESULT_OK), 1);
+    assert_eq!(metrics.fetches_of(ItemKind::TcbInfo, "http_status"), 0);
 }
 
 #[tokio::test]

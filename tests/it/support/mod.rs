@@ -4,6 +4,7 @@
 pub mod anvil;
 pub mod cli;
 pub mod nitro;
+pub mod pcs;
 pub mod samples;
 pub mod service;
 pub mod tdx;

@@ -13,7 +13,6 @@
 //! - any other path: a static file or a redirect put there by the test.
 //!
 //! Every request is recorded, and faults can be injected per route.
-#![allow(dead_code)]
 
 use axum::body::Body;
 use axum::extract::State;
@@ -216,10 +215,6 @@ impl PcsServer {
     /// Requests so far whose path is `path`.
     pub fn count(&self, path: &str) -> usize {
         self.data().log.iter().filter(|r| r.path == path).count()
-    }
-
-    pub fn clear_log(&self) {
-        self.data().log.clear();
     }
 }
 
