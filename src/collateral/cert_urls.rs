@@ -10,45 +10,50 @@ use x509_parser::prelude::FromDer;
 /// The caIssuers URIs of a DER certificate's Authority Information Access, in order. Empty when
 /// it has none or does not parse.
 pub fn ca_issuers_urls(cert_der: &[u8]) -> Vec<String> {
-    let Ok((_, cert)) = X509Certificate::from_der(cert_der) else {
-        return Vec::new();
-    };
-    let mut urls = Vec::new();
-    for extension in cert.iter_extensions() {
-        if let ParsedExtension::AuthorityInfoAccess(access) = extension.parsed_extension() {
-            for description in access.iter() {
-                if description.access_method == OID_PKIX_ACCESS_DESCRIPTOR_CA_ISSUERS {
-                    if let GeneralName::URI(uri) = description.access_location {
-                        urls.push(uri.to_owned());
-                    }
-                }
-            }
-        }
-    }
-    urls
+    uris_in(cert_der, |extension| match extension {
+        ParsedExtension::AuthorityInfoAccess(access) => access
+            .iter()
+            .filter(|description| {
+                description.access_method == OID_PKIX_ACCESS_DESCRIPTOR_CA_ISSUERS
+            })
+            .filter_map(|description| uri(&description.access_location))
+            .collect(),
+        _ => Vec::new(),
+    })
 }
 
 /// The full-name URIs of a DER certificate's CRL distribution points, in order. Empty when it
 /// has none or does not parse.
 pub fn crl_distribution_points(cert_der: &[u8]) -> Vec<String> {
+    uris_in(cert_der, |extension| match extension {
+        ParsedExtension::CRLDistributionPoints(points) => points
+            .iter()
+            .filter_map(|point| match &point.distribution_point {
+                Some(DistributionPointName::FullName(names)) => Some(names),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(uri)
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
+/// What `pick` finds in each extension of a DER certificate, in order.
+fn uris_in(cert_der: &[u8], pick: impl Fn(&ParsedExtension<'_>) -> Vec<String>) -> Vec<String> {
     let Ok((_, cert)) = X509Certificate::from_der(cert_der) else {
         return Vec::new();
     };
-    let mut urls = Vec::new();
-    for extension in cert.iter_extensions() {
-        if let ParsedExtension::CRLDistributionPoints(points) = extension.parsed_extension() {
-            for point in points.iter() {
-                if let Some(DistributionPointName::FullName(names)) = &point.distribution_point {
-                    for name in names {
-                        if let GeneralName::URI(uri) = name {
-                            urls.push((*uri).to_owned());
-                        }
-                    }
-                }
-            }
-        }
+    cert.iter_extensions()
+        .flat_map(|extension| pick(extension.parsed_extension()))
+        .collect()
+}
+
+fn uri(name: &GeneralName<'_>) -> Option<String> {
+    match name {
+        GeneralName::URI(uri) => Some((*uri).to_owned()),
+        _ => None,
     }
-    urls
 }
 
 #[cfg(test)]

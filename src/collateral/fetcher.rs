@@ -25,6 +25,7 @@ use super::refresh::RefreshPolicy;
 use super::store::{Entry, Store};
 use super::target::QuoteTarget;
 use crate::tdx::{Collateral, TdxError, TdxVerifier, INTEL_SGX_ROOT_CA_DER};
+use crate::x509::{ChainPolicy, ChainVerifier, SignatureAlgorithm};
 use reqwest::header::HeaderMap;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -117,7 +118,8 @@ struct Inner {
     endpoints: Endpoints,
     http: HttpClient,
     verifier: TdxVerifier,
-    root_sha256: [u8; 32],
+    /// Walks the PCK chains of quotes before anything is fetched for them.
+    chains: ChainVerifier,
     refresh: RefreshPolicy,
     min_refresh_interval: u64,
     store: Store<ItemKey, Item>,
@@ -175,7 +177,10 @@ impl CollateralFetcher {
                 endpoints,
                 http: HttpClient::new(config.http, None)?,
                 verifier,
-                root_sha256: Sha256::digest(&config.trust_anchor_der).into(),
+                chains: ChainVerifier::new(ChainPolicy {
+                    algorithm: SignatureAlgorithm::EcdsaP256Sha256,
+                    root_sha256: Sha256::digest(&config.trust_anchor_der).into(),
+                }),
                 refresh: config.refresh,
                 min_refresh_interval: config.min_refresh_interval,
                 store: Store::default(),
@@ -202,7 +207,7 @@ impl CollateralFetcher {
         quote: &[u8],
         now: u64,
     ) -> Result<FetchedCollateral, CollateralError> {
-        let target = QuoteTarget::of_quote(quote, &self.inner.root_sha256)?;
+        let target = QuoteTarget::of_quote(quote, &self.inner.chains, now)?;
         if let Some(set) = self.cached_set(target, now, true) {
             self.refresh_in_background(target, quote, now);
             return Ok(set);

@@ -5,8 +5,9 @@
 //! chain and signature, then the PCK CRL against the quote's PCK CA) and only then the quote
 //! itself. A failure of the second kind says nothing against the collateral: the set is cached
 //! and the caller's own verification reports the quote's failure. Everything `verify` checks
-//! before the collateral (the quote parses, its QE is Intel's, it carries a PCK chain under the
-//! pinned root) was already required by [`super::QuoteTarget::of_quote`].
+//! before the collateral (the quote parses, its QE is Intel's, it carries a PCK chain), and the
+//! walk of that chain to the pinned root, were already required by
+//! [`super::QuoteTarget::of_quote`].
 
 use crate::tdx::{Collateral, TdxError, TdxPolicy, TdxVerifier};
 

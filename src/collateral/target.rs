@@ -1,15 +1,16 @@
 //! What collateral a quote needs: the FMSPC and the issuing CA of its PCK certificate.
 //!
 //! Everything the verifier checks before it looks at collateral (the quote parses, its QE is
-//! Intel's) is checked here too, plus that the PCK chain ends in the pinned root: a quote that
-//! fails these never causes a fetch, and a fetched set is then judged on its own merits.
+//! Intel's) is checked here too, and the PCK chain is walked to the pinned root (without CRLs,
+//! which are what is about to be fetched). A quote that fails these never causes a fetch: an
+//! FMSPC or CA read from a forged certificate never reaches Intel, and a quote used to verify a
+//! fetched set carries a genuine PCK chain, so the set is judged on its own merits.
 
 use super::error::CollateralError;
 use super::item::PckCa;
 use crate::tdx::quote::INTEL_QE_VENDOR_ID;
 use crate::tdx::{PckInfo, Quote, TdxError};
-use crate::x509::X509Error;
-use sha2::{Digest, Sha256};
+use crate::x509::{ChainVerifier, X509Error};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
@@ -22,8 +23,12 @@ pub struct QuoteTarget {
 
 impl QuoteTarget {
     /// Reads the target from the PCK certificate chain the quote carries (certification data
-    /// type 5), which must end in the root whose SHA-256 is `root_sha256`.
-    pub fn of_quote(quote: &[u8], root_sha256: &[u8; 32]) -> Result<QuoteTarget, CollateralError> {
+    /// type 5), once `chains` has verified it at `now`.
+    pub(crate) fn of_quote(
+        quote: &[u8],
+        chains: &ChainVerifier,
+        now: u64,
+    ) -> Result<QuoteTarget, CollateralError> {
         let quote = Quote::parse(quote).map_err(CollateralError::Quote)?;
         if quote.header.qe_vendor_id != INTEL_QE_VENDOR_ID {
             return Err(CollateralError::Quote(TdxError::QeIdentityMismatch(
@@ -50,16 +55,11 @@ impl QuoteTarget {
                 source,
             })
         };
-        let (leaf, root) = match chain.as_slice() {
-            [leaf, .., root] => (leaf, root),
-            _ => return Err(pck_chain_error(X509Error::ChainLength)),
-        };
-        let found: [u8; 32] = Sha256::digest(root).into();
-        if &found != root_sha256 {
-            return Err(pck_chain_error(X509Error::UntrustedRoot {
-                found: hex::encode(found),
-            }));
-        }
+        let ders: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
+        chains.verify(&ders, now, &[]).map_err(pck_chain_error)?;
+        let leaf = ders
+            .first()
+            .ok_or_else(|| pck_chain_error(X509Error::ChainLength))?;
         let fmspc = PckInfo::from_certificate(leaf)
             .map_err(CollateralError::Quote)?
             .fmspc;
@@ -79,21 +79,32 @@ fn issuer_common_name(der: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::tdx::INTEL_SGX_ROOT_CA_SHA256;
+    use crate::x509::{ChainPolicy, SignatureAlgorithm};
+    use sha2::{Digest, Sha256};
 
     fn fixture(name: &str) -> Vec<u8> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tdx");
         std::fs::read(dir.join(name)).unwrap()
     }
 
-    fn fixture_root() -> [u8; 32] {
-        Sha256::digest(fixture("root_ca.der")).into()
+    fn walker(root_sha256: [u8; 32]) -> ChainVerifier {
+        ChainVerifier::new(ChainPolicy {
+            algorithm: SignatureAlgorithm::EcdsaP256Sha256,
+            root_sha256,
+        })
     }
+
+    fn fixture_walker() -> ChainVerifier {
+        walker(Sha256::digest(fixture("root_ca.der")).into())
+    }
+
+    const NOW: u64 = 1_750_000_000;
 
     #[test]
     fn fmspc_and_ca_from_the_pck_certificate() {
-        let target = QuoteTarget::of_quote(&fixture("quote_v4.bin"), &fixture_root()).unwrap();
+        let target = QuoteTarget::of_quote(&fixture("quote_v4.bin"), &fixture_walker(), NOW);
         assert_eq!(
-            target,
+            target.unwrap(),
             QuoteTarget {
                 fmspc: [0x90, 0xc0, 0x6f, 0, 0, 0],
                 ca: PckCa::Platform
@@ -104,13 +115,20 @@ mod tests {
     #[test]
     fn quotes_that_name_no_collateral() {
         let quote = fixture("quote_v4.bin");
-        let kind =
-            |bytes: &[u8], root: &[u8; 32]| QuoteTarget::of_quote(bytes, root).unwrap_err().kind();
+        let kind = |bytes: &[u8], walker: &ChainVerifier, now: u64| {
+            QuoteTarget::of_quote(bytes, walker, now)
+                .unwrap_err()
+                .kind()
+        };
+        let fixtures = fixture_walker();
         // Under another root (here: the fixtures against Intel's).
-        assert_eq!(kind(&quote, &INTEL_SGX_ROOT_CA_SHA256), "untrusted_root");
-        assert_eq!(kind(&quote[..100], &fixture_root()), "malformed");
+        let intel = walker(INTEL_SGX_ROOT_CA_SHA256);
+        assert_eq!(kind(&quote, &intel, NOW), "untrusted_root");
+        // The PCK leaf ends a year after NOW.
+        assert_eq!(kind(&quote, &fixtures, NOW + 400 * 86_400), "expired");
+        assert_eq!(kind(&quote[..100], &fixtures, NOW), "malformed");
         let mut foreign_qe = quote.clone();
         foreign_qe[12] ^= 1;
-        assert_eq!(kind(&foreign_qe, &fixture_root()), "qe_identity_mismatch");
+        assert_eq!(kind(&foreign_qe, &fixtures, NOW), "qe_identity_mismatch");
     }
 }

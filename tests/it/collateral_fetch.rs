@@ -19,8 +19,8 @@ use tdx_support::{date, Built, Keys, Spec, DAY, NOW};
 use tee_verifier::cache_stats::CacheCounts;
 use tee_verifier::collateral::{
     ca_issuers_urls, crl_distribution_points, CaConfig, CaFetcher, CollateralConfig,
-    CollateralError, CollateralFetcher, HttpLimits, IntelService, ItemKind, PckCa, QuoteTarget,
-    TcbUpdate, UrlAllowlist, RESULT_INVALID, RESULT_OK,
+    CollateralError, CollateralFetcher, FetchedCollateral, HttpLimits, IntelService, ItemKind,
+    PckCa, QuoteTarget, TcbUpdate, UrlAllowlist, RESULT_INVALID, RESULT_OK,
 };
 use tee_verifier::tdx::{Collateral, TdxPolicy, TdxVerifier};
 
@@ -260,6 +260,13 @@ impl Rig {
             .serve_qe_identity(&text("qe_identity"), &text("qe_identity_signature"));
     }
 
+    async fn fetch(&self, fetcher: &CollateralFetcher, now: u64) -> FetchedCollateral {
+        fetcher
+            .collateral_for_quote(&self.built.quote, now)
+            .await
+            .unwrap()
+    }
+
     async fn kind(&self, fetcher: &CollateralFetcher, now: u64) -> &'static str {
         match fetcher.collateral_for_quote(&self.built.quote, now).await {
             Ok(_) => "ok",
@@ -435,10 +442,7 @@ async fn a_transient_failure_is_retried_with_backoff() {
     rig.server
         .fault_times(Route::TcbInfo, Fault::ServerError, 1);
     let fetcher = rig.fetcher();
-    let fetched = fetcher
-        .collateral_for_quote(&rig.built.quote, NOW)
-        .await
-        .unwrap();
+    let fetched = rig.fetch(&fetcher, NOW).await;
     rig.verify(fetched.collateral(), NOW);
     assert_eq!(rig.server.count(TCB_PATH), 2);
     let metrics = fetcher.metrics(NOW);
@@ -474,10 +478,7 @@ async fn a_quote_that_fails_on_its_own_still_gets_its_collateral_cached() {
         .unwrap_err();
     assert_eq!(err.kind(), "signature");
     // The collateral verified: the genuine quote needs no fetch.
-    fetcher
-        .collateral_for_quote(&rig.built.quote, NOW)
-        .await
-        .unwrap();
+    rig.fetch(&fetcher, NOW).await;
     assert_each_requested(&rig.server, Flavor::Pccs, 1);
 }
 
@@ -492,6 +493,24 @@ async fn quotes_that_name_no_collateral_fetch_nothing() {
         .unwrap_err();
     assert_eq!(err.kind(), "untrusted_root");
     assert!(matches!(err, CollateralError::Quote(_)));
+    // A forged chain ending in the right root: its FMSPC never reaches the server.
+    let forged_chain = [
+        foreign.pck_chain[0].clone(),
+        foreign.pck_chain[1].clone(),
+        rig.built.root_der.clone(),
+    ];
+    let forged = Spec::default().quote(&Keys::generate(), &forged_chain);
+    let err = fetcher
+        .collateral_for_quote(&forged, NOW)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "signature", "{err}");
+    // A PCK certificate that has ended.
+    let err = fetcher
+        .collateral_for_quote(&rig.built.quote, NOW + 400 * DAYS)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "expired", "{err}");
     let err = fetcher
         .collateral_for_quote(&rig.built.quote[..200], NOW)
         .await
@@ -511,17 +530,11 @@ async fn quotes_that_name_no_collateral_fetch_nothing() {
 async fn the_second_request_for_an_fmspc_makes_no_request() {
     let rig = Rig::new(Flavor::Pcs).await;
     let fetcher = rig.fetcher();
-    let first = fetcher
-        .collateral_for_quote(&rig.built.quote, NOW)
-        .await
-        .unwrap();
+    let first = rig.fetch(&fetcher, NOW).await;
     rig.verify(first.collateral(), NOW);
     assert_each_requested(&rig.server, Flavor::Pcs, 1);
 
-    let again = fetcher
-        .collateral_for_quote(&rig.built.quote, NOW + 3600)
-        .await
-        .unwrap();
+    let again = rig.fetch(&fetcher, NOW + 3600).await;
     let other = fetcher
         .collateral_for_quote(&rig.other_quote(), NOW + 7200)
         .await
@@ -579,26 +592,17 @@ async fn single_flight_under_200_concurrent_requests() {
 async fn refresh_ahead_of_expiry_in_the_background() {
     let rig = Rig::new(Flavor::Pccs).await;
     let fetcher = rig.fetcher();
-    fetcher
-        .collateral_for_quote(&rig.built.quote, NOW)
-        .await
-        .unwrap();
+    rig.fetch(&fetcher, NOW).await;
     assert_each_requested(&rig.server, Flavor::Pccs, 1);
 
     // Before 80 % of any window (the documents' 29 days from the fetch): nothing to refresh.
-    fetcher
-        .collateral_for_quote(&rig.built.quote, NOW + 23 * DAYS)
-        .await
-        .unwrap();
+    rig.fetch(&fetcher, NOW + 23 * DAYS).await;
     fetcher.refreshes_settled().await;
     assert_each_requested(&rig.server, Flavor::Pccs, 1);
 
     // Past 80 % of every window: served from the cache at once, refreshed behind.
     let later = NOW + 25 * DAYS;
-    fetcher
-        .collateral_for_quote(&rig.built.quote, later)
-        .await
-        .unwrap();
+    rig.fetch(&fetcher, later).await;
     fetcher.refreshes_settled().await;
     assert_each_requested(&rig.server, Flavor::Pccs, 2);
     let metrics = fetcher.metrics(later);
@@ -613,10 +617,7 @@ async fn refresh_ahead_of_expiry_in_the_background() {
 
     // One refresh per due time, however many requests see it due.
     for _ in 0..5 {
-        fetcher
-            .collateral_for_quote(&rig.built.quote, later + 10)
-            .await
-            .unwrap();
+        rig.fetch(&fetcher, later + 10).await;
     }
     fetcher.refreshes_settled().await;
     assert_each_requested(&rig.server, Flavor::Pccs, 2);
@@ -631,10 +632,7 @@ async fn refresh_ahead_of_expiry_in_the_background() {
 async fn a_valid_cached_entry_survives_transient_failures() {
     let rig = Rig::new(Flavor::Pcs).await;
     let fetcher = rig.fetcher();
-    fetcher
-        .collateral_for_quote(&rig.built.quote, NOW)
-        .await
-        .unwrap();
+    rig.fetch(&fetcher, NOW).await;
     for route in [
         Route::TcbInfo,
         Route::QeIdentity,
@@ -645,10 +643,7 @@ async fn a_valid_cached_entry_survives_transient_failures() {
     }
     // Due for refresh, which fails: the cached set is served, and still verifies.
     let due = NOW + 25 * DAYS;
-    let served = fetcher
-        .collateral_for_quote(&rig.built.quote, due)
-        .await
-        .unwrap();
+    let served = rig.fetch(&fetcher, due).await;
     fetcher.refreshes_settled().await;
     rig.verify(served.collateral(), due);
     let metrics = fetcher.metrics(due);
@@ -657,10 +652,7 @@ async fn a_valid_cached_entry_survives_transient_failures() {
     rig.server.clear_faults();
     rig.server.fault(Route::TcbInfo, Fault::BadSignature);
     let retry = due + 3600;
-    fetcher
-        .collateral_for_quote(&rig.built.quote, retry)
-        .await
-        .unwrap();
+    rig.fetch(&fetcher, retry).await;
     fetcher.refreshes_settled().await;
     assert_eq!(
         fetcher
@@ -668,10 +660,7 @@ async fn a_valid_cached_entry_survives_transient_failures() {
             .fetches_of(ItemKind::TcbInfo, RESULT_INVALID),
         1
     );
-    fetcher
-        .collateral_for_quote(&rig.built.quote, retry + 1)
-        .await
-        .unwrap();
+    rig.fetch(&fetcher, retry + 1).await;
 
     // Once the entries end, the failure shows.
     rig.server.fault(Route::TcbInfo, Fault::ServerError);
@@ -685,10 +674,7 @@ async fn a_valid_cached_entry_survives_transient_failures() {
 async fn an_entry_is_never_served_past_its_next_update() {
     let rig = Rig::new(Flavor::Pcs).await;
     let fetcher = rig.fetcher();
-    fetcher
-        .collateral_for_quote(&rig.built.quote, NOW)
-        .await
-        .unwrap();
+    rig.fetch(&fetcher, NOW).await;
     // The TCB Info and QE Identity end at NOW + 29 days; the server still has only those.
     let past = NOW + 29 * DAYS + 1;
     assert_eq!(rig.kind(&fetcher, past).await, "collateral_expired");
@@ -705,10 +691,7 @@ async fn an_entry_is_never_served_past_its_next_update() {
         spec.tcb_info["nextUpdate"] = date(60 * DAY).into();
         spec.qe_identity["nextUpdate"] = date(60 * DAY).into();
     });
-    let fresh = fetcher
-        .collateral_for_quote(&rig.built.quote, past)
-        .await
-        .unwrap();
+    let fresh = rig.fetch(&fetcher, past).await;
     rig.verify(fresh.collateral(), past);
     assert_eq!(
         fresh.valid_until(),
@@ -726,10 +709,7 @@ async fn a_restart_with_the_cache_directory_verifies_with_the_server_stopped() {
         cache_dir: Some(dir.path().join("collateral")),
         ..rig.config()
     };
-    fetcher(with_dir())
-        .collateral_for_quote(&rig.built.quote, NOW)
-        .await
-        .unwrap();
+    rig.fetch(&fetcher(with_dir()), NOW).await;
     assert_each_requested(&rig.server, Flavor::Pccs, 1);
     rig.server.stop();
 
@@ -741,10 +721,7 @@ async fn a_restart_with_the_cache_directory_verifies_with_the_server_stopped() {
         "candidates until verified"
     );
     let later = NOW + 3600;
-    let fetched = restarted
-        .collateral_for_quote(&rig.built.quote, later)
-        .await
-        .unwrap();
+    let fetched = rig.fetch(&restarted, later).await;
     rig.verify(fetched.collateral(), later);
     assert!(restarted.metrics(later).entries.iter().all(|e| e.verified));
     assert_each_requested(&rig.server, Flavor::Pccs, 1);
@@ -758,10 +735,7 @@ async fn a_tampered_cache_directory_is_refetched() {
         cache_dir: Some(dir.path().to_owned()),
         ..rig.config()
     };
-    fetcher(with_dir())
-        .collateral_for_quote(&rig.built.quote, NOW)
-        .await
-        .unwrap();
+    rig.fetch(&fetcher(with_dir()), NOW).await;
     // Rewrite the stored TCB Info with another document of the same shape, unsigned.
     let file = dir.path().join("tcb_info-90C06F000000-standard.json");
     let mut record: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
@@ -772,10 +746,7 @@ async fn a_tampered_cache_directory_is_refetched() {
     std::fs::write(&file, serde_json::to_vec(&record).unwrap()).unwrap();
 
     let restarted = fetcher(with_dir());
-    let fetched = restarted
-        .collateral_for_quote(&rig.built.quote, NOW + 60)
-        .await
-        .unwrap();
+    let fetched = rig.fetch(&restarted, NOW + 60).await;
     rig.verify(fetched.collateral(), NOW + 60);
     // The disk set failed verification, so all of it came from the network again.
     assert_each_requested(&rig.server, Flavor::Pccs, 2);
@@ -794,10 +765,7 @@ async fn unverified_json_for_a_target_without_a_quote() {
     rig.verify(&collateral, NOW);
     // Not cached: a quote's request fetches (and verifies) again.
     assert!(fetcher.metrics(NOW).entries.is_empty());
-    fetcher
-        .collateral_for_quote(&rig.built.quote, NOW)
-        .await
-        .unwrap();
+    rig.fetch(&fetcher, NOW).await;
     assert_each_requested(&rig.server, Flavor::Pcs, 2);
 }
 
