@@ -483,6 +483,29 @@ async fn a_quote_that_fails_on_its_own_still_gets_its_collateral_cached() {
 }
 
 #[tokio::test]
+async fn a_revoked_platform_gets_its_collateral_and_its_verdict() {
+    let keys = Keys::generate();
+    let mut spec = Spec::default();
+    spec.pck_crl.revoked.push(spec.pck_leaf.serial);
+    let built = spec.build(&keys);
+    let server = PcsServer::start(Flavor::Pccs).await;
+    server.serve_collateral(&built.collateral);
+    let fetcher = fetcher(config(&server, Flavor::Pccs, &built.root_der));
+    for now in [NOW, NOW + 60] {
+        let fetched = fetcher
+            .collateral_for_quote(&built.quote, now)
+            .await
+            .unwrap();
+        let err = TdxVerifier::with_root_der(&built.root_der)
+            .verify(&built.quote, fetched.collateral(), now, &policy())
+            .unwrap_err();
+        assert_eq!(err.kind(), "revoked", "{err}");
+    }
+    // The PCK CRL that revokes the platform is genuine: cached, not fetched per quote.
+    assert_each_requested(&server, Flavor::Pccs, 1);
+}
+
+#[tokio::test]
 async fn quotes_that_name_no_collateral_fetch_nothing() {
     let rig = Rig::new(Flavor::Pccs).await;
     let fetcher = rig.fetcher();
@@ -586,6 +609,32 @@ async fn single_flight_under_200_concurrent_requests() {
     }
     assert_eq!(digests.len(), 1);
     assert_each_requested(&rig.server, Flavor::Pccs, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_one_host_are_limited() {
+    for (limit, most) in [(1, 1), (4, 4)] {
+        let rig = Rig::new(Flavor::Pccs).await;
+        for route in [
+            Route::TcbInfo,
+            Route::QeIdentity,
+            Route::PckCrl,
+            Route::RootCaCrl,
+        ] {
+            rig.server
+                .fault(route, Fault::Delay(Duration::from_millis(300)));
+        }
+        let fetcher = fetcher(CollateralConfig {
+            http: HttpLimits {
+                per_host_requests: limit,
+                ..limits()
+            },
+            ..rig.config()
+        });
+        rig.fetch(&fetcher, NOW).await;
+        // The four items are asked for at once; at most `limit` reach the server together.
+        assert_eq!(rig.server.most_in_flight(), most, "limit {limit}");
+    }
 }
 
 #[tokio::test]

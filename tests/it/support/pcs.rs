@@ -24,6 +24,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,6 +93,25 @@ struct Data {
 struct Shared {
     flavor: Flavor,
     data: Mutex<Data>,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+}
+
+/// Counts a request out when its handler ends or is dropped.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> InFlight<'a> {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub struct PcsServer {
@@ -105,6 +125,8 @@ impl PcsServer {
         let shared = Arc::new(Shared {
             flavor,
             data: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -212,6 +234,11 @@ impl PcsServer {
         self.data().log.clone()
     }
 
+    /// The most requests that were being answered at one time.
+    pub fn most_in_flight(&self) -> usize {
+        self.shared.most_in_flight.load(Ordering::SeqCst)
+    }
+
     /// Requests so far whose path is `path`.
     pub fn count(&self, path: &str) -> usize {
         self.data().log.iter().filter(|r| r.path == path).count()
@@ -268,6 +295,7 @@ struct Answer {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
+    let _in_flight = InFlight::enter(&shared);
     let path = uri.path().to_owned();
     let query = uri.query().unwrap_or("").to_owned();
     let params = query_pairs(&query);
