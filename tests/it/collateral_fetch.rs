@@ -586,15 +586,8 @@ async fn the_second_request_for_an_fmspc_makes_no_request() {
 async fn single_flight_under_200_concurrent_requests() {
     let rig = Rig::new(Flavor::Pccs).await;
     // Hold the first responses back so that every request arrives while they are in flight.
-    for route in [
-        Route::TcbInfo,
-        Route::QeIdentity,
-        Route::PckCrl,
-        Route::RootCaCrl,
-    ] {
-        rig.server
-            .fault(route, Fault::Delay(Duration::from_millis(300)));
-    }
+    rig.server
+        .fault_all(Fault::Delay(Duration::from_millis(300)));
     let fetcher = rig.fetcher();
     let tasks: Vec<_> = (0..200)
         .map(|_| {
@@ -615,15 +608,8 @@ async fn single_flight_under_200_concurrent_requests() {
 async fn requests_to_one_host_are_limited() {
     for (limit, most) in [(1, 1), (4, 4)] {
         let rig = Rig::new(Flavor::Pccs).await;
-        for route in [
-            Route::TcbInfo,
-            Route::QeIdentity,
-            Route::PckCrl,
-            Route::RootCaCrl,
-        ] {
-            rig.server
-                .fault(route, Fault::Delay(Duration::from_millis(300)));
-        }
+        rig.server
+            .fault_all(Fault::Delay(Duration::from_millis(300)));
         let fetcher = fetcher(CollateralConfig {
             http: HttpLimits {
                 per_host_requests: limit,
@@ -682,14 +668,7 @@ async fn a_valid_cached_entry_survives_transient_failures() {
     let rig = Rig::new(Flavor::Pcs).await;
     let fetcher = rig.fetcher();
     rig.fetch(&fetcher, NOW).await;
-    for route in [
-        Route::TcbInfo,
-        Route::QeIdentity,
-        Route::PckCrl,
-        Route::RootCaCrl,
-    ] {
-        rig.server.fault(route, Fault::ServerError);
-    }
+    rig.server.fault_all(Fault::ServerError);
     // Due for refresh, which fails: the cached set is served, and still verifies.
     let due = NOW + 25 * DAYS;
     let served = rig.fetch(&fetcher, due).await;

@@ -220,6 +220,18 @@ impl PcsServer {
         self.data().faults.insert(route, (fault, None));
     }
 
+    /// Applies `fault` to every request of the four collateral routes until cleared.
+    pub fn fault_all(&self, fault: Fault) {
+        for route in [
+            Route::TcbInfo,
+            Route::QeIdentity,
+            Route::PckCrl,
+            Route::RootCaCrl,
+        ] {
+            self.fault(route, fault.clone());
+        }
+    }
+
     /// Applies `fault` to the next `times` requests of `route`.
     pub fn fault_times(&self, route: Route, fault: Fault, times: usize) {
         self.data().faults.insert(route, (fault, Some(times)));
