@@ -46,6 +46,8 @@ impl UrlAllowlist {
         UrlAllowlist::new(&[GOOGLE_PRIVATE_CA_CONTENT]).expect("the default prefix parses")
     }
 
+    /// Whether `url` may be fetched: it matches an entry (same scheme, port and host, a path
+    /// under the entry's) and carries no user name or password.
     pub fn allows(&self, url: &Url) -> bool {
         let plain = url.username().is_empty() && url.password().is_none();
         plain && self.rules.iter().any(|rule| rule.matches(url))

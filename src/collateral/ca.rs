@@ -1,5 +1,5 @@
 //! Fetching CA certificates by AIA caIssuers and CRLs by CRL distribution point (Google's AK CA
-//! for GCP vTPMs, platforms.md §1.3-1.4), cached by URL until the certificate's notAfter or the
+//! for GCP vTPMs), cached by URL until the certificate's notAfter or the
 //! CRL's nextUpdate.
 //!
 //! The URLs come from certificates nobody has verified yet, so they are attacker-chosen: only
@@ -27,7 +27,9 @@ const MAX_CRL_RESPONSE_LEN: usize = crate::x509::MAX_CRL_LEN;
 /// What the CA fetcher may fetch and how.
 #[derive(Clone, Debug)]
 pub struct CaConfig {
+    /// The URL prefixes that may be fetched; every other URL is refused unrequested.
     pub allow: UrlAllowlist,
+    /// Timeouts, retries and the per-host request limit.
     pub http: HttpLimits,
 }
 
@@ -59,6 +61,7 @@ struct Inner {
 }
 
 impl CaFetcher {
+    /// A fetcher with an empty cache. Fails only if the HTTP client cannot be built.
     pub fn new(config: CaConfig) -> Result<CaFetcher, ConfigError> {
         let http = HttpClient::new(config.http, Some(config.allow.clone()))?;
         Ok(CaFetcher {

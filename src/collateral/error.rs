@@ -5,6 +5,7 @@
 //! collateral), and a URL was refused by the allowlist (`url_not_allowed`, never retried).
 
 use super::item::ItemKind;
+use crate::error::ErrorKind;
 use crate::tdx::TdxError;
 use thiserror::Error;
 
@@ -12,22 +13,60 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FetchError {
+    /// The server answered with a status other than 200.
     #[error("{url} answered HTTP {status}")]
-    Status { url: String, status: u16 },
+    Status {
+        /// The URL requested.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+    },
+    /// The server redirected to a URL outside the allowlist (or too many times).
     #[error("{url} redirected to {location:?}, which is not followed")]
-    RedirectRefused { url: String, location: String },
+    RedirectRefused {
+        /// The URL requested.
+        url: String,
+        /// The `Location` it redirected to.
+        location: String,
+    },
+    /// No complete answer within the request timeout.
     #[error("{url} did not answer within {timeout_ms} ms")]
-    Timeout { url: String, timeout_ms: u64 },
+    Timeout {
+        /// The URL requested.
+        url: String,
+        /// The timeout of one attempt, in milliseconds.
+        timeout_ms: u64,
+    },
+    /// The connection failed or broke (DNS, TCP, TLS, a body cut short).
     #[error("{url}: {message}")]
-    Transport { url: String, message: String },
+    Transport {
+        /// The URL requested.
+        url: String,
+        /// What failed.
+        message: String,
+    },
+    /// The body exceeded the size accepted for the item; reading stopped at the bound.
     #[error("{url} sent more than the {max} bytes accepted")]
-    TooLarge { url: String, max: usize },
+    TooLarge {
+        /// The URL requested.
+        url: String,
+        /// The bound, in bytes.
+        max: usize,
+    },
+    /// A body or header that does not decode (bad hex, PEM, JSON or percent-encoding, a missing
+    /// issuer chain header).
     #[error("{url} sent a malformed response: {message}")]
-    Malformed { url: String, message: String },
+    Malformed {
+        /// The URL requested.
+        url: String,
+        /// What does not decode.
+        message: String,
+    },
 }
 
 impl FetchError {
-    /// Stable snake_case name, also the `result` label of the fetch counters.
+    /// Stable snake_case name, the `result` label of the fetch counters. A fetch failure reaches
+    /// callers as [`CollateralError::Unavailable`], whose kind is `collateral_unavailable`.
     pub fn kind(&self) -> &'static str {
         match self {
             FetchError::Status {
@@ -70,20 +109,30 @@ pub enum CollateralError {
     Verification(TdxError),
     /// The fetch failed and nothing valid at `now` was cached.
     #[error("{item} is unavailable: {source}")]
-    Unavailable { item: ItemKind, source: FetchError },
+    Unavailable {
+        /// The item that could not be supplied.
+        item: ItemKind,
+        /// The last fetch failure.
+        source: FetchError,
+    },
     /// A URL (from a certificate, so attacker-chosen) outside the fetch allowlist. Never requested.
     #[error("{url} is not on the fetch allowlist")]
-    NotAllowed { url: String },
+    NotAllowed {
+        /// The refused URL.
+        url: String,
+    },
 }
 
 impl CollateralError {
-    /// Stable snake_case name of the failure class.
-    pub fn kind(&self) -> &'static str {
+    /// The class of the failure: the verifier's own kind for a quote or collateral that does not
+    /// verify, [`ErrorKind::CollateralUnavailable`] when the network failed and nothing valid is
+    /// cached, [`ErrorKind::UrlNotAllowed`] for a refused URL.
+    pub fn kind(&self) -> ErrorKind {
         match self {
             CollateralError::Quote(source) | CollateralError::Verification(source) => source.kind(),
-            CollateralError::UnknownPckCa(_) => "certificate_invalid",
-            CollateralError::Unavailable { .. } => "collateral_unavailable",
-            CollateralError::NotAllowed { .. } => "url_not_allowed",
+            CollateralError::UnknownPckCa(_) => ErrorKind::CertificateInvalid,
+            CollateralError::Unavailable { .. } => ErrorKind::CollateralUnavailable,
+            CollateralError::NotAllowed { .. } => ErrorKind::UrlNotAllowed,
         }
     }
 }
@@ -92,7 +141,9 @@ impl CollateralError {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("collateral configuration: {what}: {message}")]
 pub struct ConfigError {
+    /// The setting at fault (e.g. `"collateral cache directory"`).
     pub what: &'static str,
+    /// Why it cannot work.
     pub message: String,
 }
 
@@ -119,13 +170,17 @@ mod tests {
             item: ItemKind::TcbInfo,
             source: fetch.clone(),
         };
-        assert_eq!(unavailable.kind(), "collateral_unavailable");
+        assert_eq!(unavailable.kind().as_str(), "collateral_unavailable");
         assert_eq!(
-            CollateralError::Verification(TdxError::Signature("TCB Info")).kind(),
+            CollateralError::Verification(TdxError::Signature("TCB Info"))
+                .kind()
+                .as_str(),
             "signature"
         );
         assert_eq!(
-            CollateralError::NotAllowed { url: "u".into() }.kind(),
+            CollateralError::NotAllowed { url: "u".into() }
+                .kind()
+                .as_str(),
             "url_not_allowed"
         );
         assert_eq!(fetch.kind(), "timeout");

@@ -45,6 +45,7 @@ pub struct CollateralConfig {
     pub base_url: String,
     /// Which API `base_url` speaks; `None` decides from the host (Intel's is the PCS).
     pub service: Option<IntelService>,
+    /// Intel's `update` parameter: which TCB evaluation data set is fetched.
     pub update: TcbUpdate,
     /// Where the root CA CRL is fetched instead of the PCCS or the trust anchor's CRL
     /// distribution point.
@@ -52,12 +53,14 @@ pub struct CollateralConfig {
     /// The root the verifier pins (DER): quotes must chain to it, and for the PCS its CRL
     /// distribution point gives the root CA CRL.
     pub trust_anchor_der: Vec<u8>,
+    /// When a cached item is refreshed in the background, ahead of its nextUpdate.
     pub refresh: RefreshPolicy,
     /// Seconds between two refreshes of one item at least (a stale upstream is not asked on
     /// every request), and before a failed refresh is retried.
     pub min_refresh_interval: u64,
     /// Write fetched items here and read them back at start-up.
     pub cache_dir: Option<PathBuf>,
+    /// Timeouts, retries and the per-host request limit.
     pub http: HttpLimits,
 }
 
@@ -89,6 +92,7 @@ pub struct FetchedCollateral {
 }
 
 impl FetchedCollateral {
+    /// The set as the TDX verifier takes it.
     pub fn collateral(&self) -> &Collateral {
         &self.collateral
     }
@@ -98,6 +102,7 @@ impl FetchedCollateral {
         &self.json
     }
 
+    /// The FMSPC and PCK CA the set was fetched for.
     pub fn target(&self) -> QuoteTarget {
         self.target
     }

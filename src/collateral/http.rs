@@ -19,6 +19,7 @@ const MAX_REDIRECTS: usize = 3;
 /// Time and concurrency bounds of every fetch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpLimits {
+    /// For establishing one connection (TCP and TLS).
     pub connect_timeout: Duration,
     /// For one attempt, from sending the request to the last byte of the body.
     pub request_timeout: Duration,
@@ -27,6 +28,7 @@ pub struct HttpLimits {
     /// Delay before the first retry; it doubles per retry up to `max_backoff`, and each delay is
     /// drawn uniformly from its upper half.
     pub backoff: Duration,
+    /// The longest delay between two attempts.
     pub max_backoff: Duration,
     /// Requests in flight to one host (host and port) at a time.
     pub per_host_requests: usize,

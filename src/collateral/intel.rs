@@ -1,4 +1,4 @@
-//! Intel PCS and PCCS, API v4, for TDX (governance.md §1): the URL of each item, the header that
+//! Intel PCS and PCCS, API v4, for TDX: the URL of each item, the header that
 //! carries its issuer chain, and the decoding of its response into an [`Item`].
 //!
 //! The signed JSON documents are kept as the exact bytes received (the signature covers them);
@@ -20,7 +20,9 @@ pub const INTEL_PCS_URL: &str = "https://api.trustedservices.intel.com";
 /// from the root certificate's CRL distribution point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IntelService {
+    /// Intel's Provisioning Certification Service.
     Pcs,
+    /// A Provisioning Certificate Caching Service (Intel's or a compatible one).
     Pccs,
 }
 
@@ -205,7 +207,7 @@ pub(crate) fn decode(key: ItemKey, raw: Raw, fetched_at: u64) -> Result<Item, De
     Ok(Item {
         key,
         content,
-        validity: document_validity.within(chain_validity),
+        validity: document_validity.intersect(chain_validity),
         fetched_at,
         raw,
     })

@@ -12,9 +12,13 @@ use std::str::FromStr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum ItemKind {
+    /// The signed TDX TCB Info of one FMSPC.
     TcbInfo,
+    /// The signed identity of the TDX Quoting Enclave.
     QeIdentity,
+    /// The CRL of the Intel PCK CA (processor or platform) that issued a PCK certificate.
     PckCrl,
+    /// The CRL of the Intel SGX Root CA.
     RootCaCrl,
     /// A CA certificate fetched by its AIA caIssuers URL.
     CaIssuer,
@@ -33,6 +37,7 @@ impl ItemKind {
     /// What the CA fetcher supplies.
     pub const CA: [ItemKind; 2] = [ItemKind::CaIssuer, ItemKind::CaCrl];
 
+    /// The stable snake_case name, the `item` label of the metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             ItemKind::TcbInfo => "tcb_info",
@@ -54,11 +59,14 @@ impl fmt::Display for ItemKind {
 /// The Intel CA that issued a PCK certificate: the PCS `ca=` parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PckCa {
+    /// Intel SGX PCK Processor CA.
     Processor,
+    /// Intel SGX PCK Platform CA.
     Platform,
 }
 
 impl PckCa {
+    /// The `ca=` value: `processor` or `platform`.
     pub fn as_str(self) -> &'static str {
         match self {
             PckCa::Processor => "processor",
@@ -96,15 +104,18 @@ impl fmt::Display for PckCa {
 }
 
 /// Intel's `update` parameter: the TCB evaluation data set served. `early` has a TCB recovery's
-/// new levels on disclosure day, `standard` about six weeks later (governance.md §1.4).
+/// new levels on disclosure day, `standard` about six weeks later .
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum TcbUpdate {
+    /// TCB evaluation data after its embargo period: what Intel serves by default.
     #[default]
     Standard,
+    /// TCB evaluation data as soon as a TCB recovery is disclosed.
     Early,
 }
 
 impl TcbUpdate {
+    /// The `update=` value: `standard` or `early`.
     pub fn as_str(self) -> &'static str {
         match self {
             TcbUpdate::Standard => "standard",

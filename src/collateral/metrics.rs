@@ -3,7 +3,7 @@
 //! until its nextUpdate.
 
 use super::item::ItemKind;
-use crate::cache_stats::{CacheCounter, CacheCounts};
+use crate::cache::{CacheCounter, CacheCounts};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -16,25 +16,31 @@ pub const RESULT_INVALID: &str = "invalid";
 /// Fetches of one item kind that ended one way.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchCount {
+    /// What was fetched.
     pub item: ItemKind,
     /// [`RESULT_OK`], [`RESULT_INVALID`] or a [`super::FetchError::kind`].
     pub result: &'static str,
+    /// How many such fetches.
     pub count: u64,
 }
 
 /// Cache lookups of one item kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LookupCount {
+    /// What was looked up.
     pub item: ItemKind,
+    /// Hits (answered from the cache) and misses.
     pub counts: CacheCounts,
 }
 
 /// One cached entry at the snapshot's `now`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryStatus {
+    /// What the entry holds.
     pub item: ItemKind,
     /// What distinguishes entries of one kind: the FMSPC, the CA, the URL, or empty.
     pub key: String,
+    /// Seconds since it was fetched.
     pub age_seconds: u64,
     /// Zero once the entry has ended (it is then never served).
     pub seconds_until_next_update: u64,
@@ -45,8 +51,11 @@ pub struct EntryStatus {
 /// A snapshot of the counters, ordered by item (then result, then key).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CollateralMetrics {
+    /// Fetches by item and result.
     pub fetches: Vec<FetchCount>,
+    /// Cache lookups by item.
     pub lookups: Vec<LookupCount>,
+    /// Every cached entry.
     pub entries: Vec<EntryStatus>,
 }
 

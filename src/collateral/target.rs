@@ -17,7 +17,9 @@ use x509_parser::prelude::FromDer;
 /// The collateral set a quote needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QuoteTarget {
+    /// The platform's FMSPC, from the PCK certificate's SGX extension.
     pub fmspc: [u8; 6],
+    /// The Intel CA that issued the PCK certificate.
     pub ca: PckCa,
 }
 

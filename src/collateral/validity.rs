@@ -10,26 +10,8 @@ use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
-/// An inclusive range of unix seconds in which an item may be served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Validity {
-    pub(crate) from: u64,
-    pub(crate) until: u64,
-}
-
-impl Validity {
-    pub(crate) fn contains(self, now: u64) -> bool {
-        self.from <= now && now <= self.until
-    }
-
-    /// The part of `self` inside `other`.
-    pub(crate) fn within(self, other: Validity) -> Validity {
-        Validity {
-            from: self.from.max(other.from),
-            until: self.until.min(other.until),
-        }
-    }
-}
+/// The inclusive range of unix seconds in which an item may be served: the crate's cache window.
+pub(crate) use crate::cache::Window as Validity;
 
 fn unix(timestamp: i64) -> u64 {
     u64::try_from(timestamp).unwrap_or(0)
@@ -55,10 +37,7 @@ pub(crate) fn certificate(der: &[u8]) -> Result<Validity, String> {
 
 /// Where every certificate of a PEM chain (1 to [`MAX_CHAIN_LEN`] of them) is valid.
 pub(crate) fn pem_chain(pem: &str) -> Result<Validity, String> {
-    let mut validity = Validity {
-        from: 0,
-        until: u64::MAX,
-    };
+    let mut validity = Validity::ALWAYS;
     let mut count = 0;
     for block in Pem::iter_from_buffer(pem.as_bytes()) {
         let block = block.map_err(|e| format!("issuer chain PEM: {e}"))?;
@@ -71,7 +50,7 @@ pub(crate) fn pem_chain(pem: &str) -> Result<Validity, String> {
                 "issuer chain has more than {MAX_CHAIN_LEN} certificates"
             ));
         }
-        validity = validity.within(certificate(&block.contents)?);
+        validity = validity.intersect(certificate(&block.contents)?);
     }
     if count == 0 {
         return Err("issuer chain holds no certificate".into());
@@ -114,7 +93,7 @@ mod tests {
             from: 10,
             until: 20,
         }
-        .within(Validity { from: 0, until: 15 });
+        .intersect(Validity { from: 0, until: 15 });
         assert_eq!(
             validity,
             Validity {

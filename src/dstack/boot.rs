@@ -274,7 +274,7 @@ mod tests {
             ..registers.clone()
         };
         let err = tdx_identity(&other_report_data, &evidence, tcb(), MrMode::Runtime).unwrap_err();
-        assert_eq!(err.kind(), "binding_mismatch");
+        assert_eq!(err.kind().as_str(), "binding_mismatch");
 
         let log = EventLog::from_raw(vec![runtime("app-id", &[1; 20])]).unwrap();
         let registers = TdRegisters {
@@ -349,7 +349,7 @@ mod tests {
         };
         let err = nitro_identity(&enclave, &wrong_claim).unwrap_err();
         assert!(matches!(err, DstackError::OsImageHashMismatch { .. }));
-        assert_eq!(err.kind(), "binding_mismatch");
+        assert_eq!(err.kind().as_str(), "binding_mismatch");
 
         for user_data in [None, Some(vec![3; 32]), Some(vec![4; 64])] {
             let other = NitroEnclave {
@@ -357,7 +357,10 @@ mod tests {
                 ..enclave.clone()
             };
             assert_eq!(
-                nitro_identity(&other, &evidence).unwrap_err().kind(),
+                nitro_identity(&other, &evidence)
+                    .unwrap_err()
+                    .kind()
+                    .as_str(),
                 "binding_mismatch"
             );
         }

@@ -1,9 +1,12 @@
-//! The dstack room's error type. `kind()` strings are stable: the CLI and JSON output expose them.
+//! The dstack room's error type. `kind()` is an [`ErrorKind`], whose string the CLI and JSON
+//! output expose (stable).
 
 use crate::encoding::HexError;
+use crate::error::ErrorKind;
 use thiserror::Error;
 
 /// Why dstack evidence was rejected.
+#[non_exhaustive]
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum DstackError {
     #[error("{what} is {len}, more than the {max} accepted")]
@@ -60,8 +63,8 @@ pub enum DstackError {
 }
 
 impl DstackError {
-    /// Stable snake_case name of the failure class.
-    pub fn kind(&self) -> &'static str {
+    /// The class of the failure.
+    pub fn kind(&self) -> ErrorKind {
         match self {
             DstackError::TooLarge { .. }
             | DstackError::UnrecognizedFormat(_)
@@ -72,15 +75,15 @@ impl DstackError {
             | DstackError::Length { .. }
             | DstackError::InvalidEvent { .. }
             | DstackError::MissingEvent(_)
-            | DstackError::InvalidPcr(_) => "malformed",
-            DstackError::Unsupported(_) => "unsupported",
+            | DstackError::InvalidPcr(_) => ErrorKind::Malformed,
+            DstackError::Unsupported(_) => ErrorKind::Unsupported,
             DstackError::DigestMismatch { .. }
             | DstackError::PreimageMismatch { .. }
-            | DstackError::RtmrMismatch { .. } => "event_log_mismatch",
+            | DstackError::RtmrMismatch { .. } => ErrorKind::EventLogMismatch,
             DstackError::ComposeHashMismatch { .. }
             | DstackError::ReportDataMismatch { .. }
-            | DstackError::OsImageHashMismatch { .. } => "binding_mismatch",
-            DstackError::DebugEnclave => "debug_enclave",
+            | DstackError::OsImageHashMismatch { .. } => ErrorKind::BindingMismatch,
+            DstackError::DebugEnclave => ErrorKind::DebugEnclave,
         }
     }
 }
