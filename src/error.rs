@@ -3,10 +3,10 @@
 //! [`Error`](enum@Error), which any room's error converts into.
 
 use crate::boot_info::BootInfoError;
-#[cfg(any(feature = "nitro", feature = "tdx"))]
-use crate::crypto::CryptoError;
 #[cfg(feature = "collateral")]
 use crate::collateral::CollateralError;
+#[cfg(any(feature = "nitro", feature = "tdx"))]
+use crate::crypto::CryptoError;
 #[cfg(feature = "dstack")]
 use crate::dstack::DstackError;
 #[cfg(feature = "dstack")]

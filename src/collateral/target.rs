@@ -121,6 +121,7 @@ mod tests {
             QuoteTarget::of_quote(bytes, walker, now)
                 .unwrap_err()
                 .kind()
+                .as_str()
         };
         let fixtures = fixture_walker();
         // Under another root (here: the fixtures against Intel's).

@@ -16,13 +16,13 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
 use tdx_support::{date, Built, Keys, Spec, DAY, NOW};
-use tee_verifier::cache_stats::CacheCounts;
 use tee_verifier::collateral::{
     ca_issuers_urls, crl_distribution_points, CaConfig, CaFetcher, CollateralConfig,
     CollateralError, CollateralFetcher, FetchedCollateral, HttpLimits, IntelService, ItemKind,
     PckCa, QuoteTarget, TcbUpdate, UrlAllowlist, RESULT_INVALID, RESULT_OK,
 };
 use tee_verifier::tdx::{Collateral, TdxPolicy, TdxVerifier};
+use tee_verifier::CacheCounts;
 
 const DAYS: u64 = 86_400;
 
@@ -144,7 +144,7 @@ async fn real_samples_verify_through_pcs_and_pccs_as_with_inline_collateral() {
             };
             let with_inline = verify(&inline).unwrap();
             assert_eq!(verify(fetched.collateral()).unwrap(), with_inline);
-            assert_eq!(with_inline.tcb_status, "UpToDate");
+            assert_eq!(with_inline.tcb_status.as_str(), "UpToDate");
 
             // The real URL shapes of the API.
             assert_each_requested(&server, flavor, 1);
@@ -189,7 +189,7 @@ async fn the_generated_fixture_verifies_through_the_server_with_early_updates() 
     let verified = TdxVerifier::with_root_der(&root)
         .verify(&quote, fetched.collateral(), NOW, &policy())
         .unwrap();
-    assert_eq!(verified.tcb_status, "UpToDate");
+    assert_eq!(verified.tcb_status.as_str(), "UpToDate");
     let requests = server.requests();
     assert!(requests
         .iter()
@@ -272,7 +272,7 @@ impl Rig {
             Ok(_) => "ok",
             Err(err) => {
                 eprintln!("{}: {err}", err.kind());
-                err.kind()
+                err.kind().as_str()
             }
         }
     }
@@ -476,7 +476,7 @@ async fn a_quote_that_fails_on_its_own_still_gets_its_collateral_cached() {
     let err = TdxVerifier::with_root_der(&rig.built.root_der)
         .verify(&tampered, fetched.collateral(), NOW, &policy())
         .unwrap_err();
-    assert_eq!(err.kind(), "signature");
+    assert_eq!(err.kind().as_str(), "signature");
     // The collateral verified: the genuine quote needs no fetch.
     rig.fetch(&fetcher, NOW).await;
     assert_each_requested(&rig.server, Flavor::Pccs, 1);
@@ -499,7 +499,7 @@ async fn a_revoked_platform_gets_its_collateral_and_its_verdict() {
         let err = TdxVerifier::with_root_der(&built.root_der)
             .verify(&built.quote, fetched.collateral(), now, &policy())
             .unwrap_err();
-        assert_eq!(err.kind(), "revoked", "{err}");
+        assert_eq!(err.kind().as_str(), "revoked", "{err}");
     }
     // The PCK CRL that revokes the platform is genuine: cached, not fetched per quote.
     assert_each_requested(&server, Flavor::Pccs, 1);
@@ -514,7 +514,7 @@ async fn quotes_that_name_no_collateral_fetch_nothing() {
         .collateral_for_quote(&foreign.quote, NOW)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "untrusted_root");
+    assert_eq!(err.kind().as_str(), "untrusted_root");
     assert!(matches!(err, CollateralError::Quote(_)));
     // A forged chain ending in the right root: its FMSPC never reaches the server.
     let forged_chain = [
@@ -527,25 +527,25 @@ async fn quotes_that_name_no_collateral_fetch_nothing() {
         .collateral_for_quote(&forged, NOW)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "signature", "{err}");
+    assert_eq!(err.kind().as_str(), "signature", "{err}");
     // A PCK certificate that has ended.
     let err = fetcher
         .collateral_for_quote(&rig.built.quote, NOW + 400 * DAYS)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "expired", "{err}");
+    assert_eq!(err.kind().as_str(), "expired", "{err}");
     let err = fetcher
         .collateral_for_quote(&rig.built.quote[..200], NOW)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "malformed");
+    assert_eq!(err.kind().as_str(), "malformed");
     let no_chain = Spec {
         cert_data_type: 3,
         ..Spec::default()
     };
     let quote = no_chain.quote(&rig.keys, &rig.built.pck_chain);
     let err = fetcher.collateral_for_quote(&quote, NOW).await.unwrap_err();
-    assert_eq!(err.kind(), "collateral_missing");
+    assert_eq!(err.kind().as_str(), "collateral_missing");
     assert!(rig.server.requests().is_empty());
 }
 
@@ -911,14 +911,14 @@ async fn ca_fetching_follows_only_the_allowlist() {
         "http://privateca-content-x.storage.googleapis.com/ca.crt".to_owned(),
     ] {
         let err = fetcher.issuer_certificate(&url, CRL_NOW).await.unwrap_err();
-        assert_eq!(err.kind(), "url_not_allowed", "{url}");
+        assert_eq!(err.kind().as_str(), "url_not_allowed", "{url}");
     }
     // A redirect out of the allowlist is not followed.
     let err = fetcher
         .issuer_certificate(&server.url("/ca/away.crt"), CRL_NOW)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "collateral_unavailable");
+    assert_eq!(err.kind().as_str(), "collateral_unavailable");
     assert!(err.to_string().contains("not followed"), "{err}");
     assert_eq!(
         server.count("/elsewhere/ca.crt"),
@@ -932,7 +932,7 @@ async fn ca_fetching_follows_only_the_allowlist() {
         .crl(&server.url("/ca/huge.crl"), CRL_NOW)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "collateral_unavailable");
+    assert_eq!(err.kind().as_str(), "collateral_unavailable");
     assert!(err.to_string().contains("more than"), "{err}");
 
     let metrics = fetcher.metrics(CRL_NOW);

@@ -29,14 +29,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flavor {
+pub(crate) enum Flavor {
     Pcs,
     Pccs,
 }
 
 /// What a route answers, besides the collateral.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Route {
+pub(crate) enum Route {
     TcbInfo,
     QeIdentity,
     PckCrl,
@@ -46,7 +46,7 @@ pub enum Route {
 }
 
 #[derive(Clone, Debug)]
-pub enum Fault {
+pub(crate) enum Fault {
     NotFound,
     ServerError,
     /// Answer only after this long.
@@ -65,9 +65,9 @@ pub enum Fault {
 
 /// One request as received.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Request {
-    pub path: String,
-    pub query: String,
+pub(crate) struct Request {
+    pub(crate) path: String,
+    pub(crate) query: String,
 }
 
 #[derive(Clone)]
@@ -114,14 +114,14 @@ impl Drop for InFlight<'_> {
     }
 }
 
-pub struct PcsServer {
+pub(crate) struct PcsServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl PcsServer {
-    pub async fn start(flavor: Flavor) -> PcsServer {
+    pub(crate) async fn start(flavor: Flavor) -> PcsServer {
         let shared = Arc::new(Shared {
             flavor,
             data: Mutex::default(),
@@ -138,21 +138,21 @@ impl PcsServer {
     }
 
     /// The base URL to configure (`http://127.0.0.1:PORT`).
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
     /// The PCS's root CA CRL URL here (a PCCS serves it under the base URL).
-    pub fn root_ca_crl_url(&self) -> String {
+    pub(crate) fn root_ca_crl_url(&self) -> String {
         self.url("/IntelSGXRootCA.der")
     }
 
     /// Stops accepting connections. Requests on connections already open may still be answered.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.task.abort();
     }
 
@@ -162,7 +162,7 @@ impl PcsServer {
 
     /// Serves the four items of a `QuoteCollateralV3` document (its TCB Info under its FMSPC,
     /// its PCK CRL under the CA named by its issuer chain), replacing what was served before.
-    pub fn serve_collateral(&self, collateral: &Value) {
+    pub(crate) fn serve_collateral(&self, collateral: &Value) {
         let text = |field: &str| collateral[field].as_str().unwrap().to_owned();
         let tcb_info: Value = serde_json::from_str(&text("tcb_info")).unwrap();
         let fmspc = tcb_info["fmspc"].as_str().unwrap().to_ascii_uppercase();
@@ -190,7 +190,7 @@ impl PcsServer {
     }
 
     /// Replaces the served TCB Info of `fmspc` (upper-case hex) with another signed text.
-    pub fn serve_tcb_info(&self, fmspc: &str, text: &str, signature: &str) {
+    pub(crate) fn serve_tcb_info(&self, fmspc: &str, text: &str, signature: &str) {
         let mut data = self.data();
         let signed = data.tcb_infos.get_mut(fmspc).expect("a TCB Info is served");
         signed.text = text.to_owned();
@@ -198,30 +198,30 @@ impl PcsServer {
     }
 
     /// Replaces the served QE Identity with another signed text.
-    pub fn serve_qe_identity(&self, text: &str, signature: &str) {
+    pub(crate) fn serve_qe_identity(&self, text: &str, signature: &str) {
         let mut data = self.data();
         let signed = data.qe_identity.as_mut().expect("a QE Identity is served");
         signed.text = text.to_owned();
         signed.signature = signature.to_owned();
     }
 
-    pub fn serve_file(&self, path: &str, body: Vec<u8>) {
+    pub(crate) fn serve_file(&self, path: &str, body: Vec<u8>) {
         self.data().files.insert(path.to_owned(), body);
     }
 
-    pub fn redirect(&self, path: &str, location: &str) {
+    pub(crate) fn redirect(&self, path: &str, location: &str) {
         self.data()
             .redirects
             .insert(path.to_owned(), location.to_owned());
     }
 
     /// Applies `fault` to every request of `route` until cleared.
-    pub fn fault(&self, route: Route, fault: Fault) {
+    pub(crate) fn fault(&self, route: Route, fault: Fault) {
         self.data().faults.insert(route, (fault, None));
     }
 
     /// Applies `fault` to every request of the four collateral routes until cleared.
-    pub fn fault_all(&self, fault: Fault) {
+    pub(crate) fn fault_all(&self, fault: Fault) {
         for route in [
             Route::TcbInfo,
             Route::QeIdentity,
@@ -233,26 +233,26 @@ impl PcsServer {
     }
 
     /// Applies `fault` to the next `times` requests of `route`.
-    pub fn fault_times(&self, route: Route, fault: Fault, times: usize) {
+    pub(crate) fn fault_times(&self, route: Route, fault: Fault, times: usize) {
         self.data().faults.insert(route, (fault, Some(times)));
     }
 
-    pub fn clear_faults(&self) {
+    pub(crate) fn clear_faults(&self) {
         self.data().faults.clear();
     }
 
     /// Every request so far, in order.
-    pub fn requests(&self) -> Vec<Request> {
+    pub(crate) fn requests(&self) -> Vec<Request> {
         self.data().log.clone()
     }
 
     /// The most requests that were being answered at one time.
-    pub fn most_in_flight(&self) -> usize {
+    pub(crate) fn most_in_flight(&self) -> usize {
         self.shared.most_in_flight.load(Ordering::SeqCst)
     }
 
     /// Requests so far whose path is `path`.
-    pub fn count(&self, path: &str) -> usize {
+    pub(crate) fn count(&self, path: &str) -> usize {
         self.data().log.iter().filter(|r| r.path == path).count()
     }
 }
@@ -263,14 +263,14 @@ impl Drop for PcsServer {
     }
 }
 
-pub const TCB_PATH: &str = "/tdx/certification/v4/tcb";
-pub const QE_IDENTITY_PATH: &str = "/tdx/certification/v4/qe/identity";
-pub const PCK_CRL_PATH: &str = "/sgx/certification/v4/pckcrl";
-pub const PCCS_ROOT_CA_CRL_PATH: &str = "/sgx/certification/v4/rootcacrl";
-pub const PCS_ROOT_CA_CRL_PATH: &str = "/IntelSGXRootCA.der";
+pub(crate) const TCB_PATH: &str = "/tdx/certification/v4/tcb";
+pub(crate) const QE_IDENTITY_PATH: &str = "/tdx/certification/v4/qe/identity";
+pub(crate) const PCK_CRL_PATH: &str = "/sgx/certification/v4/pckcrl";
+pub(crate) const PCCS_ROOT_CA_CRL_PATH: &str = "/sgx/certification/v4/rootcacrl";
+pub(crate) const PCS_ROOT_CA_CRL_PATH: &str = "/IntelSGXRootCA.der";
 
 /// `processor` or `platform`, from the subject of the first certificate of a PEM chain.
-pub fn pck_ca_of(chain_pem: &str) -> &'static str {
+pub(crate) fn pck_ca_of(chain_pem: &str) -> &'static str {
     let (_, pem) = x509_parser::pem::parse_x509_pem(chain_pem.as_bytes()).unwrap();
     let cert = pem.parse_x509().unwrap();
     let subject = cert.subject().to_string();
