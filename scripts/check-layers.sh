@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for features in nitro tdx dstack registry chain service; do
+for features in nitro tdx dstack registry chain collateral service; do
     cargo check --lib --quiet --no-default-features --features "$features"
 done
 

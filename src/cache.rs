@@ -214,23 +214,23 @@ where
 
 /// Lookups of one cache. Relaxed atomics: one `fetch_add` per lookup, no ordering with the cache.
 #[derive(Debug, Default)]
-struct CacheCounter {
+pub(crate) struct CacheCounter {
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
 impl CacheCounter {
-    fn hit(&self) {
+    pub(crate) fn hit(&self) {
         self.hits.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn miss(&self) {
+    pub(crate) fn miss(&self) {
         self.misses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counts so far. Under concurrent lookups the two values are read one after the other,
     /// which monotonic metrics tolerate.
-    fn snapshot(&self) -> CacheCounts {
+    pub(crate) fn snapshot(&self) -> CacheCounts {
         CacheCounts {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),

@@ -3,6 +3,8 @@
 //! [`Error`](enum@Error), which any room's error converts into.
 
 use crate::boot_info::BootInfoError;
+#[cfg(feature = "collateral")]
+use crate::collateral::CollateralError;
 #[cfg(any(feature = "nitro", feature = "tdx"))]
 use crate::crypto::CryptoError;
 #[cfg(feature = "dstack")]
@@ -81,6 +83,13 @@ pub enum ErrorKind {
     /// An event log that does not replay to the quoted registers.
     EventLogMismatch,
 
+    // --- collateral fetching ---
+    /// Collateral could not be fetched and nothing valid at `now` is cached (retry later; never
+    /// a verification failure).
+    CollateralUnavailable,
+    /// A URL named by a certificate that is not on the fetch allowlist; it was never requested.
+    UrlNotAllowed,
+
     // --- the registry ---
     /// The registry view cannot answer now (fail closed: treat as a denial).
     Unavailable,
@@ -126,7 +135,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 41] = [
+    pub const ALL: [ErrorKind; 43] = [
         ErrorKind::Malformed,
         ErrorKind::InvalidArgument,
         ErrorKind::Unsupported,
@@ -149,6 +158,8 @@ impl ErrorKind {
         ErrorKind::TdxModuleMismatch,
         ErrorKind::TdAttributes,
         ErrorKind::EventLogMismatch,
+        ErrorKind::CollateralUnavailable,
+        ErrorKind::UrlNotAllowed,
         ErrorKind::Unavailable,
         ErrorKind::Rpc,
         ErrorKind::ContractReverted,
@@ -195,6 +206,8 @@ impl ErrorKind {
             ErrorKind::TdxModuleMismatch => "tdx_module_mismatch",
             ErrorKind::TdAttributes => "td_attributes",
             ErrorKind::EventLogMismatch => "event_log_mismatch",
+            ErrorKind::CollateralUnavailable => "collateral_unavailable",
+            ErrorKind::UrlNotAllowed => "url_not_allowed",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Rpc => "rpc",
             ErrorKind::ContractReverted => "contract_reverted",
@@ -280,10 +293,15 @@ pub enum Error {
     #[error(transparent)]
     #[cfg(feature = "registry")]
     Registry(#[from] RegistryError),
-    /// A certificate chain or CRL.
+    /// A governance proposal, its calldata or a timelock operation.
     #[error(transparent)]
     #[cfg(feature = "chain")]
     Governance(#[from] GovernanceError),
+    /// Collateral that could not be fetched, or that was fetched and does not verify.
+    #[error(transparent)]
+    #[cfg(feature = "collateral")]
+    Collateral(#[from] CollateralError),
+    /// A certificate chain or CRL.
     #[error(transparent)]
     #[cfg(any(feature = "nitro", feature = "tdx"))]
     X509(#[from] X509Error),
@@ -310,6 +328,8 @@ impl Error {
             Error::Registry(error) => error.kind(),
             #[cfg(feature = "chain")]
             Error::Governance(error) => error.kind(),
+            #[cfg(feature = "collateral")]
+            Error::Collateral(error) => error.kind(),
             #[cfg(any(feature = "nitro", feature = "tdx"))]
             Error::X509(error) => error.into(),
             #[cfg(any(feature = "nitro", feature = "tdx"))]
@@ -350,6 +370,8 @@ mod tests {
                 "tdx_module_mismatch",
                 "td_attributes",
                 "event_log_mismatch",
+                "collateral_unavailable",
+                "url_not_allowed",
                 "unavailable",
                 "rpc",
                 "contract_reverted",
@@ -382,7 +404,7 @@ mod tests {
     /// The rooms that name their kinds by string produce only names of ours.
     #[test]
     fn every_room_converts_into_one_error_with_its_kind() {
-        let errors: [(Error, ErrorKind); 9] = [
+        let errors: [(Error, ErrorKind); 10] = [
             (
                 EvidenceError::UnknownFormat("empty input").into(),
                 ErrorKind::Malformed,
@@ -413,6 +435,10 @@ mod tests {
                 ErrorKind::UntrustedRoot,
             ),
             (CryptoError::BadSignature.into(), ErrorKind::Signature),
+            (
+                CollateralError::NotAllowed { url: "u".into() }.into(),
+                ErrorKind::UrlNotAllowed,
+            ),
         ];
         for (error, kind) in errors {
             assert_eq!(error.kind(), kind, "{error}");

@@ -23,7 +23,8 @@
 //!   `"event_log_mismatch"`, …), and converts into one [`Error`].
 //!
 //! The library never reads the clock and never touches the network: callers pass `now` (unix
-//! seconds) and the collateral. Only the CLI and the service (features `cli`, `service`) do.
+//! seconds) and the collateral. Only the edges do: the collateral fetcher, the CLI and the
+//! service (features `collateral`, `cli`, `service`).
 //!
 //! # Features
 //!
@@ -34,6 +35,7 @@
 //! | `dstack` | dstack's event log, identity and wire formats; the [`evidence`] pipeline | `nitro`, `tdx` |
 //! | `registry` | the contracts' decision logic and the file view | tokio (sync) |
 //! | `chain` | the view that follows DstackKms/DstackApp (and their timelock) on a chain; the [`governance`] transactions | alloy, `registry`, `nitro` |
+//! | `collateral` | Intel PCS/PCCS collateral and CA certificates/CRLs, fetched, verified, cached | `tdx`, tokio, reqwest |
 //! | `service` | the gRPC service, the KMS webhook drop-in, metrics | tonic, axum |
 //! | `cli` (default) | the `tee-verifier` binary | clap |
 //! | `rustcrypto` | pure-Rust ECDSA (p256/p384) instead of aws-lc-rs | — |
@@ -93,6 +95,8 @@ pub mod boot_info;
 pub(crate) mod cache;
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "collateral")]
+pub mod collateral;
 #[cfg(any(feature = "nitro", feature = "tdx"))]
 pub(crate) mod crypto;
 #[cfg(feature = "dstack")]

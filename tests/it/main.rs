@@ -6,6 +6,7 @@ mod support;
 mod cli_nitro;
 mod cli_registry;
 mod cli_tdx;
+mod collateral_fetch;
 mod dstack_conformance;
 mod governance;
 mod nitro_conformance;

@@ -5,6 +5,7 @@ pub(crate) mod anvil;
 pub(crate) mod cli;
 pub(crate) mod nitro;
 pub(crate) mod safe;
+pub(crate) mod pcs;
 pub(crate) mod samples;
 pub(crate) mod service;
 pub(crate) mod tdx;
