@@ -7,13 +7,13 @@
 use crate::registry_follow::boot;
 use crate::support::{anvil, safe};
 
+use alloy::hex::{decode as parse_hex, decode_to_array};
 use alloy::primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall;
 use anvil::{Anvil, Dstack};
 use safe::{advance_time, deploy_timelock, owner, transfer_ownership, SafeAccount, SafeContracts};
-use tee_verifier::encoding::{parse_hex, parse_hex_exact};
 use tee_verifier::governance::abi::ITimelockController;
 use tee_verifier::governance::explain::{explain_app, Context, HintKind};
 use tee_verifier::governance::safe::{Operation, SafeTransaction};
@@ -146,7 +146,7 @@ fn builder_calls(file: &serde_json::Value) -> Vec<Call> {
         .expect("transactions")
         .iter()
         .map(|tx| Call {
-            to: parse_hex_exact::<20>(tx["to"].as_str().unwrap()).unwrap(),
+            to: decode_to_array::<_, 20>(tx["to"].as_str().unwrap()).unwrap(),
             value: tx["value"].as_str().unwrap().parse().unwrap(),
             data: parse_hex(tx["data"].as_str().unwrap()).unwrap(),
         })
@@ -275,7 +275,7 @@ async fn a_safe_schedules_a_tx_builder_batch_the_view_follows_it_until_registere
     assert_eq!(pending_hint.eta, Some(eta));
     assert_eq!(
         pending_hint.operation_id.as_deref(),
-        Some(tee_verifier::encoding::to_0x_hex(&operation_id).as_str())
+        Some(alloy::hex::encode_prefixed(operation_id).as_str())
     );
 
     // Ready once the delay has passed; then the Safe executes it.
@@ -321,7 +321,7 @@ async fn multisend_and_calls_formats_and_a_cancelled_operation() {
     let executed = g.proposal(vec![g.add_compose("kept"), g.add_os("kept")], "two");
     let json = serde_json::to_value(executed.json()).unwrap();
     let schedule = Call::new(
-        parse_hex_exact::<20>(json["timelock"]["schedule"]["to"].as_str().unwrap()).unwrap(),
+        decode_to_array::<_, 20>(json["timelock"]["schedule"]["to"].as_str().unwrap()).unwrap(),
         parse_hex(json["timelock"]["schedule"]["data"].as_str().unwrap()).unwrap(),
     );
     g.run_direct(schedule).await;
@@ -356,7 +356,7 @@ async fn multisend_and_calls_formats_and_a_cancelled_operation() {
     // The second executes after the delay, through the JSON's execute {to, data}.
     advance_time(&provider, MIN_DELAY).await;
     let execute = Call::new(
-        parse_hex_exact::<20>(json["timelock"]["execute"]["to"].as_str().unwrap()).unwrap(),
+        decode_to_array::<_, 20>(json["timelock"]["execute"]["to"].as_str().unwrap()).unwrap(),
         parse_hex(json["timelock"]["execute"]["data"].as_str().unwrap()).unwrap(),
     );
     g.run_direct(execute).await;

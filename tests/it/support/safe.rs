@@ -14,7 +14,7 @@ use super::anvil::{artifact_bytecode, deploy, deployer, send, transact};
 
 /// anvil's default accounts 0-2 and their well-known private keys. anvil signs typed data
 /// only for account 0; the others sign with their keys here.
-pub const OWNERS: [(&str, &str); 3] = [
+pub(crate) const OWNERS: [(&str, &str); 3] = [
     (
         "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
         "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
@@ -29,7 +29,7 @@ pub const OWNERS: [(&str, &str); 3] = [
     ),
 ];
 
-pub fn owner(index: usize) -> Address {
+pub(crate) fn owner(index: usize) -> Address {
     OWNERS[index].0.parse().expect("address")
 }
 
@@ -74,14 +74,14 @@ sol! {
 }
 
 /// The Safe 1.4.1 contracts deployed on one node.
-pub struct SafeContracts {
-    pub singleton: Address,
-    pub factory: Address,
-    pub multi_send: Address,
+pub(crate) struct SafeContracts {
+    pub(crate) singleton: Address,
+    pub(crate) factory: Address,
+    pub(crate) multi_send: Address,
 }
 
 impl SafeContracts {
-    pub async fn deploy(provider: &RootProvider) -> SafeContracts {
+    pub(crate) async fn deploy(provider: &RootProvider) -> SafeContracts {
         SafeContracts {
             singleton: deploy(provider, &artifact_bytecode("Safe"), &[]).await,
             factory: deploy(provider, &artifact_bytecode("SafeProxyFactory"), &[]).await,
@@ -90,7 +90,7 @@ impl SafeContracts {
     }
 
     /// A Safe proxy owned by `owners` with `threshold`, created through the factory.
-    pub async fn create_safe(
+    pub(crate) async fn create_safe(
         &self,
         provider: &RootProvider,
         owners: &[Address],
@@ -131,9 +131,9 @@ impl SafeContracts {
 }
 
 /// A deployed Safe and its owners.
-pub struct SafeAccount {
-    pub address: Address,
-    pub owners: Vec<Address>,
+pub(crate) struct SafeAccount {
+    pub(crate) address: Address,
+    pub(crate) owners: Vec<Address>,
 }
 
 impl SafeAccount {
@@ -147,7 +147,11 @@ impl SafeAccount {
 
     /// The EIP-712 hash of `tx` at the Safe's current nonce, computed locally by
     /// `SafeTransaction::hash` and checked against the Safe's own `getTransactionHash`.
-    pub async fn transaction_hash(&self, provider: &RootProvider, tx: &SafeTransaction) -> B256 {
+    pub(crate) async fn transaction_hash(
+        &self,
+        provider: &RootProvider,
+        tx: &SafeTransaction,
+    ) -> B256 {
         let nonce: U256 = self.read(provider, ISafe::nonceCall {}).await;
         let chain_id = provider.get_chain_id().await.expect("chain id");
         let local = B256::from(tx.hash(chain_id, self.address.into_array(), nonce));
@@ -179,7 +183,7 @@ impl SafeAccount {
     /// address as Safe requires), submitted by the deployer account. Owner 0 signs through
     /// anvil's `eth_signTypedData_v4` (as a wallet signs the typed data), the others with their
     /// keys over the hash. Panics if the Safe (or the call it makes) reverts.
-    pub async fn execute(
+    pub(crate) async fn execute(
         &self,
         provider: &RootProvider,
         tx: &SafeTransaction,
@@ -270,7 +274,7 @@ fn typed_data(
 
 /// A TimelockController with `proposers` (who also cancel) and `executors`, administered by
 /// itself only.
-pub async fn deploy_timelock(
+pub(crate) async fn deploy_timelock(
     provider: &RootProvider,
     min_delay: u64,
     proposers: &[Address],
@@ -287,7 +291,11 @@ pub async fn deploy_timelock(
 }
 
 /// Hands a fixture contract (KMS or app) to `new_owner`.
-pub async fn transfer_ownership(provider: &RootProvider, contract: Address, new_owner: Address) {
+pub(crate) async fn transfer_ownership(
+    provider: &RootProvider,
+    contract: Address,
+    new_owner: Address,
+) {
     transact(
         provider,
         contract,
@@ -307,7 +315,7 @@ pub async fn transfer_ownership(provider: &RootProvider, contract: Address, new_
 }
 
 /// Advances the node's clock by `seconds` and mines a block at the new time.
-pub async fn advance_time(provider: &RootProvider, seconds: u64) {
+pub(crate) async fn advance_time(provider: &RootProvider, seconds: u64) {
     let _: serde_json::Value = provider
         .client()
         .request("evm_increaseTime", (U256::from(seconds),))
