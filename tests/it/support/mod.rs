@@ -4,8 +4,8 @@
 pub(crate) mod anvil;
 pub(crate) mod cli;
 pub(crate) mod nitro;
-pub(crate) mod safe;
 pub(crate) mod pcs;
+pub(crate) mod safe;
 pub(crate) mod samples;
 pub(crate) mod service;
 pub(crate) mod tdx;
