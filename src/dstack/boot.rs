@@ -1,6 +1,13 @@
 //! The boot info dstack's KMS builds from verified evidence (`build_boot_info`, dstack.md §2 step 3,
-//! §3.5, §3.6). The caller verifies the platform proof first (the DCAP quote signature and TCB,
-//! or the NSM document's signature and chain) and hands over the registers it vouches for.
+//! §3.5, §3.6; platforms.md §5.5). The caller verifies the platform proof first (the DCAP quote
+//! signature and TCB, or the NSM document's signature and chain) and hands over the registers it
+//! vouches for.
+//!
+//! The KMS's rules: app_id is exactly 20 bytes (an `app-id` event of another length is
+//! malformed); tcbStatus and advisory ids are the DCAP verdict on TDX and empty on a Nitro enclave
+//! (so every "TCB up to date" policy refuses Nitro). What the hardware does not bind is said:
+//! [`DstackIdentity::unbound`] lists the boot-info values taken on trust, and for TDX
+//! [`DstackIdentity::registers`] says where MRTD and RTMR0-2 were bound.
 
 use super::app_info::{AppInfo, BOOT_MR_DONE};
 use super::event_log::ReplayOutcome;
@@ -8,6 +15,7 @@ use super::evidence::{NitroEvidence, TdxEvidence};
 use super::measurements::{
     check_report_data, mr_aggregated, mr_system, tdx_device_id, NitroEnclave, TdRegisters,
 };
+use super::os_image::{bind_tdx_os_image, OsImageBinding, OsImagePolicy, TdImageRegisters};
 use super::DstackError;
 use crate::boot_info::BootInfo;
 
@@ -46,29 +54,138 @@ pub struct TdxTcb {
     pub advisory_ids: Vec<String>,
 }
 
+/// Where a TDX register's value was bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RegisterSource {
+    /// Recomputed from the OS image material and equal to the quote (TDX-lite).
+    OsImage,
+    /// The event log is complete for the register and replays to the quote's value.
+    EventLog,
+    /// Neither: the quote's value is signed but nothing explains it.
+    Unbound,
+}
+
+impl RegisterSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegisterSource::OsImage => "os_image",
+            RegisterSource::EventLog => "event_log",
+            RegisterSource::Unbound => "unbound",
+        }
+    }
+}
+
+/// Where each register the OS image determines was bound (RTMR3 is always replayed from the log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegisterSources {
+    pub mr_td: RegisterSource,
+    pub rtmr0: RegisterSource,
+    pub rtmr1: RegisterSource,
+    pub rtmr2: RegisterSource,
+}
+
+impl RegisterSources {
+    /// The OS image binding wins over a replay: it explains the value, a replay only matches it.
+    fn of(os_image: &OsImageBinding, replay: &ReplayOutcome) -> RegisterSources {
+        let source = |checked: bool| match (os_image.bound, checked) {
+            (true, _) => RegisterSource::OsImage,
+            (false, true) => RegisterSource::EventLog,
+            (false, false) => RegisterSource::Unbound,
+        };
+        RegisterSources {
+            mr_td: source(false),
+            rtmr0: source(replay.checked[0]),
+            rtmr1: source(replay.checked[1]),
+            rtmr2: source(replay.checked[2]),
+        }
+    }
+
+    /// `(name, source)` per register: `mr_td`, `rtmr0`..`rtmr2`.
+    pub fn named(&self) -> [(&'static str, RegisterSource); 4] {
+        [
+            ("mr_td", self.mr_td),
+            ("rtmr0", self.rtmr0),
+            ("rtmr1", self.rtmr1),
+            ("rtmr2", self.rtmr2),
+        ]
+    }
+}
+
+/// A boot-info value that the platform's hardware does not bind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IdentityField {
+    /// Nitro: the `app-id` runtime event is carried beside the document, in no PCR; dstack trusts
+    /// it through the enclave image (PCRs) only.
+    AppId,
+    /// Nitro: likewise the `instance-id` event.
+    InstanceId,
+    /// Nitro: likewise the `key-provider` event (mr_key_provider).
+    KeyProvider,
+    /// TDX: os_image_hash is the host's vm_config claim (legacy image, or lite not allowed).
+    OsImageHash,
+}
+
+impl IdentityField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityField::AppId => "app_id",
+            IdentityField::InstanceId => "instance_id",
+            IdentityField::KeyProvider => "key_provider",
+            IdentityField::OsImageHash => "os_image_hash",
+        }
+    }
+}
+
 /// The identity dstack derives from evidence, and how much of it is bound.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DstackIdentity {
     pub tee_variant: TeeVariant,
     pub app_info: AppInfo,
     pub boot_info: BootInfo,
-    /// Whether `boot_info.os_image_hash` is measured (Nitro) rather than the host's vm_config claim.
+    /// Whether `boot_info.os_image_hash` is measured (Nitro PCRs, TDX-lite) rather than the host's
+    /// vm_config claim.
     pub os_image_hash_bound: bool,
     /// The event-log replay (TDX only).
     pub replay: Option<ReplayOutcome>,
+    /// The TDX os-image binding (TDX only).
+    pub os_image: Option<OsImageBinding>,
+    /// Where MRTD and RTMR0-2 were bound (TDX only).
+    pub registers: Option<RegisterSources>,
+    /// Boot-info values taken on trust, in [`IdentityField`] order.
+    pub unbound: Vec<IdentityField>,
 }
 
-/// dstack identity of a TDX guest whose quote (`registers`) the caller has verified.
+/// dstack identity of a TDX guest whose quote (`registers`) the caller has verified, with the
+/// default [`OsImagePolicy`] (TDX-lite images are bound, as dstack's KMS does).
 pub fn tdx_identity(
     registers: &TdRegisters,
     evidence: &TdxEvidence,
     tcb: TdxTcb,
     mode: MrMode,
 ) -> Result<DstackIdentity, DstackError> {
+    tdx_identity_with_policy(registers, evidence, tcb, mode, OsImagePolicy::default())
+}
+
+/// [`tdx_identity`] with an explicit OS-image policy. Order: the event log replays (RTMR3 always,
+/// a boot register when the log is complete for it), the attestation's report_data is the quote's,
+/// the OS image binds (an `os_image_mismatch` is fatal), then app info and boot info.
+pub fn tdx_identity_with_policy(
+    registers: &TdRegisters,
+    evidence: &TdxEvidence,
+    tcb: TdxTcb,
+    mode: MrMode,
+    policy: OsImagePolicy,
+) -> Result<DstackIdentity, DstackError> {
     let replay = evidence.event_log.verify(&registers.rtmr)?;
     if let Some(report_data) = &evidence.report_data {
         check_report_data(&registers.report_data, report_data)?;
     }
+    let os_image = bind_tdx_os_image(
+        evidence.vm_config.as_ref(),
+        &evidence.event_log,
+        &TdImageRegisters::from(registers),
+        policy,
+    )?;
     let app_info = AppInfo::from_events(
         evidence
             .event_log
@@ -102,8 +219,15 @@ pub fn tdx_identity(
         tee_variant: TeeVariant::DstackTdx,
         app_info,
         boot_info,
-        os_image_hash_bound: false,
+        os_image_hash_bound: os_image.bound,
         replay: Some(replay),
+        registers: Some(RegisterSources::of(&os_image, &replay)),
+        os_image: Some(os_image),
+        unbound: if os_image.bound {
+            Vec::new()
+        } else {
+            vec![IdentityField::OsImageHash]
+        },
     })
 }
 
@@ -148,12 +272,26 @@ pub fn nitro_identity(
         tcb_status: String::new(),
         advisory_ids: Vec::new(),
     };
+    let unbound = [
+        (IdentityField::AppId, true),
+        (IdentityField::InstanceId, app_info.instance_id.is_some()),
+        (
+            IdentityField::KeyProvider,
+            !app_info.key_provider_info.is_empty(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(field, present)| present.then_some(field))
+    .collect();
     Ok(DstackIdentity {
         tee_variant: TeeVariant::DstackNitroEnclave,
         app_info,
         boot_info,
         os_image_hash_bound: true,
         replay: None,
+        os_image: None,
+        registers: None,
+        unbound,
     })
 }
 
@@ -161,7 +299,7 @@ pub fn nitro_identity(
 mod tests {
     use super::*;
     use crate::dstack::event_log::{runtime, EventLog, RawEvent, RuntimeEvent};
-    use crate::dstack::evidence::VmConfig;
+    use crate::dstack::vm_config::VmConfig;
     use sha2::{Digest, Sha256};
 
     /// A consistent TD: registers replayed from the log.
@@ -195,6 +333,7 @@ mod tests {
             report_data: Some([5; 64]),
             vm_config: Some(VmConfig {
                 os_image_hash: Some([0x05; 32]),
+                ..VmConfig::default()
             }),
         };
         (registers, evidence)
@@ -306,6 +445,7 @@ mod tests {
             report_data: [3; 64],
             vm_config: Some(VmConfig {
                 os_image_hash: Some(image_hash),
+                ..VmConfig::default()
             }),
         };
         (enclave, evidence)
@@ -344,6 +484,7 @@ mod tests {
         let wrong_claim = NitroEvidence {
             vm_config: Some(VmConfig {
                 os_image_hash: Some([0; 32]),
+                ..VmConfig::default()
             }),
             ..evidence.clone()
         };

@@ -1,10 +1,50 @@
 //! The dstack room's error type. `kind()` strings are stable: the CLI and JSON output expose them.
 
 use crate::encoding::HexError;
+use std::fmt;
 use thiserror::Error;
+
+/// Which step of binding a TDX-lite OS image to the hardware failed (platforms.md §2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OsImageCheck {
+    /// `vm_config.tdx_measurement` is absent, or sha256 of its checksum file is not os_image_hash.
+    ChecksumFile,
+    /// The checksum file's `measurement.tdx.cbor` line is missing, repeated or not sha256 of the
+    /// measurement document.
+    MeasurementHash,
+    /// The measurement document is not version 3.
+    CborVersion,
+    /// `vm_config.ovmf_variant` names another OVMF than the document.
+    OvmfVariant,
+    /// The event log lacks the three named RTMR0 `ACPI DATA` digests.
+    AcpiEvents,
+    /// `memory_size` is one the image-less computation cannot measure.
+    MemorySize,
+    /// The computed MRTD differs from the quote's.
+    Mrtd,
+    /// The computed RTMRn (0-2) differs from the quote's.
+    Rtmr(u8),
+}
+
+impl fmt::Display for OsImageCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OsImageCheck::ChecksumFile => f.write_str("checksum file"),
+            OsImageCheck::MeasurementHash => f.write_str("measurement hash"),
+            OsImageCheck::CborVersion => f.write_str("CBOR version"),
+            OsImageCheck::OvmfVariant => f.write_str("ovmf variant"),
+            OsImageCheck::AcpiEvents => f.write_str("ACPI events"),
+            OsImageCheck::MemorySize => f.write_str("memory size"),
+            OsImageCheck::Mrtd => f.write_str("MRTD"),
+            OsImageCheck::Rtmr(index) => write!(f, "RTMR{index}"),
+        }
+    }
+}
 
 /// Why dstack evidence was rejected.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DstackError {
     #[error("{what} is {len}, more than the {max} accepted")]
     TooLarge {
@@ -16,8 +56,23 @@ pub enum DstackError {
     UnrecognizedFormat(&'static str),
     #[error("{0} is not supported")]
     Unsupported(&'static str),
+    #[error("dstack attestation platform {0:?} is not supported")]
+    UnsupportedPlatform(String),
     #[error("invalid JSON in {what}: {reason}")]
     Json { what: &'static str, reason: String },
+    #[error("invalid msgpack VersionedAttestation V1: {0}")]
+    Msgpack(String),
+    #[error("invalid CBOR in {what}: {reason}")]
+    Cbor { what: &'static str, reason: String },
+    #[error("invalid base64 in {0}")]
+    Base64(&'static str),
+    #[error("{field}: {reason}")]
+    Invalid {
+        field: &'static str,
+        reason: &'static str,
+    },
+    #[error("invalid RA-TLS certificate: {0}")]
+    Certificate(String),
     #[error("invalid SCALE encoding at byte {offset}: {reason}")]
     Scale { offset: usize, reason: &'static str },
     #[error("inconsistent evidence: {0}")]
@@ -53,6 +108,13 @@ pub enum DstackError {
     ReportDataMismatch { attested: String, expected: String },
     #[error("vm_config os_image_hash {claimed} is not the measured {measured}")]
     OsImageHashMismatch { claimed: String, measured: String },
+    #[error(
+        "the attestation's report_data {attested} is not sha512(\"ratls-cert:\" || the \
+         certificate's SubjectPublicKeyInfo) = {expected}"
+    )]
+    CertificateKeyMismatch { attested: String, expected: String },
+    #[error("the OS image is not the one the hardware measured ({check}): {detail}")]
+    OsImageMismatch { check: OsImageCheck, detail: String },
     #[error("PCR{0} is missing or not 48 bytes")]
     InvalidPcr(u8),
     #[error("Nitro enclave runs in debug mode (PCR0-2 all zero)")]
@@ -72,14 +134,21 @@ impl DstackError {
             | DstackError::Length { .. }
             | DstackError::InvalidEvent { .. }
             | DstackError::MissingEvent(_)
-            | DstackError::InvalidPcr(_) => "malformed",
-            DstackError::Unsupported(_) => "unsupported",
+            | DstackError::InvalidPcr(_)
+            | DstackError::Msgpack(_)
+            | DstackError::Cbor { .. }
+            | DstackError::Base64(_)
+            | DstackError::Invalid { .. }
+            | DstackError::Certificate(_) => "malformed",
+            DstackError::Unsupported(_) | DstackError::UnsupportedPlatform(_) => "unsupported",
             DstackError::DigestMismatch { .. }
             | DstackError::PreimageMismatch { .. }
             | DstackError::RtmrMismatch { .. } => "event_log_mismatch",
             DstackError::ComposeHashMismatch { .. }
             | DstackError::ReportDataMismatch { .. }
-            | DstackError::OsImageHashMismatch { .. } => "binding_mismatch",
+            | DstackError::OsImageHashMismatch { .. }
+            | DstackError::CertificateKeyMismatch { .. } => "binding_mismatch",
+            DstackError::OsImageMismatch { .. } => "os_image_mismatch",
             DstackError::DebugEnclave => "debug_enclave",
         }
     }
