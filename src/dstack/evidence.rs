@@ -321,46 +321,8 @@ fn fixed_hex<const N: usize>(field: &'static str, text: &str) -> Result<[u8; N],
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dstack::event_log::{runtime_event_digest, RuntimeEventVersion};
-
-    /// A SCALE writer for building inputs.
-    #[derive(Default)]
-    struct Scale(Vec<u8>);
-
-    impl Scale {
-        fn compact(mut self, value: u32) -> Self {
-            match value {
-                0..=63 => self.0.push((value as u8) << 2),
-                64..=16383 => self.0.extend(((value << 2) as u16 | 1).to_le_bytes()),
-                16384..=0x3fff_ffff => self.0.extend(((value << 2) | 2).to_le_bytes()),
-                _ => {
-                    self.0.push(3);
-                    self.0.extend(value.to_le_bytes());
-                }
-            }
-            self
-        }
-        fn raw(mut self, bytes: &[u8]) -> Self {
-            self.0.extend_from_slice(bytes);
-            self
-        }
-        fn bytes(self, bytes: &[u8]) -> Self {
-            self.compact(bytes.len() as u32).raw(bytes)
-        }
-        fn u32(self, value: u32) -> Self {
-            self.raw(&value.to_le_bytes())
-        }
-        fn runtime_events(self, events: &[(&str, &[u8])]) -> Self {
-            events
-                .iter()
-                .fold(self.compact(events.len() as u32), |s, (name, payload)| {
-                    s.bytes(name.as_bytes()).bytes(payload)
-                })
-        }
-        fn tail(self, report_data: &[u8; 64], config: &str) -> Vec<u8> {
-            self.raw(report_data).bytes(config.as_bytes()).0
-        }
-    }
+    use crate::dstack::event_log::{runtime_event_digest, RuntimeEventVersion, RUNTIME_EVENT_TYPE};
+    use crate::dstack::test_support::Scale;
 
     const CONFIG: &str =
         r#"{"os_image_hash":"1894b0b29e94a9db16e88a2914f0923e52bb16c08bf3bb484df786a147e2eb79"}"#;
@@ -521,11 +483,14 @@ mod tests {
                 (DstackError::Unsupported(what), "unsupported")
             );
         }
-        assert_eq!(
-            Evidence::parse(b"\x83\xa7version\x01").unwrap_err().kind(),
-            "unsupported"
-        );
-        for other in [&b""[..], b"\x04\x00\x02\x00", b"\x84\x44", b"   "] {
+        // A msgpack map is read as V1, whatever follows.
+        for map in [&b"\x83\xa7version\x01"[..], b"\x84\x44", b"\xde\x00\x00", b"\xdf"] {
+            assert!(
+                matches!(Evidence::parse(map), Err(DstackError::Msgpack(_))),
+                "{map:?}"
+            );
+        }
+        for other in [&b""[..], b"\x04\x00\x02\x00", b"\x90", b"   "] {
             assert!(
                 matches!(
                     Evidence::parse(other),

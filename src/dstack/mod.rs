@@ -22,6 +22,8 @@ mod vm_config;
 #[cfg(test)]
 #[path = "../../tests/support/samples.rs"]
 pub(crate) mod samples;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 pub use app_info::{AppInfo, KeyProvider, BOOT_MR_DONE, SYSTEM_READY};
 pub use boot::{
