@@ -521,4 +521,217 @@ mod tests {
             DstackError::MissingEvent("app-id")
         );
     }
+
+    #[test]
+    fn nitro_flags_what_no_pcr_binds() {
+        let (enclave, evidence) = nitro_case();
+        let identity = nitro_identity(&enclave, &evidence).unwrap();
+        assert_eq!(identity.unbound, [IdentityField::AppId]);
+        assert_eq!((identity.os_image, identity.registers), (None, None));
+
+        let more = NitroEvidence {
+            runtime_events: vec![
+                RuntimeEvent {
+                    name: "app-id".into(),
+                    payload: vec![0xa1; 20],
+                },
+                RuntimeEvent {
+                    name: "instance-id".into(),
+                    payload: vec![0x1d; 20],
+                },
+                RuntimeEvent {
+                    name: "key-provider".into(),
+                    payload: br#"{"name":"kms","id":"00"}"#.to_vec(),
+                },
+            ],
+            ..evidence
+        };
+        let unbound: Vec<_> = nitro_identity(&enclave, &more)
+            .unwrap()
+            .unbound
+            .iter()
+            .map(|field| field.as_str())
+            .collect();
+        assert_eq!(unbound, ["app_id", "instance_id", "key_provider"]);
+    }
+
+    #[test]
+    fn app_id_must_be_20_bytes_on_every_platform() {
+        let (registers, evidence) = tdx_case();
+        let mut events: Vec<RawEvent> = vec![runtime("app-id", &[1; 32])];
+        events.push(runtime("compose-hash", &[2; 32]));
+        let log = EventLog::from_raw(events).unwrap();
+        let long_app_id = TdxEvidence {
+            event_log: log.clone(),
+            report_data: None,
+            ..evidence
+        };
+        let registers = TdRegisters {
+            rtmr: log.replay(),
+            ..registers
+        };
+        let err = tdx_identity(&registers, &long_app_id, tcb(), MrMode::Runtime).unwrap_err();
+        assert!(matches!(
+            err,
+            DstackError::Length {
+                field: "app-id payload",
+                len: 32,
+                expected: 20
+            }
+        ));
+
+        let (enclave, evidence) = nitro_case();
+        let short = NitroEvidence {
+            runtime_events: vec![RuntimeEvent {
+                name: "app-id".into(),
+                payload: vec![1; 19],
+            }],
+            ..evidence
+        };
+        assert_eq!(
+            nitro_identity(&enclave, &short).unwrap_err().kind(),
+            "malformed"
+        );
+    }
+
+    #[test]
+    fn tcb_fields_per_platform() {
+        let (registers, evidence) = tdx_case();
+        let tdx = tdx_identity(&registers, &evidence, tcb(), MrMode::Runtime).unwrap();
+        assert_eq!(
+            (tdx.boot_info.tcb_status.as_str(), tdx.boot_info.advisory_ids),
+            ("UpToDate", vec!["INTEL-SA-1".to_owned()])
+        );
+        let (enclave, evidence) = nitro_case();
+        let nitro = nitro_identity(&enclave, &evidence).unwrap();
+        assert_eq!(
+            (nitro.boot_info.tcb_status.as_str(), nitro.boot_info.advisory_ids.len()),
+            ("", 0)
+        );
+    }
+
+    mod samples {
+        use super::*;
+        use crate::dstack::test_support::{
+            stripped_event_log, tdx_sample, LEGACY_SAMPLE, LITE_SAMPLE,
+        };
+        use crate::dstack::DstackError;
+        use crate::dstack::OsImageCheck;
+
+        fn sources(identity: &DstackIdentity) -> [&'static str; 4] {
+            identity
+                .registers
+                .expect("TDX")
+                .named()
+                .map(|(_, source)| source.as_str())
+        }
+
+        #[test]
+        fn a_lite_boot_is_bound_by_its_os_image() {
+            let Some((evidence, registers, _)) = tdx_sample(LITE_SAMPLE) else {
+                return;
+            };
+            let identity = tdx_identity(&registers, &evidence, tcb(), MrMode::Runtime).unwrap();
+            assert!(identity.os_image_hash_bound);
+            assert_eq!(
+                identity.os_image.unwrap().variant.as_str(),
+                "lite"
+            );
+            assert_eq!(sources(&identity), ["os_image"; 4]);
+            assert!(identity.unbound.is_empty());
+            assert_eq!(identity.replay.unwrap().checked, [true; 4]);
+            assert_eq!(
+                hex::encode(identity.boot_info.os_image_hash),
+                "e6f5cfec20c02e7b97baa213d0f718020b55e040172d90ccbcb946d56c8b09db"
+            );
+
+            let off = tdx_identity_with_policy(
+                &registers,
+                &evidence,
+                tcb(),
+                MrMode::Runtime,
+                OsImagePolicy { allow_lite: false },
+            )
+            .unwrap();
+            assert!(!off.os_image_hash_bound);
+            assert_eq!(sources(&off), ["unbound", "event_log", "event_log", "event_log"]);
+            assert_eq!(off.unbound, [IdentityField::OsImageHash]);
+            assert_eq!(off.boot_info, identity.boot_info);
+        }
+
+        #[test]
+        fn a_stripped_lite_boot_gets_the_same_answer() {
+            let Some((evidence, registers, report)) = tdx_sample(LITE_SAMPLE) else {
+                return;
+            };
+            let full = tdx_identity(&registers, &evidence, tcb(), MrMode::Runtime).unwrap();
+            let stripped = TdxEvidence {
+                event_log: EventLog::from_json(&stripped_event_log(&report)).unwrap(),
+                ..evidence
+            };
+            let identity = tdx_identity(&registers, &stripped, tcb(), MrMode::Runtime).unwrap();
+            assert_eq!(identity.replay.unwrap().checked, [false, false, false, true]);
+            assert_eq!(
+                DstackIdentity {
+                    replay: full.replay,
+                    ..identity
+                },
+                full
+            );
+        }
+
+        #[test]
+        fn a_legacy_boot_is_bound_by_its_complete_log_only() {
+            let Some((evidence, registers, report)) = tdx_sample(LEGACY_SAMPLE) else {
+                return;
+            };
+            let identity = tdx_identity(&registers, &evidence, tcb(), MrMode::Runtime).unwrap();
+            assert_eq!(identity.os_image.unwrap().variant.as_str(), "legacy");
+            assert!(!identity.os_image_hash_bound);
+            assert_eq!(sources(&identity), ["unbound", "event_log", "event_log", "event_log"]);
+            assert_eq!(identity.unbound, [IdentityField::OsImageHash]);
+
+            let stripped = TdxEvidence {
+                event_log: EventLog::from_json(&stripped_event_log(&report)).unwrap(),
+                ..evidence
+            };
+            let identity = tdx_identity(&registers, &stripped, tcb(), MrMode::Runtime).unwrap();
+            assert_eq!(sources(&identity), ["unbound"; 4]);
+        }
+
+        #[test]
+        fn a_complete_log_must_replay_even_when_the_image_binds() {
+            let Some((evidence, registers, report)) = tdx_sample(LITE_SAMPLE) else {
+                return;
+            };
+            let mut log: Vec<serde_json::Value> =
+                serde_json::from_str(report["event_log"].as_str().unwrap()).unwrap();
+            let rtmr1 = log.iter_mut().find(|event| event["imr"] == 1).unwrap();
+            rtmr1["digest"] = "00".repeat(48).into();
+            let tampered = TdxEvidence {
+                event_log: EventLog::from_json(&serde_json::to_string(&log).unwrap()).unwrap(),
+                ..evidence
+            };
+            let err = tdx_identity(&registers, &tampered, tcb(), MrMode::Runtime).unwrap_err();
+            assert!(matches!(err, DstackError::RtmrMismatch { register: 1, .. }));
+            assert_eq!(err.kind(), "event_log_mismatch");
+        }
+
+        #[test]
+        fn an_image_that_does_not_match_is_fatal() {
+            let Some((mut evidence, registers, _)) = tdx_sample(LITE_SAMPLE) else {
+                return;
+            };
+            evidence.vm_config.as_mut().unwrap().memory_size = 0xC000_0000;
+            let err = tdx_identity(&registers, &evidence, tcb(), MrMode::Runtime).unwrap_err();
+            assert_eq!(err.kind(), "os_image_mismatch");
+            assert!(matches!(
+                err,
+                DstackError::OsImageMismatch {
+                    check: OsImageCheck::Rtmr(0),
+                    ..
+                }
+            ));
+        }
+    }
 }

@@ -606,6 +606,59 @@ mod tests {
         assert!(matches!(err, DstackError::RtmrMismatch { register: 3, .. }));
     }
 
+    fn acpi(name: &str, digest_byte: u8) -> RawEvent {
+        RawEvent {
+            imr: 0,
+            event_type: ACPI_DATA_EVENT_TYPE,
+            digest: vec![digest_byte; 48],
+            name: name.into(),
+            payload: ACPI_DATA_PAYLOAD.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn stripped_boot_registers_are_not_replayed() {
+        // dstack's stripped form: the three ACPI DATA events and the runtime events only.
+        let stripped = EventLog::from_raw(vec![
+            acpi("acpi-loader", 1),
+            acpi("acpi-rsdp", 2),
+            acpi("acpi-tables", 3),
+            runtime("app-id", &[1; 20]),
+        ])
+        .unwrap();
+        let mut quoted = [[0x5a; 48]; 4];
+        quoted[3] = stripped.replay()[3];
+        assert_eq!(
+            stripped.verify(&quoted).unwrap().checked,
+            [false, false, false, true]
+        );
+        assert!((0..3).all(|register| !stripped.is_complete_for(register)));
+
+        // One other RTMR0 event makes the log complete for RTMR0: replayed, and here refused.
+        let mut events = vec![boot(0, 9)];
+        events.extend(stripped.events().iter().map(|event| RawEvent {
+            imr: event.imr as u32,
+            event_type: event.event_type,
+            digest: event.digest.to_vec(),
+            name: event.name.clone(),
+            payload: event.payload.clone(),
+            ..Default::default()
+        }));
+        let complete = EventLog::from_raw(events).unwrap();
+        assert!(complete.is_complete_for(0) && !complete.is_complete_for(1));
+        let err = complete.verify(&quoted).unwrap_err();
+        assert!(matches!(err, DstackError::RtmrMismatch { register: 0, .. }));
+
+        // The payload is part of what makes an ACPI DATA event: another one counts as a boot event.
+        let relabelled = EventLog::from_raw(vec![RawEvent {
+            payload: b"ACPI".to_vec(),
+            ..acpi("acpi-loader", 1)
+        }])
+        .unwrap();
+        assert!(relabelled.is_complete_for(0));
+    }
+
     #[test]
     fn boot_time_rtmr3_stops_at_boot_mr_done() {
         let log = EventLog::from_raw(vec![
