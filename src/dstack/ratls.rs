@@ -25,11 +25,11 @@ use x509_parser::der_parser::{der::parse_der_octetstring, oid, oid::Oid};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// The VersionedAttestation extension.
-pub const ATTESTATION_OID: Oid<'static> = oid!(1.3.6 .1 .4 .1 .62397 .1 .8);
+pub static ATTESTATION_OID: Oid<'static> = oid!(1.3.6.1.4.1.62397.1.8);
 /// The legacy raw TDX quote extension.
-pub const LEGACY_QUOTE_OID: Oid<'static> = oid!(1.3.6 .1 .4 .1 .62397 .1 .1);
+pub static LEGACY_QUOTE_OID: Oid<'static> = oid!(1.3.6.1.4.1.62397.1.1);
 /// The legacy event-log extension.
-pub const LEGACY_EVENT_LOG_OID: Oid<'static> = oid!(1.3.6 .1 .4 .1 .62397 .1 .2);
+pub static LEGACY_EVENT_LOG_OID: Oid<'static> = oid!(1.3.6.1.4.1.62397.1.2);
 /// Marks a gzip-compressed legacy event log.
 pub const EVENT_LOG_GZIP_MAGIC: &[u8] = b"ELGZv1";
 /// Most bytes a compressed event log may inflate to (upstream's `MAX_EVENTLOG_EXT_SIZE`).
