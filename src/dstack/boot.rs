@@ -599,13 +599,19 @@ mod tests {
         let (registers, evidence) = tdx_case();
         let tdx = tdx_identity(&registers, &evidence, tcb(), MrMode::Runtime).unwrap();
         assert_eq!(
-            (tdx.boot_info.tcb_status.as_str(), tdx.boot_info.advisory_ids),
+            (
+                tdx.boot_info.tcb_status.as_str(),
+                tdx.boot_info.advisory_ids
+            ),
             ("UpToDate", vec!["INTEL-SA-1".to_owned()])
         );
         let (enclave, evidence) = nitro_case();
         let nitro = nitro_identity(&enclave, &evidence).unwrap();
         assert_eq!(
-            (nitro.boot_info.tcb_status.as_str(), nitro.boot_info.advisory_ids.len()),
+            (
+                nitro.boot_info.tcb_status.as_str(),
+                nitro.boot_info.advisory_ids.len()
+            ),
             ("", 0)
         );
     }
@@ -633,10 +639,7 @@ mod tests {
             };
             let identity = tdx_identity(&registers, &evidence, tcb(), MrMode::Runtime).unwrap();
             assert!(identity.os_image_hash_bound);
-            assert_eq!(
-                identity.os_image.unwrap().variant.as_str(),
-                "lite"
-            );
+            assert_eq!(identity.os_image.unwrap().variant.as_str(), "lite");
             assert_eq!(sources(&identity), ["os_image"; 4]);
             assert!(identity.unbound.is_empty());
             assert_eq!(identity.replay.unwrap().checked, [true; 4]);
@@ -654,7 +657,10 @@ mod tests {
             )
             .unwrap();
             assert!(!off.os_image_hash_bound);
-            assert_eq!(sources(&off), ["unbound", "event_log", "event_log", "event_log"]);
+            assert_eq!(
+                sources(&off),
+                ["unbound", "event_log", "event_log", "event_log"]
+            );
             assert_eq!(off.unbound, [IdentityField::OsImageHash]);
             assert_eq!(off.boot_info, identity.boot_info);
         }
@@ -670,7 +676,10 @@ mod tests {
                 ..evidence
             };
             let identity = tdx_identity(&registers, &stripped, tcb(), MrMode::Runtime).unwrap();
-            assert_eq!(identity.replay.unwrap().checked, [false, false, false, true]);
+            assert_eq!(
+                identity.replay.unwrap().checked,
+                [false, false, false, true]
+            );
             assert_eq!(
                 DstackIdentity {
                     replay: full.replay,
@@ -688,7 +697,10 @@ mod tests {
             let identity = tdx_identity(&registers, &evidence, tcb(), MrMode::Runtime).unwrap();
             assert_eq!(identity.os_image.unwrap().variant.as_str(), "legacy");
             assert!(!identity.os_image_hash_bound);
-            assert_eq!(sources(&identity), ["unbound", "event_log", "event_log", "event_log"]);
+            assert_eq!(
+                sources(&identity),
+                ["unbound", "event_log", "event_log", "event_log"]
+            );
             assert_eq!(identity.unbound, [IdentityField::OsImageHash]);
 
             let stripped = TdxEvidence {

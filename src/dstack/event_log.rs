@@ -200,7 +200,9 @@ impl Event {
 impl Event {
     /// One of the RTMR0 ACPI DATA events, the only boot events a stripped log keeps.
     pub fn is_acpi_data(&self) -> bool {
-        self.imr == 0 && self.event_type == ACPI_DATA_EVENT_TYPE && self.payload == ACPI_DATA_PAYLOAD
+        self.imr == 0
+            && self.event_type == ACPI_DATA_EVENT_TYPE
+            && self.payload == ACPI_DATA_PAYLOAD
     }
 }
 

@@ -484,7 +484,12 @@ mod tests {
             );
         }
         // A msgpack map is read as V1, whatever follows.
-        for map in [&b"\x83\xa7version\x01"[..], b"\x84\x44", b"\xde\x00\x00", b"\xdf"] {
+        for map in [
+            &b"\x83\xa7version\x01"[..],
+            b"\x84\x44",
+            b"\xde\x00\x00",
+            b"\xdf",
+        ] {
             assert!(
                 matches!(Evidence::parse(map), Err(DstackError::Msgpack(_))),
                 "{map:?}"

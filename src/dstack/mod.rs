@@ -27,8 +27,8 @@ pub(crate) mod test_support;
 
 pub use app_info::{AppInfo, KeyProvider, BOOT_MR_DONE, SYSTEM_READY};
 pub use boot::{
-    nitro_identity, tdx_identity, tdx_identity_with_policy, DstackIdentity, IdentityField,
-    MrMode, RegisterSource, RegisterSources, TdxTcb, TeeVariant,
+    nitro_identity, tdx_identity, tdx_identity_with_policy, DstackIdentity, IdentityField, MrMode,
+    RegisterSource, RegisterSources, TdxTcb, TeeVariant,
 };
 pub use error::{DstackError, OsImageCheck};
 pub use event_log::{
@@ -38,8 +38,8 @@ pub use event_log::{
 };
 pub use evidence::{Evidence, NitroEvidence, TdxEvidence, MAX_EVIDENCE_LEN};
 pub use measurements::{
-    check_report_data, content_report_data, mr_aggregated, mr_system, tdx_device_id,
-    NitroEnclave, TdRegisters, REPORT_DATA_LEN,
+    check_report_data, content_report_data, mr_aggregated, mr_system, tdx_device_id, NitroEnclave,
+    TdRegisters, REPORT_DATA_LEN,
 };
 pub use os_image::{OsImageBinding, OsImagePolicy, OsImagePreview, TdImageRegisters};
 pub use vm_config::{OvmfVariant, TdxAttestationVariant, TdxMeasurementMaterial, VmConfig};

@@ -25,11 +25,11 @@ use x509_parser::der_parser::{der::parse_der_octetstring, oid, oid::Oid};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// The VersionedAttestation extension.
-pub static ATTESTATION_OID: Oid<'static> = oid!(1.3.6.1.4.1.62397.1.8);
+pub static ATTESTATION_OID: Oid<'static> = oid!(1.3.6 .1 .4 .1 .62397 .1 .8);
 /// The legacy raw TDX quote extension.
-pub static LEGACY_QUOTE_OID: Oid<'static> = oid!(1.3.6.1.4.1.62397.1.1);
+pub static LEGACY_QUOTE_OID: Oid<'static> = oid!(1.3.6 .1 .4 .1 .62397 .1 .1);
 /// The legacy event-log extension.
-pub static LEGACY_EVENT_LOG_OID: Oid<'static> = oid!(1.3.6.1.4.1.62397.1.2);
+pub static LEGACY_EVENT_LOG_OID: Oid<'static> = oid!(1.3.6 .1 .4 .1 .62397 .1 .2);
 /// Marks a gzip-compressed legacy event log.
 pub const EVENT_LOG_GZIP_MAGIC: &[u8] = b"ELGZv1";
 /// Most bytes a compressed event log may inflate to (upstream's `MAX_EVENTLOG_EXT_SIZE`).
@@ -74,7 +74,10 @@ pub fn from_certificate(bytes: &[u8]) -> Result<RaTlsEvidence, DstackError> {
         let (_, parsed) = x509_parser::pem::parse_x509_pem(bytes)
             .map_err(|e| invalid(format!("not PEM: {e}")))?;
         if parsed.label != "CERTIFICATE" {
-            return Err(invalid(format!("PEM block {:?} is not a CERTIFICATE", parsed.label)));
+            return Err(invalid(format!(
+                "PEM block {:?} is not a CERTIFICATE",
+                parsed.label
+            )));
         }
         pem = parsed;
         pem.contents.as_slice()
@@ -126,7 +129,9 @@ fn extension<'a>(
     let (rest, octets) = parse_der_octetstring(extension.value)
         .map_err(|_| invalid(format!("extension {oid} is not a DER OCTET STRING")))?;
     if !rest.is_empty() {
-        return Err(invalid(format!("extension {oid} has bytes after its OCTET STRING")));
+        return Err(invalid(format!(
+            "extension {oid} has bytes after its OCTET STRING"
+        )));
     }
     octets
         .as_slice()
@@ -138,8 +143,9 @@ fn extension<'a>(
 fn legacy_evidence(certificate: &X509Certificate<'_>) -> Result<Evidence, DstackError> {
     let quote = extension(certificate, &LEGACY_QUOTE_OID)?
         .ok_or_else(|| invalid("no dstack attestation extension"))?;
-    let event_log = extension(certificate, &LEGACY_EVENT_LOG_OID)?
-        .ok_or_else(|| invalid("the legacy quote extension has no event-log extension beside it"))?;
+    let event_log = extension(certificate, &LEGACY_EVENT_LOG_OID)?.ok_or_else(|| {
+        invalid("the legacy quote extension has no event-log extension beside it")
+    })?;
     let event_log = match event_log.strip_prefix(EVENT_LOG_GZIP_MAGIC) {
         Some(compressed) => inflate(compressed)?,
         None => event_log.to_vec(),
@@ -147,7 +153,11 @@ fn legacy_evidence(certificate: &X509Certificate<'_>) -> Result<Evidence, Dstack
     let event_log = std::str::from_utf8(&event_log)
         .map_err(|_| invalid("the legacy event log is not UTF-8"))?;
     let report_data: [u8; REPORT_DATA_LEN] = crate::tdx::Quote::parse(quote)
-        .map_err(|e| invalid(format!("the legacy quote extension is not a TDX quote: {e}")))?
+        .map_err(|e| {
+            invalid(format!(
+                "the legacy quote extension is not a TDX quote: {e}"
+            ))
+        })?
         .body
         .report_data;
     Ok(Evidence::Tdx(TdxEvidence {

@@ -291,7 +291,12 @@ impl TryFrom<wire::Stack> for StackEvidence {
                 runtime_events,
                 config,
                 report_data_payload,
-            } => (report_data, runtime_events, config, Some(report_data_payload)),
+            } => (
+                report_data,
+                runtime_events,
+                config,
+                Some(report_data_payload),
+            ),
         };
         let report_data: [u8; REPORT_DATA_LEN] =
             report_data
@@ -394,8 +399,13 @@ mod wire {
     #[cfg(test)]
     use serde::Serialize;
 
-    pub(super) const PLATFORM_KINDS: [&str; 5] =
-        ["tdx", "gcp-tdx", "nitro-enclave", "aws-nitro-tpm", "sev-snp"];
+    pub(super) const PLATFORM_KINDS: [&str; 5] = [
+        "tdx",
+        "gcp-tdx",
+        "nitro-enclave",
+        "aws-nitro-tpm",
+        "sev-snp",
+    ];
 
     fn v1() -> u32 {
         1

@@ -114,8 +114,8 @@ impl VmConfig {
         })?;
         let os_image_hash = match json.os_image_hash.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(hex_text) => Some(
-                parse_hex_exact::<32>(hex_text).map_err(|source| match source {
+            Some(hex_text) => Some(parse_hex_exact::<32>(hex_text).map_err(
+                |source| match source {
                     HexError::WrongLength { got, expected } => DstackError::Length {
                         field: "vm_config os_image_hash",
                         len: got,
@@ -125,8 +125,8 @@ impl VmConfig {
                         field: "vm_config os_image_hash",
                         source,
                     },
-                })?,
-            ),
+                },
+            )?),
         };
         let tdx_measurement = json
             .tdx_measurement
@@ -188,7 +188,10 @@ mod tests {
     #[test]
     fn os_image_hash_and_empty_configs() {
         assert_eq!(VmConfig::from_json("").unwrap(), None);
-        assert_eq!(VmConfig::from_json("{}").unwrap(), Some(VmConfig::default()));
+        assert_eq!(
+            VmConfig::from_json("{}").unwrap(),
+            Some(VmConfig::default())
+        );
         assert_eq!(
             VmConfig::from_json(r#"{"os_image_hash":""}"#).unwrap(),
             Some(VmConfig::default())

@@ -146,12 +146,17 @@ pub fn decode(bytes: &[u8]) -> Result<MeasurementDocument, DstackError> {
     let value: Value =
         coset::cbor::de::from_reader(bytes).map_err(|e| cbor_error(e.to_string()))?;
     let top = Map::of(&value, "the document")?;
-    let version = top.field("version")?.as_integer().and_then(|v| u32::try_from(v).ok());
+    let version = top
+        .field("version")?
+        .as_integer()
+        .and_then(|v| u32::try_from(v).ok());
     let version = version.ok_or_else(|| cbor_error("version is not an unsigned 32-bit integer"))?;
     if version != MEASUREMENT_VERSION {
         return Err(mismatch(
             OsImageCheck::CborVersion,
-            format!("the measurement document is version {version}, {MEASUREMENT_VERSION} expected"),
+            format!(
+                "the measurement document is version {version}, {MEASUREMENT_VERSION} expected"
+            ),
         ));
     }
     let image = Map::of(top.field("image")?, "image")?;
@@ -391,7 +396,10 @@ pub(crate) mod tests {
         ]));
         let mut wrong_type = document_cbor(3, "pre202505", &[]);
         // image.cmdline_sha384: a 48-byte string (0x58 0x30) becomes an unsigned 48 (0x18 0x30).
-        let at = wrong_type.windows(2).position(|w| w == [0x58, 0x30]).unwrap();
+        let at = wrong_type
+            .windows(2)
+            .position(|w| w == [0x58, 0x30])
+            .unwrap();
         wrong_type[at] = 0x18;
         for bytes in [
             vec![0xff],

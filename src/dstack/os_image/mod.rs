@@ -96,8 +96,7 @@ pub fn check_lite(
     quoted: &TdImageRegisters,
 ) -> Result<(), DstackError> {
     let computed = lite_registers(config, log)?;
-    for ((_, check, computed), (_, _, quoted)) in computed.named().into_iter().zip(quoted.named())
-    {
+    for ((_, check, computed), (_, _, quoted)) in computed.named().into_iter().zip(quoted.named()) {
         if computed != quoted {
             return Err(DstackError::OsImageMismatch {
                 check,

@@ -35,9 +35,7 @@ fn read_varuint(input: &mut &[u8]) -> Result<u64, DstackError> {
     let mut value = 0u64;
     let mut shift = 0u32;
     loop {
-        let (&byte, rest) = input
-            .split_first()
-            .ok_or(invalid("truncated varuint"))?;
+        let (&byte, rest) = input.split_first().ok_or(invalid("truncated varuint"))?;
         *input = rest;
         if shift == 63 && byte & 0x7e != 0 {
             return Err(invalid("varuint exceeds 64 bits"));

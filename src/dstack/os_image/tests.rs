@@ -19,7 +19,10 @@ fn lite() -> Option<(TdxEvidence, TdImageRegisters, serde_json::Value)> {
 }
 
 fn config_of(evidence: &TdxEvidence) -> VmConfig {
-    evidence.vm_config.clone().expect("the sample has a vm_config")
+    evidence
+        .vm_config
+        .clone()
+        .expect("the sample has a vm_config")
 }
 
 fn check_of(err: DstackError) -> OsImageCheck {
@@ -39,9 +42,13 @@ fn the_lite_sample_reproduces_its_quote() {
     assert_eq!(config.tdx_attestation_variant, TdxAttestationVariant::Lite);
     let computed = lite_registers(&config, &evidence.event_log).unwrap();
     assert_eq!(computed, quoted);
-    for ((name, _, value), (reference_name, reference)) in computed.named().into_iter().zip(REFERENCE)
+    for ((name, _, value), (reference_name, reference)) in
+        computed.named().into_iter().zip(REFERENCE)
     {
-        assert_eq!((name, hex::encode(value)), (reference_name, reference.to_owned()));
+        assert_eq!(
+            (name, hex::encode(value)),
+            (reference_name, reference.to_owned())
+        );
     }
     check_lite(&config, &evidence.event_log, &quoted).unwrap();
     let binding = bind_tdx_os_image(
@@ -261,7 +268,12 @@ fn the_preview_shows_computed_and_quoted_side_by_side() {
     assert_eq!(preview.computed, Some(Ok(quoted)));
     assert_eq!(
         preview.matches().unwrap(),
-        [("mr_td", true), ("rtmr0", true), ("rtmr1", true), ("rtmr2", true)]
+        [
+            ("mr_td", true),
+            ("rtmr0", true),
+            ("rtmr1", true),
+            ("rtmr2", true)
+        ]
     );
 
     let single_pass = VmConfig {
@@ -271,7 +283,12 @@ fn the_preview_shows_computed_and_quoted_side_by_side() {
     let preview = preview_tdx_os_image(Some(&single_pass), &evidence.event_log, &quoted);
     assert_eq!(
         preview.matches().unwrap(),
-        [("mr_td", false), ("rtmr0", true), ("rtmr1", true), ("rtmr2", true)]
+        [
+            ("mr_td", false),
+            ("rtmr0", true),
+            ("rtmr1", true),
+            ("rtmr2", true)
+        ]
     );
 
     let small = VmConfig {

@@ -71,7 +71,11 @@ fn nitro_v1(report_data: &[u8; 64]) -> Vec<u8> {
 #[test]
 fn the_extension_oids() {
     let dstack = [1, 3, 6, 1, 4, 1, 62397, 1];
-    for (oid, last) in [(&ATTESTATION_OID, 8), (&LEGACY_QUOTE_OID, 1), (&LEGACY_EVENT_LOG_OID, 2)] {
+    for (oid, last) in [
+        (&ATTESTATION_OID, 8),
+        (&LEGACY_QUOTE_OID, 1),
+        (&LEGACY_EVENT_LOG_OID, 2),
+    ] {
         assert_eq!(arcs(oid), [&dstack[..], &[last]].concat());
     }
 }
@@ -97,7 +101,10 @@ fn an_attestation_for_another_key_is_a_binding_mismatch() {
     for attestation in [nitro_v0(&bound_to(&other)), nitro_v1(&bound_to(&other))] {
         let cert = certificate(&key, &[(&ATTESTATION_OID, octet_string(&attestation))]);
         let err = from_certificate(cert.der()).unwrap_err();
-        assert!(matches!(err, DstackError::CertificateKeyMismatch { .. }), "{err}");
+        assert!(
+            matches!(err, DstackError::CertificateKeyMismatch { .. }),
+            "{err}"
+        );
         assert_eq!(err.kind(), "binding_mismatch");
     }
 }
@@ -142,7 +149,10 @@ fn the_legacy_quote_and_event_log_extensions() {
     };
     assert_eq!(tdx.report_data, Some(bound_to(&key)));
     assert_eq!(tdx.vm_config, None);
-    assert_eq!(tdx.event_log, EventLog::from_json(std::str::from_utf8(log).unwrap()).unwrap());
+    assert_eq!(
+        tdx.event_log,
+        EventLog::from_json(std::str::from_utf8(log).unwrap()).unwrap()
+    );
 
     let compressed = certificate(
         &key,

@@ -17,7 +17,13 @@ struct Parts {
     config: String,
 }
 
-fn tdx_event(imr: u32, event_type: u32, digest: &[u8], name: &str, payload: &[u8]) -> wire::TdxEvent {
+fn tdx_event(
+    imr: u32,
+    event_type: u32,
+    digest: &[u8],
+    name: &str,
+    payload: &[u8],
+) -> wire::TdxEvent {
     wire::TdxEvent {
         imr,
         event_type,
@@ -214,7 +220,11 @@ fn every_real_v0_sample_converts_to_an_identical_v1() {
         return;
     };
     let mut v0s = vec![nitro_v0];
-    for report in [LITE_SAMPLE, LEGACY_SAMPLE, "dstack/dstack-examples-rtmr3-report.json"] {
+    for report in [
+        LITE_SAMPLE,
+        LEGACY_SAMPLE,
+        "dstack/dstack-examples-rtmr3-report.json",
+    ] {
         v0s.push(v0_bytes(&report_parts(&sample(report).unwrap())));
     }
     for v0 in v0s {
@@ -257,7 +267,10 @@ fn a_stripped_lite_v1_keeps_what_the_os_image_binding_needs() {
     )
     .unwrap();
     assert!(identity.os_image_hash_bound);
-    assert_eq!(identity.replay.unwrap().checked, [false, false, false, true]);
+    assert_eq!(
+        identity.replay.unwrap().checked,
+        [false, false, false, true]
+    );
 }
 
 /// A msgpack value with explicit forms, for inputs the mirror types would not produce.
@@ -280,7 +293,9 @@ impl Serialize for Mp {
             Mp::Bin(bytes) => serializer.serialize_bytes(bytes),
             Mp::Array(items) => {
                 let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                items.iter().try_for_each(|item| seq.serialize_element(item))?;
+                items
+                    .iter()
+                    .try_for_each(|item| seq.serialize_element(item))?;
                 seq.end()
             }
             Mp::Map(entries) => {
@@ -338,7 +353,11 @@ fn attestation(version: u64, platform: Mp, stack: Mp) -> Mp {
 }
 
 fn nitro(report_data: Mp, payload: Mp) -> Mp {
-    attestation(1, nitro_platform(ints(b"\x84cose")), dstack_stack(report_data, payload))
+    attestation(
+        1,
+        nitro_platform(ints(b"\x84cose")),
+        dstack_stack(report_data, payload),
+    )
 }
 
 fn expected_nitro() -> Evidence {
@@ -434,8 +453,16 @@ fn forms_upstream_refuses_are_malformed() {
         mp(&compact_data),
         compact,
         trailing,
-        mp(&attestation(2, nitro_platform(ints(b"x")), dstack_stack(ints(&[7; 64]), payload()))),
-        mp(&attestation(0, nitro_platform(ints(b"x")), dstack_stack(ints(&[7; 64]), payload()))),
+        mp(&attestation(
+            2,
+            nitro_platform(ints(b"x")),
+            dstack_stack(ints(&[7; 64]), payload()),
+        )),
+        mp(&attestation(
+            0,
+            nitro_platform(ints(b"x")),
+            dstack_stack(ints(&[7; 64]), payload()),
+        )),
         // report_data must be 64 bytes.
         mp(&nitro(ints(&[7; 63]), payload())),
         // A plain Vec<u8> is never a string.
@@ -445,7 +472,10 @@ fn forms_upstream_refuses_are_malformed() {
         mp(&attestation(
             1,
             nitro_platform(ints(b"x")),
-            Mp::Map(vec![("kind", Mp::Str("dstack-x")), ("data", Mp::Map(vec![]))]),
+            Mp::Map(vec![
+                ("kind", Mp::Str("dstack-x")),
+                ("data", Mp::Map(vec![])),
+            ]),
         )),
     ];
     for bytes in cases {
@@ -481,15 +511,21 @@ fn platform(kind: &'static str, data: Vec<(&'static str, Mp)>) -> Vec<u8> {
 #[test]
 fn other_platforms_are_unsupported_by_name() {
     assert_eq!(
-        unsupported_kind(&platform("sev-snp", vec![
-            ("report", ints(&[1])),
-            ("cert_chain", Mp::Array(vec![ints(&[2])])),
-            ("mr_config", Mp::Str("{}")),
-        ])),
+        unsupported_kind(&platform(
+            "sev-snp",
+            vec![
+                ("report", ints(&[1])),
+                ("cert_chain", Mp::Array(vec![ints(&[2])])),
+                ("mr_config", Mp::Str("{}")),
+            ]
+        )),
         "sev-snp"
     );
     assert_eq!(
-        unsupported_kind(&platform("aws-nitro-tpm", vec![("attestation_doc", ints(&[1]))])),
+        unsupported_kind(&platform(
+            "aws-nitro-tpm",
+            vec![("attestation_doc", ints(&[1]))]
+        )),
         "aws-nitro-tpm"
     );
     assert_eq!(
@@ -523,11 +559,14 @@ fn gcp_tdx_is_decoded_for_later_and_refused_for_now() {
             ])]),
         ),
     ]);
-    let bytes = platform("gcp-tdx", vec![
-        ("quote", ints(&[9])),
-        ("event_log", Mp::Array(vec![])),
-        ("tpm_quote", tpm_quote),
-    ]);
+    let bytes = platform(
+        "gcp-tdx",
+        vec![
+            ("quote", ints(&[9])),
+            ("event_log", Mp::Array(vec![])),
+            ("tpm_quote", tpm_quote),
+        ],
+    );
     let decoded = decode(&bytes).unwrap();
     let PlatformEvidence::GcpTdx(gcp) = &decoded.platform else {
         panic!("not GCP")
@@ -604,8 +643,8 @@ fn v2_runtime_events_use_the_jcs_preimage() {
         preimage,
         ..tdx_event(3, RUNTIME_EVENT_TYPE, &[], "app-id", &[0xa1; 20])
     };
-    let Evidence::Tdx(tdx) = Evidence::parse(&v2_tdx(v2_event(Some(hex::encode(&preimage))), 2))
-        .unwrap()
+    let Evidence::Tdx(tdx) =
+        Evidence::parse(&v2_tdx(v2_event(Some(hex::encode(&preimage))), 2)).unwrap()
     else {
         panic!("not TDX")
     };
