@@ -10,6 +10,7 @@ use super::lite::{mismatch, MeasurementDocument};
 use super::td_hob::{td_hob_digest, Q35_HIGH_MEMORY_SPLIT};
 use super::TdImageRegisters;
 use sha2::{Digest, Sha384};
+use std::sync::OnceLock;
 
 /// The exact 2 GiB placement QEMU patches the kernel header identically to the high-memory case.
 const COMPAT_2G_MEMORY: u64 = 0x8000_0000;
@@ -63,6 +64,36 @@ fn digest48(field: &'static str, bytes: &[u8]) -> Result<Rtmr, DstackError> {
         field,
         len: bytes.len(),
         expected: 48,
+    })
+}
+
+/// The digests every pre-202505 OVMF boot measures, whatever the image: hashed once.
+struct FixedDigests {
+    secure_boot: Rtmr,
+    pk: Rtmr,
+    kek: Rtmr,
+    db: Rtmr,
+    dbx: Rtmr,
+    separator: Rtmr,
+    boot_order: Rtmr,
+    calling_efi_application: Rtmr,
+    exit_boot_services_invocation: Rtmr,
+    exit_boot_services_returned: Rtmr,
+}
+
+fn fixed() -> &'static FixedDigests {
+    static FIXED: OnceLock<FixedDigests> = OnceLock::new();
+    FIXED.get_or_init(|| FixedDigests {
+        secure_boot: efi_variable(&EFI_GLOBAL_VARIABLE, "SecureBoot"),
+        pk: efi_variable(&EFI_GLOBAL_VARIABLE, "PK"),
+        kek: efi_variable(&EFI_GLOBAL_VARIABLE, "KEK"),
+        db: efi_variable(&EFI_IMAGE_SECURITY_DATABASE, "db"),
+        dbx: efi_variable(&EFI_IMAGE_SECURITY_DATABASE, "dbx"),
+        separator: sha384(&[0; 4]),
+        boot_order: sha384(&[0; 2]),
+        calling_efi_application: sha384(b"Calling EFI Application from Boot Option"),
+        exit_boot_services_invocation: sha384(b"Exit Boot Services Invocation"),
+        exit_boot_services_returned: sha384(b"Exit Boot Services Returned with Success"),
     })
 }
 
@@ -162,20 +193,21 @@ pub(super) fn predicted(
     };
     let mrtd = digest48("measurement tdvf.mrtd", mrtd)?;
     let td_hob = td_hob_digest(&document.td_hob_witness, config.memory_size)?;
+    let fixed = fixed();
     let rtmr0 = match document.ovmf {
         OvmfVariant::Pre202505 => measure_log(&[
             td_hob,
             CFV_IMAGE,
-            efi_variable(&EFI_GLOBAL_VARIABLE, "SecureBoot"),
-            efi_variable(&EFI_GLOBAL_VARIABLE, "PK"),
-            efi_variable(&EFI_GLOBAL_VARIABLE, "KEK"),
-            efi_variable(&EFI_IMAGE_SECURITY_DATABASE, "db"),
-            efi_variable(&EFI_IMAGE_SECURITY_DATABASE, "dbx"),
-            sha384(&[0; 4]), // separator
+            fixed.secure_boot,
+            fixed.pk,
+            fixed.kek,
+            fixed.db,
+            fixed.dbx,
+            fixed.separator,
             acpi[0],
             acpi[1],
             acpi[2],
-            sha384(&[0; 2]), // BootOrder
+            fixed.boot_order,
             BOOT0000,
         ]),
     };
@@ -184,10 +216,10 @@ pub(super) fn predicted(
             "measurement image.kernel_authenticode",
             &document.kernel_authenticode,
         )?,
-        sha384(b"Calling EFI Application from Boot Option"),
-        sha384(&[0; 4]), // separator
-        sha384(b"Exit Boot Services Invocation"),
-        sha384(b"Exit Boot Services Returned with Success"),
+        fixed.calling_efi_application,
+        fixed.separator,
+        fixed.exit_boot_services_invocation,
+        fixed.exit_boot_services_returned,
     ]);
     let rtmr2 = measure_log(&[
         digest48("measurement image.cmdline_sha384", &document.cmdline_sha384)?,
