@@ -122,6 +122,14 @@ pub enum DstackError {
 }
 
 impl DstackError {
+    /// `TooLarge` when `len` exceeds `max`: every bound is checked before the bytes are used.
+    pub(super) fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), DstackError> {
+        if len > max {
+            return Err(DstackError::TooLarge { what, len, max });
+        }
+        Ok(())
+    }
+
     /// Stable snake_case name of the failure class.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -264,13 +264,7 @@ impl EventLog {
             what: "event log",
             reason: e.to_string(),
         })?;
-        if events.len() > MAX_EVENTS {
-            return Err(DstackError::TooLarge {
-                what: "event count",
-                len: events.len(),
-                max: MAX_EVENTS,
-            });
-        }
+        DstackError::check_len("event count", events.len(), MAX_EVENTS)?;
         let raw = events
             .into_iter()
             .map(JsonEvent::into_raw)
@@ -280,13 +274,7 @@ impl EventLog {
 
     /// Checks delivered events in log order.
     pub fn from_raw(events: Vec<RawEvent>) -> Result<EventLog, DstackError> {
-        if events.len() > MAX_EVENTS {
-            return Err(DstackError::TooLarge {
-                what: "event count",
-                len: events.len(),
-                max: MAX_EVENTS,
-            });
-        }
+        DstackError::check_len("event count", events.len(), MAX_EVENTS)?;
         let events = events
             .into_iter()
             .enumerate()
@@ -368,6 +356,19 @@ pub(crate) fn runtime(name: &str, payload: &[u8]) -> RawEvent {
         name: name.into(),
         payload: payload.to_vec(),
     })
+}
+
+/// A named RTMR0 ACPI DATA event, for tests of this room.
+#[cfg(test)]
+pub(crate) fn acpi(name: &str, digest_byte: u8) -> RawEvent {
+    RawEvent {
+        imr: 0,
+        event_type: ACPI_DATA_EVENT_TYPE,
+        digest: vec![digest_byte; 48],
+        name: name.into(),
+        payload: ACPI_DATA_PAYLOAD.to_vec(),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]
@@ -606,17 +607,6 @@ mod tests {
             .verify(&quoted)
             .unwrap_err();
         assert!(matches!(err, DstackError::RtmrMismatch { register: 3, .. }));
-    }
-
-    fn acpi(name: &str, digest_byte: u8) -> RawEvent {
-        RawEvent {
-            imr: 0,
-            event_type: ACPI_DATA_EVENT_TYPE,
-            digest: vec![digest_byte; 48],
-            name: name.into(),
-            payload: ACPI_DATA_PAYLOAD.to_vec(),
-            ..Default::default()
-        }
     }
 
     #[test]

@@ -66,20 +66,14 @@ struct EvidenceJson<'a> {
 impl Evidence {
     /// Detects the format from the bytes and parses it.
     pub fn parse(bytes: &[u8]) -> Result<Evidence, DstackError> {
-        if bytes.len() > MAX_EVIDENCE_LEN {
-            return Err(DstackError::TooLarge {
-                what: "evidence",
-                len: bytes.len(),
-                max: MAX_EVIDENCE_LEN,
-            });
-        }
+        DstackError::check_len("evidence", bytes.len(), MAX_EVIDENCE_LEN)?;
         match bytes.iter().find(|byte| !byte.is_ascii_whitespace()) {
             Some(b'{') => {
                 let text = std::str::from_utf8(bytes)
                     .map_err(|_| DstackError::UnrecognizedFormat("JSON is not UTF-8"))?;
                 Evidence::from_json(text)
             }
-            _ => Evidence::from_binary(bytes),
+            _ => Evidence::from_versioned_attestation(bytes),
         }
     }
 
@@ -89,7 +83,7 @@ impl Evidence {
             reason: e.to_string(),
         })?;
         if let Some(attestation) = json.attestation {
-            return Evidence::from_binary(&hex_field("attestation", &attestation)?);
+            return Evidence::from_versioned_attestation(&hex_field("attestation", &attestation)?);
         }
         let quote = json.quote.ok_or(DstackError::UnrecognizedFormat(
             "JSON has neither attestation nor quote",
@@ -114,13 +108,7 @@ impl Evidence {
 
     /// A VersionedAttestation, V0 or V1, told apart by its first byte as upstream does.
     pub fn from_versioned_attestation(bytes: &[u8]) -> Result<Evidence, DstackError> {
-        if bytes.len() > MAX_EVIDENCE_LEN {
-            return Err(DstackError::TooLarge {
-                what: "evidence",
-                len: bytes.len(),
-                max: MAX_EVIDENCE_LEN,
-            });
-        }
+        DstackError::check_len("evidence", bytes.len(), MAX_EVIDENCE_LEN)?;
         match bytes.first() {
             Some(0x00) => Evidence::from_scale_v0(bytes),
             Some(0x80..=0x8f | 0xde | 0xdf) => super::v1::decode(bytes)?.into_evidence(),
@@ -128,10 +116,6 @@ impl Evidence {
                 "neither dstack JSON nor a VersionedAttestation",
             )),
         }
-    }
-
-    fn from_binary(bytes: &[u8]) -> Result<Evidence, DstackError> {
-        Evidence::from_versioned_attestation(bytes)
     }
 
     /// `VersionedAttestation::V0 { quote: AttestationQuote, runtime_events: Vec<{String, Vec<u8>}>,
@@ -250,13 +234,7 @@ fn read_runtime_event(reader: &mut ScaleReader<'_>) -> Result<RuntimeEvent, Dsta
 
 /// A runtime event name longer than any event log accepts is refused before it is kept.
 pub(super) fn check_runtime_event_name(name: &str) -> Result<(), DstackError> {
-    if name.len() > MAX_EVENT_NAME_LEN {
-        return Err(DstackError::TooLarge {
-            what: "runtime event name",
-            len: name.len(),
-            max: MAX_EVENT_NAME_LEN,
-        });
-    }
+    DstackError::check_len("runtime event name", name.len(), MAX_EVENT_NAME_LEN)?;
     Ok(())
 }
 

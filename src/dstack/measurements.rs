@@ -160,13 +160,7 @@ pub fn content_report_data(tag: &str, content: &[u8]) -> [u8; REPORT_DATA_LEN] {
 /// Checks that the attested 64-byte report data is `expected`, right-padded with zeros to 64
 /// bytes (how dstack fills report_data); anything else is a `binding_mismatch`.
 pub fn check_report_data(attested: &[u8], expected: &[u8]) -> Result<(), DstackError> {
-    if expected.len() > REPORT_DATA_LEN {
-        return Err(DstackError::TooLarge {
-            what: "expected report_data",
-            len: expected.len(),
-            max: REPORT_DATA_LEN,
-        });
-    }
+    DstackError::check_len("expected report_data", expected.len(), REPORT_DATA_LEN)?;
     let mut padded = [0u8; REPORT_DATA_LEN];
     padded
         .iter_mut()

@@ -20,7 +20,7 @@ pub mod v1;
 mod vm_config;
 
 #[cfg(test)]
-#[path = "../../tests/support/samples.rs"]
+#[path = "../../tests/it/support/samples.rs"]
 pub(crate) mod samples;
 #[cfg(test)]
 pub(crate) mod test_support;

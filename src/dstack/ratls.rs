@@ -62,13 +62,7 @@ fn invalid(reason: impl Into<String>) -> DstackError {
 
 /// Reads the attestation of an RA-TLS certificate (PEM or DER) and checks its key binding.
 pub fn from_certificate(bytes: &[u8]) -> Result<RaTlsEvidence, DstackError> {
-    if bytes.len() > MAX_EVIDENCE_LEN {
-        return Err(DstackError::TooLarge {
-            what: "certificate",
-            len: bytes.len(),
-            max: MAX_EVIDENCE_LEN,
-        });
-    }
+    DstackError::check_len("certificate", bytes.len(), MAX_EVIDENCE_LEN)?;
     let pem;
     let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
         let (_, parsed) = x509_parser::pem::parse_x509_pem(bytes)
@@ -175,13 +169,11 @@ fn inflate(compressed: &[u8]) -> Result<Vec<u8>, DstackError> {
         .take(MAX_INFLATED_EVENT_LOG as u64 + 1)
         .read_to_end(&mut inflated)
         .map_err(|e| invalid(format!("the ELGZv1 event log does not inflate: {e}")))?;
-    if inflated.len() > MAX_INFLATED_EVENT_LOG {
-        return Err(DstackError::TooLarge {
-            what: "inflated RA-TLS event log",
-            len: inflated.len(),
-            max: MAX_INFLATED_EVENT_LOG,
-        });
-    }
+    DstackError::check_len(
+        "inflated RA-TLS event log",
+        inflated.len(),
+        MAX_INFLATED_EVENT_LOG,
+    )?;
     Ok(inflated)
 }
 

@@ -100,13 +100,7 @@ pub struct StackEvidence {
 
 /// Decodes a V1 attestation (dispatch on the first byte is [`Evidence::parse`]'s).
 pub fn decode(bytes: &[u8]) -> Result<AttestationV1, DstackError> {
-    if bytes.len() > MAX_EVIDENCE_LEN {
-        return Err(DstackError::TooLarge {
-            what: "evidence",
-            len: bytes.len(),
-            max: MAX_EVIDENCE_LEN,
-        });
-    }
+    DstackError::check_len("evidence", bytes.len(), MAX_EVIDENCE_LEN)?;
     // A reader over the slice, as upstream: it copies no more than the input holds, and what it
     // leaves unread is the trailing bytes.
     let mut rest = bytes;

@@ -136,13 +136,7 @@ fn cbor_error(reason: impl Into<String>) -> DstackError {
 /// Decodes the document; a version other than 3 is an `os_image_mismatch`, anything unreadable
 /// is malformed. An OVMF name dstack does not measure is an `ovmf variant` mismatch.
 pub fn decode(bytes: &[u8]) -> Result<MeasurementDocument, DstackError> {
-    if bytes.len() > MAX_MEASUREMENT_LEN {
-        return Err(DstackError::TooLarge {
-            what: MEASUREMENT_FILE_NAME,
-            len: bytes.len(),
-            max: MAX_MEASUREMENT_LEN,
-        });
-    }
+    DstackError::check_len(MEASUREMENT_FILE_NAME, bytes.len(), MAX_MEASUREMENT_LEN)?;
     let value: Value =
         coset::cbor::de::from_reader(bytes).map_err(|e| cbor_error(e.to_string()))?;
     let top = Map::of(&value, "the document")?;
@@ -288,7 +282,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn check_of(err: DstackError) -> OsImageCheck {
+    /// The check an `os_image_mismatch` names (panics on any other error).
+    pub(crate) fn check_of(err: DstackError) -> OsImageCheck {
         assert_eq!(err.kind(), "os_image_mismatch", "{err}");
         match err {
             DstackError::OsImageMismatch { check, .. } => check,

@@ -234,7 +234,7 @@ pub(super) fn predicted(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dstack::event_log::{RawEvent, ACPI_DATA_EVENT_TYPE, ACPI_DATA_PAYLOAD};
+    use crate::dstack::event_log::{acpi, RawEvent};
 
     #[test]
     fn guids_are_the_mixed_endian_encodings() {
@@ -303,17 +303,6 @@ mod tests {
                 "malformed",
                 "{bad}"
             );
-        }
-    }
-
-    fn acpi(name: &str, digest: u8) -> RawEvent {
-        RawEvent {
-            imr: 0,
-            event_type: ACPI_DATA_EVENT_TYPE,
-            digest: vec![digest; 48],
-            name: name.into(),
-            payload: ACPI_DATA_PAYLOAD.to_vec(),
-            ..RawEvent::default()
         }
     }
 

@@ -1,6 +1,7 @@
 //! The lite computation on the real TDX-lite sample (whose MRTD and RTMR0-2 the Python reference
 //! reproduces), and every way it can fail.
 
+use super::lite::tests::check_of;
 use super::*;
 use crate::dstack::test_support::{stripped_event_log, tdx_sample, LEGACY_SAMPLE, LITE_SAMPLE};
 use crate::dstack::TdxEvidence;
@@ -23,14 +24,6 @@ fn config_of(evidence: &TdxEvidence) -> VmConfig {
         .vm_config
         .clone()
         .expect("the sample has a vm_config")
-}
-
-fn check_of(err: DstackError) -> OsImageCheck {
-    assert_eq!(err.kind(), "os_image_mismatch", "{err}");
-    match err {
-        DstackError::OsImageMismatch { check, .. } => check,
-        other => panic!("unexpected {other:?}"),
-    }
 }
 
 #[test]
