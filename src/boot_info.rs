@@ -3,6 +3,7 @@
 //! (the KMS webhook's camelCase hex strings, tolerant on input, `0x`-lowercase on output).
 
 use crate::encoding::{parse_hex_padded, to_0x_hex, HexError};
+use crate::error::ErrorKind;
 use serde::{Deserialize, Serialize};
 
 /// The `AppBootInfo` struct of `IAppAuth.sol`, field order = ABI tuple order.
@@ -21,7 +22,7 @@ pub struct BootInfo {
 
 /// The webhook's JSON body. Every hex field is optional and left-padded (an absent or empty value
 /// is all zeros), exactly as dstack's `auth-eth` does before calling the contract.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BootInfoJson {
     #[serde(default)]
@@ -49,6 +50,8 @@ pub const MAX_TCB_STATUS_LEN: usize = 128;
 pub const MAX_ADVISORY_IDS: usize = 128;
 pub const MAX_ADVISORY_ID_LEN: usize = 256;
 
+/// Why a boot-info JSON body was refused.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum BootInfoError {
     #[error("{field}: {source}")]
@@ -61,8 +64,9 @@ pub enum BootInfoError {
 }
 
 impl BootInfoError {
-    pub fn kind(&self) -> &'static str {
-        "invalid_argument"
+    /// Always [`ErrorKind::InvalidArgument`]: the caller sent it.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidArgument
     }
 }
 

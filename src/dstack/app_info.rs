@@ -168,7 +168,7 @@ mod tests {
     fn events_after_system_ready_never_count() {
         let err = decode(&[("system-ready", b""), ("app-id", &[1; 20])]).unwrap_err();
         assert_eq!(err, DstackError::MissingEvent("app-id"));
-        assert_eq!(err.kind(), "malformed");
+        assert_eq!(err.kind().as_str(), "malformed");
 
         let info = decode(&[
             ("app-id", &[1; 20]),
@@ -223,14 +223,17 @@ mod tests {
                 matches!(err, DstackError::Length { field: f, .. } if f == field),
                 "{err}"
             );
-            assert_eq!(err.kind(), "malformed");
+            assert_eq!(err.kind().as_str(), "malformed");
         }
     }
 
     #[test]
     fn key_provider_payload_must_be_json() {
         let info = decode(&[("app-id", &[1; 20]), ("key-provider", b"not json")]).unwrap();
-        assert_eq!(info.key_provider().unwrap_err().kind(), "malformed");
+        assert_eq!(
+            info.key_provider().unwrap_err().kind().as_str(),
+            "malformed"
+        );
     }
 
     #[test]
@@ -243,7 +246,7 @@ mod tests {
         let reformatted = br#"{"name": "x", "runner": "docker-compose"}"#;
         let err = info.check_app_compose(reformatted).unwrap_err();
         assert!(matches!(err, DstackError::ComposeHashMismatch { .. }));
-        assert_eq!(err.kind(), "binding_mismatch");
+        assert_eq!(err.kind().as_str(), "binding_mismatch");
 
         let no_hash = decode(&[("app-id", &[1; 20])]).unwrap();
         assert_eq!(

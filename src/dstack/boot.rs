@@ -413,7 +413,7 @@ mod tests {
             ..registers.clone()
         };
         let err = tdx_identity(&other_report_data, &evidence, tcb(), MrMode::Runtime).unwrap_err();
-        assert_eq!(err.kind(), "binding_mismatch");
+        assert_eq!(err.kind().as_str(), "binding_mismatch");
 
         let log = EventLog::from_raw(vec![runtime("app-id", &[1; 20])]).unwrap();
         let registers = TdRegisters {
@@ -490,7 +490,7 @@ mod tests {
         };
         let err = nitro_identity(&enclave, &wrong_claim).unwrap_err();
         assert!(matches!(err, DstackError::OsImageHashMismatch { .. }));
-        assert_eq!(err.kind(), "binding_mismatch");
+        assert_eq!(err.kind().as_str(), "binding_mismatch");
 
         for user_data in [None, Some(vec![3; 32]), Some(vec![4; 64])] {
             let other = NitroEnclave {
@@ -498,7 +498,10 @@ mod tests {
                 ..enclave.clone()
             };
             assert_eq!(
-                nitro_identity(&other, &evidence).unwrap_err().kind(),
+                nitro_identity(&other, &evidence)
+                    .unwrap_err()
+                    .kind()
+                    .as_str(),
                 "binding_mismatch"
             );
         }
@@ -589,7 +592,7 @@ mod tests {
             ..evidence
         };
         assert_eq!(
-            nitro_identity(&enclave, &short).unwrap_err().kind(),
+            nitro_identity(&enclave, &short).unwrap_err().kind().as_str(),
             "malformed"
         );
     }
@@ -726,7 +729,7 @@ mod tests {
             };
             let err = tdx_identity(&registers, &tampered, tcb(), MrMode::Runtime).unwrap_err();
             assert!(matches!(err, DstackError::RtmrMismatch { register: 1, .. }));
-            assert_eq!(err.kind(), "event_log_mismatch");
+            assert_eq!(err.kind().as_str(), "event_log_mismatch");
         }
 
         #[test]
@@ -736,7 +739,7 @@ mod tests {
             };
             evidence.vm_config.as_mut().unwrap().memory_size = 0xC000_0000;
             let err = tdx_identity(&registers, &evidence, tcb(), MrMode::Runtime).unwrap_err();
-            assert_eq!(err.kind(), "os_image_mismatch");
+            assert_eq!(err.kind().as_str(), "os_image_mismatch");
             assert!(matches!(
                 err,
                 DstackError::OsImageMismatch {

@@ -1,10 +1,12 @@
-//! The dstack room's error type. `kind()` strings are stable: the CLI and JSON output expose them.
+//! The dstack room's error type. `kind()` is an [`ErrorKind`], whose string the CLI and JSON
+//! output expose (stable).
 
 use crate::encoding::HexError;
+use crate::error::ErrorKind;
 use std::fmt;
 use thiserror::Error;
 
-/// Which step of binding a TDX-lite OS image to the hardware failed (platforms.md §2.2).
+/// Which step of binding a TDX-lite OS image to the hardware failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum OsImageCheck {
@@ -43,8 +45,8 @@ impl fmt::Display for OsImageCheck {
 }
 
 /// Why dstack evidence was rejected.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum DstackError {
     #[error("{what} is {len}, more than the {max} accepted")]
     TooLarge {
@@ -130,8 +132,8 @@ impl DstackError {
         Ok(())
     }
 
-    /// Stable snake_case name of the failure class.
-    pub fn kind(&self) -> &'static str {
+    /// The class of the failure.
+    pub fn kind(&self) -> ErrorKind {
         match self {
             DstackError::TooLarge { .. }
             | DstackError::UnrecognizedFormat(_)
@@ -147,17 +149,19 @@ impl DstackError {
             | DstackError::Cbor { .. }
             | DstackError::Base64(_)
             | DstackError::Invalid { .. }
-            | DstackError::Certificate(_) => "malformed",
-            DstackError::Unsupported(_) | DstackError::UnsupportedPlatform(_) => "unsupported",
+            | DstackError::Certificate(_) => ErrorKind::Malformed,
+            DstackError::Unsupported(_) | DstackError::UnsupportedPlatform(_) => {
+                ErrorKind::Unsupported
+            }
             DstackError::DigestMismatch { .. }
             | DstackError::PreimageMismatch { .. }
-            | DstackError::RtmrMismatch { .. } => "event_log_mismatch",
+            | DstackError::RtmrMismatch { .. } => ErrorKind::EventLogMismatch,
             DstackError::ComposeHashMismatch { .. }
             | DstackError::ReportDataMismatch { .. }
             | DstackError::OsImageHashMismatch { .. }
-            | DstackError::CertificateKeyMismatch { .. } => "binding_mismatch",
-            DstackError::OsImageMismatch { .. } => "os_image_mismatch",
-            DstackError::DebugEnclave => "debug_enclave",
+            | DstackError::CertificateKeyMismatch { .. } => ErrorKind::BindingMismatch,
+            DstackError::OsImageMismatch { .. } => ErrorKind::OsImageMismatch,
+            DstackError::DebugEnclave => ErrorKind::DebugEnclave,
         }
     }
 }

@@ -439,7 +439,7 @@ mod tests {
             ..runtime("app-id", &[1; 20])
         };
         let err = EventLog::from_raw(vec![wrong]).unwrap_err();
-        assert_eq!(err.kind(), "event_log_mismatch");
+        assert_eq!(err.kind().as_str(), "event_log_mismatch");
         assert!(matches!(err, DstackError::DigestMismatch { index: 0, .. }));
     }
 
@@ -471,7 +471,7 @@ mod tests {
             err,
             DstackError::PreimageMismatch { index: 0, .. }
         ));
-        assert_eq!(err.kind(), "event_log_mismatch");
+        assert_eq!(err.kind().as_str(), "event_log_mismatch");
 
         let other_payload = runtime_event_preimage_v2("app-id", &[9; 20]);
         let err = EventLog::from_raw(vec![RawEvent {
@@ -479,7 +479,7 @@ mod tests {
             ..v2.clone()
         }])
         .unwrap_err();
-        assert_eq!(err.kind(), "event_log_mismatch");
+        assert_eq!(err.kind().as_str(), "event_log_mismatch");
 
         let v1_digest = runtime_event_digest(RuntimeEventVersion::V1, "app-id", &[2; 20]);
         let err = EventLog::from_raw(vec![RawEvent {
@@ -547,11 +547,11 @@ mod tests {
         for (raw, reason) in cases {
             let err = EventLog::from_raw(vec![boot(0, 7), raw]).unwrap_err();
             assert_eq!(err, DstackError::InvalidEvent { index: 1, reason });
-            assert_eq!(err.kind(), "malformed");
+            assert_eq!(err.kind().as_str(), "malformed");
         }
         let too_many = vec![boot(0, 1); MAX_EVENTS + 1];
         assert_eq!(
-            EventLog::from_raw(too_many).unwrap_err().kind(),
+            EventLog::from_raw(too_many).unwrap_err().kind().as_str(),
             "malformed"
         );
     }
@@ -590,7 +590,7 @@ mod tests {
             .verify(&quoted)
             .unwrap_err();
         assert!(matches!(err, DstackError::RtmrMismatch { register: 3, .. }));
-        assert_eq!(err.kind(), "event_log_mismatch");
+        assert_eq!(err.kind().as_str(), "event_log_mismatch");
 
         let mut tampered = events.clone();
         tampered[1].digest[47] ^= 1;
@@ -686,7 +686,10 @@ mod tests {
             r#"{"imr":0}"#,
             r#"[{"imr":-1,"event_type":1,"digest":"","event":"","event_payload":""}]"#,
         ] {
-            assert_eq!(EventLog::from_json(bad).unwrap_err().kind(), "malformed");
+            assert_eq!(
+                EventLog::from_json(bad).unwrap_err().kind().as_str(),
+                "malformed"
+            );
         }
         let not_hex =
             r#"[{"imr":3,"event_type":134217729,"digest":"","event":"a","event_payload":"zz"}]"#;

@@ -382,7 +382,7 @@ mod tests {
             assert_eq!(tdx.event_log.runtime_events().count(), 1);
         }
         let err = Evidence::parse(&tdx_v0(&[boot, logged], &[("app-id", &[2; 20])])).unwrap_err();
-        assert_eq!(err.kind(), "malformed");
+        assert_eq!(err.kind().as_str(), "malformed");
         assert!(matches!(err, DstackError::Inconsistent(_)));
 
         // Events are checked like JSON ones.
@@ -398,7 +398,7 @@ mod tests {
         let good = nitro_v0(&[("app-id", &[1; 20])]);
         for len in 1..good.len() {
             let err = Evidence::parse(&good[..len]).unwrap_err();
-            assert_eq!(err.kind(), "malformed", "prefix {len}: {err}");
+            assert_eq!(err.kind().as_str(), "malformed", "prefix {len}: {err}");
         }
         let mut trailing = good.clone();
         trailing.push(0);
@@ -432,7 +432,10 @@ mod tests {
             .bytes(b"doc")
             .compact(MAX_EVENTS as u32 + 1)
             .0;
-        assert_eq!(Evidence::parse(&too_many).unwrap_err().kind(), "malformed");
+        assert_eq!(
+            Evidence::parse(&too_many).unwrap_err().kind().as_str(),
+            "malformed"
+        );
 
         let bad_config = Scale::default()
             .raw(&[0, 2])
@@ -457,7 +460,7 @@ mod tests {
         ] {
             let err = Evidence::parse(&[0, variant, 0]).unwrap_err();
             assert_eq!(
-                (err.clone(), err.kind()),
+                (err.clone(), err.kind().as_str()),
                 (DstackError::Unsupported(what), "unsupported")
             );
         }
@@ -571,7 +574,10 @@ mod tests {
         ];
         for (json, kind) in cases {
             assert_eq!(
-                Evidence::parse(json.as_bytes()).unwrap_err().kind(),
+                Evidence::parse(json.as_bytes())
+                    .unwrap_err()
+                    .kind()
+                    .as_str(),
                 kind,
                 "{json}"
             );

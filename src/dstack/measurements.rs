@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn nitro_debug_and_malformed_pcrs_are_refused() {
         assert_eq!(enclave(0).image_hash(), Err(DstackError::DebugEnclave));
-        assert_eq!(DstackError::DebugEnclave.kind(), "debug_enclave");
+        assert_eq!(DstackError::DebugEnclave.kind().as_str(), "debug_enclave");
 
         let mut short = enclave(7);
         short.pcrs.insert(1, vec![7; 32]);
@@ -274,7 +274,7 @@ mod tests {
         missing.pcrs.remove(&2);
         let err = missing.image_hash().unwrap_err();
         assert_eq!(
-            (err.clone(), err.kind()),
+            (err.clone(), err.kind().as_str()),
             (DstackError::InvalidPcr(2), "malformed")
         );
     }
@@ -297,16 +297,20 @@ mod tests {
         check_report_data(&attested, &attested).unwrap();
 
         let err = check_report_data(&attested, &[0x12, 0x35]).unwrap_err();
-        assert_eq!(err.kind(), "binding_mismatch");
+        assert_eq!(err.kind().as_str(), "binding_mismatch");
         // A short attested value (a Nitro user_data of 32 bytes) never equals 64 bytes.
         assert_eq!(
             check_report_data(&attested[..32], &[0x12, 0x34])
                 .unwrap_err()
-                .kind(),
+                .kind()
+                .as_str(),
             "binding_mismatch"
         );
         assert_eq!(
-            check_report_data(&attested, &[0; 65]).unwrap_err().kind(),
+            check_report_data(&attested, &[0; 65])
+                .unwrap_err()
+                .kind()
+                .as_str(),
             "malformed"
         );
     }

@@ -256,7 +256,7 @@ mod tests {
             (r#"{"tdx_measurement":{"checksum_file":""}}"#, "json"),
         ] {
             let err = VmConfig::from_json(text).unwrap_err();
-            assert_eq!(err.kind(), "malformed", "{text}");
+            assert_eq!(err.kind().as_str(), "malformed", "{text}");
             assert_eq!(
                 matches!(err, DstackError::Base64(_)),
                 what == "base64",
@@ -299,7 +299,7 @@ mod tests {
             );
         }
         assert_eq!(
-            VmConfig::resolve(Some("{"), embedded).unwrap_err().kind(),
+            VmConfig::resolve(Some("{"), embedded).unwrap_err().kind().as_str(),
             "malformed"
         );
     }

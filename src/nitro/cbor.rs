@@ -27,6 +27,7 @@ const NULL: u8 = 0xf6;
 const BREAK: u8 = 0xff;
 
 /// Why the payload bytes are not the CBOR we expect.
+#[non_exhaustive]
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CborError {
     #[error("input ends inside an item (offset {offset})")]

@@ -1,10 +1,14 @@
-//! Why a Nitro attestation document was refused. Each variant maps to one stable `kind()` string.
+//! Why a Nitro attestation document was refused. Each variant maps to one [`ErrorKind`], whose
+//! string is stable.
 
 use super::cbor::CborError;
 use crate::crypto::CryptoError;
+use crate::error::ErrorKind;
 use crate::x509::X509Error;
 use thiserror::Error;
 
+/// Why a Nitro attestation document was refused.
+#[non_exhaustive]
 #[derive(Debug, Error)]
 pub enum NitroError {
     // --- envelope (COSE_Sign1) ---
@@ -85,8 +89,8 @@ pub enum NitroError {
 }
 
 impl NitroError {
-    /// Stable snake_case name of the failure, for JSON output and tests.
-    pub fn kind(&self) -> &'static str {
+    /// The class of the failure; its `as_str()` is the stable name JSON output carries.
+    pub fn kind(&self) -> ErrorKind {
         match self {
             NitroError::DocumentTooLarge { .. }
             | NitroError::Envelope(_)
@@ -105,15 +109,15 @@ impl NitroError {
             | NitroError::PcrIndex(_)
             | NitroError::DuplicatePcr(_)
             | NitroError::PcrLength { .. }
-            | NitroError::MissingPcr(_) => "malformed",
-            NitroError::Algorithm(_) => "algorithm",
-            NitroError::Chain(error) => error.kind(),
-            NitroError::Signature(error) => error.kind(),
+            | NitroError::MissingPcr(_) => ErrorKind::Malformed,
+            NitroError::Algorithm(_) => ErrorKind::Algorithm,
+            NitroError::Chain(error) => error.into(),
+            NitroError::Signature(error) => error.into(),
             NitroError::DocumentTooOld { .. } | NitroError::DocumentFromFuture { .. } => {
-                "stale_document"
+                ErrorKind::StaleDocument
             }
-            NitroError::BindingMismatch(_) => "binding_mismatch",
-            NitroError::DebugEnclave => "debug_enclave",
+            NitroError::BindingMismatch(_) => ErrorKind::BindingMismatch,
+            NitroError::DebugEnclave => ErrorKind::DebugEnclave,
         }
     }
 }

@@ -83,7 +83,7 @@ impl NitroVerifier {
         Self::with_root_sha256(AWS_NITRO_ROOT_G1_SHA256)
     }
 
-    /// Pins another root (a test PKI), given as DER.
+    /// Pins another root, given as DER (a private or test PKI; the service's `--nitro-root`).
     pub fn with_root_der(root_der: &[u8]) -> Self {
         Self::with_root_sha256(Sha256::digest(root_der).into())
     }
@@ -235,7 +235,7 @@ mod tests {
         ));
         let future = check_freshness(ts + MAX_FUTURE_SKEW_SECS * 1000 + 1, now, None).unwrap_err();
         assert!(matches!(future, NitroError::DocumentFromFuture { .. }));
-        assert_eq!(future.kind(), "stale_document");
+        assert_eq!(future.kind().as_str(), "stale_document");
         // No overflow at the extremes.
         check_freshness(1, u64::MAX, None).unwrap();
         assert!(check_freshness(u64::MAX, 0, None).is_err());
@@ -249,7 +249,7 @@ mod tests {
         check_binding("nonce", Some(b"abc"), Some(b"abc")).unwrap();
         for found in [None, Some(&b"abd"[..]), Some(b"ab"), Some(b"abcd")] {
             let err = check_binding("nonce", Some(b"abc"), found).unwrap_err();
-            assert_eq!(err.kind(), "binding_mismatch");
+            assert_eq!(err.kind().as_str(), "binding_mismatch");
         }
         // An expected empty value is not satisfied by an absent one.
         assert!(check_binding("user_data", Some(b""), None).is_err());

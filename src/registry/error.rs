@@ -1,7 +1,10 @@
 //! The registry room's one error type.
 
+use crate::error::ErrorKind;
 use thiserror::Error;
 
+/// Why the registry gave no answer.
+#[non_exhaustive]
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum RegistryError {
     /// The view cannot answer now: stale (the source could not advance for longer than
@@ -29,16 +32,16 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    /// Stable snake_case name of the variant.
-    pub fn kind(&self) -> &'static str {
+    /// The class of the failure.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            RegistryError::Unavailable(_) => "unavailable",
-            RegistryError::Rpc { .. } => "rpc",
-            RegistryError::ContractReverted(_) => "contract_reverted",
-            RegistryError::UnknownAppCode(_) => "unknown_app_code",
-            RegistryError::InvalidConfig(_) => "invalid_config",
-            RegistryError::InvalidFile { .. } => "invalid_registry_file",
-            RegistryError::Io { .. } => "io",
+            RegistryError::Unavailable(_) => ErrorKind::Unavailable,
+            RegistryError::Rpc { .. } => ErrorKind::Rpc,
+            RegistryError::ContractReverted(_) => ErrorKind::ContractReverted,
+            RegistryError::UnknownAppCode(_) => ErrorKind::UnknownAppCode,
+            RegistryError::InvalidConfig(_) => ErrorKind::InvalidConfig,
+            RegistryError::InvalidFile { .. } => ErrorKind::InvalidRegistryFile,
+            RegistryError::Io { .. } => ErrorKind::Io,
         }
     }
 }

@@ -13,7 +13,9 @@
 //!
 //! Both sources implement [`Registry`], the interface the CLI and the service use.
 
+#[cfg(feature = "chain")]
 pub mod abi;
+#[cfg(feature = "chain")]
 pub mod chain;
 pub mod decision;
 mod error;

@@ -1,9 +1,12 @@
-//! The TDX room's error type. `kind()` strings are stable: the CLI and JSON output expose them.
+//! The TDX room's error type. `kind()` is an [`ErrorKind`], whose string the CLI and JSON output
+//! expose (stable).
 
+use crate::error::ErrorKind;
 use crate::x509::X509Error;
 use thiserror::Error;
 
 /// Why a TDX quote or its collateral was rejected.
+#[non_exhaustive]
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum TdxError {
     // --- the quote's own structure ("malformed") ---
@@ -83,8 +86,8 @@ pub enum TdxError {
 }
 
 impl TdxError {
-    /// Stable snake_case name of the failure class.
-    pub fn kind(&self) -> &'static str {
+    /// The class of the failure.
+    pub fn kind(&self) -> ErrorKind {
         match self {
             TdxError::TooLarge { .. }
             | TdxError::Truncated { .. }
@@ -94,22 +97,24 @@ impl TdxError {
             | TdxError::UnsupportedBodyType(_)
             | TdxError::BodySizeMismatch { .. }
             | TdxError::UnsupportedCertDataType(_)
-            | TdxError::MalformedCertChain(_) => "malformed",
-            TdxError::CollateralMissing(_) => "collateral_missing",
+            | TdxError::MalformedCertChain(_) => ErrorKind::Malformed,
+            TdxError::CollateralMissing(_) => ErrorKind::CollateralMissing,
             TdxError::CollateralInvalid(_) | TdxError::CollateralMismatch(_) => {
-                "collateral_invalid"
+                ErrorKind::CollateralInvalid
             }
-            TdxError::CollateralExpired { .. } => "collateral_expired",
-            TdxError::CollateralNotYetValid { .. } => "collateral_not_yet_valid",
-            TdxError::Chain { source, .. } => source.kind(),
-            TdxError::SignerNotIssuedByRoot(_) | TdxError::PckExtension(_) => "certificate_invalid",
-            TdxError::Signature(_) => "signature",
-            TdxError::BindingMismatch(_) => "binding_mismatch",
-            TdxError::QeIdentityMismatch(_) => "qe_identity_mismatch",
-            TdxError::TdxModuleMismatch(_) => "tdx_module_mismatch",
-            TdxError::TcbLevelNotFound(_) => "tcb_level_not_found",
-            TdxError::Revoked => "revoked",
-            TdxError::TdAttributes(_) => "td_attributes",
+            TdxError::CollateralExpired { .. } => ErrorKind::CollateralExpired,
+            TdxError::CollateralNotYetValid { .. } => ErrorKind::CollateralNotYetValid,
+            TdxError::Chain { source, .. } => source.into(),
+            TdxError::SignerNotIssuedByRoot(_) | TdxError::PckExtension(_) => {
+                ErrorKind::CertificateInvalid
+            }
+            TdxError::Signature(_) => ErrorKind::Signature,
+            TdxError::BindingMismatch(_) => ErrorKind::BindingMismatch,
+            TdxError::QeIdentityMismatch(_) => ErrorKind::QeIdentityMismatch,
+            TdxError::TdxModuleMismatch(_) => ErrorKind::TdxModuleMismatch,
+            TdxError::TcbLevelNotFound(_) => ErrorKind::TcbLevelNotFound,
+            TdxError::Revoked => ErrorKind::Revoked,
+            TdxError::TdAttributes(_) => ErrorKind::TdAttributes,
         }
     }
 }

@@ -102,7 +102,7 @@ mod tests {
     fn each_refusal_has_its_reason() {
         let refused = |attributes, allow_debug| {
             let err = verdict(attributes, allow_debug).unwrap_err();
-            assert_eq!(err.kind(), "td_attributes");
+            assert_eq!(err.kind().as_str(), "td_attributes");
             err.to_string()
         };
         assert!(refused(SEPT_VE_DISABLE | DEBUG, false).contains("debug"));

@@ -567,7 +567,7 @@ mod tests {
         let bytes = build(5, TdReportKind::Td15, 5, b"chain");
         for len in 0..bytes.len() {
             let err = Quote::parse(&bytes[..len]).unwrap_err();
-            assert_eq!(err.kind(), "malformed", "len {len}: {err}");
+            assert_eq!(err.kind().as_str(), "malformed", "len {len}: {err}");
             assert!(
                 matches!(err, TdxError::Truncated { .. }),
                 "len {len}: {err}"

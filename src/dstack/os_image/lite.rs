@@ -284,7 +284,7 @@ pub(crate) mod tests {
 
     /// The check an `os_image_mismatch` names (panics on any other error).
     pub(crate) fn check_of(err: DstackError) -> OsImageCheck {
-        assert_eq!(err.kind(), "os_image_mismatch", "{err}");
+        assert_eq!(err.kind().as_str(), "os_image_mismatch", "{err}");
         match err {
             DstackError::OsImageMismatch { check, .. } => check,
             other => panic!("unexpected {other:?}"),
@@ -406,7 +406,7 @@ pub(crate) mod tests {
         ] {
             let err = decode(&bytes).unwrap_err();
             assert!(matches!(err, DstackError::Cbor { .. }), "{err}");
-            assert_eq!(err.kind(), "malformed");
+            assert_eq!(err.kind().as_str(), "malformed");
         }
         assert!(matches!(
             decode(&vec![0; MAX_MEASUREMENT_LEN + 1]),

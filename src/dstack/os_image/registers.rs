@@ -299,7 +299,8 @@ mod tests {
             assert_eq!(
                 two_pass_add_pages(&config(Some(bad), None))
                     .unwrap_err()
-                    .kind(),
+                    .kind()
+                    .as_str(),
                 "malformed",
                 "{bad}"
             );

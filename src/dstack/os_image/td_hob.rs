@@ -246,7 +246,7 @@ mod tests {
         for (witness, reason) in cases {
             let err = td_hob_digest(&witness, 0x8000_0000).unwrap_err();
             assert_eq!(err, invalid(reason));
-            assert_eq!(err.kind(), "malformed");
+            assert_eq!(err.kind().as_str(), "malformed");
         }
     }
 }

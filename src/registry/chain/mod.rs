@@ -614,7 +614,11 @@ mod tests {
                 .await
                 .err()
                 .unwrap();
-            assert_eq!(error.kind(), "invalid_config", "{config:?}: {error}");
+            assert_eq!(
+                error.kind().as_str(),
+                "invalid_config",
+                "{config:?}: {error}"
+            );
         }
     }
 
@@ -623,6 +627,6 @@ mod tests {
         let mut config = ChainConfig::new("http://127.0.0.1:1", [1; 20]);
         config.request_timeout = Duration::from_millis(200);
         let error = ChainRegistry::connect(config, None).await.err().unwrap();
-        assert_eq!(error.kind(), "rpc");
+        assert_eq!(error.kind().as_str(), "rpc");
     }
 }
