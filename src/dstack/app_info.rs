@@ -1,4 +1,4 @@
-//! App identity read from dstack's runtime events (dstack.md §3.1, §3.2): like dstack's
+//! App identity read from dstack's runtime events like dstack's
 //! `find_event`, scan in order, stop at `system-ready`, take the first event of each name. Events
 //! the app emits after `system-ready` never count.
 

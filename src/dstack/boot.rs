@@ -1,5 +1,5 @@
-//! The boot info dstack's KMS builds from verified evidence (`build_boot_info`, dstack.md §2 step 3,
-//! §3.5, §3.6; platforms.md §5.5). The caller verifies the platform proof first (the DCAP quote
+//! The boot info dstack's KMS builds from verified evidence (its
+//! `build_boot_info`). The caller verifies the platform proof first (the DCAP quote
 //! signature and TCB, or the NSM document's signature and chain) and hands over the registers it
 //! vouches for.
 //!
@@ -66,6 +66,7 @@ pub enum RegisterSource {
 }
 
 impl RegisterSource {
+    /// The report's spelling: `"os_image"`, `"event_log"` or `"unbound"`.
     pub fn as_str(self) -> &'static str {
         match self {
             RegisterSource::OsImage => "os_image",
@@ -78,9 +79,13 @@ impl RegisterSource {
 /// Where each register the OS image determines was bound (RTMR3 is always replayed from the log).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegisterSources {
+    /// MRTD: only the OS-image computation can bind it (the event log does not cover it).
     pub mr_td: RegisterSource,
+    /// RTMR0 (firmware configuration, ACPI tables).
     pub rtmr0: RegisterSource,
+    /// RTMR1 (kernel).
     pub rtmr1: RegisterSource,
+    /// RTMR2 (kernel command line, initrd).
     pub rtmr2: RegisterSource,
 }
 
@@ -126,6 +131,8 @@ pub enum IdentityField {
 }
 
 impl IdentityField {
+    /// The report's spelling of the field: `"app_id"`, `"instance_id"`, `"key_provider"` or
+    /// `"os_image_hash"`.
     pub fn as_str(self) -> &'static str {
         match self {
             IdentityField::AppId => "app_id",

@@ -58,21 +58,39 @@ pub enum DstackError {
     UnrecognizedFormat(&'static str),
     #[error("{0} is not supported")]
     Unsupported(&'static str),
+    /// A VersionedAttestation V1 whose platform kind is not verified here (`gcp-tdx`, `sev-snp`,
+    /// `aws-nitro-tpm` or an unknown kind), named as the attestation spells it (at most 64
+    /// characters).
     #[error("dstack attestation platform {0:?} is not supported")]
     UnsupportedPlatform(String),
     #[error("invalid JSON in {what}: {reason}")]
     Json { what: &'static str, reason: String },
+    /// A VersionedAttestation V1 that upstream's msgpack decoder would refuse: not named maps,
+    /// a missing or extra field, a `version` other than 1, trailing bytes.
     #[error("invalid msgpack VersionedAttestation V1: {0}")]
     Msgpack(String),
+    /// A CBOR document (the TDX-lite measurement document) that does not decode.
     #[error("invalid CBOR in {what}: {reason}")]
-    Cbor { what: &'static str, reason: String },
+    Cbor {
+        /// Which document.
+        what: &'static str,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A base64 field of vm_config (the TDX-lite checksum file or measurement) that does not
+    /// decode.
     #[error("invalid base64 in {0}")]
     Base64(&'static str),
+    /// A field whose content breaks its format (e.g. the TD HOB witness, `qemu_version`).
     #[error("{field}: {reason}")]
     Invalid {
+        /// The field.
         field: &'static str,
+        /// The rule it breaks.
         reason: &'static str,
     },
+    /// An RA-TLS certificate that does not parse, or whose attestation extensions are absent,
+    /// repeated, oversized or not DER OCTET STRINGs.
     #[error("invalid RA-TLS certificate: {0}")]
     Certificate(String),
     #[error("invalid SCALE encoding at byte {offset}: {reason}")]
@@ -110,13 +128,26 @@ pub enum DstackError {
     ReportDataMismatch { attested: String, expected: String },
     #[error("vm_config os_image_hash {claimed} is not the measured {measured}")]
     OsImageHashMismatch { claimed: String, measured: String },
+    /// An RA-TLS certificate's attestation does not bind its key: report_data is not
+    /// sha512("ratls-cert:" || SubjectPublicKeyInfo DER).
     #[error(
         "the attestation's report_data {attested} is not sha512(\"ratls-cert:\" || the \
          certificate's SubjectPublicKeyInfo) = {expected}"
     )]
-    CertificateKeyMismatch { attested: String, expected: String },
+    CertificateKeyMismatch {
+        /// The attestation's report data (hex).
+        attested: String,
+        /// The value the certificate's key requires (hex).
+        expected: String,
+    },
+    /// A TDX-lite OS image that does not compute to the quoted registers; `check` names the step.
     #[error("the OS image is not the one the hardware measured ({check}): {detail}")]
-    OsImageMismatch { check: OsImageCheck, detail: String },
+    OsImageMismatch {
+        /// The step that failed.
+        check: OsImageCheck,
+        /// What differed (computed and quoted values where there are some).
+        detail: String,
+    },
     #[error("PCR{0} is missing or not 48 bytes")]
     InvalidPcr(u8),
     #[error("Nitro enclave runs in debug mode (PCR0-2 all zero)")]

@@ -1,4 +1,4 @@
-//! dstack's TDX event log and its replay into RTMR0..3 (dstack.md §3.3, §3.4).
+//! dstack's TDX event log and its replay into RTMR0..3.
 //!
 //! Boot events (firmware, imr 0-2) extend their register with the digest they carry; their payloads
 //! are never read. dstack runtime events (`event_type` 0x08000001) are trusted only through their

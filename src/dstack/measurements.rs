@@ -1,5 +1,5 @@
-//! The measurement identities dstack's KMS derives from platform registers (dstack.md §3.5, §3.6;
-//! `decode_mr_tdx_from_quote` and `decode_mr_nitro_nsm_from_v1` in dstack-attest).
+//! The measurement identities dstack's KMS derives from platform registers (as
+//! `decode_mr_tdx_from_quote` and `decode_mr_nitro_nsm_from_v1` in dstack-attest do).
 //!
 //! The inputs are this room's own small structs, so the formulas do not depend on how the TDX and
 //! Nitro rooms parse their formats.

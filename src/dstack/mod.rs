@@ -1,5 +1,5 @@
 //! dstack: its evidence formats, the event log and RTMR replay, app info, and the boot info its KMS
-//! builds for `DstackKms.isAppAllowed` (docs: dstack.md §2-§4, platforms.md §2-§3, §5).
+//! builds for `DstackKms.isAppAllowed`.
 //!
 //! Flow: [`Evidence::parse`] (bytes: quote report JSON, VersionedAttestation V0 SCALE or V1
 //! msgpack) or [`ratls::from_certificate`] (an RA-TLS certificate) → the TDX or Nitro room verifies

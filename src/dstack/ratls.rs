@@ -1,6 +1,6 @@
-//! dstack attestations inside RA-TLS certificates (platforms.md §5 item 7; upstream ra-tls
-//! `attestation::from_ext_getter`, `cert::decompress_ext_value`, `oids.rs`), as the KMS receives
-//! them in its clients' certificates.
+//! dstack attestations inside RA-TLS certificates, as the KMS receives them from its clients,
+//! read as upstream ra-tls reads them (`attestation::from_ext_getter`,
+//! `cert::decompress_ext_value`, `oids.rs`).
 //!
 //! Where the attestation sits, in upstream's order of preference:
 //! - extension `1.3.6.1.4.1.62397.1.8`: a DER OCTET STRING holding a VersionedAttestation (V0 or V1,
@@ -51,6 +51,7 @@ pub enum RaTlsForm {
 pub struct RaTlsEvidence {
     /// The certificate's SubjectPublicKeyInfo, DER: the key the attestation vouches for.
     pub public_key: Vec<u8>,
+    /// Which extensions carried the attestation.
     pub form: RaTlsForm,
     /// Not verified yet; its declared report_data is the binding above.
     pub evidence: Evidence,

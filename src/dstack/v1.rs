@@ -1,5 +1,5 @@
-//! dstack's `VersionedAttestation` V1: msgpack (platforms.md §3; upstream dstack-attest `v1.rs`,
-//! `Attestation::from_msgpack`).
+//! dstack's `VersionedAttestation` V1: msgpack, as upstream dstack-attest's `v1.rs`
+//! (`Attestation::from_msgpack`) reads it.
 //!
 //! The schema is decoded through serde types that mirror upstream's field for field, with the
 //! same rmp-serde (1.3.1) and the same byte-field codecs, so exactly what upstream accepts is
@@ -34,7 +34,9 @@ pub const APP_DATA_TAG: &str = "app-data";
 /// A decoded V1 attestation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttestationV1 {
+    /// The hardware's proof (quote or NSM document), not verified yet.
     pub platform: PlatformEvidence,
+    /// dstack's part: report data, runtime events, vm_config.
     pub stack: StackEvidence,
 }
 
@@ -43,20 +45,28 @@ pub struct AttestationV1 {
 pub enum PlatformEvidence {
     /// A TDX quote and its event log (stripped or complete).
     Tdx {
+        /// The TDX quote (v4 or v5).
         quote: Vec<u8>,
+        /// The CCEL events; runtime events are kept in [`StackEvidence`].
         event_log: Vec<RawEvent>,
     },
     /// GCP TDX: a TDX quote plus a vTPM quote.
     GcpTdx(GcpTdxEvidence),
     /// An NSM attestation document (COSE_Sign1).
-    NitroEnclave { nsm_quote: Vec<u8> },
+    NitroEnclave {
+        /// The COSE_Sign1 document the NSM returned.
+        nsm_quote: Vec<u8>,
+    },
 }
 
 /// `gcp-tdx` platform evidence, kept for the GCP verifier.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GcpTdxEvidence {
+    /// The TDX quote.
     pub quote: Vec<u8>,
+    /// The CCEL events.
     pub event_log: Vec<RawEvent>,
+    /// The vTPM's quote.
     pub tpm_quote: TpmQuote,
 }
 
@@ -64,31 +74,44 @@ pub struct GcpTdxEvidence {
 /// certificate (DER) and the TPM event log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TpmQuote {
+    /// The TPMS_ATTEST structure the AK signed.
     pub message: Vec<u8>,
+    /// The AK's signature over `message`.
     pub signature: Vec<u8>,
+    /// The PCR values the quote covers.
     pub pcr_values: Vec<PcrValue>,
+    /// The attestation key's certificate, DER.
     pub ak_cert: Vec<u8>,
     /// `dstack`, `gcp`, `nitroenclave` or `aws-ec2`.
     pub platform: &'static str,
+    /// The TPM event log.
     pub event_log: Vec<TpmEvent>,
 }
 
+/// One quoted TPM PCR.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PcrValue {
+    /// The PCR index.
     pub index: u32,
+    /// The bank's hash algorithm, as upstream names it (e.g. `sha256`).
     pub algorithm: String,
+    /// The PCR's value.
     pub value: Vec<u8>,
 }
 
+/// One event of a TPM event log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TpmEvent {
+    /// The PCR the event extended.
     pub pcr_index: u32,
+    /// The digest it extended.
     pub digest: Vec<u8>,
 }
 
 /// The dstack stack of a V1 attestation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StackEvidence {
+    /// The 64 bytes the platform proof carries as report data.
     pub report_data: [u8; REPORT_DATA_LEN],
     /// As RTMR3 events (with their digest version).
     pub runtime_events: Vec<RawEvent>,
@@ -434,7 +457,10 @@ mod wire {
             tpm_quote: TpmQuote,
         },
         #[serde(rename = "nitro-enclave")]
-        NitroEnclave { nsm_quote: Vec<u8> },
+        NitroEnclave {
+        /// The COSE_Sign1 document the NSM returned.
+        nsm_quote: Vec<u8>,
+    },
         // Decoded only so that exactly upstream's schema is accepted; the platform is refused.
         #[allow(dead_code)]
         #[serde(rename = "aws-nitro-tpm")]

@@ -2,7 +2,7 @@
 //! or describe the OS image. Nothing in it is signed: its os_image_hash is a claim until a
 //! platform binds it (Nitro through the PCRs, TDX-lite through [`super::os_image`]).
 //!
-//! Resolution is the KMS's (platforms.md §5.4, attestation.rs `decode_vm_config_with_fallback`):
+//! Resolution is the KMS's (dstack's attestation.rs `decode_vm_config_with_fallback`):
 //! the request's vm_config when it is non-empty, else the attestation's embedded `config`; either
 //! may be the configuration itself or a wrapper `{"vm_config": "<json>"}`.
 
@@ -24,6 +24,7 @@ pub enum TdxAttestationVariant {
 }
 
 impl TdxAttestationVariant {
+    /// The spelling vm_config and the report use: `"legacy"` or `"lite"`.
     pub fn as_str(self) -> &'static str {
         match self {
             TdxAttestationVariant::Legacy => "legacy",
@@ -57,13 +58,16 @@ impl OvmfVariant {
 /// `vm_config.tdx_measurement`: the image's `sha256sum.txt` and its `measurement.tdx.cbor`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TdxMeasurementMaterial {
+    /// The image's `sha256sum.txt` (base64 in vm_config); its sha256 is the os_image_hash.
     pub checksum_file: Vec<u8>,
+    /// The image's `measurement.tdx.cbor` (base64 in vm_config), listed in the checksum file.
     pub measurement: Vec<u8>,
 }
 
 /// The fields of dstack's vm_config this crate reads; others are ignored.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VmConfig {
+    /// The claimed OS image hash (the value `DstackKms.addOsImageHash` registers).
     pub os_image_hash: Option<[u8; 32]>,
     /// Guest RAM in bytes (0 when absent).
     pub memory_size: u64,
@@ -72,8 +76,11 @@ pub struct VmConfig {
     /// Overrides the QEMU-version default of the MRTD page-add order. Upstream passes it verbatim
     /// as the *two-pass* flag despite its name, and so does [`super::os_image`].
     pub qemu_single_pass_add_pages: Option<bool>,
+    /// The OVMF the host runs; a lite image's measurement document must name the same.
     pub ovmf_variant: Option<OvmfVariant>,
+    /// How a TDX os_image_hash is bound (legacy when absent).
     pub tdx_attestation_variant: TdxAttestationVariant,
+    /// The lite measurement material, when the host supplies it.
     pub tdx_measurement: Option<TdxMeasurementMaterial>,
 }
 

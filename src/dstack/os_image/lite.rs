@@ -1,6 +1,6 @@
 //! The TDX-lite measurement material of `vm_config.tdx_measurement` and the chain that ties it to
-//! the claimed os_image_hash (platforms.md §2.2 steps 1-3; dstack-types
-//! `verify_measurement_material`, `sha256sum_entry_hash`, `TdxOsImageMeasurement::from_cbor_slice`):
+//! the claimed os_image_hash (as dstack-types' `verify_measurement_material`,
+//! `sha256sum_entry_hash` and `TdxOsImageMeasurement::from_cbor_slice` do):
 //! `os_image_hash = sha256(checksum_file)`, the checksum file's unique `measurement.tdx.cbor` line
 //! is `sha256(measurement)`, and the measurement is a version-3 CBOR document
 //! `{version, image: {cmdline_sha384, kernel_authenticode, initrd_sha384},
@@ -26,12 +26,21 @@ pub const MAX_MEASUREMENT_LEN: usize = 64 * 1024;
 /// does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MeasurementDocument {
+    /// sha384 of the kernel command line (RTMR2's first event).
     pub cmdline_sha384: Vec<u8>,
+    /// The kernel's Authenticode (PE image) hash, extended into RTMR1.
     pub kernel_authenticode: Vec<u8>,
+    /// sha384 of the initrd (RTMR2's second event).
     pub initrd_sha384: Vec<u8>,
+    /// The OVMF build the digests below were taken from; vm_config must name the same.
     pub ovmf: OvmfVariant,
+    /// MRTD for a QEMU that adds the TD's pages in a single pass (which of the two applies
+    /// follows from vm_config's `qemu_version` and `qemu_single_pass_add_pages`).
     pub mrtd_single_pass: Vec<u8>,
+    /// MRTD for a QEMU that adds the TD's pages in two passes.
     pub mrtd_two_pass: Vec<u8>,
+    /// The TD HOB witness: the firmware's memory ranges, from which the HOB for the VM's
+    /// `memory_size` is rebuilt.
     pub td_hob_witness: Vec<u8>,
 }
 
@@ -135,7 +144,7 @@ fn cbor_error(reason: impl Into<String>) -> DstackError {
 
 /// Decodes the document; a version other than 3 is an `os_image_mismatch`, anything unreadable
 /// is malformed. An OVMF name dstack does not measure is an `ovmf variant` mismatch.
-pub fn decode(bytes: &[u8]) -> Result<MeasurementDocument, DstackError> {
+fn decode(bytes: &[u8]) -> Result<MeasurementDocument, DstackError> {
     DstackError::check_len(MEASUREMENT_FILE_NAME, bytes.len(), MAX_MEASUREMENT_LEN)?;
     let value: Value =
         coset::cbor::de::from_reader(bytes).map_err(|e| cbor_error(e.to_string()))?;

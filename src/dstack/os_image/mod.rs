@@ -1,6 +1,6 @@
-//! Binding dstack's claimed `os_image_hash` to the TDX hardware (platforms.md §2, dstack-verifier
-//! `verify_os_image_hash`): without this, a TDX os_image_hash is the host's unsigned vm_config
-//! claim.
+//! Binding dstack's claimed `os_image_hash` to the TDX hardware (as dstack-verifier's
+//! `verify_os_image_hash` does): without this, a TDX os_image_hash is the host's unsigned
+//! vm_config claim.
 //!
 //! The path is chosen only by `vm_config.tdx_attestation_variant`:
 //! - `lite`: the image's `sha256sum.txt` and `measurement.tdx.cbor` travel in vm_config; they are
@@ -29,7 +29,9 @@ use super::{DstackError, OsImageCheck};
 /// The registers an OS image determines: MRTD and RTMR0-2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TdImageRegisters {
+    /// MRTD: the initial TD memory (firmware, TD HOB) as the TDX module measured it.
     pub mrtd: Rtmr,
+    /// RTMR0, RTMR1 and RTMR2 (firmware configuration and ACPI, kernel, command line and initrd).
     pub rtmr: [Rtmr; 3],
 }
 
@@ -60,6 +62,7 @@ impl TdImageRegisters {
 /// lite attestation is verified as any other but its os image stays unbound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OsImagePolicy {
+    /// Bind `tdx_attestation_variant = "lite"` images from their vm_config material (default on).
     pub allow_lite: bool,
 }
 
@@ -81,7 +84,7 @@ pub struct OsImageBinding {
 }
 
 /// MRTD and RTMR0-2 the lite material of `config` predicts, with the ACPI digests of `log`:
-/// every check of platforms.md §2.2 but the final comparison with the quote.
+/// every check of the lite binding but the final comparison with the quote.
 pub fn lite_registers(config: &VmConfig, log: &EventLog) -> Result<TdImageRegisters, DstackError> {
     let document = verified_document(config)?;
     let acpi = registers::acpi_digests(log)?;
@@ -140,9 +143,11 @@ pub fn bind_tdx_os_image(
 /// beside what the quote says, so a developer sees which register differs and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OsImagePreview {
+    /// The variant vm_config selected (legacy without a vm_config).
     pub variant: TdxAttestationVariant,
     /// The lite computation, or why the material does not compute; `None` for legacy.
     pub computed: Option<Result<TdImageRegisters, DstackError>>,
+    /// The quote's MRTD and RTMR0-2, unverified.
     pub quoted: TdImageRegisters,
 }
 

@@ -1,6 +1,6 @@
 //! MRTD and RTMR0-2 predicted by a TDX-lite measurement document (dstack-mr tdx.rs
 //! `tdx_measurements_from_measurement_document`, tdvf.rs `rtmr0_log_from_td_hob_hash_with_acpi_hashes`,
-//! machine.rs `versioned_options`; platforms.md §2.2 steps 4-5). Each register is a log of
+//! machine.rs `versioned_options`). Each register is a log of
 //! digests extended from 48 zero bytes.
 
 use super::super::event_log::{extend, EventLog, Rtmr};
