@@ -599,7 +599,10 @@ mod tests {
             ..evidence
         };
         assert_eq!(
-            nitro_identity(&enclave, &short).unwrap_err().kind().as_str(),
+            nitro_identity(&enclave, &short)
+                .unwrap_err()
+                .kind()
+                .as_str(),
             "malformed"
         );
     }

@@ -458,9 +458,9 @@ mod wire {
         },
         #[serde(rename = "nitro-enclave")]
         NitroEnclave {
-        /// The COSE_Sign1 document the NSM returned.
-        nsm_quote: Vec<u8>,
-    },
+            /// The COSE_Sign1 document the NSM returned.
+            nsm_quote: Vec<u8>,
+        },
         // Decoded only so that exactly upstream's schema is accepted; the platform is refused.
         #[allow(dead_code)]
         #[serde(rename = "aws-nitro-tpm")]

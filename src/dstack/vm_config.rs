@@ -306,7 +306,10 @@ mod tests {
             );
         }
         assert_eq!(
-            VmConfig::resolve(Some("{"), embedded).unwrap_err().kind().as_str(),
+            VmConfig::resolve(Some("{"), embedded)
+                .unwrap_err()
+                .kind()
+                .as_str(),
             "malformed"
         );
     }

@@ -416,7 +416,12 @@ fn byte_fields_and_field_order_as_upstream_accepts_them() {
 
 fn assert_malformed(bytes: &[u8]) {
     let err = Evidence::parse(bytes).unwrap_err();
-    assert_eq!(err.kind().as_str(), "malformed", "{err} for {}", hex::encode(bytes));
+    assert_eq!(
+        err.kind().as_str(),
+        "malformed",
+        "{err} for {}",
+        hex::encode(bytes)
+    );
 }
 
 #[test]
