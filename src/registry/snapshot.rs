@@ -30,24 +30,20 @@ impl<'de, const N: usize> Deserialize<'de> for Hex<N> {
     }
 }
 
-/// The registry as plain, sorted data.
+/// The registry as plain, sorted data. Every field is required except the informational
+/// addresses: a file that leaves one out (a typo, or a file read half-written) is refused rather
+/// than completed with a default (see the `file` module for why this closes the torn-write window).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
-    /// The block the view is as of (files: any number the author chooses, default 0).
-    #[serde(default)]
+    /// The block the view is as of (files: any number the author chooses).
     pub block: u64,
-    #[serde(default)]
     pub gateway_app_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_implementation: Option<Hex<20>>,
-    #[serde(default)]
     pub os_images: Vec<Hex<32>>,
-    #[serde(default)]
     pub kms_aggregated_mrs: Vec<Hex<32>>,
-    #[serde(default)]
     pub kms_device_ids: Vec<Hex<32>>,
-    #[serde(default)]
     pub apps: Vec<AppSnapshot>,
 }
 
@@ -55,15 +51,10 @@ pub struct Snapshot {
 #[serde(deny_unknown_fields)]
 pub struct AppSnapshot {
     pub app_id: Hex<20>,
-    #[serde(default)]
     pub compose_hashes: Vec<Hex<32>>,
-    #[serde(default)]
     pub device_ids: Vec<Hex<32>>,
-    #[serde(default)]
     pub allow_any_device: bool,
-    #[serde(default)]
     pub require_tcb_up_to_date: bool,
-    #[serde(default)]
     pub code: AppCode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub implementation: Option<Hex<20>>,
