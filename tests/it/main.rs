@@ -3,6 +3,7 @@
 
 mod support;
 
+mod chain_faults;
 mod cli_nitro;
 mod cli_registry;
 mod cli_tdx;
