@@ -111,7 +111,7 @@ enum Step {
     /// Nothing new to apply (unchanged, or a change not settled yet).
     Keep,
     /// The version to answer from now; an error fails closed.
-    Apply(Result<Loaded, RegistryError>),
+    Apply(Result<Arc<Loaded>, RegistryError>),
 }
 
 impl Tracker {
@@ -166,7 +166,7 @@ impl Tracker {
             in_effect: Some(stamp),
             ..Tracker::default()
         };
-        Step::Apply(outcome)
+        Step::Apply(outcome.map(Arc::new))
     }
 
     fn path_failed(&mut self, error: RegistryError) -> Step {
@@ -259,7 +259,7 @@ impl FileRegistry {
         match outcome {
             Ok(loaded) => {
                 let block = loaded.block;
-                *answers = Ok(Arc::new(loaded));
+                *answers = Ok(loaded);
                 drop(answers);
                 let _ = self.changes.send(RegistryChange::Rebuilt { block });
                 Ok(true)

@@ -163,12 +163,15 @@ fn merged(runs: Vec<Region>) -> Vec<Region> {
     out
 }
 
+/// Verifies one mutation of a subject's bytes.
+type VerifyFn = Box<dyn Fn(&[u8]) -> Result<Report, &'static str>>;
+
 /// One sample's bytes and how to verify a mutation of them.
 struct Subject {
     name: String,
     bytes: Vec<u8>,
     regions: Vec<Region>,
-    verify: Box<dyn Fn(&[u8]) -> Result<Report, &'static str>>,
+    verify: VerifyFn,
 }
 
 /// The valid samples of expected.json as mutation subjects.
@@ -181,7 +184,7 @@ fn subjects(dir: &std::path::Path, verifier: &EvidenceVerifier) -> Vec<Subject> 
         }
         let file = entry["file"].as_str().expect("file").to_owned();
         let now = entry["now"].as_u64().expect("now");
-        let collateral = entry["collateral"].as_str().map(|c| read(c));
+        let collateral = entry["collateral"].as_str().map(&read);
         let mut raw = read(&file);
         let regions = match (entry["kind"].as_str(), entry["format"].as_str()) {
             (Some("nitro"), Some("base64")) => {

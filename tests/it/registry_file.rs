@@ -408,10 +408,8 @@ fn every_field_but_the_informational_addresses_is_required() {
     // Without any [[apps]] table, `apps = []` must be spelled too.
     write(
         &path,
-        &format!(
-            "block = 0\ngateway_app_id = \"\"\nos_images = []\nkms_aggregated_mrs = []\n\
-             kms_device_ids = []\n"
-        ),
+        "block = 0\ngateway_app_id = \"\"\nos_images = []\nkms_aggregated_mrs = []\n\
+         kms_device_ids = []\n",
     );
     let error = FileRegistry::open(&path).err().expect("no apps: accepted");
     assert!(error.to_string().contains("apps"), "{error}");
