@@ -159,6 +159,20 @@ async fn a_confirmation_slower_than_max_staleness_never_answers() {
     time_until(&registry, &info, Duration::from_secs(5), allowed).await;
 }
 
+/// The setup's app and two more like it (one compose hash, any device).
+async fn three_apps(s: &Setup) -> Vec<Address> {
+    let provider = s.node.provider();
+    let mut apps = vec![s.app];
+    for _ in 0..2 {
+        apps.push(
+            s.dstack
+                .deploy_app(&provider, false, true, B256::ZERO, s.compose)
+                .await,
+        );
+    }
+    apps
+}
+
 /// Three apps, a reorg of the followed block, and a rebuild cut by a failing request at each
 /// point in turn: until a rebuild completes, every answer is unavailable; then all of the new
 /// branch is there at once.
@@ -168,14 +182,7 @@ async fn a_rebuild_cut_at_any_request_never_serves_a_partial_view() {
     let provider = s.node.provider();
     let proxy = FaultProxy::start(&s.node.url()).await;
     let config = config(&proxy, s.dstack.kms, Duration::from_secs(60));
-    let mut apps = vec![s.app];
-    for _ in 0..2 {
-        apps.push(
-            s.dstack
-                .deploy_app(&provider, false, true, B256::ZERO, s.compose)
-                .await,
-        );
-    }
+    let apps = three_apps(&s).await;
     // Polled by hand: each poll is one step.
     let registry = ChainRegistry::connect(config, None).await.unwrap();
     let (orphan, canonical) = (word("orphaned compose"), word("canonical compose"));
@@ -252,16 +259,8 @@ async fn a_rebuild_cut_at_any_request_never_serves_a_partial_view() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_advance_cut_at_any_request_leaves_the_previous_view_whole() {
     let s = setup().await;
-    let provider = s.node.provider();
     let proxy = FaultProxy::start(&s.node.url()).await;
-    let mut apps = vec![s.app];
-    for _ in 0..2 {
-        apps.push(
-            s.dstack
-                .deploy_app(&provider, false, true, B256::ZERO, s.compose)
-                .await,
-        );
-    }
+    let apps = three_apps(&s).await;
     let registry =
         ChainRegistry::connect(config(&proxy, s.dstack.kms, Duration::from_secs(60)), None)
             .await

@@ -2,13 +2,14 @@
 //! reload rules that keep a half-written, non-regular or oversized file from ever answering.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tee_verifier::boot_info::BootInfo;
 use tee_verifier::registry::file::{parse, FileRegistry};
 use tee_verifier::registry::{Evaluation, Lookup, Registry, RegistryChange, Snapshot};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 const APP: &str = "0x00000000000000000000000000000000000000aa";
 const OS: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
@@ -59,6 +60,19 @@ fn write(path: &Path, text: &str) {
     std::fs::rename(&temporary, path).unwrap();
 }
 
+/// The test registry allowing `boot()`, whose last line is `require_tcb_up_to_date = true`.
+fn complete_text() -> String {
+    registry_text(&format!("\"{COMPOSE}\""))
+}
+
+/// A temporary directory holding `registry.toml` with `text`, and that file's path.
+fn file_with(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.toml");
+    write(&path, text);
+    (dir, path)
+}
+
 /// Rewrites the file in place (same inode), as `open(…, "w")` then `write` do.
 fn write_in_place(path: &Path, text: &str) {
     std::fs::File::create(path)
@@ -69,9 +83,7 @@ fn write_in_place(path: &Path, text: &str) {
 
 #[tokio::test]
 async fn decides_and_looks_up_from_a_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("registry.toml");
-    write(&path, &registry_text(&format!("\"{COMPOSE}\"")));
+    let (_dir, path) = file_with(&complete_text());
     let registry = FileRegistry::open(&path).unwrap();
 
     let decision = registry.decide_app(&boot()).await.unwrap();
@@ -193,9 +205,7 @@ async fn the_embedded_default_denies_everything() {
 
 #[tokio::test]
 async fn reloads_when_the_file_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("registry.toml");
-    write(&path, &registry_text(&format!("\"{COMPOSE}\"")));
+    let (_dir, path) = file_with(&complete_text());
     let registry = Arc::new(FileRegistry::open(&path).unwrap());
     let mut changes = registry.subscribe();
     assert!(
@@ -232,9 +242,7 @@ async fn reloads_when_the_file_changes() {
 
 #[tokio::test]
 async fn a_same_length_edit_that_keeps_the_mtime_is_still_reloaded() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("registry.toml");
-    write(&path, &registry_text(&format!("\"{COMPOSE}\"")));
+    let (_dir, path) = file_with(&complete_text());
     let registry = FileRegistry::open(&path).unwrap();
     let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
     // Revoke the compose hash with an in-place edit of the same length, then restore the old
@@ -262,10 +270,8 @@ async fn a_same_length_edit_that_keeps_the_mtime_is_still_reloaded() {
 
 #[tokio::test]
 async fn a_file_broken_at_reload_makes_answers_unavailable_until_fixed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("registry.toml");
-    let good = registry_text(&format!("\"{COMPOSE}\""));
-    write(&path, &good);
+    let good = complete_text();
+    let (_dir, path) = file_with(&good);
     let registry = FileRegistry::open(&path).unwrap();
     write(&path, "os_images = [\"0x12\"]\n");
     // A renamed file that does not parse may still be being written: it must settle first.
@@ -299,9 +305,8 @@ async fn a_file_broken_at_reload_makes_answers_unavailable_until_fixed() {
 /// Each case is the complete file with one defect.
 #[test]
 fn malformed_files_are_rejected_with_their_kind() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("registry.toml");
-    let complete = registry_text(&format!("\"{COMPOSE}\""));
+    let complete = complete_text();
+    let (dir, path) = file_with(&complete);
     let edit = |from: &str, to: &str| {
         assert!(complete.contains(from), "{from:?} not in the file");
         complete.replacen(from, to, 1)
@@ -370,14 +375,9 @@ fn malformed_files_are_rejected_with_their_kind() {
 /// No field that shapes a decision has a default: each one left out makes the file invalid.
 #[test]
 fn every_field_but_the_informational_addresses_is_required() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("registry.toml");
-    let complete = registry_text(&format!("\"{COMPOSE}\""));
-    assert!(FileRegistry::open({
-        write(&path, &complete);
-        &path
-    })
-    .is_ok());
+    let complete = complete_text();
+    let (_dir, path) = file_with(&complete);
+    assert!(FileRegistry::open(&path).is_ok());
     let keys = [
         "block",
         "gateway_app_id",
@@ -481,11 +481,9 @@ async fn denied_or_unavailable(registry: &FileRegistry) -> &'static str {
 /// once it has been read unchanged twice.
 #[tokio::test]
 async fn a_torn_write_is_never_applied_and_never_allows() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("registry.toml");
-    let complete = registry_text(&format!("\"{COMPOSE}\""));
+    let complete = complete_text();
     assert!(complete.ends_with("require_tcb_up_to_date = true\n"));
-    write(&path, &complete);
+    let (_dir, path) = file_with(&complete);
     let registry = FileRegistry::open(&path).unwrap();
     let half = &complete[..complete.trim_end().rfind('\n').unwrap() + 1];
     let mut writer = std::fs::File::create(&path).unwrap();
@@ -520,9 +518,7 @@ async fn a_torn_write_is_never_applied_and_never_allows() {
 
 #[tokio::test]
 async fn an_atomic_rename_applies_at_the_first_check() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("registry.toml");
-    write(&path, &registry_text(&format!("\"{COMPOSE}\"")));
+    let (_dir, path) = file_with(&complete_text());
     let registry = FileRegistry::open(&path).unwrap();
     write(&path, &registry_text(""));
     assert!(registry.reload_if_changed().unwrap());
@@ -535,9 +531,7 @@ async fn an_atomic_rename_applies_at_the_first_check() {
 
 #[tokio::test]
 async fn a_file_that_keeps_changing_fails_closed_until_it_settles() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("registry.toml");
-    write(&path, &registry_text(&format!("\"{COMPOSE}\"")));
+    let (_dir, path) = file_with(&complete_text());
     let registry = FileRegistry::open(&path).unwrap();
     let mut file = std::fs::File::options().append(true).open(&path).unwrap();
     let mut error = None;
@@ -590,7 +584,7 @@ fn mkfifo(path: &Path) {
 #[test]
 fn a_fifo_a_directory_or_a_device_is_refused_without_reading_it() {
     let dir = tempfile::tempdir().unwrap();
-    let good = registry_text(&format!("\"{COMPOSE}\""));
+    let good = complete_text();
     let fifo = dir.path().join("fifo.toml");
     mkfifo(&fifo);
     let subdirectory = dir.path().join("directory.toml");
@@ -707,19 +701,9 @@ fn sample_webhook(
     })
 }
 
-/// The reproduction against `serve`: while a rewrite is paused before its last line, the
-/// webhook never allows the boot the complete file denies, and health turns NOT_SERVING; when the
-/// write finishes, the complete file serves again.
-#[tokio::test]
-async fn under_the_service_a_torn_write_never_allows_and_health_turns_not_serving() {
-    use crate::support::service::Service;
-    use tonic_health::pb::health_check_response::ServingStatus;
-
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("registry.toml");
-    let complete = registry_text(&format!("\"{COMPOSE}\""));
-    write(&path, &complete);
-    let server = Service::start(&[
+/// `serve` on the registry file at `path`, checked every 100 ms, once it is serving.
+async fn serve(path: &Path) -> crate::support::service::Service {
+    let server = crate::support::service::Service::start(&[
         "--registry",
         path.to_str().unwrap(),
         "--poll-interval",
@@ -728,6 +712,17 @@ async fn under_the_service_a_torn_write_never_allows_and_health_turns_not_servin
     server
         .wait_health(ServingStatus::Serving, Duration::from_secs(10))
         .await;
+    server
+}
+
+/// The reproduction against `serve`: while a rewrite is paused before its last line, the
+/// webhook never allows the boot the complete file denies, and health turns NOT_SERVING; when the
+/// write finishes, the complete file serves again.
+#[tokio::test]
+async fn under_the_service_a_torn_write_never_allows_and_health_turns_not_serving() {
+    let complete = complete_text();
+    let (_dir, path) = file_with(&complete);
+    let server = serve(&path).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = sample_webhook(server.url("/bootAuth/app"), Arc::clone(&stop));
 
@@ -780,12 +775,9 @@ async fn under_the_service_a_torn_write_never_allows_and_health_turns_not_servin
 /// serves again when the path names the registry again.
 #[tokio::test]
 async fn under_the_service_an_empty_or_non_regular_registry_is_not_serving() {
-    use crate::support::service::Service;
-    use tonic_health::pb::health_check_response::ServingStatus;
-
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
-    write(&good, &registry_text(&format!("\"{COMPOSE}\"")));
+    write(&good, &complete_text());
     let empty = dir.path().join("empty.toml");
     write(&empty, "");
     let fifo = dir.path().join("fifo.toml");
@@ -799,15 +791,7 @@ async fn under_the_service_an_empty_or_non_regular_registry_is_not_serving() {
         std::fs::rename(&link, &path).unwrap();
     };
     point_at(&good);
-    let server = Service::start(&[
-        "--registry",
-        path.to_str().unwrap(),
-        "--poll-interval",
-        "100ms",
-    ]);
-    server
-        .wait_health(ServingStatus::Serving, Duration::from_secs(10))
-        .await;
+    let server = serve(&path).await;
     let peak_rss_kib = || {
         let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
         status

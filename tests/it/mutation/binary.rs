@@ -81,20 +81,14 @@ pub(super) fn cose_regions(doc: &[u8], at: usize, prefix: &str) -> Vec<Region> {
         Rule::Reject,
     ));
     p += head;
-    let protected_end = cbor_end(doc, p);
-    out.push(region(
-        format!("{prefix}protected header"),
-        at + p..at + protected_end,
-        Rule::Reject,
-    ));
-    p = protected_end;
-    let unprotected_end = cbor_end(doc, p);
-    out.push(region(
-        format!("{prefix}unprotected header"),
-        at + p..at + unprotected_end,
-        COSE_UNPROTECTED,
-    ));
-    p = unprotected_end;
+    for (name, rule) in [
+        ("protected header", Rule::Reject),
+        ("unprotected header", COSE_UNPROTECTED),
+    ] {
+        let end = cbor_end(doc, p);
+        out.push(region(format!("{prefix}{name}"), at + p..at + end, rule));
+        p = end;
+    }
     let (_, payload_len, head) = cbor_head(doc, p);
     out.push(region(
         format!("{prefix}payload length"),
