@@ -41,9 +41,11 @@
 //!    change settles the previous version keeps answering, as it would until a rename; a change
 //!    that has not settled within [`MAX_UNSETTLED_CHECKS`] checks fails closed.
 //! 3. **Atomic rename.** A new inode at the path whose content parses is applied at the first
-//!    check: `rename(2)` swaps whole files, so a renamed file is complete. (A new inode that does
-//!    not parse, as a new file still being written, settles by rule 2.) Writing a temporary file
-//!    and renaming it over the path is the way to update the registry.
+//!    check: `rename(2)` swaps whole files, so a renamed file is complete. A new file still being
+//!    written at the path (removed, then created) also has a new inode: if what it holds so far
+//!    parses, by rule 1 it only denies more, and the rest settles by rule 2, as does a new inode
+//!    that does not parse yet. Writing a temporary file and renaming it over the path is the way
+//!    to update the registry.
 //!
 //! The issue this closes: a rewrite paused before its last line (`require_tcb_up_to_date = true`)
 //! used to load with the flag defaulted off and allow TCB-out-of-date boots. Now that prefix lacks
