@@ -4,6 +4,7 @@
 //!
 //! Neither backend enforces low-S: about half of the real Nitro documents carry high-S signatures.
 
+use crate::error::ErrorKind;
 use thiserror::Error;
 
 /// A curve together with the hash it is always paired with in our formats.
@@ -28,26 +29,34 @@ impl Curve {
 /// Why a signature did not verify.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CryptoError {
+    /// The public key bytes are not a point on the curve.
     #[error("public key is not a valid {0:?} point")]
     InvalidPublicKey(Curve),
+    /// The signature bytes are not a valid encoding for the curve (wrong length, bad DER, r or s
+    /// out of range).
     #[error("signature encoding is invalid for {0:?}")]
     InvalidSignatureEncoding(Curve),
+    /// The signature is well-formed but does not verify over the message.
     #[error("ECDSA signature does not verify")]
     BadSignature,
 }
 
 impl CryptoError {
-    pub fn kind(&self) -> &'static str {
+    /// The class of the failure: `Malformed` for a bad public key, `Signature` for any signature
+    /// failure.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            CryptoError::InvalidPublicKey(_) => "malformed",
-            CryptoError::InvalidSignatureEncoding(_) | CryptoError::BadSignature => "signature",
+            CryptoError::InvalidPublicKey(_) => ErrorKind::Malformed,
+            CryptoError::InvalidSignatureEncoding(_) | CryptoError::BadSignature => {
+                ErrorKind::Signature
+            }
         }
     }
 }
 
 /// How the signature bytes are encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SignatureEncoding {
+pub(crate) enum SignatureEncoding {
     /// Fixed-width big-endian r‖s (COSE, TDX quotes, Intel collateral JSON).
     RawRs,
     /// ASN.1 DER `SEQUENCE { r INTEGER, s INTEGER }` (X.509 certificates and CRLs).
@@ -56,7 +65,7 @@ pub enum SignatureEncoding {
 
 /// Verifies `signature` over `message` (hashed here with the curve's hash) under `public_key`,
 /// an uncompressed SEC1 point (`0x04 ‖ X ‖ Y`).
-pub fn verify(
+pub(crate) fn verify(
     curve: Curve,
     public_key: &[u8],
     message: &[u8],
@@ -73,7 +82,7 @@ pub fn verify(
 }
 
 /// Prefixes a raw `X ‖ Y` point (as TDX quotes carry it) with the SEC1 uncompressed tag.
-pub fn sec1_from_xy(xy: &[u8]) -> Vec<u8> {
+pub(crate) fn sec1_from_xy(xy: &[u8]) -> Vec<u8> {
     let mut point = Vec::with_capacity(1 + xy.len());
     point.push(0x04);
     point.extend_from_slice(xy);
@@ -235,7 +244,8 @@ mod tests {
         assert_eq!(
             verify(Curve::P384, &key, msg, &sig, SignatureEncoding::RawRs)
                 .unwrap_err()
-                .kind(),
+                .kind()
+                .as_str(),
             "signature"
         );
     }

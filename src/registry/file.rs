@@ -177,6 +177,8 @@ impl Tracker {
     }
 }
 
+/// The allowlist read from a registry TOML file (the [`super::Snapshot`] format), reloaded when the
+/// file changes; a file that becomes unreadable makes answers unavailable until it is fixed.
 pub struct FileRegistry {
     /// `None` for the embedded default.
     path: Option<PathBuf>,

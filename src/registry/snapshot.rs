@@ -38,24 +38,38 @@ impl<'de, const N: usize> Deserialize<'de> for Hex<N> {
 pub struct Snapshot {
     /// The block the view is as of (files: any number the author chooses).
     pub block: u64,
+    /// The KMS's `gatewayAppId` (empty when unset).
     pub gateway_app_id: String,
+    /// The KMS's `appImplementation`; omitted when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_implementation: Option<Hex<20>>,
+    /// `allowedOsImages`: OS image hashes (32 bytes each).
     pub os_images: Vec<Hex<32>>,
+    /// `kmsAllowedAggregatedMrs`: KMS aggregated MRs (32 bytes each).
     pub kms_aggregated_mrs: Vec<Hex<32>>,
+    /// `kmsAllowedDeviceIds`: KMS device ids (32 bytes each).
     pub kms_device_ids: Vec<Hex<32>>,
+    /// `registeredApps`, each with its own lists and flags.
     pub apps: Vec<AppSnapshot>,
 }
 
+/// One registered app in a [`Snapshot`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppSnapshot {
+    /// The app's address (20 bytes).
     pub app_id: Hex<20>,
+    /// `allowedComposeHashes` (32 bytes each).
     pub compose_hashes: Vec<Hex<32>>,
+    /// `allowedDeviceIds` (32 bytes each).
     pub device_ids: Vec<Hex<32>>,
+    /// `allowAnyDevice`: skip the device check.
     pub allow_any_device: bool,
+    /// `requireTcbUpToDate`: refuse any TCB status but `UpToDate`.
     pub require_tcb_up_to_date: bool,
+    /// What code runs at the app id.
     pub code: AppCode,
+    /// The EIP-1967 implementation behind the app's proxy; omitted when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub implementation: Option<Hex<20>>,
 }

@@ -29,7 +29,7 @@ fn config(proxy: &FaultProxy, kms: Address, max_staleness: Duration) -> ChainCon
 fn unavailable(answer: &Result<Decision, RegistryError>) -> bool {
     answer
         .as_ref()
-        .is_err_and(|error| error.kind() == "unavailable")
+        .is_err_and(|error| error.kind().as_str() == "unavailable")
 }
 
 fn denied_with(reason: &'static str) -> impl Fn(&Result<Decision, RegistryError>) -> bool {

@@ -43,7 +43,8 @@ fn verify(
     };
     verifier
         .verify(&input, now, &Expectations::default())
-        .map_err(|error| error.kind())
+        .map(|verified| verified.report())
+        .map_err(|error| error.kind().as_str())
 }
 
 /// What a mutation in a region may do.

@@ -277,26 +277,40 @@ async fn a_file_broken_at_reload_makes_answers_unavailable_until_fixed() {
     // A renamed file that does not parse may still be being written: it must settle first.
     assert!(!registry.reload_if_changed().unwrap());
     assert_eq!(
-        registry.reload_if_changed().unwrap_err().kind(),
+        registry.reload_if_changed().unwrap_err().kind().as_str(),
         "invalid_registry_file"
     );
     assert_eq!(
-        registry.decide_app(&boot()).await.unwrap_err().kind(),
+        registry
+            .decide_app(&boot())
+            .await
+            .unwrap_err()
+            .kind()
+            .as_str(),
         "unavailable"
     );
     assert_eq!(
-        registry.decide_kms(&boot()).unwrap_err().kind(),
+        registry.decide_kms(&boot()).unwrap_err().kind().as_str(),
         "unavailable"
     );
-    assert_eq!(registry.snapshot().unwrap_err().kind(), "unavailable");
-    assert_eq!(registry.status().unwrap_err().kind(), "unavailable");
+    assert_eq!(
+        registry.snapshot().unwrap_err().kind().as_str(),
+        "unavailable"
+    );
+    assert_eq!(
+        registry.status().unwrap_err().kind().as_str(),
+        "unavailable"
+    );
     // Unchanged and still broken: still an error, without re-reading it.
     assert_eq!(
-        registry.reload_if_changed().unwrap_err().kind(),
+        registry.reload_if_changed().unwrap_err().kind().as_str(),
         "unavailable"
     );
     std::fs::remove_file(&path).unwrap();
-    assert_eq!(registry.reload_if_changed().unwrap_err().kind(), "io");
+    assert_eq!(
+        registry.reload_if_changed().unwrap_err().kind().as_str(),
+        "io"
+    );
     write(&path, &good);
     assert!(registry.reload_if_changed().unwrap());
     assert!(registry.decide_app(&boot()).await.unwrap().allowed);
@@ -357,7 +371,11 @@ fn malformed_files_are_rejected_with_their_kind() {
         let error = FileRegistry::open(&path)
             .err()
             .unwrap_or_else(|| panic!("{what}: accepted"));
-        assert_eq!(error.kind(), "invalid_registry_file", "{what}: {error}");
+        assert_eq!(
+            error.kind().as_str(),
+            "invalid_registry_file",
+            "{what}: {error}"
+        );
     }
     let mut invalid_utf8 = complete.clone().into_bytes();
     invalid_utf8.extend_from_slice(b"# \xff\n");
@@ -365,11 +383,11 @@ fn malformed_files_are_rejected_with_their_kind() {
     let error = FileRegistry::open(&path)
         .err()
         .expect("invalid UTF-8 accepted");
-    assert_eq!(error.kind(), "invalid_registry_file", "{error}");
+    assert_eq!(error.kind().as_str(), "invalid_registry_file", "{error}");
     let missing = FileRegistry::open(dir.path().join("missing.toml"))
         .err()
         .unwrap();
-    assert_eq!(missing.kind(), "io");
+    assert_eq!(missing.kind().as_str(), "io");
 }
 
 /// No field that shapes a decision has a default: each one left out makes the file invalid.
@@ -402,7 +420,11 @@ fn every_field_but_the_informational_addresses_is_required() {
         let error = FileRegistry::open(&path)
             .err()
             .unwrap_or_else(|| panic!("{key} missing: accepted"));
-        assert_eq!(error.kind(), "invalid_registry_file", "{key}: {error}");
+        assert_eq!(
+            error.kind().as_str(),
+            "invalid_registry_file",
+            "{key}: {error}"
+        );
         assert!(error.to_string().contains(key), "{key}: {error}");
     }
     // Without any [[apps]] table, `apps = []` must be spelled too.
@@ -424,7 +446,11 @@ fn an_empty_file_is_invalid() {
         let error = FileRegistry::open(&path)
             .err()
             .unwrap_or_else(|| panic!("{text:?}: accepted"));
-        assert_eq!(error.kind(), "invalid_registry_file", "{text:?}: {error}");
+        assert_eq!(
+            error.kind().as_str(),
+            "invalid_registry_file",
+            "{text:?}: {error}"
+        );
     }
 }
 
@@ -438,7 +464,12 @@ async fn unknown_app_code_in_a_file_cannot_be_decided() {
     write(&path, &text);
     let registry = FileRegistry::open(&path).unwrap();
     assert_eq!(
-        registry.decide_app(&boot()).await.unwrap_err().kind(),
+        registry
+            .decide_app(&boot())
+            .await
+            .unwrap_err()
+            .kind()
+            .as_str(),
         "unavailable"
     );
     let query = Lookup::ComposeHash {
@@ -446,7 +477,7 @@ async fn unknown_app_code_in_a_file_cannot_be_decided() {
         compose_hash: boot().compose_hash,
     };
     assert_eq!(
-        registry.lookup(&query).unwrap_err().kind(),
+        registry.lookup(&query).unwrap_err().kind().as_str(),
         "unknown_app_code"
     );
 }
@@ -470,7 +501,7 @@ async fn denied_or_unavailable(registry: &FileRegistry) -> &'static str {
             "denied"
         }
         Err(error) => {
-            assert_eq!(error.kind(), "unavailable", "{error}");
+            assert_eq!(error.kind().as_str(), "unavailable", "{error}");
             "unavailable"
         }
     }
@@ -494,7 +525,7 @@ async fn a_torn_write_is_never_applied_and_never_allows() {
     assert_eq!(denied_or_unavailable(&registry).await, "denied");
     // Second check: the half has settled, and it lacks a required field: fail closed.
     let error = registry.reload_if_changed().unwrap_err();
-    assert_eq!(error.kind(), "invalid_registry_file", "{error}");
+    assert_eq!(error.kind().as_str(), "invalid_registry_file", "{error}");
     assert!(
         error.to_string().contains("require_tcb_up_to_date"),
         "{error}"
@@ -548,10 +579,15 @@ async fn a_file_that_keeps_changing_fails_closed_until_it_settles() {
         tee_verifier::registry::file::MAX_UNSETTLED_CHECKS,
         "{error}"
     );
-    assert_eq!(error.kind(), "invalid_registry_file");
+    assert_eq!(error.kind().as_str(), "invalid_registry_file");
     assert!(error.to_string().contains("rename"), "{error}");
     assert_eq!(
-        registry.decide_app(&boot()).await.unwrap_err().kind(),
+        registry
+            .decide_app(&boot())
+            .await
+            .unwrap_err()
+            .kind()
+            .as_str(),
         "unavailable"
     );
     // Once it stops changing, the next check reads what the last one saw: applied.
@@ -599,7 +635,11 @@ fn a_fifo_a_directory_or_a_device_is_refused_without_reading_it() {
         let error = within(Duration::from_secs(5), move || {
             FileRegistry::open(&target).err().expect("opened")
         });
-        assert_eq!(error.kind(), "invalid_registry_file", "{shown}: {error}");
+        assert_eq!(
+            error.kind().as_str(),
+            "invalid_registry_file",
+            "{shown}: {error}"
+        );
         assert!(
             error.to_string().contains("not a regular file"),
             "{shown}: {error}"
@@ -616,9 +656,13 @@ fn a_fifo_a_directory_or_a_device_is_refused_without_reading_it() {
         let error = within(Duration::from_secs(5), move || {
             reloading.reload_if_changed().unwrap_err()
         });
-        assert_eq!(error.kind(), "invalid_registry_file", "{shown}: {error}");
         assert_eq!(
-            registry.status().unwrap_err().kind(),
+            error.kind().as_str(),
+            "invalid_registry_file",
+            "{shown}: {error}"
+        );
+        assert_eq!(
+            registry.status().unwrap_err().kind().as_str(),
             "unavailable",
             "{shown}"
         );
@@ -659,12 +703,13 @@ fn dev_zero_as_the_registry_is_refused_quickly_in_bounded_memory() {
 
 /// The webhook body of a boot info.
 fn webhook_body(boot: &BootInfo) -> String {
+    let hex = |bytes: &[u8]| format!("0x{}", hex::encode(bytes));
     serde_json::json!({
-        "appId": tee_verifier::encoding::to_0x_hex(&boot.app_id),
-        "composeHash": tee_verifier::encoding::to_0x_hex(&boot.compose_hash),
-        "deviceId": tee_verifier::encoding::to_0x_hex(&boot.device_id),
-        "mrAggregated": tee_verifier::encoding::to_0x_hex(&boot.mr_aggregated),
-        "osImageHash": tee_verifier::encoding::to_0x_hex(&boot.os_image_hash),
+        "appId": hex(&boot.app_id),
+        "composeHash": hex(&boot.compose_hash),
+        "deviceId": hex(&boot.device_id),
+        "mrAggregated": hex(&boot.mr_aggregated),
+        "osImageHash": hex(&boot.os_image_hash),
         "tcbStatus": boot.tcb_status,
     })
     .to_string()

@@ -127,7 +127,7 @@ mod tests {
         let path = Path::new("/proc/self/status");
         assert_eq!(stamp(path).unwrap().len, 0);
         let error = read_within(path, 64).unwrap_err();
-        assert_eq!(error.kind(), "invalid_registry_file", "{error}");
+        assert_eq!(error.kind().as_str(), "invalid_registry_file", "{error}");
         assert!(
             error.to_string().contains("over the 64-byte limit"),
             "{error}"

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// How requests fail.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// Forward unchanged.
     None,
     /// Read the request, then close the connection without an answer.
@@ -41,7 +41,7 @@ struct State {
 }
 
 /// A running proxy; stops when dropped.
-pub struct FaultProxy {
+pub(crate) struct FaultProxy {
     address: SocketAddr,
     state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
@@ -55,7 +55,7 @@ impl Drop for FaultProxy {
 
 impl FaultProxy {
     /// Listens on an ephemeral loopback port, forwarding to `upstream` (e.g. an anvil URL).
-    pub async fn start(upstream: &str) -> FaultProxy {
+    pub(crate) async fn start(upstream: &str) -> FaultProxy {
         let upstream: SocketAddr = upstream
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -81,29 +81,29 @@ impl FaultProxy {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.address)
     }
 
     /// Applies `fault` to every request from now on.
-    pub fn set(&self, fault: Fault) {
+    pub(crate) fn set(&self, fault: Fault) {
         self.set_after(0, fault);
     }
 
     /// Forwards the next `passes` requests, then applies `fault` to every later one.
-    pub fn set_after(&self, passes: u64, fault: Fault) {
+    pub(crate) fn set_after(&self, passes: u64, fault: Fault) {
         let mut state = self.state.lock().unwrap();
         state.fault = fault;
         state.passes_left = Some(passes);
     }
 
     /// Forwards everything again.
-    pub fn heal(&self) {
+    pub(crate) fn heal(&self) {
         self.set(Fault::None);
     }
 
     /// Requests received so far.
-    pub fn requests(&self) -> u64 {
+    pub(crate) fn requests(&self) -> u64 {
         self.state.lock().unwrap().requests
     }
 }
