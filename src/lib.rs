@@ -15,4 +15,5 @@ pub mod nitro;
 pub mod registry;
 pub mod service;
 pub mod tdx;
+pub mod tpm;
 pub mod x509;
