@@ -12,9 +12,9 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
-    CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
-    KeyPair, KeyUsagePurpose, RevokedCertParams, RsaKeySize, SerialNumber, PKCS_ECDSA_P256_SHA256,
-    PKCS_RSA_SHA256,
+    CustomExtension, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, RsaKeySize, SerialNumber,
+    PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -185,15 +185,27 @@ impl AkKey {
 // ---------------------------------------------------------------------------------------------
 // The PKI
 
-fn google_name(common_name: &str) -> DistinguishedName {
+/// Names built as Google's are: PrintableString attributes, in this order.
+fn name(attributes: &[(DnType, &str)]) -> DistinguishedName {
     let mut name = DistinguishedName::new();
-    name.push(DnType::CountryName, "US");
-    name.push(DnType::StateOrProvinceName, "California");
-    name.push(DnType::LocalityName, "Mountain View");
-    name.push(DnType::OrganizationName, "Google LLC");
-    name.push(DnType::OrganizationalUnitName, "Google Cloud");
-    name.push(DnType::CommonName, common_name);
+    for (kind, value) in attributes {
+        name.push(
+            kind.clone(),
+            DnValue::PrintableString((*value).try_into().unwrap()),
+        );
+    }
     name
+}
+
+fn google_name(common_name: &str) -> DistinguishedName {
+    name(&[
+        (DnType::CountryName, "US"),
+        (DnType::StateOrProvinceName, "California"),
+        (DnType::LocalityName, "Mountain View"),
+        (DnType::OrganizationName, "Google LLC"),
+        (DnType::OrganizationalUnitName, "Google Cloud"),
+        (DnType::CommonName, common_name),
+    ])
 }
 
 fn ca_params(common_name: &str, serial: u64, not_before: i64, not_after: i64) -> CertificateParams {
@@ -287,6 +299,25 @@ impl Instance {
     }
 }
 
+/// Google's root names its own key as the authority too.
+fn root_params() -> CertificateParams {
+    ca_params("EK/AK CA Root", 0xa65d, -4 * YEAR, 96 * YEAR)
+}
+
+fn intermediate_params(not_before: i64, not_after: i64) -> CertificateParams {
+    let mut params = ca_params(
+        "EK/AK CA Intermediate",
+        INTERMEDIATE_SERIAL,
+        not_before,
+        not_after,
+    );
+    params.custom_extensions = vec![aia(&format!("{INTERMEDIATE_BASE_URL}/root/ca.crt"))];
+    params.crl_distribution_points = vec![CrlDistributionPoint {
+        uris: vec![format!("{INTERMEDIATE_BASE_URL}/root/crl.crl")],
+    }];
+    params
+}
+
 /// Root and intermediate of a Google-shaped PKI, with their keys.
 pub struct GooglePki {
     pub root_der: Vec<u8>,
@@ -304,57 +335,54 @@ pub const INTERMEDIATE_BASE_URL: &str =
 impl GooglePki {
     /// Fresh RSA-4096 root and intermediate (a few seconds of key generation).
     pub fn generate() -> GooglePki {
-        GooglePki::with_intermediate_window(-3 * YEAR, 90 * YEAR)
-    }
-
-    /// As [`GooglePki::generate`], with the intermediate valid from `not_before` to `not_after`
-    /// (seconds relative to [`NOW`]).
-    pub fn with_intermediate_window(not_before: i64, not_after: i64) -> GooglePki {
         let root_key = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_4096).unwrap();
-        let mut root_params = ca_params("EK/AK CA Root", 0xa65d, -4 * YEAR, 96 * YEAR);
-        // A self-signed root names itself as the authority.
-        root_params.use_authority_key_identifier_extension = false;
+        let root_params = root_params();
         let root_der = root_params.self_signed(&root_key).unwrap().der().to_vec();
-
         let intermediate_key =
             KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_4096).unwrap();
-        let mut intermediate_params = ca_params(
-            "EK/AK CA Intermediate",
-            INTERMEDIATE_SERIAL,
-            not_before,
-            not_after,
-        );
-        intermediate_params.custom_extensions =
-            vec![aia(&format!("{INTERMEDIATE_BASE_URL}/root/ca.crt"))];
-        intermediate_params.crl_distribution_points = vec![CrlDistributionPoint {
-            uris: vec![format!("{INTERMEDIATE_BASE_URL}/root/crl.crl")],
-        }];
-        let root_issuer = Issuer::from_params(&root_params, &root_key);
-        let intermediate_der = intermediate_params
-            .signed_by(&intermediate_key, &root_issuer)
-            .unwrap()
-            .der()
-            .to_vec();
-        GooglePki {
+        let mut pki = GooglePki {
             root_der,
-            intermediate_der,
+            intermediate_der: Vec::new(),
             root_params,
             root_key,
-            intermediate_params,
+            intermediate_params: intermediate_params(-3 * YEAR, 90 * YEAR),
             intermediate_key,
-        }
+        };
+        pki.intermediate_der = pki.sign_intermediate(&pki.intermediate_params);
+        pki
+    }
+
+    /// The intermediate again, same name, serial and key, valid from `not_before` to
+    /// `not_after` (seconds relative to [`NOW`]): an expired one, say.
+    pub fn intermediate_with_window(&self, not_before: i64, not_after: i64) -> Vec<u8> {
+        self.sign_intermediate(&intermediate_params(not_before, not_after))
+    }
+
+    fn sign_intermediate(&self, params: &CertificateParams) -> Vec<u8> {
+        let root = Issuer::from_params(&self.root_params, &self.root_key);
+        params
+            .signed_by(&self.intermediate_key, &root)
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    /// A root with Google's name but a key of its own: what a forged chain ends in.
+    pub fn foreign_root() -> Vec<u8> {
+        let key = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_4096).unwrap();
+        root_params().self_signed(&key).unwrap().der().to_vec()
     }
 
     /// The AK certificate of `ak` for `instance`, issued by the intermediate, valid for 30 years
     /// from a year before [`NOW`] (as Google's are).
     pub fn ak_certificate(&self, ak: &AkKey, instance: &Instance, serial: u64) -> Vec<u8> {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        let mut name = DistinguishedName::new();
-        name.push(DnType::LocalityName, instance.zone.as_str());
-        name.push(DnType::OrganizationName, "Google Compute Engine");
-        name.push(DnType::OrganizationalUnitName, instance.project_id.as_str());
-        name.push(DnType::CommonName, instance.instance_id.to_string());
-        params.distinguished_name = name;
+        params.distinguished_name = name(&[
+            (DnType::LocalityName, &instance.zone),
+            (DnType::OrganizationName, "Google Compute Engine"),
+            (DnType::OrganizationalUnitName, &instance.project_id),
+            (DnType::CommonName, &instance.instance_id.to_string()),
+        ]);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.not_before = at(-YEAR);
