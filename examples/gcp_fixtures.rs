@@ -7,9 +7,9 @@
 //!
 //! `cargo run --example gcp_fixtures` (keys are fresh each run, so every file changes).
 
-#[path = "../tests/support/gcp.rs"]
+#[path = "../tests/it/support/gcp.rs"]
 mod gcp_support;
-#[path = "../tests/support/samples.rs"]
+#[path = "../tests/it/support/samples.rs"]
 mod samples;
 
 use gcp_support::{pem, AkKey, AttestSpec, GooglePki, Instance, DAY, INTERMEDIATE_SERIAL, NOW};
@@ -159,8 +159,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 const README: &str = "\
 # Generated GCP (vTPM) fixtures
 
-Made by `cargo run --example gcp_fixtures` (generator: `tests/support/gcp.rs`); do not edit by
-hand. `tests/gcp_fixtures.rs` checks them. Keys are fresh on each run, so every byte changes.
+Made by `cargo run --example gcp_fixtures` (generator: `tests/it/support/gcp.rs`); do not edit by
+hand. `tests/it/gcp_fixtures.rs` checks them. Keys are fresh on each run, so every byte changes.
 
 - `root.der`: the root of a test PKI shaped like Google's \"EK/AK CA Root\" (RSA-4096,
   sha256WithRSAEncryption, keyCertSign/cRLSign, EKU 2.23.133.8.1). It is NOT Google's root: pin

@@ -16,11 +16,11 @@ mod signature;
 
 /// Where the real samples are (`../shared/samples`).
 #[cfg(test)]
-#[path = "../../tests/support/samples.rs"]
+#[path = "../../tests/it/support/samples.rs"]
 pub(crate) mod samples;
 /// The Google-shaped PKI and quote factory the integration tests and fixtures use.
 #[cfg(test)]
-#[path = "../../tests/support/gcp.rs"]
+#[path = "../../tests/it/support/gcp.rs"]
 pub(crate) mod test_support;
 
 pub use attest::{

@@ -7,6 +7,7 @@ mod cli_nitro;
 mod cli_registry;
 mod cli_tdx;
 mod dstack_conformance;
+mod gcp_fixtures;
 mod nitro_conformance;
 mod nitro_verify;
 mod registry_contracts;

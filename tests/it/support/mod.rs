@@ -3,6 +3,7 @@
 
 pub mod anvil;
 pub mod cli;
+pub mod gcp;
 pub mod nitro;
 pub mod samples;
 pub mod service;

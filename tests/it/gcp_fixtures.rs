@@ -2,10 +2,8 @@
 //! their TPM quotes verify under their AK certificates, are bound to the real TDX evidence they
 //! name, and their PKI has the shape of Google's real one (every link an RSA signature).
 
-#[path = "support/gcp.rs"]
-mod gcp_support;
-#[path = "support/samples.rs"]
-mod samples;
+use crate::support::gcp as gcp_support;
+use crate::support::samples;
 
 use gcp_support::{GOOGLE_INSTANCE_EXTENSION, INTERMEDIATE_SERIAL, NOW, TCG_KP_EK_CERTIFICATE};
 use serde_json::Value;
