@@ -461,15 +461,14 @@ mod tests {
             .collect()
     }
 
-    /// A quote of PCR0, PCR2 and PCR14 replayed from `events` (PCR14 given), bound to TDX_QUOTE,
-    /// signed and verified.
-    fn verified(events: Vec<TpmEvent>, pcr14: [u8; 32]) -> VerifiedTpmQuote {
+    /// A quote of `pcrs` over `qualified`, with `events`, signed by a fresh AK and verified.
+    fn verify_signed(
+        pcrs: &[(u32, [u8; 32])],
+        events: Vec<TpmEvent>,
+        qualified: &[u8],
+    ) -> VerifiedTpmQuote {
         let ak = AkKey::ecc();
-        let pcrs: Vec<(u32, [u8; 32])> = [(0, replay_pcr(&events, 0)), (2, replay_pcr(&events, 2))]
-            .into_iter()
-            .chain([(14, pcr14)])
-            .collect();
-        let message = AttestSpec::quote(&qualified_data(TDX_QUOTE), &pcrs).encode();
+        let message = AttestSpec::quote(qualified, pcrs).encode();
         let quote = TpmQuote {
             signature: ak.sign(&message),
             message,
@@ -483,7 +482,17 @@ mod tests {
             event_log: events,
         };
         let key = AkPublicKey::from_certificate(&ak.bare_certificate()).unwrap();
-        verify_quote(&quote, &key, &qualified_data(TDX_QUOTE)).unwrap()
+        verify_quote(&quote, &key, qualified).unwrap()
+    }
+
+    /// A quote of PCR0, PCR2 and PCR14 replayed from `events` (PCR14 given), bound to TDX_QUOTE.
+    fn verified(events: Vec<TpmEvent>, pcr14: [u8; 32]) -> VerifiedTpmQuote {
+        let pcrs = [
+            (0, replay_pcr(&events, 0)),
+            (2, replay_pcr(&events, 2)),
+            (14, pcr14),
+        ];
+        verify_signed(&pcrs, events, &qualified_data(TDX_QUOTE))
     }
 
     fn gce_quote(uki: [u8; 32]) -> VerifiedTpmQuote {
@@ -833,23 +842,7 @@ mod tests {
 
     #[test]
     fn pcr0_2_and_14_must_be_quoted() {
-        let ak = AkKey::ecc();
-        let pcrs = [(0, GCE_TDX_PCR0), (2, [2; 32])];
-        let message = AttestSpec::quote(&[], &pcrs).encode();
-        let quote = TpmQuote {
-            signature: ak.sign(&message),
-            message,
-            pcr_values: pcrs
-                .iter()
-                .map(|(index, value)| PcrValue {
-                    index: *index,
-                    value: *value,
-                })
-                .collect(),
-            event_log: vec![],
-        };
-        let key = AkPublicKey::from_certificate(&ak.bare_certificate()).unwrap();
-        let verified = verify_quote(&quote, &key, &[]).unwrap();
+        let verified = verify_signed(&[(0, GCE_TDX_PCR0), (2, [2; 32])], vec![], &[]);
         let err = GcpPcrs::from_quote(&verified).unwrap_err();
         assert_eq!(
             (err.clone(), err.kind()),
