@@ -38,8 +38,6 @@ pub use signature::{AkPublicKey, SignatureScheme, TpmSignature};
 pub const TPM_ALG_SHA1: u16 = 0x0004;
 /// `TPM_ALG_SHA256`: the only PCR bank and signature hash accepted.
 pub const TPM_ALG_SHA256: u16 = 0x000b;
-/// `TPM_ALG_SHA384`.
-pub const TPM_ALG_SHA384: u16 = 0x000c;
 /// `TPM_ALG_RSASSA`: RSASSA-PKCS1-v1.5.
 pub const TPM_ALG_RSASSA: u16 = 0x0014;
 /// `TPM_ALG_ECDSA`.
