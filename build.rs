@@ -1,13 +1,18 @@
 //! Compiles the gRPC API (proto/) with protox, a pure-Rust protobuf compiler (no system protoc),
 //! into tonic + prost code, and writes the encoded descriptor set that server reflection serves.
 
-use std::path::PathBuf;
-
+#[cfg(feature = "service")]
 const PROTO_ROOT: &str = "proto";
+#[cfg(feature = "service")]
 const PROTO_FILE: &str = "tee_verifier/v1/verifier.proto";
 /// Read by `src/service/mod.rs` (`include_bytes!`) for server reflection.
+#[cfg(feature = "service")]
 const DESCRIPTOR_SET_FILE: &str = "tee_verifier_v1_descriptor.bin";
 
+#[cfg(not(feature = "service"))]
+fn main() {}
+
+#[cfg(feature = "service")]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={PROTO_ROOT}");
     let mut compiler = protox::Compiler::new([PROTO_ROOT])?;
@@ -15,7 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     compiler.include_source_info(true);
     compiler.open_file(PROTO_FILE)?;
 
-    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
+    let out_dir =
+        std::path::PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
     std::fs::write(
         out_dir.join(DESCRIPTOR_SET_FILE),
         compiler.encode_file_descriptor_set(),

@@ -3,6 +3,8 @@
 //!
 //! `cargo bench --bench registry -- --warm-up-time 1 --measurement-time 3`
 
+#![allow(unsafe_code)] // a counting global allocator, to measure the view's memory
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};

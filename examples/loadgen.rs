@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! # terminal 1: a server that accepts the default sample (pinned at its time; test-only flag)
-//! cargo run --release -- serve --fixed-now 1705431295
+//! cargo run --release -- serve --dangerous-fixed-now 1705431295
 //! # terminal 2
 //! cargo run --release --example loadgen -- --call verify --concurrency 16 --threads 1 \
 //!     --connections 1 --metrics http://127.0.0.1:8000/metrics
@@ -33,10 +33,10 @@ use clap::{Parser, ValueEnum};
 use prost::bytes::Bytes;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tee_verifier::encoding::{decode_input, InputEncoding};
 use tee_verifier::evidence::{EvidenceInput, EvidenceVerifier, Expectations};
 use tee_verifier::service::process_cpu_seconds;
 use tee_verifier::service::proto::{self, check_measurement_request::Measurement};
+use tee_verifier::{decode_input, InputEncoding};
 use tonic::codegen::http::{self, uri::PathAndQuery, Uri};
 
 const MAX_DURATION_SECS: u64 = 300;
@@ -569,7 +569,7 @@ async fn call(client: &mut Connection, request: &Prepared) -> Result<(), String>
                 Ok(())
             } else {
                 Err(format!(
-                    "not verified: {:?} (start the server with --fixed-now matching the evidence)",
+                    "not verified: {:?} (start the server with --dangerous-fixed-now matching the evidence)",
                     response.error
                 ))
             }

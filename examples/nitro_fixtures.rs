@@ -228,7 +228,7 @@ fn manifest_entry(case: &Case, verifier: &NitroVerifier) -> anyhow::Result<Value
             entry["os_image_hash"] = json!(hex::encode(verified.os_image_hash));
             entry["doc_timestamp_ms"] = json!(verified.document.timestamp_ms);
         }
-        (Err(error), Some(kind)) if error.kind() == kind => {
+        (Err(error), Some(kind)) if error.kind().as_str() == kind => {
             entry["expect"] = json!("reject");
             entry["reject_kind"] = json!(kind);
         }
@@ -236,7 +236,7 @@ fn manifest_entry(case: &Case, verifier: &NitroVerifier) -> anyhow::Result<Value
             "{} ({}): intended {intended:?}, got {:?}",
             case.file,
             case.why,
-            outcome.map(|_| ()).map_err(|e| e.kind())
+            outcome.map(|_| ()).map_err(|e| e.kind().as_str())
         ),
     }
     Ok(entry)

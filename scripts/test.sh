@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh checkout: installs the pinned test tools (solc and anvil from
 # npm, per package-lock.json), then runs every test, including the anvil-backed ones, under the
-# default crypto backend, and the crypto unit tests under the RustCrypto backend too.
+# default crypto backend, the crate doc's example, the crypto unit tests under the RustCrypto
+# backend too, and checks that each feature layer builds on its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 npm ci --no-audit --no-fund --loglevel=error
 cargo test --all-targets
+cargo test --doc
 cargo test --lib --features rustcrypto crypto
+bash scripts/check-layers.sh

@@ -3,66 +3,96 @@
 //! (the KMS webhook's camelCase hex strings, tolerant on input, `0x`-lowercase on output).
 
 use crate::encoding::{parse_hex_padded, to_0x_hex, HexError};
+use crate::error::ErrorKind;
 use serde::{Deserialize, Serialize};
 
 /// The `AppBootInfo` struct of `IAppAuth.sol`, field order = ABI tuple order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct BootInfo {
+    /// `appId`: in KMS mode the DstackApp proxy address; otherwise defaults to
+    /// `compose_hash[..20]`.
     pub app_id: [u8; 20],
+    /// `composeHash`: sha256 of the exact app-compose.json bytes.
     pub compose_hash: [u8; 32],
+    /// `instanceId`; zeros when the app has none.
     pub instance_id: [u8; 20],
+    /// `deviceId`: sha256(PPID) for TDX.
     pub device_id: [u8; 32],
+    /// `mrAggregated`: the register digest `isKmsAllowed` checks.
     pub mr_aggregated: [u8; 32],
+    /// `mrSystem`: the platform and key-provider digest.
     pub mr_system: [u8; 32],
+    /// `osImageHash`: the `allowedOsImages` entry.
     pub os_image_hash: [u8; 32],
+    /// `tcbStatus` as Intel spells it (`"UpToDate"`, ...); empty for Nitro, so `requireTcbUpToDate`
+    /// apps refuse it.
     pub tcb_status: String,
+    /// `advisoryIds` behind the status.
     pub advisory_ids: Vec<String>,
 }
 
 /// The webhook's JSON body. Every hex field is optional and left-padded (an absent or empty value
 /// is all zeros), exactly as dstack's `auth-eth` does before calling the contract.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BootInfoJson {
+    /// `appId`, up to 20 bytes of hex.
     #[serde(default)]
     pub app_id: String,
+    /// `composeHash`, up to 32 bytes of hex.
     #[serde(default)]
     pub compose_hash: String,
+    /// `instanceId`, up to 20 bytes of hex.
     #[serde(default)]
     pub instance_id: String,
+    /// `deviceId`, up to 32 bytes of hex.
     #[serde(default)]
     pub device_id: String,
+    /// `mrAggregated`, up to 32 bytes of hex.
     #[serde(default)]
     pub mr_aggregated: String,
+    /// `mrSystem`, up to 32 bytes of hex.
     #[serde(default)]
     pub mr_system: String,
+    /// `osImageHash`, up to 32 bytes of hex.
     #[serde(default)]
     pub os_image_hash: String,
+    /// `tcbStatus`, at most [`MAX_TCB_STATUS_LEN`] bytes.
     #[serde(default)]
     pub tcb_status: String,
+    /// `advisoryIds`, at most [`MAX_ADVISORY_IDS`] of at most [`MAX_ADVISORY_ID_LEN`] bytes each.
     #[serde(default)]
     pub advisory_ids: Vec<String>,
 }
 
 /// Limits of auth-eth's request schema.
 pub const MAX_TCB_STATUS_LEN: usize = 128;
+/// Most `advisoryIds` entries accepted.
 pub const MAX_ADVISORY_IDS: usize = 128;
+/// Longest `advisoryIds` entry accepted, in bytes.
 pub const MAX_ADVISORY_ID_LEN: usize = 256;
 
+/// Why a boot-info JSON body was refused.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum BootInfoError {
+    /// A hex field is not hex or is longer than its width.
     #[error("{field}: {source}")]
     Hex {
+        /// The JSON field name (camelCase).
         field: &'static str,
+        /// The hex error.
         source: HexError,
     },
+    /// `tcbStatus` or `advisoryIds` exceeds the schema's limits; names the field.
     #[error("{0} is longer than the webhook schema allows")]
     TooLong(&'static str),
 }
 
 impl BootInfoError {
-    pub fn kind(&self) -> &'static str {
-        "invalid_argument"
+    /// Always [`ErrorKind::InvalidArgument`]: the caller sent it.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidArgument
     }
 }
 

@@ -6,6 +6,7 @@
 //! Neither backend enforces low-S: about half of the real Nitro documents carry high-S signatures.
 //! RSA keys are checked here, before either backend sees them, so both accept the same keys.
 
+use crate::error::ErrorKind;
 use thiserror::Error;
 
 /// A curve together with the hash it is always paired with in our formats.
@@ -30,37 +31,52 @@ impl Curve {
 /// Why a signature did not verify.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CryptoError {
+    /// The public key bytes are not a point on the curve.
     #[error("public key is not a valid {0:?} point")]
     InvalidPublicKey(Curve),
+    /// The signature bytes are not a valid encoding for the curve (wrong length, bad DER, r or s
+    /// out of range).
     #[error("signature encoding is invalid for {0:?}")]
     InvalidSignatureEncoding(Curve),
+    /// The signature is well-formed but does not verify over the message.
     #[error("signature does not verify")]
     BadSignature,
+    /// The RSA public key is outside what both backends accept (size, parity, exponent).
     #[error("RSA public key is refused: {0}")]
     InvalidRsaKey(&'static str),
+    /// An RSA signature whose length is not the modulus length.
     #[error("RSA signature is {len} bytes, the modulus {expected}")]
-    RsaSignatureLength { len: usize, expected: usize },
+    RsaSignatureLength {
+        /// Bytes in the signature.
+        len: usize,
+        /// Bytes in the modulus.
+        expected: usize,
+    },
 }
 
 impl CryptoError {
-    pub fn kind(&self) -> &'static str {
+    /// The class of the failure: `Malformed` for a bad public key (EC point or RSA key),
+    /// `Signature` for any signature failure.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            CryptoError::InvalidPublicKey(_) | CryptoError::InvalidRsaKey(_) => "malformed",
+            CryptoError::InvalidPublicKey(_) | CryptoError::InvalidRsaKey(_) => {
+                ErrorKind::Malformed
+            }
             CryptoError::InvalidSignatureEncoding(_)
             | CryptoError::BadSignature
-            | CryptoError::RsaSignatureLength { .. } => "signature",
+            | CryptoError::RsaSignatureLength { .. } => ErrorKind::Signature,
         }
     }
 }
 
 /// Smallest RSA modulus accepted, in bits (Google's AK keys).
-pub const RSA_MIN_BITS: usize = 2048;
+pub(crate) const RSA_MIN_BITS: usize = 2048;
 /// Largest RSA modulus accepted, in bits (Google's EK/AK CA keys).
-pub const RSA_MAX_BITS: usize = 4096;
+pub(crate) const RSA_MAX_BITS: usize = 4096;
 /// Largest RSA public exponent accepted, the bound both backends share.
 const RSA_MAX_EXPONENT: u64 = (1 << 33) - 1;
 
-/// An RSA public key both backends accept: modulus of [`RSA_MIN_BITS`]..=[`RSA_MAX_BITS`] bits,
+/// An RSA public key both backends accept: a modulus of 2048 to 4096 bits,
 /// odd, and an odd exponent in 3..2³³, both big-endian without leading zeros.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RsaPublicKey {
@@ -130,7 +146,7 @@ fn bit_len(bytes: &[u8]) -> usize {
 
 /// Verifies an RSASSA-PKCS1-v1.5 signature with SHA-256 (hashed here) over `message`. The
 /// signature must be exactly as long as the modulus (RFC 8017 §8.2.2).
-pub fn verify_rsa_pkcs1_sha256(
+pub(crate) fn verify_rsa_pkcs1_sha256(
     public_key: &RsaPublicKey,
     message: &[u8],
     signature: &[u8],
@@ -146,7 +162,7 @@ pub fn verify_rsa_pkcs1_sha256(
 
 /// How the signature bytes are encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SignatureEncoding {
+pub(crate) enum SignatureEncoding {
     /// Fixed-width big-endian r‖s (COSE, TDX quotes, Intel collateral JSON).
     RawRs,
     /// ASN.1 DER `SEQUENCE { r INTEGER, s INTEGER }` (X.509 certificates and CRLs).
@@ -155,7 +171,7 @@ pub enum SignatureEncoding {
 
 /// Verifies `signature` over `message` (hashed here with the curve's hash) under `public_key`,
 /// an uncompressed SEC1 point (`0x04 ‖ X ‖ Y`).
-pub fn verify(
+pub(crate) fn verify(
     curve: Curve,
     public_key: &[u8],
     message: &[u8],
@@ -172,7 +188,7 @@ pub fn verify(
 }
 
 /// Prefixes a raw `X ‖ Y` point (as TDX quotes carry it) with the SEC1 uncompressed tag.
-pub fn sec1_from_xy(xy: &[u8]) -> Vec<u8> {
+pub(crate) fn sec1_from_xy(xy: &[u8]) -> Vec<u8> {
     let mut point = Vec::with_capacity(1 + xy.len());
     point.push(0x04);
     point.extend_from_slice(xy);
@@ -357,7 +373,7 @@ mod tests {
             let err = verify_rsa_pkcs1_sha256(&public, msg, &tampered).unwrap_err();
             assert_eq!(
                 (err.clone(), err.kind()),
-                (CryptoError::BadSignature, "signature")
+                (CryptoError::BadSignature, ErrorKind::Signature)
             );
             // RFC 8017: a signature shorter or longer than the modulus is refused unread.
             let mut padded = vec![0];
@@ -365,7 +381,7 @@ mod tests {
             for wrong in [&sig[1..], &padded[..]] {
                 let err = verify_rsa_pkcs1_sha256(&public, msg, wrong).unwrap_err();
                 assert!(matches!(err, CryptoError::RsaSignatureLength { .. }));
-                assert_eq!(err.kind(), "signature");
+                assert_eq!(err.kind(), ErrorKind::Signature);
             }
         }
     }
@@ -395,7 +411,7 @@ mod tests {
         for (modulus, exponent) in cases {
             let err = RsaPublicKey::new(modulus, exponent).unwrap_err();
             assert!(matches!(err, CryptoError::InvalidRsaKey(_)), "{err}");
-            assert_eq!(err.kind(), "malformed");
+            assert_eq!(err.kind(), ErrorKind::Malformed);
         }
         // 2^33 - 1 is the largest exponent either backend takes.
         RsaPublicKey::new(&n, &[0x01, 0xff, 0xff, 0xff, 0xff]).unwrap();
@@ -451,7 +467,8 @@ mod tests {
         assert_eq!(
             verify(Curve::P384, &key, msg, &sig, SignatureEncoding::RawRs)
                 .unwrap_err()
-                .kind(),
+                .kind()
+                .as_str(),
             "signature"
         );
     }

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use thiserror::Error;
 
 /// Lowercase hex with a `0x` prefix: the one spelling of bytes in our JSON output.
-pub fn to_0x_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_0x_hex(bytes: &[u8]) -> String {
     format!("0x{}", hex::encode(bytes))
 }
 
@@ -21,7 +21,7 @@ pub enum HexError {
 
 /// Parses hex with or without `0x`, any case; whitespace anywhere (line-wrapped `xxd -p`
 /// output) is ignored.
-pub fn parse_hex(text: &str) -> Result<Vec<u8>, HexError> {
+pub(crate) fn parse_hex(text: &str) -> Result<Vec<u8>, HexError> {
     let compact: String = text.split_ascii_whitespace().collect();
     let digits = compact
         .strip_prefix("0x")
@@ -35,7 +35,7 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, HexError> {
 }
 
 /// Parses hex (as [`parse_hex`]) that must be exactly `N` bytes: neither padded nor truncated.
-pub fn parse_hex_exact<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
+pub(crate) fn parse_hex_exact<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
     let bytes = parse_hex(text)?;
     <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| HexError::WrongLength {
         got: bytes.len(),
@@ -45,7 +45,7 @@ pub fn parse_hex_exact<const N: usize>(text: &str) -> Result<[u8; N], HexError> 
 
 /// Parses hex into a fixed-width value left-padded with zeros, as dstack's KMS webhook does
 /// (`padStart`): an empty string is all zeros, `"0x1"` is `00…01`.
-pub fn parse_hex_padded<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
+pub(crate) fn parse_hex_padded<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
     let trimmed = text.trim();
     let digits = trimmed
         .strip_prefix("0x")
@@ -64,15 +64,20 @@ pub fn parse_hex_padded<const N: usize>(text: &str) -> Result<[u8; N], HexError>
 }
 
 /// How an input file spells its bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum InputEncoding {
     /// Detect from the bytes: hex text, then base64 text, else raw.
     Auto,
+    /// The bytes as they are.
     Raw,
+    /// Base64 text, standard or URL-safe, padded or not; line breaks ignored.
     Base64,
+    /// Hex text, optional `0x`, either case; surrounding whitespace and line breaks ignored.
     Hex,
 }
 
+/// Input that does not decode as the encoding asked for; names the encoding.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("input is not valid {0}")]
 pub struct DecodeError(&'static str);

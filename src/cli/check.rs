@@ -1,9 +1,9 @@
 //! `tee-verifier check`: what `DstackKms.isAppAllowed` (or `isKmsAllowed`) answers for a boot info.
 
+use super::source::RegistryArgs;
 use super::{output, source};
 use crate::boot_info::{BootInfo, BootInfoJson};
 use crate::registry::{Decision, RegistryError};
-use crate::service::config::RegistryArgs;
 use clap::Args;
 use std::process::ExitCode;
 
@@ -20,7 +20,7 @@ use std::process::ExitCode;
 ///       --mr-aggregated 0x… --device-id 0x… --os-image-hash 0x…
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
-pub struct CheckArgs {
+pub(super) struct CheckArgs {
     /// Print one JSON object: {"allowed":…,"reason":…,"block":…}.
     #[arg(long)]
     json: bool,
@@ -35,7 +35,7 @@ pub struct CheckArgs {
 
 /// The AppBootInfo fields, spelled as dstack's KMS webhook takes them.
 #[derive(Args)]
-pub struct BootInfoArgs {
+pub(super) struct BootInfoArgs {
     #[arg(long, value_name = "ADDR", default_value = "")]
     app_id: String,
     #[arg(long, value_name = "HEX", default_value = "")]
@@ -75,7 +75,7 @@ impl BootInfoArgs {
     }
 }
 
-pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let boot = args.boot.boot_info()?;
     let opened = source::open(&args.source)?;
     let decision = if args.kms {
@@ -96,7 +96,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The exit code of a decision (0 allowed, 1 denied, 2 no answer), printing it for people if asked.
-pub fn print_decision_code(
+pub(super) fn print_decision_code(
     decision: &Result<Decision, RegistryError>,
     for_people: bool,
 ) -> ExitCode {
@@ -119,7 +119,7 @@ pub fn print_decision_code(
 }
 
 /// `{"allowed":…,"reason":…,"block":…}`: the decision as `check` and `verify` print it.
-pub fn authorization_json(decision: &Decision) -> serde_json::Value {
+pub(super) fn authorization_json(decision: &Decision) -> serde_json::Value {
     serde_json::json!({
         "allowed": decision.allowed,
         "reason": decision.reason,

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 ///   tee-verifier measure --json doc.cbor
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
-pub struct MeasureArgs {
+pub(super) struct MeasureArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -38,7 +38,7 @@ pub struct MeasureArgs {
     file: Option<PathBuf>,
 }
 
-pub fn run(args: MeasureArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: MeasureArgs) -> anyhow::Result<ExitCode> {
     if let (Some(pcr0), Some(pcr1), Some(pcr2)) = (&args.pcr0, &args.pcr1, &args.pcr2) {
         let len = pcr0.0.len();
         anyhow::ensure!(
@@ -61,18 +61,21 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<ExitCode> {
         evidence: &evidence,
         ..Default::default()
     }) {
-        Ok(report) => {
+        Ok(preview) => {
             if args.json {
-                output::print_json(&report);
+                output::print_json(&preview);
             } else {
                 say!("NOT VERIFIED: preview of what the document claims; run `verify` to check it");
-                output::print_report(&report);
+                output::print_report(preview.report());
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
             if args.json {
-                output::print_json(&output::rejection_json(error.kind(), &error.to_string()));
+                output::print_json(&output::rejection_json(
+                    error.kind().as_str(),
+                    &error.to_string(),
+                ));
             } else {
                 say!("UNREADABLE ({}): {error}", error.kind());
             }

@@ -15,6 +15,7 @@ mod check;
 mod measure;
 mod output;
 mod registry;
+mod serve;
 mod source;
 mod verify;
 
@@ -43,7 +44,7 @@ enum Command {
     Measure(measure::MeasureArgs),
     Check(check::CheckArgs),
     Registry(registry::RegistryCommand),
-    Serve(crate::service::ServeArgs),
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the command line, runs the command, and maps its outcome to an exit code.
@@ -54,7 +55,7 @@ pub fn main() -> ExitCode {
         Command::Measure(args) => measure::run(args),
         Command::Check(args) => check::run(args),
         Command::Registry(command) => registry::run(command),
-        Command::Serve(args) => crate::service::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match outcome {
         Ok(code) => code,
@@ -68,7 +69,9 @@ pub fn main() -> ExitCode {
 /// What a command concluded, for the exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// The command's check passed: exit code 0.
     Accepted,
+    /// The evidence or the authorization was refused: exit code 1 (usage and I/O errors exit 2).
     Rejected,
 }
 
@@ -127,4 +130,42 @@ fn parse_hex_arg(text: &str) -> Result<HexArg, String> {
     crate::encoding::parse_hex(text)
         .map(HexArg)
         .map_err(|e| e.to_string())
+}
+
+/// A duration as humantime reads it (`500ms`, `10s`, `1.5s`, `2m`, `1h 30m`, `1d`), or a bare
+/// number of seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| format!("{text:?} is too long"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration (e.g. 500ms, 10s, 2m): {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration(&format!("{}h", u64::MAX)).is_err());
+        assert!(parse_duration(&format!("{}0", u64::MAX)).is_err());
+        assert!(parse_duration("").is_err());
+        // humantime's forms, rejected before it: fractions, days, compounds, words.
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5d"), Ok(Duration::from_secs(5 * 86_400)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2 minutes"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5x").is_err());
+    }
 }

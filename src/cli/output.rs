@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// Prints `value` as one line of JSON on stdout.
-pub fn print_json(value: &impl Serialize) {
+pub(super) fn print_json(value: &impl Serialize) {
     match serde_json::to_string(value) {
         Ok(text) => print_line(&text),
         // Our report types serialize infallibly; say so loudly rather than print nothing.
@@ -13,18 +13,18 @@ pub fn print_json(value: &impl Serialize) {
 
 /// Writes one line to stdout. A reader that went away (`| head`) is not our failure: the exit
 /// code still tells the verdict, where `println!` would panic.
-pub fn print_line(text: &str) {
+pub(super) fn print_line(text: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 /// The JSON of a rejection: `{"verified":false,"error":{"kind":…,"message":…}}`.
-pub fn rejection_json(kind: &str, message: &str) -> serde_json::Value {
+pub(super) fn rejection_json(kind: &str, message: &str) -> serde_json::Value {
     serde_json::json!({ "verified": false, "error": { "kind": kind, "message": message } })
 }
 
 /// A readable summary of a report: the headline, then one aligned line per known field.
-pub fn print_report(report: &crate::evidence::Report) {
+pub(super) fn print_report(report: &crate::evidence::Report) {
     let mut lines: Vec<(String, String)> = Vec::new();
     let mut add = |name: &str, value: Option<String>| {
         if let Some(value) = value {

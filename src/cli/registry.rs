@@ -1,15 +1,15 @@
 //! `tee-verifier registry`: membership questions for monitoring probes, and the whole view.
 
+use super::source::RegistryArgs;
 use super::{output, source};
 use crate::encoding::parse_hex_padded;
 use crate::registry::Lookup;
-use crate::service::config::RegistryArgs;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
 
 /// Inspect the allowlist: is a measurement registered, and what does the whole view hold.
 #[derive(Args)]
-pub struct RegistryCommand {
+pub(super) struct RegistryCommand {
     #[command(subcommand)]
     command: RegistrySubcommand,
 }
@@ -28,7 +28,7 @@ enum RegistrySubcommand {
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 #[command(group = clap::ArgGroup::new("measurement").required(true).args(["os_image_hash", "compose_hash", "kms_aggregated_mr", "kms_device_id"]))]
-pub struct LookupArgs {
+pub(super) struct LookupArgs {
     /// Print {"registered":…,"block":…}.
     #[arg(long)]
     json: bool,
@@ -53,14 +53,14 @@ pub struct LookupArgs {
 
 /// The whole view with its block: TOML (a valid registry file) or, with --json, JSON.
 #[derive(Args)]
-pub struct ShowArgs {
+pub(super) struct ShowArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
     source: RegistryArgs,
 }
 
-pub fn run(command: RegistryCommand) -> anyhow::Result<ExitCode> {
+pub(super) fn run(command: RegistryCommand) -> anyhow::Result<ExitCode> {
     match command.command {
         RegistrySubcommand::Lookup(args) => lookup(args),
         RegistrySubcommand::Show(args) => show(args),

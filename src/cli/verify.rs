@@ -1,12 +1,13 @@
 //! `tee-verifier verify`: full verification of one piece of evidence at a point in time.
 
+use super::source::RegistryArgs;
 use super::{check, source};
 use super::{now_or_clock, output, parse_hex_arg, read_input, HexArg, Verdict};
 use crate::boot_info::BootInfo;
 use crate::encoding::{decode_input, InputEncoding};
+use crate::error::ErrorKind;
 use crate::evidence::{EvidenceInput, EvidenceVerifier, Expectations, Report, Unauthorizable};
 use crate::registry::{Decision, RegistryError};
-use crate::service::config::RegistryArgs;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,7 +27,7 @@ use std::process::ExitCode;
 ///   tee-verifier verify --collateral collateral.json --app-compose app-compose.json report.json
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
-pub struct VerifyArgs {
+pub(super) struct VerifyArgs {
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
@@ -81,7 +82,7 @@ pub struct VerifyArgs {
     file: PathBuf,
 }
 
-pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         !args.kms || source::is_configured(&args.source),
         "--kms authorizes against a source: add --registry FILE or --rpc-url URL --kms-contract ADDR"
@@ -110,19 +111,23 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         allow_debug: args.allow_debug,
     };
     let now = now_or_clock(args.now);
-    let report = match EvidenceVerifier::default().verify(&input, now, &expect) {
-        Ok(report) => report,
+    let verified = match EvidenceVerifier::default().verify(&input, now, &expect) {
+        Ok(verified) => verified,
         // A check the evidence cannot make is a usage error, not a verdict on the evidence.
-        Err(error) if error.kind() == "invalid_argument" => anyhow::bail!(error),
+        Err(error) if error.kind() == ErrorKind::InvalidArgument => anyhow::bail!(error),
         Err(error) => {
             if args.json {
-                output::print_json(&output::rejection_json(error.kind(), &error.to_string()));
+                output::print_json(&output::rejection_json(
+                    error.kind().as_str(),
+                    &error.to_string(),
+                ));
             } else {
                 say!("REJECTED ({}): {error}", error.kind());
             }
             return Ok(Verdict::Rejected.into());
         }
     };
+    let report = verified.report();
     if !source::is_configured(&args.source) {
         if args.json {
             output::print_json(&report);
@@ -131,7 +136,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(Verdict::Accepted.into());
     }
-    let authorization = match report.authorizable_boot_info(args.accept_os_image_claim) {
+    let authorization = match verified.authorizable_boot_info(args.accept_os_image_claim) {
         Ok(boot) => Authorization::Decided(authorize(boot, &args.source, args.kms)?),
         Err(reason) => Authorization::Refused(reason),
     };

@@ -1,4 +1,7 @@
-//! App identity read from dstack's runtime events (dstack.md §3.1, §3.2): like dstack's
+//! App identity read from dstack's runtime events (in RTMR3 for TDX; carried unmeasured beside a
+//! Nitro document): `system-preparing`, `app-id` (20 bytes), `compose-hash` (sha256 of the exact
+//! app-compose.json bytes, which the guest never normalizes), `instance-id` (20 bytes or empty),
+//! `boot-mr-done`, `os-image-hash`, `key-provider`, ..., `system-ready`. Like dstack's
 //! `find_event`, scan in order, stop at `system-ready`, take the first event of each name. Events
 //! the app emits after `system-ready` never count.
 
@@ -32,7 +35,9 @@ pub struct AppInfo {
 /// The parsed `key-provider` payload, e.g. `{"name":"kms","id":"<hex SPKI>"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyProvider {
+    /// `kms`, `local-sgx`, `tpm` or `none`.
     pub name: String,
+    /// For `kms`: hex of the KMS root CA's SubjectPublicKeyInfo DER.
     pub id: String,
 }
 
@@ -168,7 +173,7 @@ mod tests {
     fn events_after_system_ready_never_count() {
         let err = decode(&[("system-ready", b""), ("app-id", &[1; 20])]).unwrap_err();
         assert_eq!(err, DstackError::MissingEvent("app-id"));
-        assert_eq!(err.kind(), "malformed");
+        assert_eq!(err.kind().as_str(), "malformed");
 
         let info = decode(&[
             ("app-id", &[1; 20]),
@@ -223,14 +228,17 @@ mod tests {
                 matches!(err, DstackError::Length { field: f, .. } if f == field),
                 "{err}"
             );
-            assert_eq!(err.kind(), "malformed");
+            assert_eq!(err.kind().as_str(), "malformed");
         }
     }
 
     #[test]
     fn key_provider_payload_must_be_json() {
         let info = decode(&[("app-id", &[1; 20]), ("key-provider", b"not json")]).unwrap();
-        assert_eq!(info.key_provider().unwrap_err().kind(), "malformed");
+        assert_eq!(
+            info.key_provider().unwrap_err().kind().as_str(),
+            "malformed"
+        );
     }
 
     #[test]
@@ -243,7 +251,7 @@ mod tests {
         let reformatted = br#"{"name": "x", "runner": "docker-compose"}"#;
         let err = info.check_app_compose(reformatted).unwrap_err();
         assert!(matches!(err, DstackError::ComposeHashMismatch { .. }));
-        assert_eq!(err.kind(), "binding_mismatch");
+        assert_eq!(err.kind().as_str(), "binding_mismatch");
 
         let no_hash = decode(&[("app-id", &[1; 20])]).unwrap();
         assert_eq!(

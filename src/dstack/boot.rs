@@ -1,6 +1,10 @@
-//! The boot info dstack's KMS builds from verified evidence (`build_boot_info`, dstack.md §2 step 3,
-//! §3.5, §3.6). The caller verifies the platform proof first (the DCAP quote signature and TCB,
-//! or the NSM document's signature and chain) and hands over the registers it vouches for.
+//! The boot info dstack's KMS builds from verified evidence (`build_boot_info`). TDX: app id,
+//! compose hash and instance id from the runtime events, measurements and device id from the
+//! registers and PPID, os_image_hash from the host's vm_config (a claim), TCB status from DCAP.
+//! Nitro: the image hash sha256(PCR0 ‖ PCR1 ‖ PCR2) in every measurement field and an empty TCB
+//! status, so apps that require `UpToDate` refuse it. The caller verifies the platform proof
+//! first (the DCAP quote signature and TCB, or the NSM document's signature and chain) and hands
+//! over the registers it vouches for.
 
 use super::app_info::{AppInfo, BOOT_MR_DONE};
 use super::event_log::ReplayOutcome;
@@ -14,11 +18,14 @@ use crate::boot_info::BootInfo;
 /// dstack's `teeVariant` names for the platforms handled here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TeeVariant {
+    /// `"dstack-tdx"`.
     DstackTdx,
+    /// `"dstack-nitro-enclave"`.
     DstackNitroEnclave,
 }
 
 impl TeeVariant {
+    /// dstack's spelling (`"dstack-tdx"`, `"dstack-nitro-enclave"`).
     pub fn as_str(self) -> &'static str {
         match self {
             TeeVariant::DstackTdx => "dstack-tdx",
@@ -42,15 +49,20 @@ pub enum MrMode {
 pub struct TdxTcb {
     /// The platform's PPID from the PCK certificate (16 bytes).
     pub ppid: Vec<u8>,
+    /// The converged TCB status as Intel spells it (`"UpToDate"`, ...).
     pub tcb_status: String,
+    /// Intel advisory IDs behind the status.
     pub advisory_ids: Vec<String>,
 }
 
 /// The identity dstack derives from evidence, and how much of it is bound.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DstackIdentity {
+    /// The platform, as dstack names it.
     pub tee_variant: TeeVariant,
+    /// The app identity read from the runtime events.
     pub app_info: AppInfo,
+    /// The `AppBootInfo` the KMS would send to `DstackKms.isAppAllowed`.
     pub boot_info: BootInfo,
     /// Whether `boot_info.os_image_hash` is measured (Nitro) rather than the host's vm_config claim.
     pub os_image_hash_bound: bool,
@@ -274,7 +286,7 @@ mod tests {
             ..registers.clone()
         };
         let err = tdx_identity(&other_report_data, &evidence, tcb(), MrMode::Runtime).unwrap_err();
-        assert_eq!(err.kind(), "binding_mismatch");
+        assert_eq!(err.kind().as_str(), "binding_mismatch");
 
         let log = EventLog::from_raw(vec![runtime("app-id", &[1; 20])]).unwrap();
         let registers = TdRegisters {
@@ -349,7 +361,7 @@ mod tests {
         };
         let err = nitro_identity(&enclave, &wrong_claim).unwrap_err();
         assert!(matches!(err, DstackError::OsImageHashMismatch { .. }));
-        assert_eq!(err.kind(), "binding_mismatch");
+        assert_eq!(err.kind().as_str(), "binding_mismatch");
 
         for user_data in [None, Some(vec![3; 32]), Some(vec![4; 64])] {
             let other = NitroEnclave {
@@ -357,7 +369,10 @@ mod tests {
                 ..enclave.clone()
             };
             assert_eq!(
-                nitro_identity(&other, &evidence).unwrap_err().kind(),
+                nitro_identity(&other, &evidence)
+                    .unwrap_err()
+                    .kind()
+                    .as_str(),
                 "binding_mismatch"
             );
         }

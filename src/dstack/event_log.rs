@@ -1,4 +1,7 @@
-//! dstack's TDX event log and its replay into RTMR0..3 (dstack.md §3.3, §3.4).
+//! dstack's TDX event log and its replay into RTMR0..3. The log is GetQuote's JSON array of
+//! `{imr, event_type, digest, event, event_payload}` (0-based imr, lowercase hex without `0x`,
+//! `digest` possibly empty for runtime events, V2 events adding `version` and `preimage`); every
+//! register starts at 48 zero bytes and is extended as `RTMR := SHA384(RTMR ‖ digest)`.
 //!
 //! Boot events (firmware, imr 0-2) extend their register with the digest they carry; their payloads
 //! are never read. dstack runtime events (`event_type` 0x08000001) are trusted only through their
@@ -80,18 +83,24 @@ fn extend(register: &mut Rtmr, digest: &Rtmr) {
 /// A runtime event without a register, as the `runtime_events` of a dstack attestation carry it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeEvent {
+    /// The event name (e.g. `app-id`).
     pub name: String,
+    /// The event payload.
     pub payload: Vec<u8>,
 }
 
 /// An event as delivered (hex already decoded), before any rule is applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RawEvent {
+    /// 0-based register index as the JSON carries it (TCG PCR index minus 1).
     pub imr: u32,
+    /// TCG event type; [`RUNTIME_EVENT_TYPE`] for dstack runtime events.
     pub event_type: u32,
     /// May be empty for runtime events (stripped logs).
     pub digest: Vec<u8>,
+    /// The `event` name (empty for most boot events).
     pub name: String,
+    /// The `event_payload` (may be empty for boot events in stripped logs).
     pub payload: Vec<u8>,
     /// `version` of a runtime event (absent means 1).
     pub version: Option<u32>,
@@ -104,8 +113,11 @@ pub struct RawEvent {
 pub struct Event {
     /// 0-based register index (RTMR0..3).
     pub imr: usize,
+    /// TCG event type; [`RUNTIME_EVENT_TYPE`] for dstack runtime events.
     pub event_type: u32,
+    /// The event name.
     pub name: String,
+    /// The payload (never read for boot events).
     pub payload: Vec<u8>,
     /// Given for boot events, recomputed for runtime events.
     pub digest: Rtmr,
@@ -395,7 +407,7 @@ mod tests {
             ..runtime("app-id", &[1; 20])
         };
         let err = EventLog::from_raw(vec![wrong]).unwrap_err();
-        assert_eq!(err.kind(), "event_log_mismatch");
+        assert_eq!(err.kind().as_str(), "event_log_mismatch");
         assert!(matches!(err, DstackError::DigestMismatch { index: 0, .. }));
     }
 
@@ -427,7 +439,7 @@ mod tests {
             err,
             DstackError::PreimageMismatch { index: 0, .. }
         ));
-        assert_eq!(err.kind(), "event_log_mismatch");
+        assert_eq!(err.kind().as_str(), "event_log_mismatch");
 
         let other_payload = runtime_event_preimage_v2("app-id", &[9; 20]);
         let err = EventLog::from_raw(vec![RawEvent {
@@ -435,7 +447,7 @@ mod tests {
             ..v2.clone()
         }])
         .unwrap_err();
-        assert_eq!(err.kind(), "event_log_mismatch");
+        assert_eq!(err.kind().as_str(), "event_log_mismatch");
 
         let v1_digest = runtime_event_digest(RuntimeEventVersion::V1, "app-id", &[2; 20]);
         let err = EventLog::from_raw(vec![RawEvent {
@@ -503,11 +515,11 @@ mod tests {
         for (raw, reason) in cases {
             let err = EventLog::from_raw(vec![boot(0, 7), raw]).unwrap_err();
             assert_eq!(err, DstackError::InvalidEvent { index: 1, reason });
-            assert_eq!(err.kind(), "malformed");
+            assert_eq!(err.kind().as_str(), "malformed");
         }
         let too_many = vec![boot(0, 1); MAX_EVENTS + 1];
         assert_eq!(
-            EventLog::from_raw(too_many).unwrap_err().kind(),
+            EventLog::from_raw(too_many).unwrap_err().kind().as_str(),
             "malformed"
         );
     }
@@ -546,7 +558,7 @@ mod tests {
             .verify(&quoted)
             .unwrap_err();
         assert!(matches!(err, DstackError::RtmrMismatch { register: 3, .. }));
-        assert_eq!(err.kind(), "event_log_mismatch");
+        assert_eq!(err.kind().as_str(), "event_log_mismatch");
 
         let mut tampered = events.clone();
         tampered[1].digest[47] ^= 1;
@@ -600,7 +612,10 @@ mod tests {
             r#"{"imr":0}"#,
             r#"[{"imr":-1,"event_type":1,"digest":"","event":"","event_payload":""}]"#,
         ] {
-            assert_eq!(EventLog::from_json(bad).unwrap_err().kind(), "malformed");
+            assert_eq!(
+                EventLog::from_json(bad).unwrap_err().kind().as_str(),
+                "malformed"
+            );
         }
         let not_hex =
             r#"[{"imr":3,"event_type":134217729,"digest":"","event":"a","event_payload":"zz"}]"#;

@@ -1,4 +1,4 @@
-//! dstack's wire formats, told apart by their bytes (dstack.md §4):
+//! dstack's wire formats (as dstack-verifier accepts them), told apart by their bytes:
 //! - the quote report JSON `{quote, event_log, report_data?, vm_config?}` (GetQuote, dstack-verifier
 //!   fixtures), where `event_log` and `vm_config` are JSON strings or inline JSON;
 //! - the `/verify` JSON `{"attestation": "<hex>"}` (other fields are then ignored, as dstack does);
@@ -23,6 +23,7 @@ pub const MAX_EVIDENCE_LEN: usize = 10 << 20;
 /// it (Nitro does; TDX needs the image-measurement step, which this crate does not perform).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VmConfig {
+    /// The host's claimed os_image_hash (32 bytes); `None` when vm_config has none or it is empty.
     pub os_image_hash: Option<[u8; 32]>,
 }
 
@@ -53,27 +54,35 @@ impl VmConfig {
 /// A TDX quote with dstack's event log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TdxEvidence {
+    /// The raw TDX quote, not verified yet.
     pub quote: Vec<u8>,
+    /// The event log whose replay must give the quote's RTMRs.
     pub event_log: EventLog,
     /// The report_data the evidence claims; it must equal the quote's.
     pub report_data: Option<[u8; REPORT_DATA_LEN]>,
+    /// The host-supplied vm_config, if the evidence carries one.
     pub vm_config: Option<VmConfig>,
 }
 
 /// A Nitro NSM document with dstack's (unmeasured) runtime events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NitroEvidence {
+    /// The raw NSM attestation document (COSE_Sign1), not verified yet.
     pub document: Vec<u8>,
+    /// dstack's runtime events (only `app-id` for an enclave); bound only through the PCRs.
     pub runtime_events: Vec<RuntimeEvent>,
     /// Must equal the document's user_data.
     pub report_data: [u8; REPORT_DATA_LEN],
+    /// The host-supplied vm_config, if the evidence carries one.
     pub vm_config: Option<VmConfig>,
 }
 
 /// Parsed dstack evidence; the platform proof inside is not verified yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Evidence {
+    /// A TDX quote with its event log.
     Tdx(TdxEvidence),
+    /// A Nitro attestation document with dstack's runtime events.
     Nitro(NitroEvidence),
 }
 
@@ -427,7 +436,7 @@ mod tests {
             assert_eq!(tdx.event_log.runtime_events().count(), 1);
         }
         let err = Evidence::parse(&tdx_v0(&[boot, logged], &[("app-id", &[2; 20])])).unwrap_err();
-        assert_eq!(err.kind(), "malformed");
+        assert_eq!(err.kind().as_str(), "malformed");
         assert!(matches!(err, DstackError::Inconsistent(_)));
 
         // Events are checked like JSON ones.
@@ -443,7 +452,7 @@ mod tests {
         let good = nitro_v0(&[("app-id", &[1; 20])]);
         for len in 1..good.len() {
             let err = Evidence::parse(&good[..len]).unwrap_err();
-            assert_eq!(err.kind(), "malformed", "prefix {len}: {err}");
+            assert_eq!(err.kind().as_str(), "malformed", "prefix {len}: {err}");
         }
         let mut trailing = good.clone();
         trailing.push(0);
@@ -477,7 +486,10 @@ mod tests {
             .bytes(b"doc")
             .compact(MAX_EVENTS as u32 + 1)
             .0;
-        assert_eq!(Evidence::parse(&too_many).unwrap_err().kind(), "malformed");
+        assert_eq!(
+            Evidence::parse(&too_many).unwrap_err().kind().as_str(),
+            "malformed"
+        );
 
         let bad_config = Scale::default()
             .raw(&[0, 2])
@@ -502,12 +514,15 @@ mod tests {
         ] {
             let err = Evidence::parse(&[0, variant, 0]).unwrap_err();
             assert_eq!(
-                (err.clone(), err.kind()),
+                (err.clone(), err.kind().as_str()),
                 (DstackError::Unsupported(what), "unsupported")
             );
         }
         assert_eq!(
-            Evidence::parse(b"\x83\xa7version\x01").unwrap_err().kind(),
+            Evidence::parse(b"\x83\xa7version\x01")
+                .unwrap_err()
+                .kind()
+                .as_str(),
             "unsupported"
         );
         for other in [&b""[..], b"\x04\x00\x02\x00", b"\x84\x44", b"   "] {
@@ -608,7 +623,10 @@ mod tests {
         ];
         for (json, kind) in cases {
             assert_eq!(
-                Evidence::parse(json.as_bytes()).unwrap_err().kind(),
+                Evidence::parse(json.as_bytes())
+                    .unwrap_err()
+                    .kind()
+                    .as_str(),
                 kind,
                 "{json}"
             );

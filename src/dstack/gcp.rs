@@ -1,4 +1,4 @@
-//! dstack on Google Cloud TDX (`DstackGcpTdx`, platforms.md §1.5-§1.7): what dstack reads from a
+//! dstack on Google Cloud TDX (`DstackGcpTdx`): what dstack reads from a
 //! verified vTPM quote beside the TDX quote. The TPM room ([`crate::tpm`]) has verified the quote
 //! itself; here are the GCP rules on top of it:
 //! - the quote binds the TD: `qualified_data = sha256(raw TDX quote)` ([`qualified_data`]);
@@ -11,6 +11,7 @@
 
 use super::event_log::{runtime_event_preimage_v2, RuntimeEventVersion, RUNTIME_EVENT_TYPE};
 use super::{MrMode, BOOT_MR_DONE};
+use crate::error::ErrorKind;
 use crate::tpm::VerifiedTpmQuote;
 use ciborium::Value;
 use sha2::{Digest, Sha256};
@@ -18,7 +19,7 @@ use std::fmt;
 use thiserror::Error;
 
 /// PCR0 of Google's TDX firmware: "GCE Virtual Firmware v2", NonHostInfo with technology 3
-/// (TDX), separator (platforms.md §1.8). The only firmware dstack accepts.
+/// (TDX), separator. The only firmware dstack accepts.
 pub const GCE_TDX_PCR0: [u8; 32] = [
     0x0c, 0xca, 0x9e, 0xc1, 0x61, 0xb0, 0x92, 0x88, 0x80, 0x2e, 0x5a, 0x11, 0x22, 0x55, 0xd2, 0x13,
     0x40, 0xed, 0x5b, 0x79, 0x7f, 0x5f, 0xe2, 0x9c, 0xec, 0xcc, 0xfd, 0x8f, 0x67, 0xb9, 0xf8, 0x02,
@@ -65,36 +66,53 @@ impl fmt::Display for GcpImageCheck {
     }
 }
 
-/// Why GCP evidence was rejected. `kind()` strings are stable.
+/// Why GCP evidence was rejected; `kind()` is its stable [`ErrorKind`].
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GcpError {
+    /// The quote does not cover a PCR dstack reads (0, 2 or 14); kind `malformed`.
     #[error("the TPM quote does not cover PCR{0}, which a GCP guest quotes")]
     MissingPcr(u32),
+    /// PCR14 is not the replay of the runtime events; kind `event_log_mismatch`.
     #[error("PCR14 {quoted} is not the SHA-256 replay of the runtime events ({replayed})")]
-    RuntimePcrMismatch { quoted: String, replayed: String },
+    RuntimePcrMismatch {
+        /// The quoted PCR14, hex.
+        quoted: String,
+        /// The replayed value, hex.
+        replayed: String,
+    },
+    /// The quote does not bind the claimed OS image; kind `os_image_mismatch`.
     #[error("OS image ({check}): {detail}")]
     OsImageMismatch {
+        /// Which check failed.
         check: GcpImageCheck,
+        /// What was found instead.
         detail: String,
     },
+    /// An input above its bound, refused before it is read; kind `malformed`.
     #[error("{what} is {len} bytes, more than the {max} accepted")]
     TooLarge {
+        /// Which input.
         what: &'static str,
+        /// Its length.
         len: usize,
+        /// The bound.
         max: usize,
     },
+    /// `measurement.gcp.cbor` is not readable CBOR of the expected shape; kind `malformed`.
     #[error("invalid CBOR in {MEASUREMENT_FILE_NAME}: {0}")]
     Cbor(String),
 }
 
 impl GcpError {
     /// Stable snake_case name of the failure class.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            GcpError::MissingPcr(_) | GcpError::TooLarge { .. } | GcpError::Cbor(_) => "malformed",
-            GcpError::RuntimePcrMismatch { .. } => "event_log_mismatch",
-            GcpError::OsImageMismatch { .. } => "os_image_mismatch",
+            GcpError::MissingPcr(_) | GcpError::TooLarge { .. } | GcpError::Cbor(_) => {
+                ErrorKind::Malformed
+            }
+            GcpError::RuntimePcrMismatch { .. } => ErrorKind::EventLogMismatch,
+            GcpError::OsImageMismatch { .. } => ErrorKind::OsImageMismatch,
         }
     }
 }
@@ -115,8 +133,11 @@ pub fn qualified_data(tdx_quote: &[u8]) -> [u8; 32] {
 /// The quoted PCRs dstack reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GcpPcrs {
+    /// The firmware (must be [`GCE_TDX_PCR0`] for a bound image).
     pub pcr0: [u8; 32],
+    /// The boot loader and UKI, whose third event is the UKI's Authenticode digest.
     pub pcr2: [u8; 32],
+    /// dstack's runtime events.
     pub pcr14: [u8; 32],
 }
 
@@ -172,7 +193,9 @@ pub fn mr_system(os_image_hash: Option<&[u8; 32]>, mr_key_provider: &[u8; 32]) -
 /// PCR14: in full, and through the first `boot-mr-done` (all of them without one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RuntimePcr {
+    /// Every runtime event replayed.
     pub full: [u8; 32],
+    /// The events up to and including the first `boot-mr-done` (all of them without one).
     pub boot_time: [u8; 32],
 }
 
@@ -219,7 +242,9 @@ fn runtime_event_sha256(version: RuntimeEventVersion, name: &str, payload: &[u8]
 /// `vm_config.gcp_measurement`: the image's `sha256sum.txt` and its `measurement.gcp.cbor`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GcpMeasurement<'a> {
+    /// `sha256sum.txt`, whose sha256 is the os_image_hash.
     pub checksum_file: &'a [u8],
+    /// `measurement.gcp.cbor`, the CBOR `{version: 1, uki_auth}`.
     pub measurement: &'a [u8],
 }
 
@@ -230,10 +255,13 @@ pub enum GcpOsImage {
     Unbound,
     /// os_image_hash is the image whose UKI Authenticode digest `uki_auth` Google's firmware
     /// measured into PCR2.
-    Bound { uki_auth: [u8; 32] },
+    Bound {
+        /// The UKI's Authenticode digest, PCR2's third event.
+        uki_auth: [u8; 32],
+    },
 }
 
-/// Binds `os_image_hash` to the quote (upstream semantics, platforms.md §1.6): PCR0 is Google's
+/// Binds `os_image_hash` to the quote (upstream semantics): PCR0 is Google's
 /// TDX firmware; sha256 of the checksum file is os_image_hash; its unique `measurement.gcp.cbor`
 /// line is sha256 of the document; the document is `{version: 1, uki_auth}`; and PCR2's third
 /// replayed event is `uki_auth`. Any failure is an `os_image_mismatch`; an unreadable document is
@@ -431,7 +459,7 @@ mod tests {
         hasher.finalize().into()
     }
 
-    /// PCR0's events on a GCE VM of technology `tech` (platforms.md §1.8): the CRTM version
+    /// PCR0's events on a GCE VM of technology `tech`: the CRTM version
     /// string, NonHostInfo and the separator.
     fn firmware_events(tech: u8) -> Vec<TpmEvent> {
         let version: Vec<u8> = "GCE Virtual Firmware v2\0"
@@ -524,7 +552,7 @@ mod tests {
     fn check_of(result: Result<GcpOsImage, GcpError>) -> GcpImageCheck {
         match result.unwrap_err() {
             error @ GcpError::OsImageMismatch { check, .. } => {
-                assert_eq!(error.kind(), "os_image_mismatch");
+                assert_eq!(error.kind().as_str(), "os_image_mismatch");
                 check
             }
             other => panic!("not an os_image_mismatch: {other}"),
@@ -749,7 +777,7 @@ mod tests {
             (vec![0; MAX_MEASUREMENT_LEN + 1], "too large"),
         ] {
             let err = bind(&document).unwrap_err();
-            assert_eq!(err.kind(), "malformed", "{why}: {err}");
+            assert_eq!(err.kind().as_str(), "malformed", "{why}: {err}");
         }
     }
 
@@ -804,7 +832,7 @@ mod tests {
         ] {
             let err = pcrs.check_runtime_pcr(&other).unwrap_err();
             assert!(matches!(err, GcpError::RuntimePcrMismatch { .. }), "{err}");
-            assert_eq!(err.kind(), "event_log_mismatch");
+            assert_eq!(err.kind().as_str(), "event_log_mismatch");
         }
         // Without boot-mr-done the boot-time value is the full one.
         let no_marker = RuntimePcr::replay(events.iter().copied().take(2));
@@ -845,7 +873,7 @@ mod tests {
         let verified = verify_signed(&[(0, GCE_TDX_PCR0), (2, [2; 32])], vec![], &[]);
         let err = GcpPcrs::from_quote(&verified).unwrap_err();
         assert_eq!(
-            (err.clone(), err.kind()),
+            (err.clone(), err.kind().as_str()),
             (GcpError::MissingPcr(14), "malformed")
         );
     }

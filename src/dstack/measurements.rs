@@ -1,5 +1,8 @@
-//! The measurement identities dstack's KMS derives from platform registers (dstack.md §3.5, §3.6;
-//! `decode_mr_tdx_from_quote` and `decode_mr_nitro_nsm_from_v1` in dstack-attest).
+//! The measurement identities dstack's KMS derives from platform registers
+//! (`decode_mr_tdx_from_quote` and `decode_mr_nitro_nsm_from_v1` in dstack-attest):
+//! `mr_key_provider` is sha256 of the key-provider payload, or 32 zero bytes without one (and
+//! always in boot-time mode); for a Nitro enclave os_image_hash, compose_hash, mr_system and
+//! mr_aggregated are all sha256(PCR0 ‖ PCR1 ‖ PCR2).
 //!
 //! The inputs are this room's own small structs, so the formulas do not depend on how the TDX and
 //! Nitro rooms parse their formats.
@@ -15,11 +18,17 @@ pub const REPORT_DATA_LEN: usize = 64;
 /// The TD report registers dstack reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TdRegisters {
+    /// MRTD.
     pub mr_td: [u8; 48],
+    /// MRCONFIGID (dstack ≥ 0.5.1: `0x01 ‖ compose_hash ‖ 0*15`).
     pub mr_config_id: [u8; 48],
+    /// MROWNER.
     pub mr_owner: [u8; 48],
+    /// MROWNERCONFIG.
     pub mr_owner_config: [u8; 48],
+    /// RTMR0..3 as the quote reports them.
     pub rtmr: [Rtmr; 4],
+    /// REPORTDATA.
     pub report_data: [u8; REPORT_DATA_LEN],
 }
 
@@ -97,8 +106,11 @@ pub fn tdx_device_id(ppid: &[u8]) -> [u8; 32] {
 /// The parts of a verified Nitro attestation document dstack reads.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NitroEnclave {
+    /// `i-<instance>-enc<id>`; only its text before the first `-` enters the device id.
     pub module_id: String,
+    /// PCR index → value; PCR0..2 must be 48 bytes.
     pub pcrs: BTreeMap<u8, Vec<u8>>,
+    /// The document's `user_data`, which dstack fills with its 64-byte report data.
     pub user_data: Option<Vec<u8>>,
 }
 
@@ -260,7 +272,7 @@ mod tests {
     #[test]
     fn nitro_debug_and_malformed_pcrs_are_refused() {
         assert_eq!(enclave(0).image_hash(), Err(DstackError::DebugEnclave));
-        assert_eq!(DstackError::DebugEnclave.kind(), "debug_enclave");
+        assert_eq!(DstackError::DebugEnclave.kind().as_str(), "debug_enclave");
 
         let mut short = enclave(7);
         short.pcrs.insert(1, vec![7; 32]);
@@ -269,7 +281,7 @@ mod tests {
         missing.pcrs.remove(&2);
         let err = missing.image_hash().unwrap_err();
         assert_eq!(
-            (err.clone(), err.kind()),
+            (err.clone(), err.kind().as_str()),
             (DstackError::InvalidPcr(2), "malformed")
         );
     }
@@ -282,16 +294,20 @@ mod tests {
         check_report_data(&attested, &attested).unwrap();
 
         let err = check_report_data(&attested, &[0x12, 0x35]).unwrap_err();
-        assert_eq!(err.kind(), "binding_mismatch");
+        assert_eq!(err.kind().as_str(), "binding_mismatch");
         // A short attested value (a Nitro user_data of 32 bytes) never equals 64 bytes.
         assert_eq!(
             check_report_data(&attested[..32], &[0x12, 0x34])
                 .unwrap_err()
-                .kind(),
+                .kind()
+                .as_str(),
             "binding_mismatch"
         );
         assert_eq!(
-            check_report_data(&attested, &[0; 65]).unwrap_err().kind(),
+            check_report_data(&attested, &[0; 65])
+                .unwrap_err()
+                .kind()
+                .as_str(),
             "malformed"
         );
     }

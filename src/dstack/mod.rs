@@ -1,5 +1,6 @@
 //! dstack: its evidence formats, the event log and RTMR replay, app info, and the boot info its KMS
-//! builds for `DstackKms.isAppAllowed` (docs: dstack.md §2-§4).
+//! builds for `DstackKms.isAppAllowed`, reproducing dstack-attest and dstack-verifier byte for
+//! byte (their formulas, event rules and quirks).
 //!
 //! Flow: [`Evidence::parse`] (bytes) → the TDX or Nitro room verifies the platform proof inside →
 //! [`tdx_identity`] / [`nitro_identity`] replay the event log, check the bindings and build the

@@ -119,7 +119,7 @@ mod tests {
     }
 
     fn reason(err: DstackError) -> &'static str {
-        assert_eq!(err.kind(), "malformed");
+        assert_eq!(err.kind().as_str(), "malformed");
         match err {
             DstackError::Scale { reason, .. } => reason,
             other => panic!("unexpected {other:?}"),

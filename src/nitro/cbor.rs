@@ -27,24 +27,54 @@ const NULL: u8 = 0xf6;
 const BREAK: u8 = 0xff;
 
 /// Why the payload bytes are not the CBOR we expect.
+#[non_exhaustive]
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CborError {
+    /// The input ends before the item that starts or continues at `offset` is complete.
     #[error("input ends inside an item (offset {offset})")]
-    Truncated { offset: usize },
-    #[error("reserved or invalid additional information {info} for major type {major} at offset {offset}")]
-    InvalidHead { major: u8, info: u8, offset: usize },
-    #[error("expected {expected}, found {found} at offset {offset}")]
-    UnexpectedType {
-        expected: &'static str,
-        found: &'static str,
+    Truncated {
+        /// Byte offset in the payload.
         offset: usize,
     },
+    /// An item head uses reserved additional information (28-30) or one invalid for its major
+    /// type (e.g. indefinite length where it is not allowed).
+    #[error("reserved or invalid additional information {info} for major type {major} at offset {offset}")]
+    InvalidHead {
+        /// CBOR major type (0-7).
+        major: u8,
+        /// Additional information (low 5 bits of the head).
+        info: u8,
+        /// Byte offset in the payload.
+        offset: usize,
+    },
+    /// An item has another CBOR type than the schema requires there.
+    #[error("expected {expected}, found {found} at offset {offset}")]
+    UnexpectedType {
+        /// The type required.
+        expected: &'static str,
+        /// The type read.
+        found: &'static str,
+        /// Byte offset in the payload.
+        offset: usize,
+    },
+    /// A byte or text string is indefinite-length (chunked), which NSM never emits.
     #[error("indefinite-length (chunked) string at offset {offset}")]
-    ChunkedString { offset: usize },
+    ChunkedString {
+        /// Byte offset in the payload.
+        offset: usize,
+    },
+    /// A text string is not valid UTF-8.
     #[error("text string at offset {offset} is not UTF-8")]
-    InvalidUtf8 { offset: usize },
+    InvalidUtf8 {
+        /// Byte offset in the payload.
+        offset: usize,
+    },
+    /// Bytes follow the document's top-level map.
     #[error("{count} trailing byte(s)")]
-    TrailingBytes { count: usize },
+    TrailingBytes {
+        /// How many.
+        count: usize,
+    },
 }
 
 /// The remaining entries of a map or array being read.

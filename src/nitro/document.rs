@@ -1,5 +1,7 @@
-//! The attestation document carried in the COSE payload, and AWS's field rules for it
-//! (nsm-api `docs/attestation_process.md` §3.2.2, with the corrections real NSM output forces).
+//! The attestation document carried in the COSE payload, and AWS's field rules for it (the
+//! nsm-api attestation process's CDDL schema, with the corrections real NSM output forces): a
+//! CBOR map with `module_id`, `digest` ("SHA384"), `timestamp`, `pcrs`, `certificate`,
+//! `cabundle` required and `public_key`, `user_data`, `nonce` optional (null allowed).
 //!
 //! Unknown keys are rejected. AWS's schema is closed and has not changed since 2020; every field we
 //! ignore would be a field whose meaning (a future debug flag, a different PCR bank) we silently
@@ -31,6 +33,7 @@ pub const DEBUG_OS_IMAGE_HASH: [u8; 32] = [
 /// The fields of an NSM attestation document, after the syntactic rules have passed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttestationDocument {
+    /// The enclave's module id, `i-<instance>-enc<id>` in practice (1..=1024 bytes of text).
     pub module_id: String,
     /// Milliseconds since the Unix epoch (UTC), > 0.
     pub timestamp_ms: u64,
@@ -42,7 +45,10 @@ pub struct AttestationDocument {
     pub cabundle: Vec<Vec<u8>>,
     /// `None` when the key is absent or CBOR null; `Some(empty)` is a present, zero-length value.
     pub public_key: Option<Vec<u8>>,
+    /// `user_data` the enclave asked to be attested; `None` when absent or null (dstack puts its
+    /// 64-byte report data here).
     pub user_data: Option<Vec<u8>>,
+    /// `nonce` the enclave asked to be attested; `None` when absent or null.
     pub nonce: Option<Vec<u8>>,
 }
 

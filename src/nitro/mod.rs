@@ -6,7 +6,7 @@
 //! 1. structure: size bound, COSE envelope (tag 18 or none, protected header exactly ES384, empty
 //!    unprotected map, payload present) and every payload field rule ([`parse_document`]);
 //! 2. the chain `certificate → cabundle[n-1] → … → cabundle[0]` at `now`, with `cabundle[0]` the
-//!    pinned root ([`crate::x509::ChainVerifier`], which caches only time-independent work);
+//!    pinned root (the crate's X.509 chain walker, which caches only time-independent work);
 //! 3. the COSE signature with the leaf key over the received bytes (high-S accepted);
 //! 4. freshness of the signed timestamp, the caller's bindings (nonce, user_data, public_key),
 //!    and last the debug-enclave refusal, so that verdict is only given for an authentic document.
@@ -48,7 +48,9 @@ pub struct Expectations {
     /// Each `Some` value must be present in the document (not null) and equal byte for byte.
     /// The nonce should be one the caller issued for this request and never accepts twice.
     pub nonce: Option<Vec<u8>>,
+    /// Expected `user_data`.
     pub user_data: Option<Vec<u8>>,
+    /// Expected `public_key`.
     pub public_key: Option<Vec<u8>>,
     /// Maximum age of the document's signed timestamp at `now`.
     pub max_age_secs: Option<u64>,
@@ -59,6 +61,7 @@ pub struct Expectations {
 /// A document that passed every check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedDocument {
+    /// The document's fields.
     pub document: AttestationDocument,
     /// sha256(PCR0 ‖ PCR1 ‖ PCR2).
     pub os_image_hash: [u8; 32],
@@ -83,7 +86,7 @@ impl NitroVerifier {
         Self::with_root_sha256(AWS_NITRO_ROOT_G1_SHA256)
     }
 
-    /// Pins another root (a test PKI), given as DER.
+    /// Pins another root, given as DER (a private or test PKI; the service's `--nitro-root`).
     pub fn with_root_der(root_der: &[u8]) -> Self {
         Self::with_root_sha256(Sha256::digest(root_der).into())
     }
@@ -235,7 +238,7 @@ mod tests {
         ));
         let future = check_freshness(ts + MAX_FUTURE_SKEW_SECS * 1000 + 1, now, None).unwrap_err();
         assert!(matches!(future, NitroError::DocumentFromFuture { .. }));
-        assert_eq!(future.kind(), "stale_document");
+        assert_eq!(future.kind().as_str(), "stale_document");
         // No overflow at the extremes.
         check_freshness(1, u64::MAX, None).unwrap();
         assert!(check_freshness(u64::MAX, 0, None).is_err());
@@ -249,7 +252,7 @@ mod tests {
         check_binding("nonce", Some(b"abc"), Some(b"abc")).unwrap();
         for found in [None, Some(&b"abd"[..]), Some(b"ab"), Some(b"abcd")] {
             let err = check_binding("nonce", Some(b"abc"), found).unwrap_err();
-            assert_eq!(err.kind(), "binding_mismatch");
+            assert_eq!(err.kind().as_str(), "binding_mismatch");
         }
         // An expected empty value is not satisfied by an absent one.
         assert!(check_binding("user_data", Some(b""), None).is_err());

@@ -1,21 +1,35 @@
 //! The contracts' decision logic, as pure functions of a view and a boot info: `DstackKms`'s
 //! `isAppAllowed` (which delegates to the app's `DstackApp.isAppAllowed`) and `isKmsAllowed`.
 //! Checks run in the contracts' order and stop at the first failure, with their exact reason
-//! strings (docs/dstack.md §1.2–1.4).
+//! strings: app registered, OS image allowed, app code deployed, then the app's own checks
+//! (`requireTcbUpToDate` against the exact bytes `"UpToDate"`, compose hash, device unless
+//! `allowAnyDevice`); for the KMS, aggregated MR, then device id. Only known DstackApp code can be
+//! evaluated from events: any other app contract is arbitrary code, so it is asked on chain.
 
 use super::view::{AppCode, AppView, KmsList, RegistryView};
 use crate::boot_info::BootInfo;
 
 /// The reason strings of DstackKms / DstackApp, byte for byte.
 pub mod reason {
+    /// `DstackKms.isAppAllowed`: the app id is not in `registeredApps`.
     pub const APP_NOT_REGISTERED: &str = "App not registered";
+    /// `DstackKms.isAppAllowed`: the OS image hash is not in `allowedOsImages`.
     pub const OS_IMAGE_NOT_ALLOWED: &str = "OS image is not allowed";
+    /// `DstackKms.isAppAllowed`: the app's address holds no code (or does not answer as a
+    /// DstackApp).
     pub const APP_NOT_DEPLOYED: &str = "App not deployed or invalid address";
+    /// `DstackApp.isAppAllowed`: the app requires `UpToDate` TCB and the boot info's status is
+    /// another.
     pub const TCB_NOT_UP_TO_DATE: &str = "TCB status is not up to date";
+    /// `DstackApp.isAppAllowed`: the compose hash is not in `allowedComposeHashes`.
     pub const COMPOSE_HASH_NOT_ALLOWED: &str = "Compose hash not allowed";
+    /// `DstackApp.isAppAllowed`: the device id is not allowed and `allowAnyDevice` is off.
     pub const DEVICE_NOT_ALLOWED: &str = "Device not allowed";
+    /// `DstackKms.isKmsAllowed`: the aggregated MR is not in `kmsAllowedAggregatedMrs`.
     pub const AGGREGATED_MR_NOT_ALLOWED: &str = "Aggregated MR not allowed";
+    /// `DstackKms.isKmsAllowed`: the device id is not in `kmsAllowedDeviceIds`.
     pub const KMS_DEVICE_NOT_ALLOWED: &str = "KMS is not allowed to boot on this device";
+    /// The reason returned with an allowed verdict: empty.
     pub const ALLOWED: &str = "";
 }
 
@@ -25,7 +39,9 @@ pub const TCB_UP_TO_DATE: &str = "UpToDate";
 /// A contract's `(bool isAllowed, string reason)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verdict {
+    /// Whether the contract would allow the boot.
     pub allowed: bool,
+    /// One of the [`reason`] strings; empty when allowed.
     pub reason: &'static str,
 }
 
@@ -46,6 +62,7 @@ impl Verdict {
 /// The outcome of `DstackKms.isAppAllowed` evaluated on a view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppVerdict {
+    /// The view decided; the verdict is the contract's answer.
     Decided(Verdict),
     /// The KMS-side checks passed but the app's code is not known DstackApp code (or its
     /// presence must be re-checked): only the chain can answer, at the view's block.

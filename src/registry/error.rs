@@ -1,7 +1,10 @@
 //! The registry room's one error type.
 
+use crate::error::ErrorKind;
 use thiserror::Error;
 
+/// Why the registry gave no answer.
+#[non_exhaustive]
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum RegistryError {
     /// The view cannot answer now: stale (the source could not advance for longer than
@@ -11,7 +14,12 @@ pub enum RegistryError {
     Unavailable(String),
     /// An RPC request failed or returned something unusable.
     #[error("rpc {call} failed: {message}")]
-    Rpc { call: &'static str, message: String },
+    Rpc {
+        /// The JSON-RPC method (or contract call) that failed.
+        call: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// The app's own `isAppAllowed` reverted (or returned undecodable data): the chain gives no
     /// reason string, and the KMS treats this as a denial.
     #[error("isAppAllowed reverted: {0}")]
@@ -20,25 +28,40 @@ pub enum RegistryError {
     /// trusted, so only a full decision (which asks the chain) can answer.
     #[error("app {0} does not run known DstackApp code; ask for a decision instead")]
     UnknownAppCode(String),
+    /// The registry configuration is unusable (zero `log_range` or intervals, a bad RPC URL, the
+    /// node on another chain than `chain_id`); reported at start-up.
     #[error("invalid registry configuration: {0}")]
     InvalidConfig(String),
+    /// The registry file is over [`super::file::MAX_FILE_BYTES`], changed while read, or is not
+    /// valid registry TOML.
     #[error("registry file {path}: {message}")]
-    InvalidFile { path: String, message: String },
+    InvalidFile {
+        /// The file's path.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The registry file could not be read (or its metadata could not).
     #[error("registry file {path}: {message}")]
-    Io { path: String, message: String },
+    Io {
+        /// The file's path.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
 }
 
 impl RegistryError {
-    /// Stable snake_case name of the variant.
-    pub fn kind(&self) -> &'static str {
+    /// The class of the failure.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            RegistryError::Unavailable(_) => "unavailable",
-            RegistryError::Rpc { .. } => "rpc",
-            RegistryError::ContractReverted(_) => "contract_reverted",
-            RegistryError::UnknownAppCode(_) => "unknown_app_code",
-            RegistryError::InvalidConfig(_) => "invalid_config",
-            RegistryError::InvalidFile { .. } => "invalid_registry_file",
-            RegistryError::Io { .. } => "io",
+            RegistryError::Unavailable(_) => ErrorKind::Unavailable,
+            RegistryError::Rpc { .. } => ErrorKind::Rpc,
+            RegistryError::ContractReverted(_) => ErrorKind::ContractReverted,
+            RegistryError::UnknownAppCode(_) => ErrorKind::UnknownAppCode,
+            RegistryError::InvalidConfig(_) => ErrorKind::InvalidConfig,
+            RegistryError::InvalidFile { .. } => ErrorKind::InvalidRegistryFile,
+            RegistryError::Io { .. } => ErrorKind::Io,
         }
     }
 }

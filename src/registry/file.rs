@@ -61,6 +61,8 @@ struct Loaded {
 /// The last load's outcome (an error makes answers unavailable) and the file stamp it read.
 type FileState = (Result<Arc<Loaded>, RegistryError>, Option<FileStamp>);
 
+/// The allowlist read from a registry TOML file (the [`super::Snapshot`] format), reloaded when the
+/// file changes; a file that becomes unreadable makes answers unavailable until it is fixed.
 pub struct FileRegistry {
     /// `None` for the embedded default.
     path: Option<PathBuf>,

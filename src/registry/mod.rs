@@ -8,12 +8,14 @@
 //! - [`chain`]: the view built from a DstackKms contract's events through JSON-RPC, then
 //!   followed block by block (reorgs rebuild it; staleness makes answers unavailable). Apps whose
 //!   code is not known DstackApp code are asked with `eth_call` at the view's block.
-//! - [`file`]: the same view read from a TOML file (the format of [`Snapshot`]), reloaded when it
-//!   changes; [`file::FileRegistry::embedded_default`] is the built-in default registry.
+//! - [`file`](mod@file): the same view read from a TOML file (the format of [`Snapshot`]), reloaded
+//!   when it changes; [`file::FileRegistry::embedded_default`] is the built-in default registry.
 //!
 //! Both sources implement [`Registry`], the interface the CLI and the service use.
 
+#[cfg(feature = "chain")]
 pub mod abi;
+#[cfg(feature = "chain")]
 pub mod chain;
 pub mod decision;
 mod error;
@@ -36,11 +38,15 @@ use view::{Address, AppCode, Bytes32, KmsList, RegistryView};
 /// returns it beside every answer).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Decision {
+    /// Whether the boot may receive its keys.
     pub allowed: bool,
     /// The contract's reason string; empty when allowed.
     pub reason: String,
+    /// The block the answer holds at.
     pub block: u64,
+    /// The KMS's `gatewayAppId`.
     pub gateway_app_id: String,
+    /// Whether the local view or the contract decided.
     pub evaluated_by: Evaluation,
 }
 
@@ -58,9 +64,14 @@ pub enum Evaluation {
 /// `appImplementation`, and (chain sources) the chain id the node reported.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ViewStatus {
+    /// The block the view holds at.
     pub block: u64,
+    /// The KMS's `gatewayAppId`.
     pub gateway_app_id: String,
+    /// The KMS's `appImplementation` (the DstackApp code new apps are deployed with); `None` if
+    /// unset.
     pub app_implementation: Option<Address>,
+    /// The chain id the node reported; `None` for file sources.
     pub chain_id: Option<u64>,
 }
 
@@ -71,7 +82,9 @@ pub enum Lookup {
     OsImageHash(Bytes32),
     /// `DstackApp(appId).allowedComposeHashes(hash)`; false for unregistered apps.
     ComposeHash {
+        /// The app (20-byte address).
         app_id: Address,
+        /// The compose hash asked about.
         compose_hash: Bytes32,
     },
     /// `DstackKms.kmsAllowedAggregatedMrs(mr)`.
@@ -82,25 +95,38 @@ pub enum Lookup {
     RegisteredApp(Address),
 }
 
+/// The answer to a [`Lookup`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct LookupAnswer {
+    /// Whether the value is in the list.
     pub present: bool,
+    /// The block the answer holds at.
     pub block: u64,
 }
 
 /// One allowlist entry, as announced to subscribers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Entry {
+    /// An OS image hash in `allowedOsImages`.
     OsImageHash(Bytes32),
+    /// An aggregated MR in `kmsAllowedAggregatedMrs`.
     KmsAggregatedMr(Bytes32),
+    /// A device id in `kmsAllowedDeviceIds`.
     KmsDeviceId(Bytes32),
+    /// An app in `registeredApps`.
     App(Address),
+    /// A compose hash in an app's `allowedComposeHashes`.
     ComposeHash {
+        /// The app.
         app_id: Address,
+        /// The compose hash.
         compose_hash: Bytes32,
     },
+    /// A device id in an app's `allowedDeviceIds`.
     AppDevice {
+        /// The app.
         app_id: Address,
+        /// The device id.
         device_id: Bytes32,
     },
 }
@@ -109,21 +135,30 @@ pub enum Entry {
 /// build, a reorg, a file reload) or a lagged receiver, take a fresh [`Registry::snapshot`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegistryChange {
+    /// An entry joined its list.
     Added(Entry),
+    /// An entry left its list.
     Removed(Entry),
     /// An app's flags or code status changed.
     AppPolicyChanged {
+        /// The app.
         app_id: Address,
     },
+    /// The KMS's `gatewayAppId` changed to this value.
     GatewayAppIdChanged(String),
+    /// The view now holds at `block`; every change up to it has been sent.
     Advanced {
+        /// The new block.
         block: u64,
     },
+    /// The view was rebuilt from scratch; subscribers must re-snapshot.
     Rebuilt {
+        /// The block the rebuilt view holds at.
         block: u64,
     },
     /// The source can no longer answer (the reason says why).
     Unavailable {
+        /// Why.
         reason: String,
     },
 }
@@ -131,6 +166,7 @@ pub enum RegistryChange {
 /// Capacity of the change channel; slower subscribers see `Lagged` and should re-snapshot.
 pub const CHANGE_CHANNEL_CAPACITY: usize = 4096;
 
+/// A boxed, `Send` future (object-safe async for [`Registry`]).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The allowlist, from whichever source. Every error means "no answer", which callers must treat
@@ -147,6 +183,8 @@ pub trait Registry: Send + Sync {
     /// `DstackKms.isKmsAllowed(bootInfo)`.
     fn decide_kms(&self, boot: &BootInfo) -> Result<Decision, RegistryError>;
 
+    /// Whether one value is in one allowlist (`false` for a compose hash of an unregistered app); a
+    /// [`RegistryError::UnknownAppCode`] for compose hashes of apps whose code is not known.
     fn lookup(&self, query: &Lookup) -> Result<LookupAnswer, RegistryError>;
 
     /// The view's block and KMS facts; an error (like every answer's) when it cannot answer.
@@ -155,6 +193,7 @@ pub trait Registry: Send + Sync {
     /// The whole view (sorted lists; the registry file format).
     fn snapshot(&self) -> Result<Snapshot, RegistryError>;
 
+    /// Changes of the view, from now on; see [`RegistryChange`].
     fn subscribe(&self) -> broadcast::Receiver<RegistryChange>;
 }
 

@@ -32,8 +32,11 @@ pub enum AppCode {
 /// Per-app flags of `DstackApp`, plus what runs there.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AppPolicy {
+    /// `allowAnyDevice`: the device check is skipped.
     pub allow_any_device: bool,
+    /// `requireTcbUpToDate`: any TCB status but `UpToDate` is refused.
     pub require_tcb_up_to_date: bool,
+    /// What code runs at the app id, which decides whether the view may answer for it.
     pub code: AppCode,
     /// The EIP-1967 implementation behind the app's proxy, when there is one.
     pub implementation: Option<Address>,
@@ -42,15 +45,20 @@ pub struct AppPolicy {
 /// Which allowlist a bytes32 entry belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KmsList {
+    /// `allowedOsImages`.
     OsImages,
+    /// `kmsAllowedAggregatedMrs`.
     KmsAggregatedMrs,
+    /// `kmsAllowedDeviceIds`.
     KmsDeviceIds,
 }
 
 /// Which per-app allowlist a bytes32 entry belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AppList {
+    /// `allowedComposeHashes`.
     ComposeHashes,
+    /// `allowedDeviceIds`.
     DeviceIds,
 }
 
@@ -77,26 +85,31 @@ pub struct AppView<'a> {
 }
 
 impl AppView<'_> {
+    /// The app's flags and code status.
     pub fn policy(&self) -> &AppPolicy {
         self.policy
     }
 
+    /// Whether the compose hash is in the app's `allowedComposeHashes`.
     pub fn allows_compose_hash(&self, compose_hash: &Bytes32) -> bool {
         self.view
             .compose_hashes
             .contains(&(self.index, *compose_hash))
     }
 
+    /// Whether the device id is in the app's `allowedDeviceIds` (ignores `allowAnyDevice`).
     pub fn allows_device(&self, device_id: &Bytes32) -> bool {
         self.view.device_ids.contains(&(self.index, *device_id))
     }
 }
 
 impl RegistryView {
+    /// An empty view.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// `DstackKms.gatewayAppId()`.
     pub fn gateway_app_id(&self) -> &str {
         &self.gateway_app_id
     }
@@ -106,6 +119,7 @@ impl RegistryView {
         self.app_implementation
     }
 
+    /// Whether `value` is in the KMS-level `list`.
     pub fn contains(&self, list: KmsList, value: &Bytes32) -> bool {
         self.kms_set(list).contains(value)
     }
@@ -121,6 +135,7 @@ impl RegistryView {
         })
     }
 
+    /// Number of registered apps.
     pub fn app_count(&self) -> usize {
         self.apps.len()
     }
@@ -157,6 +172,7 @@ impl RegistryView {
         changed
     }
 
+    /// Sets `DstackKms.appImplementation()`.
     pub fn set_app_implementation(&mut self, implementation: Option<Address>) {
         self.app_implementation = implementation;
     }

@@ -1,240 +1,38 @@
-//! `tee-verifier serve`'s settings: command-line flags, `TEE_VERIFIER_*` environment variables and an
-//! optional TOML file, merged into one [`Config`].
-//!
-//! One rule names every setting: the flag `--foo-bar` is `TEE_VERIFIER_FOO_BAR` in the environment
-//! and `foo_bar` in the file. Precedence: flag, then environment, then file, then the built-in
-//! default. The registry source is taken as a unit: if the flags or the environment name any
-//! source setting, the file's source settings are ignored (a file's `rpc_url` never pairs with a
-//! flag's `--kms-contract`).
+//! The service's settings, resolved: listen addresses, where the registry view comes from,
+//! request limits, trust roots, logging. `tee-verifier serve` builds a [`Config`] from its flags,
+//! environment and file (`crate::cli`); a program embedding the service builds one directly.
 
-use crate::encoding::parse_hex_exact;
 use crate::registry::chain::ChainConfig;
-use anyhow::{anyhow, bail, Context as _};
-use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Serve the gRPC API (tee_verifier.v1.Verifier, health, reflection) and, over HTTP, dstack's
-/// KMS auth webhook, /metrics and /healthz, answering from a cached view of the registry.
-#[derive(Args, Clone, Debug, Default)]
-#[command(after_long_help = SERVE_HELP)]
-pub struct ServeArgs {
-    /// TOML file with any of the settings below (keys are the flag names with '_' for '-').
-    #[arg(long, env = "TEE_VERIFIER_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// gRPC listen address [default: 127.0.0.1:50051].
-    #[arg(long, env = "TEE_VERIFIER_GRPC_LISTEN", value_name = "ADDR")]
-    pub grpc_listen: Option<SocketAddr>,
-
-    /// HTTP listen address (webhook, /metrics, /healthz) [default: 127.0.0.1:8000].
-    #[arg(long, env = "TEE_VERIFIER_HTTP_LISTEN", value_name = "ADDR")]
-    pub http_listen: Option<SocketAddr>,
-
-    #[command(flatten)]
-    pub registry: RegistryArgs,
-
-    #[command(flatten)]
-    pub limits: LimitArgs,
-
-    /// Pin this root certificate (PEM or DER) for Nitro documents instead of the built-in AWS
-    /// Nitro Enclaves Root G1.
-    #[arg(long, env = "TEE_VERIFIER_NITRO_ROOT", value_name = "FILE")]
-    pub nitro_root: Option<PathBuf>,
-
-    /// Pin this root certificate (PEM or DER) for TDX collateral and PCK chains instead of the
-    /// built-in Intel SGX Root CA.
-    #[arg(long, env = "TEE_VERIFIER_INTEL_ROOT", value_name = "FILE")]
-    pub intel_root: Option<PathBuf>,
-
-    /// Log lines as text or as JSON objects (to stderr) [default: text].
-    #[arg(
-        long,
-        env = "TEE_VERIFIER_LOG_FORMAT",
-        value_enum,
-        value_name = "FORMAT"
-    )]
-    pub log_format: Option<LogFormat>,
-
-    /// Which logs to print, in tracing's EnvFilter syntax [default: info].
-    #[arg(long, env = "TEE_VERIFIER_LOG_FILTER", value_name = "FILTER")]
-    pub log_filter: Option<String>,
-
-    /// TEST ONLY: verify evidence as of this unix time instead of the clock, so archived samples
-    /// verify. Never use in production: expired evidence would be accepted. Flag only (no
-    /// environment variable, no file key), and logged as a warning at start.
-    #[arg(long, hide = true, value_name = "UNIX_SECONDS")]
-    pub fixed_now: Option<u64>,
-}
-
-/// The teaching part of `serve --help` (after the options, so it shows whatever the subcommand's
-/// own summary line says).
-const SERVE_HELP: &str = "\
-With no arguments, serve listens on 127.0.0.1 (gRPC :50051, HTTP :8000) and answers from the
-registry file built into the binary (empty allowlists: every boot is denied).
-
-Every flag --foo-bar can also be set as TEE_VERIFIER_FOO_BAR in the environment or as foo_bar in
-the --config TOML file; a flag beats the environment, which beats the file. Durations take ms, s,
-m or h (a bare number is seconds).
-
-Registry sources (pick one; the built-in file is the default):
-  --registry FILE                     a registry TOML file, re-read when it changes
-  --rpc-url URL --kms-contract ADDR   a DstackKms contract, followed through JSON-RPC
-Trust roots default to the built-in AWS Nitro Enclaves Root G1 and Intel SGX Root CA (pinned by
-their SHA-256); --nitro-root and --intel-root pin others (test PKIs).
-
-While the view is stale (max-staleness) or still building, gRPC health is NOT_SERVING, gRPC
-answers are UNAVAILABLE and the webhook answers isAllowed:false (fail closed).
-
-Once listening, serve prints one line to stdout, `listening grpc=ADDR http=ADDR`, with the bound
-addresses (useful with port 0). SIGTERM or SIGINT stop accepting, finish in-flight requests (up
-to --shutdown-grace), and exit 0.
-
-Examples:
-  tee-verifier serve
-  tee-verifier serve --registry allowlist.toml --http-listen 0.0.0.0:8000
-  tee-verifier serve --rpc-url http://127.0.0.1:8545 --kms-contract 0x... --confirmations 2
-  TEE_VERIFIER_LOG_FORMAT=json tee-verifier serve --config /etc/tee-verifier.toml
-  grpcurl -plaintext 127.0.0.1:50051 list
-  curl -s 127.0.0.1:8000/bootAuth/app -d '{\"appId\":\"0x...\",\"composeHash\":\"0x...\"}'";
-
-/// Where the allowlist comes from. Public so other subcommands can flatten the same options.
-#[derive(Args, Clone, Debug, Default)]
-pub struct RegistryArgs {
-    /// Registry TOML file (the format of fixtures/registry/default.toml), re-read when it changes.
-    #[arg(long, env = "TEE_VERIFIER_REGISTRY", value_name = "FILE")]
-    pub registry: Option<PathBuf>,
-
-    /// JSON-RPC endpoint of the chain that holds the DstackKms contract.
-    #[arg(
-        long,
-        env = "TEE_VERIFIER_RPC_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    pub rpc_url: Option<String>,
-
-    /// The DstackKms (proxy) contract address; required with --rpc-url.
-    #[arg(long, env = "TEE_VERIFIER_KMS_CONTRACT", value_name = "ADDR")]
-    pub kms_contract: Option<String>,
-
-    /// The chain id the KMS lives on; a node that reports another chain is refused (answers stay
-    /// UNAVAILABLE) [default: any].
-    #[arg(long, env = "TEE_VERIFIER_CHAIN_ID", value_name = "ID")]
-    pub chain_id: Option<u64>,
-
-    /// Follow the chain this many blocks behind its head [default: 6].
-    #[arg(long, env = "TEE_VERIFIER_CONFIRMATIONS", value_name = "N")]
-    pub confirmations: Option<u64>,
-
-    /// First block to read the contracts' events from (at or before the KMS's deployment) [default: 0].
-    #[arg(long, env = "TEE_VERIFIER_FROM_BLOCK", value_name = "N")]
-    pub from_block: Option<u64>,
-
-    /// Code hash of an app implementation to trust as DstackApp, besides the KMS's own
-    /// appImplementation (repeatable; comma-separated in the environment).
-    #[arg(
-        long = "app-code-hash",
-        env = "TEE_VERIFIER_APP_CODE_HASH",
-        value_name = "HEX",
-        value_delimiter = ','
-    )]
-    pub app_code_hashes: Vec<String>,
-
-    /// Runtime code hash of an app proxy to trust as a plain EIP-1967 proxy (repeatable).
-    #[arg(
-        long = "proxy-code-hash",
-        env = "TEE_VERIFIER_PROXY_CODE_HASH",
-        value_name = "HEX",
-        value_delimiter = ','
-    )]
-    pub proxy_code_hashes: Vec<String>,
-
-    /// Answers turn UNAVAILABLE once the view has not been confirmed current for this long [default: 60s].
-    #[arg(long, env = "TEE_VERIFIER_MAX_STALENESS", value_name = "DURATION", value_parser = parse_duration)]
-    pub max_staleness: Option<Duration>,
-
-    /// How often to poll the chain for new blocks, or the registry file for changes [default: 2s].
-    #[arg(long, env = "TEE_VERIFIER_POLL_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
-    pub poll_interval: Option<Duration>,
-}
-
-/// Bounds on what one request may cost.
-#[derive(Args, Clone, Debug, Default)]
-pub struct LimitArgs {
-    /// Largest request accepted, gRPC message or HTTP body [default: 16777216].
-    #[arg(long, env = "TEE_VERIFIER_MAX_REQUEST_BYTES", value_name = "BYTES")]
-    pub max_request_bytes: Option<usize>,
-
-    /// Requests handled at once; more wait for a slot within their deadline [default: 1024].
-    #[arg(long, env = "TEE_VERIFIER_MAX_CONCURRENCY", value_name = "N")]
-    pub max_concurrency: Option<usize>,
-
-    /// Verifications run at once (CPU-bound: evidence up to 64 KiB is verified on the async
-    /// workers, larger evidence on blocking threads) [default: number of CPUs].
-    #[arg(long, env = "TEE_VERIFIER_VERIFY_WORKERS", value_name = "N")]
-    pub verify_workers: Option<usize>,
-
-    /// Per-request deadline; a shorter gRPC client deadline (grpc-timeout) wins [default: 10s].
-    #[arg(long, env = "TEE_VERIFIER_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
-    pub request_timeout: Option<Duration>,
-
-    /// How long shutdown waits for in-flight requests before exiting anyway [default: 10s].
-    #[arg(long, env = "TEE_VERIFIER_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = parse_duration)]
-    pub shutdown_grace: Option<Duration>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+/// How the service logs (to stderr).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines.
     #[default]
     Text,
+    /// One JSON object per line.
     Json,
 }
-
-/// The keys of the `--config` file: the flag names with '_' for '-'.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    grpc_listen: Option<SocketAddr>,
-    http_listen: Option<SocketAddr>,
-    registry: Option<PathBuf>,
-    rpc_url: Option<String>,
-    kms_contract: Option<String>,
-    chain_id: Option<u64>,
-    confirmations: Option<u64>,
-    from_block: Option<u64>,
-    #[serde(default)]
-    app_code_hash: Vec<String>,
-    #[serde(default)]
-    proxy_code_hash: Vec<String>,
-    max_staleness: Option<String>,
-    poll_interval: Option<String>,
-    max_request_bytes: Option<usize>,
-    max_concurrency: Option<usize>,
-    verify_workers: Option<usize>,
-    request_timeout: Option<String>,
-    shutdown_grace: Option<String>,
-    log_format: Option<LogFormat>,
-    log_filter: Option<String>,
-    nitro_root: Option<PathBuf>,
-    intel_root: Option<PathBuf>,
-}
-
-/// Largest `--config` file read.
-const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
 
 /// Where the registry view comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegistrySource {
     /// The registry file built into the binary.
     Embedded,
+    /// A registry TOML file, re-read when it changes.
     File {
+        /// The file.
         path: PathBuf,
+        /// How often its modification time and length are checked.
         poll_interval: Duration,
     },
+    /// A DstackKms contract followed through JSON-RPC.
     Chain(ChainConfig),
 }
 
@@ -257,308 +55,48 @@ impl RegistrySource {
 /// Request limits, resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
+    /// Largest request accepted (gRPC message or HTTP body), in bytes.
     pub max_request_bytes: usize,
+    /// Requests handled at once; more wait for a slot within their deadline.
     pub max_concurrency: usize,
+    /// Verifications run at once (CPU-bound; large evidence runs on blocking threads).
     pub verify_workers: usize,
+    /// Per-request deadline; a shorter client deadline (grpc-timeout) wins.
     pub request_timeout: Duration,
+    /// How long shutdown waits for in-flight requests before exiting anyway.
     pub shutdown_grace: Duration,
 }
 
 /// Root certificates to pin instead of the built-in ones (DER).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustRoots {
+    /// AWS Nitro root to pin instead of `AWS_NitroEnclaves_Root-G1`.
     pub nitro_der: Option<Vec<u8>>,
+    /// Intel SGX root to pin instead of [`crate::tdx::INTEL_SGX_ROOT_CA_DER`].
     pub intel_der: Option<Vec<u8>>,
 }
 
-/// Everything `serve` needs, resolved from flags, environment, file and defaults.
+/// Everything the service needs (the CLI resolves it from flags, environment, file and defaults).
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Address of the gRPC listener (port 0 picks a free one).
     pub grpc_listen: SocketAddr,
+    /// Address of the HTTP listener (the KMS webhook `/bootAuth/app` and `/bootAuth/kms`, health,
+    /// metrics).
     pub http_listen: SocketAddr,
+    /// Where the registry view comes from.
     pub registry: RegistrySource,
+    /// Request limits.
     pub limits: Limits,
+    /// Roots to pin instead of the built-in ones.
     pub trust_roots: TrustRoots,
+    /// Log line format.
     pub log_format: LogFormat,
+    /// Which logs to print, in tracing's `EnvFilter` syntax (e.g. `info`).
     pub log_filter: String,
-    pub fixed_now: Option<u64>,
-}
-
-pub const DEFAULT_GRPC_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
-    std::net::Ipv4Addr::LOCALHOST,
-    50051,
-));
-pub const DEFAULT_HTTP_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
-    std::net::Ipv4Addr::LOCALHOST,
-    8000,
-));
-const DEFAULT_MAX_REQUEST_BYTES: usize = 16 << 20;
-const DEFAULT_MAX_CONCURRENCY: usize = 1024;
-const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
-
-impl Config {
-    /// Merges the layers. Errors are usage errors (exit 2).
-    pub fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
-        let (file, file_dir) = match &args.config {
-            Some(path) => (
-                read_config_file(path)?,
-                path.parent().map(Path::to_path_buf),
-            ),
-            None => (FileConfig::default(), None),
-        };
-        // Paths in the file are relative to the file.
-        let from_file = |path: PathBuf| match &file_dir {
-            Some(dir) if path.is_relative() => dir.join(path),
-            _ => path,
-        };
-        let file_duration =
-            |key: &str, value: &Option<String>| -> anyhow::Result<Option<Duration>> {
-                value
-                    .as_deref()
-                    .map(|text| {
-                        parse_duration(text).map_err(|e| anyhow!("{key} in the config file: {e}"))
-                    })
-                    .transpose()
-            };
-
-        let cli_names_source = args.registry.registry.is_some()
-            || args.registry.rpc_url.is_some()
-            || args.registry.kms_contract.is_some();
-        let source_args = if cli_names_source {
-            args.registry.clone()
-        } else {
-            RegistryArgs {
-                registry: file.registry.clone().map(from_file),
-                rpc_url: file.rpc_url.clone(),
-                kms_contract: file.kms_contract.clone(),
-                chain_id: args.registry.chain_id.or(file.chain_id),
-                confirmations: args.registry.confirmations.or(file.confirmations),
-                from_block: args.registry.from_block.or(file.from_block),
-                app_code_hashes: if args.registry.app_code_hashes.is_empty() {
-                    file.app_code_hash.clone()
-                } else {
-                    args.registry.app_code_hashes.clone()
-                },
-                proxy_code_hashes: if args.registry.proxy_code_hashes.is_empty() {
-                    file.proxy_code_hash.clone()
-                } else {
-                    args.registry.proxy_code_hashes.clone()
-                },
-                max_staleness: args.registry.max_staleness,
-                poll_interval: args.registry.poll_interval,
-            }
-        };
-        let max_staleness = match source_args.max_staleness {
-            Some(value) => Some(value),
-            None => file_duration("max_staleness", &file.max_staleness)?,
-        };
-        let poll_interval = match source_args.poll_interval {
-            Some(value) => Some(value),
-            None => file_duration("poll_interval", &file.poll_interval)?,
-        };
-        let registry = registry_source(RegistryArgs {
-            max_staleness,
-            poll_interval,
-            ..source_args
-        })?;
-
-        let limits = Limits {
-            max_request_bytes: args
-                .limits
-                .max_request_bytes
-                .or(file.max_request_bytes)
-                .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
-            max_concurrency: args
-                .limits
-                .max_concurrency
-                .or(file.max_concurrency)
-                .unwrap_or(DEFAULT_MAX_CONCURRENCY),
-            verify_workers: match args.limits.verify_workers.or(file.verify_workers) {
-                Some(workers) => workers,
-                None => std::thread::available_parallelism().map_or(1, usize::from),
-            },
-            request_timeout: match args.limits.request_timeout {
-                Some(value) => value,
-                None => file_duration("request_timeout", &file.request_timeout)?
-                    .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
-            },
-            shutdown_grace: match args.limits.shutdown_grace {
-                Some(value) => value,
-                None => file_duration("shutdown_grace", &file.shutdown_grace)?
-                    .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
-            },
-        };
-        if limits.max_request_bytes == 0
-            || limits.max_concurrency == 0
-            || limits.verify_workers == 0
-        {
-            bail!("--max-request-bytes, --max-concurrency and --verify-workers must be at least 1");
-        }
-        if limits.request_timeout.is_zero() {
-            bail!("--request-timeout must be positive");
-        }
-
-        let root = |flag: Option<PathBuf>, key: Option<PathBuf>, what: &str| {
-            flag.or(key.map(from_file))
-                .map(|path| {
-                    read_root_certificate(&path)
-                        .with_context(|| format!("{what} {}", path.display()))
-                })
-                .transpose()
-        };
-        let trust_roots = TrustRoots {
-            nitro_der: root(args.nitro_root, file.nitro_root.clone(), "--nitro-root")?,
-            intel_der: root(args.intel_root, file.intel_root.clone(), "--intel-root")?,
-        };
-
-        Ok(Config {
-            grpc_listen: args
-                .grpc_listen
-                .or(file.grpc_listen)
-                .unwrap_or(DEFAULT_GRPC_LISTEN),
-            http_listen: args
-                .http_listen
-                .or(file.http_listen)
-                .unwrap_or(DEFAULT_HTTP_LISTEN),
-            registry,
-            limits,
-            trust_roots,
-            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
-            log_filter: args
-                .log_filter
-                .or(file.log_filter)
-                .unwrap_or_else(|| "info".to_owned()),
-            fixed_now: args.fixed_now,
-        })
-    }
-}
-
-fn read_config_file(path: &Path) -> anyhow::Result<FileConfig> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut text = String::new();
-    file.take(MAX_CONFIG_FILE_BYTES + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("reading {}", path.display()))?;
-    if text.len() as u64 > MAX_CONFIG_FILE_BYTES {
-        bail!(
-            "{} is larger than {MAX_CONFIG_FILE_BYTES} bytes",
-            path.display()
-        );
-    }
-    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-/// Largest root certificate file read.
-const MAX_ROOT_FILE_BYTES: u64 = 64 * 1024;
-
-/// A root certificate from a PEM or DER file, as DER; it must parse as an X.509 certificate, so a
-/// wrong file fails at start rather than rejecting every attestation.
-fn read_root_certificate(path: &Path) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read as _;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_ROOT_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_ROOT_FILE_BYTES {
-        bail!("larger than {MAX_ROOT_FILE_BYTES} bytes");
-    }
-    let der = if bytes.starts_with(b"-----BEGIN") {
-        let (_, pem) =
-            x509_parser::pem::parse_x509_pem(&bytes).map_err(|e| anyhow!("not PEM: {e}"))?;
-        pem.contents
-    } else {
-        bytes
-    };
-    x509_parser::parse_x509_certificate(&der)
-        .map_err(|e| anyhow!("not an X.509 certificate: {e}"))?;
-    Ok(der)
-}
-
-/// The source the registry options select (shared with the CLI's `check` and `registry`).
-pub fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySource> {
-    let poll_interval = args.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL);
-    match (args.registry, args.rpc_url) {
-        (Some(_), Some(_)) => bail!("--registry and --rpc-url are two sources: choose one"),
-        (Some(path), None) => {
-            if args.kms_contract.is_some() || args.chain_id.is_some() {
-                bail!("--kms-contract and --chain-id belong to --rpc-url, not to --registry");
-            }
-            Ok(RegistrySource::File {
-                path,
-                poll_interval,
-            })
-        }
-        (None, Some(rpc_url)) => {
-            let contract = args
-                .kms_contract
-                .ok_or_else(|| anyhow!("--rpc-url needs --kms-contract ADDR"))?;
-            let mut chain =
-                ChainConfig::new(rpc_url, fixed_hex::<20>("--kms-contract", &contract)?);
-            chain.chain_id = args.chain_id;
-            if let Some(confirmations) = args.confirmations {
-                chain.confirmations = confirmations;
-            }
-            if let Some(from_block) = args.from_block {
-                chain.from_block = from_block;
-            }
-            if let Some(max_staleness) = args.max_staleness {
-                chain.max_staleness = max_staleness;
-            }
-            chain.poll_interval = poll_interval;
-            chain.app_code_hashes = args
-                .app_code_hashes
-                .iter()
-                .map(|hash| fixed_hex::<32>("--app-code-hash", hash))
-                .collect::<anyhow::Result<_>>()?;
-            chain.proxy_code_hashes = args
-                .proxy_code_hashes
-                .iter()
-                .map(|hash| fixed_hex::<32>("--proxy-code-hash", hash))
-                .collect::<anyhow::Result<_>>()?;
-            Ok(RegistrySource::Chain(chain))
-        }
-        (None, None) => {
-            if args.kms_contract.is_some() || args.chain_id.is_some() {
-                bail!("--kms-contract and --chain-id need --rpc-url URL");
-            }
-            Ok(RegistrySource::Embedded)
-        }
-    }
-}
-
-/// Exact-width hex (an address or hash given by an operator: a short value is a typo).
-fn fixed_hex<const N: usize>(what: &str, text: &str) -> anyhow::Result<[u8; N]> {
-    parse_hex_exact(text).map_err(|e| anyhow!("{what}: {e}"))
-}
-
-/// A duration: a number with an optional unit `ms`, `s`, `m` or `h` (no unit: seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 10s, 2m)"))?;
-    let seconds_per_unit = match unit.trim() {
-        "ms" => return Ok(Duration::from_millis(value)),
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    value
-        .checked_mul(seconds_per_unit)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is too long"))
+    /// FOR TESTS ONLY: verify evidence as of this unix time instead of the clock (archived samples
+    /// verify; expired evidence would be accepted). Logged as a warning at start.
+    pub dangerous_fixed_now: Option<u64>,
 }
 
 /// `scheme://host[:port]` of a URL: RPC URLs often carry an API key in their path or userinfo.
@@ -576,183 +114,6 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        serve: ServeArgs,
-    }
-
-    fn parse(args: &[&str]) -> anyhow::Result<Config> {
-        let cli = Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))?;
-        Config::resolve(cli.serve)
-    }
-
-    #[test]
-    fn no_arguments_serve_the_embedded_registry_on_localhost() {
-        let config = parse(&[]).unwrap();
-        assert_eq!(config.grpc_listen, DEFAULT_GRPC_LISTEN);
-        assert_eq!(config.http_listen, DEFAULT_HTTP_LISTEN);
-        assert_eq!(config.registry, RegistrySource::Embedded);
-        assert_eq!(config.fixed_now, None);
-        assert_eq!(config.limits.request_timeout, DEFAULT_REQUEST_TIMEOUT);
-    }
-
-    #[test]
-    fn chain_flags_build_a_chain_config() {
-        let config = parse(&[
-            "--rpc-url",
-            "http://user:key@127.0.0.1:8545/v2/secret",
-            "--kms-contract",
-            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
-            "--confirmations",
-            "2",
-            "--from-block",
-            "7",
-            "--app-code-hash",
-            &format!("0x{}", "ab".repeat(32)),
-            "--max-staleness",
-            "30s",
-            "--poll-interval",
-            "500ms",
-            "--chain-id",
-            "31337",
-        ])
-        .unwrap();
-        let RegistrySource::Chain(chain) = &config.registry else {
-            panic!("expected a chain source, got {:?}", config.registry);
-        };
-        assert_eq!(chain.chain_id, Some(31337));
-        assert_eq!(chain.confirmations, 2);
-        assert_eq!(chain.from_block, 7);
-        assert_eq!(chain.app_code_hashes, vec![[0xab; 32]]);
-        assert_eq!(chain.max_staleness, Duration::from_secs(30));
-        assert_eq!(chain.poll_interval, Duration::from_millis(500));
-        assert_eq!(
-            config.registry.describe(),
-            "chain:http://127.0.0.1:8545:0x5fbdb2315678afecb367f032d93f642f64180aa3"
-        );
-    }
-
-    #[test]
-    fn inconsistent_sources_are_usage_errors() {
-        let both = parse(&["--registry", "a.toml", "--rpc-url", "http://x"]).unwrap_err();
-        assert!(both.to_string().contains("choose one"), "{both}");
-        let no_contract = parse(&["--rpc-url", "http://x"]).unwrap_err();
-        assert!(
-            no_contract.to_string().contains("--kms-contract"),
-            "{no_contract}"
-        );
-        let short = parse(&["--rpc-url", "http://x", "--kms-contract", "0x01"]).unwrap_err();
-        assert!(short.to_string().contains("20 expected"), "{short}");
-        let stray = parse(&["--kms-contract", &format!("0x{}", "11".repeat(20))]).unwrap_err();
-        assert!(stray.to_string().contains("need --rpc-url"), "{stray}");
-        let stray = parse(&["--chain-id", "1"]).unwrap_err();
-        assert!(stray.to_string().contains("need --rpc-url"), "{stray}");
-        let stray = parse(&["--registry", "a.toml", "--chain-id", "1"]).unwrap_err();
-        assert!(stray.to_string().contains("belong to --rpc-url"), "{stray}");
-    }
-
-    #[test]
-    fn config_file_fills_what_flags_leave_and_resolves_relative_paths() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("serve.toml");
-        std::fs::write(
-            &path,
-            "grpc_listen = \"127.0.0.1:7000\"\nhttp_listen = \"127.0.0.1:7001\"\n\
-             registry = \"allow.toml\"\nrequest_timeout = \"3s\"\nlog_format = \"json\"\n",
-        )
-        .unwrap();
-        let config = parse(&[
-            "--config",
-            path.to_str().unwrap(),
-            "--grpc-listen",
-            "127.0.0.1:9",
-        ])
-        .unwrap();
-        assert_eq!(config.grpc_listen.port(), 9, "the flag beats the file");
-        assert_eq!(config.http_listen.port(), 7001);
-        assert_eq!(config.limits.request_timeout, Duration::from_secs(3));
-        assert_eq!(config.log_format, LogFormat::Json);
-        assert_eq!(
-            config.registry,
-            RegistrySource::File {
-                path: dir.path().join("allow.toml"),
-                poll_interval: DEFAULT_POLL_INTERVAL
-            }
-        );
-        // A source named on the command line replaces the file's source as a whole.
-        let config = parse(&["--config", path.to_str().unwrap(), "--registry", "/x.toml"]).unwrap();
-        assert!(
-            matches!(config.registry, RegistrySource::File { ref path, .. } if path == Path::new("/x.toml"))
-        );
-    }
-
-    #[test]
-    fn config_file_rejects_unknown_keys_and_bad_values() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("serve.toml");
-        std::fs::write(&path, "grpc_lisen = \"127.0.0.1:1\"\n").unwrap();
-        let error = format!(
-            "{:#}",
-            parse(&["--config", path.to_str().unwrap()]).unwrap_err()
-        );
-        assert!(error.contains("grpc_lisen"), "{error}");
-        std::fs::write(&path, "request_timeout = \"soon\"\n").unwrap();
-        let error = format!(
-            "{:#}",
-            parse(&["--config", path.to_str().unwrap()]).unwrap_err()
-        );
-        assert!(error.contains("request_timeout"), "{error}");
-    }
-
-    #[test]
-    fn trust_roots_must_be_certificates() {
-        let dir = tempfile::tempdir().unwrap();
-        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/nitro/aws_nitro_root_g1.der");
-        let der = std::fs::read(&samples).unwrap();
-        let config = parse(&["--nitro-root", samples.to_str().unwrap()]).unwrap();
-        assert_eq!(config.trust_roots.nitro_der, Some(der));
-        assert_eq!(config.trust_roots.intel_der, None);
-        let junk = dir.path().join("junk.pem");
-        std::fs::write(
-            &junk,
-            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
-        let error = format!(
-            "{:#}",
-            parse(&["--intel-root", junk.to_str().unwrap()]).unwrap_err()
-        );
-        assert!(error.contains("--intel-root"), "{error}");
-        let missing = format!(
-            "{:#}",
-            parse(&["--nitro-root", "/nonexistent.pem"]).unwrap_err()
-        );
-        assert!(missing.contains("--nitro-root"), "{missing}");
-    }
-
-    #[test]
-    fn fixed_now_is_off_unless_given() {
-        assert_eq!(
-            parse(&["--fixed-now", "1705431295"]).unwrap().fixed_now,
-            Some(1705431295)
-        );
-        assert_eq!(parse(&[]).unwrap().fixed_now, None);
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("1.5s").is_err());
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration(&format!("{}h", u64::MAX)).is_err());
-    }
 
     #[test]
     fn rpc_urls_lose_credentials_when_described() {

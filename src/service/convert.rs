@@ -4,14 +4,15 @@
 use super::proto;
 use crate::boot_info::{BootInfo, BootInfoJson};
 use crate::encoding::{parse_hex_padded, to_0x_hex};
-use crate::evidence::{EvidenceError, Expectations, Platform, Report};
+use crate::error::ErrorKind;
+use crate::evidence::{EvidenceError, Expectations, Platform, Verified};
 use crate::registry::view::AppCode;
 use crate::registry::{Decision, Entry, Lookup, RegistryChange, RegistryError, Snapshot};
 use tonic::{Code, Status};
 
 /// A Verify request taken apart into owned pieces (which can move onto a blocking thread).
 #[derive(Debug)]
-pub struct VerifyJob {
+pub(super) struct VerifyJob {
     pub evidence: Vec<u8>,
     pub event_log: Option<Vec<u8>>,
     pub collateral: Option<Vec<u8>>,
@@ -26,7 +27,7 @@ pub struct VerifyJob {
 
 /// Which field of the request's `evidence` oneof was set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EvidenceKind {
+pub(super) enum EvidenceKind {
     NitroDocument,
     Tdx,
     DstackAttestation,
@@ -34,7 +35,7 @@ pub enum EvidenceKind {
 }
 
 impl EvidenceKind {
-    pub fn field_name(self) -> &'static str {
+    pub(super) fn field_name(self) -> &'static str {
         match self {
             EvidenceKind::NitroDocument => "nitro_document",
             EvidenceKind::Tdx => "tdx",
@@ -46,7 +47,7 @@ impl EvidenceKind {
 
 impl VerifyJob {
     /// The bytes verification will read.
-    pub fn input_len(&self) -> usize {
+    pub(super) fn input_len(&self) -> usize {
         let input = self.input();
         [
             Some(input.evidence),
@@ -61,7 +62,7 @@ impl VerifyJob {
         .sum()
     }
 
-    pub fn input(&self) -> crate::evidence::EvidenceInput<'_> {
+    pub(super) fn input(&self) -> crate::evidence::EvidenceInput<'_> {
         crate::evidence::EvidenceInput {
             evidence: &self.evidence,
             event_log: self.event_log.as_deref(),
@@ -138,78 +139,76 @@ impl TryFrom<proto::VerifyRequest> for VerifyJob {
 }
 
 /// A rejected attestation: an answer, not a transport error.
-pub fn verification_error(error: &EvidenceError) -> proto::VerificationError {
+pub(super) fn verification_error(error: &EvidenceError) -> proto::VerificationError {
     proto::VerificationError {
-        kind: error.kind().to_owned(),
+        kind: error.kind().as_str().to_owned(),
         message: error.to_string(),
     }
 }
 
-/// What verification established, in the response's shape (field for field the `Report`).
-pub fn attested(report: &Report, include_report_json: bool) -> proto::Attested {
+/// What verification established, in the response's shape: field for field its
+/// [`Report`](crate::evidence::Report), so both spell every value alike.
+pub(super) fn attested(verified: &Verified, include_report_json: bool) -> proto::Attested {
+    let report = verified.report();
+    // A struct of strings, numbers and maps with integer keys always serializes.
+    let report_json = if include_report_json {
+        serde_json::to_string(&report).unwrap_or_default()
+    } else {
+        String::new()
+    };
     let platform = match report.platform {
         Platform::Nitro => proto::Platform::Nitro,
         Platform::Tdx => proto::Platform::Tdx,
     };
+    let report_data = report.report_data;
     proto::Attested {
         platform: platform.into(),
-        os_image_hash: report.os_image_hash.clone(),
-        nitro: report.nitro.as_ref().map(|nitro| proto::NitroClaims {
-            module_id: nitro.module_id.clone(),
+        os_image_hash: report.os_image_hash,
+        nitro: report.nitro.map(|nitro| proto::NitroClaims {
+            module_id: nitro.module_id,
             timestamp_ms: nitro.timestamp_ms,
             pcrs: nitro
                 .pcrs
-                .iter()
-                .map(|(index, value)| (u32::from(*index), value.clone()))
-                .collect(),
-            user_data: nitro.user_data.clone(),
-            nonce: nitro.nonce.clone(),
-            public_key: nitro.public_key.clone(),
-        }),
-        tdx: report.tdx.as_ref().map(|tdx| proto::TdxClaims {
-            quote_version: u32::from(tdx.quote_version),
-            tcb_status: tdx.tcb_status.clone().unwrap_or_default(),
-            advisory_ids: tdx.advisory_ids.clone(),
-            ppid: tdx.ppid.clone().unwrap_or_default(),
-            report_data: report.report_data.clone().unwrap_or_default(),
-            mr_td: tdx.mr_td.clone(),
-            rtmrs: [&tdx.rtmr0, &tdx.rtmr1, &tdx.rtmr2, &tdx.rtmr3]
                 .into_iter()
-                .cloned()
+                .map(|(index, value)| (u32::from(index), value))
                 .collect(),
+            user_data: nitro.user_data,
+            nonce: nitro.nonce,
+            public_key: nitro.public_key,
         }),
-        dstack: report.dstack.as_ref().map(|dstack| proto::DstackClaims {
-            boot_info: Some(boot_info_to_proto(&dstack.boot_info)),
+        tdx: report.tdx.map(|tdx| proto::TdxClaims {
+            quote_version: u32::from(tdx.quote_version),
+            tcb_status: tdx.tcb_status.unwrap_or_default(),
+            advisory_ids: tdx.advisory_ids,
+            ppid: tdx.ppid.unwrap_or_default(),
+            report_data: report_data.unwrap_or_default(),
+            mr_td: tdx.mr_td,
+            rtmrs: vec![tdx.rtmr0, tdx.rtmr1, tdx.rtmr2, tdx.rtmr3],
+        }),
+        dstack: report.dstack.map(|dstack| proto::DstackClaims {
+            boot_info: Some(boot_info_to_proto(dstack.boot_info)),
             os_image_hash_bound: dstack.os_image_hash_bound,
-            key_provider: dstack.key_provider.clone(),
+            key_provider: dstack.key_provider,
         }),
-        // A struct of strings, numbers and maps with integer keys always serializes.
-        report_json: if include_report_json {
-            serde_json::to_string(report).unwrap_or_default()
-        } else {
-            String::new()
-        },
+        report_json,
     }
 }
 
 /// Whether the verified evidence is what the request's oneof said it was (detection is by
 /// content; this keeps the field names honest).
-pub fn matches_declared_kind(kind: EvidenceKind, report: &Report) -> bool {
+pub(super) fn matches_declared_kind(kind: EvidenceKind, verified: &Verified) -> bool {
+    let dstack = verified.dstack().is_some();
     match kind {
-        EvidenceKind::NitroDocument => {
-            report.platform == Platform::Nitro && report.dstack.is_none()
-        }
-        EvidenceKind::Tdx => report.platform == Platform::Tdx,
-        EvidenceKind::DstackAttestation => report.dstack.is_some(),
-        EvidenceKind::DstackQuoteReport => {
-            report.platform == Platform::Tdx && report.dstack.is_some()
-        }
+        EvidenceKind::NitroDocument => verified.platform() == Platform::Nitro && !dstack,
+        EvidenceKind::Tdx => verified.platform() == Platform::Tdx,
+        EvidenceKind::DstackAttestation => dstack,
+        EvidenceKind::DstackQuoteReport => verified.platform() == Platform::Tdx && dstack,
     }
 }
 
 /// A boot info from a request, with the webhook's parsing rules (hex with or without 0x,
 /// left-padded; absent = zeros). A missing message is a malformed request.
-pub fn boot_info_from_proto(boot_info: Option<proto::BootInfo>) -> Result<BootInfo, Status> {
+pub(super) fn boot_info_from_proto(boot_info: Option<proto::BootInfo>) -> Result<BootInfo, Status> {
     let boot_info = boot_info.ok_or_else(|| Status::invalid_argument("boot_info is required"))?;
     let json = BootInfoJson {
         app_id: boot_info.app_id,
@@ -225,8 +224,8 @@ pub fn boot_info_from_proto(boot_info: Option<proto::BootInfo>) -> Result<BootIn
     BootInfo::try_from(&json).map_err(|e| Status::invalid_argument(format!("boot_info.{e}")))
 }
 
-pub fn boot_info_to_proto(boot_info: &BootInfo) -> proto::BootInfo {
-    let json = BootInfoJson::from(boot_info);
+/// A boot info on the wire, from its webhook spelling.
+pub(super) fn boot_info_to_proto(json: BootInfoJson) -> proto::BootInfo {
     proto::BootInfo {
         app_id: json.app_id,
         compose_hash: json.compose_hash,
@@ -240,7 +239,7 @@ pub fn boot_info_to_proto(boot_info: &BootInfo) -> proto::BootInfo {
     }
 }
 
-pub fn decision_to_proto(decision: Decision) -> proto::Decision {
+pub(super) fn decision_to_proto(decision: Decision) -> proto::Decision {
     proto::Decision {
         is_allowed: decision.allowed,
         reason: decision.reason,
@@ -250,7 +249,7 @@ pub fn decision_to_proto(decision: Decision) -> proto::Decision {
 }
 
 /// The outcome name of a decision, for metrics.
-pub fn decision_outcome(decision: &Decision) -> &'static str {
+pub(super) fn decision_outcome(decision: &Decision) -> &'static str {
     if decision.allowed {
         "allowed"
     } else {
@@ -261,7 +260,7 @@ pub fn decision_outcome(decision: &Decision) -> &'static str {
 /// A registry failure as a gRPC status: whatever keeps the view from answering is UNAVAILABLE
 /// (fail closed; the client should retry or deny), a question the view cannot answer is
 /// FAILED_PRECONDITION.
-pub fn registry_status(error: RegistryError) -> Status {
+pub(super) fn registry_status(error: RegistryError) -> Status {
     let code = match &error {
         RegistryError::Unavailable(_)
         | RegistryError::Rpc { .. }
@@ -276,16 +275,16 @@ pub fn registry_status(error: RegistryError) -> Status {
 }
 
 /// Attaches a stable error kind as `tee-verifier-error-kind` metadata.
-fn with_kind(mut status: Status, kind: &'static str) -> Status {
+fn with_kind(mut status: Status, kind: ErrorKind) -> Status {
     status.metadata_mut().insert(
         "tee-verifier-error-kind",
-        tonic::metadata::MetadataValue::from_static(kind),
+        tonic::metadata::MetadataValue::from_static(kind.as_str()),
     );
     status
 }
 
 /// A gRPC status code's snake_case name, the outcome label of a failed request.
-pub fn code_name(code: Code) -> &'static str {
+pub(super) fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "ok",
         Code::Cancelled => "cancelled",
@@ -307,7 +306,7 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
-pub fn lookup_from_proto(request: proto::CheckMeasurementRequest) -> Result<Lookup, Status> {
+pub(super) fn lookup_from_proto(request: proto::CheckMeasurementRequest) -> Result<Lookup, Status> {
     use proto::check_measurement_request::Measurement;
     fn hex<const N: usize>(field: &str, text: &str) -> Result<[u8; N], Status> {
         parse_hex_padded(text).map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
@@ -329,7 +328,7 @@ pub fn lookup_from_proto(request: proto::CheckMeasurementRequest) -> Result<Look
 }
 
 /// Parses the app-id filter of GetRegistry.
-pub fn app_filter(app_ids: &[String]) -> Result<Vec<[u8; 20]>, Status> {
+pub(super) fn app_filter(app_ids: &[String]) -> Result<Vec<[u8; 20]>, Status> {
     app_ids
         .iter()
         .map(|id| {
@@ -348,7 +347,7 @@ fn app_code(code: AppCode) -> proto::AppCode {
 }
 
 /// A snapshot on the wire; `apps` limited to `only` unless it is empty.
-pub fn snapshot_to_proto(
+pub(super) fn snapshot_to_proto(
     snapshot: Snapshot,
     source: &str,
     only: &[[u8; 20]],
@@ -392,7 +391,7 @@ pub fn snapshot_to_proto(
 
 /// One announced change on the wire. `Rebuilt` has no event of its own: the stream answers it
 /// with a fresh snapshot.
-pub fn change_to_event(change: RegistryChange) -> Option<proto::RegistryEvent> {
+pub(super) fn change_to_event(change: RegistryChange) -> Option<proto::RegistryEvent> {
     use proto::registry_event::Event;
     use proto::{ChangeAction, RegistryList};
     let entry_change = |action: ChangeAction, entry: Entry| {
@@ -465,7 +464,7 @@ mod tests {
         assert_eq!(boot.app_id[18..], [0xab, 0xcd]);
         assert_eq!(boot.compose_hash, [0; 32]);
         assert_eq!(boot.device_id[31], 1);
-        let back = boot_info_to_proto(&boot);
+        let back = boot_info_to_proto(BootInfoJson::from(&boot));
         assert_eq!(back.app_id, "0x000000000000000000000000000000000000abcd");
         assert_eq!(boot_info_from_proto(Some(back)).unwrap(), boot);
     }

@@ -7,7 +7,7 @@ use super::metrics::{Method, Metrics};
 use super::monitor::RegistryStatus;
 use super::proto;
 use crate::boot_info::BootInfo;
-use crate::evidence::{EvidenceVerifier, Unauthorizable};
+use crate::evidence::{EvidenceVerifier, Platform, Unauthorizable, Verified};
 use crate::registry::{Decision, Evaluation, Registry, RegistryError};
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -17,15 +17,17 @@ use tonic::Status;
 
 /// Where `now` comes from: the wall clock, or (tests only) a pinned instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Clock {
+pub(super) enum Clock {
     System,
-    Fixed(u64),
+    /// Every verification as of this instant, however old: only for tests of fixed evidence,
+    /// never for a service that decides anything.
+    DangerousFixed(u64),
 }
 
 impl Clock {
-    pub fn now(self) -> u64 {
+    pub(super) fn now(self) -> u64 {
         match self {
-            Clock::Fixed(now) => now,
+            Clock::DangerousFixed(now) => now,
             Clock::System => std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |elapsed| elapsed.as_secs()),
@@ -36,13 +38,13 @@ impl Clock {
 /// The registry, once its source has been opened (a chain source takes a while to build), or
 /// why it never will be.
 #[derive(Default)]
-pub struct RegistrySlot {
+pub(super) struct RegistrySlot {
     registry: OnceLock<Arc<dyn Registry>>,
     failure: OnceLock<String>,
 }
 
 impl RegistrySlot {
-    pub fn get(&self) -> Result<&Arc<dyn Registry>, RegistryError> {
+    pub(super) fn get(&self) -> Result<&Arc<dyn Registry>, RegistryError> {
         self.registry.get().ok_or_else(|| {
             RegistryError::Unavailable(match self.failure.get() {
                 Some(failure) => failure.clone(),
@@ -52,29 +54,29 @@ impl RegistrySlot {
     }
 
     /// Installs the registry; the first one wins.
-    pub fn install(&self, registry: Arc<dyn Registry>) {
+    pub(super) fn install(&self, registry: Arc<dyn Registry>) {
         let _ = self.registry.set(registry);
     }
 
     /// Records why the source can never be opened (answers stay unavailable, with this reason).
-    pub fn fail(&self, reason: String) {
+    pub(super) fn fail(&self, reason: String) {
         let _ = self.failure.set(reason);
     }
 }
 
 /// A successful answer and its outcome label for metrics.
-pub struct Answer<T> {
+pub(super) struct Answer<T> {
     pub value: T,
     pub outcome: &'static str,
 }
 
 impl<T> Answer<T> {
-    pub fn new(value: T, outcome: &'static str) -> Self {
+    pub(super) fn new(value: T, outcome: &'static str) -> Self {
         Answer { value, outcome }
     }
 }
 
-pub struct Core {
+pub(super) struct Core {
     verifier: EvidenceVerifier,
     pub registry: RegistrySlot,
     clock: Clock,
@@ -93,7 +95,7 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(
+    pub(super) fn new(
         verifier: EvidenceVerifier,
         clock: Clock,
         limits: Limits,
@@ -116,7 +118,7 @@ impl Core {
 
     /// Runs one request: admitted under the concurrency limit, bounded by the request deadline
     /// (the shorter of ours and the client's), timed and counted.
-    pub async fn handle<T>(
+    pub(super) async fn handle<T>(
         &self,
         method: Method,
         client_deadline: Option<Duration>,
@@ -155,7 +157,7 @@ impl Core {
 
     /// Verifies (inline or on a blocking thread, see [`runs_inline`]; at most `verify_workers`
     /// at once), then authorizes.
-    pub async fn verify(
+    pub(super) async fn verify(
         &self,
         request: proto::VerifyRequest,
     ) -> Result<Answer<proto::VerifyResponse>, Status> {
@@ -180,8 +182,8 @@ impl Core {
             .map_err(|e| Status::internal(format!("verification task failed: {e}")))?
         };
 
-        let report = match result {
-            Ok(report) => report,
+        let verified = match result {
+            Ok(verified) => verified,
             Err(error) => {
                 let response = proto::VerifyResponse {
                     verified: false,
@@ -189,21 +191,21 @@ impl Core {
                     verified_at: now,
                     ..Default::default()
                 };
-                return Ok(Answer::new(response, error.kind()));
+                return Ok(Answer::new(response, error.kind().as_str()));
             }
         };
-        if !convert::matches_declared_kind(job.kind, &report) {
+        if !convert::matches_declared_kind(job.kind, &verified) {
             return Err(Status::invalid_argument(format!(
                 "evidence given as {} is {}",
                 job.kind.field_name(),
-                describe(&report)
+                describe(&verified)
             )));
         }
-        let attested = convert::attested(&report, job.include_report_json);
+        let attested = convert::attested(&verified, job.include_report_json);
         let (authorization, outcome) = match job.authorize {
             proto::Authorize::None => (None, "verified"),
             authorize => {
-                let decision = match report.authorizable_boot_info(job.accept_os_image_claim) {
+                let decision = match verified.authorizable_boot_info(job.accept_os_image_claim) {
                     Ok(boot_info) => match authorize {
                         proto::Authorize::Kms => self.decide_kms(boot_info)?,
                         _ => self.decide_app(boot_info).await?,
@@ -238,13 +240,13 @@ impl Core {
     }
 
     /// `GET /metrics`: the service's counters and the verifier's cache counts.
-    pub fn render_metrics(&self) -> String {
+    pub(super) fn render_metrics(&self) -> String {
         self.metrics.render(&self.verifier.cache_stats())
     }
 
     /// `DstackKms.isAppAllowed`, from the view (or the contract, for app code the view cannot
     /// evaluate).
-    pub async fn decide_app(&self, boot_info: &BootInfo) -> Result<Decision, Status> {
+    pub(super) async fn decide_app(&self, boot_info: &BootInfo) -> Result<Decision, Status> {
         let registry = self.registry.get().map_err(convert::registry_status)?;
         let decision = registry
             .decide_app(boot_info)
@@ -256,7 +258,7 @@ impl Core {
     }
 
     /// `DstackKms.isKmsAllowed`, from the view.
-    pub fn decide_kms(&self, boot_info: &BootInfo) -> Result<Decision, Status> {
+    pub(super) fn decide_kms(&self, boot_info: &BootInfo) -> Result<Decision, Status> {
         let registry = self.registry.get().map_err(convert::registry_status)?;
         registry
             .decide_kms(boot_info)
@@ -276,10 +278,9 @@ fn runs_inline(job: &VerifyJob) -> bool {
     job.input_len() <= INLINE_VERIFY_MAX_BYTES
 }
 
-/// What a report says the evidence was, for a mismatch message.
-fn describe(report: &crate::evidence::Report) -> &'static str {
-    use crate::evidence::Platform;
-    match (report.platform, report.dstack.is_some()) {
+/// What the verified evidence was, for a mismatch message.
+fn describe(verified: &Verified) -> &'static str {
+    match (verified.platform(), verified.dstack().is_some()) {
         (Platform::Nitro, false) => "a bare Nitro document",
         (Platform::Nitro, true) => "a dstack Nitro attestation",
         (Platform::Tdx, false) => "a bare TDX quote",
@@ -290,6 +291,7 @@ fn describe(report: &crate::evidence::Report) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use tonic::Code;
 
     fn core(max_concurrency: usize, request_timeout: Duration) -> Core {
@@ -303,7 +305,7 @@ mod tests {
         let (_, shutdown) = watch::channel(false);
         Core::new(
             EvidenceVerifier::default(),
-            Clock::Fixed(1),
+            Clock::DangerousFixed(1),
             limits,
             shutdown,
             "test".into(),
@@ -418,7 +420,7 @@ mod tests {
 
     #[test]
     fn a_fixed_clock_never_moves_and_the_system_clock_does() {
-        assert_eq!(Clock::Fixed(1_705_431_295).now(), 1_705_431_295);
+        assert_eq!(Clock::DangerousFixed(1_705_431_295).now(), 1_705_431_295);
         assert!(Clock::System.now() > 1_700_000_000);
     }
 
@@ -426,11 +428,11 @@ mod tests {
     fn an_empty_registry_slot_is_unavailable_and_says_why() {
         let slot = RegistrySlot::default();
         let error = slot.get().err().expect("nothing installed");
-        assert_eq!(error.kind(), "unavailable");
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
         assert!(error.to_string().contains("still being built"), "{error}");
         slot.fail("the chain source is misconfigured: wrong chain".to_owned());
         let error = slot.get().err().expect("nothing installed");
-        assert_eq!(error.kind(), "unavailable");
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
         assert!(error.to_string().contains("wrong chain"), "{error}");
     }
 }

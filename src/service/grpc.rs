@@ -16,14 +16,14 @@ use tonic::{Request, Response, Status};
 /// Events buffered per watcher before the stream waits for its client.
 const WATCH_BUFFER: usize = 256;
 
-pub struct VerifierService {
+pub(super) struct VerifierService {
     core: Arc<Core>,
     /// Open WatchRegistry streams (they hold no request slot, so they are bounded here).
     watchers: Arc<Semaphore>,
 }
 
 impl VerifierService {
-    pub fn new(core: Arc<Core>) -> Self {
+    pub(super) fn new(core: Arc<Core>) -> Self {
         let watchers = Arc::new(Semaphore::new(core.limits.max_concurrency));
         VerifierService { core, watchers }
     }

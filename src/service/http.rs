@@ -22,11 +22,11 @@ use std::sync::Arc;
 use tonic::{Code, Status};
 
 /// auth-eth's reason when it cannot reach its backend; the KMS denies the boot.
-pub const BACKEND_UNAVAILABLE: &str = "authorization backend unavailable";
+pub(super) const BACKEND_UNAVAILABLE: &str = "authorization backend unavailable";
 
 /// What `GET /` reports about the chain source (None for file sources).
 #[derive(Clone, Debug, Default)]
-pub struct SourceInfo {
+pub(super) struct SourceInfo {
     pub kms_contract: Option<String>,
     /// Scheme and host only: RPC URLs often carry an API key.
     pub eth_rpc_url: Option<String>,
@@ -38,7 +38,7 @@ struct HttpState {
     source: Arc<SourceInfo>,
 }
 
-pub fn router(core: Arc<Core>, source: SourceInfo) -> Router {
+pub(super) fn router(core: Arc<Core>, source: SourceInfo) -> Router {
     let body_limit = core.limits.max_request_bytes;
     Router::new()
         .route("/", get(service_info))

@@ -1,16 +1,24 @@
-//! Prometheus metrics, kept in atomics (a request costs a few relaxed increments and, for its
-//! outcome, one short lock) and rendered as the text exposition format on `GET /metrics`.
+//! Prometheus metrics through `prometheus-client`: counters and gauges are atomics (a request
+//! costs a few relaxed increments, one short lock for its latency and a map lookup for its outcome),
+//! rendered in the Prometheus text format 0.0.4 on `GET /metrics`.
 
-use crate::cache_stats::CacheCounts;
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use crate::cache::CacheCounts;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    prometheus_text, DescriptorEncoder, EncodeLabelSet, EncodeMetric,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Everything the service answers, gRPC and HTTP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Method {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Method {
     Verify,
     IsAppAllowed,
     IsKmsAllowed,
@@ -33,7 +41,7 @@ impl Method {
         Method::BootAuthKms,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Method::Verify => "Verify",
             Method::IsAppAllowed => "IsAppAllowed",
@@ -57,70 +65,126 @@ const BUCKETS: [f64; 16] = [
     2.5, 10.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    /// Non-cumulative counts per bucket; the last slot is +Inf.
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
 }
 
-impl Histogram {
-    fn observe(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        let slot = BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(BUCKETS.len());
-        if let Some(bucket) = self.buckets.get(slot) {
-            bucket.fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    method: &'static str,
+    outcome: &'static str,
 }
 
-#[derive(Default)]
-struct MethodMetrics {
-    requests: AtomicU64,
-    in_flight: AtomicI64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+/// One method's series, taken out of their families once so that a request touches no map.
+struct MethodSeries {
+    requests: Counter,
+    in_flight: Gauge,
     latency: Histogram,
 }
 
-/// What the registry monitor last saw.
-#[derive(Default)]
-struct RegistryGauges {
-    available: AtomicU64,
-    block: AtomicU64,
-    /// When the view last advanced (a new block, a rebuild or a reload), for the age gauge.
-    last_advance: Mutex<Option<Instant>>,
-    decisions_from_view: AtomicU64,
-    decisions_from_contract: AtomicU64,
-}
-
-pub struct Metrics {
-    methods: [MethodMetrics; Method::ALL.len()],
+pub(super) struct Metrics {
+    /// Every series below, for rendering.
+    registry: Registry,
+    methods: [MethodSeries; Method::ALL.len()],
     /// (method, outcome) → count. Outcomes are static names: answer kinds, error kinds, status codes.
-    outcomes: Mutex<BTreeMap<(Method, &'static str), u64>>,
-    registry: RegistryGauges,
-    started: Instant,
+    outcomes: Family<OutcomeLabels, Counter>,
+    registry_available: Gauge,
+    registry_block: Gauge<u64, AtomicU64>,
+    /// When the view last advanced (a new block, a rebuild or a reload), for the age gauge.
+    last_advance: Arc<Mutex<Option<Instant>>>,
+    decisions_from_view: Counter,
+    decisions_from_contract: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics {
-            methods: Default::default(),
-            outcomes: Mutex::new(BTreeMap::new()),
-            registry: RegistryGauges::default(),
+        // `Registry::register` ends each help text with a period.
+        let mut registry = Registry::default();
+        let requests = Family::<MethodLabels, Counter>::default();
+        registry.register(
+            "tee_verifier_requests",
+            "Requests received, by method",
+            requests.clone(),
+        );
+        let in_flight = Family::<MethodLabels, Gauge>::default();
+        registry.register(
+            "tee_verifier_requests_in_flight",
+            "Requests being handled, by method",
+            in_flight.clone(),
+        );
+        let outcomes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "tee_verifier_request_outcomes",
+            "Finished requests by method and outcome (verified, allowed, denied, registered, \
+             not_registered, ok, a verification error kind, or a gRPC status)",
+            outcomes.clone(),
+        );
+        let latency =
+            Family::<MethodLabels, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+                Histogram::new(BUCKETS)
+            });
+        registry.register(
+            "tee_verifier_request_duration_seconds",
+            "Time to answer, by method",
+            latency.clone(),
+        );
+        let registry_available = Gauge::default();
+        registry.register(
+            "tee_verifier_registry_available",
+            "1 while the registry view can answer, else 0",
+            registry_available.clone(),
+        );
+        let registry_block = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "tee_verifier_registry_block",
+            "The block the registry view is as of",
+            registry_block.clone(),
+        );
+        let last_advance = Arc::new(Mutex::new(None));
+        registry.register_collector(Box::new(RegistryAge {
+            last_advance: Arc::clone(&last_advance),
             started: Instant::now(),
+        }));
+        let decisions = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "tee_verifier_registry_decisions",
+            "App decisions answered from the cached view (a hit) or by eth_call to the contract \
+             (a miss: app code the view cannot evaluate)",
+            decisions.clone(),
+        );
+        let methods = Method::ALL.map(|method| {
+            let labels = MethodLabels {
+                method: method.name(),
+            };
+            MethodSeries {
+                requests: requests.get_or_create_owned(&labels),
+                in_flight: in_flight.get_or_create_owned(&labels),
+                latency: latency.get_or_create_owned(&labels),
+            }
+        });
+        let source = |source| decisions.get_or_create_owned(&SourceLabels { source });
+        Metrics {
+            decisions_from_view: source("view"),
+            decisions_from_contract: source("contract"),
+            registry,
+            methods,
+            outcomes,
+            registry_available,
+            registry_block,
+            last_advance,
         }
     }
 }
 
 /// One request being measured. Finish it with its outcome; a request dropped unfinished (its
 /// client went away) counts as `cancelled`.
-pub struct RequestTimer<'a> {
+pub(super) struct RequestTimer<'a> {
     metrics: &'a Metrics,
     method: Method,
     started: Instant,
@@ -128,18 +192,22 @@ pub struct RequestTimer<'a> {
 }
 
 impl RequestTimer<'_> {
-    pub fn finish(mut self, outcome: &'static str) {
+    pub(super) fn finish(mut self, outcome: &'static str) {
         self.record(outcome);
     }
 
     fn record(&mut self, outcome: &'static str) {
         self.finished = true;
-        let method = self.metrics.method(self.method);
-        method.in_flight.fetch_sub(1, Ordering::Relaxed);
-        method.latency.observe(self.started.elapsed());
-        if let Ok(mut outcomes) = self.metrics.outcomes.lock() {
-            *outcomes.entry((self.method, outcome)).or_insert(0) += 1;
-        }
+        let series = self.metrics.series(self.method);
+        series.in_flight.dec();
+        series.latency.observe(self.started.elapsed().as_secs_f64());
+        self.metrics
+            .outcomes
+            .get_or_create(&OutcomeLabels {
+                method: self.method.name(),
+                outcome,
+            })
+            .inc();
     }
 }
 
@@ -152,15 +220,15 @@ impl Drop for RequestTimer<'_> {
 }
 
 impl Metrics {
-    fn method(&self, method: Method) -> &MethodMetrics {
+    fn series(&self, method: Method) -> &MethodSeries {
         // One slot per variant: the index is always in range.
         &self.methods[method.index()]
     }
 
-    pub fn start(&self, method: Method) -> RequestTimer<'_> {
-        let slot = self.method(method);
-        slot.requests.fetch_add(1, Ordering::Relaxed);
-        slot.in_flight.fetch_add(1, Ordering::Relaxed);
+    pub(super) fn start(&self, method: Method) -> RequestTimer<'_> {
+        let series = self.series(method);
+        series.requests.inc();
+        series.in_flight.inc();
         RequestTimer {
             metrics: self,
             method,
@@ -169,217 +237,127 @@ impl Metrics {
         }
     }
 
-    pub fn set_registry(&self, available: bool, block: Option<u64>) {
-        self.registry
-            .available
-            .store(u64::from(available), Ordering::Relaxed);
+    pub(super) fn set_registry(&self, available: bool, block: Option<u64>) {
+        self.registry_available.set(i64::from(available));
         if let Some(block) = block {
-            self.registry.block.store(block, Ordering::Relaxed);
+            self.registry_block.set(block);
         }
     }
 
-    pub fn registry_advanced(&self) {
-        if let Ok(mut last) = self.registry.last_advance.lock() {
+    pub(super) fn registry_advanced(&self) {
+        if let Ok(mut last) = self.last_advance.lock() {
             *last = Some(Instant::now());
         }
     }
 
     /// A decision was answered from the cached view (`true`) or by asking the contract.
-    pub fn decision_source(&self, from_view: bool) {
+    pub(super) fn decision_source(&self, from_view: bool) {
         let counter = if from_view {
-            &self.registry.decisions_from_view
+            &self.decisions_from_view
         } else {
-            &self.registry.decisions_from_contract
+            &self.decisions_from_contract
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.inc();
     }
 
-    /// The Prometheus text exposition format, version 0.0.4, with the verifier's cache counts.
-    pub fn render(&self, caches: &[(&'static str, CacheCounts)]) -> String {
+    /// The Prometheus text exposition format, version 0.0.4, with the verifier's cache counts and
+    /// the process's CPU time and memory (read now, beside the service's own series).
+    pub(super) fn render(&self, caches: &[(&'static str, CacheCounts)]) -> String {
+        let mut scrape = Registry::default();
+        scrape.register_collector(Box::new(CacheLookups(caches.to_vec())));
+        scrape.register_collector(Box::new(ProcessUsage));
         let mut out = String::with_capacity(8 * 1024);
-        let _ = self.write(&mut out, caches);
+        // Writing into a String cannot fail, nor can the collectors.
+        let _ = prometheus_text::encode(&mut out, &self.registry)
+            .and_then(|()| prometheus_text::encode(&mut out, &scrape));
         out
     }
+}
 
-    fn write(&self, out: &mut String, caches: &[(&'static str, CacheCounts)]) -> std::fmt::Result {
-        writeln!(
-            out,
-            "# HELP tee_verifier_requests_total Requests received, by method."
-        )?;
-        writeln!(out, "# TYPE tee_verifier_requests_total counter")?;
-        for method in Method::ALL {
-            let count = self.method(method).requests.load(Ordering::Relaxed);
-            writeln!(
-                out,
-                "tee_verifier_requests_total{{method=\"{}\"}} {count}",
-                method.name()
-            )?;
-        }
+/// Seconds since the registry view last advanced (or since start, before it first did).
+#[derive(Debug)]
+struct RegistryAge {
+    last_advance: Arc<Mutex<Option<Instant>>>,
+    started: Instant,
+}
 
-        writeln!(
-            out,
-            "# HELP tee_verifier_requests_in_flight Requests being handled, by method."
-        )?;
-        writeln!(out, "# TYPE tee_verifier_requests_in_flight gauge")?;
-        for method in Method::ALL {
-            let count = self.method(method).in_flight.load(Ordering::Relaxed);
-            writeln!(
-                out,
-                "tee_verifier_requests_in_flight{{method=\"{}\"}} {count}",
-                method.name()
-            )?;
-        }
-
-        writeln!(
-            out,
-            "# HELP tee_verifier_request_outcomes_total Finished requests by method and outcome \
-             (verified, allowed, denied, registered, not_registered, ok, a verification error \
-             kind, or a gRPC status)."
-        )?;
-        writeln!(out, "# TYPE tee_verifier_request_outcomes_total counter")?;
-        let outcomes = self
-            .outcomes
-            .lock()
-            .map(|outcomes| outcomes.clone())
-            .unwrap_or_default();
-        for ((method, outcome), count) in outcomes {
-            writeln!(
-                out,
-                "tee_verifier_request_outcomes_total{{method=\"{}\",outcome=\"{outcome}\"}} {count}",
-                method.name()
-            )?;
-        }
-
-        writeln!(
-            out,
-            "# HELP tee_verifier_request_duration_seconds Time to answer, by method."
-        )?;
-        writeln!(
-            out,
-            "# TYPE tee_verifier_request_duration_seconds histogram"
-        )?;
-        for method in Method::ALL {
-            let histogram = &self.method(method).latency;
-            let name = method.name();
-            let mut cumulative = 0u64;
-            for (bound, bucket) in BUCKETS.iter().zip(&histogram.buckets) {
-                cumulative = cumulative.saturating_add(bucket.load(Ordering::Relaxed));
-                writeln!(
-                    out,
-                    "tee_verifier_request_duration_seconds_bucket{{method=\"{name}\",le=\"{bound}\"}} {cumulative}"
-                )?;
-            }
-            let count = histogram.count.load(Ordering::Relaxed);
-            writeln!(
-                out,
-                "tee_verifier_request_duration_seconds_bucket{{method=\"{name}\",le=\"+Inf\"}} {count}"
-            )?;
-            let sum =
-                Duration::from_nanos(histogram.sum_nanos.load(Ordering::Relaxed)).as_secs_f64();
-            writeln!(
-                out,
-                "tee_verifier_request_duration_seconds_sum{{method=\"{name}\"}} {sum}"
-            )?;
-            writeln!(
-                out,
-                "tee_verifier_request_duration_seconds_count{{method=\"{name}\"}} {count}"
-            )?;
-        }
-
-        let registry = &self.registry;
-        writeln!(
-            out,
-            "# HELP tee_verifier_registry_available 1 while the registry view can answer, else 0."
-        )?;
-        writeln!(out, "# TYPE tee_verifier_registry_available gauge")?;
-        writeln!(
-            out,
-            "tee_verifier_registry_available {}",
-            registry.available.load(Ordering::Relaxed)
-        )?;
-        writeln!(
-            out,
-            "# HELP tee_verifier_registry_block The block the registry view is as of."
-        )?;
-        writeln!(out, "# TYPE tee_verifier_registry_block gauge")?;
-        writeln!(
-            out,
-            "tee_verifier_registry_block {}",
-            registry.block.load(Ordering::Relaxed)
-        )?;
-        let age = registry
+impl Collector for RegistryAge {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let since = self
             .last_advance
             .lock()
             .ok()
             .and_then(|last| *last)
-            .unwrap_or(self.started)
-            .elapsed()
-            .as_secs_f64();
-        writeln!(
-            out,
-            "# HELP tee_verifier_registry_age_seconds Seconds since the registry view last advanced \
-             (new block, rebuild or file reload)."
+            .unwrap_or(self.started);
+        let age = ConstGauge::new(since.elapsed().as_secs_f64());
+        age.encode(encoder.encode_descriptor(
+            "tee_verifier_registry_age_seconds",
+            "Seconds since the registry view last advanced (new block, rebuild or file reload).",
+            None,
+            age.metric_type(),
+        )?)
+    }
+}
+
+/// The verification caches' hit and miss counts, as the verifier reports them at a scrape.
+#[derive(Debug)]
+struct CacheLookups(Vec<(&'static str, CacheCounts)>);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
+    result: &'static str,
+}
+
+impl Collector for CacheLookups {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "tee_verifier_cache_lookups",
+            "Verification cache lookups by cache and result: a hit reuses checked signatures \
+             (time, revocation and policy checks still run), a miss verifies them.",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
         )?;
-        writeln!(out, "# TYPE tee_verifier_registry_age_seconds gauge")?;
-        writeln!(out, "tee_verifier_registry_age_seconds {age}")?;
-        writeln!(
-            out,
-            "# HELP tee_verifier_registry_decisions_total App decisions answered from the cached \
-             view (a hit) or by eth_call to the contract (a miss: app code the view cannot evaluate)."
-        )?;
-        writeln!(out, "# TYPE tee_verifier_registry_decisions_total counter")?;
-        writeln!(
-            out,
-            "tee_verifier_registry_decisions_total{{source=\"view\"}} {}",
-            registry.decisions_from_view.load(Ordering::Relaxed)
-        )?;
-        writeln!(
-            out,
-            "tee_verifier_registry_decisions_total{{source=\"contract\"}} {}",
-            registry.decisions_from_contract.load(Ordering::Relaxed)
-        )?;
-        writeln!(
-            out,
-            "# HELP tee_verifier_cache_lookups_total Verification cache lookups by cache and result: \
-             a hit reuses checked signatures (time, revocation and policy checks still run), a miss \
-             verifies them."
-        )?;
-        writeln!(out, "# TYPE tee_verifier_cache_lookups_total counter")?;
-        for (cache, counts) in caches {
+        for &(cache, counts) in &self.0 {
             for (result, count) in [("hit", counts.hits), ("miss", counts.misses)] {
-                writeln!(
-                    out,
-                    "tee_verifier_cache_lookups_total{{cache=\"{cache}\",result=\"{result}\"}} {count}"
-                )?;
+                ConstCounter::new(count)
+                    .encode(family.encode_family(&CacheLabels { cache, result })?)?;
             }
         }
-        write_process(out)
+        Ok(())
     }
 }
 
 /// The process's CPU time and resident memory, under the names Prometheus's process collectors
 /// use (read from Linux's `/proc/self`; absent elsewhere).
-fn write_process(out: &mut String) -> std::fmt::Result {
-    if let Some(seconds) = process_cpu_seconds() {
-        writeln!(
-            out,
-            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds."
-        )?;
-        writeln!(out, "# TYPE process_cpu_seconds_total counter")?;
-        writeln!(out, "process_cpu_seconds_total {seconds}")?;
+#[derive(Debug)]
+struct ProcessUsage;
+
+impl Collector for ProcessUsage {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if let Some(seconds) = process_cpu_seconds() {
+            let cpu = ConstCounter::new(seconds);
+            cpu.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                None,
+                cpu.metric_type(),
+            )?)?;
+        }
+        if let Some(bytes) = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| resident_bytes(&status))
+        {
+            let memory = ConstGauge::new(bytes);
+            memory.encode(encoder.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                None,
+                memory.metric_type(),
+            )?)?;
+        }
+        Ok(())
     }
-    if let Some(bytes) = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| resident_bytes(&status))
-    {
-        writeln!(
-            out,
-            "# HELP process_resident_memory_bytes Resident memory size in bytes."
-        )?;
-        writeln!(out, "# TYPE process_resident_memory_bytes gauge")?;
-        writeln!(out, "process_resident_memory_bytes {bytes}")?;
-    }
-    Ok(())
 }
 
 /// CPU time (user + system) this process has used, in seconds (Linux only).

@@ -2,7 +2,8 @@
 //! (`tee_verifier.v1.Verifier`, `grpc.health.v1`, server reflection v1 and v1alpha), and beside it
 //! an HTTP server that is a drop-in for dstack's KMS auth webhook, with `/metrics` and `/healthz`.
 //!
-//! - [`config`]: flags, environment and TOML file merged into one [`Config`].
+//! - [`config`]: the resolved settings, one [`Config`] (the CLI builds it from flags, environment
+//!   and TOML file).
 //! - `core`: what both servers share; `grpc` and `http`: the two faces; `convert`: every mapping
 //!   between library types and the wire; `monitor`: registry availability for health and metrics;
 //!   `metrics`: the Prometheus counters; [`server`]: start-up and graceful shutdown.
@@ -19,11 +20,14 @@ mod metrics;
 mod monitor;
 pub mod server;
 
-pub use config::{Config, ServeArgs};
+pub use config::Config;
 pub use metrics::process_cpu_seconds;
 pub use server::Server;
 
-/// The generated `tee_verifier.v1` messages, server and client.
+/// The generated `tee_verifier.v1` messages, server and client. Their documentation is the
+/// proto file's comments (`proto/tee_verifier/v1/verifier.proto`), which prost carries over where
+/// the proto has them.
+#[allow(missing_docs, unreachable_pub)]
 pub mod proto {
     tonic::include_proto!("tee_verifier.v1");
 
@@ -32,13 +36,12 @@ pub mod proto {
         include_bytes!(concat!(env!("OUT_DIR"), "/tee_verifier_v1_descriptor.bin"));
 }
 
-/// `tee-verifier serve`: resolves the settings, serves until SIGTERM or SIGINT, then drains.
-/// Builds its own tokio runtime. Settings and start-up errors (a bad flag, a port in use, an
-/// unreadable registry file) are returned as errors (the CLI exits 2).
-pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+/// `tee-verifier serve`: serves until SIGTERM or SIGINT, then drains. Builds its own tokio
+/// runtime. Start-up errors (a bad log filter, a port in use, an unreadable registry file) are
+/// returned as errors (the CLI exits 2).
+pub fn run(config: Config) -> anyhow::Result<std::process::ExitCode> {
     use anyhow::Context as _;
     use std::io::Write as _;
-    let config = Config::resolve(args)?;
     server::init_logging(config.log_format, &config.log_filter)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -13,11 +13,11 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 /// How often the view is probed besides the change notifications.
-pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the last probe saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RegistryStatus {
+pub(super) struct RegistryStatus {
     pub available: bool,
     /// Why not, when unavailable.
     pub reason: String,
@@ -54,7 +54,7 @@ fn probe(core: &Core) -> RegistryStatus {
 
 /// Probes on every change notification and every [`PROBE_INTERVAL`], publishing the status to
 /// `core.status` and the metrics, until shutdown.
-pub async fn run(core: Arc<Core>) {
+pub(super) async fn run(core: Arc<Core>) {
     let mut shutdown = core.shutdown.clone();
     let mut ticker = tokio::time::interval(PROBE_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -114,7 +114,7 @@ async fn next_change(
 
 /// Mirrors the registry status into gRPC health: SERVING only while the view can answer, and
 /// NOT_SERVING from the moment shutdown begins.
-pub async fn publish_health(core: Arc<Core>, reporter: HealthReporter) {
+pub(super) async fn publish_health(core: Arc<Core>, reporter: HealthReporter) {
     let mut status = core.status.subscribe();
     let mut shutdown = core.shutdown.clone();
     loop {

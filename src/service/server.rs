@@ -8,6 +8,7 @@ use super::http::{self, SourceInfo};
 use super::monitor;
 use super::proto::{self, verifier_server::VerifierServer};
 use crate::encoding::to_0x_hex;
+use crate::error::ErrorKind;
 use crate::evidence::EvidenceVerifier;
 use crate::nitro::NitroVerifier;
 use crate::registry::chain::{ChainConfig, ChainRegistry};
@@ -43,7 +44,9 @@ pub fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
 
 /// A started service: both listeners bound, serving in the background.
 pub struct Server {
+    /// The address the gRPC listener is bound to (the real port when 0 was asked).
     pub grpc_addr: SocketAddr,
+    /// The address the HTTP listener is bound to (the real port when 0 was asked).
     pub http_addr: SocketAddr,
     core: Arc<Core>,
     shutdown: watch::Sender<bool>,
@@ -58,13 +61,13 @@ impl Server {
     /// and answers UNAVAILABLE until it is).
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         let (shutdown, shutdown_signal) = watch::channel(false);
-        let clock = match config.fixed_now {
+        let clock = match config.dangerous_fixed_now {
             Some(now) => {
                 tracing::warn!(
                     now,
-                    "TEST ONLY: evidence is verified as of a fixed time, not the clock"
+                    "dangerous_fixed_now is set, FOR TESTS ONLY: evidence is verified as of a fixed time, not the clock"
                 );
-                Clock::Fixed(now)
+                Clock::DangerousFixed(now)
             }
             None => Clock::System,
         };
@@ -254,7 +257,7 @@ async fn follow_chain(core: Arc<Core>, config: ChainConfig, shutdown: watch::Rec
         });
         match ChainRegistry::connect(config.clone(), Some(progress)).await {
             Ok(registry) => break registry,
-            Err(error) if error.kind() == "invalid_config" => {
+            Err(error) if error.kind() == ErrorKind::InvalidConfig => {
                 tracing::error!(%error, "the chain source is misconfigured; answers stay UNAVAILABLE");
                 core.registry
                     .fail(format!("the chain source is misconfigured: {error}"));

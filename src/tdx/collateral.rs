@@ -1,4 +1,4 @@
-//! Collateral in dcap-qvl's `QuoteCollateralV3` JSON shape (tdx.md §3): PEM issuer chains, hex
+//! Collateral in dcap-qvl's `QuoteCollateralV3` JSON shape: PEM issuer chains, hex
 //! DER CRLs, the TCB Info and QE Identity as their exact signed JSON text with hex r‖s
 //! signatures, and an optional PEM PCK certificate chain.
 
@@ -93,10 +93,12 @@ impl Collateral {
         &self.digest
     }
 
+    /// The Intel SGX Root CA CRL (DER), which revokes intermediate CAs.
     pub fn root_ca_crl(&self) -> &[u8] {
         &self.root_ca_crl
     }
 
+    /// The CRL of the PCK Platform or Processor CA (DER) that revokes PCK leaf certificates.
     pub fn pck_crl(&self) -> &[u8] {
         &self.pck_crl
     }
@@ -106,6 +108,7 @@ impl Collateral {
         &self.pck_crl_issuer_chain
     }
 
+    /// The TCB Info signing chain (DER, leaf first), ending at the Intel SGX Root CA.
     pub fn tcb_info_issuer_chain(&self) -> &[Vec<u8>] {
         &self.tcb_info_issuer_chain
     }
@@ -115,10 +118,12 @@ impl Collateral {
         &self.tcb_info
     }
 
+    /// ECDSA P-256 signature (r‖s, 64 bytes) over the exact [`Self::tcb_info`] text.
     pub fn tcb_info_signature(&self) -> &[u8] {
         &self.tcb_info_signature
     }
 
+    /// The QE Identity signing chain (DER, leaf first), ending at the Intel SGX Root CA.
     pub fn qe_identity_issuer_chain(&self) -> &[Vec<u8>] {
         &self.qe_identity_issuer_chain
     }
@@ -128,6 +133,7 @@ impl Collateral {
         &self.qe_identity
     }
 
+    /// ECDSA P-256 signature (r‖s, 64 bytes) over the exact [`Self::qe_identity`] text.
     pub fn qe_identity_signature(&self) -> &[u8] {
         &self.qe_identity_signature
     }

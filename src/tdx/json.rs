@@ -7,86 +7,18 @@ use serde::Deserialize;
 
 /// Unix seconds of an RFC 3339 date-time (`2025-06-19T10:16:03Z`, optionally with a fraction
 /// of a second, which is dropped, or a `±HH:MM` offset). `None` if it is not one.
+///
+/// The `time` crate's RFC 3339 parser does the work, with one rule added: it takes any byte between
+/// the date and the time (RFC 3339's note allows e.g. a space), while the grammar and Intel's
+/// collateral use `T`, so only `T` or `t` is accepted. A leap second (`:60`) is accepted only where
+/// one can occur (23:59:60 UTC on a month's last day) and reads as the second before it.
 pub(crate) fn parse_rfc3339(text: &str) -> Option<u64> {
-    let bytes = text.as_bytes();
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        let field = bytes.get(range)?;
-        field.iter().try_fold(0i64, |acc, &b| {
-            b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
-        })
-    };
-    let separators_ok = bytes.get(4) == Some(&b'-')
-        && bytes.get(7) == Some(&b'-')
-        && matches!(bytes.get(10), Some(b'T' | b't'))
-        && bytes.get(13) == Some(&b':')
-        && bytes.get(16) == Some(&b':');
-    if !separators_ok {
+    if !matches!(text.as_bytes().get(10), Some(b'T' | b't')) {
         return None;
     }
-    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    let max_day = *month_days.get(usize::try_from(month).ok()?.checked_sub(1)?)?;
-    // Second 60 is a leap second; it folds onto the next second like every Unix clock does.
-    if !(1..=max_day).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut rest = bytes.get(19..)?;
-    if let Some((b'.', fraction)) = rest.split_first() {
-        let len = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
-        if len == 0 {
-            return None;
-        }
-        rest = fraction.get(len..)?;
-    }
-    let offset = match rest {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let two = |a: u8, b: u8| -> Option<i64> {
-                (a.is_ascii_digit() && b.is_ascii_digit())
-                    .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
-            };
-            let (hours, minutes) = (two(*h1, *h2)?, two(*m1, *m2)?);
-            if hours > 23 || minutes > 59 {
-                return None;
-            }
-            let magnitude = hours * 3600 + minutes * 60;
-            if *sign == b'+' {
-                magnitude
-            } else {
-                -magnitude
-            }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    u64::try_from(seconds).ok()
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let shifted_month = (month + 9) % 12;
-    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    let moment =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(moment.unix_timestamp()).ok()
 }
 
 /// A date field of a collateral document.
@@ -169,6 +101,21 @@ mod tests {
             Some(1_750_329_147)
         );
         assert_eq!(parse_rfc3339("2025-06-19t10:32:27z"), Some(1_750_329_147));
+        assert_eq!(
+            parse_rfc3339("2025-06-19T10:32:27-00:00"),
+            Some(1_750_329_147)
+        );
+    }
+
+    #[test]
+    fn leap_seconds_only_where_they_can_occur() {
+        // 2016-12-31T23:59:60Z was a leap second; it reads as the second before.
+        assert_eq!(parse_rfc3339("2016-12-31T23:59:60Z"), Some(1_483_228_799));
+        assert_eq!(
+            parse_rfc3339("2017-01-01T00:59:60+01:00"),
+            Some(1_483_228_799)
+        );
+        assert_eq!(parse_rfc3339("2025-06-19T10:32:60Z"), None);
     }
 
     #[test]
@@ -178,6 +125,7 @@ mod tests {
             "2025-06-19",
             "2025-06-19T10:32:27",
             "2025-06-19 10:32:27Z",
+            "2025-06-19_10:32:27Z",
             "2025-13-01T00:00:00Z",
             "2025-00-01T00:00:00Z",
             "2025-02-29T00:00:00Z",
@@ -203,11 +151,17 @@ mod tests {
         assert!(check_window("TCB Info", 10, 20, 10).is_ok());
         assert!(check_window("TCB Info", 10, 20, 20).is_ok());
         assert_eq!(
-            check_window("TCB Info", 10, 20, 9).unwrap_err().kind(),
+            check_window("TCB Info", 10, 20, 9)
+                .unwrap_err()
+                .kind()
+                .as_str(),
             "collateral_not_yet_valid"
         );
         assert_eq!(
-            check_window("TCB Info", 10, 20, 21).unwrap_err().kind(),
+            check_window("TCB Info", 10, 20, 21)
+                .unwrap_err()
+                .kind()
+                .as_str(),
             "collateral_expired"
         );
     }
@@ -216,7 +170,7 @@ mod tests {
     fn hex_fields() {
         assert_eq!(hex_array::<2>("d", "f", "0aFf").unwrap(), [0x0a, 0xff]);
         assert_eq!(
-            hex_array::<2>("d", "f", "0a").unwrap_err().kind(),
+            hex_array::<2>("d", "f", "0a").unwrap_err().kind().as_str(),
             "collateral_invalid"
         );
         assert!(hex_array::<2>("d", "f", "0x0a").is_err());

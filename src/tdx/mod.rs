@@ -1,5 +1,5 @@
 //! Intel TDX: quote v4/v5 parsing and full DCAP quote verification at an explicit `now`, in the
-//! spirit of Intel's QVL and dcap-qvl (tdx.md §1–§2), with caches for collateral shared by many
+//! spirit of Intel's QVL and dcap-qvl, with caches for collateral shared by many
 //! quotes.
 //!
 //! Entry points: [`Quote::parse`] for the fields, [`TdxVerifier::verify`] for a verdict.

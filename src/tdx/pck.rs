@@ -21,12 +21,17 @@ const CPUSVN: u8 = 18;
 /// What the PCK certificate certifies about the platform.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PckInfo {
+    /// Platform Provisioning ID, as the certificate carries it (16 bytes from Intel's PCS).
     pub ppid: Vec<u8>,
     /// SGX TCB component SVNs 1..=16, compared with the TCB Info `sgxtcbcomponents`.
     pub tcb_components: [u8; 16],
+    /// PCE security version certified for this platform.
     pub pce_svn: u16,
+    /// CPU SVN certified for this platform; equal to `tcb_components` (checked when read).
     pub cpu_svn: [u8; 16],
+    /// PCE ID (2 bytes, big-endian as in the certificate).
     pub pce_id: [u8; 2],
+    /// Family-Model-Stepping-Platform-CustomSKU: selects the TCB Info that applies.
     pub fmspc: [u8; 6],
 }
 

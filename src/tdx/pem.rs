@@ -1,55 +1,58 @@
 //! PEM certificate chains as Intel ships them (in quotes, NUL-terminated; in collateral JSON).
 //!
-//! Strict where it matters and no stricter than the `pem` crate dcap-qvl uses: every block is
+//! Read with the `pem` crate dcap-qvl uses, so exactly as strict as it: every block is
 //! `-----BEGIN CERTIFICATE-----` … `-----END CERTIFICATE-----`, its body canonical base64 with
-//! whitespace ignored; text between blocks is ignored.
+//! whitespace ignored; text between blocks (a trailing NUL) is ignored. Checked here besides, where
+//! the crate is laxer: the label must be `CERTIFICATE`; a block may carry no RFC 1421 headers;
+//! every `-----BEGIN ` must open a complete block (the crate stops at an unterminated one and
+//! returns the blocks before it); 1 to [`MAX_CHAIN_LEN`] blocks (counted before any is decoded),
+//! each at most [`MAX_DER_LEN`] bytes.
 
 use crate::x509::{MAX_CHAIN_LEN, MAX_DER_LEN};
-use base64::Engine as _;
 
 const BEGIN: &str = "-----BEGIN ";
-const END: &str = "-----END ";
-const DASHES: &str = "-----";
 const LABEL: &str = "CERTIFICATE";
 
 /// DER certificates of a PEM chain, in order: 1 to [`MAX_CHAIN_LEN`] of them.
 pub(crate) fn certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    // Bytes outside the blocks (a trailing NUL) need not be UTF-8; block contents must be ASCII.
-    let text = String::from_utf8_lossy(pem);
-    let mut rest: &str = &text;
-    let mut certificates = Vec::new();
-    while let Some(start) = rest.find(BEGIN) {
-        let after_begin = rest.get(start + BEGIN.len()..).unwrap_or_default();
-        let (label, body) = after_begin
-            .split_once(DASHES)
-            .ok_or("unterminated BEGIN line")?;
-        if label != LABEL {
-            return Err(format!("PEM block {label:?} is not a {LABEL}"));
-        }
-        let (content, after_end) = body.split_once(END).ok_or("missing END line")?;
-        let (end_label, after) = after_end
-            .split_once(DASHES)
-            .ok_or("unterminated END line")?;
-        if end_label != LABEL {
-            return Err(format!("BEGIN {LABEL} ends with END {end_label:?}"));
-        }
-        if certificates.len() == MAX_CHAIN_LEN {
-            return Err(format!("more than {MAX_CHAIN_LEN} certificates"));
-        }
-        let base64: String = content.chars().filter(|c| !c.is_whitespace()).collect();
-        if base64.len() > MAX_DER_LEN * 4 / 3 + 4 {
-            return Err("certificate larger than allowed".into());
-        }
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(&base64)
-            .map_err(|e| format!("bad base64: {e}"))?;
-        certificates.push(der);
-        rest = after;
-    }
-    if certificates.is_empty() {
+    let begin_lines = count(pem, BEGIN.as_bytes());
+    if begin_lines == 0 {
         return Err("no certificate".into());
     }
-    Ok(certificates)
+    if begin_lines > MAX_CHAIN_LEN {
+        return Err(format!("more than {MAX_CHAIN_LEN} certificates"));
+    }
+    let blocks = pem::parse_many(pem).map_err(|e| format!("bad PEM: {e}"))?;
+    if blocks.len() != begin_lines {
+        return Err("a BEGIN line without its block and END line".into());
+    }
+    blocks
+        .into_iter()
+        .map(|block| {
+            if block.tag() != LABEL {
+                return Err(format!("PEM block {:?} is not a {LABEL}", block.tag()));
+            }
+            if block.headers().iter().next().is_some() {
+                return Err("PEM headers in a certificate block".into());
+            }
+            let der = block.into_contents();
+            if der.len() > MAX_DER_LEN {
+                return Err("certificate larger than allowed".into());
+            }
+            Ok(der)
+        })
+        .collect()
+}
+
+/// Non-overlapping occurrences of `needle` in `haystack`.
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    let mut count = 0;
+    let mut rest = haystack;
+    while let Some(at) = rest.windows(needle.len()).position(|w| w == needle) {
+        count += 1;
+        rest = rest.get(at + needle.len()..).unwrap_or_default();
+    }
+    count
 }
 
 #[cfg(test)]
@@ -86,5 +89,19 @@ mod tests {
         ] {
             assert!(certificates(bad.as_bytes()).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn rules_the_crate_leaves_to_us() {
+        let with_headers = BLOCK.replace("MAMCAQE=", "Proc-Type: 4,ENCRYPTED\n\nMAMCAQE=");
+        assert!(certificates(with_headers.as_bytes()).is_err());
+        let truncated = format!("{BLOCK}-----BEGIN CERTIFICATE-----\nMAMCAQE=\n");
+        assert!(certificates(truncated.as_bytes()).is_err());
+        let big = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            vec![0u8; MAX_DER_LEN + 1],
+        );
+        let big = BLOCK.replace("MAMCAQE=", &big);
+        assert!(certificates(big.as_bytes()).is_err());
     }
 }

@@ -1,4 +1,7 @@
-//! TD attribute policy (tdx.md §2 step 11, TDX Module ABI 348551-008US table 3.23).
+//! TD attribute policy (TDX Module ABI 348551-008US table 3.23), as dcap-qvl applies it: DEBUG
+//! (bit 0) and the profiling bits (4..6) are refused unless `allow_debug`; reserved must-be-zero
+//! bits, MIGRATABLE, SERVTD_EXT and a non-zero MRSERVICETD are always refused; SEPT_VE_DISABLE
+//! (bit 28) is required.
 
 use super::error::TdxError;
 use super::quote::TdReport;
@@ -102,7 +105,7 @@ mod tests {
     fn each_refusal_has_its_reason() {
         let refused = |attributes, allow_debug| {
             let err = verdict(attributes, allow_debug).unwrap_err();
-            assert_eq!(err.kind(), "td_attributes");
+            assert_eq!(err.kind().as_str(), "td_attributes");
             err.to_string()
         };
         assert!(refused(SEPT_VE_DISABLE | DEBUG, false).contains("debug"));

@@ -1,5 +1,6 @@
 //! TD QE Identity (Intel PCS `enclaveIdentity`, id "TD_QE"): parsed from the exact signed text,
-//! and the QE report appraisal of tdx.md §2 step 7.
+//! and the QE report appraisal: MRSIGNER and ISVPRODID equal, MISCSELECT and ATTRIBUTES equal
+//! under their masks, and the QE's TCB level the first whose ISVSVN is at or below the QE's.
 
 use super::error::TdxError;
 use super::json::{date, hex_array, isv_levels, IsvLevelJson};

@@ -1,5 +1,9 @@
-//! Intel TDX quote v4/v5 parsing (tdx.md §1). Every field is read by its declared length from
-//! a bounds-checked cursor; bytes after the signature data are unsigned padding and never read.
+//! Intel TDX quote v4/v5 parsing. All integers are little-endian. A 48-byte header is followed
+//! by the TD report body (v4: always TD 1.0; v5: a `body_type: u16` and `body_size: u32` first),
+//! then the signature data, whose QE report certification data (type 6) nests the PCK
+//! credentials (usually type 5, a PEM chain). Every field is read by its declared length from
+//! a bounds-checked cursor; bytes after the signature data are unsigned padding (real quotes
+//! carry tens to thousands of them) and never read.
 
 use super::error::TdxError;
 
@@ -21,11 +25,17 @@ pub const QE_REPORT_LEN: usize = 384;
 /// The 48-byte quote header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuoteHeader {
+    /// Quote format version: 4 or 5.
     pub version: u16,
+    /// Attestation key type; 2 (ECDSA P-256) is the only one accepted.
     pub attestation_key_type: u16,
+    /// TEE type; 0x81 for TDX.
     pub tee_type: u32,
+    /// Security version of the Quoting Enclave that produced the quote.
     pub qe_svn: u16,
+    /// Security version of the Provisioning Certification Enclave.
     pub pce_svn: u16,
+    /// QE vendor ID; Intel's is [`INTEL_QE_VENDOR_ID`].
     pub qe_vendor_id: [u8; 16],
     /// First 16 bytes: the QE ID of the platform.
     pub user_data: [u8; 20],
@@ -71,33 +81,57 @@ impl TdReportKind {
 /// The fields a TD 1.5 "ex" report (`sgx_report2_body_v1_5_ex_t`) adds after MRSERVICETD.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Td15ExFields {
+    /// VM identifier within the TD.
     pub vm_id: u8,
+    /// TD_ID (32 bytes).
     pub td_id: [u8; 32],
+    /// Device information (48 bytes).
     pub dev_info: [u8; 48],
+    /// SERVTD_HASH the TD was launched with.
     pub init_service_td_hash: [u8; 48],
+    /// Service TD attributes at launch.
     pub init_service_td_attributes: [u8; 8],
+    /// CPU SVN at TD launch.
     pub init_cpu_svn: [u8; 16],
+    /// TEE TCB SVN at TD launch.
     pub init_tee_tcb_svn: [u8; 16],
+    /// FMSPC at TD launch (12 bytes as laid out in the report).
     pub init_tee_fmspc: [u8; 12],
+    /// Current SERVTD_HASH.
     pub cur_service_td_hash: [u8; 48],
+    /// Current service TD attributes.
     pub cur_service_td_attributes: [u8; 8],
 }
 
 /// The TD report body: what the TD measured and asked to be attested.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TdReport {
+    /// Which layout the body was read with.
     pub kind: TdReportKind,
+    /// TEE_TCB_SVN: the TDX module's TCB SVN components at launch, appraised against the TCB info.
     pub tee_tcb_svn: [u8; 16],
+    /// MRSEAM: SHA-384 of the TDX module.
     pub mr_seam: [u8; 48],
+    /// MRSIGNERSEAM: signer of the TDX module (all zero for Intel's).
     pub mr_signer_seam: [u8; 48],
+    /// SEAM attributes (all zero today).
     pub seam_attributes: [u8; 8],
+    /// TDATTRIBUTES, little-endian bit field; the [`super::TdxPolicy`] refuses debug and other
+    /// unsafe bits.
     pub td_attributes: [u8; 8],
+    /// XFAM: the extended CPU features the TD may use.
     pub xfam: [u8; 8],
+    /// MRTD: SHA-384 of the initial TD contents (the virtual firmware).
     pub mr_td: [u8; 48],
+    /// MRCONFIGID: software-defined configuration ID, set by the host at launch.
     pub mr_config_id: [u8; 48],
+    /// MROWNER: software-defined owner ID.
     pub mr_owner: [u8; 48],
+    /// MROWNERCONFIG: software-defined owner configuration.
     pub mr_owner_config: [u8; 48],
+    /// RTMR0..3, the runtime-extendable measurement registers (SHA-384, 48 bytes each).
     pub rtmr: [[u8; 48]; 4],
+    /// REPORTDATA: 64 bytes the TD asked to be attested (the caller's binding, e.g. a key hash).
     pub report_data: [u8; 64],
     /// TD 1.5 and later: the current TEE TCB after a TD-preserving module update.
     pub tee_tcb_svn2: Option<[u8; 16]>,
@@ -110,13 +144,21 @@ pub struct TdReport {
 /// The Quoting Enclave's SGX report (the fields the verifier appraises).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QeReport {
+    /// CPU security version of the platform that ran the QE.
     pub cpu_svn: [u8; 16],
+    /// MISCSELECT, little-endian.
     pub misc_select: u32,
+    /// SGX enclave attributes.
     pub attributes: [u8; 16],
+    /// MRENCLAVE: SHA-256 of the QE's code and data.
     pub mr_enclave: [u8; 32],
+    /// MRSIGNER: SHA-256 of the QE signer's public key.
     pub mr_signer: [u8; 32],
+    /// ISV product ID.
     pub isv_prod_id: u16,
+    /// ISV security version, appraised against the QE identity's TCB levels.
     pub isv_svn: u16,
+    /// First 32 bytes: SHA-256 of attestation key ‖ QE auth data; the rest zero.
     pub report_data: [u8; 64],
 }
 
@@ -124,12 +166,17 @@ pub struct QeReport {
 /// inside the QE report certification data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CertDataType {
+    /// Type 1: PPID in the clear.
     PlainPpid,
+    /// Type 2: PPID encrypted with RSA-2048-OAEP.
     EncryptedPpidRsa2048,
+    /// Type 3: PPID encrypted with RSA-3072-OAEP.
     EncryptedPpidRsa3072,
+    /// Type 4: the PCK leaf certificate alone.
     PckLeafCert,
     /// PEM chain: PCK leaf, PCK Platform/Processor CA, Intel SGX Root CA.
     PckCertChain,
+    /// Type 7: platform manifest.
     PlatformManifest,
 }
 
@@ -163,7 +210,9 @@ impl CertDataType {
 /// The certification data nested in the QE report certification data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertificationData {
+    /// How `data` is encoded.
     pub data_type: CertDataType,
+    /// The certification data bytes (for type 5, the PEM chain as sent).
     pub data: Vec<u8>,
 }
 
@@ -174,22 +223,28 @@ pub struct SignatureData {
     pub signature: [u8; 64],
     /// Attestation public key, raw X‖Y.
     pub attestation_key: [u8; 64],
+    /// The QE report, parsed from `qe_report_bytes`.
     pub qe_report: QeReport,
     /// The 384 QE report bytes exactly as signed by the PCK key.
     pub qe_report_bytes: [u8; QE_REPORT_LEN],
     /// ECDSA P-256 r‖s by the PCK leaf key over `qe_report_bytes`.
     pub qe_report_signature: [u8; 64],
+    /// QE authentication data, hashed with the attestation key into the QE report's report data.
     pub qe_auth_data: Vec<u8>,
+    /// The credentials that identify the PCK signing the QE report.
     pub certification: CertificationData,
 }
 
 /// A parsed TDX quote (v4 or v5).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Quote {
+    /// The 48-byte header.
     pub header: QuoteHeader,
+    /// The TD report body.
     pub body: TdReport,
     /// Header and body as received: what the attestation key signs.
     pub signed_region: Vec<u8>,
+    /// Everything after the body: signatures, attestation key and the QE's credentials.
     pub signature_data: SignatureData,
 }
 
@@ -364,7 +419,8 @@ fn parse_signature_data(cursor: &mut Cursor<'_>) -> Result<SignatureData, TdxErr
     })
 }
 
-/// Reads the SGX report body fields at their fixed offsets (tdx.md §1.3).
+/// Reads the SGX report body fields at their fixed offsets (CPUSVN @0, MISCSELECT @16,
+/// ATTRIBUTES @48, MRENCLAVE @64, MRSIGNER @128, ISVPRODID @256, ISVSVN @258, REPORTDATA @320).
 fn parse_qe_report(bytes: &[u8; QE_REPORT_LEN]) -> Result<QeReport, TdxError> {
     let mut cursor = Cursor::new(bytes);
     let cpu_svn = cursor.array("QE CPUSVN")?;
@@ -567,7 +623,7 @@ mod tests {
         let bytes = build(5, TdReportKind::Td15, 5, b"chain");
         for len in 0..bytes.len() {
             let err = Quote::parse(&bytes[..len]).unwrap_err();
-            assert_eq!(err.kind(), "malformed", "len {len}: {err}");
+            assert_eq!(err.kind().as_str(), "malformed", "len {len}: {err}");
             assert!(
                 matches!(err, TdxError::Truncated { .. }),
                 "len {len}: {err}"

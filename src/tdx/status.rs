@@ -5,19 +5,28 @@ use serde::Deserialize;
 /// A TCB status as Intel's collateral spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 pub enum TcbStatus {
+    /// The platform is patched to the latest TCB.
     UpToDate,
+    /// Up to date, but software mitigations (listed in the advisories) are needed.
     SWHardeningNeeded,
+    /// Up to date, but the platform configuration needs changing (see the advisories).
     ConfigurationNeeded,
+    /// Both `ConfigurationNeeded` and `SWHardeningNeeded`.
     ConfigurationAndSWHardeningNeeded,
+    /// The TCB is behind the latest; the platform needs a microcode or firmware update.
     OutOfDate,
+    /// Both `OutOfDate` and `ConfigurationNeeded`.
     OutOfDateConfigurationNeeded,
+    /// The TCB level is revoked; verification refuses it with `TdxError::Revoked`.
     Revoked,
     /// TD 1.5: launched on an out-of-date TCB that a TD-preserving update has since fixed.
     TDRelaunchAdvised,
+    /// `TDRelaunchAdvised`, and the current configuration also needs changing.
     TDRelaunchAdvisedConfigurationNeeded,
 }
 
 impl TcbStatus {
+    /// The spelling Intel's collateral and this crate's JSON output use (`"UpToDate"`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             TcbStatus::UpToDate => "UpToDate",
@@ -88,7 +97,9 @@ impl std::fmt::Display for TcbStatus {
 /// A status with the advisories behind it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcbVerdict {
+    /// The converged status.
     pub status: TcbStatus,
+    /// Intel security advisory IDs (`INTEL-SA-…`) behind the status, without duplicates.
     pub advisory_ids: Vec<String>,
 }
 

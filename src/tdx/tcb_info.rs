@@ -1,5 +1,10 @@
 //! TDX TCB Info (Intel PCS `tcbInfo`, id "TDX", version 3): parsed from the exact signed text into
-//! fixed-width facts, and the platform TCB appraisal of tdx.md §2 step 9.
+//! fixed-width facts, and the platform TCB appraisal: the FMSPC and PCE-ID must be the PCK
+//! certificate's; the level is the first whose SGX components and PCESVN are at or below the
+//! PCK's and whose TDX components are at or below TEE_TCB_SVN (indices 0 and 1 skipped when
+//! TEE_TCB_SVN\[1\] > 0: that module is appraised through `tdxModuleIdentities` entry
+//! `TDX_%02X` of the major version, its level matched by ISVSVN = TEE_TCB_SVN\[0\]);
+//! MRSIGNERSEAM and SEAMATTRIBUTES must match the module identity under its mask.
 
 use super::error::TdxError;
 use super::json::{date, hex_array, isv_levels, IsvLevelJson};

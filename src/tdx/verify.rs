@@ -1,4 +1,8 @@
-//! Full DCAP verification of a TDX quote at an explicit `now` (tdx.md §2), with caches.
+//! Full DCAP verification of a TDX quote at an explicit `now`, with caches. The order follows
+//! dcap-qvl (≈ Intel's QVL): collateral windows, signatures and issuer chains (TCB Info and QE
+//! Identity signers issued directly by the root), the PCK chain with CRLs, the QE report
+//! signature and binding, the QE identity, the quote signature, then the TCB appraisal; a
+//! `Revoked` level is an error, every other status is returned for the caller's policy.
 //!
 //! Collateral shared by many quotes is verified once and cached with the window in which every
 //! part of it is valid; a cached entry is only used when `now` lies inside that window (outside
@@ -21,12 +25,11 @@ use super::qe_identity::QeIdentity;
 use super::quote::{Quote, INTEL_QE_VENDOR_ID};
 use super::status::{TcbStatus, TcbVerdict};
 use super::tcb_info::TcbInfo;
-use crate::cache_stats::{CacheCounter, CacheCounts};
+use crate::cache::{CacheCounts, VerifiedCache, Window, Windowed};
 use crate::crypto::{self, Curve, SignatureEncoding};
 use crate::x509::{
     ChainCacheCounts, ChainPolicy, ChainVerifier, SignatureAlgorithm, VerifiedCrl, X509Error,
 };
-use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -49,9 +52,10 @@ const QE_CACHE_CAPACITY: u64 = 16 * 1024;
 /// A quote that verified, with its TCB appraisal. Acceptance of the status is the caller's policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedQuote {
+    /// The parsed quote whose signatures and chain verified.
     pub quote: Quote,
     /// Converged platform, TDX module and QE status (`UpToDate`, `OutOfDate`, ...; never `Revoked`).
-    pub tcb_status: String,
+    pub tcb_status: TcbStatus,
     /// Advisories of the platform, module and QE levels, without duplicates.
     pub advisory_ids: Vec<String>,
     /// Status of the platform TCB level (with the TDX module) alone.
@@ -60,7 +64,9 @@ pub struct VerifiedQuote {
     pub qe_tcb_status: String,
     /// Platform identity and TCB certified by the PCK certificate.
     pub pck: PckInfo,
+    /// The platform's PPID (from the PCK certificate), for callers that key on the machine.
     pub ppid: Vec<u8>,
+    /// The platform's FMSPC (from the PCK certificate), which selected the TCB Info.
     pub fmspc: [u8; 6],
     /// The older of the TCB Info's and QE Identity's TCB evaluation data numbers.
     pub tcb_evaluation_data_number: u32,
@@ -89,41 +95,9 @@ pub struct TdxCacheCounts {
 pub struct TdxVerifier {
     root_der: Arc<[u8]>,
     chains: ChainVerifier,
-    collaterals: Cache<[u8; 32], Arc<VerifiedCollateral>>,
-    collateral_lookups: Arc<CacheCounter>,
-    pck_crls: Cache<[u8; 32], Arc<VerifiedPckCrl>>,
-    pck_crl_lookups: Arc<CacheCounter>,
-    qes: Cache<[u8; 32], Arc<VerifiedQe>>,
-    qe_lookups: Arc<CacheCounter>,
-}
-
-/// An inclusive range of unix seconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Window {
-    from: u64,
-    until: u64,
-}
-
-impl Window {
-    const ALWAYS: Window = Window {
-        from: 0,
-        until: u64::MAX,
-    };
-
-    fn contains(self, now: u64) -> bool {
-        self.from <= now && now <= self.until
-    }
-
-    fn narrow(self, from: u64, until: u64) -> Window {
-        Window {
-            from: self.from.max(from),
-            until: self.until.min(until),
-        }
-    }
-
-    fn intersect(self, other: Window) -> Window {
-        self.narrow(other.from, other.until)
-    }
+    collaterals: VerifiedCache<[u8; 32], Arc<VerifiedCollateral>>,
+    pck_crls: VerifiedCache<[u8; 32], Arc<VerifiedPckCrl>>,
+    qes: VerifiedCache<[u8; 32], Arc<VerifiedQe>>,
 }
 
 struct VerifiedCollateral {
@@ -142,6 +116,24 @@ struct VerifiedQe {
     pck: PckInfo,
     qe_tcb: TcbVerdict,
     window: Window,
+}
+
+impl Windowed for VerifiedCollateral {
+    fn window(&self) -> Window {
+        self.window
+    }
+}
+
+impl Windowed for VerifiedPckCrl {
+    fn window(&self) -> Window {
+        self.window
+    }
+}
+
+impl Windowed for VerifiedQe {
+    fn window(&self) -> Window {
+        self.window
+    }
 }
 
 impl Default for TdxVerifier {
@@ -168,12 +160,9 @@ impl TdxVerifier {
                 algorithm: SignatureAlgorithm::EcdsaP256Sha256,
                 root_sha256,
             }),
-            collaterals: Cache::new(COLLATERAL_CACHE_CAPACITY),
-            collateral_lookups: Arc::default(),
-            pck_crls: Cache::new(PCK_CRL_CACHE_CAPACITY),
-            pck_crl_lookups: Arc::default(),
-            qes: Cache::new(QE_CACHE_CAPACITY),
-            qe_lookups: Arc::default(),
+            collaterals: VerifiedCache::new(COLLATERAL_CACHE_CAPACITY),
+            pck_crls: VerifiedCache::new(PCK_CRL_CACHE_CAPACITY),
+            qes: VerifiedCache::new(QE_CACHE_CAPACITY),
         }
     }
 
@@ -182,9 +171,9 @@ impl TdxVerifier {
     pub fn cache_counts(&self) -> TdxCacheCounts {
         TdxCacheCounts {
             chains: self.chains.cache_counts(),
-            collateral: self.collateral_lookups.snapshot(),
-            pck_crl: self.pck_crl_lookups.snapshot(),
-            qe: self.qe_lookups.snapshot(),
+            collateral: self.collaterals.counts(),
+            pck_crl: self.pck_crls.counts(),
+            qe: self.qes.counts(),
         }
     }
 
@@ -234,7 +223,7 @@ impl TdxVerifier {
         check_td_attributes(&quote.body, policy)?;
 
         Ok(VerifiedQuote {
-            tcb_status: converged.status.as_str().to_owned(),
+            tcb_status: converged.status,
             advisory_ids: converged.advisory_ids,
             platform_tcb_status: platform.launch.status.as_str().to_owned(),
             qe_tcb_status: qe.qe_tcb.status.as_str().to_owned(),
@@ -255,19 +244,10 @@ impl TdxVerifier {
         collateral: &Collateral,
         now: u64,
     ) -> Result<Arc<VerifiedCollateral>, TdxError> {
-        let key = *collateral.digest();
-        if let Some(hit) = self
-            .collaterals
-            .get(&key)
-            .filter(|hit| hit.window.contains(now))
-        {
-            self.collateral_lookups.hit();
-            return Ok(hit);
-        }
-        self.collateral_lookups.miss();
-        let verified = Arc::new(self.verify_collateral(collateral, now)?);
-        self.collaterals.insert(key, verified.clone());
-        Ok(verified)
+        self.collaterals
+            .get_or_verify(*collateral.digest(), now, || {
+                self.verify_collateral(collateral, now).map(Arc::new)
+            })
     }
 
     /// Root CA CRL, then the TCB Info and QE Identity: windows, signer chains, signatures.
@@ -373,15 +353,11 @@ impl TdxVerifier {
         verified: &VerifiedCollateral,
         now: u64,
     ) -> Result<Arc<VerifiedQe>, TdxError> {
-        let key = qe_cache_key(quote, collateral);
-        if let Some(hit) = self.qes.get(&key).filter(|hit| hit.window.contains(now)) {
-            self.qe_lookups.hit();
-            return Ok(hit);
-        }
-        self.qe_lookups.miss();
-        let qe = Arc::new(self.verify_qe(quote, collateral, verified, now)?);
-        self.qes.insert(key, qe.clone());
-        Ok(qe)
+        self.qes
+            .get_or_verify(qe_cache_key(quote, collateral), now, || {
+                self.verify_qe(quote, collateral, verified, now)
+                    .map(Arc::new)
+            })
     }
 
     /// PCK chain with both CRLs, SGX extension, QE report signature and binding, QE identity.
@@ -458,24 +434,15 @@ impl TdxVerifier {
         for der in issuer_chain {
             hasher.update(Sha256::digest(der));
         }
-        let key: [u8; 32] = hasher.finalize().into();
-        if let Some(hit) = self
-            .pck_crls
-            .get(&key)
-            .filter(|hit| hit.window.contains(now))
-        {
-            self.pck_crl_lookups.hit();
-            return Ok(hit);
-        }
-        self.pck_crl_lookups.miss();
-        let crl = self
-            .chains
-            .verify_crl(collateral.pck_crl(), issuer_chain, now)
-            .map_err(chain_error("PCK CRL"))?;
-        let window = crl_window(&crl);
-        let verified = Arc::new(VerifiedPckCrl { crl, window });
-        self.pck_crls.insert(key, verified.clone());
-        Ok(verified)
+        self.pck_crls
+            .get_or_verify(hasher.finalize().into(), now, || {
+                let crl = self
+                    .chains
+                    .verify_crl(collateral.pck_crl(), issuer_chain, now)
+                    .map_err(chain_error("PCK CRL"))?;
+                let window = crl_window(&crl);
+                Ok(Arc::new(VerifiedPckCrl { crl, window }))
+            })
     }
 }
 
@@ -595,26 +562,7 @@ mod tests {
         let err = verifier
             .verify(&quote, &collateral, late, &policy)
             .unwrap_err();
-        assert_eq!(err.kind(), "collateral_expired", "{err}");
+        assert_eq!(err.kind().as_str(), "collateral_expired", "{err}");
         assert_eq!(verifier.cache_counts().collateral, counts(2, 2));
-    }
-
-    #[test]
-    fn windows_are_inclusive_and_narrow() {
-        let window = Window::ALWAYS.narrow(10, 20).narrow(5, 15);
-        assert_eq!(
-            window,
-            Window {
-                from: 10,
-                until: 15
-            }
-        );
-        assert!(window.contains(10) && window.contains(15));
-        assert!(!window.contains(9) && !window.contains(16));
-        let empty = window.intersect(Window {
-            from: 16,
-            until: 30,
-        });
-        assert!(!(0..40).any(|now| empty.contains(now)));
     }
 }

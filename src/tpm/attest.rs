@@ -19,8 +19,11 @@ const MAX_SIZEOF_SELECT: usize = 32;
 /// `TPMS_CLOCK_INFO`. Not checked: a quote's freshness comes from its qualifying data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClockInfo {
+    /// Milliseconds the TPM has been powered.
     pub clock: u64,
+    /// TPM resets (power cycles) so far.
     pub reset_count: u32,
+    /// TPM restarts (resumes) since the last reset.
     pub restart_count: u32,
     /// `TPMI_YES_NO` as sent.
     pub safe: u8,
@@ -29,7 +32,9 @@ pub struct ClockInfo {
 /// One `TPMS_PCR_SELECTION`: a bank and the PCRs selected in it, ascending.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PcrSelection {
+    /// The bank's `TPM_ALG_ID` (e.g. [`TPM_ALG_SHA256`](super::TPM_ALG_SHA256)).
     pub hash_alg: u16,
+    /// The selected PCR indices, ascending.
     pub pcrs: Vec<u32>,
 }
 
@@ -40,6 +45,7 @@ pub struct TpmAttest {
     pub qualified_signer: Vec<u8>,
     /// `extraData`: the qualifying data the quote was asked for.
     pub extra_data: Vec<u8>,
+    /// `clockInfo`. Not checked.
     pub clock_info: ClockInfo,
     /// Vendor-defined firmware version. Not checked.
     pub firmware_version: u64,
@@ -186,7 +192,7 @@ mod tests {
         for len in 0..bytes.len() {
             let err = TpmAttest::parse(&bytes[..len]).unwrap_err();
             assert!(matches!(err, TpmError::Truncated { .. }), "{len}: {err}");
-            assert_eq!(err.kind(), "malformed");
+            assert_eq!(err.kind().as_str(), "malformed");
         }
     }
 
@@ -217,7 +223,7 @@ mod tests {
         for bytes in [many.encode(), too_large] {
             let err = TpmAttest::parse(&bytes).unwrap_err();
             assert!(matches!(err, TpmError::TooLarge { .. }), "{err}");
-            assert_eq!(err.kind(), "malformed");
+            assert_eq!(err.kind().as_str(), "malformed");
         }
         // A bitmap longer than 32 bytes.
         let mut wide = spec.encode();

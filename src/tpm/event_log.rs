@@ -26,7 +26,9 @@ const END_OF_LOG: u32 = 0xffff_ffff;
 /// One measured event: the PCR it extended and its SHA-256 digest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TpmEvent {
+    /// The PCR the event extended.
     pub pcr_index: u32,
+    /// The event's SHA-256 digest, as extended into the PCR.
     pub digest: [u8; 32],
 }
 
@@ -206,7 +208,7 @@ mod tests {
         for len in (0..bytes.len()).step_by(7) {
             match parse_tcg2_event_log(&bytes[..len]) {
                 Ok(events) => assert!(all.starts_with(&events), "{len}"),
-                Err(err) => assert_eq!(err.kind(), "malformed", "{len}: {err}"),
+                Err(err) => assert_eq!(err.kind().as_str(), "malformed", "{len}: {err}"),
             }
         }
     }
@@ -304,7 +306,7 @@ mod tests {
             (vec![], "empty"),
         ] {
             let err = parse_tcg2_event_log(&bytes).unwrap_err();
-            assert_eq!(err.kind(), "malformed", "{why}: {err}");
+            assert_eq!(err.kind().as_str(), "malformed", "{why}: {err}");
         }
         let huge = vec![0; MAX_EVENT_LOG_LEN + 1];
         assert!(matches!(
@@ -328,6 +330,6 @@ mod tests {
         assert_eq!(TpmEvent::new(2, &[1; 32]).unwrap().digest, [1; 32]);
         let err = TpmEvent::new(2, &[1; 48]).unwrap_err();
         assert_eq!(err, TpmError::EventDigestLength { index: 2, len: 48 });
-        assert_eq!(err.kind(), "malformed");
+        assert_eq!(err.kind().as_str(), "malformed");
     }
 }

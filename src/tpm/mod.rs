@@ -2,7 +2,7 @@
 //! selection and digest, the qualifying data, and the replay of a TCG event log into the quoted
 //! PCRs (TPM 2.0 Part 2 §10.12, §11.3; TCG PC Client Platform Firmware Profile §10). It knows
 //! nothing of who made the key or what the PCRs should hold: the caller verifies the attestation
-//! key's certificate chain and appraises the verified PCRs (docs: platforms.md §1.3).
+//! key's certificate chain and appraises the verified PCRs.
 //!
 //! Flow: [`TpmQuote`] (bytes, PCR values, event log) + [`AkPublicKey`] + the expected qualifying
 //! data → [`verify_quote`] → [`VerifiedTpmQuote`]. Nothing here reads the clock or the network.
@@ -23,6 +23,7 @@ pub(crate) mod samples;
 #[path = "../../tests/it/support/gcp.rs"]
 pub(crate) mod test_support;
 
+pub use crate::crypto::RsaPublicKey;
 pub use attest::{
     ClockInfo, PcrSelection, TpmAttest, MAX_ATTEST_LEN, MAX_PCR_SELECTIONS, TPM_GENERATED_VALUE,
     TPM_ST_ATTEST_QUOTE,

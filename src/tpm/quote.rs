@@ -1,5 +1,5 @@
 //! A TPM quote as a guest sends it, and its verification against an attestation key
-//! (tpm-qvl `verify_quote_with_ca`, platforms.md §1.3 steps 1-7; the key's chain is the caller's).
+//! (as tpm-qvl's `verify_quote_with_ca` does, except the key's chain, which is the caller's).
 
 use super::attest::TpmAttest;
 use super::event_log::{replay_pcr, TpmEvent, MAX_EVENTS};
@@ -11,7 +11,9 @@ use std::collections::HashSet;
 /// A SHA-256 PCR value, as read from the TPM next to the quote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PcrValue {
+    /// The PCR index.
     pub index: u32,
+    /// The PCR's SHA-256 value.
     pub value: [u8; 32],
 }
 
@@ -43,7 +45,9 @@ pub struct TpmQuote {
 /// verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedTpmQuote {
+    /// The signed TPMS_ATTEST.
     pub attest: TpmAttest,
+    /// The scheme the attestation key signed it with.
     pub signature_scheme: SignatureScheme,
     /// The quoted SHA-256 PCRs, in selection order.
     pub pcrs: Vec<PcrValue>,
@@ -212,7 +216,7 @@ mod tests {
     }
 
     fn kind(result: Result<VerifiedTpmQuote, TpmError>) -> &'static str {
-        result.unwrap_err().kind()
+        result.unwrap_err().kind().as_str()
     }
 
     #[test]
@@ -247,7 +251,7 @@ mod tests {
             quote.signature = other.signature;
             let err = verify_quote(&quote, &public(&ak), &QUALIFYING).unwrap_err();
             assert!(matches!(err, TpmError::Signature(_)), "{err}");
-            assert_eq!(err.kind(), "signature");
+            assert_eq!(err.kind().as_str(), "signature");
 
             let same_kind = if ak.is_rsa() {
                 AkKey::rsa()
@@ -269,7 +273,7 @@ mod tests {
                 signature: "ECDSA"
             }
         );
-        assert_eq!(err.kind(), "algorithm");
+        assert_eq!(err.kind().as_str(), "algorithm");
     }
 
     #[test]
@@ -290,7 +294,7 @@ mod tests {
                 len: 33
             }
         );
-        assert_eq!(err.kind(), "signature");
+        assert_eq!(err.kind().as_str(), "signature");
     }
 
     #[test]
@@ -308,7 +312,7 @@ mod tests {
                 provided: vec![2, 0, 14]
             }
         );
-        assert_eq!(err.kind(), "binding_mismatch");
+        assert_eq!(err.kind().as_str(), "binding_mismatch");
 
         let mut missing = quote_with(&ak, |_| {});
         missing.pcr_values.pop();
@@ -320,7 +324,7 @@ mod tests {
         let sha1 = quote_with(&ak, |spec| spec.selections[0].0 = TPM_ALG_SHA1);
         let err = verify_quote(&sha1, &key, &QUALIFYING).unwrap_err();
         assert_eq!(err, TpmError::PcrBank(TPM_ALG_SHA1));
-        assert_eq!(err.kind(), "binding_mismatch");
+        assert_eq!(err.kind().as_str(), "binding_mismatch");
 
         // The same PCRs, but PCR14 also in a SHA-1 selection: one bank only.
         let mixed = quote_with(&ak, |spec| {
@@ -336,7 +340,7 @@ mod tests {
         });
         let err = verify_quote(&twice, &key, &QUALIFYING).unwrap_err();
         assert_eq!(
-            (err.clone(), err.kind()),
+            (err.clone(), err.kind().as_str()),
             (TpmError::DuplicatePcr(2), "malformed")
         );
     }
@@ -349,7 +353,7 @@ mod tests {
         other_value.pcr_values[2].value[0] ^= 1;
         let err = verify_quote(&other_value, &key, &QUALIFYING).unwrap_err();
         assert!(matches!(err, TpmError::PcrDigestMismatch { .. }), "{err}");
-        assert_eq!(err.kind(), "binding_mismatch");
+        assert_eq!(err.kind().as_str(), "binding_mismatch");
 
         let quote = quote_with(&ak, |_| {});
         let err = verify_quote(&quote, &key, &[0x5b; 32]).unwrap_err();
@@ -357,7 +361,7 @@ mod tests {
             matches!(err, TpmError::QualifiedDataMismatch { .. }),
             "{err}"
         );
-        assert_eq!(err.kind(), "binding_mismatch");
+        assert_eq!(err.kind().as_str(), "binding_mismatch");
     }
 
     #[test]
@@ -379,7 +383,7 @@ mod tests {
                 matches!(err, TpmError::PcrReplayMismatch { index: i, .. } if i == index),
                 "{err}"
             );
-            assert_eq!(err.kind(), "event_log_mismatch");
+            assert_eq!(err.kind().as_str(), "event_log_mismatch");
         }
         // Events of PCRs outside the quote are not replayed, so they cannot fail it.
         let mut unquoted = quote_with(&ak, |_| {});
@@ -399,6 +403,6 @@ mod tests {
         assert_eq!(PcrValue::new(0, &[1; 32]).unwrap().value, [1; 32]);
         let err = PcrValue::new(0, &[1; 20]).unwrap_err();
         assert_eq!(err, TpmError::PcrValueLength { index: 0, len: 20 });
-        assert_eq!(err.kind(), "malformed");
+        assert_eq!(err.kind().as_str(), "malformed");
     }
 }

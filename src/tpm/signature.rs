@@ -1,7 +1,7 @@
 //! TPMT_SIGNATURE (TPM 2.0 Part 2 §11.3.4) and the attestation key that verifies it. Only the two
 //! schemes a vTPM attestation key uses are accepted, both over SHA-256: RSASSA-PKCS1-v1.5 and
 //! ECDSA on P-256. Bytes after the signature are ignored: the guest sends the rest of the TPM
-//! response (its auth area) with it (platforms.md §1.2).
+//! response (its auth area) with it.
 
 use super::reader::Reader;
 use super::{TpmError, TPM_ALG_ECDSA, TPM_ALG_RSASSA, TPM_ALG_SHA256};
@@ -18,7 +18,9 @@ const P256_SCALAR_LEN: usize = 32;
 /// A signature scheme, with the hash (always SHA-256) it is paired with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SignatureScheme {
+    /// RSASSA-PKCS1-v1.5 with SHA-256.
     RsassaSha256,
+    /// ECDSA on P-256 with SHA-256.
     EcdsaP256Sha256,
 }
 
@@ -36,10 +38,15 @@ impl SignatureScheme {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TpmSignature {
     /// `TPMS_SIGNATURE_RSASSA`: the PKCS#1 v1.5 signature, as long as the key's modulus.
-    Rsassa { signature: Vec<u8> },
+    Rsassa {
+        /// The signature, big-endian.
+        signature: Vec<u8>,
+    },
     /// `TPMS_SIGNATURE_ECDSA` on P-256: r and s, each exactly 32 bytes.
     Ecdsa {
+        /// The r scalar, big-endian.
         r: [u8; P256_SCALAR_LEN],
+        /// The s scalar, big-endian.
         s: [u8; P256_SCALAR_LEN],
     },
 }
@@ -72,6 +79,7 @@ impl TpmSignature {
         Ok(TpmSignature::Ecdsa { r, s })
     }
 
+    /// The scheme (and hash) of this signature.
     pub fn scheme(&self) -> SignatureScheme {
         match self {
             TpmSignature::Rsassa { .. } => SignatureScheme::RsassaSha256,
@@ -83,6 +91,7 @@ impl TpmSignature {
 /// The public part of an attestation key, as its certificate carries it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AkPublicKey {
+    /// An RSA key (Google's RSA-2048 AKs), for RSASSA-PKCS1-v1.5/SHA-256 signatures.
     Rsa(RsaPublicKey),
     /// An uncompressed SEC1 point on P-256.
     EcdsaP256(Vec<u8>),
@@ -203,7 +212,7 @@ mod tests {
         ] {
             let err = TpmSignature::parse(&tpmt_ecdsa(r, s)).unwrap_err();
             assert_eq!(err, TpmError::EcdsaScalarLength { which, len });
-            assert_eq!(err.kind(), "signature");
+            assert_eq!(err.kind().as_str(), "signature");
         }
     }
 
@@ -219,13 +228,13 @@ mod tests {
         ] {
             let err = TpmSignature::parse(&bytes).unwrap_err();
             assert_eq!(err, expected);
-            assert_eq!(err.kind(), "algorithm");
+            assert_eq!(err.kind().as_str(), "algorithm");
         }
         let ecdsa = tpmt_ecdsa(&[1; 32], &[2; 32]);
         for len in 0..ecdsa.len() {
             let err = TpmSignature::parse(&ecdsa[..len]).unwrap_err();
             assert!(matches!(err, TpmError::Truncated { .. }), "{len}: {err}");
-            assert_eq!(err.kind(), "malformed");
+            assert_eq!(err.kind().as_str(), "malformed");
         }
     }
 
@@ -240,14 +249,14 @@ mod tests {
         };
         let err = AkPublicKey::from_certificate(&p384.bare_certificate()).unwrap_err();
         assert!(matches!(err, TpmError::UnsupportedKey(_)), "{err}");
-        assert_eq!(err.kind(), "algorithm");
+        assert_eq!(err.kind().as_str(), "algorithm");
 
         let mut trailing = ecc.bare_certificate();
         trailing.push(0);
         for bytes in [&b"not a certificate"[..], &trailing] {
             let err = AkPublicKey::from_certificate(bytes).unwrap_err();
             assert!(matches!(err, TpmError::AkCertificate(_)), "{err}");
-            assert_eq!(err.kind(), "malformed");
+            assert_eq!(err.kind().as_str(), "malformed");
         }
     }
 
@@ -296,6 +305,6 @@ mod tests {
             &cert.signature_value.data,
         )
         .unwrap_err();
-        assert_eq!(err.kind(), "signature");
+        assert_eq!(err.kind().as_str(), "signature");
     }
 }

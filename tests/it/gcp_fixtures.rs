@@ -8,10 +8,11 @@ use crate::support::samples;
 use gcp_support::{GOOGLE_INSTANCE_EXTENSION, INTERMEDIATE_SERIAL, NOW, TCG_KP_EK_CERTIFICATE};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use tee_verifier::crypto::{self, RsaPublicKey};
 use tee_verifier::dstack::gcp::{qualified_data, RuntimePcr, GCE_TDX_PCR0};
 use tee_verifier::dstack::RuntimeEventVersion;
-use tee_verifier::tpm::{verify_quote, AkPublicKey, PcrValue, TpmEvent, TpmQuote};
+use tee_verifier::tpm::{
+    verify_quote, AkPublicKey, PcrValue, RsaPublicKey, TpmError, TpmEvent, TpmQuote, TpmSignature,
+};
 use x509_parser::prelude::*;
 
 fn fixtures() -> PathBuf {
@@ -100,7 +101,7 @@ fn tpm_quotes_verify_under_their_ak_certificates() {
         assert_eq!(uki[..], hex_field(&manifest["uki_auth"])[..]);
 
         let err = verify_quote(&quote, &ak, &[0; 32]).unwrap_err();
-        assert_eq!(err.kind(), "binding_mismatch", "{file}");
+        assert_eq!(err.kind().as_str(), "binding_mismatch", "{file}");
     }
 }
 
@@ -159,6 +160,15 @@ fn rsa_key(cert: &X509Certificate) -> RsaPublicKey {
     }
 }
 
+/// Checks an RSASSA-PKCS1-v1.5/SHA-256 certificate or CRL signature through the AK key type,
+/// which verifies that same scheme.
+fn rsa_verify(key: &RsaPublicKey, message: &[u8], signature: &[u8]) -> Result<(), TpmError> {
+    let signature = TpmSignature::Rsassa {
+        signature: signature.to_vec(),
+    };
+    AkPublicKey::Rsa(key.clone()).verify(message, &signature)
+}
+
 /// (OID, critical) of every extension, sorted: the shape compared with Google's certificates.
 fn extension_shape(cert: &X509Certificate) -> Vec<(String, bool)> {
     let mut shape: Vec<_> = cert
@@ -205,7 +215,7 @@ fn the_pki_has_googles_shape_and_rsa_links() {
         "C=US, ST=California, L=Mountain View, O=Google LLC, OU=Google Cloud, CN=EK/AK CA Root"
     );
     assert!(root.is_ca() && has_tcg_eku(&root));
-    crypto::verify_rsa_pkcs1_sha256(
+    rsa_verify(
         &root_key,
         root.tbs_certificate.as_ref(),
         &root.signature_value.data,
@@ -228,16 +238,11 @@ fn the_pki_has_googles_shape_and_rsa_links() {
         assert!(intermediate.is_ca() && has_tcg_eku(&intermediate), "{file}");
         assert_eq!(intermediate.raw_serial(), [INTERMEDIATE_SERIAL as u8]);
         let tbs = intermediate.tbs_certificate.as_ref();
-        crypto::verify_rsa_pkcs1_sha256(&root_key, tbs, &intermediate.signature_value.data)
-            .unwrap();
+        rsa_verify(&root_key, tbs, &intermediate.signature_value.data).unwrap();
         // Another root with the same name signs nothing here.
-        let err = crypto::verify_rsa_pkcs1_sha256(
-            &rsa_key(&foreign),
-            tbs,
-            &intermediate.signature_value.data,
-        )
-        .unwrap_err();
-        assert_eq!(err.kind(), "signature");
+        let err =
+            rsa_verify(&rsa_key(&foreign), tbs, &intermediate.signature_value.data).unwrap_err();
+        assert_eq!(err.kind().as_str(), "signature");
         let key = rsa_key(&intermediate);
         assert_eq!(key.bits(), 4096);
         let now = NOW as i64;
@@ -248,7 +253,7 @@ fn the_pki_has_googles_shape_and_rsa_links() {
         for (index, (_, der)) in blocks[1..].iter().enumerate() {
             let (_, crl) = CertificateRevocationList::from_der(der).unwrap();
             let signer = if index == 0 { &root_key } else { &key };
-            crypto::verify_rsa_pkcs1_sha256(
+            rsa_verify(
                 signer,
                 crl.tbs_cert_list.as_ref(),
                 &crl.signature_value.data,
@@ -274,7 +279,7 @@ fn the_pki_has_googles_shape_and_rsa_links() {
     for (file, bits) in [("ak_ecc.der", None), ("ak_rsa.der", Some(2048))] {
         let der = std::fs::read(fixtures().join(file)).unwrap();
         let ak = certificate(&der);
-        crypto::verify_rsa_pkcs1_sha256(
+        rsa_verify(
             &intermediate_key,
             ak.tbs_certificate.as_ref(),
             &ak.signature_value.data,

@@ -6,10 +6,10 @@ use crate::support::samples;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use tee_verifier::encoding::{decode_input, InputEncoding};
 use tee_verifier::nitro::{
     parse_document, Expectations, NitroVerifier, AWS_NITRO_ROOT_G1_DER, DEBUG_OS_IMAGE_HASH,
 };
+use tee_verifier::{decode_input, InputEncoding};
 
 struct Sample {
     name: String,

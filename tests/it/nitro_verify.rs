@@ -164,13 +164,17 @@ fn parse_document_previews_without_trusting() {
         NitroVerifier::new()
             .verify(&fixture.bytes(), NOW, &expect_none())
             .unwrap_err()
-            .kind(),
+            .kind()
+            .as_str(),
         "untrusted_root"
     );
     // Structure errors are the same as verify's.
     let mut broken = fixture.bytes();
     broken.push(0);
-    assert_eq!(parse_document(&broken).unwrap_err().kind(), "malformed");
+    assert_eq!(
+        parse_document(&broken).unwrap_err().kind().as_str(),
+        "malformed"
+    );
 }
 
 #[test]
@@ -383,7 +387,11 @@ fn document_signed_by_another_key_is_refused() {
 fn assert_malformed(fixture: &Fixture, case: &str, fragment: &str) {
     let bytes = fixture.bytes();
     let parse_error = parse_document(&bytes).unwrap_err();
-    assert_eq!(parse_error.kind(), "malformed", "{case}: {parse_error}");
+    assert_eq!(
+        parse_error.kind().as_str(),
+        "malformed",
+        "{case}: {parse_error}"
+    );
     assert!(
         parse_error.to_string().contains(fragment),
         "{case}: {parse_error}"
@@ -535,7 +543,10 @@ fn os_image_hash_needs_pcr0_to_pcr2() {
         fixture.doc.payload.set("pcrs", pcrs(&entries));
         // Structurally valid (AWS allows any 1..32 PCRs), but no OS_IMAGE_HASH can be computed.
         let doc = parse_document(&fixture.bytes()).unwrap();
-        assert_eq!(doc.os_image_hash().unwrap_err().kind(), "malformed");
+        assert_eq!(
+            doc.os_image_hash().unwrap_err().kind().as_str(),
+            "malformed"
+        );
         assert_eq!(fixture.rejection(), "malformed", "PCR{missing} missing");
     }
 }

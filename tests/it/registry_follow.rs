@@ -289,16 +289,18 @@ async fn answers_turn_unavailable_when_the_node_dies_and_recover_after_restart()
     s.node.kill();
     let killed = Instant::now();
     let outage = time_until(&registry, &info, Duration::from_secs(10), |a| {
-        a.as_ref().is_err_and(|e| e.kind() == "unavailable")
+        a.as_ref()
+            .is_err_and(|e| e.kind().as_str() == "unavailable")
     })
     .await;
     let kms_answer = registry.decide_kms(&info).unwrap_err();
-    assert_eq!(kms_answer.kind(), "unavailable");
+    assert_eq!(kms_answer.kind().as_str(), "unavailable");
     assert_eq!(
         registry
             .lookup(&Lookup::OsImageHash(s.os.0))
             .unwrap_err()
-            .kind(),
+            .kind()
+            .as_str(),
         "unavailable"
     );
     assert!(registry.last_error().is_some());

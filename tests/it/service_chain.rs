@@ -16,7 +16,6 @@ use serde_json::Value;
 use service::{eventually, Service};
 use std::time::Duration;
 use tee_verifier::boot_info::{BootInfo, BootInfoJson};
-use tee_verifier::encoding::to_0x_hex;
 use tee_verifier::registry::abi::{AppBootInfo, IDstackKms, EIP1967_IMPLEMENTATION_SLOT};
 use tee_verifier::service::proto::{
     self, check_measurement_request::Measurement, registry_event::Event, verify_request::Evidence,
@@ -186,8 +185,8 @@ async fn verify_authorizes_real_samples_on_chain_and_sees_revocations() {
         ..Default::default()
     };
 
-    let nitro_server = serve_chain(&anvil, &dstack, &["--fixed-now", "1766678659"]);
-    let tdx_server = serve_chain(&anvil, &dstack, &["--fixed-now", "1771459200"]);
+    let nitro_server = serve_chain(&anvil, &dstack, &["--dangerous-fixed-now", "1766678659"]);
+    let tdx_server = serve_chain(&anvil, &dstack, &["--dangerous-fixed-now", "1771459200"]);
     let setup_block = head(&provider).await;
     wait_for_block(&nitro_server, setup_block).await;
     wait_for_block(&tdx_server, setup_block).await;
@@ -637,4 +636,8 @@ async fn webhook_answers_exactly_what_the_contract_answers() {
     );
     let (_, ours) = server.post_json("/bootAuth/app", &spelled).await;
     assert_eq!(ours["isAllowed"], true, "{ours}");
+}
+
+fn to_0x_hex(bytes: &[u8]) -> String {
+    format!("0x{}", hex::encode(bytes))
 }

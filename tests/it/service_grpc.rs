@@ -1,6 +1,6 @@
 //! `tee-verifier serve` end to end without a chain: the real binary on ephemeral ports, a real
 //! tonic client and a real HTTP client, registry files for the allowlist. Real samples are
-//! verified at their own time (the hidden test-only `--fixed-now`).
+//! verified at their own time (the hidden test-only `--dangerous-fixed-now`).
 
 use crate::support::samples;
 use crate::support::service;
@@ -32,6 +32,14 @@ fn nitro_registry(compose_hashes: &str) -> String {
          [[apps]]\napp_id = \"{NITRO_APP_ID}\"\ncompose_hashes = [{compose_hashes}]\nallow_any_device = true\n",
         mr = "22".repeat(32)
     )
+}
+
+/// Replaces a file the way deployments do, by renaming a complete one over it: `std::fs::write`
+/// truncates first, and a poll that reads the empty file in between sees an empty registry.
+fn replace_file(path: &str, text: &str) {
+    let staged = format!("{path}.new");
+    std::fs::write(&staged, text).expect("write the new file");
+    std::fs::rename(&staged, path).expect("rename it over the old one");
 }
 
 fn read_sample(dir: &Path, entry: &Value) -> Vec<u8> {
@@ -94,7 +102,7 @@ async fn verifies_every_real_sample_at_its_time() {
     }
     let mut checked = 0;
     for (now, entries) in by_time {
-        let server = Service::start(&["--fixed-now", &now.to_string()]);
+        let server = Service::start(&["--dangerous-fixed-now", &now.to_string()]);
         let mut client = server.client().await;
         for entry in entries {
             let file = entry["file"].as_str().unwrap_or_default().to_owned();
@@ -202,7 +210,7 @@ async fn verify_authorizes_the_attested_boot_info() {
         &nitro_registry(&format!("\"{NITRO_OS_IMAGE}\"")),
     );
 
-    let server = Service::start(&["--fixed-now", NITRO_NOW, "--registry", &registry]);
+    let server = Service::start(&["--dangerous-fixed-now", NITRO_NOW, "--registry", &registry]);
     let mut client = server.client().await;
     let response = client
         .verify(request(Authorize::App))
@@ -234,7 +242,7 @@ async fn verify_authorizes_the_attested_boot_info() {
     assert!(plain.verified && plain.authorization.is_none());
 
     // The embedded default allows nothing.
-    let default = Service::start(&["--fixed-now", NITRO_NOW]);
+    let default = Service::start(&["--dangerous-fixed-now", NITRO_NOW]);
     let mut client = default.client().await;
     let response = client
         .verify(request(Authorize::App))
@@ -276,7 +284,7 @@ async fn malformed_requests_are_invalid_argument_and_rejections_are_answers() {
         return;
     };
     let document = std::fs::read(dir.join("dstack/nitro_enclave_nsm_doc.cose")).expect("sample");
-    let server = Service::start(&["--fixed-now", NITRO_NOW]);
+    let server = Service::start(&["--dangerous-fixed-now", NITRO_NOW]);
     let mut client = server.client().await;
 
     let invalid = |result: Result<tonic::Response<proto::VerifyResponse>, tonic::Status>,
@@ -536,7 +544,7 @@ async fn registry_file_changes_reach_watchers_and_a_broken_file_fails_closed() {
 
     // Revoke the compose hash: watchers get the new view, answers change.
     // (A different length guarantees the reloader sees a new stamp even within one mtime tick.)
-    std::fs::write(&registry, nitro_registry("") + "\n# revoked\n").expect("rewrite");
+    replace_file(&registry, &(nitro_registry("") + "\n# revoked\n"));
     let event = watch.message().await.expect("stream").expect("an event");
     let Some(Event::Snapshot(snapshot)) = event.event else {
         panic!("after reload {event:?}")
@@ -552,7 +560,7 @@ async fn registry_file_changes_reach_watchers_and_a_broken_file_fails_closed() {
     );
 
     // A broken file: unavailable everywhere, never an old answer.
-    std::fs::write(&registry, "this is = not [a registry").expect("break");
+    replace_file(&registry, "this is = not [a registry");
     let event = watch.message().await.expect("stream").expect("an event");
     let Some(Event::Unavailable(unavailable)) = event.event else {
         panic!("after break {event:?}")
@@ -582,7 +590,7 @@ async fn registry_file_changes_reach_watchers_and_a_broken_file_fails_closed() {
     assert_eq!(code, 503);
 
     // Fixed: a snapshot again, and serving.
-    std::fs::write(&registry, nitro_registry(&format!("\"{compose}\""))).expect("fix");
+    replace_file(&registry, &nitro_registry(&format!("\"{compose}\"")));
     let event = watch.message().await.expect("stream").expect("an event");
     assert!(
         matches!(event.event, Some(Event::Snapshot(_))),
@@ -758,7 +766,12 @@ async fn request_size_is_bounded_on_both_servers() {
         return;
     };
     let document = std::fs::read(dir.join("dstack/nitro_enclave_nsm_doc.cose")).expect("sample");
-    let server = Service::start(&["--max-request-bytes", "1024", "--fixed-now", NITRO_NOW]);
+    let server = Service::start(&[
+        "--max-request-bytes",
+        "1024",
+        "--dangerous-fixed-now",
+        NITRO_NOW,
+    ]);
     let mut client = server.client().await;
     let status = client
         .verify(proto::VerifyRequest {

@@ -181,7 +181,7 @@ async fn readme_service_examples_work_as_written() {
     let document = std::fs::read(dir.join(NITRO_SAMPLE)).expect("sample");
     let document_base64 = base64::engine::general_purpose::STANDARD.encode(&document);
 
-    let server = Service::start(&["--fixed-now", NITRO_SAMPLE_NOW]);
+    let server = Service::start(&["--dangerous-fixed-now", NITRO_SAMPLE_NOW]);
     server
         .wait_health(ServingStatus::Serving, Duration::from_secs(10))
         .await;

@@ -21,7 +21,7 @@ async fn a_pinned_test_root_verifies_its_documents_and_only_there() {
     let root_path = files.path().join("test-root.der");
     std::fs::write(&root_path, pki.root()).expect("write root");
     let pinned = Service::start(&[
-        "--fixed-now",
+        "--dangerous-fixed-now",
         &now,
         "--nitro-root",
         root_path.to_str().expect("path"),
@@ -37,6 +37,11 @@ async fn a_pinned_test_root_verifies_its_documents_and_only_there() {
     assert!(
         pinned.stderr().contains("non-default root"),
         "{}",
+        pinned.stderr()
+    );
+    assert!(
+        pinned.stderr().contains("FOR TESTS ONLY"),
+        "the fixed clock is a warning at start: {}",
         pinned.stderr()
     );
     // Again, warm: the chain's certificates and links come from the caches, and /metrics says so.
@@ -60,7 +65,7 @@ async fn a_pinned_test_root_verifies_its_documents_and_only_there() {
         assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
     }
 
-    let default = Service::start(&["--fixed-now", &now]);
+    let default = Service::start(&["--dangerous-fixed-now", &now]);
     let response = default
         .client()
         .await

@@ -39,13 +39,19 @@ impl Pair {
     }
 
     fn ours(&self, quote: &[u8], collateral: &[u8], now: u64) -> Verdict {
-        let collateral = Collateral::from_json(collateral).map_err(|e| e.kind().to_owned())?;
+        let collateral =
+            Collateral::from_json(collateral).map_err(|e| e.kind().as_str().to_owned())?;
         let policy = TdxPolicy {
             allow_debug: self.allow_debug,
         };
         self.ours
             .verify(quote, &collateral, now, &policy)
-            .map(|v| (v.tcb_status, v.advisory_ids.into_iter().collect()))
+            .map(|v| {
+                (
+                    v.tcb_status.as_str().to_owned(),
+                    v.advisory_ids.into_iter().collect(),
+                )
+            })
             .map_err(|e| format!("{}: {e}", e.kind()))
     }
 

@@ -149,7 +149,10 @@ fn v5_with_wrong_body_size_or_type_is_rejected() {
             }
         );
         let sgx_body = v4_to_v5(&v4_bytes, 1, &[]);
-        assert_eq!(Quote::parse(&sgx_body).unwrap_err().kind(), "malformed");
+        assert_eq!(
+            Quote::parse(&sgx_body).unwrap_err().kind().as_str(),
+            "malformed"
+        );
     }
 }
 

@@ -30,10 +30,10 @@ impl Bench {
 
     fn kind(&self, edit: impl FnOnce(&mut Spec)) -> &'static str {
         match self.verify(edit) {
-            Ok(verified) => panic!("accepted with status {}", verified.tcb_status),
+            Ok(verified) => panic!("accepted with status {}", verified.tcb_status.as_str()),
             Err(err) => {
                 eprintln!("{}: {err}", err.kind());
-                err.kind()
+                err.kind().as_str()
             }
         }
     }
@@ -60,7 +60,7 @@ fn verifier_is_clone_send_sync() {
 fn the_default_fixture_verifies_up_to_date() {
     let bench = Bench::new();
     let verified = bench.verify(|_| {}).unwrap();
-    assert_eq!(verified.tcb_status, "UpToDate");
+    assert_eq!(verified.tcb_status.as_str(), "UpToDate");
     assert!(verified.advisory_ids.is_empty());
     assert_eq!(verified.ppid, [0x81; 16]);
     assert_eq!(verified.fmspc, tdx_support::FMSPC);
@@ -83,7 +83,11 @@ fn v5_quotes_of_every_td_body_verify() {
             })
             .unwrap_or_else(|e| panic!("body type {body_type}: {} {e}", e.kind()));
         assert_eq!(verified.quote.version(), 5);
-        assert_eq!(verified.tcb_status, "UpToDate", "body type {body_type}");
+        assert_eq!(
+            verified.tcb_status.as_str(),
+            "UpToDate",
+            "body type {body_type}"
+        );
     }
 }
 
@@ -92,13 +96,13 @@ fn statuses_and_advisories_are_returned_as_data() {
     let bench = Bench::new();
     // Platform PCESVN 6 meets only the OutOfDate level.
     let verified = bench.verify(|s| s.sgx.pce_svn = 6).unwrap();
-    assert_eq!(verified.tcb_status, "OutOfDate");
+    assert_eq!(verified.tcb_status.as_str(), "OutOfDate");
     assert_eq!(verified.advisory_ids, ["INTEL-SA-00106", "INTEL-SA-00115"]);
     assert_eq!(verified.platform_tcb_status, "OutOfDate");
 
     // The QE level alone is OutOfDate: it converges into the platform status.
     let verified = bench.verify(|s| s.qe.isv_svn = 3).unwrap();
-    assert_eq!(verified.tcb_status, "OutOfDate");
+    assert_eq!(verified.tcb_status.as_str(), "OutOfDate");
     assert_eq!(verified.advisory_ids, ["INTEL-SA-00615"]);
     assert_eq!(
         (
@@ -112,7 +116,7 @@ fn statuses_and_advisories_are_returned_as_data() {
     let verified = bench
         .verify(|s| s.td.tee_tcb_svn = svn(&[2, 1, 3]))
         .unwrap();
-    assert_eq!(verified.tcb_status, "OutOfDate");
+    assert_eq!(verified.tcb_status.as_str(), "OutOfDate");
     assert_eq!(verified.advisory_ids, ["INTEL-SA-01036"]);
 
     // A status with advisories even when UpToDate must come through as is.
@@ -121,7 +125,7 @@ fn statuses_and_advisories_are_returned_as_data() {
             s.tcb_info["tcbLevels"][0]["advisoryIDs"] = serde_json::json!(["INTEL-SA-09999"])
         })
         .unwrap();
-    assert_eq!(verified.tcb_status, "UpToDate");
+    assert_eq!(verified.tcb_status.as_str(), "UpToDate");
     assert_eq!(verified.advisory_ids, ["INTEL-SA-09999"]);
 
     for status in [
@@ -132,7 +136,7 @@ fn statuses_and_advisories_are_returned_as_data() {
         let verified = bench
             .verify(|s| s.tcb_info["tcbLevels"][0]["tcbStatus"] = status.into())
             .unwrap();
-        assert_eq!(verified.tcb_status, status);
+        assert_eq!(verified.tcb_status.as_str(), status);
     }
 }
 
@@ -151,7 +155,7 @@ fn td15_current_tcb_is_appraised() {
             s.td.tee_tcb_svn2 = svn(&[6, 1, 3]);
         })
         .unwrap();
-    assert_eq!(verified.tcb_status, "TDRelaunchAdvised");
+    assert_eq!(verified.tcb_status.as_str(), "TDRelaunchAdvised");
     assert_eq!(verified.advisory_ids, ["INTEL-SA-01036"]);
     // Both out of date: no relaunch helps.
     let verified = bench
@@ -161,7 +165,7 @@ fn td15_current_tcb_is_appraised() {
             s.td.tee_tcb_svn2 = svn(&[2, 1, 3]);
         })
         .unwrap();
-    assert_eq!(verified.tcb_status, "OutOfDate");
+    assert_eq!(verified.tcb_status.as_str(), "OutOfDate");
     // A current TCB that meets no level fails even if the launch TCB does.
     assert_eq!(
         bench.kind(|s| {
@@ -260,7 +264,7 @@ fn td_attribute_policy() {
     );
     let debug = bench.build(|s| s.td.td_attributes = SEPT_VE_DISABLE | 1);
     let verified = verify_built(&debug, NOW, &TdxPolicy { allow_debug: true }).unwrap();
-    assert_eq!(verified.tcb_status, "UpToDate");
+    assert_eq!(verified.tcb_status.as_str(), "UpToDate");
     assert_eq!(bench.kind(|s| s.td.td_attributes = 0), "td_attributes");
     assert_eq!(
         bench.kind(|s| s.td.td_attributes = SEPT_VE_DISABLE | 1 << 29),
@@ -289,7 +293,8 @@ fn signatures_are_checked() {
     assert_eq!(
         verify_built(&built, NOW, &TdxPolicy::default())
             .unwrap_err()
-            .kind(),
+            .kind()
+            .as_str(),
         "signature"
     );
     // QE report signature: MRENCLAVE changed after signing (QE report starts at 770).
@@ -298,7 +303,8 @@ fn signatures_are_checked() {
     assert_eq!(
         verify_built(&built, NOW, &TdxPolicy::default())
             .unwrap_err()
-            .kind(),
+            .kind()
+            .as_str(),
         "signature"
     );
     // The TCB Info / QE Identity text changed after signing, even by one space.
@@ -312,7 +318,8 @@ fn signatures_are_checked() {
         assert_eq!(
             verify_built(&built, NOW, &TdxPolicy::default())
                 .unwrap_err()
-                .kind(),
+                .kind()
+                .as_str(),
             "signature",
             "{field}"
         );
@@ -323,7 +330,8 @@ fn signatures_are_checked() {
     assert_eq!(
         verify_built(&built, NOW, &TdxPolicy::default())
             .unwrap_err()
-            .kind(),
+            .kind()
+            .as_str(),
         "signature"
     );
 }
@@ -346,7 +354,8 @@ fn qe_report_must_bind_the_attestation_key() {
     assert_eq!(
         verify_built(&built, NOW, &TdxPolicy::default())
             .unwrap_err()
-            .kind(),
+            .kind()
+            .as_str(),
         "binding_mismatch"
     );
 }
@@ -426,7 +435,8 @@ fn crls_must_come_from_the_right_issuer() {
     assert_eq!(
         verify_built(&built, NOW, &TdxPolicy::default())
             .unwrap_err()
-            .kind(),
+            .kind()
+            .as_str(),
         "collateral_invalid"
     );
 }
@@ -469,12 +479,12 @@ fn the_root_is_pinned() {
     let err = TdxVerifier::new()
         .verify(&built.quote, &collateral, NOW, &TdxPolicy::default())
         .unwrap_err();
-    assert_eq!(err.kind(), "untrusted_root");
+    assert_eq!(err.kind().as_str(), "untrusted_root");
     let other = Bench::new().build(|_| {});
     let err = TdxVerifier::with_root_der(&other.root_der)
         .verify(&built.quote, &collateral, NOW, &TdxPolicy::default())
         .unwrap_err();
-    assert_eq!(err.kind(), "untrusted_root");
+    assert_eq!(err.kind().as_str(), "untrusted_root");
 }
 
 #[test]
@@ -533,7 +543,7 @@ fn collateral_json_is_checked() {
         edit(&mut collateral);
         Collateral::from_json(&serde_json::to_vec(&collateral).unwrap()).map(|_| ())
     };
-    let kind = |edit: &dyn Fn(&mut Value)| decode(edit).unwrap_err().kind();
+    let kind = |edit: &dyn Fn(&mut Value)| decode(edit).unwrap_err().kind().as_str();
     assert_eq!(kind(&|c| c["pck_crl"] = "zz".into()), "collateral_invalid");
     assert_eq!(
         kind(&|c| drop(c.as_object_mut().unwrap().remove("tcb_info"))),
@@ -550,12 +560,12 @@ fn collateral_json_is_checked() {
     );
     decode(&|c| c["pck_crl"] = format!("0x{}", c["pck_crl"].as_str().unwrap()).into()).unwrap();
     assert_eq!(
-        Collateral::from_json(b"[]").unwrap_err().kind(),
+        Collateral::from_json(b"[]").unwrap_err().kind().as_str(),
         "collateral_invalid"
     );
     let huge = vec![b' '; tee_verifier::tdx::MAX_COLLATERAL_LEN + 1];
     assert_eq!(
-        Collateral::from_json(&huge).unwrap_err().kind(),
+        Collateral::from_json(&huge).unwrap_err().kind().as_str(),
         "malformed"
     );
 }
@@ -571,14 +581,14 @@ fn pck_chain_from_the_collateral() {
             s.pck_chain_in_collateral = true;
         })
         .unwrap();
-    assert_eq!(verified.tcb_status, "UpToDate");
+    assert_eq!(verified.tcb_status.as_str(), "UpToDate");
     bench.verify(|s| s.pck_chain_in_collateral = true).unwrap();
     // A collateral chain for another platform key fails the QE report signature.
     let mut built = bench.build(|s| s.pck_chain_in_collateral = true);
     let other = Bench::new().build(|_| {});
     built.collateral["pck_certificate_chain"] = tdx_support::pem(&other.pck_chain).into();
     let err = verify_built(&built, NOW, &TdxPolicy::default()).unwrap_err();
-    assert_eq!(err.kind(), "untrusted_root");
+    assert_eq!(err.kind().as_str(), "untrusted_root");
 }
 
 #[test]
@@ -591,7 +601,7 @@ fn malformed_quotes_are_rejected() {
         let err = verifier
             .verify(&built.quote[..len], &collateral, NOW, &TdxPolicy::default())
             .unwrap_err();
-        assert_eq!(err.kind(), "malformed", "{len}");
+        assert_eq!(err.kind().as_str(), "malformed", "{len}");
     }
     let mut bad_chain = bench.build(|_| {}).quote;
     let start = bad_chain.windows(5).position(|w| w == b"-----").unwrap();
@@ -600,7 +610,8 @@ fn malformed_quotes_are_rejected() {
         verifier
             .verify(&bad_chain, &collateral, NOW, &TdxPolicy::default())
             .unwrap_err()
-            .kind(),
+            .kind()
+            .as_str(),
         "malformed"
     );
 }
@@ -623,13 +634,16 @@ fn cached_results_never_outlive_their_window() {
         NOW + 2 * DAY as u64
     );
     assert_eq!(
-        verify(NOW + 2 * DAY as u64 + 1).unwrap_err().kind(),
+        verify(NOW + 2 * DAY as u64 + 1)
+            .unwrap_err()
+            .kind()
+            .as_str(),
         "collateral_expired"
     );
     verify(NOW).unwrap();
     // Before the TCB Info issue date and the PCK leaf's notBefore.
     assert_eq!(
-        verify(NOW - DAY as u64 - 1).unwrap_err().kind(),
+        verify(NOW - DAY as u64 - 1).unwrap_err().kind().as_str(),
         "collateral_not_yet_valid"
     );
     verify(NOW - DAY as u64).unwrap();
@@ -657,7 +671,8 @@ fn caches_are_keyed_by_everything_they_vouch_for() {
         verifier
             .verify(&built.quote, &tampered, NOW, &policy)
             .unwrap_err()
-            .kind(),
+            .kind()
+            .as_str(),
         "signature"
     );
 
@@ -668,7 +683,8 @@ fn caches_are_keyed_by_everything_they_vouch_for() {
         verifier
             .verify(&quote, &good, NOW, &policy)
             .unwrap_err()
-            .kind(),
+            .kind()
+            .as_str(),
         "signature"
     );
 

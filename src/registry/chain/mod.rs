@@ -45,6 +45,7 @@ use crate::boot_info::BootInfo;
 /// How the chain source reaches and follows the KMS contract.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChainConfig {
+    /// The JSON-RPC endpoint (http or https URL) of an Ethereum node.
     pub rpc_url: String,
     /// The DstackKms (proxy) address.
     pub kms_contract: view::Address,
@@ -54,6 +55,7 @@ pub struct ChainConfig {
     pub from_block: u64,
     /// After this long without confirming the view is current, answers are unavailable.
     pub max_staleness: Duration,
+    /// How often the head is polled for new blocks.
     pub poll_interval: Duration,
     /// Blocks per `eth_getLogs` request.
     pub log_range: u64,
@@ -110,7 +112,9 @@ impl ChainConfig {
 /// A phase of building or extending the view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncStage {
+    /// The KMS contract's logs (os images, KMS lists, app registrations).
     KmsEvents,
+    /// The logs of every registered app (compose hashes, devices, flags).
     AppEvents,
     /// Older events of apps registered by hand in the new range.
     AppBackfill,
@@ -121,12 +125,18 @@ pub enum SyncStage {
 /// Progress of one stage: `done` of `total` blocks (log stages) or apps (`AppState`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SyncProgress {
+    /// The stage running.
     pub stage: SyncStage,
+    /// Blocks (log stages) or apps (`AppState`) done so far.
     pub done: u64,
+    /// How many there are in this stage.
     pub total: u64,
+    /// The block the view is being brought to.
     pub target_block: u64,
 }
 
+/// Receives [`SyncProgress`] while the view is built or extended (called from the sync task; keep
+/// it cheap).
 pub type ProgressFn = Arc<dyn Fn(SyncProgress) + Send + Sync>;
 
 /// What one poll did.
@@ -134,14 +144,19 @@ pub type ProgressFn = Arc<dyn Fn(SyncProgress) + Send + Sync>;
 pub enum PollOutcome {
     /// No new confirmed block; the view is confirmed current at `block`.
     Unchanged {
+        /// The confirmed block.
         block: u64,
     },
+    /// New confirmed blocks were applied.
     Advanced {
+        /// The block the view held before.
         from: u64,
+        /// The block it holds now.
         to: u64,
     },
     /// Built from scratch (first build, or after a reorg or an unavailable period).
     Rebuilt {
+        /// The block the new view holds at.
         block: u64,
     },
 }
@@ -267,6 +282,7 @@ impl ChainRegistry {
         Ok(registry)
     }
 
+    /// The configuration this source was started with.
     pub fn config(&self) -> &ChainConfig {
         &self.inner.config
     }
@@ -614,7 +630,11 @@ mod tests {
                 .await
                 .err()
                 .unwrap();
-            assert_eq!(error.kind(), "invalid_config", "{config:?}: {error}");
+            assert_eq!(
+                error.kind().as_str(),
+                "invalid_config",
+                "{config:?}: {error}"
+            );
         }
     }
 
@@ -623,6 +643,6 @@ mod tests {
         let mut config = ChainConfig::new("http://127.0.0.1:1", [1; 20]);
         config.request_timeout = Duration::from_millis(200);
         let error = ChainRegistry::connect(config, None).await.err().unwrap();
-        assert_eq!(error.kind(), "rpc");
+        assert_eq!(error.kind().as_str(), "rpc");
     }
 }

@@ -17,7 +17,7 @@ use alloy::sol;
 use alloy::sol_types::{SolCall, SolConstructor};
 
 /// The anvil binary installed by `npm ci`.
-pub fn anvil_binary() -> PathBuf {
+pub(crate) fn anvil_binary() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
     assert!(
@@ -29,19 +29,19 @@ pub fn anvil_binary() -> PathBuf {
 }
 
 /// A running anvil node; killed when dropped.
-pub struct Anvil {
+pub(crate) struct Anvil {
     child: Option<Child>,
     port: u16,
 }
 
 impl Anvil {
     /// Starts anvil on an ephemeral port (automining, chain id 31337, the default accounts).
-    pub fn spawn() -> Anvil {
+    pub(crate) fn spawn() -> Anvil {
         Anvil::spawn_on(0, &[])
     }
 
     /// Starts anvil on `port` (0: ephemeral) with extra arguments.
-    pub fn spawn_on(port: u16, extra_args: &[&str]) -> Anvil {
+    pub(crate) fn spawn_on(port: u16, extra_args: &[&str]) -> Anvil {
         let mut child = Command::new(anvil_binary())
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(extra_args)
@@ -75,20 +75,20 @@ impl Anvil {
         }
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub fn provider(&self) -> RootProvider {
+    pub(crate) fn provider(&self) -> RootProvider {
         RootProvider::new_http(self.url().parse().expect("anvil url"))
     }
 
     /// Kills the node now (a crash, not a shutdown).
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -103,14 +103,14 @@ impl Drop for Anvil {
 }
 
 /// anvil's first default account (unlocked, funded): the owner of everything deployed here.
-pub fn deployer() -> Address {
+pub(crate) fn deployer() -> Address {
     "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
         .parse()
         .expect("address")
 }
 
 /// A second unlocked account.
-pub fn other_account() -> Address {
+pub(crate) fn other_account() -> Address {
     "0x70997970C51812dc3A010C7d01b50e0d4E79C8C8"
         .parse()
         .expect("address")
@@ -118,7 +118,7 @@ pub fn other_account() -> Address {
 
 /// Sends a transaction from `from` (anvil signs for its unlocked accounts) and waits for its
 /// receipt; panics if it reverted.
-pub async fn send(
+pub(crate) async fn send(
     provider: &RootProvider,
     from: Address,
     to: Option<Address>,
@@ -155,7 +155,7 @@ pub async fn send(
 }
 
 /// Calls `call` on `to` from the deployer.
-pub async fn transact<C: SolCall>(
+pub(crate) async fn transact<C: SolCall>(
     provider: &RootProvider,
     to: Address,
     call: C,
@@ -164,7 +164,7 @@ pub async fn transact<C: SolCall>(
 }
 
 /// Deploys `creation_code ++ constructor_args`; returns the new contract's address.
-pub async fn deploy(
+pub(crate) async fn deploy(
     provider: &RootProvider,
     creation_code: &[u8],
     constructor_args: &[u8],
@@ -176,7 +176,7 @@ pub async fn deploy(
 }
 
 /// The creation bytecode of a compiled fixture contract.
-pub fn artifact_bytecode(contract: &str) -> Vec<u8> {
+pub(crate) fn artifact_bytecode(contract: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/contracts/artifacts")
         .join(format!("{contract}.json"));
@@ -187,7 +187,7 @@ pub fn artifact_bytecode(contract: &str) -> Vec<u8> {
 }
 
 /// Mines `count` empty blocks.
-pub async fn mine(provider: &RootProvider, count: u64) {
+pub(crate) async fn mine(provider: &RootProvider, count: u64) {
     let _: serde_json::Value = provider
         .client()
         .request("anvil_mine", (U256::from(count),))
@@ -196,7 +196,7 @@ pub async fn mine(provider: &RootProvider, count: u64) {
 }
 
 /// `evm_snapshot`; returns the id.
-pub async fn snapshot(provider: &RootProvider) -> U256 {
+pub(crate) async fn snapshot(provider: &RootProvider) -> U256 {
     provider
         .client()
         .request("evm_snapshot", ())
@@ -205,7 +205,7 @@ pub async fn snapshot(provider: &RootProvider) -> U256 {
 }
 
 /// `evm_revert` to a snapshot id.
-pub async fn revert(provider: &RootProvider, id: U256) {
+pub(crate) async fn revert(provider: &RootProvider, id: U256) {
     let reverted: bool = provider
         .client()
         .request("evm_revert", (id,))
@@ -215,7 +215,7 @@ pub async fn revert(provider: &RootProvider, id: U256) {
 }
 
 /// `anvil_dumpState` (hex of the whole chain state).
-pub async fn dump_state(provider: &RootProvider) -> Bytes {
+pub(crate) async fn dump_state(provider: &RootProvider) -> Bytes {
     provider
         .client()
         .request("anvil_dumpState", ())
@@ -224,7 +224,7 @@ pub async fn dump_state(provider: &RootProvider) -> Bytes {
 }
 
 /// `anvil_loadState`.
-pub async fn load_state(provider: &RootProvider, state: Bytes) {
+pub(crate) async fn load_state(provider: &RootProvider, state: Bytes) {
     let loaded: bool = provider
         .client()
         .request("anvil_loadState", (state,))
@@ -275,7 +275,7 @@ sol! {
 
 /// The dstack test contracts deployed on one node: the KMS behind a proxy, and the app
 /// implementations (DstackApp is the KMS's `appImplementation`).
-pub struct Dstack {
+pub(crate) struct Dstack {
     pub kms: Address,
     pub app_implementation: Address,
     pub legacy_implementation: Address,
@@ -283,7 +283,7 @@ pub struct Dstack {
 }
 
 impl Dstack {
-    pub async fn deploy(provider: &RootProvider) -> Dstack {
+    pub(crate) async fn deploy(provider: &RootProvider) -> Dstack {
         let app_implementation = deploy(provider, &artifact_bytecode("DstackApp"), &[]).await;
         let legacy_implementation =
             deploy(provider, &artifact_bytecode("LegacyDstackApp"), &[]).await;
@@ -304,7 +304,7 @@ impl Dstack {
     }
 
     /// `deployAndRegisterApp` (6-argument form); returns the new app's address.
-    pub async fn deploy_app(
+    pub(crate) async fn deploy_app(
         &self,
         provider: &RootProvider,
         require_tcb_up_to_date: bool,
@@ -325,7 +325,7 @@ impl Dstack {
     }
 
     /// `deployAndRegisterApp` (5-argument form).
-    pub async fn deploy_app_v1(
+    pub(crate) async fn deploy_app_v1(
         &self,
         provider: &RootProvider,
         allow_any_device: bool,
@@ -344,7 +344,7 @@ impl Dstack {
 
     /// A proxy deployed by hand to `implementation` (initialized with the 5-argument form) and
     /// registered with `registerApp`.
-    pub async fn deploy_manual_app(
+    pub(crate) async fn deploy_manual_app(
         &self,
         provider: &RootProvider,
         implementation: Address,
@@ -369,7 +369,7 @@ impl Dstack {
 }
 
 /// Deploys the fixture ERC1967Proxy to `implementation`, calling `init`.
-pub async fn deploy_proxy(
+pub(crate) async fn deploy_proxy(
     provider: &RootProvider,
     implementation: Address,
     init: Vec<u8>,

@@ -6,7 +6,7 @@
 use std::process::{Command, Output};
 
 /// Runs the binary with `args`, with no registry source inherited from the environment.
-pub fn cli(args: &[&str]) -> Output {
+pub(crate) fn cli(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tee-verifier"))
         .args(args)
         .env_remove("TEE_VERIFIER_REGISTRY")
@@ -16,6 +16,6 @@ pub fn cli(args: &[&str]) -> Output {
 }
 
 /// Its stdout, which must be one JSON object.
-pub fn json(output: &Output) -> serde_json::Value {
+pub(crate) fn json(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).expect("stdout is one JSON object")
 }

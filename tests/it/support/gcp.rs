@@ -20,14 +20,14 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 /// The fixtures' reference time (2025-06-15T14:13:20Z), as in the TDX fixtures.
-pub const NOW: u64 = 1_750_000_000;
-pub const DAY: i64 = 86_400;
+pub(crate) const NOW: u64 = 1_750_000_000;
+pub(crate) const DAY: i64 = 86_400;
 const YEAR: i64 = 365 * DAY;
 
 /// `tcg-kp-EKCertificate`, the EKU Google's CAs carry.
-pub const TCG_KP_EK_CERTIFICATE: [u64; 5] = [2, 23, 133, 8, 1];
+pub(crate) const TCG_KP_EK_CERTIFICATE: [u64; 5] = [2, 23, 133, 8, 1];
 /// Google's instance-identity extension on AK certificates.
-pub const GOOGLE_INSTANCE_EXTENSION: [u64; 10] = [1, 3, 6, 1, 4, 1, 11129, 2, 1, 21];
+pub(crate) const GOOGLE_INSTANCE_EXTENSION: [u64; 10] = [1, 3, 6, 1, 4, 1, 11129, 2, 1, 21];
 /// authorityInfoAccess.
 const AIA_EXTENSION: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 1, 1];
 /// id-ad-caIssuers, DER-encoded.
@@ -35,12 +35,12 @@ const CA_ISSUERS_OID_DER: [u8; 10] = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 
 
 const TPM_GENERATED_VALUE: u32 = 0xff54_4347;
 const TPM_ST_ATTEST_QUOTE: u16 = 0x8018;
-pub const TPM_ALG_SHA1: u16 = 0x0004;
-pub const TPM_ALG_SHA256: u16 = 0x000b;
+pub(crate) const TPM_ALG_SHA1: u16 = 0x0004;
+pub(crate) const TPM_ALG_SHA256: u16 = 0x000b;
 const TPM_ALG_RSASSA: u16 = 0x0014;
 const TPM_ALG_ECDSA: u16 = 0x0018;
 
-pub fn at(offset: i64) -> OffsetDateTime {
+pub(crate) fn at(offset: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(NOW as i64 + offset).unwrap()
 }
 
@@ -49,21 +49,21 @@ pub fn at(offset: i64) -> OffsetDateTime {
 
 /// The fields of a quote TPMS_ATTEST, laid out by [`AttestSpec::encode`].
 #[derive(Clone, Debug)]
-pub struct AttestSpec {
-    pub magic: u32,
-    pub attest_type: u16,
+pub(crate) struct AttestSpec {
+    pub(crate) magic: u32,
+    pub(crate) attest_type: u16,
     /// A TPM2B_NAME: nameAlg SHA-256 and a digest.
-    pub qualified_signer: Vec<u8>,
-    pub extra_data: Vec<u8>,
-    pub firmware_version: u64,
+    pub(crate) qualified_signer: Vec<u8>,
+    pub(crate) extra_data: Vec<u8>,
+    pub(crate) firmware_version: u64,
     /// (bank, PCR indices) per TPMS_PCR_SELECTION, a 3-byte bitmap each.
-    pub selections: Vec<(u16, Vec<u32>)>,
-    pub pcr_digest: Vec<u8>,
+    pub(crate) selections: Vec<(u16, Vec<u32>)>,
+    pub(crate) pcr_digest: Vec<u8>,
 }
 
 impl AttestSpec {
     /// A quote of `pcrs` (in the SHA-256 bank, in that order) over `extra_data`, as a vTPM makes it.
-    pub fn quote(extra_data: &[u8], pcrs: &[(u32, [u8; 32])]) -> AttestSpec {
+    pub(crate) fn quote(extra_data: &[u8], pcrs: &[(u32, [u8; 32])]) -> AttestSpec {
         let mut qualified_signer = TPM_ALG_SHA256.to_be_bytes().to_vec();
         qualified_signer.extend_from_slice(&[0x5e; 32]);
         let mut hasher = Sha256::new();
@@ -83,7 +83,7 @@ impl AttestSpec {
         }
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&self.magic.to_be_bytes());
         out.extend_from_slice(&self.attest_type.to_be_bytes());
@@ -115,7 +115,7 @@ fn push_tpm2b(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// TPMT_SIGNATURE with RSASSA/SHA-256.
-pub fn tpmt_rsassa(signature: &[u8]) -> Vec<u8> {
+pub(crate) fn tpmt_rsassa(signature: &[u8]) -> Vec<u8> {
     let mut out = TPM_ALG_RSASSA.to_be_bytes().to_vec();
     out.extend_from_slice(&TPM_ALG_SHA256.to_be_bytes());
     push_tpm2b(&mut out, signature);
@@ -123,7 +123,7 @@ pub fn tpmt_rsassa(signature: &[u8]) -> Vec<u8> {
 }
 
 /// TPMT_SIGNATURE with ECDSA/SHA-256 and the scalars as given.
-pub fn tpmt_ecdsa(r: &[u8], s: &[u8]) -> Vec<u8> {
+pub(crate) fn tpmt_ecdsa(r: &[u8], s: &[u8]) -> Vec<u8> {
     let mut out = TPM_ALG_ECDSA.to_be_bytes().to_vec();
     out.extend_from_slice(&TPM_ALG_SHA256.to_be_bytes());
     push_tpm2b(&mut out, r);
@@ -133,32 +133,32 @@ pub fn tpmt_ecdsa(r: &[u8], s: &[u8]) -> Vec<u8> {
 
 /// What a TPM2_Quote response carries after the signature: a session's auth area, which the
 /// guest passes along and verifiers ignore.
-pub const RESPONSE_AUTH_AREA: [u8; 5] = [0x00, 0x00, 0x01, 0x00, 0x00];
+pub(crate) const RESPONSE_AUTH_AREA: [u8; 5] = [0x00, 0x00, 0x01, 0x00, 0x00];
 
 /// An attestation key, ECC P-256 or RSA-2048 as Google provisions them.
-pub struct AkKey {
-    pub key_pair: KeyPair,
+pub(crate) struct AkKey {
+    pub(crate) key_pair: KeyPair,
 }
 
 impl AkKey {
-    pub fn ecc() -> AkKey {
+    pub(crate) fn ecc() -> AkKey {
         AkKey {
             key_pair: KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap(),
         }
     }
 
-    pub fn rsa() -> AkKey {
+    pub(crate) fn rsa() -> AkKey {
         AkKey {
             key_pair: KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048).unwrap(),
         }
     }
 
-    pub fn is_rsa(&self) -> bool {
+    pub(crate) fn is_rsa(&self) -> bool {
         self.key_pair.algorithm() == &PKCS_RSA_SHA256
     }
 
     /// The TPMT_SIGNATURE a TPM makes over `message` with this key (no trailing bytes).
-    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+    pub(crate) fn sign(&self, message: &[u8]) -> Vec<u8> {
         let rng = SystemRandom::new();
         let pkcs8 = self.key_pair.serialized_der();
         if self.is_rsa() {
@@ -176,7 +176,7 @@ impl AkKey {
     }
 
     /// A self-signed certificate for the key alone, for tests that need only its SPKI.
-    pub fn bare_certificate(&self) -> Vec<u8> {
+    pub(crate) fn bare_certificate(&self) -> Vec<u8> {
         let params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.self_signed(&self.key_pair).unwrap().der().to_vec()
     }
@@ -261,12 +261,12 @@ fn aia(url: &str) -> CustomExtension {
 
 /// Where the AK lives, as its certificate names it.
 #[derive(Clone, Debug)]
-pub struct Instance {
-    pub zone: String,
-    pub project_id: String,
-    pub project_number: u64,
-    pub instance_id: u64,
-    pub instance_name: String,
+pub(crate) struct Instance {
+    pub(crate) zone: String,
+    pub(crate) project_id: String,
+    pub(crate) project_number: u64,
+    pub(crate) instance_id: u64,
+    pub(crate) instance_name: String,
 }
 
 impl Default for Instance {
@@ -319,22 +319,22 @@ fn intermediate_params(not_before: i64, not_after: i64) -> CertificateParams {
 }
 
 /// Root and intermediate of a Google-shaped PKI, with their keys.
-pub struct GooglePki {
-    pub root_der: Vec<u8>,
-    pub intermediate_der: Vec<u8>,
+pub(crate) struct GooglePki {
+    pub(crate) root_der: Vec<u8>,
+    pub(crate) intermediate_der: Vec<u8>,
     root_params: CertificateParams,
     root_key: KeyPair,
     intermediate_params: CertificateParams,
     intermediate_key: KeyPair,
 }
 
-pub const INTERMEDIATE_SERIAL: u64 = 0x2a;
-pub const INTERMEDIATE_BASE_URL: &str =
+pub(crate) const INTERMEDIATE_SERIAL: u64 = 0x2a;
+pub(crate) const INTERMEDIATE_BASE_URL: &str =
     "http://privateca-content-00000000-0000-0000-0000-000000000000.storage.googleapis.com/test";
 
 impl GooglePki {
     /// Fresh RSA-4096 root and intermediate (a few seconds of key generation).
-    pub fn generate() -> GooglePki {
+    pub(crate) fn generate() -> GooglePki {
         let root_key = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_4096).unwrap();
         let root_params = root_params();
         let root_der = root_params.self_signed(&root_key).unwrap().der().to_vec();
@@ -354,7 +354,7 @@ impl GooglePki {
 
     /// The intermediate again, same name, serial and key, valid from `not_before` to
     /// `not_after` (seconds relative to [`NOW`]): an expired one, say.
-    pub fn intermediate_with_window(&self, not_before: i64, not_after: i64) -> Vec<u8> {
+    pub(crate) fn intermediate_with_window(&self, not_before: i64, not_after: i64) -> Vec<u8> {
         self.sign_intermediate(&intermediate_params(not_before, not_after))
     }
 
@@ -368,14 +368,14 @@ impl GooglePki {
     }
 
     /// A root with Google's name but a key of its own: what a forged chain ends in.
-    pub fn foreign_root() -> Vec<u8> {
+    pub(crate) fn foreign_root() -> Vec<u8> {
         let key = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_4096).unwrap();
         root_params().self_signed(&key).unwrap().der().to_vec()
     }
 
     /// The AK certificate of `ak` for `instance`, issued by the intermediate, valid for 30 years
     /// from a year before [`NOW`] (as Google's are).
-    pub fn ak_certificate(&self, ak: &AkKey, instance: &Instance, serial: u64) -> Vec<u8> {
+    pub(crate) fn ak_certificate(&self, ak: &AkKey, instance: &Instance, serial: u64) -> Vec<u8> {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name = name(&[
             (DnType::LocalityName, &instance.zone),
@@ -403,7 +403,7 @@ impl GooglePki {
     }
 
     /// The root's CRL over the intermediates (Google's last 7 days), revoking `revoked` serials.
-    pub fn root_crl(&self, revoked: &[u64], this_update: i64, next_update: i64) -> Vec<u8> {
+    pub(crate) fn root_crl(&self, revoked: &[u64], this_update: i64, next_update: i64) -> Vec<u8> {
         crl(
             &Issuer::from_params(&self.root_params, &self.root_key),
             revoked,
@@ -413,7 +413,12 @@ impl GooglePki {
     }
 
     /// The intermediate's CRL over AK certificates.
-    pub fn intermediate_crl(&self, revoked: &[u64], this_update: i64, next_update: i64) -> Vec<u8> {
+    pub(crate) fn intermediate_crl(
+        &self,
+        revoked: &[u64],
+        this_update: i64,
+        next_update: i64,
+    ) -> Vec<u8> {
         crl(
             &Issuer::from_params(&self.intermediate_params, &self.intermediate_key),
             revoked,
@@ -449,7 +454,7 @@ fn crl(
 }
 
 /// PEM of DER blocks with the given label (`CERTIFICATE`, `X509 CRL`).
-pub fn pem(label: &str, blocks: &[&[u8]]) -> String {
+pub(crate) fn pem(label: &str, blocks: &[&[u8]]) -> String {
     use base64::Engine as _;
     let mut out = String::new();
     for block in blocks {

@@ -1,10 +1,10 @@
 //! What the test areas share: the real samples, generated PKIs, the CLI runner, anvil, a served
 //! instance. One module per concern.
 
-pub mod anvil;
-pub mod cli;
-pub mod gcp;
-pub mod nitro;
-pub mod samples;
-pub mod service;
-pub mod tdx;
+pub(crate) mod anvil;
+pub(crate) mod cli;
+pub(crate) mod gcp;
+pub(crate) mod nitro;
+pub(crate) mod samples;
+pub(crate) mod service;
+pub(crate) mod tdx;

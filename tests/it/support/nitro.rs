@@ -24,22 +24,22 @@ use tee_verifier::nitro::{Expectations, NitroError, NitroVerifier, VerifiedDocum
 use time::OffsetDateTime;
 
 /// Signed timestamp (seconds) of every generated document.
-pub const T0: u64 = 1_750_000_000;
+pub(crate) const T0: u64 = 1_750_000_000;
 /// A verification time inside every certificate's window and one minute after the document.
-pub const NOW: u64 = T0 + 60;
-pub const HOUR: u64 = 3600;
-pub const DAY: u64 = 24 * HOUR;
+pub(crate) const NOW: u64 = T0 + 60;
+pub(crate) const HOUR: u64 = 3600;
+pub(crate) const DAY: u64 = 24 * HOUR;
 /// The leaf's window, as AWS issues it: 3 s before the document to 3 h after.
-pub const LEAF_NOT_BEFORE: u64 = T0 - 3;
-pub const LEAF_NOT_AFTER: u64 = T0 + 3 * HOUR;
+pub(crate) const LEAF_NOT_BEFORE: u64 = T0 - 3;
+pub(crate) const LEAF_NOT_AFTER: u64 = T0 + 3 * HOUR;
 
 /// `{1: -35}`: the only protected header NSM emits.
-pub const ES384_PROTECTED: [u8; 4] = [0xa1, 0x01, 0x38, 0x22];
+pub(crate) const ES384_PROTECTED: [u8; 4] = [0xa1, 0x01, 0x38, 0x22];
 
 /// keyUsage bits, as the first byte of the BIT STRING.
-pub const DIGITAL_SIGNATURE: u8 = 0x80;
-pub const KEY_CERT_SIGN: u8 = 0x04;
-pub const CRL_SIGN: u8 = 0x02;
+pub(crate) const DIGITAL_SIGNATURE: u8 = 0x80;
+pub(crate) const KEY_CERT_SIGN: u8 = 0x04;
+pub(crate) const CRL_SIGN: u8 = 0x02;
 
 /// Order of the P-384 group, big-endian.
 const P384_ORDER: [u8; 48] = [
@@ -52,14 +52,14 @@ const P384_ORDER: [u8; 48] = [
 // PKI
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyAlg {
+pub(crate) enum KeyAlg {
     P384,
     P256,
 }
 
 /// A raw X.509 extension.
 #[derive(Clone, Debug)]
-pub struct Extension {
+pub(crate) struct Extension {
     pub oid: Vec<u64>,
     pub critical: bool,
     pub value: Vec<u8>,
@@ -67,7 +67,7 @@ pub struct Extension {
 
 impl Extension {
     /// Critical basicConstraints.
-    pub fn basic_constraints(ca: bool, path_len: Option<u8>) -> Self {
+    pub(crate) fn basic_constraints(ca: bool, path_len: Option<u8>) -> Self {
         let mut body = Vec::new();
         if ca {
             body.extend_from_slice(&[0x01, 0x01, 0xff]);
@@ -86,7 +86,7 @@ impl Extension {
     }
 
     /// keyUsage with the given first-byte bits (see [`DIGITAL_SIGNATURE`] etc.).
-    pub fn key_usage(bits: u8, critical: bool) -> Self {
+    pub(crate) fn key_usage(bits: u8, critical: bool) -> Self {
         let value = if bits == 0 {
             vec![0x03, 0x01, 0x00]
         } else {
@@ -100,7 +100,7 @@ impl Extension {
     }
 
     /// An extension nobody knows (a private OID holding NULL).
-    pub fn unknown(critical: bool) -> Self {
+    pub(crate) fn unknown(critical: bool) -> Self {
         Extension {
             oid: vec![1, 3, 6, 1, 4, 1, 99999, 7],
             critical,
@@ -117,7 +117,7 @@ impl Extension {
 
 /// One certificate of the test PKI.
 #[derive(Clone, Debug)]
-pub struct CertSpec {
+pub(crate) struct CertSpec {
     pub common_name: String,
     pub not_before: u64,
     pub not_after: u64,
@@ -148,22 +148,22 @@ impl CertSpec {
 
 /// The certificates to issue: CAs root first, then the leaf.
 #[derive(Clone, Debug)]
-pub struct PkiSpec {
+pub(crate) struct PkiSpec {
     pub cas: Vec<CertSpec>,
     pub leaf: CertSpec,
 }
 
 /// Index of each level in [`PkiSpec::level_mut`] for the AWS shape.
-pub const ROOT: usize = 0;
-pub const REGIONAL: usize = 1;
-pub const ZONAL: usize = 2;
-pub const INSTANCE: usize = 3;
-pub const LEAF: usize = 4;
-pub const LEVEL_NAMES: [&str; 5] = ["root", "regional", "zonal", "instance", "leaf"];
+pub(crate) const ROOT: usize = 0;
+pub(crate) const REGIONAL: usize = 1;
+pub(crate) const ZONAL: usize = 2;
+pub(crate) const INSTANCE: usize = 3;
+pub(crate) const LEAF: usize = 4;
+pub(crate) const LEVEL_NAMES: [&str; 5] = ["root", "regional", "zonal", "instance", "leaf"];
 
 impl PkiSpec {
     /// AWS's chain shape and lifetimes around [`T0`].
-    pub fn aws_like() -> Self {
+    pub(crate) fn aws_like() -> Self {
         let all = DIGITAL_SIGNATURE | KEY_CERT_SIGN | CRL_SIGN;
         PkiSpec {
             cas: vec![
@@ -210,7 +210,7 @@ impl PkiSpec {
     }
 
     /// Level `index` counted from the root (the leaf is last): see [`ROOT`] … [`LEAF`].
-    pub fn level_mut(&mut self, index: usize) -> &mut CertSpec {
+    pub(crate) fn level_mut(&mut self, index: usize) -> &mut CertSpec {
         if index == self.cas.len() {
             &mut self.leaf
         } else {
@@ -218,7 +218,7 @@ impl PkiSpec {
         }
     }
 
-    pub fn build(&self) -> TestPki {
+    pub(crate) fn build(&self) -> TestPki {
         let mut issuers: Vec<(CertificateParams, KeyPair)> = Vec::new();
         let mut cas = Vec::new();
         for spec in &self.cas {
@@ -278,7 +278,7 @@ fn params_for(spec: &CertSpec) -> CertificateParams {
 }
 
 /// An issued test PKI.
-pub struct TestPki {
+pub(crate) struct TestPki {
     /// DER CA certificates, root first (the order of `cabundle`).
     pub cas: Vec<Vec<u8>>,
     pub leaf: Vec<u8>,
@@ -288,20 +288,20 @@ pub struct TestPki {
 }
 
 impl TestPki {
-    pub fn aws_like() -> Self {
+    pub(crate) fn aws_like() -> Self {
         PkiSpec::aws_like().build()
     }
 
-    pub fn root(&self) -> &[u8] {
+    pub(crate) fn root(&self) -> &[u8] {
         &self.cas[0]
     }
 
-    pub fn verifier(&self) -> NitroVerifier {
+    pub(crate) fn verifier(&self) -> NitroVerifier {
         NitroVerifier::with_root_der(self.root())
     }
 
     /// Raw r‖s signature by the leaf key.
-    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+    pub(crate) fn sign(&self, message: &[u8]) -> Vec<u8> {
         let alg: &'static EcdsaSigningAlgorithm = match self.leaf_alg {
             KeyAlg::P384 => &ECDSA_P384_SHA384_FIXED_SIGNING,
             KeyAlg::P256 => &ECDSA_P256_SHA256_FIXED_SIGNING,
@@ -319,7 +319,7 @@ impl TestPki {
 
 /// A CBOR item, encoded with shortest heads. `Raw` splices bytes in as they are.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Cbor {
+pub(crate) enum Cbor {
     Uint(u64),
     /// The integer `-1 - n`.
     Negative(u64),
@@ -335,15 +335,15 @@ pub enum Cbor {
 }
 
 impl Cbor {
-    pub fn text(text: &str) -> Self {
+    pub(crate) fn text(text: &str) -> Self {
         Cbor::Text(text.to_owned())
     }
 
-    pub fn bytes(bytes: &[u8]) -> Self {
+    pub(crate) fn bytes(bytes: &[u8]) -> Self {
         Cbor::Bytes(bytes.to_vec())
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         self.write(&mut out);
         out
@@ -421,7 +421,7 @@ fn head(out: &mut Vec<u8>, major: u8, argument: u64) {
 
 /// PCR `index` of a generated document: distinct non-zero bytes for 0..=2 (and 8), zero for the
 /// rest, like a real production enclave.
-pub fn pcr_value(index: u64) -> Vec<u8> {
+pub(crate) fn pcr_value(index: u64) -> Vec<u8> {
     match index {
         0..=2 | 8 => vec![0x10 + index as u8; 48],
         _ => vec![0; 48],
@@ -429,7 +429,7 @@ pub fn pcr_value(index: u64) -> Vec<u8> {
 }
 
 /// A `pcrs` map with the given entries.
-pub fn pcrs(entries: &[(u64, Vec<u8>)]) -> Cbor {
+pub(crate) fn pcrs(entries: &[(u64, Vec<u8>)]) -> Cbor {
     Cbor::Map(
         entries
             .iter()
@@ -439,13 +439,13 @@ pub fn pcrs(entries: &[(u64, Vec<u8>)]) -> Cbor {
 }
 
 /// The 16 PCRs NSM reports.
-pub fn default_pcrs() -> Vec<(u64, Vec<u8>)> {
+pub(crate) fn default_pcrs() -> Vec<(u64, Vec<u8>)> {
     (0..16).map(|index| (index, pcr_value(index))).collect()
 }
 
 /// The payload map, entry by entry (so duplicates and odd keys can be expressed).
 #[derive(Clone, Debug)]
-pub struct Payload {
+pub(crate) struct Payload {
     pub entries: Vec<(Cbor, Cbor)>,
     /// Encode the top-level map with indefinite length (0xbf … 0xff).
     pub indefinite: bool,
@@ -453,12 +453,12 @@ pub struct Payload {
     pub trailing: Vec<u8>,
 }
 
-pub const MODULE_ID: &str = "i-0123456789abcdef0-enc0123456789abcdef";
-pub const TIMESTAMP_MS: u64 = T0 * 1000 + 123;
+pub(crate) const MODULE_ID: &str = "i-0123456789abcdef0-enc0123456789abcdef";
+pub(crate) const TIMESTAMP_MS: u64 = T0 * 1000 + 123;
 
 impl Payload {
     /// All nine keys in NSM's order, unused optionals as null (as real NSM output).
-    pub fn for_pki(pki: &TestPki) -> Self {
+    pub(crate) fn for_pki(pki: &TestPki) -> Self {
         let entries = vec![
             (Cbor::text("module_id"), Cbor::text(MODULE_ID)),
             (Cbor::text("digest"), Cbor::text("SHA384")),
@@ -481,7 +481,7 @@ impl Payload {
     }
 
     /// Replaces the value of `key` (appends the entry if absent).
-    pub fn set(&mut self, key: &str, value: Cbor) -> &mut Self {
+    pub(crate) fn set(&mut self, key: &str, value: Cbor) -> &mut Self {
         match self.entries.iter_mut().find(|(k, _)| *k == Cbor::text(key)) {
             Some((_, slot)) => *slot = value,
             None => self.entries.push((Cbor::text(key), value)),
@@ -489,18 +489,18 @@ impl Payload {
         self
     }
 
-    pub fn remove(&mut self, key: &str) -> &mut Self {
+    pub(crate) fn remove(&mut self, key: &str) -> &mut Self {
         self.entries.retain(|(k, _)| *k != Cbor::text(key));
         self
     }
 
     /// Appends an entry as is (duplicates and non-text keys included).
-    pub fn push(&mut self, key: Cbor, value: Cbor) -> &mut Self {
+    pub(crate) fn push(&mut self, key: Cbor, value: Cbor) -> &mut Self {
         self.entries.push((key, value));
         self
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let map = if self.indefinite {
             Cbor::IndefiniteMap(self.entries.clone())
         } else {
@@ -514,7 +514,7 @@ impl Payload {
 
 /// Which of the two valid S values the COSE signature carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SValue {
+pub(crate) enum SValue {
     AsSigned,
     /// s > n/2 (as about half of real documents).
     High,
@@ -523,7 +523,7 @@ pub enum SValue {
 
 /// A COSE_Sign1 document to encode and sign.
 #[derive(Clone, Debug)]
-pub struct Document {
+pub(crate) struct Document {
     pub payload: Payload,
     /// Content of the protected-header bstr.
     pub protected: Vec<u8>,
@@ -536,7 +536,7 @@ pub struct Document {
 }
 
 impl Document {
-    pub fn new(pki: &TestPki) -> Self {
+    pub(crate) fn new(pki: &TestPki) -> Self {
         Document {
             payload: Payload::for_pki(pki),
             protected: ES384_PROTECTED.to_vec(),
@@ -548,7 +548,7 @@ impl Document {
     }
 
     /// Encodes and signs with the leaf key of `pki`.
-    pub fn sign(&self, pki: &TestPki) -> Vec<u8> {
+    pub(crate) fn sign(&self, pki: &TestPki) -> Vec<u8> {
         let payload = self.payload.encode();
         let to_be_signed = Cbor::Array(vec![
             Cbor::text("Signature1"),
@@ -591,7 +591,7 @@ fn with_s_value(signature: Vec<u8>, wanted: SValue) -> Vec<u8> {
 }
 
 /// n − s over big-endian 48-byte integers.
-pub fn negate_s(s: &[u8]) -> Vec<u8> {
+pub(crate) fn negate_s(s: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; 48];
     let mut borrow = 0i16;
     for i in (0..48).rev() {
@@ -604,7 +604,7 @@ pub fn negate_s(s: &[u8]) -> Vec<u8> {
 }
 
 /// Whether the S half of a raw P-384 r‖s signature is above n/2.
-pub fn is_high_s(signature: &[u8]) -> bool {
+pub(crate) fn is_high_s(signature: &[u8]) -> bool {
     let s = &signature[48..96];
     s > negate_s(s).as_slice()
 }
@@ -612,45 +612,49 @@ pub fn is_high_s(signature: &[u8]) -> bool {
 // ------------------------------------------------------------------------------------------------
 // Fixture = PKI + document
 
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub pki: TestPki,
     pub doc: Document,
 }
 
 impl Fixture {
     /// The AWS-shaped PKI and a production-like document.
-    pub fn aws_like() -> Self {
+    pub(crate) fn aws_like() -> Self {
         Fixture::with_pki(&PkiSpec::aws_like())
     }
 
-    pub fn with_pki(spec: &PkiSpec) -> Self {
+    pub(crate) fn with_pki(spec: &PkiSpec) -> Self {
         let pki = spec.build();
         let doc = Document::new(&pki);
         Fixture { pki, doc }
     }
 
-    pub fn bytes(&self) -> Vec<u8> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
         self.doc.sign(&self.pki)
     }
 
     /// Verifies the signed document with a fresh verifier pinned to this PKI's root.
-    pub fn verify(&self, now: u64, expect: &Expectations) -> Result<VerifiedDocument, NitroError> {
+    pub(crate) fn verify(
+        &self,
+        now: u64,
+        expect: &Expectations,
+    ) -> Result<VerifiedDocument, NitroError> {
         self.pki.verifier().verify(&self.bytes(), now, expect)
     }
 
     /// The error kind of verifying at [`NOW`] with default expectations (panics if it verifies).
-    pub fn rejection(&self) -> &'static str {
+    pub(crate) fn rejection(&self) -> &'static str {
         rejection(self.verify(NOW, &Expectations::default()))
     }
 }
 
 /// The error kind of a verification that must fail.
-pub fn rejection(result: Result<VerifiedDocument, NitroError>) -> &'static str {
+pub(crate) fn rejection(result: Result<VerifiedDocument, NitroError>) -> &'static str {
     match result {
         Ok(verified) => panic!(
             "expected a rejection, got a verified document: {:?}",
             verified.document.module_id
         ),
-        Err(error) => error.kind(),
+        Err(error) => error.kind().as_str(),
     }
 }

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 /// The samples folder, or `None` (after saying so on stderr) when neither location exists.
-pub fn samples_dir() -> Option<PathBuf> {
+pub(crate) fn samples_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("TEE_VERIFIER_SAMPLES") {
         let dir = PathBuf::from(dir);
         let dir = if dir.is_absolute() {
@@ -37,7 +37,7 @@ pub fn samples_dir() -> Option<PathBuf> {
 }
 
 /// The entries of `expected.json`.
-pub fn expected_entries(dir: &std::path::Path) -> Vec<serde_json::Value> {
+pub(crate) fn expected_entries(dir: &std::path::Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(dir.join("expected.json")).expect("read expected.json");
     serde_json::from_str(&text).expect("parse expected.json")
 }

@@ -16,10 +16,10 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 /// The gRPC service name, as health and reflection know it.
-pub const SERVICE_NAME: &str = "tee_verifier.v1.Verifier";
+pub(crate) const SERVICE_NAME: &str = "tee_verifier.v1.Verifier";
 
 /// A running `tee-verifier serve`; killed when dropped.
-pub struct Service {
+pub(crate) struct Service {
     child: Option<Child>,
     pub grpc: SocketAddr,
     pub http: SocketAddr,
@@ -30,7 +30,7 @@ impl Service {
     /// Starts `tee-verifier serve` on 127.0.0.1:0 (both ports) with `args`, and waits for its
     /// `listening grpc=… http=…` line. `TEE_VERIFIER_*` variables of the test environment are not
     /// passed on.
-    pub fn start(args: &[&str]) -> Service {
+    pub(crate) fn start(args: &[&str]) -> Service {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tee-verifier"));
         command
             .arg("serve")
@@ -97,7 +97,7 @@ impl Service {
     }
 
     /// Opens WatchRegistry asking for the initial snapshot; returns the stream and that snapshot.
-    pub async fn watch_from_snapshot(
+    pub(crate) async fn watch_from_snapshot(
         &self,
     ) -> (
         tonic::Streaming<proto::RegistryEvent>,
@@ -119,14 +119,14 @@ impl Service {
         (watch, snapshot)
     }
 
-    pub async fn client(&self) -> VerifierClient<Channel> {
+    pub(crate) async fn client(&self) -> VerifierClient<Channel> {
         VerifierClient::connect(format!("http://{}", self.grpc))
             .await
             .expect("connect gRPC")
             .max_decoding_message_size(64 << 20)
     }
 
-    pub async fn channel(&self) -> Channel {
+    pub(crate) async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.grpc))
             .expect("uri")
             .connect()
@@ -135,7 +135,7 @@ impl Service {
     }
 
     /// The gRPC health status of `service` ("" = the whole server).
-    pub async fn health(&self, service: &str) -> ServingStatus {
+    pub(crate) async fn health(&self, service: &str) -> ServingStatus {
         let mut health = HealthClient::new(self.channel().await);
         let response = health
             .check(HealthCheckRequest {
@@ -148,7 +148,7 @@ impl Service {
     }
 
     /// Waits until health reports `want` for the server and the service.
-    pub async fn wait_health(&self, want: ServingStatus, within: Duration) {
+    pub(crate) async fn wait_health(&self, want: ServingStatus, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
             if self.health("").await == want && self.health(SERVICE_NAME).await == want {
@@ -163,12 +163,12 @@ impl Service {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }
 
     /// GET; returns the status code and body.
-    pub async fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
         let response = reqwest::Client::new()
             .get(self.url(path))
             .send()
@@ -179,7 +179,7 @@ impl Service {
     }
 
     /// POSTs a JSON body; returns the status code and the parsed JSON answer.
-    pub async fn post_json(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+    pub(crate) async fn post_json(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
         let response = reqwest::Client::new()
             .post(self.url(path))
             .header("content-type", "application/json")
@@ -193,16 +193,16 @@ impl Service {
         (status, json)
     }
 
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
 
     /// Sends SIGTERM and waits (at most `within`) for the process to exit.
-    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+    pub(crate) fn terminate(&mut self, within: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         let sent = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -236,7 +236,7 @@ impl Drop for Service {
 }
 
 /// Polls `check` until it returns `Some`, failing after `within`.
-pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -252,14 +252,14 @@ where
 }
 
 /// Writes `text` to a fresh file in `dir` and returns its path as a string.
-pub fn write_file(dir: &std::path::Path, name: &str, text: &str) -> String {
+pub(crate) fn write_file(dir: &std::path::Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write file");
     path.to_str().expect("utf-8 path").to_owned()
 }
 
 /// Reads a line-oriented child stream fully (for `--help` and similar one-shot runs).
-pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn run_cli(args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_tee-verifier"))
         .args(args)
         .output()

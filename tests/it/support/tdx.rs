@@ -5,12 +5,12 @@
 use std::path::Path;
 
 /// Header length and TD 1.0 body end in a v4 quote.
-pub const V4_HEADER_LEN: usize = 48;
-pub const V4_SIGNED_LEN: usize = 632;
+pub(crate) const V4_HEADER_LEN: usize = 48;
+pub(crate) const V4_SIGNED_LEN: usize = 632;
 
 /// The raw quote of an `expected.json` entry: the `.bin` file, or the hex `quote` field of a
 /// dstack report JSON.
-pub fn sample_quote(dir: &Path, entry: &serde_json::Value) -> Vec<u8> {
+pub(crate) fn sample_quote(dir: &Path, entry: &serde_json::Value) -> Vec<u8> {
     let file = entry["file"].as_str().expect("entry file");
     let bytes = std::fs::read(dir.join(file)).expect("read sample");
     match entry["kind"].as_str() {
@@ -24,7 +24,7 @@ pub fn sample_quote(dir: &Path, entry: &serde_json::Value) -> Vec<u8> {
 }
 
 /// Entries of `expected.json` that carry a TDX quote.
-pub fn tdx_entries(entries: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+pub(crate) fn tdx_entries(entries: &[serde_json::Value]) -> Vec<&serde_json::Value> {
     entries
         .iter()
         .filter(|e| {
@@ -39,7 +39,7 @@ pub fn tdx_entries(entries: &[serde_json::Value]) -> Vec<&serde_json::Value> {
 /// Re-lays a v4 quote out as v5 with the given body type: version 5, the 6-byte body descriptor
 /// after the header, `extension` appended to the TD 1.0 body, the signature data unchanged.
 /// The quote signature no longer verifies (the signed region changed); parsing does not care.
-pub fn v4_to_v5(v4: &[u8], body_type: u16, extension: &[u8]) -> Vec<u8> {
+pub(crate) fn v4_to_v5(v4: &[u8], body_type: u16, extension: &[u8]) -> Vec<u8> {
     let body_len = (V4_SIGNED_LEN - V4_HEADER_LEN + extension.len()) as u32;
     let mut v5 = Vec::with_capacity(v4.len() + 6 + extension.len());
     v5.extend_from_slice(&5u16.to_le_bytes());
@@ -70,20 +70,20 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 /// The fixtures' reference time (2025-06-15T14:13:20Z).
-pub const NOW: u64 = 1_750_000_000;
-pub const DAY: i64 = 86_400;
+pub(crate) const NOW: u64 = 1_750_000_000;
+pub(crate) const DAY: i64 = 86_400;
 
-pub const QE_MRSIGNER: [u8; 32] = [0xdc; 32];
-pub const FMSPC: [u8; 6] = [0x90, 0xc0, 0x6f, 0, 0, 0];
+pub(crate) const QE_MRSIGNER: [u8; 32] = [0xdc; 32];
+pub(crate) const FMSPC: [u8; 6] = [0x90, 0xc0, 0x6f, 0, 0, 0];
 /// TD attributes of a production TD: only SEPT_VE_DISABLE.
-pub const SEPT_VE_DISABLE: u64 = 1 << 28;
+pub(crate) const SEPT_VE_DISABLE: u64 = 1 << 28;
 
 fn at(offset: i64) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp(NOW as i64 + offset).unwrap()
 }
 
 /// RFC 3339 spelling of `NOW + offset`, as Intel writes dates.
-pub fn date(offset: i64) -> String {
+pub(crate) fn date(offset: i64) -> String {
     let t = at(offset);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
@@ -98,7 +98,7 @@ pub fn date(offset: i64) -> String {
 
 /// A certificate's window (offsets from `NOW`) and serial.
 #[derive(Clone, Debug)]
-pub struct CertSpec {
+pub(crate) struct CertSpec {
     pub not_before: i64,
     pub not_after: i64,
     pub serial: u64,
@@ -106,7 +106,7 @@ pub struct CertSpec {
 
 /// A CRL's window (offsets from `NOW`) and revoked serials.
 #[derive(Clone, Debug)]
-pub struct CrlSpec {
+pub(crate) struct CrlSpec {
     pub this_update: i64,
     pub next_update: i64,
     pub revoked: Vec<u64>,
@@ -114,7 +114,7 @@ pub struct CrlSpec {
 
 /// The SGX extension of the PCK leaf.
 #[derive(Clone, Debug)]
-pub struct SgxExtension {
+pub(crate) struct SgxExtension {
     pub ppid: [u8; 16],
     pub tcb_components: [u8; 16],
     pub pce_svn: u16,
@@ -125,7 +125,7 @@ pub struct SgxExtension {
 
 /// The QE report fields a test may change.
 #[derive(Clone, Debug)]
-pub struct QeReportSpec {
+pub(crate) struct QeReportSpec {
     pub cpu_svn: [u8; 16],
     pub misc_select: u32,
     pub attributes: [u8; 16],
@@ -138,7 +138,7 @@ pub struct QeReportSpec {
 
 /// The TD report fields a test may change.
 #[derive(Clone, Debug)]
-pub struct TdSpec {
+pub(crate) struct TdSpec {
     /// 4, or 5 with `body_type` 2, 3 or 4.
     pub version: u16,
     pub body_type: u16,
@@ -155,7 +155,7 @@ pub struct TdSpec {
 
 /// Everything the factory turns into a quote and its collateral.
 #[derive(Clone, Debug)]
-pub struct Spec {
+pub(crate) struct Spec {
     pub root: CertSpec,
     pub pck_ca: CertSpec,
     pub pck_leaf: CertSpec,
@@ -178,7 +178,7 @@ pub struct Spec {
     pub qe_identity: Value,
 }
 
-pub fn default_tcb_info() -> Value {
+pub(crate) fn default_tcb_info() -> Value {
     let components = |svns: &[u8]| -> Value {
         let mut all = [0u8; 16];
         all[..svns.len()].copy_from_slice(svns);
@@ -255,7 +255,7 @@ pub fn default_tcb_info() -> Value {
     })
 }
 
-pub fn default_qe_identity() -> Value {
+pub(crate) fn default_qe_identity() -> Value {
     json!({
         "id": "TD_QE",
         "version": 2,
@@ -354,7 +354,7 @@ impl Default for Spec {
 }
 
 /// The keys of one test PKI; certificates are issued at `build()` from a `Spec`.
-pub struct Keys {
+pub(crate) struct Keys {
     root: KeyPair,
     pck_ca: KeyPair,
     pck_leaf: KeyPair,
@@ -363,7 +363,7 @@ pub struct Keys {
 }
 
 impl Keys {
-    pub fn generate() -> Keys {
+    pub(crate) fn generate() -> Keys {
         let key = || KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
         let attestation = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
         Keys {
@@ -377,7 +377,7 @@ impl Keys {
 }
 
 /// A built quote and collateral, plus the root to pin.
-pub struct Built {
+pub(crate) struct Built {
     pub quote: Vec<u8>,
     /// `QuoteCollateralV3` JSON as a value, so tests can tamper with it after signing.
     pub collateral: Value,
@@ -387,7 +387,7 @@ pub struct Built {
 }
 
 impl Built {
-    pub fn collateral_json(&self) -> Vec<u8> {
+    pub(crate) fn collateral_json(&self) -> Vec<u8> {
         serde_json::to_vec(&self.collateral).unwrap()
     }
 }
@@ -442,7 +442,7 @@ fn crl(spec: &CrlSpec, issuer: &Issuer<'_, &KeyPair>) -> Vec<u8> {
     .to_vec()
 }
 
-pub fn pem(ders: &[Vec<u8>]) -> String {
+pub(crate) fn pem(ders: &[Vec<u8>]) -> String {
     let mut out = String::new();
     for der in ders {
         out.push_str("-----BEGIN CERTIFICATE-----\n");
@@ -468,7 +468,7 @@ fn sign_with(key: &KeyPair, message: &[u8]) -> Vec<u8> {
 
 // --- minimal DER writer for the SGX extension ---
 
-pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     match content.len() {
         len if len < 0x80 => out.push(len as u8),
@@ -479,7 +479,7 @@ pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-pub fn der_oid(arcs: &[u64]) -> Vec<u8> {
+pub(crate) fn der_oid(arcs: &[u64]) -> Vec<u8> {
     let mut body = vec![(arcs[0] * 40 + arcs[1]) as u8];
     for &arc in &arcs[2..] {
         let mut groups = vec![(arc & 0x7f) as u8];
@@ -493,7 +493,7 @@ pub fn der_oid(arcs: &[u64]) -> Vec<u8> {
     tlv(0x06, &body)
 }
 
-pub fn der_uint(value: u64) -> Vec<u8> {
+pub(crate) fn der_uint(value: u64) -> Vec<u8> {
     let mut bytes: Vec<u8> = value
         .to_be_bytes()
         .iter()
@@ -506,15 +506,15 @@ pub fn der_uint(value: u64) -> Vec<u8> {
     tlv(0x02, &bytes)
 }
 
-pub const SGX_OID: [u64; 7] = [1, 2, 840, 113741, 1, 13, 1];
+pub(crate) const SGX_OID: [u64; 7] = [1, 2, 840, 113741, 1, 13, 1];
 
-pub fn entry(arcs: &[u64], value: Vec<u8>) -> Vec<u8> {
+pub(crate) fn entry(arcs: &[u64], value: Vec<u8>) -> Vec<u8> {
     let oid: Vec<u64> = SGX_OID.iter().chain(arcs).copied().collect();
     tlv(0x30, &[der_oid(&oid), value].concat())
 }
 
 /// The SGX extension content as Intel lays it out.
-pub fn sgx_extension_der(sgx: &SgxExtension) -> Vec<u8> {
+pub(crate) fn sgx_extension_der(sgx: &SgxExtension) -> Vec<u8> {
     let mut tcb = Vec::new();
     for (arc, svn) in (1u64..).zip(sgx.tcb_components) {
         tcb.extend(entry(&[2, arc], der_uint(svn.into())));
@@ -534,13 +534,13 @@ pub fn sgx_extension_der(sgx: &SgxExtension) -> Vec<u8> {
 
 impl Spec {
     /// The platform's certified SGX TCB: component SVNs and the equal CPUSVN.
-    pub fn set_platform_svns(&mut self, components: [u8; 16]) {
+    pub(crate) fn set_platform_svns(&mut self, components: [u8; 16]) {
         self.sgx.tcb_components = components;
         self.sgx.cpu_svn = components;
     }
 
     /// Issues the PKI, signs the collateral and lays out the quote.
-    pub fn build(&self, keys: &Keys) -> Built {
+    pub(crate) fn build(&self, keys: &Keys) -> Built {
         let root_params = params("Test SGX Root CA", &self.root, Some(1));
         let root_der = root_params.self_signed(&keys.root).unwrap().der().to_vec();
         let root = Issuer::from_params(&root_params, &keys.root);
@@ -636,7 +636,7 @@ impl Spec {
     }
 
     /// A quote under an already issued PKI (`pck_chain` leaf first), signed by `keys`.
-    pub fn quote(&self, keys: &Keys, pck_chain: &[Vec<u8>]) -> Vec<u8> {
+    pub(crate) fn quote(&self, keys: &Keys, pck_chain: &[Vec<u8>]) -> Vec<u8> {
         let td = &self.td;
         let mut quote = Vec::new();
         quote.extend_from_slice(&td.version.to_le_bytes());

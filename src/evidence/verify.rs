@@ -1,0 +1,428 @@
+//! The verification pipeline: each detected format verified with its platform's rules at `now`,
+//! the caller's bindings checked, dstack's identity rebuilt, into one [`Verified`]; and the
+//! [`preview`] that reads the same formats without verifying them.
+
+use super::detect::{EvidenceInput, Parsed};
+use super::report::{dstack_claims, nitro_claims, tdx_registers, Report, TdxClaims};
+use super::verified::{Attestation, AttestedDstack, AttestedTdx, Platform, Preview, Verified};
+use super::EvidenceError;
+use crate::cache::CacheCounts;
+use crate::dstack::{
+    self, nitro_identity, tdx_identity, DstackError, DstackIdentity, MrMode, NitroEnclave,
+    TdRegisters, TdxTcb,
+};
+use crate::encoding::to_0x_hex;
+use crate::nitro::{self, NitroVerifier};
+use crate::tdx::{Collateral, PckInfo, Quote, TdxError, TdxPolicy, TdxVerifier};
+
+/// Everything a caller may expect of the evidence besides its signatures.
+#[derive(Clone, Debug, Default)]
+pub struct Expectations {
+    /// Expected Nitro `nonce`, compared byte for byte; an expectation TDX cannot check is refused
+    /// as `invalid_argument`.
+    pub nonce: Option<Vec<u8>>,
+    /// Expected Nitro `user_data`, compared byte for byte.
+    pub user_data: Option<Vec<u8>>,
+    /// Expected Nitro `public_key`, compared byte for byte.
+    pub public_key: Option<Vec<u8>>,
+    /// Expected report data (TDX REPORTDATA; for Nitro, the user_data dstack binds), right-padded
+    /// with zeros to 64 bytes.
+    pub report_data: Option<Vec<u8>>,
+    /// Oldest acceptable Nitro document, in seconds before `now` (its signed timestamp).
+    pub max_age_secs: Option<u64>,
+    /// Accept debug-mode enclaves and debug TDs. Never on by default.
+    pub allow_debug: bool,
+}
+
+/// Verifiers for every platform, sharing their caches across calls (cheap to clone).
+#[derive(Clone)]
+pub struct EvidenceVerifier {
+    nitro: NitroVerifier,
+    tdx: TdxVerifier,
+}
+
+impl Default for EvidenceVerifier {
+    /// Pinned to the built-in AWS Nitro Enclaves Root G1 and Intel SGX Root CA.
+    fn default() -> Self {
+        EvidenceVerifier::new(NitroVerifier::new(), TdxVerifier::new())
+    }
+}
+
+impl EvidenceVerifier {
+    /// Verifiers with the given trust roots (e.g. pinned by the service's `--nitro-root` and
+    /// `--intel-root`); `default()` pins the built-in ones.
+    pub fn new(nitro: NitroVerifier, tdx: TdxVerifier) -> Self {
+        EvidenceVerifier { nitro, tdx }
+    }
+
+    /// Hits and misses of every verification cache, by a stable snake_case name: for Nitro the
+    /// X.509 walker's `nitro_x509_certificates` and `nitro_x509_links`; for TDX its own walker's
+    /// `tdx_x509_certificates` and `tdx_x509_links`, then `tdx_collateral`, `tdx_pck_crl` and
+    /// `tdx_qe`. Clones of this verifier count into the same numbers.
+    pub fn cache_stats(&self) -> Vec<(&'static str, CacheCounts)> {
+        let nitro = self.nitro.cache_counts();
+        let tdx = self.tdx.cache_counts();
+        vec![
+            ("nitro_x509_certificates", nitro.certificates),
+            ("nitro_x509_links", nitro.links),
+            ("tdx_x509_certificates", tdx.chains.certificates),
+            ("tdx_x509_links", tdx.chains.links),
+            ("tdx_collateral", tdx.collateral),
+            ("tdx_pck_crl", tdx.pck_crl),
+            ("tdx_qe", tdx.qe),
+        ]
+    }
+
+    /// Verifies `input` at `now` against `expect`.
+    pub fn verify(
+        &self,
+        input: &EvidenceInput<'_>,
+        now: u64,
+        expect: &Expectations,
+    ) -> Result<Verified, EvidenceError> {
+        let parsed = Parsed::from_input(input)?;
+        parsed.check_applicable(input, expect)?;
+        match parsed {
+            Parsed::Nitro(document) => {
+                let verified = self
+                    .nitro
+                    .verify(document, now, &nitro_expectations(expect))?;
+                if let Some(report_data) = &expect.report_data {
+                    let user_data = verified.document.user_data.as_deref().unwrap_or_default();
+                    dstack::check_report_data(user_data, report_data)?;
+                }
+                Ok(Verified {
+                    attestation: Attestation::Nitro(verified.document.into()),
+                    os_image_hash: Some(verified.os_image_hash),
+                    report_data: None,
+                    dstack: None,
+                })
+            }
+            Parsed::DstackNitro(evidence) => {
+                let verified =
+                    self.nitro
+                        .verify(&evidence.document, now, &nitro_expectations(expect))?;
+                let identity = nitro_identity(&NitroEnclave::from(&verified.document), &evidence)?;
+                if let Some(report_data) = &expect.report_data {
+                    dstack::check_report_data(&evidence.report_data, report_data)?;
+                }
+                check_app_compose(&identity, input.app_compose)?;
+                Ok(Verified {
+                    attestation: Attestation::Nitro(verified.document.into()),
+                    os_image_hash: Some(verified.os_image_hash),
+                    report_data: Some(evidence.report_data),
+                    dstack: Some(identity.into()),
+                })
+            }
+            Parsed::Tdx { quote, dstack } => {
+                let collateral = input.collateral.ok_or_else(|| {
+                    TdxError::CollateralMissing(
+                        "a TDX quote is verified against Intel collateral (QuoteCollateralV3 JSON)"
+                            .into(),
+                    )
+                })?;
+                let collateral = Collateral::from_json(collateral)?;
+                let policy = TdxPolicy {
+                    allow_debug: expect.allow_debug,
+                };
+                let verified = self.tdx.verify(&quote, &collateral, now, &policy)?;
+                let registers = TdRegisters::from(&verified.quote.body);
+                if let Some(report_data) = &expect.report_data {
+                    dstack::check_report_data(&registers.report_data, report_data)?;
+                }
+                let tcb = TdxTcb {
+                    ppid: verified.ppid.clone(),
+                    tcb_status: verified.tcb_status.as_str().to_owned(),
+                    advisory_ids: verified.advisory_ids.clone(),
+                };
+                let mut os_image_hash = None;
+                let identity = match dstack {
+                    None => None,
+                    Some(evidence) => {
+                        let identity = tdx_identity(&registers, &evidence, tcb, MrMode::Runtime)?;
+                        check_app_compose(&identity, input.app_compose)?;
+                        os_image_hash = evidence.vm_config.and_then(|config| config.os_image_hash);
+                        Some(identity)
+                    }
+                };
+                let body = &verified.quote.body;
+                Ok(Verified {
+                    attestation: Attestation::Tdx(AttestedTdx {
+                        quote_version: verified.quote.version(),
+                        tcb_status: verified.tcb_status,
+                        advisory_ids: verified.advisory_ids,
+                        ppid: verified.ppid,
+                        mr_td: body.mr_td,
+                        rtmrs: body.rtmr,
+                    }),
+                    os_image_hash,
+                    report_data: Some(body.report_data),
+                    dstack: identity.map(AttestedDstack::from),
+                })
+            }
+        }
+    }
+}
+
+/// Parses `input` and reports what it claims, without checking any signature or collateral.
+/// An event log is still replayed against the quote's registers: a preview of an inconsistent
+/// log is an error, not a guess.
+pub fn preview(input: &EvidenceInput<'_>) -> Result<Preview, EvidenceError> {
+    let report = match Parsed::from_input(input)? {
+        Parsed::Nitro(document) => nitro_preview(nitro::parse_document(document)?, None, None),
+        Parsed::DstackNitro(evidence) => {
+            let document = nitro::parse_document(&evidence.document)?;
+            let identity = nitro_identity(&NitroEnclave::from(&document), &evidence)?;
+            nitro_preview(document, Some(&evidence.report_data), Some(identity))
+        }
+        Parsed::Tdx { quote, dstack } => {
+            let quote = Quote::parse(&quote)?;
+            let registers = TdRegisters::from(&quote.body);
+            // The PPID the quote's own (unverified) PCK certificate claims, for the device id.
+            let ppid = quote
+                .pck_chain()
+                .and_then(Result::ok)
+                .and_then(|chain| {
+                    chain
+                        .first()
+                        .and_then(|leaf| PckInfo::from_certificate(leaf).ok())
+                })
+                .map(|pck| pck.ppid);
+            let tcb = TdxTcb {
+                ppid: ppid.clone().unwrap_or_default(),
+                ..TdxTcb::default()
+            };
+            let (os_image_hash, identity) = match dstack {
+                None => (None, None),
+                Some(evidence) => (
+                    evidence.vm_config.as_ref().and_then(|c| c.os_image_hash),
+                    Some(tdx_identity(&registers, &evidence, tcb, MrMode::Runtime)?),
+                ),
+            };
+            let body = &quote.body;
+            Report {
+                verified: false,
+                platform: Platform::Tdx,
+                os_image_hash: os_image_hash.map(|hash| to_0x_hex(&hash)),
+                report_data: Some(to_0x_hex(&body.report_data)),
+                nitro: None,
+                tdx: Some(TdxClaims {
+                    ppid: ppid.as_deref().map(to_0x_hex),
+                    ..tdx_registers(quote.version(), &body.mr_td, &body.rtmr)
+                }),
+                dstack: identity.map(|identity| dstack_claims(&identity.into())),
+            }
+        }
+    };
+    Ok(Preview { report })
+}
+
+/// The preview of a Nitro document, and of the dstack identity around it.
+fn nitro_preview(
+    document: nitro::AttestationDocument,
+    report_data: Option<&[u8; 64]>,
+    identity: Option<DstackIdentity>,
+) -> Report {
+    Report {
+        verified: false,
+        platform: Platform::Nitro,
+        os_image_hash: document.os_image_hash().ok().map(|hash| to_0x_hex(&hash)),
+        report_data: report_data.map(|data| to_0x_hex(data)),
+        nitro: Some(nitro_claims(&document.into())),
+        tdx: None,
+        dstack: identity.map(|identity| dstack_claims(&identity.into())),
+    }
+}
+
+fn nitro_expectations(expect: &Expectations) -> nitro::Expectations {
+    nitro::Expectations {
+        nonce: expect.nonce.clone(),
+        user_data: expect.user_data.clone(),
+        public_key: expect.public_key.clone(),
+        max_age_secs: expect.max_age_secs,
+        allow_debug: expect.allow_debug,
+    }
+}
+
+fn check_app_compose(
+    identity: &DstackIdentity,
+    app_compose: Option<&[u8]>,
+) -> Result<(), DstackError> {
+    app_compose.map_or(Ok(()), |bytes| identity.app_info.check_app_compose(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::Unauthorizable;
+    use crate::tdx::TcbStatus;
+    use std::path::Path;
+
+    /// A file of the committed generated fixtures (`fixtures/nitro/`, `fixtures/tdx/`).
+    fn fixture(path: &str) -> Vec<u8> {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(path),
+        )
+        .unwrap()
+    }
+
+    fn fixture_verifier() -> EvidenceVerifier {
+        EvidenceVerifier::new(
+            NitroVerifier::with_root_der(&fixture("nitro/root.der")),
+            TdxVerifier::with_root_der(&fixture("tdx/root_ca.der")),
+        )
+    }
+
+    fn counts(hits: u64, misses: u64) -> CacheCounts {
+        CacheCounts { hits, misses }
+    }
+
+    #[test]
+    fn cache_stats_name_every_cache_and_count_cold_then_warm() {
+        let verifier = fixture_verifier();
+        assert_eq!(verifier.cache_stats().len(), 7);
+        assert!(verifier
+            .cache_stats()
+            .iter()
+            .all(|(_, counts)| *counts == CacheCounts::default()));
+
+        // Nitro, cold then warm through a clone: a chain of 5 certificates and 4 links.
+        let document = fixture("nitro/valid.cbor");
+        let nitro = EvidenceInput {
+            evidence: &document,
+            ..EvidenceInput::default()
+        };
+        let nitro_now = 1_750_000_060;
+        verifier
+            .verify(&nitro, nitro_now, &Expectations::default())
+            .unwrap();
+        verifier
+            .clone()
+            .verify(&nitro, nitro_now, &Expectations::default())
+            .unwrap();
+
+        // TDX, cold then warm, on its own walker: cold walks 4 distinct certificates (10 lookups)
+        // and 3 distinct links (5 lookups); warm looks up only the collateral and the QE.
+        let quote = fixture("tdx/quote_v4.bin");
+        let collateral = fixture("tdx/collateral.json");
+        let tdx = EvidenceInput {
+            evidence: &quote,
+            collateral: Some(&collateral),
+            ..EvidenceInput::default()
+        };
+        for _ in 0..2 {
+            verifier
+                .verify(&tdx, 1_750_000_000, &Expectations::default())
+                .unwrap();
+        }
+
+        assert_eq!(
+            verifier.cache_stats(),
+            [
+                ("nitro_x509_certificates", counts(5, 5)),
+                ("nitro_x509_links", counts(4, 4)),
+                ("tdx_x509_certificates", counts(6, 4)),
+                ("tdx_x509_links", counts(2, 3)),
+                ("tdx_collateral", counts(1, 1)),
+                ("tdx_pck_crl", counts(0, 1)),
+                ("tdx_qe", counts(1, 1)),
+            ]
+        );
+    }
+
+    /// The typed result carries the bytes its report spells, and a bare document or quote has
+    /// no boot info to authorize.
+    #[test]
+    fn verified_values_are_the_bytes_the_report_spells() {
+        let verifier = fixture_verifier();
+        let document = fixture("nitro/valid.cbor");
+        let nitro = verifier
+            .verify(
+                &EvidenceInput {
+                    evidence: &document,
+                    ..EvidenceInput::default()
+                },
+                1_750_000_060,
+                &Expectations::default(),
+            )
+            .unwrap();
+        let report = nitro.report();
+        assert_eq!(nitro.platform(), Platform::Nitro);
+        assert!(report.verified);
+        assert_eq!(
+            report.os_image_hash,
+            nitro.os_image_hash().map(|hash| to_0x_hex(hash))
+        );
+        let claims = report.nitro.as_ref().unwrap();
+        let attested = nitro.nitro().unwrap();
+        assert_eq!(claims.pcrs[&0], to_0x_hex(&attested.pcrs[&0]));
+        assert_eq!(claims.module_id, attested.module_id);
+        assert!(nitro.tdx().is_none() && nitro.dstack().is_none());
+        assert_eq!(nitro.report_data(), None);
+        assert_eq!(
+            serde_json::to_value(&nitro).unwrap(),
+            serde_json::to_value(&report).unwrap()
+        );
+        assert_eq!(
+            nitro.authorizable_boot_info(true),
+            Err(Unauthorizable::NoBootInfo)
+        );
+
+        let quote = fixture("tdx/quote_v4.bin");
+        let collateral = fixture("tdx/collateral.json");
+        let tdx = verifier
+            .verify(
+                &EvidenceInput {
+                    evidence: &quote,
+                    collateral: Some(&collateral),
+                    ..EvidenceInput::default()
+                },
+                1_750_000_000,
+                &Expectations::default(),
+            )
+            .unwrap();
+        let attested = tdx.tdx().unwrap();
+        let claims = tdx.report().tdx.unwrap();
+        assert_eq!(tdx.platform(), Platform::Tdx);
+        assert_eq!(attested.tcb_status, TcbStatus::UpToDate);
+        assert_eq!(claims.tcb_status.as_deref(), Some("UpToDate"));
+        assert_eq!(claims.mr_td, to_0x_hex(&attested.mr_td));
+        assert_eq!(claims.rtmr3, to_0x_hex(&attested.rtmrs[3]));
+        assert_eq!(claims.ppid, Some(to_0x_hex(&attested.ppid)));
+        assert_eq!(
+            tdx.report().report_data,
+            tdx.report_data().map(|data| to_0x_hex(data))
+        );
+        assert_eq!(tdx.os_image_hash(), None);
+        assert_eq!(
+            tdx.authorizable_boot_info(true),
+            Err(Unauthorizable::NoBootInfo)
+        );
+    }
+
+    /// A preview says what it read, marked unverified, with no TCB verdict.
+    #[test]
+    fn a_preview_is_unverified_and_has_no_tcb_verdict() {
+        let quote = fixture("tdx/quote_v4.bin");
+        let preview = preview(&EvidenceInput {
+            evidence: &quote,
+            ..EvidenceInput::default()
+        })
+        .unwrap();
+        let report = preview.report();
+        assert!(!report.verified);
+        assert_eq!(report.platform, Platform::Tdx);
+        let tdx = report.tdx.as_ref().unwrap();
+        assert_eq!((tdx.tcb_status.as_ref(), tdx.advisory_ids.len()), (None, 0));
+        assert!(
+            tdx.ppid.is_some(),
+            "claimed by the quote's own PCK certificate"
+        );
+        assert_eq!(
+            serde_json::to_value(&preview).unwrap(),
+            serde_json::to_value(report).unwrap()
+        );
+    }
+}

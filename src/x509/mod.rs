@@ -1,0 +1,81 @@
+//! One X.509 chain walker for every platform: AWS Nitro's P-384 PKI and Intel's P-256 SGX/TDX PKI.
+//!
+//! A chain is given leaf first, root last, and the root must be the pinned one (by DER SHA-256).
+//! Every call checks, for every certificate of the presented chain: issuer/subject chaining, the
+//! link's signature by the parent key with the pinned algorithm, the validity window at `now` (root
+//! included), basicConstraints (CA flag, pathLen), keyUsage (keyCertSign on CAs, digitalSignature on
+//! the leaf, cRLSign on a CRL issuer), unknown critical extensions, and revocation by the CRLs given.
+//!
+//! What is cached (per verifier, so per pinned policy) is only the expensive, time-independent part:
+//! parsing with the static checks, and each verified link signature keyed by (child, parent) DER
+//! hashes. The time, constraint and revocation checks run on every call, so a cached certificate is
+//! never trusted outside its own validity window; a warm chain costs hashing and lookups. Every
+//! lookup of either cache is counted as a hit or a miss ([`ChainVerifier::cache_counts`]).
+//!
+//! The parts: `facts` parses a certificate and runs its static checks, `chain` walks a chain, `crl`
+//! verifies CRLs and answers revocation, `chain_cache` holds the two caches, `error` the errors.
+
+mod chain;
+mod chain_cache;
+mod crl;
+mod error;
+mod facts;
+#[cfg(test)]
+mod test_pki;
+
+pub(crate) use chain::ChainVerifier;
+pub(crate) use chain_cache::ChainCacheCounts;
+pub(crate) use crl::VerifiedCrl;
+pub use error::X509Error;
+
+use crate::crypto::Curve;
+use x509_parser::oid_registry::{
+    Oid, OID_EC_P256, OID_NIST_EC_P384, OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384,
+};
+
+/// Longest chain we walk (AWS uses 5 certificates, Intel 3).
+pub(crate) const MAX_CHAIN_LEN: usize = 8;
+/// Largest certificate we parse (real AWS and Intel certificates are under 2 KiB).
+pub(crate) const MAX_DER_LEN: usize = 16 * 1024;
+/// Largest CRL we parse (Intel's PCK CRLs list many serials).
+pub(crate) const MAX_CRL_LEN: usize = 1024 * 1024;
+
+/// The signature algorithm every certificate and CRL of a PKI must use, with its curve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum SignatureAlgorithm {
+    /// ecdsa-with-SHA256 over prime256v1 (Intel SGX/TDX).
+    EcdsaP256Sha256,
+    /// ecdsa-with-SHA384 over secp384r1 (AWS Nitro Enclaves).
+    EcdsaP384Sha384,
+}
+
+impl SignatureAlgorithm {
+    pub(crate) fn curve(self) -> Curve {
+        match self {
+            SignatureAlgorithm::EcdsaP256Sha256 => Curve::P256,
+            SignatureAlgorithm::EcdsaP384Sha384 => Curve::P384,
+        }
+    }
+
+    fn signature_oid(self) -> Oid<'static> {
+        match self {
+            SignatureAlgorithm::EcdsaP256Sha256 => OID_SIG_ECDSA_WITH_SHA256,
+            SignatureAlgorithm::EcdsaP384Sha384 => OID_SIG_ECDSA_WITH_SHA384,
+        }
+    }
+
+    fn curve_oid(self) -> Oid<'static> {
+        match self {
+            SignatureAlgorithm::EcdsaP256Sha256 => OID_EC_P256,
+            SignatureAlgorithm::EcdsaP384Sha384 => OID_NIST_EC_P384,
+        }
+    }
+}
+
+/// What a PKI pins: its algorithm and its root certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChainPolicy {
+    pub algorithm: SignatureAlgorithm,
+    /// SHA-256 of the root certificate's DER.
+    pub root_sha256: [u8; 32],
+}
