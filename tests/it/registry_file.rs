@@ -280,15 +280,7 @@ async fn a_file_broken_at_reload_makes_answers_unavailable_until_fixed() {
         registry.reload_if_changed().unwrap_err().kind().as_str(),
         "invalid_registry_file"
     );
-    assert_eq!(
-        registry
-            .decide_app(&boot())
-            .await
-            .unwrap_err()
-            .kind()
-            .as_str(),
-        "unavailable"
-    );
+    assert_eq!(app_error(&registry).await, "unavailable");
     assert_eq!(
         registry.decide_kms(&boot()).unwrap_err().kind().as_str(),
         "unavailable"
@@ -463,15 +455,7 @@ async fn unknown_app_code_in_a_file_cannot_be_decided() {
     let path = dir.path().join("registry.toml");
     write(&path, &text);
     let registry = FileRegistry::open(&path).unwrap();
-    assert_eq!(
-        registry
-            .decide_app(&boot())
-            .await
-            .unwrap_err()
-            .kind()
-            .as_str(),
-        "unavailable"
-    );
+    assert_eq!(app_error(&registry).await, "unavailable");
     let query = Lookup::ComposeHash {
         app_id: boot().app_id,
         compose_hash: boot().compose_hash,
@@ -480,6 +464,16 @@ async fn unknown_app_code_in_a_file_cannot_be_decided() {
         registry.lookup(&query).unwrap_err().kind().as_str(),
         "unknown_app_code"
     );
+}
+
+/// The kind of error the file's registry answers the boot with (it must not answer).
+async fn app_error(registry: &FileRegistry) -> &'static str {
+    registry
+        .decide_app(&boot())
+        .await
+        .unwrap_err()
+        .kind()
+        .as_str()
 }
 
 /// The boot the complete file denies ("TCB status is not up to date") and that its half, with
@@ -581,15 +575,7 @@ async fn a_file_that_keeps_changing_fails_closed_until_it_settles() {
     );
     assert_eq!(error.kind().as_str(), "invalid_registry_file");
     assert!(error.to_string().contains("rename"), "{error}");
-    assert_eq!(
-        registry
-            .decide_app(&boot())
-            .await
-            .unwrap_err()
-            .kind()
-            .as_str(),
-        "unavailable"
-    );
+    assert_eq!(app_error(&registry).await, "unavailable");
     // Once it stops changing, the next check reads what the last one saw: applied.
     assert!(registry.reload_if_changed().unwrap());
     assert!(registry.decide_app(&boot()).await.unwrap().allowed);
