@@ -78,12 +78,15 @@ const RSA_MAX_EXPONENT: u64 = (1 << 33) - 1;
 
 /// An RSA public key both backends accept: a modulus of 2048 to 4096 bits,
 /// odd, and an odd exponent in 3..2³³, both big-endian without leading zeros.
+// API through `tpm::RsaPublicKey`; a build without `tpm` has it crate-internal.
+#[cfg_attr(not(feature = "tpm"), allow(unreachable_pub))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RsaPublicKey {
     modulus: Vec<u8>,
     exponent: Vec<u8>,
 }
 
+#[cfg_attr(not(feature = "tpm"), allow(unreachable_pub))]
 impl RsaPublicKey {
     /// Checks and keeps a key given as its big-endian modulus and exponent (DER INTEGER contents:
     /// a leading sign byte of zero is dropped).
