@@ -2,9 +2,10 @@
 //! caller's `now`.
 //!
 //! This is the fetchers' whole view of their cache: `get`, `insert`, `remove`, `claim_refresh`
-//! and `entries`. A generic validity-window cache (`crate::cache`) is being written beside this
-//! room; when it lands, it can replace the map behind these methods without touching the
-//! fetchers.
+//! and `entries`. It is not a `crate::cache::VerifiedCache`: the fetchers also remove an entry
+//! only if it is still the one they saw, claim each due refresh once, and list every entry for
+//! the metrics and the scheduled refresh, none of which the verifiers' cache offers; the window
+//! it serves by is the same `crate::cache::Window`.
 
 use super::validity::Validity;
 use std::collections::HashMap;

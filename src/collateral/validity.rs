@@ -2,9 +2,8 @@
 //! `thisUpdate`..`nextUpdate`, a certificate's `notBefore`..`notAfter`. Read to schedule the
 //! cache, never to verify: the verifier checks every window itself.
 
+use crate::tdx::json::parse_rfc3339;
 use crate::x509::MAX_CHAIN_LEN;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
@@ -17,11 +16,9 @@ fn unix(timestamp: i64) -> u64 {
     u64::try_from(timestamp).unwrap_or(0)
 }
 
-/// Unix seconds of an RFC 3339 date (Intel's `2025-06-19T10:16:03Z`).
+/// Unix seconds of an RFC 3339 date (Intel's `2025-06-19T10:16:03Z`), read as the verifier reads it.
 pub(crate) fn rfc3339(text: &str) -> Result<u64, String> {
-    let date = OffsetDateTime::parse(text, &Rfc3339)
-        .map_err(|e| format!("{text:?} is not an RFC 3339 date: {e}"))?;
-    u64::try_from(date.unix_timestamp()).map_err(|_| format!("{text:?} is before 1970"))
+    parse_rfc3339(text).ok_or_else(|| format!("{text:?} is not an RFC 3339 date after 1970"))
 }
 
 /// `notBefore..notAfter` of a DER certificate.

@@ -1,5 +1,7 @@
 //! The registry read from a TOML file, for deployments without a chain. The format is
-//! [`Snapshot`] (see `fixtures/registry/default.toml`, embedded as the default registry):
+//! [`Snapshot`] (see `fixtures/registry/default.toml`, embedded as the default registry). Every
+//! field is required except the informational `app_implementation` and `implementation`: nothing
+//! that shapes a decision is ever inferred from its absence.
 //!
 //! ```toml
 //! block = 0                       # reported with every answer
@@ -17,14 +19,51 @@
 //! code = "known"                  # or "absent": "App not deployed or invalid address"
 //! ```
 //!
-//! The file is re-read when its modification time or length changes ([`FileRegistry::reload_if_changed`],
-//! or [`FileRegistry::spawn_reloader`] polling it). If it becomes unreadable or malformed, answers
-//! are unavailable until it is fixed: an allowlist that cannot be read must not keep allowing.
+//! # Reloading without a fail-open window
+//!
+//! [`FileRegistry::spawn_reloader`] checks the file every poll interval
+//! ([`FileRegistry::reload_if_changed`] is one check). A file rewritten in place (opened with
+//! truncation, then written) is a prefix of its new content for as long as the writer takes, and
+//! the writer may pause anywhere. Three rules keep such a prefix from ever allowing what the
+//! complete file denies:
+//!
+//! 1. **Required fields.** TOML puts every top-level key before the first table header and each
+//!    app's keys after its `[[apps]]` header, so with every field required a prefix that ends on a
+//!    line boundary parses only if it is the file without some of its last apps (or optional
+//!    trailing lines); a missing app is "App not registered", so such a prefix can only deny more.
+//!    A prefix that ends inside a line leaves a string, array or `true`/`false` unfinished and
+//!    does not parse; only a digit cut from `block`, which decides nothing, survives.
+//! 2. **Settling.** A change to the same file (same inode) is applied only when two consecutive
+//!    checks read the same stamp (mtime, ctime, length, device and inode) and the same bytes
+//!    (SHA-256), each read with the stamp unchanged from before it to after it. A writer that is
+//!    still writing moves ctime or the length between checks, so only a paused writer's prefix can
+//!    settle, and by rule 1 it is invalid (answers become unavailable) or denies more. Until a
+//!    change settles the previous version keeps answering, as it would until a rename; a change
+//!    that has not settled within [`MAX_UNSETTLED_CHECKS`] checks fails closed.
+//! 3. **Atomic rename.** A new inode at the path whose content parses is applied at the first
+//!    check: `rename(2)` swaps whole files, so a renamed file is complete. A new file still being
+//!    written at the path (removed, then created) also has a new inode: if what it holds so far
+//!    parses, by rule 1 it only denies more, and the rest settles by rule 2, as does a new inode
+//!    that does not parse yet. Writing a temporary file and renaming it over the path is the way
+//!    to update the registry.
+//!
+//! The issue this closes: a rewrite paused before its last line (`require_tcb_up_to_date = true`)
+//! used to load with the flag defaulted off and allow TCB-out-of-date boots. Now that prefix lacks
+//! a required field: once it has settled it is invalid, and answers are unavailable, never allowed.
+//!
+//! An empty file, a path that is not a regular file (directory, device, FIFO: checked before it
+//! is opened, and opened non-blocking), and a file over [`MAX_FILE_BYTES`] (enforced while
+//! reading, whatever its reported length) are invalid. An invalid, unreadable or missing file makes
+//! every answer unavailable (health NOT_SERVING) until it is fixed: an allowlist that cannot be read
+//! must not keep allowing. [`FileRegistry::open`] reads once and refuses what it cannot use.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+mod read;
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
 use tokio::sync::broadcast;
 
 use super::decision::{kms_is_app_allowed_offline, kms_is_kms_allowed};
@@ -34,6 +73,7 @@ use super::{
     RegistryChange, RegistryError, Snapshot, ViewStatus, CHANGE_CHANNEL_CAPACITY,
 };
 use crate::boot_info::BootInfo;
+use read::{read_consistent, FileStamp};
 
 /// The built-in registry (empty allowlists: every app and KMS is denied with the contracts'
 /// reasons until an operator configures a file or a chain).
@@ -42,31 +82,110 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../../fixtures/registry/default
 /// Largest registry file read (a million apps with a compose hash each is ~150 MB of TOML).
 pub const MAX_FILE_BYTES: u64 = 512 << 20;
 
-/// What tells one version of the file from another without reading it. The inode and the
-/// status-change time catch what mtime and length miss: an edit of the same length within the
-/// timestamp granularity, a copy that preserves mtime (`cp -p`, `rsync -t`), a rename over it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileStamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    inode: u64,
-    changed: (i64, i64),
-}
+/// Checks a change may stay unsettled (seen, but not yet read the same twice in a row) before
+/// answers fail closed: a file that keeps changing is never known to be complete.
+pub const MAX_UNSETTLED_CHECKS: u32 = 3;
 
 struct Loaded {
     view: RegistryView,
     block: u64,
 }
 
-/// The last load's outcome (an error makes answers unavailable) and the file stamp it read.
-type FileState = (Result<Arc<Loaded>, RegistryError>, Option<FileStamp>);
+/// A version of the file seen by one check, to be confirmed by the next.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    stamp: FileStamp,
+    digest: [u8; 32],
+}
+
+/// What the checks remember between polls (see the module doc's rules).
+#[derive(Default)]
+struct Tracker {
+    /// The stamp of the version in effect, valid or not; `None` after the path itself failed
+    /// (missing, not a regular file…), so whatever appears there next counts as a new file.
+    in_effect: Option<FileStamp>,
+    pending: Option<Seen>,
+    unsettled_checks: u32,
+}
+
+/// What one check decided.
+enum Step {
+    /// Nothing new to apply (unchanged, or a change not settled yet).
+    Keep,
+    /// The version to answer from now; an error fails closed.
+    Apply(Result<Arc<Loaded>, RegistryError>),
+}
+
+impl Tracker {
+    fn check(&mut self, path: &std::path::Path) -> Step {
+        match read::stamp(path) {
+            Ok(stamp) if self.in_effect == Some(stamp) => {
+                self.pending = None;
+                self.unsettled_checks = 0;
+                return Step::Keep;
+            }
+            Ok(_) => {}
+            Err(error) => return self.path_failed(error),
+        }
+        match read_consistent(path) {
+            Err(error) => return self.path_failed(error),
+            Ok(None) => self.pending = None,
+            Ok(Some((stamp, bytes))) => {
+                let seen = Seen {
+                    stamp,
+                    digest: Sha256::digest(&bytes).into(),
+                };
+                let origin = path.display().to_string();
+                if self.pending == Some(seen) {
+                    return self.settle(stamp, parse_bytes(&bytes, &origin));
+                }
+                let renamed = self
+                    .in_effect
+                    .is_none_or(|current| current.identity != stamp.identity);
+                if renamed {
+                    if let Ok(loaded) = parse_bytes(&bytes, &origin) {
+                        return self.settle(stamp, Ok(loaded));
+                    }
+                }
+                self.pending = Some(seen);
+            }
+        }
+        self.unsettled_checks = self.unsettled_checks.saturating_add(1);
+        if self.unsettled_checks == MAX_UNSETTLED_CHECKS {
+            return Step::Apply(Err(RegistryError::InvalidFile {
+                path: path.display().to_string(),
+                message: format!(
+                    "still changing after {MAX_UNSETTLED_CHECKS} checks; \
+                     replace it atomically (write a new file, then rename it over this one)"
+                ),
+            }));
+        }
+        Step::Keep
+    }
+
+    fn settle(&mut self, stamp: FileStamp, outcome: Result<Loaded, RegistryError>) -> Step {
+        *self = Tracker {
+            in_effect: Some(stamp),
+            ..Tracker::default()
+        };
+        Step::Apply(outcome.map(Arc::new))
+    }
+
+    fn path_failed(&mut self, error: RegistryError) -> Step {
+        *self = Tracker::default();
+        Step::Apply(Err(error))
+    }
+}
 
 /// The allowlist read from a registry TOML file (the [`super::Snapshot`] format), reloaded when the
 /// file changes; a file that becomes unreadable makes answers unavailable until it is fixed.
 pub struct FileRegistry {
     /// `None` for the embedded default.
     path: Option<PathBuf>,
-    state: RwLock<FileState>,
+    /// What answers come from; an error makes them unavailable.
+    answers: RwLock<Result<Arc<Loaded>, RegistryError>>,
+    /// Held for a whole check, so checks never interleave (answers are not blocked by it).
+    tracker: Mutex<Tracker>,
     changes: broadcast::Sender<RegistryChange>,
 }
 
@@ -76,69 +195,43 @@ pub fn parse(text: &str, origin: &str) -> Result<(RegistryView, u64), RegistryEr
         path: origin.to_owned(),
         message,
     };
+    if text.trim().is_empty() {
+        return Err(invalid("the file is empty".to_owned()));
+    }
     let snapshot: Snapshot = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
     let view = snapshot.to_view().map_err(invalid)?;
     Ok((view, snapshot.block))
 }
 
-fn stamp(path: &Path) -> Result<FileStamp, RegistryError> {
-    let metadata = std::fs::metadata(path).map_err(|e| RegistryError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
+fn parse_bytes(bytes: &[u8], origin: &str) -> Result<Loaded, RegistryError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| RegistryError::InvalidFile {
+        path: origin.to_owned(),
+        message: format!("not UTF-8: {e}"),
     })?;
-    #[cfg(unix)]
-    let (inode, changed) = {
-        use std::os::unix::fs::MetadataExt as _;
-        (metadata.ino(), (metadata.ctime(), metadata.ctime_nsec()))
-    };
-    #[cfg(not(unix))]
-    let (inode, changed) = (0, (0, 0));
-    Ok(FileStamp {
-        modified: metadata.modified().ok(),
-        len: metadata.len(),
-        inode,
-        changed,
-    })
-}
-
-fn read(path: &Path) -> Result<(Loaded, FileStamp), RegistryError> {
-    let origin = path.display().to_string();
-    let before = stamp(path)?;
-    if before.len > MAX_FILE_BYTES {
-        return Err(RegistryError::InvalidFile {
-            path: origin,
-            message: format!(
-                "{} bytes is over the {MAX_FILE_BYTES}-byte limit",
-                before.len
-            ),
-        });
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| RegistryError::Io {
-        path: origin.clone(),
-        message: e.to_string(),
-    })?;
-    // A file rewritten in place may be read half-written, and a prefix can still parse with
-    // policy flags defaulted off: refuse any read the file changed under.
-    if text.len() as u64 != before.len || stamp(path)? != before {
-        return Err(RegistryError::InvalidFile {
-            path: origin,
-            message:
-                "the file changed while it was read; replace it atomically (write, then rename)"
-                    .into(),
-        });
-    }
-    let (view, block) = parse(&text, &origin)?;
-    Ok((Loaded { view, block }, before))
+    let (view, block) = parse(text, origin)?;
+    Ok(Loaded { view, block })
 }
 
 impl FileRegistry {
-    /// Loads the file; a missing or malformed file is an error here (at start-up).
+    /// Loads the file; a missing, unreadable, changing or malformed file is an error here (at
+    /// start-up).
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, RegistryError> {
         let path = path.into();
-        let (loaded, stamp) = read(&path)?;
+        let origin = path.display().to_string();
+        let (stamp, bytes) = read_consistent(&path)?.ok_or_else(|| RegistryError::InvalidFile {
+            path: origin.clone(),
+            message: "the file changed while it was read; replace it atomically (write a new \
+                      file, then rename it over this one)"
+                .into(),
+        })?;
+        let loaded = parse_bytes(&bytes, &origin)?;
         Ok(FileRegistry {
             path: Some(path),
-            state: RwLock::new((Ok(Arc::new(loaded)), Some(stamp))),
+            answers: RwLock::new(Ok(Arc::new(loaded))),
+            tracker: Mutex::new(Tracker {
+                in_effect: Some(stamp),
+                ..Tracker::default()
+            }),
             changes: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
         })
     }
@@ -148,47 +241,45 @@ impl FileRegistry {
         let (view, block) = parse(EMBEDDED_DEFAULT, "embedded default registry")?;
         Ok(FileRegistry {
             path: None,
-            state: RwLock::new((Ok(Arc::new(Loaded { view, block })), None)),
+            answers: RwLock::new(Ok(Arc::new(Loaded { view, block }))),
+            tracker: Mutex::new(Tracker::default()),
             changes: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
         })
     }
 
-    /// Re-reads the file if its modification time or length changed. Returns whether a reload
-    /// happened; an error means the file is now unusable and answers are unavailable.
+    /// One check of the file (the module doc's rules). `Ok(true)`: a new version now answers;
+    /// `Ok(false)`: nothing new applied (unchanged, or a change still settling); an error: answers
+    /// are unavailable after this check (the error this check found, or the one still in effect).
     pub fn reload_if_changed(&self) -> Result<bool, RegistryError> {
         let Some(path) = &self.path else {
             return Ok(false);
         };
-        let current = stamp(path);
-        let previous = self.state.read().map_err(|_| poisoned())?.1;
-        if let (Ok(current), Some(previous)) = (&current, previous) {
-            if *current == previous {
-                return Ok(false);
-            }
-        }
-        let outcome = current.and_then(|_| read(path));
-        let mut state = self.state.write().map_err(|_| poisoned())?;
+        let mut tracker = self.tracker.lock().map_err(|_| poisoned())?;
+        let outcome = match tracker.check(path) {
+            Step::Keep => return self.loaded().map(|_| false),
+            Step::Apply(outcome) => outcome,
+        };
+        let mut answers = self.answers.write().map_err(|_| poisoned())?;
         match outcome {
-            Ok((loaded, stamp)) => {
+            Ok(loaded) => {
                 let block = loaded.block;
-                *state = (Ok(Arc::new(loaded)), Some(stamp));
-                drop(state);
+                *answers = Ok(loaded);
+                drop(answers);
                 let _ = self.changes.send(RegistryChange::Rebuilt { block });
                 Ok(true)
             }
             Err(error) => {
                 let reason = error.to_string();
-                // Keep no stamp so the next poll retries even if the broken file is not touched.
-                *state = (Err(RegistryError::Unavailable(reason.clone())), None);
-                drop(state);
+                *answers = Err(RegistryError::Unavailable(reason.clone()));
+                drop(answers);
                 let _ = self.changes.send(RegistryChange::Unavailable { reason });
                 Err(error)
             }
         }
     }
 
-    /// Polls the file every `interval` on the current tokio runtime; the task ends when the
-    /// registry is dropped.
+    /// Checks the file every `interval` on the current tokio runtime (each check on a blocking
+    /// thread: it may read and parse a large file); the task ends when the registry is dropped.
     pub fn spawn_reloader(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
         let registry = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -200,13 +291,13 @@ impl FileRegistry {
                     return;
                 };
                 // Errors are already visible: answers turn unavailable and subscribers are told.
-                let _ = registry.reload_if_changed();
+                let _ = tokio::task::spawn_blocking(move || registry.reload_if_changed()).await;
             }
         })
     }
 
     fn loaded(&self) -> Result<Arc<Loaded>, RegistryError> {
-        self.state.read().map_err(|_| poisoned())?.0.clone()
+        self.answers.read().map_err(|_| poisoned())?.clone()
     }
 }
 

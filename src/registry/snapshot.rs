@@ -30,30 +30,26 @@ impl<'de, const N: usize> Deserialize<'de> for Hex<N> {
     }
 }
 
-/// The registry as plain, sorted data.
+/// The registry as plain, sorted data. Every field is required except the informational
+/// addresses: a file that leaves one out (a typo, or a file read half-written) is refused rather
+/// than completed with a default (see the `file` module for why this closes the torn-write window).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
-    /// The block the view is as of (files: any number the author chooses, default 0).
-    #[serde(default)]
+    /// The block the view is as of (files: any number the author chooses).
     pub block: u64,
-    /// The KMS's `gatewayAppId` (default empty).
-    #[serde(default)]
+    /// The KMS's `gatewayAppId` (empty when unset).
     pub gateway_app_id: String,
     /// The KMS's `appImplementation`; omitted when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_implementation: Option<Hex<20>>,
     /// `allowedOsImages`: OS image hashes (32 bytes each).
-    #[serde(default)]
     pub os_images: Vec<Hex<32>>,
     /// `kmsAllowedAggregatedMrs`: KMS aggregated MRs (32 bytes each).
-    #[serde(default)]
     pub kms_aggregated_mrs: Vec<Hex<32>>,
     /// `kmsAllowedDeviceIds`: KMS device ids (32 bytes each).
-    #[serde(default)]
     pub kms_device_ids: Vec<Hex<32>>,
     /// `registeredApps`, each with its own lists and flags.
-    #[serde(default)]
     pub apps: Vec<AppSnapshot>,
 }
 
@@ -64,19 +60,14 @@ pub struct AppSnapshot {
     /// The app's address (20 bytes).
     pub app_id: Hex<20>,
     /// `allowedComposeHashes` (32 bytes each).
-    #[serde(default)]
     pub compose_hashes: Vec<Hex<32>>,
     /// `allowedDeviceIds` (32 bytes each).
-    #[serde(default)]
     pub device_ids: Vec<Hex<32>>,
-    /// `allowAnyDevice`: skip the device check (default off).
-    #[serde(default)]
+    /// `allowAnyDevice`: skip the device check.
     pub allow_any_device: bool,
-    /// `requireTcbUpToDate`: refuse any TCB status but `UpToDate` (default off).
-    #[serde(default)]
+    /// `requireTcbUpToDate`: refuse any TCB status but `UpToDate`.
     pub require_tcb_up_to_date: bool,
-    /// What code runs at the app id (default: known DstackApp code).
-    #[serde(default)]
+    /// What code runs at the app id.
     pub code: AppCode,
     /// The EIP-1967 implementation behind the app's proxy; omitted when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,7 +6,7 @@
 
 mod collateral;
 mod error;
-mod json;
+pub(crate) mod json;
 mod pck;
 mod pem;
 mod policy;

@@ -19,8 +19,10 @@ fn registry_file(dir: &tempfile::TempDir, allow_any_device: bool) -> String {
         &path,
         format!(
             "block = 42\ngateway_app_id = \"\"\nos_images = [\"{OS_IMAGE}\"]\n\
+             kms_aggregated_mrs = []\nkms_device_ids = []\n\
              [[apps]]\napp_id = \"{APP}\"\ncompose_hashes = [\"{COMPOSE}\"]\n\
-             device_ids = [\"{DEVICE}\"]\nallow_any_device = {allow_any_device}\ncode = \"known\"\n"
+             device_ids = [\"{DEVICE}\"]\nallow_any_device = {allow_any_device}\n\
+             require_tcb_up_to_date = false\ncode = \"known\"\n"
         ),
     )
     .unwrap();
@@ -193,9 +195,19 @@ fn verify_with_a_source_authorizes_the_verified_boot_info() {
     );
 
     let empty = dir.path().join("empty.toml");
-    std::fs::write(&empty, "").unwrap();
+    std::fs::write(
+        &empty,
+        "block = 0\ngateway_app_id = \"\"\nos_images = []\nkms_aggregated_mrs = []\n\
+         kms_device_ids = []\napps = []\n",
+    )
+    .unwrap();
     let out = verify(empty.to_str().unwrap(), &["--accept-os-image-claim"]);
     assert_eq!(out.status.code(), Some(1), "verified but not allowed");
     assert_eq!(json(&out)["verified"], true);
     assert_eq!(json(&out)["authorization"]["reason"], "App not registered");
+
+    // An empty file is not an empty registry: it is refused (exit 2).
+    std::fs::write(&empty, "").unwrap();
+    let out = verify(empty.to_str().unwrap(), &["--accept-os-image-claim"]);
+    assert_eq!(out.status.code(), Some(2));
 }

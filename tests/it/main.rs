@@ -3,12 +3,14 @@
 
 mod support;
 
+mod chain_faults;
 mod cli_nitro;
 mod cli_registry;
 mod cli_tdx;
 mod collateral_fetch;
 mod dstack_conformance;
 mod governance;
+mod mutation;
 mod nitro_conformance;
 mod nitro_verify;
 mod registry_contracts;

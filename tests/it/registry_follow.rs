@@ -11,20 +11,20 @@ use tee_verifier::boot_info::BootInfo;
 use tee_verifier::registry::chain::{ChainConfig, ChainRegistry};
 use tee_verifier::registry::{Entry, Lookup, Registry, RegistryChange, RegistryError};
 
-fn word(tag: &str) -> B256 {
+pub(crate) fn word(tag: &str) -> B256 {
     keccak256(tag)
 }
 
-struct Setup {
-    node: Anvil,
-    dstack: Dstack,
-    app: Address,
-    os: B256,
-    compose: B256,
+pub(crate) struct Setup {
+    pub node: Anvil,
+    pub dstack: Dstack,
+    pub app: Address,
+    pub os: B256,
+    pub compose: B256,
 }
 
 /// A KMS with one allowed OS image and one factory app allowing one compose hash on any device.
-async fn setup() -> Setup {
+pub(crate) async fn setup() -> Setup {
     let node = Anvil::spawn();
     let provider = node.provider();
     let dstack = Dstack::deploy(&provider).await;
@@ -67,7 +67,7 @@ fn config(node: &Anvil, kms: Address, confirmations: u64, poll_ms: u64) -> Chain
 }
 
 /// Polls `decide_app` until `done` holds; returns the time it took.
-async fn time_until(
+pub(crate) async fn time_until(
     registry: &ChainRegistry,
     info: &BootInfo,
     limit: Duration,
@@ -84,7 +84,7 @@ async fn time_until(
     }
 }
 
-fn allowed(answer: &Result<tee_verifier::registry::Decision, RegistryError>) -> bool {
+pub(crate) fn allowed(answer: &Result<tee_verifier::registry::Decision, RegistryError>) -> bool {
     answer.as_ref().is_ok_and(|d| d.allowed)
 }
 

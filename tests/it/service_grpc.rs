@@ -29,7 +29,8 @@ fn nitro_registry(compose_hashes: &str) -> String {
     format!(
         "block = 7\ngateway_app_id = \"gateway-under-test\"\nos_images = [\"{NITRO_OS_IMAGE}\"]\n\
          kms_aggregated_mrs = [\"0x{mr}\"]\nkms_device_ids = [\"{NITRO_DEVICE}\"]\n\n\
-         [[apps]]\napp_id = \"{NITRO_APP_ID}\"\ncompose_hashes = [{compose_hashes}]\nallow_any_device = true\n",
+         [[apps]]\napp_id = \"{NITRO_APP_ID}\"\ncompose_hashes = [{compose_hashes}]\ndevice_ids = []\n\
+         allow_any_device = true\nrequire_tcb_up_to_date = false\ncode = \"known\"\n",
         mr = "22".repeat(32)
     )
 }

@@ -368,14 +368,28 @@ impl ChainRegistry {
         let Some((block, block_hash, timelocks)) = current else {
             return self.rebuild(&mut trust).await;
         };
+        // What this poll confirms is the chain as of its head request: staleness counts from
+        // then, not from when (possibly slow) answers arrived.
+        let asked = Instant::now();
         let head = inner.rpc.block_number().await?;
         let target = head.saturating_sub(inner.config.confirmations);
+        if target < block {
+            // A lagging node cannot confirm a view it is behind, and its missing blocks are no
+            // reorg: rebuilding from it would roll the view back.
+            return Err(RegistryError::Rpc {
+                call: "eth_blockNumber",
+                message: format!(
+                    "head {head} is behind the view's block {block} (confirmations {})",
+                    inner.config.confirmations
+                ),
+            });
+        }
         if inner.rpc.block_hash(block).await? != Some(block_hash) {
             self.set_unavailable(format!("block {block} was reorganized away; rebuilding"));
             return self.rebuild(&mut trust).await;
         }
-        if target <= block {
-            self.with_ready(|chain_view| chain_view.confirmed_at = Instant::now())?;
+        if target == block {
+            self.with_ready(|chain_view| chain_view.confirmed_at = asked)?;
             return Ok(PollOutcome::Unchanged { block });
         }
         let target_hash = self.hash_of(target).await?;
@@ -409,7 +423,7 @@ impl ChainRegistry {
             chain_view.timelocks = timelocks;
             chain_view.block = target;
             chain_view.block_hash = target_hash;
-            chain_view.confirmed_at = Instant::now();
+            chain_view.confirmed_at = asked;
         })?;
         for change in changes {
             let _ = inner.changes.send(change);
