@@ -251,20 +251,6 @@ impl serde::Serialize for ErrorKind {
     }
 }
 
-#[cfg(any(feature = "nitro", feature = "tdx"))]
-impl From<&X509Error> for ErrorKind {
-    fn from(error: &X509Error) -> Self {
-        error.kind()
-    }
-}
-
-#[cfg(any(feature = "nitro", feature = "tdx"))]
-impl From<&CryptoError> for ErrorKind {
-    fn from(error: &CryptoError) -> Self {
-        error.kind()
-    }
-}
-
 /// Any failure of this crate, for callers that handle them all alike; [`kind`](Error::kind)
 /// classifies it.
 #[non_exhaustive]
@@ -331,9 +317,9 @@ impl Error {
             #[cfg(feature = "collateral")]
             Error::Collateral(error) => error.kind(),
             #[cfg(any(feature = "nitro", feature = "tdx"))]
-            Error::X509(error) => error.into(),
+            Error::X509(error) => error.kind(),
             #[cfg(any(feature = "nitro", feature = "tdx"))]
-            Error::Crypto(error) => error.into(),
+            Error::Crypto(error) => error.kind(),
         }
     }
 }

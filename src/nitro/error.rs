@@ -171,8 +171,8 @@ impl NitroError {
             | NitroError::PcrLength { .. }
             | NitroError::MissingPcr(_) => ErrorKind::Malformed,
             NitroError::Algorithm(_) => ErrorKind::Algorithm,
-            NitroError::Chain(error) => error.into(),
-            NitroError::Signature(error) => error.into(),
+            NitroError::Chain(error) => error.kind(),
+            NitroError::Signature(error) => error.kind(),
             NitroError::DocumentTooOld { .. } | NitroError::DocumentFromFuture { .. } => {
                 ErrorKind::StaleDocument
             }

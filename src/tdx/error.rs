@@ -153,7 +153,7 @@ impl TdxError {
             }
             TdxError::CollateralExpired { .. } => ErrorKind::CollateralExpired,
             TdxError::CollateralNotYetValid { .. } => ErrorKind::CollateralNotYetValid,
-            TdxError::Chain { source, .. } => source.into(),
+            TdxError::Chain { source, .. } => source.kind(),
             TdxError::SignerNotIssuedByRoot(_) | TdxError::PckExtension(_) => {
                 ErrorKind::CertificateInvalid
             }
