@@ -217,6 +217,15 @@ pub fn preview(input: &EvidenceInput<'_>) -> Result<Preview, EvidenceError> {
     Ok(Preview { report })
 }
 
+/// The TDX quote `input` carries (a raw quote, or the one inside dstack evidence), so that an
+/// edge can fetch the collateral it needs; `None` for Nitro evidence. Nothing is verified.
+pub fn tdx_quote(input: &EvidenceInput<'_>) -> Result<Option<Vec<u8>>, EvidenceError> {
+    Ok(match Parsed::from_input(input)? {
+        Parsed::Tdx { quote, .. } => Some(quote),
+        _ => None,
+    })
+}
+
 /// The preview of a Nitro document, and of the dstack identity around it.
 fn nitro_preview(
     document: nitro::AttestationDocument,
