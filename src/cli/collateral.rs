@@ -372,3 +372,141 @@ fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     crate::collateral::write_atomically(&temp, path, bytes)
         .with_context(|| format!("writing {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        collateral: ServeCollateralArgs,
+    }
+
+    fn resolve(
+        args: &[&str],
+        file: CollateralFileKeys,
+    ) -> anyhow::Result<Option<CollateralConfig>> {
+        let serve = Serve::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))?;
+        resolve_serve(serve.collateral, file).map(|(config, _)| config)
+    }
+
+    #[test]
+    fn the_service_fetches_from_intels_pcs_by_default() {
+        let config = resolve(&[], CollateralFileKeys::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.base_url, INTEL_PCS_URL);
+        assert_eq!(config.update, TcbUpdate::Standard);
+        assert_eq!(config.refresh, RefreshPolicy::Fraction(0.8));
+        assert_eq!((config.cache_dir, config.root_ca_crl_url), (None, None));
+        let (_, allow) = resolve_serve(
+            ServeCollateralArgs::default(),
+            CollateralFileKeys::default(),
+        )
+        .unwrap();
+        assert!(allow.allows_str("http://privateca-content-1a2b.storage.googleapis.com/x/ca.crt"));
+        assert!(!allow.allows_str("http://example.com/ca.crt"));
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_conflicts_are_usage_errors() {
+        let file = || CollateralFileKeys {
+            pccs_url: Some("https://file.example".into()),
+            collateral_update: Some("early".into()),
+            collateral_cache: Some("/var/cache/x".into()),
+            collateral_refresh_before: Some("6h".into()),
+            ca_fetch_allow: vec!["http://file.example/".into()],
+            ..CollateralFileKeys::default()
+        };
+        let config = resolve(
+            &[
+                "--pccs-url",
+                "https://pccs.internal:8081",
+                "--collateral-refresh-before",
+                "90%",
+                "--root-ca-crl-url",
+                "http://crl.example/root.der",
+            ],
+            file(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(config.base_url, "https://pccs.internal:8081");
+        assert_eq!(config.update, TcbUpdate::Early, "from the file");
+        assert_eq!(config.cache_dir, Some(PathBuf::from("/var/cache/x")));
+        assert_eq!(config.refresh, RefreshPolicy::Fraction(0.9));
+        assert_eq!(
+            config.root_ca_crl_url.as_deref(),
+            Some("http://crl.example/root.der")
+        );
+        let serve = Serve::try_parse_from([
+            "serve",
+            "--ca-fetch-allow",
+            "http://a.example/,http://b.example/p/",
+        ])
+        .unwrap();
+        let (_, allow) = resolve_serve(serve.collateral, file()).unwrap();
+        assert!(allow.allows_str("http://b.example/p/ca.crt"));
+        assert!(
+            !allow.allows_str("http://file.example/ca.crt"),
+            "the flag replaces the file"
+        );
+
+        assert!(
+            resolve(&["--no-collateral-fetch"], CollateralFileKeys::default())
+                .unwrap()
+                .is_none()
+        );
+        let conflict = resolve(
+            &["--no-collateral-fetch", "--pccs-url", "http://x"],
+            CollateralFileKeys::default(),
+        )
+        .unwrap_err();
+        assert!(conflict.to_string().contains("--pccs-url"), "{conflict}");
+        let bad = CollateralFileKeys {
+            collateral_update: Some("soon".into()),
+            ..CollateralFileKeys::default()
+        };
+        let error = resolve(&[], bad).unwrap_err().to_string();
+        assert!(
+            error.contains("collateral_update in the config file"),
+            "{error}"
+        );
+        assert!(resolve(
+            &["--collateral-update", "late"],
+            CollateralFileKeys::default()
+        )
+        .is_err());
+        assert!(resolve(
+            &["--collateral-refresh-before", "soon"],
+            CollateralFileKeys::default()
+        )
+        .is_err());
+        let bad_prefix = Serve::try_parse_from(["serve", "--ca-fetch-allow", "ftp://x/"]).unwrap();
+        assert!(resolve_serve(bad_prefix.collateral, CollateralFileKeys::default()).is_err());
+    }
+
+    #[test]
+    fn verify_fetches_only_with_a_url_and_tdx_evidence() {
+        let none = IntelSourceArgs::default();
+        assert!(matches!(
+            fetch_for_verify(&none, b"anything", 1),
+            Ok(Ok(None))
+        ));
+        let nitro =
+            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/nitro/valid.cbor"))
+                .unwrap();
+        let source = IntelSourceArgs {
+            // Nothing listens there: a request would fail, so none is made.
+            pccs_url: Some("http://127.0.0.1:9".into()),
+            ..IntelSourceArgs::default()
+        };
+        assert!(matches!(fetch_for_verify(&source, &nitro, 1), Ok(Ok(None))));
+        assert!(matches!(
+            fetch_for_verify(&source, b"\x00junk", 1),
+            Ok(Ok(None))
+        ));
+    }
+}

@@ -411,6 +411,20 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_tdx_quote_of_evidence_is_found_without_verifying() {
+        let quote = fixture("tdx/quote_v4.bin");
+        let input = |evidence: &[u8]| {
+            tdx_quote(&EvidenceInput {
+                evidence,
+                ..EvidenceInput::default()
+            })
+        };
+        assert_eq!(input(&quote).unwrap(), Some(quote.clone()));
+        assert_eq!(input(&fixture("nitro/valid.cbor")).unwrap(), None);
+        assert_eq!(input(b"").unwrap_err().kind().as_str(), "malformed");
+    }
+
     /// A preview says what it read, marked unverified, with no TCB verdict.
     #[test]
     fn a_preview_is_unverified_and_has_no_tcb_verdict() {

@@ -488,6 +488,39 @@ mod tests {
     }
 
     #[test]
+    fn renders_collateral_fetches_lookups_and_entries() {
+        use crate::collateral::{EntryStatus, FetchCount, ItemKind, LookupCount};
+        let snapshot = CollateralMetrics {
+            fetches: vec![FetchCount {
+                item: ItemKind::TcbInfo,
+                result: "timeout",
+                count: 2,
+            }],
+            lookups: vec![LookupCount {
+                item: ItemKind::PckCrl,
+                counts: CacheCounts { hits: 5, misses: 1 },
+            }],
+            entries: vec![EntryStatus {
+                item: ItemKind::TcbInfo,
+                key: "90C06F000000".into(),
+                age_seconds: 30,
+                seconds_until_next_update: 600,
+                verified: true,
+            }],
+        };
+        let text = Metrics::default().render(&[], &[snapshot]);
+        for series in [
+            "tee_verifier_collateral_fetches_total{item=\"tcb_info\",result=\"timeout\"} 2\n",
+            "tee_verifier_collateral_cache_lookups_total{item=\"pck_crl\",result=\"hit\"} 5\n",
+            "tee_verifier_collateral_cache_lookups_total{item=\"pck_crl\",result=\"miss\"} 1\n",
+            "tee_verifier_collateral_age_seconds{item=\"tcb_info\",key=\"90C06F000000\"} 30\n",
+            "tee_verifier_collateral_seconds_until_next_update{item=\"tcb_info\",key=\"90C06F000000\"} 600\n",
+        ] {
+            assert!(text.contains(series), "{series} not in:\n{text}");
+        }
+    }
+
+    #[test]
     fn renders_counters_outcomes_and_cumulative_buckets() {
         let metrics = Metrics::default();
         metrics.start(Method::Verify).finish("verified");
