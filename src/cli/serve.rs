@@ -42,9 +42,6 @@ pub(super) struct ServeArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
 
-    #[command(flatten, next_help_heading = "TDX collateral")]
-    pub collateral: ServeCollateralArgs,
-
     /// Pin this root certificate (PEM or DER) for Nitro documents instead of the built-in AWS
     /// Nitro Enclaves Root G1.
     #[arg(long, env = "TEE_VERIFIER_NITRO_ROOT", value_name = "FILE")]
@@ -78,6 +75,10 @@ pub(super) struct ServeArgs {
         value_name = "UNIX_SECONDS"
     )]
     pub dangerous_fixed_now: Option<u64>,
+
+    // Last: the heading applies to every argument after it.
+    #[command(flatten, next_help_heading = "TDX collateral")]
+    pub collateral: ServeCollateralArgs,
 }
 
 /// The teaching part of `serve --help` (after the options, so it shows whatever the subcommand's
@@ -551,6 +552,33 @@ mod tests {
             parse(&["--nitro-root", "/nonexistent.pem"]).unwrap_err()
         );
         assert!(missing.contains("--nitro-root"), "{missing}");
+    }
+
+    #[test]
+    fn collateral_settings_come_from_flags_or_the_file() {
+        let fetch = parse(&[]).unwrap().collateral_fetch.expect("on by default");
+        assert_eq!(fetch.base_url, crate::collateral::INTEL_PCS_URL);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.toml");
+        std::fs::write(
+            &path,
+            "pccs_url = \"https://pccs.internal:8081\"\ncollateral_cache = \"cache\"\n\
+             collateral_update = \"early\"\nca_fetch_allow = [\"http://ca.example/\"]\n",
+        )
+        .unwrap();
+        let config = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        assert!(config.ca_fetch_allow.allows_str("http://ca.example/x.crt"));
+        let fetch = config.collateral_fetch.unwrap();
+        assert_eq!(fetch.base_url, "https://pccs.internal:8081");
+        assert_eq!(
+            fetch.cache_dir,
+            Some(dir.path().join("cache")),
+            "relative to the file"
+        );
+        assert_eq!(fetch.update, crate::collateral::TcbUpdate::Early);
+        std::fs::write(&path, "no_collateral_fetch = true\n").unwrap();
+        let config = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        assert!(config.collateral_fetch.is_none());
     }
 
     #[test]
