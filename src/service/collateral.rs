@@ -9,7 +9,7 @@
 use super::convert::{with_kind, VerifyJob};
 use super::core::{Answer, Clock};
 use super::proto;
-use crate::collateral::{CollateralError, CollateralFetcher};
+use crate::collateral::{CollateralError, CollateralFetcher, HttpLimits};
 use crate::error::ErrorKind;
 use std::time::Duration;
 use tonic::Status;
@@ -74,6 +74,27 @@ fn rejection_or_status(
     Ok(Answer::new(response, kind.as_str()))
 }
 
+/// The shortest attempt timeout set, however short the request deadline.
+const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// `http` with every attempt short enough that all of them, and the backoff between them, end
+/// within one request's deadline: an upstream that hangs is then UNAVAILABLE, not a
+/// DEADLINE_EXCEEDED that says nothing of why. One share is left for the verification.
+pub(super) fn within_deadline(mut http: HttpLimits, request_timeout: Duration) -> HttpLimits {
+    let attempts = http.attempts.max(1);
+    let mut backoff = Duration::ZERO;
+    let mut delay = http.backoff;
+    for _ in 1..attempts {
+        backoff += delay;
+        delay = (delay * 2).min(http.max_backoff);
+    }
+    let per_attempt =
+        (request_timeout.saturating_sub(backoff) / (attempts + 1)).max(MIN_ATTEMPT_TIMEOUT);
+    http.request_timeout = http.request_timeout.min(per_attempt);
+    http.connect_timeout = http.connect_timeout.min(per_attempt);
+    http
+}
+
 /// Refreshes due items every [`REFRESH_PERIOD`], at the service's clock, until aborted.
 pub(super) async fn refresh_periodically(fetcher: CollateralFetcher, clock: Clock) {
     let mut ticks = tokio::time::interval(REFRESH_PERIOD);
@@ -113,5 +134,26 @@ mod tests {
         assert!(!response.verified && response.attested.is_none());
         assert_eq!(response.verified_at, 7);
         assert_eq!(response.error.unwrap().kind, "signature");
+    }
+
+    #[test]
+    fn every_attempt_and_backoff_fit_in_the_request_deadline() {
+        let defaults = HttpLimits::default();
+        let fitted = within_deadline(defaults.clone(), Duration::from_secs(10));
+        // 3 attempts, backoff at most 250 ms + 500 ms: (10 s - 0.75 s) / 4 each.
+        assert_eq!(fitted.request_timeout, Duration::from_micros(2_312_500));
+        assert_eq!(fitted.connect_timeout, fitted.request_timeout);
+        assert_eq!(fitted.attempts, defaults.attempts);
+        let worst = fitted.request_timeout * fitted.attempts + Duration::from_millis(750);
+        assert!(worst < Duration::from_secs(10));
+        // A long deadline keeps the configured bounds.
+        assert_eq!(
+            within_deadline(defaults.clone(), Duration::from_secs(600)),
+            defaults
+        );
+        assert_eq!(
+            within_deadline(defaults, Duration::from_millis(10)).request_timeout,
+            MIN_ATTEMPT_TIMEOUT
+        );
     }
 }

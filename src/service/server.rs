@@ -77,7 +77,13 @@ impl Server {
         let collateral = config
             .collateral_fetch
             .clone()
-            .map(|fetch| collateral_fetcher(fetch, &config.trust_roots, &tdx))
+            .map(|fetch| {
+                let fetch = CollateralConfig {
+                    http: collateral::within_deadline(fetch.http, config.limits.request_timeout),
+                    ..fetch
+                };
+                collateral_fetcher(fetch, &config.trust_roots, &tdx)
+            })
             .transpose()?;
         let ca_fetcher = CaFetcher::new(CaConfig {
             allow: config.ca_fetch_allow.clone(),

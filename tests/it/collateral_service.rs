@@ -179,6 +179,38 @@ async fn unavailable_when_the_server_is_down_and_nothing_is_cached() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_is_unavailable_within_the_request_deadline() {
+    let pccs = fixture_pccs().await;
+    pccs.fault(Route::TcbInfo, Fault::Delay(Duration::from_secs(60)));
+    let service = service(&pccs.base_url(), &["--request-timeout", "6s"]);
+    let status = service
+        .client()
+        .await
+        .verify(bare_quote(None))
+        .await
+        .expect_err("never an answer");
+    // Every attempt is bounded so that all of them end before the deadline.
+    assert_eq!(status.code(), Code::Unavailable, "{status}");
+    assert_eq!(
+        status.metadata().get("tee-verifier-error-kind").unwrap(),
+        "collateral_unavailable"
+    );
+    assert_eq!(
+        pccs.count(TCB_PATH),
+        3,
+        "three attempts: {:?}",
+        pccs.requests()
+    );
+    let (_, metrics) = service.get("/metrics").await;
+    assert!(
+        metrics.contains(
+            "tee_verifier_collateral_fetches_total{item=\"tcb_info\",result=\"timeout\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetched_collateral_that_does_not_verify_is_a_rejection_not_unavailable() {
     let pccs = fixture_pccs().await;
     pccs.fault(Route::TcbInfo, Fault::BadSignature);
