@@ -85,6 +85,8 @@ impl Server {
                 collateral_fetcher(fetch, &config.trust_roots, &tdx)
             })
             .transpose()?;
+        // Nothing the service verifies today names CA URLs (GCP vTPM evidence will); the fetcher
+        // is built now so that its allowlist is checked at start and its counters are exported.
         let ca_fetcher = CaFetcher::new(CaConfig {
             allow: config.ca_fetch_allow.clone(),
             ..CaConfig::default()

@@ -75,6 +75,21 @@ async fn verify(service: &Service, request: proto::VerifyRequest) -> proto::Veri
         .into_inner()
 }
 
+/// Verify of a bare quote must fail closed: UNAVAILABLE with the kind in the metadata.
+async fn assert_unavailable(service: &Service) {
+    let status = service
+        .client()
+        .await
+        .verify(bare_quote(None))
+        .await
+        .expect_err("never an answer, never verified");
+    assert_eq!(status.code(), Code::Unavailable, "{status}");
+    assert_eq!(
+        status.metadata().get("tee-verifier-error-kind").unwrap(),
+        "collateral_unavailable"
+    );
+}
+
 const FIRST_FETCH: [&str; 4] = [
     TCB_PATH,
     QE_IDENTITY_PATH,
@@ -151,17 +166,7 @@ async fn unavailable_when_the_server_is_down_and_nothing_is_cached() {
     pccs.stop();
     drop(pccs);
     let service = service(&url, &[]);
-    let status = service
-        .client()
-        .await
-        .verify(bare_quote(None))
-        .await
-        .expect_err("never an answer, never verified");
-    assert_eq!(status.code(), Code::Unavailable, "{status}");
-    assert_eq!(
-        status.metadata().get("tee-verifier-error-kind").unwrap(),
-        "collateral_unavailable"
-    );
+    assert_unavailable(&service).await;
     // Inline collateral needs no server.
     let inline = verify(&service, bare_quote(Some(fixture_collateral()))).await;
     assert!(inline.verified, "{:?}", inline.error);
@@ -183,18 +188,8 @@ async fn a_hung_server_is_unavailable_within_the_request_deadline() {
     let pccs = fixture_pccs().await;
     pccs.fault(Route::TcbInfo, Fault::Delay(Duration::from_secs(60)));
     let service = service(&pccs.base_url(), &["--request-timeout", "6s"]);
-    let status = service
-        .client()
-        .await
-        .verify(bare_quote(None))
-        .await
-        .expect_err("never an answer");
     // Every attempt is bounded so that all of them end before the deadline.
-    assert_eq!(status.code(), Code::Unavailable, "{status}");
-    assert_eq!(
-        status.metadata().get("tee-verifier-error-kind").unwrap(),
-        "collateral_unavailable"
-    );
+    assert_unavailable(&service).await;
     assert_eq!(
         pccs.count(TCB_PATH),
         3,
