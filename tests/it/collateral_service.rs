@@ -428,3 +428,28 @@ fn collateral_fetch_needs_a_quote_or_an_fmspc_and_a_ca() {
         assert!(text.contains(needle), "{needle} not in:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collateral_fetch_of_a_quote_under_another_root_is_rejected_unrequested() {
+    let pccs = fixture_pccs().await;
+    let quote = fixture("quote_v4.bin");
+    let now = NOW.to_string();
+    let url = pccs.base_url();
+    let (code, rejection, _) = tokio::task::block_in_place(|| {
+        stdout_json(&[
+            "collateral",
+            "fetch",
+            "--json",
+            "--now",
+            &now,
+            "--pccs-url",
+            &url,
+            quote.to_str().unwrap(),
+        ])
+    });
+    // The CLI pins Intel's root; the fixture's PCK chain is under a test root.
+    assert_eq!(code, 1, "{rejection}");
+    assert_eq!(rejection["verified"], false);
+    assert_eq!(rejection["error"]["kind"], "untrusted_root");
+    assert!(pccs.requests().is_empty(), "{:?}", pccs.requests());
+}
