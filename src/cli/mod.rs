@@ -12,6 +12,7 @@ macro_rules! say {
 }
 
 mod check;
+mod collateral;
 mod measure;
 mod output;
 mod registry;
@@ -45,6 +46,7 @@ enum Command {
     Check(check::CheckArgs),
     Registry(registry::RegistryCommand),
     Serve(serve::ServeArgs),
+    Collateral(collateral::CollateralCommand),
 }
 
 /// Parses the command line, runs the command, and maps its outcome to an exit code.
@@ -56,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Registry(command) => registry::run(command),
         Command::Serve(args) => serve::run(args),
+        Command::Collateral(command) => collateral::run(command),
     };
     match outcome {
         Ok(code) => code,

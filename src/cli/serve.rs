@@ -7,6 +7,7 @@
 //! source setting, the file's source settings are ignored (a file's `rpc_url` never pairs with a
 //! flag's `--kms-contract`).
 
+use super::collateral::{resolve_serve, CollateralFileKeys, ServeCollateralArgs};
 use super::parse_duration;
 use super::source::{registry_source, RegistryArgs};
 use crate::service::config::{Config, Limits, LogFormat, TrustRoots};
@@ -74,6 +75,10 @@ pub(super) struct ServeArgs {
         value_name = "UNIX_SECONDS"
     )]
     pub dangerous_fixed_now: Option<u64>,
+
+    // Last: the heading applies to every argument after it.
+    #[command(flatten, next_help_heading = "TDX collateral")]
+    pub collateral: ServeCollateralArgs,
 }
 
 /// The teaching part of `serve --help` (after the options, so it shows whatever the subcommand's
@@ -95,6 +100,15 @@ their SHA-256); --nitro-root and --intel-root pin others (test PKIs).
 While the view is stale (max-staleness) or still building, gRPC health is NOT_SERVING, gRPC
 answers are UNAVAILABLE and the webhook answers isAllowed:false (fail closed).
 
+TDX collateral: a quote sent without collateral gets it from Intel's PCS (or --pccs-url, e.g.
+your PCCS), cached in memory per (FMSPC, PCK CA) for the TCB info and PCK CRL, once for the QE
+identity and the root CA CRL, each until its nextUpdate (judged at the time the quote is
+verified), refreshed in the background ahead of it, and with --collateral-cache DIR also on disk.
+Fetched collateral is verified exactly as inline collateral, which always wins. If a fetch fails
+and nothing valid is cached, Verify answers UNAVAILABLE (kind collateral_unavailable), never
+verified; while a valid entry is cached, a failed refresh only logs a warning.
+--no-collateral-fetch turns fetching off (TDX evidence must then carry its collateral).
+
 Once listening, serve prints one line to stdout, `listening grpc=ADDR http=ADDR`, with the bound
 addresses (useful with port 0). SIGTERM or SIGINT stop accepting, finish in-flight requests (up
 to --shutdown-grace), and exit 0.
@@ -103,6 +117,7 @@ Examples:
   tee-verifier serve
   tee-verifier serve --registry allowlist.toml --http-listen 0.0.0.0:8000
   tee-verifier serve --rpc-url http://127.0.0.1:8545 --kms-contract 0x... --confirmations 2
+  tee-verifier serve --pccs-url https://pccs.internal:8081 --collateral-cache /var/cache/tee-verifier
   TEE_VERIFIER_LOG_FORMAT=json tee-verifier serve --config /etc/tee-verifier.toml
   grpcurl -plaintext 127.0.0.1:50051 list
   curl -s 127.0.0.1:8000/bootAuth/app -d '{\"appId\":\"0x...\",\"composeHash\":\"0x...\"}'";
@@ -160,6 +175,15 @@ struct FileConfig {
     nitro_root: Option<PathBuf>,
     intel_root: Option<PathBuf>,
     dangerous_fixed_now: Option<u64>,
+    pccs_url: Option<String>,
+    #[serde(default)]
+    no_collateral_fetch: bool,
+    collateral_update: Option<String>,
+    collateral_cache: Option<PathBuf>,
+    collateral_refresh_before: Option<String>,
+    root_ca_crl_url: Option<String>,
+    #[serde(default)]
+    ca_fetch_allow: Vec<String>,
 }
 
 /// Largest `--config` file read.
@@ -290,6 +314,19 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
         intel_der: root(args.intel_root, file.intel_root.clone(), "--intel-root")?,
     };
 
+    let (collateral_fetch, ca_fetch_allow) = resolve_serve(
+        args.collateral,
+        CollateralFileKeys {
+            pccs_url: file.pccs_url.clone(),
+            no_collateral_fetch: file.no_collateral_fetch,
+            collateral_update: file.collateral_update.clone(),
+            collateral_cache: file.collateral_cache.clone().map(from_file),
+            collateral_refresh_before: file.collateral_refresh_before.clone(),
+            root_ca_crl_url: file.root_ca_crl_url.clone(),
+            ca_fetch_allow: file.ca_fetch_allow.clone(),
+        },
+    )?;
+
     Ok(Config {
         grpc_listen: args
             .grpc_listen
@@ -308,6 +345,8 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
             .or(file.log_filter)
             .unwrap_or_else(|| "info".to_owned()),
         dangerous_fixed_now: args.dangerous_fixed_now.or(file.dangerous_fixed_now),
+        collateral_fetch,
+        ca_fetch_allow,
     })
 }
 
@@ -513,6 +552,33 @@ mod tests {
             parse(&["--nitro-root", "/nonexistent.pem"]).unwrap_err()
         );
         assert!(missing.contains("--nitro-root"), "{missing}");
+    }
+
+    #[test]
+    fn collateral_settings_come_from_flags_or_the_file() {
+        let fetch = parse(&[]).unwrap().collateral_fetch.expect("on by default");
+        assert_eq!(fetch.base_url, crate::collateral::INTEL_PCS_URL);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.toml");
+        std::fs::write(
+            &path,
+            "pccs_url = \"https://pccs.internal:8081\"\ncollateral_cache = \"cache\"\n\
+             collateral_update = \"early\"\nca_fetch_allow = [\"http://ca.example/\"]\n",
+        )
+        .unwrap();
+        let config = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        assert!(config.ca_fetch_allow.allows_str("http://ca.example/x.crt"));
+        let fetch = config.collateral_fetch.unwrap();
+        assert_eq!(fetch.base_url, "https://pccs.internal:8081");
+        assert_eq!(
+            fetch.cache_dir,
+            Some(dir.path().join("cache")),
+            "relative to the file"
+        );
+        assert_eq!(fetch.update, crate::collateral::TcbUpdate::Early);
+        std::fs::write(&path, "no_collateral_fetch = true\n").unwrap();
+        let config = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        assert!(config.collateral_fetch.is_none());
     }
 
     #[test]

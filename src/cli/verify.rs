@@ -1,5 +1,6 @@
 //! `tee-verifier verify`: full verification of one piece of evidence at a point in time.
 
+use super::collateral::{fetch_for_verify, IntelSourceArgs};
 use super::source::RegistryArgs;
 use super::{check, source};
 use super::{now_or_clock, output, parse_hex_arg, read_input, HexArg, Verdict};
@@ -18,13 +19,15 @@ use std::process::ExitCode;
 /// FILE may be an AWS Nitro NSM document (raw CBOR, base64 or hex), a raw TDX quote (with
 /// --event-log for dstack's app identity), a dstack quote report JSON {quote, event_log,
 /// report_data, vm_config}, or a dstack VersionedAttestation (SCALE, or {"attestation": hex}).
-/// TDX needs Intel collateral (QuoteCollateralV3 JSON) via --collateral.
+/// TDX needs Intel collateral (QuoteCollateralV3 JSON): via --collateral, or fetched from an
+/// Intel PCS or PCCS with --pccs-url (and verified exactly as a --collateral file is).
 ///
 /// Examples:
 ///   tee-verifier verify doc.cbor
 ///   tee-verifier verify --json --now 1705431295 --nonce 0x01ab doc.cbor
 ///   base64 -w0 doc.cbor | tee-verifier verify --encoding base64 -
 ///   tee-verifier verify --collateral collateral.json --app-compose app-compose.json report.json
+///   tee-verifier verify --pccs-url https://api.trustedservices.intel.com quote.bin
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 pub(super) struct VerifyArgs {
@@ -76,6 +79,11 @@ pub(super) struct VerifyArgs {
     /// only if the OS image was measured by another step, as dstack's KMS does).
     #[arg(long)]
     accept_os_image_claim: bool,
+    #[command(
+        flatten,
+        next_help_heading = "Collateral source (without --collateral)"
+    )]
+    fetch: IntelSourceArgs,
     #[command(flatten, next_help_heading = "Authorization source")]
     source: RegistryArgs,
     /// The evidence file, or - for stdin.
@@ -95,6 +103,17 @@ pub(super) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         read_optional(&args.vm_config)?,
         read_optional(&args.app_compose)?,
     );
+    let now = now_or_clock(args.now);
+    let collateral = match collateral {
+        Some(collateral) => Some(collateral),
+        None => match fetch_for_verify(&args.fetch, &evidence, now)? {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                reject(args.json, error.kind().as_str(), &error.to_string());
+                return Ok(Verdict::Rejected.into());
+            }
+        },
+    };
     let input = EvidenceInput {
         evidence: &evidence,
         event_log: event_log.as_deref(),
@@ -110,20 +129,12 @@ pub(super) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         report_data: args.report_data.map(|h| h.0),
         allow_debug: args.allow_debug,
     };
-    let now = now_or_clock(args.now);
     let verified = match EvidenceVerifier::default().verify(&input, now, &expect) {
         Ok(verified) => verified,
         // A check the evidence cannot make is a usage error, not a verdict on the evidence.
         Err(error) if error.kind() == ErrorKind::InvalidArgument => anyhow::bail!(error),
         Err(error) => {
-            if args.json {
-                output::print_json(&output::rejection_json(
-                    error.kind().as_str(),
-                    &error.to_string(),
-                ));
-            } else {
-                say!("REJECTED ({}): {error}", error.kind());
-            }
+            reject(args.json, error.kind().as_str(), &error.to_string());
             return Ok(Verdict::Rejected.into());
         }
     };
@@ -195,6 +206,15 @@ fn authorize(
     } else {
         opened.runtime.block_on(opened.registry.decide_app(boot))
     })
+}
+
+/// Prints a rejection, as JSON or as one line.
+fn reject(json: bool, kind: &str, message: &str) {
+    if json {
+        output::print_json(&output::rejection_json(kind, message));
+    } else {
+        say!("REJECTED ({kind}): {message}");
+    }
 }
 
 fn print_summary(report: &Report, now: u64) {

@@ -149,7 +149,9 @@ impl DiskCache {
     }
 }
 
-fn write_atomically(temp: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to `temp` (in `target`'s directory), syncs it, and renames it over `target`:
+/// a reader sees the old file or the new one, never half of one.
+pub(crate) fn write_atomically(temp: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let result = (|| {
         let mut file = std::fs::File::create(temp)?;

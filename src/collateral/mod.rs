@@ -30,6 +30,7 @@ mod validity;
 pub use allowlist::{UrlAllowlist, GOOGLE_PRIVATE_CA_CONTENT};
 pub use ca::{CaConfig, CaFetcher};
 pub use cert_urls::{ca_issuers_urls, crl_distribution_points};
+pub(crate) use disk::write_atomically;
 pub use error::{CollateralError, ConfigError, FetchError};
 pub use fetcher::{CollateralConfig, CollateralFetcher, FetchedCollateral};
 pub use http::HttpLimits;

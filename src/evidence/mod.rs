@@ -20,7 +20,7 @@ pub use report::{DstackClaims, NitroClaims, Report, TdxClaims};
 pub use verified::{
     AttestedDstack, AttestedNitro, AttestedTdx, Platform, Preview, Unauthorizable, Verified,
 };
-pub use verify::{preview, EvidenceVerifier, Expectations};
+pub use verify::{preview, tdx_quote, EvidenceVerifier, Expectations};
 
 use crate::dstack::DstackError;
 use crate::error::ErrorKind;

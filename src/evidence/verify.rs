@@ -217,6 +217,15 @@ pub fn preview(input: &EvidenceInput<'_>) -> Result<Preview, EvidenceError> {
     Ok(Preview { report })
 }
 
+/// The TDX quote `input` carries (a raw quote, or the one inside dstack evidence), so that an
+/// edge can fetch the collateral it needs; `None` for Nitro evidence. Nothing is verified.
+pub fn tdx_quote(input: &EvidenceInput<'_>) -> Result<Option<Vec<u8>>, EvidenceError> {
+    Ok(match Parsed::from_input(input)? {
+        Parsed::Tdx { quote, .. } => Some(quote),
+        _ => None,
+    })
+}
+
 /// The preview of a Nitro document, and of the dstack identity around it.
 fn nitro_preview(
     document: nitro::AttestationDocument,
@@ -400,6 +409,20 @@ mod tests {
             tdx.authorizable_boot_info(true),
             Err(Unauthorizable::NoBootInfo)
         );
+    }
+
+    #[test]
+    fn the_tdx_quote_of_evidence_is_found_without_verifying() {
+        let quote = fixture("tdx/quote_v4.bin");
+        let input = |evidence: &[u8]| {
+            tdx_quote(&EvidenceInput {
+                evidence,
+                ..EvidenceInput::default()
+            })
+        };
+        assert_eq!(input(&quote).unwrap(), Some(quote.clone()));
+        assert_eq!(input(&fixture("nitro/valid.cbor")).unwrap(), None);
+        assert_eq!(input(b"").unwrap_err().kind().as_str(), "malformed");
     }
 
     /// A preview says what it read, marked unverified, with no TCB verdict.

@@ -2,6 +2,7 @@
 //! request limits, trust roots, logging. `tee-verifier serve` builds a [`Config`] from its flags,
 //! environment and file (`crate::cli`); a program embedding the service builds one directly.
 
+use crate::collateral::{CollateralConfig, UrlAllowlist};
 use crate::registry::chain::ChainConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -94,6 +95,13 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Which logs to print, in tracing's `EnvFilter` syntax (e.g. `info`).
     pub log_filter: String,
+    /// How Intel collateral is fetched for TDX evidence that comes without it (inline collateral
+    /// always wins); `None` never fetches, and such evidence is rejected as `collateral_missing`.
+    /// Its `trust_anchor_der` is replaced by the service's Intel root.
+    pub collateral_fetch: Option<CollateralConfig>,
+    /// URL prefixes that CA certificates and CRLs named by certificates (AIA caIssuers, CRL
+    /// distribution points) may be fetched from; every other URL is refused unrequested.
+    pub ca_fetch_allow: UrlAllowlist,
     /// FOR TESTS ONLY: verify evidence as of this unix time instead of the clock (archived samples
     /// verify; expired evidence would be accepted). Logged as a warning at start.
     pub dangerous_fixed_now: Option<u64>,

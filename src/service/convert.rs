@@ -275,7 +275,7 @@ pub(super) fn registry_status(error: RegistryError) -> Status {
 }
 
 /// Attaches a stable error kind as `tee-verifier-error-kind` metadata.
-fn with_kind(mut status: Status, kind: ErrorKind) -> Status {
+pub(super) fn with_kind(mut status: Status, kind: ErrorKind) -> Status {
     status.metadata_mut().insert(
         "tee-verifier-error-kind",
         tonic::metadata::MetadataValue::from_static(kind.as_str()),

@@ -1,12 +1,14 @@
 //! What gRPC and HTTP handlers share: the verifier, the registry, the clock, the limits and the
 //! metrics, and the one way a request is admitted, timed and bounded.
 
+use super::collateral;
 use super::config::Limits;
 use super::convert::{self, VerifyJob};
 use super::metrics::{Method, Metrics};
 use super::monitor::RegistryStatus;
 use super::proto;
 use crate::boot_info::BootInfo;
+use crate::collateral::{CaFetcher, CollateralFetcher};
 use crate::evidence::{EvidenceVerifier, Platform, Unauthorizable, Verified};
 use crate::registry::{Decision, Evaluation, Registry, RegistryError};
 use std::future::Future;
@@ -92,6 +94,10 @@ pub(super) struct Core {
     pub source: String,
     /// Whether the view can answer, as the monitor last saw it.
     pub status: watch::Sender<RegistryStatus>,
+    /// Fetches Intel collateral for TDX evidence that comes without it (`None`: never).
+    collateral: Option<CollateralFetcher>,
+    /// Fetches CA certificates and CRLs named by certificates, from allowlisted URLs only.
+    ca_fetcher: Option<CaFetcher>,
 }
 
 impl Core {
@@ -113,7 +119,20 @@ impl Core {
             shutdown,
             source,
             status: watch::Sender::new(RegistryStatus::default()),
+            collateral: None,
+            ca_fetcher: None,
         }
+    }
+
+    /// The same core with collateral fetchers, sharing the clock the verification uses.
+    pub(super) fn with_fetchers(
+        mut self,
+        collateral: Option<CollateralFetcher>,
+        ca_fetcher: Option<CaFetcher>,
+    ) -> Self {
+        self.collateral = collateral;
+        self.ca_fetcher = ca_fetcher;
+        self
     }
 
     /// Runs one request: admitted under the concurrency limit, bounded by the request deadline
@@ -161,12 +180,17 @@ impl Core {
         &self,
         request: proto::VerifyRequest,
     ) -> Result<Answer<proto::VerifyResponse>, Status> {
-        let job = VerifyJob::try_from(request)?;
+        let mut job = VerifyJob::try_from(request)?;
+        // One instant for the collateral cache's expiry and for the verification.
+        let now = self.clock.now();
+        if let Some(rejection) = collateral::supply(self.collateral.as_ref(), &mut job, now).await?
+        {
+            return Ok(rejection);
+        }
         let permit = Arc::clone(&self.verify_slots)
             .acquire_owned()
             .await
             .map_err(|_| Status::unavailable("the server is shutting down"))?;
-        let now = self.clock.now();
         let (job, result) = if runs_inline(&job) {
             let result = self.verifier.verify(&job.input(), now, &job.expectations);
             drop(permit);
@@ -239,9 +263,19 @@ impl Core {
         Ok(Answer::new(response, outcome))
     }
 
-    /// `GET /metrics`: the service's counters and the verifier's cache counts.
+    /// `GET /metrics`: the service's counters, the verifier's cache counts, and the collateral
+    /// fetchers' counters and entries at the service's clock.
     pub(super) fn render_metrics(&self) -> String {
-        self.metrics.render(&self.verifier.cache_stats())
+        let now = self.clock.now();
+        let collateral: Vec<_> = [
+            self.collateral.as_ref().map(|fetcher| fetcher.metrics(now)),
+            self.ca_fetcher.as_ref().map(|fetcher| fetcher.metrics(now)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        self.metrics
+            .render(&self.verifier.cache_stats(), &collateral)
     }
 
     /// `DstackKms.isAppAllowed`, from the view (or the contract, for app code the view cannot

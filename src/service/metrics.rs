@@ -3,6 +3,7 @@
 //! rendered in the Prometheus text format 0.0.4 on `GET /metrics`.
 
 use crate::cache::CacheCounts;
+use crate::collateral::CollateralMetrics;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     prometheus_text, DescriptorEncoder, EncodeLabelSet, EncodeMetric,
@@ -260,11 +261,17 @@ impl Metrics {
         counter.inc();
     }
 
-    /// The Prometheus text exposition format, version 0.0.4, with the verifier's cache counts and
-    /// the process's CPU time and memory (read now, beside the service's own series).
-    pub(super) fn render(&self, caches: &[(&'static str, CacheCounts)]) -> String {
+    /// The Prometheus text exposition format, version 0.0.4, with the verifier's cache counts,
+    /// the collateral fetchers' snapshots and the process's CPU time and memory (read now,
+    /// beside the service's own series).
+    pub(super) fn render(
+        &self,
+        caches: &[(&'static str, CacheCounts)],
+        collateral: &[CollateralMetrics],
+    ) -> String {
         let mut scrape = Registry::default();
         scrape.register_collector(Box::new(CacheLookups(caches.to_vec())));
+        scrape.register_collector(Box::new(CollateralSeries(collateral.to_vec())));
         scrape.register_collector(Box::new(ProcessUsage));
         let mut out = String::with_capacity(8 * 1024);
         // Writing into a String cannot fail, nor can the collectors.
@@ -323,6 +330,81 @@ impl Collector for CacheLookups {
                 ConstCounter::new(count)
                     .encode(family.encode_family(&CacheLabels { cache, result })?)?;
             }
+        }
+        Ok(())
+    }
+}
+
+/// The collateral fetchers' counters and cached entries, as snapshot at a scrape.
+#[derive(Debug)]
+struct CollateralSeries(Vec<CollateralMetrics>);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ItemResultLabels {
+    item: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EntryLabels {
+    item: &'static str,
+    key: String,
+}
+
+impl Collector for CollateralSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::MetricType;
+        let snapshots = &self.0;
+        let mut fetches = encoder.encode_descriptor(
+            "tee_verifier_collateral_fetches",
+            "Collateral fetches by item and result: ok, invalid (fetched but does not verify), or              why nothing usable came (not_found, http_status, timeout, transport, too_large,              malformed, redirect_refused).",
+            None,
+            MetricType::Counter,
+        )?;
+        for fetch in snapshots.iter().flat_map(|s| &s.fetches) {
+            let labels = ItemResultLabels {
+                item: fetch.item.as_str(),
+                result: fetch.result,
+            };
+            ConstCounter::new(fetch.count).encode(fetches.encode_family(&labels)?)?;
+        }
+        let mut lookups = encoder.encode_descriptor(
+            "tee_verifier_collateral_cache_lookups",
+            "Collateral cache lookups by item and result: a hit is served from memory, a miss              fetches (or reads the disk cache).",
+            None,
+            MetricType::Counter,
+        )?;
+        for lookup in snapshots.iter().flat_map(|s| &s.lookups) {
+            let item = lookup.item.as_str();
+            for (result, count) in [("hit", lookup.counts.hits), ("miss", lookup.counts.misses)] {
+                let labels = ItemResultLabels { item, result };
+                ConstCounter::new(count).encode(lookups.encode_family(&labels)?)?;
+            }
+        }
+        let entries = || snapshots.iter().flat_map(|s| &s.entries);
+        let entry_labels = |entry: &crate::collateral::EntryStatus| EntryLabels {
+            item: entry.item.as_str(),
+            key: entry.key.clone(),
+        };
+        let mut age = encoder.encode_descriptor(
+            "tee_verifier_collateral_age_seconds",
+            "Seconds since each cached collateral item was fetched, by item and key (FMSPC, CA,              URL, or empty).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for entry in entries() {
+            ConstGauge::new(i64::try_from(entry.age_seconds).unwrap_or(i64::MAX))
+                .encode(age.encode_family(&entry_labels(entry))?)?;
+        }
+        let mut left = encoder.encode_descriptor(
+            "tee_verifier_collateral_seconds_until_next_update",
+            "Seconds until each cached collateral item's nextUpdate, after which it is never              served (0: ended).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for entry in entries() {
+            ConstGauge::new(i64::try_from(entry.seconds_until_next_update).unwrap_or(i64::MAX))
+                .encode(left.encode_family(&entry_labels(entry))?)?;
         }
         Ok(())
     }
@@ -399,9 +481,42 @@ mod tests {
         assert_eq!(resident_bytes(status), Some(20480 * 1024));
         assert_eq!(resident_bytes("Name:\tx\n"), None);
         if cfg!(target_os = "linux") {
-            let text = Metrics::default().render(&[]);
+            let text = Metrics::default().render(&[], &[]);
             assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
             assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+        }
+    }
+
+    #[test]
+    fn renders_collateral_fetches_lookups_and_entries() {
+        use crate::collateral::{EntryStatus, FetchCount, ItemKind, LookupCount};
+        let snapshot = CollateralMetrics {
+            fetches: vec![FetchCount {
+                item: ItemKind::TcbInfo,
+                result: "timeout",
+                count: 2,
+            }],
+            lookups: vec![LookupCount {
+                item: ItemKind::PckCrl,
+                counts: CacheCounts { hits: 5, misses: 1 },
+            }],
+            entries: vec![EntryStatus {
+                item: ItemKind::TcbInfo,
+                key: "90C06F000000".into(),
+                age_seconds: 30,
+                seconds_until_next_update: 600,
+                verified: true,
+            }],
+        };
+        let text = Metrics::default().render(&[], &[snapshot]);
+        for series in [
+            "tee_verifier_collateral_fetches_total{item=\"tcb_info\",result=\"timeout\"} 2\n",
+            "tee_verifier_collateral_cache_lookups_total{item=\"pck_crl\",result=\"hit\"} 5\n",
+            "tee_verifier_collateral_cache_lookups_total{item=\"pck_crl\",result=\"miss\"} 1\n",
+            "tee_verifier_collateral_age_seconds{item=\"tcb_info\",key=\"90C06F000000\"} 30\n",
+            "tee_verifier_collateral_seconds_until_next_update{item=\"tcb_info\",key=\"90C06F000000\"} 600\n",
+        ] {
+            assert!(text.contains(series), "{series} not in:\n{text}");
         }
     }
 
@@ -414,7 +529,7 @@ mod tests {
         metrics.set_registry(true, Some(42));
         metrics.decision_source(true);
         let caches = [("nitro_x509_links", CacheCounts { hits: 7, misses: 4 })];
-        let text = metrics.render(&caches);
+        let text = metrics.render(&caches, &[]);
         assert!(text.contains(
             "tee_verifier_cache_lookups_total{cache=\"nitro_x509_links\",result=\"hit\"} 7\n"
         ));

@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: the resolved settings, one [`Config`] (the CLI builds it from flags, environment
 //!   and TOML file).
+//! - `collateral`: Intel collateral fetched for TDX evidence that comes without it.
 //! - `core`: what both servers share; `grpc` and `http`: the two faces; `convert`: every mapping
 //!   between library types and the wire; `monitor`: registry availability for health and metrics;
 //!   `metrics`: the Prometheus counters; [`server`]: start-up and graceful shutdown.
@@ -11,6 +12,7 @@
 //! Verification failures and denials are answers; only malformed requests (INVALID_ARGUMENT), an
 //! unavailable registry view (UNAVAILABLE: fail closed) and the server's limits are gRPC errors.
 
+mod collateral;
 pub mod config;
 mod convert;
 mod core;

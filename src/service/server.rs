@@ -1,12 +1,14 @@
 //! Starting and stopping the service: listeners, the registry source, background tasks, and a
 //! graceful shutdown that drains in-flight requests.
 
+use super::collateral;
 use super::config::{redact_url, Config, LogFormat, RegistrySource, TrustRoots};
 use super::core::{Clock, Core};
 use super::grpc::VerifierService;
 use super::http::{self, SourceInfo};
 use super::monitor;
 use super::proto::{self, verifier_server::VerifierServer};
+use crate::collateral::{CaConfig, CaFetcher, CollateralConfig, CollateralFetcher};
 use crate::encoding::to_0x_hex;
 use crate::error::ErrorKind;
 use crate::evidence::EvidenceVerifier;
@@ -71,13 +73,35 @@ impl Server {
             }
             None => Clock::System,
         };
-        let core = Arc::new(Core::new(
-            evidence_verifier(&config.trust_roots),
-            clock,
-            config.limits.clone(),
-            shutdown_signal.clone(),
-            config.registry.describe(),
-        ));
+        let tdx = tdx_verifier(&config.trust_roots);
+        let collateral = config
+            .collateral_fetch
+            .clone()
+            .map(|fetch| {
+                let fetch = CollateralConfig {
+                    http: collateral::within_deadline(fetch.http, config.limits.request_timeout),
+                    ..fetch
+                };
+                collateral_fetcher(fetch, &config.trust_roots, &tdx)
+            })
+            .transpose()?;
+        // Nothing the service verifies today names CA URLs (GCP vTPM evidence will); the fetcher
+        // is built now so that its allowlist is checked at start and its counters are exported.
+        let ca_fetcher = CaFetcher::new(CaConfig {
+            allow: config.ca_fetch_allow.clone(),
+            ..CaConfig::default()
+        })
+        .context("the CA certificate fetcher")?;
+        let core = Arc::new(
+            Core::new(
+                evidence_verifier(&config.trust_roots, tdx),
+                clock,
+                config.limits.clone(),
+                shutdown_signal.clone(),
+                config.registry.describe(),
+            )
+            .with_fetchers(collateral.clone(), Some(ca_fetcher)),
+        );
 
         let grpc_listener = TcpListener::bind(config.grpc_listen)
             .await
@@ -89,6 +113,11 @@ impl Server {
         let http_addr = http_listener.local_addr()?;
 
         let mut background = Vec::new();
+        if let Some(fetcher) = collateral {
+            background.push(tokio::spawn(collateral::refresh_periodically(
+                fetcher, clock,
+            )));
+        }
         let source_info = match &config.registry {
             RegistrySource::Embedded => {
                 core.registry.install(Arc::new(
@@ -222,8 +251,8 @@ impl Server {
     }
 }
 
-/// The verifiers, with the built-in roots unless others are pinned.
-fn evidence_verifier(roots: &TrustRoots) -> EvidenceVerifier {
+/// The verifiers, with the built-in Nitro root unless another is pinned, and `tdx`.
+fn evidence_verifier(roots: &TrustRoots, tdx: TdxVerifier) -> EvidenceVerifier {
     use sha2::{Digest as _, Sha256};
     let nitro = match &roots.nitro_der {
         Some(der) => {
@@ -232,14 +261,39 @@ fn evidence_verifier(roots: &TrustRoots) -> EvidenceVerifier {
         }
         None => NitroVerifier::new(),
     };
-    let tdx = match &roots.intel_der {
+    EvidenceVerifier::new(nitro, tdx)
+}
+
+/// The TDX verifier, with the built-in Intel root unless another is pinned.
+fn tdx_verifier(roots: &TrustRoots) -> TdxVerifier {
+    use sha2::{Digest as _, Sha256};
+    match &roots.intel_der {
         Some(der) => {
             tracing::warn!(sha256 = %hex::encode(Sha256::digest(der)), "TDX quotes are verified against a non-default root");
             TdxVerifier::with_root_der(der)
         }
         None => TdxVerifier::new(),
-    };
-    EvidenceVerifier::new(nitro, tdx)
+    }
+}
+
+/// The Intel collateral fetcher, pinned to the root the service's TDX verifier pins (a clone of
+/// it, sharing its caches), so that fetched collateral is judged as inline collateral is.
+fn collateral_fetcher(
+    mut fetch: CollateralConfig,
+    roots: &TrustRoots,
+    tdx: &TdxVerifier,
+) -> anyhow::Result<CollateralFetcher> {
+    fetch.trust_anchor_der = roots
+        .intel_der
+        .clone()
+        .unwrap_or_else(|| crate::tdx::INTEL_SGX_ROOT_CA_DER.to_vec());
+    tracing::info!(
+        pccs = %redact_url(&fetch.base_url),
+        update = fetch.update.as_str(),
+        cache_dir = ?fetch.cache_dir,
+        "TDX collateral is fetched for quotes that come without it"
+    );
+    CollateralFetcher::new(fetch, tdx.clone()).context("the TDX collateral fetcher")
 }
 
 /// Resolves once shutdown has begun.

@@ -8,6 +8,7 @@ mod cli_nitro;
 mod cli_registry;
 mod cli_tdx;
 mod collateral_fetch;
+mod collateral_service;
 mod dstack_conformance;
 mod governance;
 mod mutation;
