@@ -99,6 +99,8 @@ pub enum ErrorKind {
     ContractReverted,
     /// A lookup the view cannot answer for an app of unknown code.
     UnknownAppCode,
+    /// A lookup the view cannot answer while the KMS runs unknown code.
+    UnknownKmsCode,
     /// A registry configuration that cannot work.
     InvalidConfig,
     /// A registry file that does not parse.
@@ -135,7 +137,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 43] = [
+    pub const ALL: [ErrorKind; 44] = [
         ErrorKind::Malformed,
         ErrorKind::InvalidArgument,
         ErrorKind::Unsupported,
@@ -164,6 +166,7 @@ impl ErrorKind {
         ErrorKind::Rpc,
         ErrorKind::ContractReverted,
         ErrorKind::UnknownAppCode,
+        ErrorKind::UnknownKmsCode,
         ErrorKind::InvalidConfig,
         ErrorKind::InvalidRegistryFile,
         ErrorKind::Io,
@@ -212,6 +215,7 @@ impl ErrorKind {
             ErrorKind::Rpc => "rpc",
             ErrorKind::ContractReverted => "contract_reverted",
             ErrorKind::UnknownAppCode => "unknown_app_code",
+            ErrorKind::UnknownKmsCode => "unknown_kms_code",
             ErrorKind::InvalidConfig => "invalid_config",
             ErrorKind::InvalidRegistryFile => "invalid_registry_file",
             ErrorKind::Io => "io",

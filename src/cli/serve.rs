@@ -148,6 +148,8 @@ struct FileConfig {
     app_code_hash: Vec<String>,
     #[serde(default)]
     proxy_code_hash: Vec<String>,
+    #[serde(default)]
+    kms_code_hash: Vec<String>,
     max_staleness: Option<String>,
     poll_interval: Option<String>,
     max_request_bytes: Option<usize>,
@@ -226,6 +228,11 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
                 file.proxy_code_hash.clone()
             } else {
                 args.registry.proxy_code_hashes.clone()
+            },
+            kms_code_hashes: if args.registry.kms_code_hashes.is_empty() {
+                file.kms_code_hash.clone()
+            } else {
+                args.registry.kms_code_hashes.clone()
             },
             max_staleness: args.registry.max_staleness,
             poll_interval: args.registry.poll_interval,

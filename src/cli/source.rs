@@ -50,8 +50,10 @@ pub(super) struct RegistryArgs {
     #[arg(long, env = "TEE_VERIFIER_FROM_BLOCK", value_name = "N")]
     pub from_block: Option<u64>,
 
-    /// Code hash of an app implementation to trust as DstackApp, besides the KMS's own
-    /// appImplementation (repeatable; comma-separated in the environment).
+    /// Code identity of an app implementation to trust as DstackApp, besides the KMS's own
+    /// appImplementation (repeatable; comma-separated in the environment). The identity is
+    /// keccak256 of the runtime code with the contract's own address zeroed (UUPS `__self`), so
+    /// every deployment of one bytecode has the same one; `registry code-identity` prints it.
     #[arg(
         long = "app-code-hash",
         env = "TEE_VERIFIER_APP_CODE_HASH",
@@ -60,7 +62,7 @@ pub(super) struct RegistryArgs {
     )]
     pub app_code_hashes: Vec<String>,
 
-    /// Runtime code hash of an app proxy to trust as a plain EIP-1967 proxy (repeatable).
+    /// Code identity of an app proxy to trust as a plain EIP-1967 proxy (repeatable).
     #[arg(
         long = "proxy-code-hash",
         env = "TEE_VERIFIER_PROXY_CODE_HASH",
@@ -68,6 +70,17 @@ pub(super) struct RegistryArgs {
         value_delimiter = ','
     )]
     pub proxy_code_hashes: Vec<String>,
+
+    /// Code identity of a KMS implementation to trust as DstackKms, besides the one the KMS runs
+    /// when the view is first built (logged at start). After an upgrade to any other code every
+    /// decision is an eth_call and lookups are refused (repeatable).
+    #[arg(
+        long = "kms-code-hash",
+        env = "TEE_VERIFIER_KMS_CODE_HASH",
+        value_name = "HEX",
+        value_delimiter = ','
+    )]
+    pub kms_code_hashes: Vec<String>,
 
     /// Answers turn UNAVAILABLE once the view has not been confirmed current for this long [default: 60s].
     #[arg(long, env = "TEE_VERIFIER_MAX_STALENESS", value_name = "DURATION", value_parser = parse_duration)]
@@ -118,6 +131,11 @@ pub(super) fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySour
                 .proxy_code_hashes
                 .iter()
                 .map(|hash| fixed_hex::<32>("--proxy-code-hash", hash))
+                .collect::<anyhow::Result<_>>()?;
+            chain.kms_code_identities = args
+                .kms_code_hashes
+                .iter()
+                .map(|hash| fixed_hex::<32>("--kms-code-hash", hash))
                 .collect::<anyhow::Result<_>>()?;
             Ok(RegistrySource::Chain(chain))
         }

@@ -266,7 +266,9 @@ pub(super) fn registry_status(error: RegistryError) -> Status {
         | RegistryError::Rpc { .. }
         | RegistryError::InvalidFile { .. }
         | RegistryError::Io { .. } => Code::Unavailable,
-        RegistryError::ContractReverted(_) | RegistryError::UnknownAppCode(_) => {
+        RegistryError::ContractReverted(_)
+        | RegistryError::UnknownAppCode(_)
+        | RegistryError::UnknownKmsCode(_) => {
             Code::FailedPrecondition
         }
         RegistryError::InvalidConfig(_) => Code::Internal,

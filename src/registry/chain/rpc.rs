@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use alloy::eips::BlockId;
-use alloy::primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::{Filter, Log, TransactionRequest};
@@ -119,8 +119,9 @@ impl Rpc {
         }
     }
 
-    /// keccak256 of the code at `address`, or `None` when there is no code.
-    pub(crate) async fn code_hash(
+    /// The [code identity](super::identity::code_identity) of the code at `address`, or `None`
+    /// when there is no code.
+    pub(crate) async fn code_identity(
         &self,
         address: Address,
         at: B256,
@@ -131,7 +132,7 @@ impl Rpc {
             .block_id(BlockId::hash_canonical(at))
             .await
             .map_err(|e| rpc_error("eth_getCode", e))?;
-        Ok((!code.is_empty()).then(|| keccak256(&code)))
+        Ok((!code.is_empty()).then(|| super::identity::code_identity(&code, address)))
     }
 
     pub(crate) async fn storage(

@@ -44,13 +44,13 @@ impl Base for EmptyBase {
 /// for and are dropped on rebuild.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Trust {
-    /// Runtime code of the app proxy: configured, or learned from apps the KMS deployed itself.
+    /// Code identity of the app proxy: configured, or learned from apps the KMS deployed itself.
     proxy_code_hashes: HashSet<B256>,
-    /// Configured implementation code hashes.
+    /// Configured implementation code identities.
     app_code_hashes: HashSet<B256>,
     /// Every implementation the KMS has named as `appImplementation`.
     app_implementations: HashSet<Address>,
-    /// Code hashes of implementations looked at so far (`None`: no code).
+    /// Code identities of implementations looked at so far (`None`: no code).
     implementation_code: HashMap<Address, Option<B256>>,
 }
 
@@ -69,6 +69,15 @@ impl Trust {
                 .collect(),
             ..Trust::default()
         }
+    }
+
+    /// Keeps the implementations `previous` saw the KMS name. A build reads `appImplementation`
+    /// at its last block only and the KMS's initializer names its first one without an event, so
+    /// a rebuild after `setAppImplementation` would otherwise forget the implementation that
+    /// every older app was deployed with.
+    pub(crate) fn keep_named_implementations(&mut self, previous: &Trust) {
+        self.app_implementations
+            .extend(previous.app_implementations.iter().copied());
     }
 
     fn add_app_implementation(&mut self, implementation: Address) {
@@ -102,6 +111,10 @@ pub(crate) struct Delta {
     kms_events: Vec<KmsEvent>,
     gateway_app_id: Option<String>,
     app_implementation: Option<Address>,
+    /// The code identity the KMS runs at the range's end (its EIP-1967 implementation's, or its
+    /// own when it is no proxy), re-read whenever the KMS emitted anything (an upgrade emits
+    /// `Upgraded`); `Some(None)`: no code.
+    kms_code: Option<Option<B256>>,
     apps: Vec<AppUpdate>,
 }
 
@@ -109,6 +122,19 @@ impl Delta {
     /// Whether the KMS emitted anything in the range (its owner may have changed).
     pub(crate) fn kms_changed(&self) -> bool {
         !self.kms_events.is_empty()
+    }
+
+    /// The KMS's code identity, when the range re-read it.
+    pub(crate) fn kms_code(&self) -> Option<Option<B256>> {
+        self.kms_code
+    }
+
+    /// Whether the KMS named an `appImplementation` in the range (apps that already run it may
+    /// have been judged unknown before it was named).
+    pub(crate) fn names_app_implementation(&self) -> bool {
+        self.kms_events
+            .iter()
+            .any(|event| matches!(event, KmsEvent::AppImplementationSet(_)))
     }
 
     /// Apps registered or changed in the range.
@@ -223,6 +249,7 @@ impl Syncer<'_> {
             trust.add_app_implementation(implementation);
             delta.gateway_app_id = Some(gateway);
             delta.app_implementation = Some(implementation);
+            delta.kms_code = Some(self.kms_code(end_hash).await?);
         }
 
         let mut app_events: HashMap<Address, Vec<AppEvent>> = HashMap::new();
@@ -299,6 +326,19 @@ impl Syncer<'_> {
             });
         }
         Ok(delta)
+    }
+
+    /// The code identity the KMS proxy delegates to (or the KMS's own, when it is no proxy).
+    async fn kms_code(&self, at: B256) -> Result<Option<B256>, RegistryError> {
+        let kms = Address::from(self.config.kms_contract);
+        let slot = self.rpc.storage(kms, EIP1967_IMPLEMENTATION_SLOT, at).await?;
+        let implementation = Address::from_word(slot);
+        let runs = if implementation == Address::ZERO {
+            kms
+        } else {
+            implementation
+        };
+        self.rpc.code_identity(runs, at).await
     }
 
     async fn call_kms<C: SolCall>(&self, call: C, at: B256) -> Result<C::Return, RegistryError> {
@@ -380,7 +420,7 @@ impl Syncer<'_> {
             for implementation in batch {
                 let (rpc, implementation) = (self.rpc.clone(), *implementation);
                 tasks.spawn(
-                    async move { (implementation, rpc.code_hash(implementation, at).await) },
+                    async move { (implementation, rpc.code_identity(implementation, at).await) },
                 );
             }
             while let Some(joined) = tasks.join_next().await {
@@ -412,7 +452,7 @@ fn collect_app_events(
 }
 
 async fn read_app(rpc: &Rpc, app: Address, at: B256) -> Result<AppRead, RegistryError> {
-    let Some(code_hash) = rpc.code_hash(app, at).await? else {
+    let Some(code_hash) = rpc.code_identity(app, at).await? else {
         return Ok(AppRead {
             code_hash: None,
             implementation: Address::ZERO,

@@ -1,0 +1,214 @@
+//! The view stays the contract across upgrades: a KMS upgraded to code with other logic is asked
+//! on chain from that block on, code identities ignore a contract's own address, and an app
+//! upgraded before the KMS named its implementation is judged again once it is named.
+
+use crate::registry_follow::{boot, setup, word};
+use crate::support::anvil::{self, artifact_bytecode, transact, Anvil, DstackApp, DstackKms};
+
+use std::time::Duration;
+
+use alloy::primitives::{keccak256, Address, B256};
+use alloy::providers::Provider;
+use tee_verifier::registry::chain::{code_identity, ChainConfig, ChainRegistry};
+use tee_verifier::registry::{Evaluation, Lookup, Registry};
+
+fn config(node: &Anvil, kms: Address) -> ChainConfig {
+    let mut config = ChainConfig::new(node.url(), kms.0 .0);
+    config.confirmations = 0;
+    config.max_staleness = Duration::from_secs(60);
+    config
+}
+
+async fn identity_of(node: &Anvil, address: Address) -> B256 {
+    let code = node.provider().get_code_at(address).await.unwrap();
+    code_identity(&code, address)
+}
+
+#[tokio::test]
+async fn a_kms_upgraded_to_other_logic_is_asked_on_chain_from_that_block_on() {
+    let s = setup().await;
+    let provider = s.node.provider();
+    let registry = ChainRegistry::connect(config(&s.node, s.dstack.kms), None)
+        .await
+        .unwrap();
+    let status = registry.status().unwrap().kms_code.unwrap();
+    assert!(status.trusted, "the code the KMS runs at the first build is trusted");
+
+    // An OS image the KMS has not allowed: DstackKms refuses it, from the view.
+    let unlisted = boot(s.app, word("unlisted os"), s.compose);
+    let decision = registry.decide_app(&unlisted).await.unwrap();
+    assert_eq!(
+        (decision.allowed, decision.reason.as_str(), decision.evaluated_by),
+        (false, "OS image is not allowed", Evaluation::View)
+    );
+
+    let reordered = anvil::deploy(&provider, &artifact_bytecode("ReorderedDstackKms"), &[]).await;
+    transact(
+        &provider,
+        s.dstack.kms,
+        DstackApp::upgradeToAndCallCall {
+            newImplementation: reordered,
+            data: Default::default(),
+        },
+    )
+    .await;
+    registry.poll().await.unwrap();
+
+    let status = registry.status().unwrap().kms_code.unwrap();
+    assert!(!status.trusted);
+    assert_eq!(status.identity, Some(identity_of(&s.node, reordered).await.0));
+    // The new code skips the OS image check: the answer is the contract's, not DstackKms's.
+    let decision = registry.decide_app(&unlisted).await.unwrap();
+    assert_eq!(
+        (decision.allowed, decision.evaluated_by),
+        (true, Evaluation::Contract),
+        "{decision:?}"
+    );
+    let kms = registry.decide_kms(&unlisted).await.unwrap();
+    assert_eq!(kms.evaluated_by, Evaluation::Contract);
+    assert_eq!(kms.reason, "OS image is not allowed");
+    let lookup = registry
+        .lookup(&Lookup::OsImageHash(s.os.0))
+        .unwrap_err();
+    assert_eq!(lookup.kind().as_str(), "unknown_kms_code");
+
+    // Upgrading back to DstackKms's code makes the view answer again.
+    let original = anvil::deploy(&provider, &artifact_bytecode("DstackKms"), &[]).await;
+    transact(
+        &provider,
+        s.dstack.kms,
+        DstackApp::upgradeToAndCallCall {
+            newImplementation: original,
+            data: Default::default(),
+        },
+    )
+    .await;
+    registry.poll().await.unwrap();
+    assert!(registry.status().unwrap().kms_code.unwrap().trusted);
+    let decision = registry.decide_app(&unlisted).await.unwrap();
+    assert_eq!(decision.evaluated_by, Evaluation::View);
+}
+
+#[tokio::test]
+async fn a_configured_kms_code_identity_stays_trusted_across_the_upgrade() {
+    let s = setup().await;
+    let provider = s.node.provider();
+    let reordered = anvil::deploy(&provider, &artifact_bytecode("ReorderedDstackKms"), &[]).await;
+    let mut config = config(&s.node, s.dstack.kms);
+    config.kms_code_identities = vec![identity_of(&s.node, reordered).await.0];
+    let registry = ChainRegistry::connect(config, None).await.unwrap();
+    transact(
+        &provider,
+        s.dstack.kms,
+        DstackApp::upgradeToAndCallCall {
+            newImplementation: reordered,
+            data: Default::default(),
+        },
+    )
+    .await;
+    registry.poll().await.unwrap();
+    assert!(registry.status().unwrap().kms_code.unwrap().trusted);
+}
+
+#[tokio::test]
+async fn two_deployments_of_one_implementation_have_one_identity() {
+    let node = Anvil::spawn();
+    let provider = node.provider();
+    let bytecode = artifact_bytecode("DstackApp");
+    let first = anvil::deploy(&provider, &bytecode, &[]).await;
+    let second = anvil::deploy(&provider, &bytecode, &[]).await;
+    let (code_first, code_second) = (
+        provider.get_code_at(first).await.unwrap(),
+        provider.get_code_at(second).await.unwrap(),
+    );
+    // The runtime code embeds its own address (UUPS `__self`): the plain hashes differ...
+    assert_ne!(keccak256(&code_first), keccak256(&code_second));
+    // ...the identities do not.
+    assert_eq!(
+        code_identity(&code_first, first),
+        code_identity(&code_second, second)
+    );
+    // Another implementation is another identity.
+    let legacy = anvil::deploy(&provider, &artifact_bytecode("LegacyDstackApp"), &[]).await;
+    assert_ne!(
+        identity_of(&node, legacy).await,
+        code_identity(&code_first, first)
+    );
+}
+
+#[tokio::test]
+async fn an_app_implementation_trusted_by_identity_is_decided_locally_in_every_deployment() {
+    let s = setup().await;
+    let provider = s.node.provider();
+    // A second deployment of DstackApp's code, which the KMS never named.
+    let copy = anvil::deploy(&provider, &artifact_bytecode("DstackApp"), &[]).await;
+    let app = s.dstack.deploy_manual_app(&provider, copy, s.compose).await;
+    let info = boot(app, s.os, s.compose);
+
+    let untrusting = ChainRegistry::connect(config(&s.node, s.dstack.kms), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        untrusting.decide_app(&info).await.unwrap().evaluated_by,
+        Evaluation::Contract
+    );
+
+    let mut trusting = config(&s.node, s.dstack.kms);
+    // The identity of the KMS's own appImplementation names the copy too.
+    trusting.app_code_hashes = vec![identity_of(&s.node, s.dstack.app_implementation).await.0];
+    let registry = ChainRegistry::connect(trusting, None).await.unwrap();
+    let decision = registry.decide_app(&info).await.unwrap();
+    assert_eq!(
+        (decision.allowed, decision.evaluated_by),
+        (true, Evaluation::View),
+        "{decision:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_app_upgraded_before_its_implementation_is_named_moves_to_the_view_once_named() {
+    let s = setup().await;
+    let provider = s.node.provider();
+    let registry = ChainRegistry::connect(config(&s.node, s.dstack.kms), None)
+        .await
+        .unwrap();
+    let info = boot(s.app, s.os, s.compose);
+    assert_eq!(
+        registry.decide_app(&info).await.unwrap().evaluated_by,
+        Evaluation::View
+    );
+
+    let next = anvil::deploy(&provider, &artifact_bytecode("DstackApp"), &[]).await;
+    transact(
+        &provider,
+        s.app,
+        DstackApp::upgradeToAndCallCall {
+            newImplementation: next,
+            data: Default::default(),
+        },
+    )
+    .await;
+    registry.poll().await.unwrap();
+    let decision = registry.decide_app(&info).await.unwrap();
+    assert_eq!(
+        (decision.allowed, decision.evaluated_by),
+        (true, Evaluation::Contract),
+        "an implementation nobody named is not trusted: {decision:?}"
+    );
+
+    transact(
+        &provider,
+        s.dstack.kms,
+        DstackKms::setAppImplementationCall {
+            _appImplementation: next,
+        },
+    )
+    .await;
+    registry.poll().await.unwrap();
+    let decision = registry.decide_app(&info).await.unwrap();
+    assert_eq!(
+        (decision.allowed, decision.evaluated_by),
+        (true, Evaluation::View),
+        "named by the KMS, the implementation is trusted: {decision:?}"
+    );
+}
