@@ -101,6 +101,8 @@ pub enum ErrorKind {
     UnknownAppCode,
     /// A lookup the view cannot answer while the KMS runs unknown code.
     UnknownKmsCode,
+    /// The node serves another chain than the view was built from.
+    ChainChanged,
     /// A registry configuration that cannot work.
     InvalidConfig,
     /// A registry file that does not parse.
@@ -137,7 +139,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 44] = [
+    pub const ALL: [ErrorKind; 45] = [
         ErrorKind::Malformed,
         ErrorKind::InvalidArgument,
         ErrorKind::Unsupported,
@@ -167,6 +169,7 @@ impl ErrorKind {
         ErrorKind::ContractReverted,
         ErrorKind::UnknownAppCode,
         ErrorKind::UnknownKmsCode,
+        ErrorKind::ChainChanged,
         ErrorKind::InvalidConfig,
         ErrorKind::InvalidRegistryFile,
         ErrorKind::Io,
@@ -216,6 +219,7 @@ impl ErrorKind {
             ErrorKind::ContractReverted => "contract_reverted",
             ErrorKind::UnknownAppCode => "unknown_app_code",
             ErrorKind::UnknownKmsCode => "unknown_kms_code",
+            ErrorKind::ChainChanged => "chain_changed",
             ErrorKind::InvalidConfig => "invalid_config",
             ErrorKind::InvalidRegistryFile => "invalid_registry_file",
             ErrorKind::Io => "io",

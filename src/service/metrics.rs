@@ -162,8 +162,8 @@ impl Default for Metrics {
         let decisions = Family::<SourceLabels, Counter>::default();
         registry.register(
             "tee_verifier_registry_decisions",
-            "App decisions answered from the cached view (a hit) or by eth_call to the contract \
-             (a miss: app code the view cannot evaluate)",
+            "Decisions (isAppAllowed and isKmsAllowed) answered from the cached view (a hit) or \
+             by eth_call to the contract (a miss: app or KMS code the view cannot evaluate)",
             decisions.clone(),
         );
         let methods = Method::ALL.map(|method| {

@@ -17,8 +17,7 @@ use tee_verifier::boot_info::BootInfo;
 use tee_verifier::registry::abi::{AppBootInfo, IDstackKms};
 
 use tee_verifier::registry::chain::{
-    code_identity,
-    ChainConfig, ChainRegistry, PollOutcome, ProgressFn, SyncProgress, SyncStage,
+    code_identity, ChainConfig, ChainRegistry, PollOutcome, ProgressFn, SyncProgress, SyncStage,
 };
 use tee_verifier::registry::{Evaluation, Registry, RegistryError};
 

@@ -282,7 +282,12 @@ async fn a_file_broken_at_reload_makes_answers_unavailable_until_fixed() {
     );
     assert_eq!(app_error(&registry).await, "unavailable");
     assert_eq!(
-        registry.decide_kms(&boot()).await.unwrap_err().kind().as_str(),
+        registry
+            .decide_kms(&boot())
+            .await
+            .unwrap_err()
+            .kind()
+            .as_str(),
         "unavailable"
     );
     assert_eq!(

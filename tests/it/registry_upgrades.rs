@@ -1,16 +1,18 @@
-//! The view stays the contract across upgrades: a KMS upgraded to code with other logic is asked
-//! on chain from that block on, code identities ignore a contract's own address, and an app
-//! upgraded before the KMS named its implementation is judged again once it is named.
+//! The view stays the contract across upgrades and chain changes: a KMS upgraded to code with
+//! other logic is asked on chain from that block on, code identities ignore a contract's own
+//! address, an app upgraded before the KMS named its implementation is judged again once it is
+//! named, and a node serving another chain is reported as a chain change, not as a reorg.
 
 use crate::registry_follow::{boot, setup, word};
-use crate::support::anvil::{self, artifact_bytecode, transact, Anvil, DstackApp, DstackKms};
+use crate::support::anvil::{self, artifact_bytecode, mine, transact, Anvil, DstackApp, DstackKms};
+use crate::support::fault_proxy::{Fault, FaultProxy};
 
 use std::time::Duration;
 
 use alloy::primitives::{keccak256, Address, B256};
 use alloy::providers::Provider;
 use tee_verifier::registry::chain::{code_identity, ChainConfig, ChainRegistry};
-use tee_verifier::registry::{Evaluation, Lookup, Registry};
+use tee_verifier::registry::{Evaluation, Lookup, Registry, RegistryChange};
 
 fn config(node: &Anvil, kms: Address) -> ChainConfig {
     let mut config = ChainConfig::new(node.url(), kms.0 .0);
@@ -32,13 +34,20 @@ async fn a_kms_upgraded_to_other_logic_is_asked_on_chain_from_that_block_on() {
         .await
         .unwrap();
     let status = registry.status().unwrap().kms_code.unwrap();
-    assert!(status.trusted, "the code the KMS runs at the first build is trusted");
+    assert!(
+        status.trusted,
+        "the code the KMS runs at the first build is trusted"
+    );
 
     // An OS image the KMS has not allowed: DstackKms refuses it, from the view.
     let unlisted = boot(s.app, word("unlisted os"), s.compose);
     let decision = registry.decide_app(&unlisted).await.unwrap();
     assert_eq!(
-        (decision.allowed, decision.reason.as_str(), decision.evaluated_by),
+        (
+            decision.allowed,
+            decision.reason.as_str(),
+            decision.evaluated_by
+        ),
         (false, "OS image is not allowed", Evaluation::View)
     );
 
@@ -56,7 +65,10 @@ async fn a_kms_upgraded_to_other_logic_is_asked_on_chain_from_that_block_on() {
 
     let status = registry.status().unwrap().kms_code.unwrap();
     assert!(!status.trusted);
-    assert_eq!(status.identity, Some(identity_of(&s.node, reordered).await.0));
+    assert_eq!(
+        status.identity,
+        Some(identity_of(&s.node, reordered).await.0)
+    );
     // The new code skips the OS image check: the answer is the contract's, not DstackKms's.
     let decision = registry.decide_app(&unlisted).await.unwrap();
     assert_eq!(
@@ -67,9 +79,7 @@ async fn a_kms_upgraded_to_other_logic_is_asked_on_chain_from_that_block_on() {
     let kms = registry.decide_kms(&unlisted).await.unwrap();
     assert_eq!(kms.evaluated_by, Evaluation::Contract);
     assert_eq!(kms.reason, "OS image is not allowed");
-    let lookup = registry
-        .lookup(&Lookup::OsImageHash(s.os.0))
-        .unwrap_err();
+    let lookup = registry.lookup(&Lookup::OsImageHash(s.os.0)).unwrap_err();
     assert_eq!(lookup.kind().as_str(), "unknown_kms_code");
 
     // Upgrading back to DstackKms's code makes the view answer again.
@@ -211,4 +221,74 @@ async fn an_app_upgraded_before_its_implementation_is_named_moves_to_the_view_on
         (true, Evaluation::View),
         "named by the KMS, the implementation is trusted: {decision:?}"
     );
+}
+
+#[tokio::test]
+async fn a_node_below_the_view_is_a_chain_change_not_a_reorg() {
+    let s = setup().await;
+    let proxy = FaultProxy::start(&s.node.url()).await;
+    let mut config = config(&s.node, s.dstack.kms);
+    config.rpc_url = proxy.url();
+    config.max_staleness = Duration::from_millis(300);
+    config.poll_interval = Duration::from_millis(100);
+    let registry = ChainRegistry::connect(config, None).await.unwrap();
+    proxy.set(Fault::HeadBehind(1_000));
+    let error = registry.poll().await.unwrap_err();
+    assert_eq!(error.kind().as_str(), "chain_changed", "{error}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let info = boot(s.app, s.os, s.compose);
+    let answer = registry.decide_app(&info).await.unwrap_err();
+    assert_eq!(answer.kind().as_str(), "unavailable");
+    assert!(
+        answer
+            .to_string()
+            .contains("the chain changed under the view"),
+        "{answer}"
+    );
+    // The node catching up is no chain change: the view answers again.
+    proxy.heal();
+    registry.poll().await.unwrap();
+    assert!(registry.decide_app(&info).await.unwrap().allowed);
+}
+
+#[tokio::test]
+async fn another_genesis_under_the_view_is_reported_as_a_chain_change() {
+    let mut s = setup().await;
+    let port = s.node.port();
+    mine(&s.node.provider(), 5).await;
+    let registry = ChainRegistry::connect(config(&s.node, s.dstack.kms), None)
+        .await
+        .unwrap();
+    let mut changes = registry.subscribe();
+    s.node.kill();
+    // Another chain on the same URL: another genesis (timestamp), the same deployments.
+    let replacement = Anvil::spawn_on(port, &["--timestamp", "1000"]);
+    let again = setup_on(&replacement).await;
+    assert_eq!(again, s.dstack.kms, "deterministic deployment addresses");
+    registry.poll().await.unwrap();
+    let reason = loop {
+        match changes.recv().await.unwrap() {
+            RegistryChange::Unavailable { reason } => break reason,
+            _ => continue,
+        }
+    };
+    assert!(
+        reason.contains("the chain changed under the view: genesis block"),
+        "{reason}"
+    );
+}
+
+/// Deploys the same contracts as `setup` on `node`; returns the KMS address.
+async fn setup_on(node: &Anvil) -> Address {
+    let provider = node.provider();
+    let dstack = anvil::Dstack::deploy(&provider).await;
+    transact(
+        &provider,
+        dstack.kms,
+        DstackKms::addOsImageHashCall {
+            osImageHash: word("os"),
+        },
+    )
+    .await;
+    dstack.kms
 }

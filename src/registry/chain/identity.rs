@@ -36,7 +36,8 @@ mod tests {
     fn the_own_address_is_masked_wherever_it_appears() {
         let a = Address::repeat_byte(0xaa);
         let b = Address::repeat_byte(0xbb);
-        let code = |own: Address| [&[0x60, 0x80][..], own.as_slice(), &[0x33], own.as_slice()].concat();
+        let code =
+            |own: Address| [&[0x60, 0x80][..], own.as_slice(), &[0x33], own.as_slice()].concat();
         assert_eq!(code_identity(&code(a), a), code_identity(&code(b), b));
         assert_ne!(code_identity(&code(a), a), keccak256(code(a)));
     }
@@ -46,14 +47,23 @@ mod tests {
         let a = Address::repeat_byte(0xaa);
         let b = Address::repeat_byte(0xbb);
         let with = |own: Address, op: u8| [&[op][..], own.as_slice()].concat();
-        assert_ne!(code_identity(&with(a, 0x60), a), code_identity(&with(b, 0x61), b));
+        assert_ne!(
+            code_identity(&with(a, 0x60), a),
+            code_identity(&with(b, 0x61), b)
+        );
         // Another contract's address embedded is not masked: it is part of what the code does.
-        assert_ne!(code_identity(&with(b, 0x60), a), code_identity(&with(a, 0x60), a));
+        assert_ne!(
+            code_identity(&with(b, 0x60), a),
+            code_identity(&with(a, 0x60), a)
+        );
     }
 
     #[test]
     fn code_without_its_address_hashes_as_is() {
         let code = [0x60, 0x80, 0x60, 0x40, 0x52];
-        assert_eq!(code_identity(&code, Address::repeat_byte(1)), keccak256(code));
+        assert_eq!(
+            code_identity(&code, Address::repeat_byte(1)),
+            keccak256(code)
+        );
     }
 }

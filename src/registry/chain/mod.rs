@@ -227,6 +227,8 @@ struct Inner {
     rpc: Rpc,
     /// What the node reported at connect (`eth_chainId`).
     chain_id: u64,
+    /// The hash of the node's block 0, at connect or at the last chain change.
+    genesis: Mutex<B256>,
     served: RwLock<Served>,
     /// Serializes syncs; the trust learned while building the served view.
     trust: tokio::sync::Mutex<Trust>,
@@ -335,6 +337,7 @@ impl ChainRegistry {
         config.validate()?;
         let rpc = Rpc::connect(&config.rpc_url, config.request_timeout)?;
         let chain_id = rpc.chain_id().await?;
+        let genesis = rpc.block_hash(0).await?.unwrap_or_default();
         if let Some(expected) = config.chain_id {
             if chain_id != expected {
                 return Err(RegistryError::InvalidConfig(format!(
@@ -348,6 +351,7 @@ impl ChainRegistry {
                 config,
                 rpc,
                 chain_id,
+                genesis: Mutex::new(genesis),
                 served: RwLock::new(Served::Unavailable("not built yet".to_owned())),
                 changes: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
                 fallback: moka::sync::Cache::new(FALLBACK_CACHE_ENTRIES),
@@ -444,18 +448,25 @@ impl ChainRegistry {
         let head = inner.rpc.block_number().await?;
         let target = head.saturating_sub(inner.config.confirmations);
         if target < block {
+            if let Some(replaced) = self.replaced_genesis().await? {
+                self.set_unavailable(format!("the chain changed under the view: {replaced}"));
+                return self.rebuild(&mut trust).await;
+            }
             // A lagging node cannot confirm a view it is behind, and its missing blocks are no
-            // reorg: rebuilding from it would roll the view back.
-            return Err(RegistryError::Rpc {
-                call: "eth_blockNumber",
-                message: format!(
-                    "head {head} is behind the view's block {block} (confirmations {})",
-                    inner.config.confirmations
-                ),
-            });
+            // reorg: rebuilding from it would roll the view back. The view serves until
+            // max_staleness, then reports this as its reason.
+            return Err(RegistryError::ChainChanged(format!(
+                "the node's head {head} is below the view's block {block} (confirmations {}): \
+                 another chain, or a node behind",
+                inner.config.confirmations
+            )));
         }
         if inner.rpc.block_hash(block).await? != Some(block_hash) {
-            self.set_unavailable(format!("block {block} was reorganized away; rebuilding"));
+            let reason = match self.replaced_genesis().await? {
+                Some(replaced) => format!("the chain changed under the view: {replaced}"),
+                None => format!("block {block} was reorganized away; rebuilding"),
+            };
+            self.set_unavailable(reason);
             return self.rebuild(&mut trust).await;
         }
         if target == block {
@@ -521,6 +532,20 @@ impl ChainRegistry {
             from: block,
             to: target,
         })
+    }
+
+    /// When the node's genesis block is not the one the view was built on: says which, and
+    /// takes the new one as the chain followed from now on (the rebuild reads it).
+    async fn replaced_genesis(&self) -> Result<Option<String>, RegistryError> {
+        let now = self.inner.rpc.block_hash(0).await?.unwrap_or_default();
+        let mut genesis = self.inner.genesis.lock().map_err(|_| poisoned())?;
+        if *genesis == now {
+            return Ok(None);
+        }
+        let replaced = format!("genesis block {now}, was {}; rebuilding", *genesis);
+        tracing::warn!(%replaced, "the node serves another chain");
+        *genesis = now;
+        Ok(Some(replaced))
     }
 
     async fn hash_of(&self, block: u64) -> Result<B256, RegistryError> {
@@ -625,8 +650,12 @@ impl ChainRegistry {
             Served::Ready(chain_view) => {
                 let age = chain_view.confirmed_at.elapsed();
                 if age > self.inner.config.max_staleness {
+                    let last = self
+                        .last_error()
+                        .map(|error| format!("; last poll: {error}"))
+                        .unwrap_or_default();
                     return Err(RegistryError::Unavailable(format!(
-                        "view at block {} not confirmed for {} ms (max_staleness {} ms)",
+                        "view at block {} not confirmed for {} ms (max_staleness {} ms){last}",
                         chain_view.block,
                         age.as_millis(),
                         self.inner.config.max_staleness.as_millis()

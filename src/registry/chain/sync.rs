@@ -331,7 +331,10 @@ impl Syncer<'_> {
     /// The code identity the KMS proxy delegates to (or the KMS's own, when it is no proxy).
     async fn kms_code(&self, at: B256) -> Result<Option<B256>, RegistryError> {
         let kms = Address::from(self.config.kms_contract);
-        let slot = self.rpc.storage(kms, EIP1967_IMPLEMENTATION_SLOT, at).await?;
+        let slot = self
+            .rpc
+            .storage(kms, EIP1967_IMPLEMENTATION_SLOT, at)
+            .await?;
         let implementation = Address::from_word(slot);
         let runs = if implementation == Address::ZERO {
             kms
@@ -419,9 +422,9 @@ impl Syncer<'_> {
             let mut tasks = JoinSet::new();
             for implementation in batch {
                 let (rpc, implementation) = (self.rpc.clone(), *implementation);
-                tasks.spawn(
-                    async move { (implementation, rpc.code_identity(implementation, at).await) },
-                );
+                tasks.spawn(async move {
+                    (implementation, rpc.code_identity(implementation, at).await)
+                });
             }
             while let Some(joined) = tasks.join_next().await {
                 let (implementation, hash) = joined.map_err(|e| RegistryError::Rpc {
