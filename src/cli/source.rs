@@ -4,7 +4,7 @@
 
 use super::parse_duration;
 use crate::encoding::parse_hex_exact;
-use crate::registry::chain::{ChainConfig, ChainRegistry, ProgressFn, SyncProgress};
+use crate::registry::chain::{ChainConfig, ChainRegistry, Finality, ProgressFn, SyncProgress};
 use crate::registry::file::FileRegistry;
 use crate::registry::Registry;
 use crate::service::config::RegistrySource;
@@ -42,9 +42,15 @@ pub(super) struct RegistryArgs {
     #[arg(long, env = "TEE_VERIFIER_CHAIN_ID", value_name = "ID")]
     pub chain_id: Option<u64>,
 
-    /// Follow the chain this many blocks behind its head [default: 6].
-    #[arg(long, env = "TEE_VERIFIER_CONFIRMATIONS", value_name = "N")]
-    pub confirmations: Option<u64>,
+    /// Follow the chain this many blocks behind its head, or follow the node's `safe` or
+    /// `finalized` block (the consensus layer's view of finality) [default: 6].
+    #[arg(
+        long,
+        env = "TEE_VERIFIER_CONFIRMATIONS",
+        value_name = "N|safe|finalized",
+        value_parser = parse_confirmations
+    )]
+    pub confirmations: Option<Confirmations>,
 
     /// First block to read the contracts' events from (at or before the KMS's deployment) [default: 0].
     #[arg(long, env = "TEE_VERIFIER_FROM_BLOCK", value_name = "N")]
@@ -91,6 +97,26 @@ pub(super) struct RegistryArgs {
     pub poll_interval: Option<Duration>,
 }
 
+/// How far behind the head the view stays: a depth, or a block tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Confirmations {
+    /// Blocks behind the head.
+    Depth(u64),
+    /// The node's safe or finalized block.
+    Tag(Finality),
+}
+
+/// `--confirmations`: a block count, `safe` or `finalized`.
+pub(super) fn parse_confirmations(text: &str) -> Result<Confirmations, String> {
+    match text {
+        "safe" => Ok(Confirmations::Tag(Finality::Safe)),
+        "finalized" => Ok(Confirmations::Tag(Finality::Finalized)),
+        depth => depth.parse().map(Confirmations::Depth).map_err(|_| {
+            format!("{depth:?} is neither a block count nor \"safe\" or \"finalized\"")
+        }),
+    }
+}
+
 /// The source the registry options select.
 pub(super) fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySource> {
     let poll_interval = args.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL);
@@ -112,8 +138,10 @@ pub(super) fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySour
             let mut chain =
                 ChainConfig::new(rpc_url, fixed_hex::<20>("--kms-contract", &contract)?);
             chain.chain_id = args.chain_id;
-            if let Some(confirmations) = args.confirmations {
-                chain.confirmations = confirmations;
+            match args.confirmations {
+                Some(Confirmations::Depth(depth)) => chain.confirmations = depth,
+                Some(Confirmations::Tag(finality)) => chain.finality = Some(finality),
+                None => {}
             }
             if let Some(from_block) = args.from_block {
                 chain.from_block = from_block;

@@ -9,9 +9,10 @@ use crate::support::fault_proxy::{Fault, FaultProxy};
 
 use std::time::Duration;
 
+use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{keccak256, Address, B256};
 use alloy::providers::Provider;
-use tee_verifier::registry::chain::{code_identity, ChainConfig, ChainRegistry};
+use tee_verifier::registry::chain::{code_identity, ChainConfig, ChainRegistry, Finality};
 use tee_verifier::registry::{Evaluation, Lookup, Registry, RegistryChange};
 
 fn config(node: &Anvil, kms: Address) -> ChainConfig {
@@ -291,4 +292,27 @@ async fn setup_on(node: &Anvil) -> Address {
     )
     .await;
     dstack.kms
+}
+
+#[tokio::test]
+async fn the_view_can_follow_the_nodes_finalized_block() {
+    let s = setup().await;
+    let provider = s.node.provider();
+    mine(&provider, 80).await;
+    let mut config = config(&s.node, s.dstack.kms);
+    config.finality = Some(Finality::Finalized);
+    let registry = ChainRegistry::connect(config, None).await.unwrap();
+    let finalized = provider
+        .get_block_by_number(BlockNumberOrTag::Finalized)
+        .await
+        .unwrap()
+        .expect("anvil has a finalized block")
+        .header
+        .number;
+    let head = provider.get_block_number().await.unwrap();
+    assert!(finalized < head, "anvil finalizes behind its head");
+    assert_eq!(registry.status().unwrap().block, finalized);
+    mine(&provider, 3).await;
+    registry.poll().await.unwrap();
+    assert_eq!(registry.status().unwrap().block, finalized + 3);
 }

@@ -63,6 +63,9 @@ pub struct ChainConfig {
     pub kms_contract: view::Address,
     /// Blocks behind head that the view stays (0: follow the head itself).
     pub confirmations: u64,
+    /// When set, the view follows the node's `safe` or `finalized` block instead of
+    /// `head − confirmations`.
+    pub finality: Option<Finality>,
     /// First block to read events from; at or before the KMS's deployment.
     pub from_block: u64,
     /// After this long without confirming the view is current, answers are unavailable.
@@ -98,6 +101,7 @@ impl ChainConfig {
             rpc_url: rpc_url.into(),
             kms_contract,
             confirmations: 6,
+            finality: None,
             from_block: 0,
             max_staleness: Duration::from_secs(60),
             poll_interval: Duration::from_secs(2),
@@ -126,6 +130,25 @@ impl ChainConfig {
             return invalid("kms_contract must not be the zero address");
         }
         Ok(())
+    }
+}
+
+/// A block tag the view can follow instead of a depth behind head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finality {
+    /// The node's `safe` block.
+    Safe,
+    /// The node's `finalized` block.
+    Finalized,
+}
+
+impl Finality {
+    /// The tag's JSON-RPC name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Finality::Safe => "safe",
+            Finality::Finalized => "finalized",
+        }
     }
 }
 
@@ -445,8 +468,7 @@ impl ChainRegistry {
         // What this poll confirms is the chain as of its head request: staleness counts from
         // then, not from when (possibly slow) answers arrived.
         let asked = Instant::now();
-        let head = inner.rpc.block_number().await?;
-        let target = head.saturating_sub(inner.config.confirmations);
+        let (head, target) = self.head_and_target().await?;
         if target < block {
             if let Some(replaced) = self.replaced_genesis().await? {
                 self.set_unavailable(format!("the chain changed under the view: {replaced}"));
@@ -456,9 +478,8 @@ impl ChainRegistry {
             // reorg: rebuilding from it would roll the view back. The view serves until
             // max_staleness, then reports this as its reason.
             return Err(RegistryError::ChainChanged(format!(
-                "the node's head {head} is below the view's block {block} (confirmations {}): \
-                 another chain, or a node behind",
-                inner.config.confirmations
+                "the node's head {head} (followed block {target}) is below the view's block \
+                 {block}: another chain, or a node behind"
             )));
         }
         if inner.rpc.block_hash(block).await? != Some(block_hash) {
@@ -534,6 +555,18 @@ impl ChainRegistry {
         })
     }
 
+    /// The node's head, and the block the view is to hold at: `head − confirmations`, or the
+    /// node's safe or finalized block.
+    async fn head_and_target(&self) -> Result<(u64, u64), RegistryError> {
+        let inner = &self.inner;
+        let head = inner.rpc.block_number().await?;
+        let target = match inner.config.finality {
+            None => head.saturating_sub(inner.config.confirmations),
+            Some(finality) => inner.rpc.tagged_block_number(finality).await?.min(head),
+        };
+        Ok((head, target))
+    }
+
     /// When the node's genesis block is not the one the view was built on: says which, and
     /// takes the new one as the chain followed from now on (the rebuild reads it).
     async fn replaced_genesis(&self) -> Result<Option<String>, RegistryError> {
@@ -559,11 +592,10 @@ impl ChainRegistry {
             })
     }
 
-    /// Builds the view from scratch at `head − confirmations` and serves it.
+    /// Builds the view from scratch at the followed block (`head − confirmations`, or the safe or finalized block) and serves it.
     async fn rebuild(&self, trust: &mut Trust) -> Result<PollOutcome, RegistryError> {
         let inner = &self.inner;
-        let head = inner.rpc.block_number().await?;
-        let target = head.saturating_sub(inner.config.confirmations);
+        let (_, target) = self.head_and_target().await?;
         let target_hash = self.hash_of(target).await?;
         let mut fresh_trust = Trust::new(&inner.config);
         fresh_trust.keep_named_implementations(trust);

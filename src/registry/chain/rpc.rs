@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use alloy::eips::BlockId;
+use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::client::RpcClient;
@@ -64,6 +64,26 @@ impl Rpc {
             .get_block_number()
             .await
             .map_err(|e| rpc_error("eth_blockNumber", e))
+    }
+
+    /// The number of the node's `safe` or `finalized` block.
+    pub(crate) async fn tagged_block_number(
+        &self,
+        finality: super::Finality,
+    ) -> Result<u64, RegistryError> {
+        let tag = match finality {
+            super::Finality::Safe => BlockNumberOrTag::Safe,
+            super::Finality::Finalized => BlockNumberOrTag::Finalized,
+        };
+        let header = self
+            .provider
+            .get_header_by_number(tag)
+            .await
+            .map_err(|e| rpc_error("eth_getBlockByNumber", e))?;
+        header.map(|h| h.number).ok_or_else(|| RegistryError::Rpc {
+            call: "eth_getBlockByNumber",
+            message: format!("the node has no {} block", finality.as_str()),
+        })
     }
 
     /// The hash of block `number`, or `None` if the node has no such block.
