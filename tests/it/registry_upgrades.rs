@@ -316,3 +316,31 @@ async fn the_view_can_follow_the_nodes_finalized_block() {
     registry.poll().await.unwrap();
     assert_eq!(registry.status().unwrap().block, finalized + 3);
 }
+
+#[tokio::test]
+async fn log_pages_split_when_refused_and_grow_over_quiet_history() {
+    let s = setup().await;
+    mine(&s.node.provider(), 1_000).await;
+    let proxy = FaultProxy::start(&s.node.url()).await;
+    let mut config = config(&s.node, s.dstack.kms);
+    config.rpc_url = proxy.url();
+    config.log_range = 8;
+    let registry = ChainRegistry::connect(config.clone(), None).await.unwrap();
+    let info = boot(s.app, s.os, s.compose);
+    assert!(registry.decide_app(&info).await.unwrap().allowed);
+    // ~1,000 quiet blocks from 8-block pages: doubling reaches the head in a handful of pages
+    // per stream (the KMS's, the apps' and the timelock lookups), not 125 per stream.
+    let quiet = proxy.log_requests();
+    assert!(quiet <= 30, "{quiet} eth_getLogs requests");
+
+    // A provider that refuses wide ranges: pages split until it answers, and the view is whole.
+    proxy.set(Fault::LogRangeOver(50));
+    let before = proxy.log_requests();
+    let registry = ChainRegistry::connect(config, None).await.unwrap();
+    assert!(registry.decide_app(&info).await.unwrap().allowed);
+    let refused = proxy.log_requests() - before;
+    assert!(
+        refused > quiet,
+        "{refused} requests with refusals, {quiet} without"
+    );
+}

@@ -72,7 +72,8 @@ pub struct ChainConfig {
     pub max_staleness: Duration,
     /// How often the head is polled for new blocks.
     pub poll_interval: Duration,
-    /// Blocks per `eth_getLogs` request.
+    /// Blocks in the first `eth_getLogs` page of a stream; pages then halve when the provider
+    /// refuses them as too large and double after quiet ones.
     pub log_range: u64,
     /// [Code identities](code_identity) of app implementations trusted to be DstackApp (beside
     /// the KMS's own `appImplementation`s).

@@ -33,6 +33,37 @@ fn rpc_error(call: &'static str, error: RpcError<TransportErrorKind>) -> Registr
     }
 }
 
+/// Why a page of logs came back without logs.
+pub(crate) enum LogsError {
+    /// The provider refuses the page as too large: split it.
+    PageTooLarge(String),
+    /// Anything else.
+    Failed(RegistryError),
+}
+
+/// The spellings providers use to refuse a log query as too large (geth, erigon, Alchemy,
+/// Infura, QuickNode, Ankr, publicnode and others): too many results, too wide a block range,
+/// or too big a response.
+fn is_page_too_large(error: &RpcError<TransportErrorKind>) -> bool {
+    let Some(payload) = error.as_error_resp() else {
+        return false;
+    };
+    let message = payload.message.to_ascii_lowercase();
+    [
+        "too many",
+        "more than",
+        "limit",
+        "exceed",
+        "block range",
+        "range is too",
+        "too large",
+        "response size",
+        "query timeout",
+    ]
+    .iter()
+    .any(|spelling| message.contains(spelling))
+}
+
 fn is_revert(error: &RpcError<TransportErrorKind>) -> bool {
     error
         .as_error_resp()
@@ -111,11 +142,16 @@ impl Rpc {
             })
     }
 
-    pub(crate) async fn logs(&self, filter: &Filter) -> Result<Vec<Log>, RegistryError> {
-        self.provider
-            .get_logs(filter)
-            .await
-            .map_err(|e| rpc_error("eth_getLogs", e))
+    /// `eth_getLogs`; a page the provider refuses as too large (too many results, too wide a
+    /// range, a response over its size limit) is told apart so that it can be split.
+    pub(crate) async fn logs(&self, filter: &Filter) -> Result<Vec<Log>, LogsError> {
+        self.provider.get_logs(filter).await.map_err(|error| {
+            if is_page_too_large(&error) {
+                LogsError::PageTooLarge(error.to_string())
+            } else {
+                LogsError::Failed(rpc_error("eth_getLogs", error))
+            }
+        })
     }
 
     pub(crate) async fn call(

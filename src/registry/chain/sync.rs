@@ -1,7 +1,8 @@
 //! Turns a block range of the chain into a `Delta` for the view: DstackKms logs, the logs of every
-//! registered app (one chain-wide topic filter, kept only for registered addresses), a backfill
-//! for apps registered by hand, and each touched app's code, implementation and flags read at the
-//! range's last block.
+//! registered app (in a build, topic-filtered over many app addresses per request; when
+//! following, one chain-wide topic filter kept only for registered addresses), a backfill for
+//! apps registered by hand, and each touched app's code, implementation and flags read at the
+//! range's last block. Log pages adapt to the provider (see [`Syncer::logs`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,11 +12,29 @@ use alloy::sol_types::SolCall;
 use tokio::task::JoinSet;
 
 use super::events::{decode_app, decode_kms, AppEvent, KmsEvent, APP_TOPICS};
-use super::rpc::{CallOutcome, Rpc};
+use super::rpc::{CallOutcome, LogsError, Rpc};
 use super::{ChainConfig, ProgressFn, SyncProgress, SyncStage};
 use crate::registry::abi::{IDstackApp, IDstackKms, EIP1967_IMPLEMENTATION_SLOT};
 use crate::registry::view::{AppCode, AppList, AppPolicy, KmsList, RegistryView};
 use crate::registry::{Entry, RegistryChange, RegistryError};
+
+/// A page with fewer logs than this doubles the next page's range.
+const QUIET_PAGE_LOGS: usize = 1_000;
+/// Retries of a failed page of logs before the sync fails.
+const PAGE_RETRIES: u32 = 2;
+/// Apps per log filter in a build (topic-filtered over many addresses per request).
+const BUILD_ADDRESSES: usize = 100;
+
+/// `50 ms · 2^(attempt − 1)`, less up to half of it at random, so that views restarted together
+/// do not retry together.
+fn backoff(attempt: u32) -> std::time::Duration {
+    let base = 50u64 << attempt.saturating_sub(1).min(6);
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::from(elapsed.subsec_nanos()))
+        % (base / 2 + 1);
+    std::time::Duration::from_millis(base - jitter)
+}
 
 /// Apps read concurrently when reading their state.
 const APP_READ_CONCURRENCY: usize = 16;
@@ -169,7 +188,11 @@ impl Syncer<'_> {
         }
     }
 
-    /// Logs matching `filter` in `[from, to]`, fetched `log_range` blocks at a time.
+    /// Logs matching `filter` in `[from, to]`, in pages that adapt to the provider: the first
+    /// is `log_range` blocks; a page the provider refuses as too large is halved and asked
+    /// again; a quiet page (under [`QUIET_PAGE_LOGS`] logs) doubles the next one, so sparse
+    /// history costs few requests. A failed page is retried [`PAGE_RETRIES`] times with
+    /// jittered backoff before the sync fails.
     pub(crate) async fn logs(
         &self,
         filter: Filter,
@@ -181,18 +204,43 @@ impl Syncer<'_> {
         if from > to {
             return Ok(logs);
         }
-        let range = self.config.log_range.max(1);
         let total = to - from + 1;
+        let mut range = self.config.log_range.max(1);
         let mut start = from;
+        let mut retries = 0;
         loop {
             let end = start.saturating_add(range - 1).min(to);
-            let chunk = filter.clone().from_block(start).to_block(end);
-            logs.extend(self.rpc.logs(&chunk).await?);
-            self.report(stage, end - from + 1, total, to);
-            if end == to {
-                return Ok(logs);
+            let page = filter.clone().from_block(start).to_block(end);
+            match self.rpc.logs(&page).await {
+                Ok(found) => {
+                    retries = 0;
+                    if found.len() < QUIET_PAGE_LOGS {
+                        range = range.saturating_mul(2);
+                    }
+                    logs.extend(found);
+                    self.report(stage, end - from + 1, total, to);
+                    if end == to {
+                        return Ok(logs);
+                    }
+                    start = end + 1;
+                }
+                Err(LogsError::PageTooLarge(message)) => {
+                    if start == end {
+                        return Err(RegistryError::Rpc {
+                            call: "eth_getLogs",
+                            message: format!("block {start} alone is refused: {message}"),
+                        });
+                    }
+                    range = (end - start + 1) / 2;
+                }
+                Err(LogsError::Failed(error)) => {
+                    if retries == PAGE_RETRIES {
+                        return Err(error);
+                    }
+                    retries += 1;
+                    tokio::time::sleep(backoff(retries)).await;
+                }
             }
-            start = end + 1;
         }
     }
 
@@ -276,17 +324,31 @@ impl Syncer<'_> {
                 collect_app_events(&logs, &mut app_events, |_| true);
             }
         }
-        let logs = self
-            .logs(
-                Filter::new().event_signature(APP_TOPICS.to_vec()),
-                start,
-                end,
-                SyncStage::AppEvents,
-            )
-            .await?;
-        collect_app_events(&logs, &mut app_events, |app| {
-            new_app_set.contains(app) || base.is_registered(app)
-        });
+        if full {
+            // A build covers the whole history: a chain-wide topic filter would also return
+            // every other EIP-1967 proxy's `Upgraded`, so ask for the registered apps' logs,
+            // many addresses per request.
+            for addresses in new_apps.chunks(BUILD_ADDRESSES) {
+                let filter = Filter::new()
+                    .address(addresses.to_vec())
+                    .event_signature(APP_TOPICS.to_vec());
+                let logs = self.logs(filter, start, end, SyncStage::AppEvents).await?;
+                collect_app_events(&logs, &mut app_events, |_| true);
+            }
+        } else {
+            // A few new blocks: one chain-wide topic filter, kept for registered apps.
+            let logs = self
+                .logs(
+                    Filter::new().event_signature(APP_TOPICS.to_vec()),
+                    start,
+                    end,
+                    SyncStage::AppEvents,
+                )
+                .await?;
+            collect_app_events(&logs, &mut app_events, |app| {
+                new_app_set.contains(app) || base.is_registered(app)
+            });
+        }
 
         let mut touched: Vec<Address> = new_apps;
         touched.extend(
