@@ -231,7 +231,7 @@ impl Syncer<'_> {
                             message: format!("block {start} alone is refused: {message}"),
                         });
                     }
-                    range = (end - start + 1) / 2;
+                    range = (end - start).div_ceil(2);
                 }
                 Err(LogsError::Failed(error)) => {
                     if retries == PAGE_RETRIES {
