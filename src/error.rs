@@ -99,6 +99,10 @@ pub enum ErrorKind {
     ContractReverted,
     /// A lookup the view cannot answer for an app of unknown code.
     UnknownAppCode,
+    /// A lookup the view cannot answer while the KMS runs unknown code.
+    UnknownKmsCode,
+    /// The node serves another chain than the view was built from.
+    ChainChanged,
     /// A registry configuration that cannot work.
     InvalidConfig,
     /// A registry file that does not parse.
@@ -135,7 +139,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 43] = [
+    pub const ALL: [ErrorKind; 45] = [
         ErrorKind::Malformed,
         ErrorKind::InvalidArgument,
         ErrorKind::Unsupported,
@@ -164,6 +168,8 @@ impl ErrorKind {
         ErrorKind::Rpc,
         ErrorKind::ContractReverted,
         ErrorKind::UnknownAppCode,
+        ErrorKind::UnknownKmsCode,
+        ErrorKind::ChainChanged,
         ErrorKind::InvalidConfig,
         ErrorKind::InvalidRegistryFile,
         ErrorKind::Io,
@@ -212,6 +218,8 @@ impl ErrorKind {
             ErrorKind::Rpc => "rpc",
             ErrorKind::ContractReverted => "contract_reverted",
             ErrorKind::UnknownAppCode => "unknown_app_code",
+            ErrorKind::UnknownKmsCode => "unknown_kms_code",
+            ErrorKind::ChainChanged => "chain_changed",
             ErrorKind::InvalidConfig => "invalid_config",
             ErrorKind::InvalidRegistryFile => "invalid_registry_file",
             ErrorKind::Io => "io",

@@ -78,11 +78,11 @@ impl BootInfoArgs {
 pub(super) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let boot = args.boot.boot_info()?;
     let opened = source::open(&args.source)?;
-    let decision = if args.kms {
+    let decision = opened.runtime.block_on(if args.kms {
         opened.registry.decide_kms(&boot)
     } else {
-        opened.runtime.block_on(opened.registry.decide_app(&boot))
-    };
+        opened.registry.decide_app(&boot)
+    });
     if args.json {
         match &decision {
             Ok(decision) => output::print_json(&authorization_json(decision)),

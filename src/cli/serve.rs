@@ -9,7 +9,7 @@
 
 use super::collateral::{resolve_serve, CollateralFileKeys, ServeCollateralArgs};
 use super::parse_duration;
-use super::source::{registry_source, RegistryArgs};
+use super::source::{parse_confirmations, registry_source, Confirmations, RegistryArgs};
 use crate::service::config::{Config, Limits, LogFormat, TrustRoots};
 use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
@@ -157,12 +157,14 @@ struct FileConfig {
     rpc_url: Option<String>,
     kms_contract: Option<String>,
     chain_id: Option<u64>,
-    confirmations: Option<u64>,
+    confirmations: Option<FileConfirmations>,
     from_block: Option<u64>,
     #[serde(default)]
     app_code_hash: Vec<String>,
     #[serde(default)]
     proxy_code_hash: Vec<String>,
+    #[serde(default)]
+    kms_code_hash: Vec<String>,
     max_staleness: Option<String>,
     poll_interval: Option<String>,
     max_request_bytes: Option<usize>,
@@ -184,6 +186,23 @@ struct FileConfig {
     root_ca_crl_url: Option<String>,
     #[serde(default)]
     ca_fetch_allow: Vec<String>,
+}
+
+/// `confirmations` in the config file: a number, or "safe" / "finalized".
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FileConfirmations {
+    Depth(u64),
+    Tag(String),
+}
+
+impl FileConfirmations {
+    fn parse(&self) -> Result<Confirmations, String> {
+        match self {
+            FileConfirmations::Depth(depth) => Ok(Confirmations::Depth(*depth)),
+            FileConfirmations::Tag(tag) => parse_confirmations(tag),
+        }
+    }
 }
 
 /// Largest `--config` file read.
@@ -239,7 +258,15 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
             rpc_url: file.rpc_url.clone(),
             kms_contract: file.kms_contract.clone(),
             chain_id: args.registry.chain_id.or(file.chain_id),
-            confirmations: args.registry.confirmations.or(file.confirmations),
+            confirmations: match args.registry.confirmations {
+                Some(confirmations) => Some(confirmations),
+                None => file
+                    .confirmations
+                    .as_ref()
+                    .map(FileConfirmations::parse)
+                    .transpose()
+                    .map_err(|e| anyhow!("confirmations in the config file: {e}"))?,
+            },
             from_block: args.registry.from_block.or(file.from_block),
             app_code_hashes: if args.registry.app_code_hashes.is_empty() {
                 file.app_code_hash.clone()
@@ -250,6 +277,11 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
                 file.proxy_code_hash.clone()
             } else {
                 args.registry.proxy_code_hashes.clone()
+            },
+            kms_code_hashes: if args.registry.kms_code_hashes.is_empty() {
+                file.kms_code_hash.clone()
+            } else {
+                args.registry.kms_code_hashes.clone()
             },
             max_staleness: args.registry.max_staleness,
             poll_interval: args.registry.poll_interval,
@@ -396,6 +428,7 @@ fn read_root_certificate(path: &Path) -> anyhow::Result<Vec<u8>> {
 mod tests {
     use super::super::source::DEFAULT_POLL_INTERVAL;
     use super::*;
+    use crate::registry::chain::Finality;
     use crate::service::config::RegistrySource;
     use clap::{CommandFactory as _, Parser};
 
@@ -526,6 +559,48 @@ mod tests {
             parse(&["--config", path.to_str().unwrap()]).unwrap_err()
         );
         assert!(error.contains("request_timeout"), "{error}");
+    }
+
+    #[test]
+    fn confirmations_are_a_depth_or_a_block_tag_on_the_command_line_and_in_the_file() {
+        let chain = |config: Config| match config.registry {
+            RegistrySource::Chain(chain) => chain,
+            other => panic!("expected a chain source, got {other:?}"),
+        };
+        let source = [
+            "--rpc-url",
+            "http://127.0.0.1:8545",
+            "--kms-contract",
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        ];
+        let finalized =
+            chain(parse(&[&source[..], &["--confirmations", "finalized"]].concat()).unwrap());
+        assert_eq!(finalized.finality, Some(Finality::Finalized));
+        let error = parse(&[&source[..], &["--confirmations", "final"]].concat()).unwrap_err();
+        assert!(format!("{error:#}").contains("safe"), "{error:#}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.toml");
+        let file = |confirmations: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    "rpc_url = \"http://127.0.0.1:8545\"\n\
+                     kms_contract = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n\
+                     confirmations = {confirmations}\n"
+                ),
+            )
+            .unwrap();
+            parse(&["--config", path.to_str().unwrap()])
+        };
+        assert_eq!(
+            chain(file("\"safe\"").unwrap()).finality,
+            Some(Finality::Safe)
+        );
+        let depth = chain(file("3").unwrap());
+        assert_eq!((depth.confirmations, depth.finality), (3, None));
+        let error = file("\"soon\"").unwrap_err();
+        assert!(format!("{error:#}").contains("confirmations"), "{error:#}");
     }
 
     #[test]

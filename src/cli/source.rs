@@ -4,7 +4,7 @@
 
 use super::parse_duration;
 use crate::encoding::parse_hex_exact;
-use crate::registry::chain::{ChainConfig, ChainRegistry, ProgressFn, SyncProgress};
+use crate::registry::chain::{ChainConfig, ChainRegistry, Finality, ProgressFn, SyncProgress};
 use crate::registry::file::FileRegistry;
 use crate::registry::Registry;
 use crate::service::config::RegistrySource;
@@ -42,16 +42,24 @@ pub(super) struct RegistryArgs {
     #[arg(long, env = "TEE_VERIFIER_CHAIN_ID", value_name = "ID")]
     pub chain_id: Option<u64>,
 
-    /// Follow the chain this many blocks behind its head [default: 6].
-    #[arg(long, env = "TEE_VERIFIER_CONFIRMATIONS", value_name = "N")]
-    pub confirmations: Option<u64>,
+    /// Follow the chain this many blocks behind its head, or follow the node's `safe` or
+    /// `finalized` block (the consensus layer's view of finality) [default: 6].
+    #[arg(
+        long,
+        env = "TEE_VERIFIER_CONFIRMATIONS",
+        value_name = "N|safe|finalized",
+        value_parser = parse_confirmations
+    )]
+    pub confirmations: Option<Confirmations>,
 
     /// First block to read the contracts' events from (at or before the KMS's deployment) [default: 0].
     #[arg(long, env = "TEE_VERIFIER_FROM_BLOCK", value_name = "N")]
     pub from_block: Option<u64>,
 
-    /// Code hash of an app implementation to trust as DstackApp, besides the KMS's own
-    /// appImplementation (repeatable; comma-separated in the environment).
+    /// Code identity of an app implementation to trust as DstackApp, besides the KMS's own
+    /// appImplementation (repeatable; comma-separated in the environment). The identity is
+    /// keccak256 of the runtime code with the contract's own address zeroed (UUPS `__self`), so
+    /// every deployment of one bytecode has the same one; `registry code-identity` prints it.
     #[arg(
         long = "app-code-hash",
         env = "TEE_VERIFIER_APP_CODE_HASH",
@@ -60,7 +68,7 @@ pub(super) struct RegistryArgs {
     )]
     pub app_code_hashes: Vec<String>,
 
-    /// Runtime code hash of an app proxy to trust as a plain EIP-1967 proxy (repeatable).
+    /// Code identity of an app proxy to trust as a plain EIP-1967 proxy (repeatable).
     #[arg(
         long = "proxy-code-hash",
         env = "TEE_VERIFIER_PROXY_CODE_HASH",
@@ -69,6 +77,17 @@ pub(super) struct RegistryArgs {
     )]
     pub proxy_code_hashes: Vec<String>,
 
+    /// Code identity of a KMS implementation to trust as DstackKms, besides the one the KMS runs
+    /// when the view is first built (logged at start). After an upgrade to any other code every
+    /// decision is an eth_call and lookups are refused (repeatable).
+    #[arg(
+        long = "kms-code-hash",
+        env = "TEE_VERIFIER_KMS_CODE_HASH",
+        value_name = "HEX",
+        value_delimiter = ','
+    )]
+    pub kms_code_hashes: Vec<String>,
+
     /// Answers turn UNAVAILABLE once the view has not been confirmed current for this long [default: 60s].
     #[arg(long, env = "TEE_VERIFIER_MAX_STALENESS", value_name = "DURATION", value_parser = parse_duration)]
     pub max_staleness: Option<Duration>,
@@ -76,6 +95,26 @@ pub(super) struct RegistryArgs {
     /// How often to poll the chain for new blocks, or the registry file for changes [default: 2s].
     #[arg(long, env = "TEE_VERIFIER_POLL_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     pub poll_interval: Option<Duration>,
+}
+
+/// How far behind the head the view stays: a depth, or a block tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Confirmations {
+    /// Blocks behind the head.
+    Depth(u64),
+    /// The node's safe or finalized block.
+    Tag(Finality),
+}
+
+/// `--confirmations`: a block count, `safe` or `finalized`.
+pub(super) fn parse_confirmations(text: &str) -> Result<Confirmations, String> {
+    match text {
+        "safe" => Ok(Confirmations::Tag(Finality::Safe)),
+        "finalized" => Ok(Confirmations::Tag(Finality::Finalized)),
+        depth => depth.parse().map(Confirmations::Depth).map_err(|_| {
+            format!("{depth:?} is neither a block count nor \"safe\" or \"finalized\"")
+        }),
+    }
 }
 
 /// The source the registry options select.
@@ -99,8 +138,10 @@ pub(super) fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySour
             let mut chain =
                 ChainConfig::new(rpc_url, fixed_hex::<20>("--kms-contract", &contract)?);
             chain.chain_id = args.chain_id;
-            if let Some(confirmations) = args.confirmations {
-                chain.confirmations = confirmations;
+            match args.confirmations {
+                Some(Confirmations::Depth(depth)) => chain.confirmations = depth,
+                Some(Confirmations::Tag(finality)) => chain.finality = Some(finality),
+                None => {}
             }
             if let Some(from_block) = args.from_block {
                 chain.from_block = from_block;
@@ -118,6 +159,11 @@ pub(super) fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySour
                 .proxy_code_hashes
                 .iter()
                 .map(|hash| fixed_hex::<32>("--proxy-code-hash", hash))
+                .collect::<anyhow::Result<_>>()?;
+            chain.kms_code_identities = args
+                .kms_code_hashes
+                .iter()
+                .map(|hash| fixed_hex::<32>("--kms-code-hash", hash))
                 .collect::<anyhow::Result<_>>()?;
             Ok(RegistrySource::Chain(chain))
         }

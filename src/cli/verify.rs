@@ -201,11 +201,11 @@ fn authorize(
     as_kms: bool,
 ) -> anyhow::Result<Result<Decision, RegistryError>> {
     let opened = source::open(source_args)?;
-    Ok(if as_kms {
+    Ok(opened.runtime.block_on(if as_kms {
         opened.registry.decide_kms(boot)
     } else {
-        opened.runtime.block_on(opened.registry.decide_app(boot))
-    })
+        opened.registry.decide_app(boot)
+    }))
 }
 
 /// Prints a rejection, as JSON or as one line.

@@ -28,6 +28,15 @@ pub enum RegistryError {
     /// trusted, so only a full decision (which asks the chain) can answer.
     #[error("app {0} does not run known DstackApp code; ask for a decision instead")]
     UnknownAppCode(String),
+    /// The node no longer serves the chain the view was built from: its head is below the
+    /// view's block (another chain, or a node far behind), or its genesis block changed. Told
+    /// apart from a reorg, which the view follows.
+    #[error("the chain changed under the view: {0}")]
+    ChainChanged(String),
+    /// The KMS runs code that is not trusted to be DstackKms (named by its code identity): only a
+    /// decision, which asks the contract, can answer.
+    #[error("the KMS runs unknown code ({0}); ask for a decision instead")]
+    UnknownKmsCode(String),
     /// The registry configuration is unusable (zero `log_range` or intervals, a bad RPC URL, the
     /// node on another chain than `chain_id`); reported at start-up.
     #[error("invalid registry configuration: {0}")]
@@ -59,6 +68,8 @@ impl RegistryError {
             RegistryError::Rpc { .. } => ErrorKind::Rpc,
             RegistryError::ContractReverted(_) => ErrorKind::ContractReverted,
             RegistryError::UnknownAppCode(_) => ErrorKind::UnknownAppCode,
+            RegistryError::UnknownKmsCode(_) => ErrorKind::UnknownKmsCode,
+            RegistryError::ChainChanged(_) => ErrorKind::ChainChanged,
             RegistryError::InvalidConfig(_) => ErrorKind::InvalidConfig,
             RegistryError::InvalidFile { .. } => ErrorKind::InvalidRegistryFile,
             RegistryError::Io { .. } => ErrorKind::Io,

@@ -321,13 +321,18 @@ impl Registry for FileRegistry {
         })
     }
 
-    fn decide_kms(&self, boot: &BootInfo) -> Result<Decision, RegistryError> {
-        let loaded = self.loaded()?;
-        Ok(decision_from_view(
-            kms_is_kms_allowed(&loaded.view, boot),
-            loaded.block,
-            &loaded.view,
-        ))
+    fn decide_kms<'a>(
+        &'a self,
+        boot: &'a BootInfo,
+    ) -> BoxFuture<'a, Result<Decision, RegistryError>> {
+        Box::pin(async move {
+            let loaded = self.loaded()?;
+            Ok(decision_from_view(
+                kms_is_kms_allowed(&loaded.view, boot),
+                loaded.block,
+                &loaded.view,
+            ))
+        })
     }
 
     fn lookup(&self, query: &Lookup) -> Result<LookupAnswer, RegistryError> {

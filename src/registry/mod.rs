@@ -56,7 +56,8 @@ pub struct Decision {
 pub enum Evaluation {
     /// The local view and [`decision`]'s logic.
     View,
-    /// `eth_call DstackKms.isAppAllowed` at the view's block (app code not known).
+    /// `eth_call DstackKms.isAppAllowed` (or `isKmsAllowed`) at the view's block: the app's
+    /// code, or the KMS's own, is not known.
     Contract,
 }
 
@@ -73,6 +74,18 @@ pub struct ViewStatus {
     pub app_implementation: Option<Address>,
     /// The chain id the node reported; `None` for file sources.
     pub chain_id: Option<u64>,
+    /// The code the KMS runs (chain sources); `None` for file sources.
+    pub kms_code: Option<KmsCodeStatus>,
+}
+
+/// The code the KMS (proxy) runs, as the chain source judged it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KmsCodeStatus {
+    /// Its [code identity](chain::code_identity) (`None`: no code).
+    pub identity: Option<Bytes32>,
+    /// Whether it is trusted to be DstackKms. When it is not, every decision is an `eth_call`
+    /// and lookups are refused.
+    pub trusted: bool,
 }
 
 /// A membership question about one allowlist.
@@ -180,8 +193,12 @@ pub trait Registry: Send + Sync {
         boot: &'a BootInfo,
     ) -> BoxFuture<'a, Result<Decision, RegistryError>>;
 
-    /// `DstackKms.isKmsAllowed(bootInfo)`.
-    fn decide_kms(&self, boot: &BootInfo) -> Result<Decision, RegistryError>;
+    /// `DstackKms.isKmsAllowed(bootInfo)`. Async because a KMS running unknown code is asked
+    /// on chain.
+    fn decide_kms<'a>(
+        &'a self,
+        boot: &'a BootInfo,
+    ) -> BoxFuture<'a, Result<Decision, RegistryError>>;
 
     /// Whether one value is in one allowlist (`false` for a compose hash of an unregistered app); a
     /// [`RegistryError::UnknownAppCode`] for compose hashes of apps whose code is not known.
@@ -215,6 +232,7 @@ fn status_of(view: &RegistryView, block: u64, chain_id: Option<u64>) -> ViewStat
         gateway_app_id: view.gateway_app_id().to_owned(),
         app_implementation: view.app_implementation(),
         chain_id,
+        kms_code: None,
     }
 }
 

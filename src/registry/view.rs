@@ -140,6 +140,13 @@ impl RegistryView {
         self.apps.len()
     }
 
+    /// Whether any registered app runs unknown code.
+    pub fn has_unknown_apps(&self) -> bool {
+        self.apps
+            .iter()
+            .any(|policy| policy.code == AppCode::Unknown)
+    }
+
     /// Registered app ids (arbitrary order).
     pub fn app_ids(&self) -> impl Iterator<Item = &Address> + '_ {
         self.app_index.keys()

@@ -264,11 +264,12 @@ pub(super) fn registry_status(error: RegistryError) -> Status {
     let code = match &error {
         RegistryError::Unavailable(_)
         | RegistryError::Rpc { .. }
+        | RegistryError::ChainChanged(_)
         | RegistryError::InvalidFile { .. }
         | RegistryError::Io { .. } => Code::Unavailable,
-        RegistryError::ContractReverted(_) | RegistryError::UnknownAppCode(_) => {
-            Code::FailedPrecondition
-        }
+        RegistryError::ContractReverted(_)
+        | RegistryError::UnknownAppCode(_)
+        | RegistryError::UnknownKmsCode(_) => Code::FailedPrecondition,
         RegistryError::InvalidConfig(_) => Code::Internal,
     };
     with_kind(Status::new(code, error.to_string()), error.kind())

@@ -231,7 +231,7 @@ impl Core {
             authorize => {
                 let decision = match verified.authorizable_boot_info(job.accept_os_image_claim) {
                     Ok(boot_info) => match authorize {
-                        proto::Authorize::Kms => self.decide_kms(boot_info)?,
+                        proto::Authorize::Kms => self.decide_kms(boot_info).await?,
                         _ => self.decide_app(boot_info).await?,
                     },
                     Err(Unauthorizable::NoBootInfo) => {
@@ -291,12 +291,17 @@ impl Core {
         Ok(decision)
     }
 
-    /// `DstackKms.isKmsAllowed`, from the view.
-    pub(super) fn decide_kms(&self, boot_info: &BootInfo) -> Result<Decision, Status> {
+    /// `DstackKms.isKmsAllowed`, from the view (or the contract, when the KMS runs code the view
+    /// does not know).
+    pub(super) async fn decide_kms(&self, boot_info: &BootInfo) -> Result<Decision, Status> {
         let registry = self.registry.get().map_err(convert::registry_status)?;
-        registry
+        let decision = registry
             .decide_kms(boot_info)
-            .map_err(convert::registry_status)
+            .await
+            .map_err(convert::registry_status)?;
+        self.metrics
+            .decision_source(decision.evaluated_by == Evaluation::View);
+        Ok(decision)
     }
 }
 

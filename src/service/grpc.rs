@@ -70,7 +70,7 @@ impl verifier_server::Verifier for VerifierService {
         let core = &self.core;
         let work = async {
             let boot_info = convert::boot_info_from_proto(request.into_inner().boot_info)?;
-            let decision = core.decide_kms(&boot_info)?;
+            let decision = core.decide_kms(&boot_info).await?;
             let outcome = convert::decision_outcome(&decision);
             Ok(Answer::new(convert::decision_to_proto(decision), outcome))
         };

@@ -9,6 +9,7 @@
 
 use super::core::{Answer, Core};
 use super::metrics::Method;
+use super::monitor::RegistryStatus;
 use crate::boot_info::{BootInfo, BootInfoJson};
 use crate::encoding::to_0x_hex;
 use axum::body::Bytes;
@@ -87,7 +88,7 @@ async fn boot_auth(core: &Core, question: Question, body: &[u8]) -> Response {
             .map_err(|e| Status::invalid_argument(format!("invalid boot info: {e}")))?;
         let decision = match question {
             Question::App => core.decide_app(&boot_info).await?,
-            Question::Kms => core.decide_kms(&boot_info)?,
+            Question::Kms => core.decide_kms(&boot_info).await?,
         };
         let outcome = super::convert::decision_outcome(&decision);
         Ok(Answer::new(decision, outcome))
@@ -128,14 +129,15 @@ async fn boot_auth(core: &Core, question: Question, body: &[u8]) -> Response {
 #[serde(rename_all = "camelCase")]
 struct ServiceInfo<'a> {
     status: &'static str,
-    kms_contract_addr: Option<&'a str>,
-    eth_rpc_url: Option<&'a str>,
+    // The dstack KMS's `GetMeta` parser requires strings and a number here: a file source has
+    // no contract, node or chain, and says so with "" and 0, never null.
+    kms_contract_addr: &'a str,
+    eth_rpc_url: &'a str,
     gateway_app_id: String,
-    /// The node's chain (None for a file source).
-    chain_id: Option<u64>,
+    chain_id: u64,
     /// auth-eth's older name for `appImplementation`, kept for its clients.
-    app_auth_implementation: Option<String>,
-    app_implementation: Option<String>,
+    app_auth_implementation: String,
+    app_implementation: String,
     service: &'static str,
     version: &'static str,
     registry: RegistryInfo<'a>,
@@ -149,6 +151,35 @@ struct RegistryInfo<'a> {
     block: u64,
     #[serde(skip_serializing_if = "str::is_empty")]
     reason: String,
+    /// The code the KMS runs (chain sources): decisions come from the view only while trusted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kms_code: Option<KmsCodeInfo>,
+}
+
+impl<'a> RegistryInfo<'a> {
+    fn of(source: &'a str, status: &RegistryStatus) -> Self {
+        RegistryInfo {
+            source,
+            available: status.available,
+            block: status.view.block,
+            reason: status.reason.clone(),
+            kms_code: status.view.kms_code.map(|code| KmsCodeInfo {
+                identity: code
+                    .identity
+                    .map(|identity| to_0x_hex(&identity))
+                    .unwrap_or_default(),
+                trusted: code.trusted,
+            }),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KmsCodeInfo {
+    /// Its code identity; empty when the KMS has no code.
+    identity: String,
+    trusted: bool,
 }
 
 /// `GET /`: the webhook's service info (`status` is "ok" only while the view can answer).
@@ -157,27 +188,23 @@ async fn service_info(State(state): State<HttpState>) -> Response {
     let app_implementation = status
         .view
         .app_implementation
-        .map(|address| to_0x_hex(&address));
+        .map(|address| to_0x_hex(&address))
+        .unwrap_or_default();
     let info = ServiceInfo {
         status: if status.available {
             "ok"
         } else {
             "unavailable"
         },
-        kms_contract_addr: state.source.kms_contract.as_deref(),
-        eth_rpc_url: state.source.eth_rpc_url.as_deref(),
+        kms_contract_addr: state.source.kms_contract.as_deref().unwrap_or_default(),
+        eth_rpc_url: state.source.eth_rpc_url.as_deref().unwrap_or_default(),
         gateway_app_id: status.view.gateway_app_id.clone(),
-        chain_id: status.view.chain_id,
+        chain_id: status.view.chain_id.unwrap_or_default(),
         app_auth_implementation: app_implementation.clone(),
         app_implementation,
         service: "tee-verifier",
         version: env!("CARGO_PKG_VERSION"),
-        registry: RegistryInfo {
-            source: &state.core.source,
-            available: status.available,
-            block: status.view.block,
-            reason: status.reason,
-        },
+        registry: RegistryInfo::of(&state.core.source, &status),
     };
     let code = if status.available {
         StatusCode::OK
@@ -215,12 +242,7 @@ async fn healthz(State(state): State<HttpState>) -> Response {
             (false, true) => "shutting_down",
             (false, false) => "unavailable",
         },
-        registry: RegistryInfo {
-            source: &state.core.source,
-            available: status.available,
-            block: status.view.block,
-            reason: status.reason,
-        },
+        registry: RegistryInfo::of(&state.core.source, &status),
     };
     let code = if healthy {
         StatusCode::OK

@@ -97,6 +97,7 @@ pub(super) struct Metrics {
     outcomes: Family<OutcomeLabels, Counter>,
     registry_available: Gauge,
     registry_block: Gauge<u64, AtomicU64>,
+    kms_code_trusted: Gauge,
     /// When the view last advanced (a new block, a rebuild or a reload), for the age gauge.
     last_advance: Arc<Mutex<Option<Instant>>>,
     decisions_from_view: Counter,
@@ -147,6 +148,13 @@ impl Default for Metrics {
             "The block the registry view is as of",
             registry_block.clone(),
         );
+        let kms_code_trusted = Gauge::default();
+        registry.register(
+            "tee_verifier_registry_kms_code_trusted",
+            "1 while the KMS runs code trusted to be DstackKms (decisions from the view); 0 after \
+             an upgrade to unknown code (every decision is an eth_call). Chain sources only",
+            kms_code_trusted.clone(),
+        );
         let last_advance = Arc::new(Mutex::new(None));
         registry.register_collector(Box::new(RegistryAge {
             last_advance: Arc::clone(&last_advance),
@@ -155,8 +163,8 @@ impl Default for Metrics {
         let decisions = Family::<SourceLabels, Counter>::default();
         registry.register(
             "tee_verifier_registry_decisions",
-            "App decisions answered from the cached view (a hit) or by eth_call to the contract \
-             (a miss: app code the view cannot evaluate)",
+            "Decisions (isAppAllowed and isKmsAllowed) answered from the cached view (a hit) or \
+             by eth_call to the contract (a miss: app or KMS code the view cannot evaluate)",
             decisions.clone(),
         );
         let methods = Method::ALL.map(|method| {
@@ -178,6 +186,7 @@ impl Default for Metrics {
             outcomes,
             registry_available,
             registry_block,
+            kms_code_trusted,
             last_advance,
         }
     }
@@ -243,6 +252,10 @@ impl Metrics {
         if let Some(block) = block {
             self.registry_block.set(block);
         }
+    }
+
+    pub(super) fn set_kms_code_trusted(&self, trusted: bool) {
+        self.kms_code_trusted.set(i64::from(trusted));
     }
 
     pub(super) fn registry_advanced(&self) {

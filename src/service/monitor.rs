@@ -86,6 +86,9 @@ pub(super) async fn run(core: Arc<Core>) {
             status.available,
             status.available.then_some(status.view.block),
         );
+        if let Some(kms_code) = status.view.kms_code {
+            core.metrics.set_kms_code_trusted(kms_code.trusted);
+        }
         core.status.send_if_modified(|current| {
             if *current == status {
                 return false;

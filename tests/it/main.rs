@@ -18,6 +18,7 @@ mod registry_contracts;
 mod registry_differential;
 mod registry_file;
 mod registry_follow;
+mod registry_upgrades;
 mod service_chain;
 mod service_grpc;
 mod service_readme;

@@ -17,7 +17,7 @@ use tee_verifier::boot_info::BootInfo;
 use tee_verifier::registry::abi::{AppBootInfo, IDstackKms};
 
 use tee_verifier::registry::chain::{
-    ChainConfig, ChainRegistry, PollOutcome, ProgressFn, SyncProgress, SyncStage,
+    code_identity, ChainConfig, ChainRegistry, PollOutcome, ProgressFn, SyncProgress, SyncStage,
 };
 use tee_verifier::registry::{Evaluation, Registry, RegistryError};
 
@@ -200,7 +200,7 @@ async fn compare_round(
                 .push(format!("app {boot:?}: ours {ours:?}, contract {theirs:?}")),
         }
         // isKmsAllowed
-        let ours = registry.decide_kms(&boot).expect("kms decision");
+        let ours = registry.decide_kms(&boot).await.expect("kms decision");
         let request = TransactionRequest::default().to(kms).input(
             Bytes::from(IDstackKms::isKmsAllowedCall { bootInfo: call }.abi_encode()).into(),
         );
@@ -485,11 +485,12 @@ async fn view_decisions_equal_the_contracts() {
     let mut app_ids: Vec<Address> = driven.iter().map(|a| a.address).collect();
     app_ids.extend([eoa, unregistered]);
 
-    let legacy_code_hash = keccak256(
-        provider
+    let legacy_code_hash = code_identity(
+        &provider
             .get_code_at(dstack.legacy_implementation)
             .await
             .unwrap(),
+        dstack.legacy_implementation,
     );
     let mut config = ChainConfig::new(node.url(), kms.0 .0);
     config.confirmations = 0;

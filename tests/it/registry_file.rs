@@ -117,9 +117,9 @@ async fn decides_and_looks_up_from_a_file() {
         registry.decide_app(&absent).await.unwrap().reason,
         "App not deployed or invalid address"
     );
-    assert!(registry.decide_kms(&boot()).unwrap().allowed);
+    assert!(registry.decide_kms(&boot()).await.unwrap().allowed);
     assert_eq!(
-        registry.decide_kms(&stale).unwrap().reason,
+        registry.decide_kms(&stale).await.unwrap().reason,
         "TCB status is not up to date"
     );
 
@@ -196,7 +196,7 @@ async fn the_embedded_default_denies_everything() {
         "App not registered"
     );
     assert_eq!(
-        registry.decide_kms(&boot()).unwrap().reason,
+        registry.decide_kms(&boot()).await.unwrap().reason,
         "OS image is not allowed"
     );
     assert_eq!(registry.snapshot().unwrap(), Snapshot::default());
@@ -282,7 +282,12 @@ async fn a_file_broken_at_reload_makes_answers_unavailable_until_fixed() {
     );
     assert_eq!(app_error(&registry).await, "unavailable");
     assert_eq!(
-        registry.decide_kms(&boot()).unwrap_err().kind().as_str(),
+        registry
+            .decide_kms(&boot())
+            .await
+            .unwrap_err()
+            .kind()
+            .as_str(),
         "unavailable"
     );
     assert_eq!(

@@ -294,7 +294,7 @@ async fn answers_turn_unavailable_when_the_node_dies_and_recover_after_restart()
             .is_err_and(|e| e.kind().as_str() == "unavailable")
     })
     .await;
-    let kms_answer = registry.decide_kms(&info).unwrap_err();
+    let kms_answer = registry.decide_kms(&info).await.unwrap_err();
     assert_eq!(kms_answer.kind().as_str(), "unavailable");
     assert_eq!(
         registry

@@ -528,6 +528,16 @@ async fn webhook_answers_exactly_what_the_contract_answers() {
     assert_eq!(info["appImplementation"], implementation.as_str());
     assert_eq!(info["appAuthImplementation"], implementation.as_str());
     assert_eq!(info["gatewayAppId"], GATEWAY_APP_ID);
+    // The KMS's code at the first build is trusted, and GET / names it.
+    assert_eq!(info["registry"]["kmsCode"]["trusted"], true);
+    assert!(info["registry"]["kmsCode"]["identity"]
+        .as_str()
+        .is_some_and(|identity| identity.len() == 66));
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        metrics.contains("tee_verifier_registry_kms_code_trusted 1"),
+        "{metrics}"
+    );
 
     // A node on another chain than the configured one is never read: unavailable, saying why.
     let elsewhere = serve_chain(&anvil, &dstack, &["--chain-id", "1"]);

@@ -734,12 +734,26 @@ async fn webhook_speaks_auth_eth_and_metrics_count_it() {
         assert_eq!(answer["isAllowed"], false, "{bad}");
     }
 
-    let (code, info) = server.get("/").await;
+    let (code, text) = server.get("/").await;
     assert_eq!(code, 200);
-    let info: Value = serde_json::from_str(&info).expect("json");
+    let info: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(info["status"], "ok");
     assert_eq!(info["gatewayAppId"], "gateway-under-test");
     assert_eq!(info["registry"]["block"], 7);
+    // The dstack KMS's GetMeta parses exactly these types; a file source has no contract, node
+    // or chain and says so with "" and 0, never null.
+    let meta: KmsAuthApiInfo = serde_json::from_str(&text).expect("the KMS's field types");
+    assert_eq!(
+        (
+            meta.status.as_str(),
+            meta.kms_contract_addr.as_str(),
+            meta.eth_rpc_url.as_str(),
+            meta.gateway_app_id.as_str(),
+            meta.chain_id,
+            meta.app_implementation.as_str()
+        ),
+        ("ok", "", "", "gateway-under-test", 0, "")
+    );
     let (code, health) = server.get("/healthz").await;
     assert_eq!((code, health.contains("\"ok\"")), (200, true), "{health}");
 
@@ -753,7 +767,7 @@ async fn webhook_speaks_auth_eth_and_metrics_count_it() {
         "tee_verifier_request_outcomes_total{method=\"/bootAuth/kms\",outcome=\"denied\"} 1",
         "tee_verifier_registry_available 1",
         "tee_verifier_registry_block 7",
-        "tee_verifier_registry_decisions_total{source=\"view\"} 2",
+        "tee_verifier_registry_decisions_total{source=\"view\"} 3",
         "tee_verifier_request_duration_seconds_count{method=\"/bootAuth/app\"} 5",
     ] {
         assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
@@ -892,4 +906,17 @@ fn bad_settings_exit_2_before_listening() {
     ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("registry"), "{stderr}");
+}
+
+/// The dstack KMS's `AuthApiInfoResponse`: the types its `GetMeta` requires of `GET /`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KmsAuthApiInfo {
+    status: String,
+    kms_contract_addr: String,
+    #[serde(default)]
+    eth_rpc_url: String,
+    gateway_app_id: String,
+    chain_id: u64,
+    app_implementation: String,
 }

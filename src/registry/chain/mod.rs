@@ -15,30 +15,41 @@
 //! implementation. Other apps (and apps without code) are asked with `eth_call
 //! DstackKms.isAppAllowed` at the view's block, cached per (block, boot info).
 //!
+//! The KMS's own logic is applied locally only while the KMS runs known code: the code identity
+//! (see [`code_identity`]) it ran when this source first built its view (the operator pointed
+//! it at a KMS it trusts; the identity is logged), or one listed in `kms_code_identities`. The
+//! KMS is re-read whenever it emits an event, which its `Upgraded` is; after an upgrade to any
+//! other code every decision is an `eth_call` (`isAppAllowed` and `isKmsAllowed`), lookups are
+//! refused, and [`ViewStatus::kms_code`] says so. An app judged unknown because it ran an
+//! implementation the KMS had not named yet is judged again, by a rebuild, once the KMS names it.
+//!
 //! `from_block` must not be later than the KMS's deployment: events before it are not seen.
 //! Staleness is measured with the monotonic clock: it is the follower's scheduling, not a
 //! verification input.
 
 mod events;
+mod identity;
 mod rpc;
 mod sync;
 mod timelock;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256};
 use alloy::sol_types::SolCall;
 use tokio::sync::broadcast;
 
+pub use self::identity::code_identity;
 use self::rpc::{CallOutcome, Rpc};
 use self::sync::{apply, Base, EmptyBase, Syncer, Trust};
 use super::abi::{AppBootInfo, IDstackKms};
 use super::decision::{kms_is_app_allowed, kms_is_kms_allowed, AppVerdict};
 use super::view::{self, AppCode, Bytes32, RegistryView};
 use super::{
-    decision_from_view, lookup_in, status_of, BoxFuture, Decision, Evaluation, Lookup,
-    LookupAnswer, Registry, RegistryChange, RegistryError, Snapshot, ViewStatus,
+    decision_from_view, lookup_in, status_of, BoxFuture, Decision, Evaluation, KmsCodeStatus,
+    Lookup, LookupAnswer, Registry, RegistryChange, RegistryError, Snapshot, ViewStatus,
     CHANGE_CHANNEL_CAPACITY,
 };
 use crate::boot_info::BootInfo;
@@ -52,20 +63,27 @@ pub struct ChainConfig {
     pub kms_contract: view::Address,
     /// Blocks behind head that the view stays (0: follow the head itself).
     pub confirmations: u64,
+    /// When set, the view follows the node's `safe` or `finalized` block instead of
+    /// `head − confirmations`.
+    pub finality: Option<Finality>,
     /// First block to read events from; at or before the KMS's deployment.
     pub from_block: u64,
     /// After this long without confirming the view is current, answers are unavailable.
     pub max_staleness: Duration,
     /// How often the head is polled for new blocks.
     pub poll_interval: Duration,
-    /// Blocks per `eth_getLogs` request.
+    /// Blocks in the first `eth_getLogs` page of a stream; pages then halve when the provider
+    /// refuses them as too large and double after quiet ones.
     pub log_range: u64,
-    /// Code hashes of app implementations trusted to be DstackApp (beside the KMS's own
-    /// `appImplementation`s).
+    /// [Code identities](code_identity) of app implementations trusted to be DstackApp (beside
+    /// the KMS's own `appImplementation`s).
     pub app_code_hashes: Vec<Bytes32>,
-    /// Runtime code hashes of app proxies trusted to be plain EIP-1967 proxies (beside the code
-    /// of apps the KMS deployed with `deployAndRegisterApp`).
+    /// [Code identities](code_identity) of app proxies trusted to be plain EIP-1967 proxies
+    /// (beside the code of apps the KMS deployed with `deployAndRegisterApp`).
     pub proxy_code_hashes: Vec<Bytes32>,
+    /// [Code identities](code_identity) of KMS implementations trusted to be DstackKms, beside
+    /// the one the KMS runs when the view is first built.
+    pub kms_code_identities: Vec<Bytes32>,
     /// Timeout of one JSON-RPC request.
     pub request_timeout: Duration,
     /// The chain the KMS is deployed on; when set, a node on another chain is refused
@@ -84,12 +102,14 @@ impl ChainConfig {
             rpc_url: rpc_url.into(),
             kms_contract,
             confirmations: 6,
+            finality: None,
             from_block: 0,
             max_staleness: Duration::from_secs(60),
             poll_interval: Duration::from_secs(2),
             log_range: 2000,
             app_code_hashes: Vec::new(),
             proxy_code_hashes: Vec::new(),
+            kms_code_identities: Vec::new(),
             request_timeout: Duration::from_secs(10),
             chain_id: None,
             timelocks: Vec::new(),
@@ -111,6 +131,25 @@ impl ChainConfig {
             return invalid("kms_contract must not be the zero address");
         }
         Ok(())
+    }
+}
+
+/// A block tag the view can follow instead of a depth behind head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finality {
+    /// The node's `safe` block.
+    Safe,
+    /// The node's `finalized` block.
+    Finalized,
+}
+
+impl Finality {
+    /// The tag's JSON-RPC name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Finality::Safe => "safe",
+            Finality::Finalized => "finalized",
+        }
     }
 }
 
@@ -172,9 +211,29 @@ pub enum PollOutcome {
 struct ChainView {
     view: RegistryView,
     timelocks: timelock::Timelocks,
+    /// The code identity the KMS runs at `block` (`None`: no code).
+    kms_code: Option<B256>,
+    /// Whether that code is trusted to be DstackKms; if not, every decision asks the contract.
+    kms_code_trusted: bool,
     block: u64,
     block_hash: B256,
     confirmed_at: Instant,
+}
+
+impl ChainView {
+    fn kms_code_status(&self) -> KmsCodeStatus {
+        KmsCodeStatus {
+            identity: self.kms_code.map(|identity| identity.0),
+            trusted: self.kms_code_trusted,
+        }
+    }
+}
+
+/// Which contract function a fallback `eth_call` asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Question {
+    IsAppAllowed,
+    IsKmsAllowed,
 }
 
 enum Served {
@@ -182,8 +241,9 @@ enum Served {
     Unavailable(String),
 }
 
-/// Fallback decisions, per (block, block hash, boot info): never served across blocks.
-type FallbackCache = moka::sync::Cache<(u64, B256, BootInfo), Result<Decision, RegistryError>>;
+/// Fallback decisions, per (block, block hash, question, boot info): never served across blocks.
+type FallbackCache =
+    moka::sync::Cache<(u64, B256, Question, BootInfo), Result<Decision, RegistryError>>;
 const FALLBACK_CACHE_ENTRIES: u64 = 10_000;
 
 struct Inner {
@@ -191,6 +251,8 @@ struct Inner {
     rpc: Rpc,
     /// What the node reported at connect (`eth_chainId`).
     chain_id: u64,
+    /// The hash of the node's block 0, at connect or at the last chain change.
+    genesis: Mutex<B256>,
     served: RwLock<Served>,
     /// Serializes syncs; the trust learned while building the served view.
     trust: tokio::sync::Mutex<Trust>,
@@ -198,9 +260,42 @@ struct Inner {
     fallback: FallbackCache,
     progress: Option<ProgressFn>,
     last_error: Mutex<Option<RegistryError>>,
+    /// The trusted KMS code identities: the configured ones and the one of the first build.
+    trusted_kms_codes: OnceLock<HashSet<B256>>,
 }
 
 impl Inner {
+    /// Whether the KMS code `identity` is trusted; the first call (the first build) also trusts
+    /// the identity it is given.
+    fn judge_kms_code(&self, identity: Option<B256>) -> bool {
+        let trusted = self.trusted_kms_codes.get_or_init(|| {
+            let mut trusted: HashSet<B256> = self
+                .config
+                .kms_code_identities
+                .iter()
+                .map(|identity| B256::from(*identity))
+                .collect();
+            if let Some(identity) = identity {
+                tracing::info!(
+                    kms = %Address::from(self.config.kms_contract),
+                    code_identity = %identity,
+                    "trusting the KMS's current code for local decisions"
+                );
+                trusted.insert(identity);
+            }
+            trusted
+        });
+        let known = identity.is_some_and(|identity| trusted.contains(&identity));
+        if !known {
+            tracing::warn!(
+                kms = %Address::from(self.config.kms_contract),
+                code_identity = ?identity,
+                "the KMS runs unknown code: every decision is asked of the contract (eth_call)"
+            );
+        }
+        known
+    }
+
     /// Reads events and state for the view with this source's RPC, settings and progress.
     fn syncer(&self) -> Syncer<'_> {
         Syncer {
@@ -266,6 +361,7 @@ impl ChainRegistry {
         config.validate()?;
         let rpc = Rpc::connect(&config.rpc_url, config.request_timeout)?;
         let chain_id = rpc.chain_id().await?;
+        let genesis = rpc.block_hash(0).await?.unwrap_or_default();
         if let Some(expected) = config.chain_id {
             if chain_id != expected {
                 return Err(RegistryError::InvalidConfig(format!(
@@ -279,11 +375,13 @@ impl ChainRegistry {
                 config,
                 rpc,
                 chain_id,
+                genesis: Mutex::new(genesis),
                 served: RwLock::new(Served::Unavailable("not built yet".to_owned())),
                 changes: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
                 fallback: moka::sync::Cache::new(FALLBACK_CACHE_ENTRIES),
                 progress,
                 last_error: Mutex::new(None),
+                trusted_kms_codes: OnceLock::new(),
             }),
         };
         registry.poll().await?;
@@ -371,21 +469,26 @@ impl ChainRegistry {
         // What this poll confirms is the chain as of its head request: staleness counts from
         // then, not from when (possibly slow) answers arrived.
         let asked = Instant::now();
-        let head = inner.rpc.block_number().await?;
-        let target = head.saturating_sub(inner.config.confirmations);
+        let (head, target) = self.head_and_target().await?;
         if target < block {
+            if let Some(replaced) = self.replaced_genesis().await? {
+                self.set_unavailable(format!("the chain changed under the view: {replaced}"));
+                return self.rebuild(&mut trust).await;
+            }
             // A lagging node cannot confirm a view it is behind, and its missing blocks are no
-            // reorg: rebuilding from it would roll the view back.
-            return Err(RegistryError::Rpc {
-                call: "eth_blockNumber",
-                message: format!(
-                    "head {head} is behind the view's block {block} (confirmations {})",
-                    inner.config.confirmations
-                ),
-            });
+            // reorg: rebuilding from it would roll the view back. The view serves until
+            // max_staleness, then reports this as its reason.
+            return Err(RegistryError::ChainChanged(format!(
+                "the node's head {head} (followed block {target}) is below the view's block \
+                 {block}: another chain, or a node behind"
+            )));
         }
         if inner.rpc.block_hash(block).await? != Some(block_hash) {
-            self.set_unavailable(format!("block {block} was reorganized away; rebuilding"));
+            let reason = match self.replaced_genesis().await? {
+                Some(replaced) => format!("the chain changed under the view: {replaced}"),
+                None => format!("block {block} was reorganized away; rebuilding"),
+            };
+            self.set_unavailable(reason);
             return self.rebuild(&mut trust).await;
         }
         if target == block {
@@ -405,6 +508,18 @@ impl ChainRegistry {
                 false,
             )
             .await?;
+        if delta.names_app_implementation()
+            && self
+                .read_fresh(|chain_view| chain_view.view.has_unknown_apps())
+                .unwrap_or(true)
+        {
+            // Apps judged unknown for running this implementation before it was named must be
+            // judged again with it trusted; a build judges every app with the whole history.
+            return self.rebuild(&mut trust).await;
+        }
+        let kms_code = delta
+            .kms_code()
+            .map(|identity| (identity, inner.judge_kms_code(identity)));
         let mut owned: Vec<Address> = delta.touched_apps().collect();
         if delta.kms_changed() {
             owned.push(Address::from(inner.config.kms_contract));
@@ -420,6 +535,10 @@ impl ChainRegistry {
         let mut changes = Vec::new();
         self.with_ready(|chain_view| {
             apply(&mut chain_view.view, delta, Some(&mut changes));
+            if let Some((identity, trusted)) = kms_code {
+                chain_view.kms_code = identity;
+                chain_view.kms_code_trusted = trusted;
+            }
             chain_view.timelocks = timelocks;
             chain_view.block = target;
             chain_view.block_hash = target_hash;
@@ -437,6 +556,32 @@ impl ChainRegistry {
         })
     }
 
+    /// The node's head, and the block the view is to hold at: `head − confirmations`, or the
+    /// node's safe or finalized block.
+    async fn head_and_target(&self) -> Result<(u64, u64), RegistryError> {
+        let inner = &self.inner;
+        let head = inner.rpc.block_number().await?;
+        let target = match inner.config.finality {
+            None => head.saturating_sub(inner.config.confirmations),
+            Some(finality) => inner.rpc.tagged_block_number(finality).await?.min(head),
+        };
+        Ok((head, target))
+    }
+
+    /// When the node's genesis block is not the one the view was built on: says which, and
+    /// takes the new one as the chain followed from now on (the rebuild reads it).
+    async fn replaced_genesis(&self) -> Result<Option<String>, RegistryError> {
+        let now = self.inner.rpc.block_hash(0).await?.unwrap_or_default();
+        let mut genesis = self.inner.genesis.lock().map_err(|_| poisoned())?;
+        if *genesis == now {
+            return Ok(None);
+        }
+        let replaced = format!("genesis block {now}, was {}; rebuilding", *genesis);
+        tracing::warn!(%replaced, "the node serves another chain");
+        *genesis = now;
+        Ok(Some(replaced))
+    }
+
     async fn hash_of(&self, block: u64) -> Result<B256, RegistryError> {
         self.inner
             .rpc
@@ -448,18 +593,19 @@ impl ChainRegistry {
             })
     }
 
-    /// Builds the view from scratch at `head − confirmations` and serves it.
+    /// Builds the view from scratch at the followed block (`head − confirmations`, or the safe or finalized block) and serves it.
     async fn rebuild(&self, trust: &mut Trust) -> Result<PollOutcome, RegistryError> {
         let inner = &self.inner;
-        let head = inner.rpc.block_number().await?;
-        let target = head.saturating_sub(inner.config.confirmations);
+        let (_, target) = self.head_and_target().await?;
         let target_hash = self.hash_of(target).await?;
         let mut fresh_trust = Trust::new(&inner.config);
+        fresh_trust.keep_named_implementations(trust);
         let mut view = RegistryView::new();
         let mut timelocks = timelock::Timelocks::new(&inner.config.timelocks);
+        let mut kms_code = None;
         if target >= inner.config.from_block {
             let kms = Address::from(inner.config.kms_contract);
-            if inner.rpc.code_hash(kms, target_hash).await?.is_none() {
+            if inner.rpc.code_identity(kms, target_hash).await?.is_none() {
                 return Err(RegistryError::InvalidConfig(format!(
                     "no contract at kms_contract {kms} as of block {target}"
                 )));
@@ -475,6 +621,7 @@ impl ChainRegistry {
                     true,
                 )
                 .await?;
+            kms_code = delta.kms_code().flatten();
             apply(&mut view, delta, None);
             view.shrink_to_fit();
             let owned: Vec<Address> = std::iter::once(kms)
@@ -495,10 +642,13 @@ impl ChainRegistry {
                 "block {target} changed while building"
             )));
         }
+        let kms_code_trusted = inner.judge_kms_code(kms_code);
         *trust = fresh_trust;
         *inner.served.write().map_err(|_| poisoned())? = Served::Ready(Box::new(ChainView {
             view,
             timelocks,
+            kms_code,
+            kms_code_trusted,
             block: target,
             block_hash: target_hash,
             confirmed_at: Instant::now(),
@@ -533,8 +683,12 @@ impl ChainRegistry {
             Served::Ready(chain_view) => {
                 let age = chain_view.confirmed_at.elapsed();
                 if age > self.inner.config.max_staleness {
+                    let last = self
+                        .last_error()
+                        .map(|error| format!("; last poll: {error}"))
+                        .unwrap_or_default();
                     return Err(RegistryError::Unavailable(format!(
-                        "view at block {} not confirmed for {} ms (max_staleness {} ms)",
+                        "view at block {} not confirmed for {} ms (max_staleness {} ms){last}",
                         chain_view.block,
                         age.as_millis(),
                         self.inner.config.max_staleness.as_millis()
@@ -545,28 +699,33 @@ impl ChainRegistry {
         }
     }
 
-    /// `eth_call DstackKms.isAppAllowed` at the view's block, cached for that block.
+    /// `eth_call DstackKms.isAppAllowed` (or `isKmsAllowed`) at the view's block, cached for
+    /// that block.
     async fn ask_contract(
         &self,
+        question: Question,
         boot: &BootInfo,
         block: u64,
         block_hash: B256,
         gateway_app_id: String,
     ) -> Result<Decision, RegistryError> {
-        let key = (block, block_hash, boot.clone());
+        let key = (block, block_hash, question, boot.clone());
         if let Some(cached) = self.inner.fallback.get(&key) {
             return cached;
         }
-        let call = IDstackKms::isAppAllowedCall {
-            bootInfo: AppBootInfo::from(boot),
+        let boot_info = AppBootInfo::from(boot);
+        let calldata = match question {
+            Question::IsAppAllowed => IDstackKms::isAppAllowedCall {
+                bootInfo: boot_info,
+            }
+            .abi_encode(),
+            Question::IsKmsAllowed => IDstackKms::isKmsAllowedCall {
+                bootInfo: boot_info,
+            }
+            .abi_encode(),
         };
         let kms = Address::from(self.inner.config.kms_contract);
-        let outcome = match self
-            .inner
-            .rpc
-            .call(kms, call.abi_encode(), block_hash)
-            .await
-        {
+        let outcome = match self.inner.rpc.call(kms, calldata, block_hash).await {
             Ok(outcome) => outcome,
             // Not cached: the next attempt may succeed.
             Err(error) => {
@@ -577,10 +736,20 @@ impl ChainRegistry {
         };
         let answer = match outcome {
             CallOutcome::Returned(bytes) => {
-                IDstackKms::isAppAllowedCall::abi_decode_returns(&bytes)
-                    .map(|ret| Decision {
-                        allowed: ret.isAllowed,
-                        reason: ret.reason,
+                let returned = match question {
+                    Question::IsAppAllowed => {
+                        IDstackKms::isAppAllowedCall::abi_decode_returns(&bytes)
+                            .map(|ret| (ret.isAllowed, ret.reason))
+                    }
+                    Question::IsKmsAllowed => {
+                        IDstackKms::isKmsAllowedCall::abi_decode_returns(&bytes)
+                            .map(|ret| (ret.isAllowed, ret.reason))
+                    }
+                };
+                returned
+                    .map(|(allowed, reason)| Decision {
+                        allowed,
+                        reason,
                         block,
                         gateway_app_id,
                         evaluated_by: Evaluation::Contract,
@@ -604,45 +773,89 @@ impl Registry for ChainRegistry {
         Box::pin(async move {
             let (verdict, block, block_hash, gateway_app_id) = self.read_fresh(|chain_view| {
                 (
-                    kms_is_app_allowed(&chain_view.view, boot),
+                    chain_view
+                        .kms_code_trusted
+                        .then(|| kms_is_app_allowed(&chain_view.view, boot)),
                     chain_view.block,
                     chain_view.block_hash,
                     chain_view.view.gateway_app_id().to_owned(),
                 )
             })?;
             match verdict {
-                AppVerdict::Decided(verdict) => Ok(Decision {
+                Some(AppVerdict::Decided(verdict)) => Ok(Decision {
                     allowed: verdict.allowed,
                     reason: verdict.reason.to_owned(),
                     block,
                     gateway_app_id,
                     evaluated_by: Evaluation::View,
                 }),
-                AppVerdict::AskContract => {
-                    self.ask_contract(boot, block, block_hash, gateway_app_id)
-                        .await
+                Some(AppVerdict::AskContract) | None => {
+                    self.ask_contract(
+                        Question::IsAppAllowed,
+                        boot,
+                        block,
+                        block_hash,
+                        gateway_app_id,
+                    )
+                    .await
                 }
             }
         })
     }
 
-    fn decide_kms(&self, boot: &BootInfo) -> Result<Decision, RegistryError> {
-        self.read_fresh(|chain_view| {
-            decision_from_view(
-                kms_is_kms_allowed(&chain_view.view, boot),
-                chain_view.block,
-                &chain_view.view,
-            )
+    fn decide_kms<'a>(
+        &'a self,
+        boot: &'a BootInfo,
+    ) -> BoxFuture<'a, Result<Decision, RegistryError>> {
+        Box::pin(async move {
+            let local = self.read_fresh(|chain_view| {
+                if chain_view.kms_code_trusted {
+                    Ok(decision_from_view(
+                        kms_is_kms_allowed(&chain_view.view, boot),
+                        chain_view.block,
+                        &chain_view.view,
+                    ))
+                } else {
+                    Err((
+                        chain_view.block,
+                        chain_view.block_hash,
+                        chain_view.view.gateway_app_id().to_owned(),
+                    ))
+                }
+            })?;
+            match local {
+                Ok(decision) => Ok(decision),
+                Err((block, block_hash, gateway_app_id)) => {
+                    self.ask_contract(
+                        Question::IsKmsAllowed,
+                        boot,
+                        block,
+                        block_hash,
+                        gateway_app_id,
+                    )
+                    .await
+                }
+            }
         })
     }
 
     fn lookup(&self, query: &Lookup) -> Result<LookupAnswer, RegistryError> {
-        self.read_fresh(|chain_view| lookup_in(&chain_view.view, query, chain_view.block))?
+        self.read_fresh(|chain_view| {
+            if !chain_view.kms_code_trusted {
+                return Err(RegistryError::UnknownKmsCode(
+                    chain_view
+                        .kms_code
+                        .map_or_else(|| "no code".to_owned(), |identity| identity.to_string()),
+                ));
+            }
+            lookup_in(&chain_view.view, query, chain_view.block)
+        })?
     }
 
     fn status(&self) -> Result<ViewStatus, RegistryError> {
-        self.read_fresh(|chain_view| {
-            status_of(
+        self.read_fresh(|chain_view| ViewStatus {
+            kms_code: Some(chain_view.kms_code_status()),
+            ..status_of(
                 &chain_view.view,
                 chain_view.block,
                 Some(self.inner.chain_id),

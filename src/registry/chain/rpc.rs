@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use alloy::eips::BlockId;
-use alloy::primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy::eips::{BlockId, BlockNumberOrTag};
+use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::{Filter, Log, TransactionRequest};
@@ -31,6 +31,37 @@ fn rpc_error(call: &'static str, error: RpcError<TransportErrorKind>) -> Registr
         call,
         message: error.to_string(),
     }
+}
+
+/// Why a page of logs came back without logs.
+pub(crate) enum LogsError {
+    /// The provider refuses the page as too large: split it.
+    PageTooLarge(String),
+    /// Anything else.
+    Failed(RegistryError),
+}
+
+/// The spellings providers use to refuse a log query as too large (geth, erigon, Alchemy,
+/// Infura, QuickNode, Ankr, publicnode and others): too many results, too wide a block range,
+/// or too big a response.
+fn is_page_too_large(error: &RpcError<TransportErrorKind>) -> bool {
+    let Some(payload) = error.as_error_resp() else {
+        return false;
+    };
+    let message = payload.message.to_ascii_lowercase();
+    [
+        "too many",
+        "more than",
+        "limit",
+        "exceed",
+        "block range",
+        "range is too",
+        "too large",
+        "response size",
+        "query timeout",
+    ]
+    .iter()
+    .any(|spelling| message.contains(spelling))
 }
 
 fn is_revert(error: &RpcError<TransportErrorKind>) -> bool {
@@ -66,6 +97,26 @@ impl Rpc {
             .map_err(|e| rpc_error("eth_blockNumber", e))
     }
 
+    /// The number of the node's `safe` or `finalized` block.
+    pub(crate) async fn tagged_block_number(
+        &self,
+        finality: super::Finality,
+    ) -> Result<u64, RegistryError> {
+        let tag = match finality {
+            super::Finality::Safe => BlockNumberOrTag::Safe,
+            super::Finality::Finalized => BlockNumberOrTag::Finalized,
+        };
+        let header = self
+            .provider
+            .get_header_by_number(tag)
+            .await
+            .map_err(|e| rpc_error("eth_getBlockByNumber", e))?;
+        header.map(|h| h.number).ok_or_else(|| RegistryError::Rpc {
+            call: "eth_getBlockByNumber",
+            message: format!("the node has no {} block", finality.as_str()),
+        })
+    }
+
     /// The hash of block `number`, or `None` if the node has no such block.
     pub(crate) async fn block_hash(&self, number: u64) -> Result<Option<B256>, RegistryError> {
         let header = self
@@ -91,11 +142,16 @@ impl Rpc {
             })
     }
 
-    pub(crate) async fn logs(&self, filter: &Filter) -> Result<Vec<Log>, RegistryError> {
-        self.provider
-            .get_logs(filter)
-            .await
-            .map_err(|e| rpc_error("eth_getLogs", e))
+    /// `eth_getLogs`; a page the provider refuses as too large (too many results, too wide a
+    /// range, a response over its size limit) is told apart so that it can be split.
+    pub(crate) async fn logs(&self, filter: &Filter) -> Result<Vec<Log>, LogsError> {
+        self.provider.get_logs(filter).await.map_err(|error| {
+            if is_page_too_large(&error) {
+                LogsError::PageTooLarge(error.to_string())
+            } else {
+                LogsError::Failed(rpc_error("eth_getLogs", error))
+            }
+        })
     }
 
     pub(crate) async fn call(
@@ -119,8 +175,9 @@ impl Rpc {
         }
     }
 
-    /// keccak256 of the code at `address`, or `None` when there is no code.
-    pub(crate) async fn code_hash(
+    /// The [code identity](super::identity::code_identity) of the code at `address`, or `None`
+    /// when there is no code.
+    pub(crate) async fn code_identity(
         &self,
         address: Address,
         at: B256,
@@ -131,7 +188,7 @@ impl Rpc {
             .block_id(BlockId::hash_canonical(at))
             .await
             .map_err(|e| rpc_error("eth_getCode", e))?;
-        Ok((!code.is_empty()).then(|| keccak256(&code)))
+        Ok((!code.is_empty()).then(|| super::identity::code_identity(&code, address)))
     }
 
     pub(crate) async fn storage(

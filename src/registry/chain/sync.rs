@@ -1,7 +1,8 @@
 //! Turns a block range of the chain into a `Delta` for the view: DstackKms logs, the logs of every
-//! registered app (one chain-wide topic filter, kept only for registered addresses), a backfill
-//! for apps registered by hand, and each touched app's code, implementation and flags read at the
-//! range's last block.
+//! registered app (in a build, topic-filtered over many app addresses per request; when
+//! following, one chain-wide topic filter kept only for registered addresses), a backfill for
+//! apps registered by hand, and each touched app's code, implementation and flags read at the
+//! range's last block. Log pages adapt to the provider (see [`Syncer::logs`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,11 +12,29 @@ use alloy::sol_types::SolCall;
 use tokio::task::JoinSet;
 
 use super::events::{decode_app, decode_kms, AppEvent, KmsEvent, APP_TOPICS};
-use super::rpc::{CallOutcome, Rpc};
+use super::rpc::{CallOutcome, LogsError, Rpc};
 use super::{ChainConfig, ProgressFn, SyncProgress, SyncStage};
 use crate::registry::abi::{IDstackApp, IDstackKms, EIP1967_IMPLEMENTATION_SLOT};
 use crate::registry::view::{AppCode, AppList, AppPolicy, KmsList, RegistryView};
 use crate::registry::{Entry, RegistryChange, RegistryError};
+
+/// A page with fewer logs than this doubles the next page's range.
+const QUIET_PAGE_LOGS: usize = 1_000;
+/// Retries of a failed page of logs before the sync fails.
+const PAGE_RETRIES: u32 = 2;
+/// Apps per log filter in a build (topic-filtered over many addresses per request).
+const BUILD_ADDRESSES: usize = 100;
+
+/// `50 ms · 2^(attempt − 1)`, less up to half of it at random, so that views restarted together
+/// do not retry together.
+fn backoff(attempt: u32) -> std::time::Duration {
+    let base = 50u64 << attempt.saturating_sub(1).min(6);
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::from(elapsed.subsec_nanos()))
+        % (base / 2 + 1);
+    std::time::Duration::from_millis(base - jitter)
+}
 
 /// Apps read concurrently when reading their state.
 const APP_READ_CONCURRENCY: usize = 16;
@@ -44,13 +63,13 @@ impl Base for EmptyBase {
 /// for and are dropped on rebuild.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Trust {
-    /// Runtime code of the app proxy: configured, or learned from apps the KMS deployed itself.
+    /// Code identity of the app proxy: configured, or learned from apps the KMS deployed itself.
     proxy_code_hashes: HashSet<B256>,
-    /// Configured implementation code hashes.
+    /// Configured implementation code identities.
     app_code_hashes: HashSet<B256>,
     /// Every implementation the KMS has named as `appImplementation`.
     app_implementations: HashSet<Address>,
-    /// Code hashes of implementations looked at so far (`None`: no code).
+    /// Code identities of implementations looked at so far (`None`: no code).
     implementation_code: HashMap<Address, Option<B256>>,
 }
 
@@ -69,6 +88,15 @@ impl Trust {
                 .collect(),
             ..Trust::default()
         }
+    }
+
+    /// Keeps the implementations `previous` saw the KMS name. A build reads `appImplementation`
+    /// at its last block only and the KMS's initializer names its first one without an event, so
+    /// a rebuild after `setAppImplementation` would otherwise forget the implementation that
+    /// every older app was deployed with.
+    pub(crate) fn keep_named_implementations(&mut self, previous: &Trust) {
+        self.app_implementations
+            .extend(previous.app_implementations.iter().copied());
     }
 
     fn add_app_implementation(&mut self, implementation: Address) {
@@ -102,6 +130,10 @@ pub(crate) struct Delta {
     kms_events: Vec<KmsEvent>,
     gateway_app_id: Option<String>,
     app_implementation: Option<Address>,
+    /// The code identity the KMS runs at the range's end (its EIP-1967 implementation's, or its
+    /// own when it is no proxy), re-read whenever the KMS emitted anything (an upgrade emits
+    /// `Upgraded`); `Some(None)`: no code.
+    kms_code: Option<Option<B256>>,
     apps: Vec<AppUpdate>,
 }
 
@@ -109,6 +141,19 @@ impl Delta {
     /// Whether the KMS emitted anything in the range (its owner may have changed).
     pub(crate) fn kms_changed(&self) -> bool {
         !self.kms_events.is_empty()
+    }
+
+    /// The KMS's code identity, when the range re-read it.
+    pub(crate) fn kms_code(&self) -> Option<Option<B256>> {
+        self.kms_code
+    }
+
+    /// Whether the KMS named an `appImplementation` in the range (apps that already run it may
+    /// have been judged unknown before it was named).
+    pub(crate) fn names_app_implementation(&self) -> bool {
+        self.kms_events
+            .iter()
+            .any(|event| matches!(event, KmsEvent::AppImplementationSet(_)))
     }
 
     /// Apps registered or changed in the range.
@@ -143,7 +188,11 @@ impl Syncer<'_> {
         }
     }
 
-    /// Logs matching `filter` in `[from, to]`, fetched `log_range` blocks at a time.
+    /// Logs matching `filter` in `[from, to]`, in pages that adapt to the provider: the first
+    /// is `log_range` blocks; a page the provider refuses as too large is halved and asked
+    /// again; a quiet page (under [`QUIET_PAGE_LOGS`] logs) doubles the next one, so sparse
+    /// history costs few requests. A failed page is retried [`PAGE_RETRIES`] times with
+    /// jittered backoff before the sync fails.
     pub(crate) async fn logs(
         &self,
         filter: Filter,
@@ -155,18 +204,43 @@ impl Syncer<'_> {
         if from > to {
             return Ok(logs);
         }
-        let range = self.config.log_range.max(1);
         let total = to - from + 1;
+        let mut range = self.config.log_range.max(1);
         let mut start = from;
+        let mut retries = 0;
         loop {
             let end = start.saturating_add(range - 1).min(to);
-            let chunk = filter.clone().from_block(start).to_block(end);
-            logs.extend(self.rpc.logs(&chunk).await?);
-            self.report(stage, end - from + 1, total, to);
-            if end == to {
-                return Ok(logs);
+            let page = filter.clone().from_block(start).to_block(end);
+            match self.rpc.logs(&page).await {
+                Ok(found) => {
+                    retries = 0;
+                    if found.len() < QUIET_PAGE_LOGS {
+                        range = range.saturating_mul(2);
+                    }
+                    logs.extend(found);
+                    self.report(stage, end - from + 1, total, to);
+                    if end == to {
+                        return Ok(logs);
+                    }
+                    start = end + 1;
+                }
+                Err(LogsError::PageTooLarge(message)) => {
+                    if start == end {
+                        return Err(RegistryError::Rpc {
+                            call: "eth_getLogs",
+                            message: format!("block {start} alone is refused: {message}"),
+                        });
+                    }
+                    range = (end - start).div_ceil(2);
+                }
+                Err(LogsError::Failed(error)) => {
+                    if retries == PAGE_RETRIES {
+                        return Err(error);
+                    }
+                    retries += 1;
+                    tokio::time::sleep(backoff(retries)).await;
+                }
             }
-            start = end + 1;
         }
     }
 
@@ -223,6 +297,7 @@ impl Syncer<'_> {
             trust.add_app_implementation(implementation);
             delta.gateway_app_id = Some(gateway);
             delta.app_implementation = Some(implementation);
+            delta.kms_code = Some(self.kms_code(end_hash).await?);
         }
 
         let mut app_events: HashMap<Address, Vec<AppEvent>> = HashMap::new();
@@ -249,17 +324,31 @@ impl Syncer<'_> {
                 collect_app_events(&logs, &mut app_events, |_| true);
             }
         }
-        let logs = self
-            .logs(
-                Filter::new().event_signature(APP_TOPICS.to_vec()),
-                start,
-                end,
-                SyncStage::AppEvents,
-            )
-            .await?;
-        collect_app_events(&logs, &mut app_events, |app| {
-            new_app_set.contains(app) || base.is_registered(app)
-        });
+        if full {
+            // A build covers the whole history: a chain-wide topic filter would also return
+            // every other EIP-1967 proxy's `Upgraded`, so ask for the registered apps' logs,
+            // many addresses per request.
+            for addresses in new_apps.chunks(BUILD_ADDRESSES) {
+                let filter = Filter::new()
+                    .address(addresses.to_vec())
+                    .event_signature(APP_TOPICS.to_vec());
+                let logs = self.logs(filter, start, end, SyncStage::AppEvents).await?;
+                collect_app_events(&logs, &mut app_events, |_| true);
+            }
+        } else {
+            // A few new blocks: one chain-wide topic filter, kept for registered apps.
+            let logs = self
+                .logs(
+                    Filter::new().event_signature(APP_TOPICS.to_vec()),
+                    start,
+                    end,
+                    SyncStage::AppEvents,
+                )
+                .await?;
+            collect_app_events(&logs, &mut app_events, |app| {
+                new_app_set.contains(app) || base.is_registered(app)
+            });
+        }
 
         let mut touched: Vec<Address> = new_apps;
         touched.extend(
@@ -299,6 +388,22 @@ impl Syncer<'_> {
             });
         }
         Ok(delta)
+    }
+
+    /// The code identity the KMS proxy delegates to (or the KMS's own, when it is no proxy).
+    async fn kms_code(&self, at: B256) -> Result<Option<B256>, RegistryError> {
+        let kms = Address::from(self.config.kms_contract);
+        let slot = self
+            .rpc
+            .storage(kms, EIP1967_IMPLEMENTATION_SLOT, at)
+            .await?;
+        let implementation = Address::from_word(slot);
+        let runs = if implementation == Address::ZERO {
+            kms
+        } else {
+            implementation
+        };
+        self.rpc.code_identity(runs, at).await
     }
 
     async fn call_kms<C: SolCall>(&self, call: C, at: B256) -> Result<C::Return, RegistryError> {
@@ -379,9 +484,9 @@ impl Syncer<'_> {
             let mut tasks = JoinSet::new();
             for implementation in batch {
                 let (rpc, implementation) = (self.rpc.clone(), *implementation);
-                tasks.spawn(
-                    async move { (implementation, rpc.code_hash(implementation, at).await) },
-                );
+                tasks.spawn(async move {
+                    (implementation, rpc.code_identity(implementation, at).await)
+                });
             }
             while let Some(joined) = tasks.join_next().await {
                 let (implementation, hash) = joined.map_err(|e| RegistryError::Rpc {
@@ -412,7 +517,7 @@ fn collect_app_events(
 }
 
 async fn read_app(rpc: &Rpc, app: Address, at: B256) -> Result<AppRead, RegistryError> {
-    let Some(code_hash) = rpc.code_hash(app, at).await? else {
+    let Some(code_hash) = rpc.code_identity(app, at).await? else {
         return Ok(AppRead {
             code_hash: None,
             implementation: Address::ZERO,

@@ -31,6 +31,9 @@ pub(crate) enum Fault {
     /// Forward, but answer as a node this many blocks behind: `eth_blockNumber` is the real head
     /// minus this, and blocks past that head are not found (`null`).
     HeadBehind(u64),
+    /// Forward, but refuse an `eth_getLogs` over more than this many blocks as a provider
+    /// does ("query returned more than 10000 results").
+    LogRangeOver(u64),
 }
 
 struct State {
@@ -38,6 +41,8 @@ struct State {
     /// Requests still forwarded before `fault` applies (`None`: it applies now).
     passes_left: Option<u64>,
     requests: u64,
+    /// `eth_getLogs` requests seen (refused ones included).
+    log_requests: u64,
 }
 
 /// A running proxy; stops when dropped.
@@ -67,6 +72,7 @@ impl FaultProxy {
             fault: Fault::None,
             passes_left: None,
             requests: 0,
+            log_requests: 0,
         }));
         let shared = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -106,6 +112,11 @@ impl FaultProxy {
     pub(crate) fn requests(&self) -> u64 {
         self.state.lock().unwrap().requests
     }
+
+    /// `eth_getLogs` requests so far.
+    pub(crate) fn log_requests(&self) -> u64 {
+        self.state.lock().unwrap().log_requests
+    }
 }
 
 /// The fault for the next request.
@@ -125,6 +136,14 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<Sta
     let Some((head, body)) = read_message(&mut client).await else {
         return;
     };
+    let call: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let log_span = (call["method"] == "eth_getLogs").then(|| {
+        let filter = &call["params"][0];
+        quantity(&filter["toBlock"]).saturating_sub(quantity(&filter["fromBlock"])) + 1
+    });
+    if log_span.is_some() {
+        state.lock().unwrap().log_requests += 1;
+    }
     let answer = match next_fault(&state) {
         Fault::Drop => return,
         Fault::Blackhole => {
@@ -151,7 +170,15 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<Sta
             let lagging_head = real_head(upstream, &head).await.saturating_sub(blocks);
             (status, lagging(&body, &answer, lagging_head))
         }
-        Fault::None => forward(upstream, &head, &body).await,
+        Fault::LogRangeOver(limit) if log_span.is_some_and(|span| span > limit) => {
+            let error = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": call["id"],
+                "error": {"code": -32005, "message": "query returned more than 10000 results"},
+            });
+            (200, serde_json::to_vec(&error).expect("JSON"))
+        }
+        Fault::None | Fault::LogRangeOver(_) => forward(upstream, &head, &body).await,
     };
     let (status, body) = answer;
     let response = format!(
