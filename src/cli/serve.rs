@@ -155,6 +155,7 @@ struct FileConfig {
     http_listen: Option<SocketAddr>,
     registry: Option<PathBuf>,
     rpc_url: Option<String>,
+    ws_url: Option<String>,
     kms_contract: Option<String>,
     chain_id: Option<u64>,
     confirmations: Option<FileConfirmations>,
@@ -256,6 +257,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
         RegistryArgs {
             registry: file.registry.clone().map(from_file),
             rpc_url: file.rpc_url.clone(),
+            ws_url: args.registry.ws_url.clone().or_else(|| file.ws_url.clone()),
             kms_contract: file.kms_contract.clone(),
             chain_id: args.registry.chain_id.or(file.chain_id),
             confirmations: match args.registry.confirmations {

@@ -33,6 +33,17 @@ pub(super) struct RegistryArgs {
     )]
     pub rpc_url: Option<String>,
 
+    /// A WebSocket endpoint (ws:// or wss://) that pushes new heads (eth_subscribe newHeads)
+    /// beside an http(s) --rpc-url, so changes apply at once instead of at the next poll; polling
+    /// goes on and covers a dropped socket. A ws(s) --rpc-url pushes by itself.
+    #[arg(
+        long,
+        env = "TEE_VERIFIER_WS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub ws_url: Option<String>,
+
     /// The DstackKms (proxy) contract address; required with --rpc-url.
     #[arg(long, env = "TEE_VERIFIER_KMS_CONTRACT", value_name = "ADDR")]
     pub kms_contract: Option<String>,
@@ -123,8 +134,10 @@ pub(super) fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySour
     match (args.registry, args.rpc_url) {
         (Some(_), Some(_)) => bail!("--registry and --rpc-url are two sources: choose one"),
         (Some(path), None) => {
-            if args.kms_contract.is_some() || args.chain_id.is_some() {
-                bail!("--kms-contract and --chain-id belong to --rpc-url, not to --registry");
+            if args.kms_contract.is_some() || args.chain_id.is_some() || args.ws_url.is_some() {
+                bail!(
+                    "--kms-contract, --chain-id and --ws-url belong to --rpc-url, not to --registry"
+                );
             }
             Ok(RegistrySource::File {
                 path,
@@ -138,6 +151,7 @@ pub(super) fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySour
             let mut chain =
                 ChainConfig::new(rpc_url, fixed_hex::<20>("--kms-contract", &contract)?);
             chain.chain_id = args.chain_id;
+            chain.ws_url = args.ws_url;
             match args.confirmations {
                 Some(Confirmations::Depth(depth)) => chain.confirmations = depth,
                 Some(Confirmations::Tag(finality)) => chain.finality = Some(finality),
@@ -168,8 +182,8 @@ pub(super) fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySour
             Ok(RegistrySource::Chain(chain))
         }
         (None, None) => {
-            if args.kms_contract.is_some() || args.chain_id.is_some() {
-                bail!("--kms-contract and --chain-id need --rpc-url URL");
+            if args.kms_contract.is_some() || args.chain_id.is_some() || args.ws_url.is_some() {
+                bail!("--kms-contract, --chain-id and --ws-url need --rpc-url URL");
             }
             Ok(RegistrySource::Embedded)
         }

@@ -3,11 +3,15 @@
 //! address, an app upgraded before the KMS named its implementation is judged again once it is
 //! named, and a node serving another chain is reported as a chain change, not as a reorg.
 
-use crate::registry_follow::{boot, setup, word};
+use crate::registry_follow::{boot, setup, time_until, word};
 use crate::support::anvil::{self, artifact_bytecode, mine, transact, Anvil, DstackApp, DstackKms};
 use crate::support::fault_proxy::{Fault, FaultProxy};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
 
 use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{keccak256, Address, B256};
@@ -343,4 +347,127 @@ async fn log_pages_split_when_refused_and_grow_over_quiet_history() {
         refused > quiet,
         "{refused} requests with refusals, {quiet} without"
     );
+}
+
+/// A TCP relay to a node that the test can cut: every connection through it is closed and new
+/// ones refused until it is restored.
+struct Relay {
+    url_port: u16,
+    cut: Arc<AtomicBool>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(upstream_port: u16) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url_port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let watch = Arc::clone(&cut);
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if watch.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let watch = Arc::clone(&watch);
+                tokio::spawn(async move {
+                    let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", upstream_port)).await
+                    else {
+                        return;
+                    };
+                    let relay = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+                    let until_cut = async {
+                        while !watch.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = relay => {}
+                        () = until_cut => {}
+                    }
+                });
+            }
+        });
+        Relay {
+            url_port,
+            cut,
+            _task: task,
+        }
+    }
+
+    fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.url_port)
+    }
+}
+
+async fn remove_compose(s: &crate::registry_follow::Setup) {
+    transact(
+        &s.node.provider(),
+        s.app,
+        DstackApp::removeComposeHashCall {
+            composeHash: s.compose,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_heads_apply_changes_without_waiting_for_a_poll() {
+    let s = setup().await;
+    let mut config = config(&s.node, s.dstack.kms);
+    // A poll far in the future: only the pushed head can explain a prompt answer.
+    config.poll_interval = Duration::from_secs(120);
+    config.max_staleness = Duration::from_secs(600);
+    config.ws_url = Some(format!("ws://127.0.0.1:{}", s.node.port()));
+    let registry = ChainRegistry::connect(config, None).await.unwrap();
+    let _follower = registry.spawn_follower();
+    let info = boot(s.app, s.os, s.compose);
+    assert!(registry.decide_app(&info).await.unwrap().allowed);
+    // The subscription is set up by the follower's first round.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    remove_compose(&s).await;
+    let took = time_until(&registry, &info, Duration::from_secs(30), |answer| {
+        answer.as_ref().is_ok_and(|d| !d.allowed)
+    })
+    .await;
+    eprintln!("removal visible {took:?} after its block (pushed head)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_rpc_url_serves_requests_and_pushes_heads() {
+    let s = setup().await;
+    let mut config = config(&s.node, s.dstack.kms);
+    config.rpc_url = format!("ws://127.0.0.1:{}", s.node.port());
+    config.poll_interval = Duration::from_secs(120);
+    config.max_staleness = Duration::from_secs(600);
+    let registry = ChainRegistry::connect(config, None).await.unwrap();
+    let _follower = registry.spawn_follower();
+    let info = boot(s.app, s.os, s.compose);
+    assert!(registry.decide_app(&info).await.unwrap().allowed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    remove_compose(&s).await;
+    time_until(&registry, &info, Duration::from_secs(30), |answer| {
+        answer.as_ref().is_ok_and(|d| !d.allowed)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_socket_falls_back_to_polling() {
+    let s = setup().await;
+    let relay = Relay::start(s.node.port()).await;
+    let mut config = config(&s.node, s.dstack.kms);
+    config.poll_interval = Duration::from_millis(300);
+    config.ws_url = Some(relay.ws_url());
+    let registry = ChainRegistry::connect(config, None).await.unwrap();
+    let _follower = registry.spawn_follower();
+    let info = boot(s.app, s.os, s.compose);
+    assert!(registry.decide_app(&info).await.unwrap().allowed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.cut.store(true, Ordering::SeqCst);
+    remove_compose(&s).await;
+    // Seen by the polls alone, and the view stays fresh.
+    time_until(&registry, &info, Duration::from_secs(30), |answer| {
+        answer.as_ref().is_ok_and(|d| !d.allowed)
+    })
+    .await;
 }

@@ -42,7 +42,7 @@ use alloy::sol_types::SolCall;
 use tokio::sync::broadcast;
 
 pub use self::identity::code_identity;
-use self::rpc::{CallOutcome, Rpc};
+use self::rpc::{is_websocket, CallOutcome, Heads, Rpc};
 use self::sync::{apply, Base, EmptyBase, Syncer, Trust};
 use super::abi::{AppBootInfo, IDstackKms};
 use super::decision::{kms_is_app_allowed, kms_is_kms_allowed, AppVerdict};
@@ -57,8 +57,12 @@ use crate::boot_info::BootInfo;
 /// How the chain source reaches and follows the KMS contract.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChainConfig {
-    /// The JSON-RPC endpoint (http or https URL) of an Ethereum node.
+    /// The JSON-RPC endpoint of an Ethereum node: http(s), or ws(s), which also pushes new heads.
     pub rpc_url: String,
+    /// A WebSocket endpoint (ws:// or wss://) to follow `eth_subscribe("newHeads")` on, beside
+    /// an http(s) `rpc_url`: each new head is applied at once instead of at the next poll.
+    /// Polling goes on meanwhile, so a dropped socket only costs latency.
+    pub ws_url: Option<String>,
     /// The DstackKms (proxy) address.
     pub kms_contract: view::Address,
     /// Blocks behind head that the view stays (0: follow the head itself).
@@ -100,6 +104,7 @@ impl ChainConfig {
     pub fn new(rpc_url: impl Into<String>, kms_contract: view::Address) -> Self {
         ChainConfig {
             rpc_url: rpc_url.into(),
+            ws_url: None,
             kms_contract,
             confirmations: 6,
             finality: None,
@@ -129,6 +134,9 @@ impl ChainConfig {
         }
         if self.kms_contract == [0; 20] {
             return invalid("kms_contract must not be the zero address");
+        }
+        if self.ws_url.as_deref().is_some_and(|url| !is_websocket(url)) {
+            return invalid("ws_url must be a ws:// or wss:// URL");
         }
         Ok(())
     }
@@ -348,6 +356,14 @@ impl Base for ServedBase<'_> {
     }
 }
 
+/// The next pushed head, or never without a subscription; `false` once the socket is gone.
+async fn next_head(heads: &mut Option<Heads>) -> bool {
+    match heads {
+        Some(heads) => heads.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn poisoned() -> RegistryError {
     RegistryError::Unavailable("registry state lock poisoned".to_owned())
 }
@@ -359,7 +375,7 @@ impl ChainRegistry {
         progress: Option<ProgressFn>,
     ) -> Result<Self, RegistryError> {
         config.validate()?;
-        let rpc = Rpc::connect(&config.rpc_url, config.request_timeout)?;
+        let rpc = Rpc::connect(&config.rpc_url, config.request_timeout).await?;
         let chain_id = rpc.chain_id().await?;
         let genesis = rpc.block_hash(0).await?.unwrap_or_default();
         if let Some(expected) = config.chain_id {
@@ -426,15 +442,45 @@ impl ChainRegistry {
         self.inner.last_error.lock().ok()?.clone()
     }
 
-    /// Follows the chain in the background on the current tokio runtime.
+    /// Follows the chain in the background on the current tokio runtime: every
+    /// `poll_interval`, and at each head a WebSocket endpoint (`ws_url`, or a ws(s) `rpc_url`)
+    /// pushes. A dropped socket falls back to the polls alone and is subscribed again at the
+    /// next one.
     pub fn spawn_follower(&self) -> Follower {
         let registry = self.clone();
         let task = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(registry.inner.config.poll_interval);
+            let config = &registry.inner.config;
+            let heads_url = config
+                .ws_url
+                .clone()
+                .or_else(|| is_websocket(&config.rpc_url).then(|| config.rpc_url.clone()));
+            let mut heads: Option<Heads> = None;
+            let mut ticker = tokio::time::interval(config.poll_interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.tick().await;
             loop {
-                ticker.tick().await;
+                if let (None, Some(url)) = (&heads, &heads_url) {
+                    // Bounded by the poll interval too: a hung endpoint must not delay polls.
+                    let timeout = config.request_timeout.min(config.poll_interval);
+                    heads = match Heads::subscribe(url, timeout).await {
+                        Ok(subscribed) => Some(subscribed),
+                        Err(error) => {
+                            tracing::warn!(%error, "no newHeads subscription; polling");
+                            None
+                        }
+                    };
+                }
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    alive = next_head(&mut heads) => {
+                        if !alive {
+                            tracing::warn!("the newHeads subscription dropped; polling");
+                            heads = None;
+                            // Re-subscribe at the next tick, not in a tight loop.
+                            ticker.tick().await;
+                        }
+                    }
+                }
                 // Failures are recorded in last_error; staleness turns answers unavailable.
                 let _ = registry.poll().await;
             }
