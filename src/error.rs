@@ -370,6 +370,8 @@ mod tests {
                 "rpc",
                 "contract_reverted",
                 "unknown_app_code",
+                "unknown_kms_code",
+                "chain_changed",
                 "invalid_config",
                 "invalid_registry_file",
                 "io",

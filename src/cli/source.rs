@@ -179,7 +179,7 @@ pub(super) fn registry_source(args: RegistryArgs) -> anyhow::Result<RegistrySour
                 .iter()
                 .map(|hash| fixed_hex::<32>("--kms-code-hash", hash))
                 .collect::<anyhow::Result<_>>()?;
-            Ok(RegistrySource::Chain(chain))
+            Ok(RegistrySource::Chain(Box::new(chain)))
         }
         (None, None) => {
             if args.kms_contract.is_some() || args.chain_id.is_some() || args.ws_url.is_some() {
@@ -229,7 +229,7 @@ pub(super) fn open(args: &RegistryArgs) -> anyhow::Result<OpenRegistry> {
                 );
             });
             let registry = runtime
-                .block_on(ChainRegistry::connect(config, Some(progress)))
+                .block_on(ChainRegistry::connect(*config, Some(progress)))
                 .context("building the registry view from the chain")?;
             eprintln!();
             Arc::new(registry)

@@ -33,8 +33,8 @@ pub enum RegistrySource {
         /// How often its modification time and length are checked.
         poll_interval: Duration,
     },
-    /// A DstackKms contract followed through JSON-RPC.
-    Chain(ChainConfig),
+    /// A DstackKms contract followed through JSON-RPC (boxed: it is most of the enum's size).
+    Chain(Box<ChainConfig>),
 }
 
 impl RegistrySource {

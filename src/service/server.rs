@@ -141,7 +141,7 @@ impl Server {
             RegistrySource::Chain(chain) => {
                 background.push(tokio::spawn(follow_chain(
                     Arc::clone(&core),
-                    chain.clone(),
+                    (**chain).clone(),
                     shutdown_signal.clone(),
                 )));
                 SourceInfo {
