@@ -12,7 +12,11 @@ macro_rules! say {
 }
 
 mod check;
+mod evidence;
+mod explain;
 mod measure;
+mod pending;
+mod propose;
 mod output;
 mod registry;
 mod serve;
@@ -43,6 +47,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     Measure(measure::MeasureArgs),
     Check(check::CheckArgs),
+    Explain(explain::ExplainArgs),
+    Propose(propose::ProposeArgs),
     Registry(registry::RegistryCommand),
     Serve(serve::ServeArgs),
 }
@@ -54,6 +60,8 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Measure(args) => measure::run(args),
         Command::Check(args) => check::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Propose(args) => propose::run(args),
         Command::Registry(command) => registry::run(command),
         Command::Serve(args) => serve::run(args),
     };

@@ -14,6 +14,7 @@
 pub mod config;
 mod convert;
 mod core;
+mod governance;
 mod grpc;
 mod http;
 mod metrics;

@@ -38,10 +38,11 @@ use super::decision::{kms_is_app_allowed, kms_is_kms_allowed, AppVerdict};
 use super::view::{self, AppCode, Bytes32, RegistryView};
 use super::{
     decision_from_view, lookup_in, status_of, BoxFuture, Decision, Evaluation, Lookup,
-    LookupAnswer, Registry, RegistryChange, RegistryError, Snapshot, ViewStatus,
+    LookupAnswer, Registry, RegistryChange, RegistryError, Snapshot, TimelockChanges, ViewStatus,
     CHANGE_CHANNEL_CAPACITY,
 };
 use crate::boot_info::BootInfo;
+use crate::governance::explain::Removals;
 
 /// How the chain source reaches and follows the KMS contract.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,6 +172,8 @@ pub enum PollOutcome {
 /// The view as of one block.
 struct ChainView {
     view: RegistryView,
+    /// The block of each entry's latest removal event (direct or executed by a timelock).
+    removals: Removals,
     timelocks: timelock::Timelocks,
     block: u64,
     block_hash: B256,
@@ -419,7 +422,12 @@ impl ChainRegistry {
         }
         let mut changes = Vec::new();
         self.with_ready(|chain_view| {
-            apply(&mut chain_view.view, delta, Some(&mut changes));
+            apply(
+                &mut chain_view.view,
+                &mut chain_view.removals,
+                delta,
+                Some(&mut changes),
+            );
             chain_view.timelocks = timelocks;
             chain_view.block = target;
             chain_view.block_hash = target_hash;
@@ -456,6 +464,7 @@ impl ChainRegistry {
         let target_hash = self.hash_of(target).await?;
         let mut fresh_trust = Trust::new(&inner.config);
         let mut view = RegistryView::new();
+        let mut removals = Removals::new();
         let mut timelocks = timelock::Timelocks::new(&inner.config.timelocks);
         if target >= inner.config.from_block {
             let kms = Address::from(inner.config.kms_contract);
@@ -475,7 +484,7 @@ impl ChainRegistry {
                     true,
                 )
                 .await?;
-            apply(&mut view, delta, None);
+            apply(&mut view, &mut removals, delta, None);
             view.shrink_to_fit();
             let owned: Vec<Address> = std::iter::once(kms)
                 .chain(view.app_ids().map(|app| Address::from(*app)))
@@ -498,6 +507,7 @@ impl ChainRegistry {
         *trust = fresh_trust;
         *inner.served.write().map_err(|_| poisoned())? = Served::Ready(Box::new(ChainView {
             view,
+            removals,
             timelocks,
             block: target,
             block_hash: target_hash,
@@ -656,6 +666,37 @@ impl Registry for ChainRegistry {
 
     fn subscribe(&self) -> broadcast::Receiver<RegistryChange> {
         self.inner.changes.subscribe()
+    }
+
+    fn timelock_changes(&self) -> Result<Option<TimelockChanges>, RegistryError> {
+        let kms = Address::from(self.inner.config.kms_contract);
+        self.read_fresh(|chain_view| {
+            let changes = chain_view.timelocks.changes(&chain_view.view, kms)?;
+            Ok(Some(TimelockChanges {
+                block: chain_view.block,
+                timelocks: chain_view.timelocks.followed(),
+                changes,
+            }))
+        })?
+    }
+
+    fn has_code<'a>(
+        &'a self,
+        address: &'a view::Address,
+    ) -> BoxFuture<'a, Result<Option<bool>, RegistryError>> {
+        Box::pin(async move {
+            let block_hash = self.read_fresh(|chain_view| chain_view.block_hash)?;
+            let code = self
+                .inner
+                .rpc
+                .code_hash(Address::from(*address), block_hash)
+                .await?;
+            Ok(Some(code.is_some()))
+        })
+    }
+
+    fn removals(&self) -> Result<Removals, RegistryError> {
+        self.read_fresh(|chain_view| chain_view.removals.clone())
     }
 }
 
