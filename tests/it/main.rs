@@ -10,6 +10,7 @@ mod cli_tdx;
 mod collateral_fetch;
 mod dstack_conformance;
 mod governance;
+mod governance_cli;
 mod mutation;
 mod nitro_conformance;
 mod nitro_verify;
