@@ -97,7 +97,12 @@ pub(super) fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         }
         None => (args.boot.boot_info()?, Some(args.boot.json())),
     };
-    let app_compose = args.evidence.app_compose.as_deref().map(read_input).transpose()?;
+    let app_compose = args
+        .evidence
+        .app_compose
+        .as_deref()
+        .map(read_input)
+        .transpose()?;
     let opened = source::open(&args.source)?;
     let registry = &opened.registry;
     let decision = if args.kms {

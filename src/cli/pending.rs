@@ -70,7 +70,11 @@ pub(super) fn run(args: PendingArgs) -> anyhow::Result<ExitCode> {
     if pending.is_empty() {
         say!("no pending changes at block {}", changes.block);
     } else {
-        say!("{} pending change(s) at block {}:", pending.len(), changes.block);
+        say!(
+            "{} pending change(s) at block {}:",
+            pending.len(),
+            changes.block
+        );
     }
     for change in changes.pending() {
         let when = match change.state {

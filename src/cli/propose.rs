@@ -153,11 +153,9 @@ enum Format {
 }
 
 pub(super) fn run(args: ProposeArgs) -> anyhow::Result<ExitCode> {
-    let kms_text = args
-        .source
-        .kms_contract
-        .clone()
-        .ok_or_else(|| anyhow!("--kms-contract ADDR is required: the DstackKms the calls govern"))?;
+    let kms_text = args.source.kms_contract.clone().ok_or_else(|| {
+        anyhow!("--kms-contract ADDR is required: the DstackKms the calls govern")
+    })?;
     let kms = parse_address("--kms-contract", &kms_text)?;
     let app = args
         .app
@@ -204,7 +202,11 @@ pub(super) fn run(args: ProposeArgs) -> anyhow::Result<ExitCode> {
         let mut code = HashMap::new();
         for address in addresses {
             if let std::collections::hash_map::Entry::Vacant(slot) = code.entry(address) {
-                slot.insert(opened.runtime.block_on(opened.registry.has_code(&address))?);
+                slot.insert(
+                    opened
+                        .runtime
+                        .block_on(opened.registry.has_code(&address))?,
+                );
             }
         }
         let has_code = |address: &Address| code.get(address).copied().flatten();
@@ -460,7 +462,9 @@ fn render(
         Format::Calls => json(&serde_json::to_value(proposal.json())?)?,
         Format::SafeTxBuilder => {
             let chain_id = chain_id.ok_or_else(|| {
-                anyhow!("--format safe-tx-builder needs the Safe's chain: --chain-id N (or --rpc-url)")
+                anyhow!(
+                    "--format safe-tx-builder needs the Safe's chain: --chain-id N (or --rpc-url)"
+                )
             })?;
             let meta = BatchMeta {
                 name: "tee-verifier propose".to_owned(),

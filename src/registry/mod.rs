@@ -239,7 +239,9 @@ pub struct TimelockChanges {
 impl TimelockChanges {
     /// The changes still to happen (waiting or ready).
     pub fn pending(&self) -> impl Iterator<Item = &crate::governance::PendingChange> + '_ {
-        self.changes.iter().filter(|change| change.state.is_pending())
+        self.changes
+            .iter()
+            .filter(|change| change.state.is_pending())
     }
 }
 

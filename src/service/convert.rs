@@ -393,6 +393,7 @@ pub(super) fn snapshot_to_proto(
         apps,
         // Filled by the caller, which reads the timelock changes of the same block.
         pending: Vec::new(),
+        pending_error: String::new(),
     }
 }
 

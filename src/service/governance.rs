@@ -37,13 +37,18 @@ pub(super) fn pending_to_proto(change: &PendingChange) -> proto::PendingChange {
     }
 }
 
-/// The source's timelock changes (any state); none for a source without timelocks.
-fn changes_of(registry: &dyn Registry) -> Result<(Option<u64>, Vec<PendingChange>), Status> {
-    Ok(match registry.timelock_changes().map_err(registry_status)? {
+/// The source's timelock changes (any state) and their block; none for a source without
+/// timelocks.
+fn changes_of(registry: &dyn Registry) -> Result<(Option<u64>, Vec<PendingChange>), RegistryError> {
+    Ok(match registry.timelock_changes()? {
         Some(changes) => (Some(changes.block), changes.changes),
         None => (None, Vec::new()),
     })
 }
+
+/// Timelock changes, or why they cannot be read. A timelock whose logs disagree with its state
+/// makes its changes unreadable, not the allowlist: answers carry the reason instead.
+pub(super) type Changes = Result<Vec<PendingChange>, String>;
 
 /// How often a snapshot is re-read when the follower advanced between it and the timelock
 /// changes (they must be of one block).
@@ -52,12 +57,15 @@ const CONSISTENT_READ_ATTEMPTS: usize = 3;
 /// The view and its timelock changes, of one block.
 pub(super) fn snapshot_with_changes(
     registry: &dyn Registry,
-) -> Result<(Snapshot, Vec<PendingChange>), Status> {
+) -> Result<(Snapshot, Changes), Status> {
     for _ in 0..CONSISTENT_READ_ATTEMPTS {
         let snapshot = registry.snapshot().map_err(registry_status)?;
-        let (block, changes) = changes_of(registry)?;
-        if block.is_none_or(|block| block == snapshot.block) {
-            return Ok((snapshot, changes));
+        match changes_of(registry) {
+            Err(error) => return Ok((snapshot, Err(error.to_string()))),
+            Ok((block, changes)) if block.is_none_or(|block| block == snapshot.block) => {
+                return Ok((snapshot, Ok(changes)))
+            }
+            Ok(_) => {}
         }
     }
     Err(registry_status(RegistryError::Unavailable(
@@ -65,11 +73,8 @@ pub(super) fn snapshot_with_changes(
     )))
 }
 
-/// The pending changes of one lookup's entry (`CheckMeasurement`).
-pub(super) fn pending_for(
-    registry: &dyn Registry,
-    lookup: &Lookup,
-) -> Result<Vec<proto::PendingChange>, Status> {
+/// The pending changes of one lookup's entry (`CheckMeasurement`), or why they cannot be read.
+pub(super) fn pending_for(registry: &dyn Registry, lookup: &Lookup) -> Changes {
     let entry = match lookup {
         Lookup::OsImageHash(hash) => Entry::OsImageHash(*hash),
         Lookup::KmsAggregatedMr(mr) => Entry::KmsAggregatedMr(*mr),
@@ -84,17 +89,16 @@ pub(super) fn pending_for(
         // No allowlist call registers an app.
         Lookup::RegisteredApp(_) => return Ok(Vec::new()),
     };
-    let (_, changes) = changes_of(registry)?;
+    let (_, changes) = changes_of(registry).map_err(|error| error.to_string())?;
     Ok(changes
-        .iter()
+        .into_iter()
         .filter(|change| change.state.is_pending() && change.call.entry() == entry)
-        .map(pending_to_proto)
         .collect())
 }
 
 /// The pending (waiting or ready) changes of `changes`, for a snapshot; limited to the KMS's
 /// and the apps in `only` unless it is empty.
-pub(super) fn pending_of(changes: &[PendingChange], only: &[[u8; 20]]) -> Vec<proto::PendingChange> {
+pub(super) fn pending_of(changes: &[PendingChange], only: &[[u8; 20]]) -> Vec<PendingChange> {
     changes
         .iter()
         .filter(|change| change.state.is_pending())
@@ -106,7 +110,7 @@ pub(super) fn pending_of(changes: &[PendingChange], only: &[[u8; 20]]) -> Vec<pr
                     Entry::ComposeHash { .. } | Entry::AppDevice { .. }
                 )
         })
-        .map(pending_to_proto)
+        .cloned()
         .collect()
 }
 
@@ -147,10 +151,21 @@ impl TimelockSeen {
     }
 }
 
-/// The current timelock changes of a watched registry (none when it cannot answer: the stream
-/// says so with its own `unavailable`).
+/// The current timelock changes of a watched registry; none when they cannot be read (nothing
+/// is announced then, and what the client knows stays as it was).
 pub(super) fn current_changes(registry: &dyn Registry) -> Vec<PendingChange> {
     changes_of(registry).map(|(_, c)| c).unwrap_or_default()
+}
+
+/// `pending` and `pending_error` of an answer.
+pub(super) fn pending_fields(changes: Changes) -> (Vec<proto::PendingChange>, String) {
+    match changes {
+        Ok(changes) => (
+            changes.iter().map(pending_to_proto).collect(),
+            String::new(),
+        ),
+        Err(error) => (Vec::new(), error),
+    }
 }
 
 fn hint_to_proto(hint: Hint) -> proto::Hint {
@@ -214,6 +229,8 @@ pub(super) async fn explain(
     let outcome = convert::decision_outcome(&decision);
     let explained = tokio::task::spawn_blocking(move || {
         let (snapshot, changes) = snapshot_with_changes(registry.as_ref())?;
+        // Without readable timelock changes the explanation has no `pending` hints.
+        let changes = changes.unwrap_or_default();
         let view = snapshot
             .to_view()
             .map_err(|e| registry_status(RegistryError::Unavailable(e)))?;

@@ -96,10 +96,13 @@ impl verifier_server::Verifier for VerifierService {
             } else {
                 "not_registered"
             };
+            let (pending, pending_error) =
+                governance::pending_fields(governance::pending_for(registry.as_ref(), &lookup));
             let response = proto::CheckMeasurementResponse {
                 registered: answer.present,
                 block: answer.block,
-                pending: governance::pending_for(registry.as_ref(), &lookup)?,
+                pending,
+                pending_error,
             };
             Ok(Answer::new(response, outcome))
         };
@@ -190,8 +193,12 @@ async fn snapshot_of(
     tokio::task::spawn_blocking(move || {
         let (snapshot, changes) = governance::snapshot_with_changes(registry.as_ref())?;
         let mut proto = convert::snapshot_to_proto(snapshot, &source, &only);
-        proto.pending = governance::pending_of(&changes, &only);
-        Ok((proto, changes))
+        let pending = changes
+            .as_ref()
+            .map(|changes| governance::pending_of(changes, &only))
+            .map_err(Clone::clone);
+        (proto.pending, proto.pending_error) = governance::pending_fields(pending);
+        Ok((proto, changes.unwrap_or_default()))
     })
     .await
     .map_err(|e| Status::internal(format!("snapshot task failed: {e}")))?

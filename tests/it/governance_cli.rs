@@ -117,7 +117,10 @@ async fn propose_safe_tx_builder_then_pending_ready_executed_and_allowed() {
     let calls = propose(&g, "calls", "cli", &values);
     assert!(calls.status.success(), "{}", stderr(&calls));
     let calls = json(&calls);
-    let operation_id = calls["timelock"]["operation_id"].as_str().unwrap().to_owned();
+    let operation_id = calls["timelock"]["operation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(calls["timelock"]["delay"], MIN_DELAY);
     assert_eq!(calls["calls"].as_array().unwrap().len(), 3);
 
@@ -168,7 +171,11 @@ async fn propose_safe_tx_builder_then_pending_ready_executed_and_allowed() {
     // Proposing it again is refused by --strict: already pending.
     let again = propose(&g, "calls", "again", &values);
     assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
-    assert!(stderr(&again).contains("already_pending"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already_pending"),
+        "{}",
+        stderr(&again)
+    );
 
     // Refused meanwhile; explain says it is pending, with the operation and ETA.
     let boot = [
@@ -296,7 +303,11 @@ async fn propose_multisend_and_calls_formats_and_a_cancelled_operation() {
 fn a_registry_file_has_no_pending_changes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.toml");
-    std::fs::write(&path, "block = 7\ngateway_app_id = \"\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "block = 7\ngateway_app_id = \"\"\nos_images = []\nkms_aggregated_mrs = []\nkms_device_ids = []\napps = []\n",
+    )
+    .unwrap();
     let file = path.to_str().unwrap();
     let output = cli(&["registry", "pending", "--json", "--registry", file]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -323,7 +334,13 @@ fn propose_refuses_values_of_the_wrong_width() {
     let debug = alloy::hex::encode(tee_verifier::nitro::DEBUG_OS_IMAGE_HASH);
     assert!(refused(&debug).contains("debug-mode enclave"));
     // A removal needs no --app; app calls do.
-    let output = cli(&["propose", "--kms-contract", kms, "--add-compose-hash", &"ab".repeat(32)]);
+    let output = cli(&[
+        "propose",
+        "--kms-contract",
+        kms,
+        "--add-compose-hash",
+        &"ab".repeat(32),
+    ]);
     assert_eq!(output.status.code(), Some(2));
     let output = cli(&[
         "propose",
@@ -335,8 +352,11 @@ fn propose_refuses_values_of_the_wrong_width() {
     assert!(output.status.success(), "{}", stderr(&output));
     let calls = json(&output);
     assert_eq!(calls["timelock"], serde_json::Value::Null);
-    assert_eq!(calls["calls"][0]["function"], "addOsImageHash");
-    assert_eq!(calls["calls"][0]["args"][0], format!("0x{}", "ab".repeat(32)));
+    assert_eq!(calls["calls"][0]["function"], "addOsImageHash(bytes32)");
+    assert_eq!(
+        calls["calls"][0]["args"][0],
+        format!("0x{}", "ab".repeat(32))
+    );
 }
 
 /// `explain` on real chain states: every hint kind a view can give.
@@ -355,7 +375,12 @@ async fn explain_gives_every_hint_kind_on_real_views() {
     // A short-hex mistake: the registered value is a 4-byte value left-padded.
     let short = B256::left_padding_from(&[0xde, 0xad, 0xbe, 0xef]);
     for value in [os, revoked_os, short] {
-        transact(&provider, kms, DstackKms::addOsImageHashCall { osImageHash: value }).await;
+        transact(
+            &provider,
+            kms,
+            DstackKms::addOsImageHashCall { osImageHash: value },
+        )
+        .await;
     }
     // Removed directly by the owner (no timelock): revoked, with the block of the removal.
     let removal = transact(
@@ -513,7 +538,10 @@ async fn explain_gives_every_hint_kind_on_real_views() {
     assert_eq!(hint["registered"], hex(short));
 
     // A debug enclave's image; an app the KMS never registered.
-    let debug = format!("0x{}", alloy::hex::encode(tee_verifier::nitro::DEBUG_OS_IMAGE_HASH));
+    let debug = format!(
+        "0x{}",
+        alloy::hex::encode(tee_verifier::nitro::DEBUG_OS_IMAGE_HASH)
+    );
     let unregistered = explain(
         &[
             ("app-id", hex(anvil::other_account())),
@@ -524,7 +552,10 @@ async fn explain_gives_every_hint_kind_on_real_views() {
     assert_eq!(unregistered["reason"], "App not registered");
     let got = kinds(&unregistered);
     assert!(got.iter().any(|k| k == "debug_image"), "{unregistered}");
-    assert!(got.iter().any(|k| k == "app_not_registered"), "{unregistered}");
+    assert!(
+        got.iter().any(|k| k == "app_not_registered"),
+        "{unregistered}"
+    );
 
     // Readable for people: the decision, the checks and the hints.
     let mut args = vec![
@@ -539,7 +570,10 @@ async fn explain_gives_every_hint_kind_on_real_views() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.starts_with("DENIED at block"), "{text}");
     assert!(text.contains("FAIL os_image_allowed"), "{text}");
-    assert!(text.contains(&format!("revoked: {} was removed", hex(revoked_os))), "{text}");
+    assert!(
+        text.contains(&format!("revoked: {} was removed", hex(revoked_os))),
+        "{text}"
+    );
 }
 
 /// `measure --app-compose`: sha256 of the exact bytes, and the images pulled by tag.

@@ -19,6 +19,7 @@ mod registry_differential;
 mod registry_file;
 mod registry_follow;
 mod service_chain;
+mod service_governance;
 mod service_grpc;
 mod service_readme;
 mod service_trust_roots;
