@@ -596,3 +596,117 @@ fn measure_app_compose_hashes_the_exact_bytes() {
     assert_eq!(hints[0]["kind"], "unpinned_image");
     assert_eq!(hints[0]["image"], "ghcr.io/acme/app:v1");
 }
+
+/// `--from-evidence` verifies as `verify` does, then proposes the os image hash (or with
+/// `--app`, the compose hash); debug, unbound and unverified evidence is refused.
+#[test]
+fn propose_from_evidence_verifies_it_first() {
+    let Some(dir) = crate::support::samples::samples_dir() else {
+        return;
+    };
+    let kms = "0x1111111111111111111111111111111111111111";
+    let sample = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let propose = |extra: &[&str]| {
+        let mut args = vec!["propose", "--json", "--kms-contract", kms];
+        args.extend_from_slice(extra);
+        cli(&args)
+    };
+    let signal = sample("nitro/signal_test_cose_sign1_02.cbor");
+    let output = propose(&["--from-evidence", &signal, "--now", "1705431295"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let calls = json(&output);
+    assert_eq!(calls["calls"][0]["to"], kms);
+    assert_eq!(calls["calls"][0]["function"], "addOsImageHash(bytes32)");
+    assert_eq!(
+        calls["calls"][0]["args"][0],
+        "0xcec7d227e5e653a10ace09338b182f5253570b603943cd260e313060e8ff6700"
+    );
+    // Not verified (expired at that time): refused, nothing printed.
+    let output = propose(&["--from-evidence", &signal, "--now", "1705445695"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    assert!(
+        stderr(&output).contains("did not verify"),
+        "{}",
+        stderr(&output)
+    );
+    // A debug enclave.
+    let debug = sample("nitro/evervault_debug-mode-attestation-doc-bytes.cbor");
+    let output = propose(&["--from-evidence", &debug, "--now", "1665582606"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("debug_enclave"),
+        "{}",
+        stderr(&output)
+    );
+
+    // dstack TDX: the os image hash is the host's claim, so it is not proposed; the compose
+    // hash of the evidence's app is.
+    let report = sample("dstack/dstack-verifier-quote-report.json");
+    let collateral = sample("tdx/dcap-qvl_fmspc90c06f_collateral.json");
+    let tdx = [
+        "--from-evidence",
+        &report,
+        "--collateral",
+        &collateral,
+        "--now",
+        "1771459200",
+    ];
+    let output = propose(&tdx);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("vm_config claim"),
+        "{}",
+        stderr(&output)
+    );
+    let app = "0x3763bc34552cf3a27ff71ad5f7a90471562a1a2d";
+    let mut with_app = tdx.to_vec();
+    with_app.extend(["--app", app]);
+    let output = propose(&with_app);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let calls = json(&output);
+    assert_eq!(calls["calls"][0]["to"], app);
+    assert_eq!(calls["calls"][0]["function"], "addComposeHash(bytes32)");
+    assert_eq!(
+        calls["calls"][0]["args"][0],
+        "0x3763bc34552cf3a27ff71ad5f7a90471562a1a2df552dfc1998cba2d60da27e7"
+    );
+    let mut other_app = tdx.to_vec();
+    other_app.extend(["--app", "0x2222222222222222222222222222222222222222"]);
+    let output = propose(&other_app);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("not of --app"),
+        "{}",
+        stderr(&output)
+    );
+
+    // explain EVIDENCE_FILE: verified first, then its boot info explained.
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = tmp.path().join("registry.toml");
+    std::fs::write(
+        &registry,
+        "block = 3\ngateway_app_id = \"\"\nos_images = []\nkms_aggregated_mrs = []\nkms_device_ids = []\napps = []\n",
+    )
+    .unwrap();
+    let registry = registry.to_str().unwrap();
+    let explain = |extra: &[&str]| {
+        let mut args = vec!["explain", "--json", "--registry", registry];
+        args.extend_from_slice(extra);
+        args.extend(["--collateral", &collateral, "--now", "1771459200", &report]);
+        cli(&args)
+    };
+    let output = explain(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(json(&output)["error"]["kind"], "unauthorizable");
+    let output = explain(&["--accept-os-image-claim"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let explanation = json(&output);
+    assert_eq!(explanation["reason"], "App not registered");
+    assert_eq!(explanation["block"], 3);
+    assert!(explanation["hints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["kind"] == "app_not_registered"));
+}
