@@ -50,6 +50,9 @@ use std::process::ExitCode;
 /// executor role sends the matching executeBatch (in the calls JSON and the cast lines).
 /// `tee-verifier registry pending` shows it waiting, then ready.
 ///
+/// Exit: 0 printed, 1 refused (evidence, or a warning under --strict; nothing printed), 2 usage,
+/// I/O or availability error (a value of the wrong width is one).
+///
 /// Examples:
 ///   tee-verifier propose --kms-contract 0xKMS… --add-os-image 0x14ad…1c67
 ///   tee-verifier propose --format safe-tx-builder --chain-id 8453 --kms-contract 0xKMS… \
