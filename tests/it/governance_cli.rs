@@ -255,6 +255,16 @@ async fn propose_multisend_and_calls_formats_and_a_cancelled_operation() {
         operation: Operation::DelegateCall,
     };
     g.safe.execute(&provider, &tx, &g.signers).await;
+    // A delay below the timelock's minimum would revert: refused.
+    let short = propose(
+        &g,
+        "calls",
+        "short",
+        &["--add-os-image", &hex(kept), "--delay", "60"],
+    );
+    assert_eq!(short.status.code(), Some(2));
+    assert!(stderr(&short).contains("getMinDelay"), "{}", stderr(&short));
+
     // --strict sees it pending now.
     let again = propose(&g, "calls", "m2", &["--add-os-image", &hex(cancelled)]);
     assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
@@ -709,4 +719,77 @@ fn propose_from_evidence_verifies_it_first() {
         .unwrap()
         .iter()
         .any(|h| h["kind"] == "app_not_registered"));
+}
+
+/// With a registry file as SOURCE, `propose` warns about changes that change nothing or cannot
+/// apply; `--strict` refuses them.
+#[test]
+fn propose_reviews_against_a_registry_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = tmp.path().join("registry.toml");
+    let (os, app, compose) = ("11".repeat(32), "22".repeat(20), "33".repeat(32));
+    std::fs::write(
+        &registry,
+        format!(
+            "block = 5\ngateway_app_id = \"\"\nos_images = [\"0x{os}\"]\nkms_aggregated_mrs = []\n\
+             kms_device_ids = []\n[[apps]]\napp_id = \"0x{app}\"\ncompose_hashes = [\"0x{compose}\"]\n\
+             device_ids = []\nallow_any_device = true\nrequire_tcb_up_to_date = false\ncode = \"known\"\n"
+        ),
+    )
+    .unwrap();
+    let registry = registry.to_str().unwrap();
+    let kms = "0x1111111111111111111111111111111111111111";
+    let propose = |extra: &[&str]| {
+        let mut args = vec!["propose", "--registry", registry, "--kms-contract", kms];
+        args.extend_from_slice(extra);
+        cli(&args)
+    };
+    let unregistered_app = format!("0x{}", "44".repeat(20));
+    let changes = [
+        "--add-os-image",
+        &format!("0x{os}"),
+        "--remove-os-image",
+        &format!("0x{}", "55".repeat(32)),
+        "--app",
+        &unregistered_app,
+        "--add-compose-hash",
+        &format!("0x{compose}"),
+    ];
+    let output = propose(&changes);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let warnings = stderr(&output);
+    for kind in ["already_registered", "not_registered", "app_not_registered"] {
+        assert!(
+            warnings.contains(&format!("warning ({kind})")),
+            "{warnings}"
+        );
+    }
+    assert_eq!(json(&output)["calls"].as_array().unwrap().len(), 3);
+    let mut strict = changes.to_vec();
+    strict.push("--strict");
+    let output = propose(&strict);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    // A fresh value on the registered app: nothing to say; the cast lines send and check it.
+    let fresh = format!("0x{}", "66".repeat(32));
+    let output = propose(&[
+        "--strict",
+        "--format",
+        "cast",
+        "--app",
+        &format!("0x{app}"),
+        "--add-compose-hash",
+        &fresh,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains(&format!(
+        "cast send 0x{app} \"addComposeHash(bytes32)\" {fresh}"
+    )));
+    assert!(text.contains("allowedComposeHashes(bytes32)(bool)"));
+    // --timelock needs a delay when no chain source can read its minimum.
+    let output = propose(&["--add-os-image", &fresh, "--timelock", kms]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--delay"), "{}", stderr(&output));
 }
