@@ -129,15 +129,12 @@ pub(super) fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         Ok(Ok(explanation)) => explanation,
         Ok(Err(error)) => anyhow::bail!("cannot explain ({}): {error}", error.kind()),
         Err(error) => {
-            if args.json {
-                output::print_json(&serde_json::json!({
-                    "allowed": false,
-                    "error": { "kind": error.kind(), "message": error.to_string() },
-                }));
-            } else {
-                say!("NO ANSWER ({}): {error}", error.kind());
-            }
-            return Ok(ExitCode::from(2));
+            return Ok(output::print_no_answer(
+                args.json,
+                "allowed",
+                false.into(),
+                &error,
+            ))
         }
     };
     if args.json {

@@ -38,15 +38,10 @@ pub(super) fn run(args: PendingArgs) -> anyhow::Result<ExitCode> {
     let answer = match opened.registry.timelock_changes() {
         Ok(answer) => answer,
         Err(error) => {
-            if args.json {
-                output::print_json(&serde_json::json!({
-                    "pending": null,
-                    "error": { "kind": error.kind(), "message": error.to_string() },
-                }));
-            } else {
-                say!("NO ANSWER ({}): {error}", error.kind());
-            }
-            return Ok(ExitCode::from(2));
+            let absent = serde_json::Value::Null;
+            return Ok(output::print_no_answer(
+                args.json, "pending", absent, &error,
+            ));
         }
     };
     let Some(changes) = answer else {

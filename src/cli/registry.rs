@@ -99,17 +99,12 @@ fn lookup(args: LookupArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::from(u8::from(!answer.present)))
         }
-        Err(error) => {
-            if args.json {
-                output::print_json(&serde_json::json!({
-                    "registered": null,
-                    "error": { "kind": error.kind(), "message": error.to_string() },
-                }));
-            } else {
-                say!("NO ANSWER ({}): {error}", error.kind());
-            }
-            Ok(ExitCode::from(2))
-        }
+        Err(error) => Ok(output::print_no_answer(
+            args.json,
+            "registered",
+            serde_json::Value::Null,
+            &error,
+        )),
     }
 }
 

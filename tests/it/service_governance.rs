@@ -17,19 +17,7 @@ use tee_verifier::service::proto::{
 };
 
 fn serve(g: &Governed) -> Service {
-    let (url, kms) = (g.node.url(), hex(g.kms));
-    Service::start(&[
-        "--rpc-url",
-        &url,
-        "--kms-contract",
-        &kms,
-        "--confirmations",
-        "0",
-        "--poll-interval",
-        "100ms",
-        "--max-staleness",
-        "5s",
-    ])
+    crate::service_chain::serve_kms(&g.node, g.kms, &[])
 }
 
 /// The timelock events of the stream up to (and with) the next `block_advanced`.
