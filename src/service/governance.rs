@@ -9,6 +9,7 @@ use tonic::Status;
 use super::convert::{self, registry_status};
 use super::core::Core;
 use super::proto;
+use crate::evidence::Unauthorizable;
 use crate::governance::explain::{explain_app, explain_kms, Context, Explanation, Hint};
 use crate::governance::{PendingChange, PendingState};
 use crate::registry::view::Bytes32;
@@ -210,16 +211,65 @@ fn explanation_to_proto(
             })
             .collect(),
         hints: explanation.hints.into_iter().map(hint_to_proto).collect(),
+        rejected: None,
     }
 }
 
-/// `Explain`: the decision `IsAppAllowed` / `IsKmsAllowed` gives, with the checks and hints.
+/// The boot info evidence attests, verified as `Verify` verifies it; `Err` (the inner one) is
+/// why there is none to explain.
+async fn attested_boot_info(
+    core: &Core,
+    mut evidence: proto::VerifyRequest,
+) -> Result<Result<proto::BootInfo, proto::VerificationError>, Status> {
+    evidence.authorize = proto::Authorize::None.into();
+    let accept_os_image_claim = evidence.accept_os_image_claim;
+    let response = core.verify(evidence).await?.value;
+    let unauthorizable = |reason: Unauthorizable| proto::VerificationError {
+        kind: "unauthorizable".to_owned(),
+        message: reason.to_string(),
+    };
+    if !response.verified {
+        return Ok(Err(response.error.unwrap_or_default()));
+    }
+    let Some(dstack) = response.attested.and_then(|attested| attested.dstack) else {
+        return Ok(Err(unauthorizable(Unauthorizable::NoBootInfo)));
+    };
+    if !dstack.os_image_hash_bound && !accept_os_image_claim {
+        return Ok(Err(unauthorizable(Unauthorizable::UnmeasuredOsImage)));
+    }
+    Ok(dstack
+        .boot_info
+        .ok_or_else(|| unauthorizable(Unauthorizable::NoBootInfo)))
+}
+
+/// `Explain`: the decision `IsAppAllowed` / `IsKmsAllowed` gives for the boot info (given, or
+/// attested by verified evidence), with the checks and hints.
 pub(super) async fn explain(
     core: &Core,
     request: proto::ExplainRequest,
 ) -> Result<(proto::Explanation, &'static str), Status> {
-    let given = request.boot_info.clone();
-    let boot = convert::boot_info_from_proto(request.boot_info)?;
+    let boot_info = match (request.boot_info, request.evidence) {
+        (Some(_), Some(_)) => {
+            return Err(Status::invalid_argument(
+                "give boot_info or evidence, not both",
+            ))
+        }
+        (boot_info, None) => boot_info,
+        (None, Some(evidence)) => match attested_boot_info(core, evidence).await? {
+            Ok(boot_info) => Some(boot_info),
+            Err(rejected) => {
+                let outcome = "rejected";
+                let explanation = proto::Explanation {
+                    rejected: Some(rejected),
+                    ..Default::default()
+                };
+                return Ok((explanation, outcome));
+            }
+        },
+    };
+    // As given, for width hints (evidence's boot info is full width: it gives none).
+    let given = boot_info.clone();
+    let boot = convert::boot_info_from_proto(boot_info)?;
     let decision = if request.kms {
         core.decide_kms(&boot)?
     } else {

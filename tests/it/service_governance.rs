@@ -50,6 +50,7 @@ fn explain_request(g: &Governed, os: [u8; 32], compose: [u8; 32]) -> proto::Expl
         }),
         kms: false,
         app_compose: None,
+        evidence: None,
     }
 }
 
@@ -205,4 +206,73 @@ async fn pending_changes_reach_get_registry_check_measurement_watch_and_explain(
     })
     .await;
     assert!(!answer.registered);
+}
+
+/// `Explain` with evidence: verified first, as `Verify` does, then its boot info explained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_verifies_evidence_first() {
+    let Some(dir) = crate::support::samples::samples_dir() else {
+        return;
+    };
+    let node = crate::support::anvil::Anvil::spawn();
+    let dstack = crate::support::anvil::Dstack::deploy(&node.provider()).await;
+    // The quote report's collateral is current at this time.
+    let server = crate::service_chain::serve_kms(
+        &node,
+        dstack.kms,
+        &["--dangerous-fixed-now", "1771459200"],
+    );
+    server
+        .wait_health(ServingStatus::Serving, Duration::from_secs(30))
+        .await;
+    let mut client = server.client().await;
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("sample");
+    let evidence = |accept_os_image_claim: bool, collateral: Option<String>| proto::VerifyRequest {
+        evidence: Some(proto::verify_request::Evidence::DstackQuoteReport(
+            proto::DstackQuoteReport {
+                json: read("dstack/dstack-verifier-quote-report.json"),
+                collateral,
+            },
+        )),
+        accept_os_image_claim,
+        ..Default::default()
+    };
+    let explain = |evidence: proto::VerifyRequest| proto::ExplainRequest {
+        evidence: Some(evidence),
+        ..Default::default()
+    };
+    let collateral = read("tdx/dcap-qvl_fmspc90c06f_collateral.json");
+
+    // Its os image hash is the host's claim: nothing to explain unless accepted.
+    let answer = client
+        .explain(explain(evidence(false, Some(collateral.clone()))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.rejected.unwrap().kind, "unauthorizable");
+    assert!(answer.decision.is_none());
+    // Without collateral it does not verify: the verifier's kind.
+    let answer = client
+        .explain(explain(evidence(true, None)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.rejected.unwrap().kind, "collateral_missing");
+    // Accepted: the app is not registered with this KMS, and explain says so.
+    let answer = client
+        .explain(explain(evidence(true, Some(collateral))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.rejected.is_none());
+    assert_eq!(answer.decision.unwrap().reason, "App not registered");
+    assert!(answer.hints.iter().any(|h| h.kind == "app_not_registered"));
+    // Both inputs at once is a malformed request.
+    let both = proto::ExplainRequest {
+        boot_info: Some(proto::BootInfo::default()),
+        evidence: Some(proto::VerifyRequest::default()),
+        ..Default::default()
+    };
+    let status = client.explain(both).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
 }
