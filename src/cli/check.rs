@@ -59,8 +59,9 @@ pub(super) struct BootInfoArgs {
 }
 
 impl BootInfoArgs {
-    fn boot_info(&self) -> anyhow::Result<BootInfo> {
-        let json = BootInfoJson {
+    /// The boot info as given (the webhook's strings).
+    pub(super) fn json(&self) -> BootInfoJson {
+        BootInfoJson {
             app_id: self.app_id.clone(),
             compose_hash: self.compose_hash.clone(),
             instance_id: self.instance_id.clone(),
@@ -70,8 +71,30 @@ impl BootInfoArgs {
             os_image_hash: self.os_image_hash.clone(),
             tcb_status: self.tcb_status.clone(),
             advisory_ids: self.advisory_ids.clone(),
-        };
-        Ok(BootInfo::try_from(&json)?)
+        }
+    }
+
+    /// The boot info, padded as the KMS webhook pads it.
+    pub(super) fn boot_info(&self) -> anyhow::Result<BootInfo> {
+        Ok(BootInfo::try_from(&self.json())?)
+    }
+
+    /// Whether any field was given.
+    pub(super) fn is_given(&self) -> bool {
+        let json = self.json();
+        [
+            &json.app_id,
+            &json.compose_hash,
+            &json.instance_id,
+            &json.device_id,
+            &json.mr_aggregated,
+            &json.mr_system,
+            &json.os_image_hash,
+            &json.tcb_status,
+        ]
+        .iter()
+        .any(|text| !text.is_empty())
+            || !json.advisory_ids.is_empty()
     }
 }
 

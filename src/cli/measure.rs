@@ -4,16 +4,25 @@
 use super::{output, parse_hex_arg, read_input, HexArg};
 use crate::encoding::{decode_input, to_0x_hex, InputEncoding};
 use crate::evidence::{preview, EvidenceInput};
+use crate::governance::compose::{compose_hash, unpinned_images};
+use crate::governance::explain::unpinned_hint;
 use crate::nitro::os_image_hash;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Compute OS_IMAGE_HASH = sha256(PCR0‖PCR1‖PCR2) from PCR values, or preview the measurements
-/// of an attestation FILE WITHOUT verifying it (nothing is checked: use `verify` for that).
+/// Compute OS_IMAGE_HASH = sha256(PCR0‖PCR1‖PCR2) from PCR values, the compose-hash of an
+/// app-compose.json, or preview the measurements of an attestation FILE WITHOUT verifying it
+/// (nothing is checked: use `verify` for that).
+///
+/// The compose-hash is sha256 of the file's exact bytes: the very file the CVM is deployed with,
+/// not a re-formatted copy (one changed space is another hash). Images referenced by tag without
+/// @sha256: are reported: the hash then does not pin the code, and a rewritten tag is why "the
+/// measurement changes on every deploy".
 ///
 /// Examples:
 ///   tee-verifier measure --pcr0 HEX --pcr1 HEX --pcr2 HEX
+///   tee-verifier measure --app-compose app-compose.json
 ///   tee-verifier measure --json doc.cbor
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
@@ -22,7 +31,7 @@ pub(super) struct MeasureArgs {
     #[arg(long)]
     json: bool,
     /// PCR0 (hex, 48 bytes for Nitro).
-    #[arg(long, value_name = "HEX", value_parser = parse_hex_arg, requires_all = ["pcr1", "pcr2"], conflicts_with = "file")]
+    #[arg(long, value_name = "HEX", value_parser = parse_hex_arg, requires_all = ["pcr1", "pcr2"], conflicts_with_all = ["file", "app_compose"])]
     pcr0: Option<HexArg>,
     /// PCR1 (hex).
     #[arg(long, value_name = "HEX", value_parser = parse_hex_arg, requires_all = ["pcr0", "pcr2"])]
@@ -30,12 +39,34 @@ pub(super) struct MeasureArgs {
     /// PCR2 (hex).
     #[arg(long, value_name = "HEX", value_parser = parse_hex_arg, requires_all = ["pcr0", "pcr1"])]
     pcr2: Option<HexArg>,
+    /// An app-compose.json: print its compose-hash and the images it pulls by tag.
+    #[arg(long, value_name = "FILE", conflicts_with = "file")]
+    app_compose: Option<PathBuf>,
     /// How FILE spells its bytes.
     #[arg(long, value_enum, default_value = "auto")]
     encoding: InputEncoding,
     /// An attestation to preview (not verified), or - for stdin.
-    #[arg(required_unless_present = "pcr0")]
+    #[arg(required_unless_present_any = ["pcr0", "app_compose"])]
     file: Option<PathBuf>,
+}
+
+/// `measure --app-compose`: the compose-hash of the exact bytes, and the unpinned images.
+fn app_compose(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let bytes = read_input(path)?;
+    let hash = to_0x_hex(&compose_hash(&bytes));
+    let hints: Vec<_> = unpinned_images(&bytes)?
+        .into_iter()
+        .map(unpinned_hint)
+        .collect();
+    if json {
+        output::print_json(&serde_json::json!({ "compose_hash": hash, "hints": hints }));
+    } else {
+        say!("{hash}");
+        for hint in &hints {
+            say!("  {}: {}", super::explain::snake(&hint.kind), hint.message);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn run(args: MeasureArgs) -> anyhow::Result<ExitCode> {
@@ -53,8 +84,11 @@ pub(super) fn run(args: MeasureArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(path) = &args.app_compose {
+        return app_compose(path, args.json);
+    }
     let Some(path) = &args.file else {
-        anyhow::bail!("give --pcr0/--pcr1/--pcr2 or a FILE");
+        anyhow::bail!("give --pcr0/--pcr1/--pcr2, --app-compose FILE or a FILE");
     };
     let evidence = decode_input(&read_input(path)?, args.encoding)?;
     match preview(&EvidenceInput {

@@ -13,8 +13,12 @@ macro_rules! say {
 
 mod check;
 mod collateral;
+mod evidence;
+mod explain;
 mod measure;
 mod output;
+mod pending;
+mod propose;
 mod registry;
 mod serve;
 mod source;
@@ -44,6 +48,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     Measure(measure::MeasureArgs),
     Check(check::CheckArgs),
+    Explain(explain::ExplainArgs),
+    Propose(propose::ProposeArgs),
     Registry(registry::RegistryCommand),
     Serve(serve::ServeArgs),
     Collateral(collateral::CollateralCommand),
@@ -56,6 +62,8 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Measure(args) => measure::run(args),
         Command::Check(args) => check::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Propose(args) => propose::run(args),
         Command::Registry(command) => registry::run(command),
         Command::Serve(args) => serve::run(args),
         Command::Collateral(command) => collateral::run(command),

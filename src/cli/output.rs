@@ -18,6 +18,25 @@ pub(super) fn print_line(text: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
+/// A source that could not answer (exit 2): `{field: absent, "error":{"kind","message"}}` for
+/// machines, `NO ANSWER (kind): …` for people.
+pub(super) fn print_no_answer(
+    json: bool,
+    field: &str,
+    absent: serde_json::Value,
+    error: &crate::registry::RegistryError,
+) -> std::process::ExitCode {
+    if json {
+        print_json(&serde_json::json!({
+            field: absent,
+            "error": { "kind": error.kind(), "message": error.to_string() },
+        }));
+    } else {
+        print_line(&format!("NO ANSWER ({}): {error}", error.kind()));
+    }
+    std::process::ExitCode::from(2)
+}
+
 /// The JSON of a rejection: `{"verified":false,"error":{"kind":…,"message":…}}`.
 pub(super) fn rejection_json(kind: &str, message: &str) -> serde_json::Value {
     serde_json::json!({ "verified": false, "error": { "kind": kind, "message": message } })

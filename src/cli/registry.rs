@@ -7,7 +7,8 @@ use crate::registry::Lookup;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
 
-/// Inspect the allowlist: is a measurement registered, and what does the whole view hold.
+/// Inspect the allowlist: is a measurement registered, what does the whole view hold, and what
+/// is scheduled to change.
 #[derive(Args)]
 pub(super) struct RegistryCommand {
     #[command(subcommand)]
@@ -18,6 +19,7 @@ pub(super) struct RegistryCommand {
 enum RegistrySubcommand {
     Lookup(LookupArgs),
     Show(ShowArgs),
+    Pending(super::pending::PendingArgs),
 }
 
 /// Is one measurement registered? Exit 0 registered, 1 not registered, 2 unavailable or error.
@@ -64,6 +66,7 @@ pub(super) fn run(command: RegistryCommand) -> anyhow::Result<ExitCode> {
     match command.command {
         RegistrySubcommand::Lookup(args) => lookup(args),
         RegistrySubcommand::Show(args) => show(args),
+        RegistrySubcommand::Pending(args) => super::pending::run(args),
     }
 }
 
@@ -96,17 +99,12 @@ fn lookup(args: LookupArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::from(u8::from(!answer.present)))
         }
-        Err(error) => {
-            if args.json {
-                output::print_json(&serde_json::json!({
-                    "registered": null,
-                    "error": { "kind": error.kind(), "message": error.to_string() },
-                }));
-            } else {
-                say!("NO ANSWER ({}): {error}", error.kind());
-            }
-            Ok(ExitCode::from(2))
-        }
+        Err(error) => Ok(output::print_no_answer(
+            args.json,
+            "registered",
+            serde_json::Value::Null,
+            &error,
+        )),
     }
 }
 

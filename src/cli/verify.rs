@@ -1,13 +1,11 @@
 //! `tee-verifier verify`: full verification of one piece of evidence at a point in time.
 
-use super::collateral::{fetch_for_verify, IntelSourceArgs};
+use super::evidence::EvidenceOptions;
 use super::source::RegistryArgs;
 use super::{check, source};
-use super::{now_or_clock, output, parse_hex_arg, read_input, HexArg, Verdict};
+use super::{output, Verdict};
 use crate::boot_info::BootInfo;
-use crate::encoding::{decode_input, InputEncoding};
-use crate::error::ErrorKind;
-use crate::evidence::{EvidenceInput, EvidenceVerifier, Expectations, Report, Unauthorizable};
+use crate::evidence::{Report, Unauthorizable};
 use crate::registry::{Decision, RegistryError};
 use clap::Args;
 use std::path::PathBuf;
@@ -34,42 +32,8 @@ pub(super) struct VerifyArgs {
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
-    /// Verify as of this time (unix seconds) instead of now; for archived evidence.
-    #[arg(long, value_name = "UNIX_SECONDS")]
-    now: Option<u64>,
-    /// How FILE spells its bytes; auto detects hex text, base64 text, else raw.
-    #[arg(long, value_enum, default_value = "auto")]
-    encoding: InputEncoding,
-    /// Expected nonce (hex); a different or missing nonce rejects.
-    #[arg(long, value_name = "HEX", value_parser = parse_hex_arg)]
-    nonce: Option<HexArg>,
-    /// Expected user_data (hex).
-    #[arg(long, value_name = "HEX", value_parser = parse_hex_arg)]
-    user_data: Option<HexArg>,
-    /// Expected public_key (hex).
-    #[arg(long, value_name = "HEX", value_parser = parse_hex_arg)]
-    public_key: Option<HexArg>,
-    /// Reject documents whose signed timestamp is older than this many seconds.
-    #[arg(long, value_name = "SECONDS")]
-    max_age: Option<u64>,
-    /// Intel collateral for a TDX quote (QuoteCollateralV3 JSON).
-    #[arg(long, value_name = "FILE")]
-    collateral: Option<PathBuf>,
-    /// dstack event log (JSON) for a raw TDX quote; every RTMR is replayed against the quote.
-    #[arg(long, value_name = "FILE")]
-    event_log: Option<PathBuf>,
-    /// dstack vm_config (JSON) for a raw TDX quote; its os_image_hash is reported as a claim.
-    #[arg(long, value_name = "FILE")]
-    vm_config: Option<PathBuf>,
-    /// The app-compose.json whose sha256 must equal the attested compose-hash.
-    #[arg(long, value_name = "FILE")]
-    app_compose: Option<PathBuf>,
-    /// Expected report data (hex, right-padded with zeros to 64 bytes).
-    #[arg(long, value_name = "HEX", value_parser = parse_hex_arg)]
-    report_data: Option<HexArg>,
-    /// Accept a debug-mode enclave or debug TD (never do this in production).
-    #[arg(long)]
-    allow_debug: bool,
+    #[command(flatten)]
+    evidence: EvidenceOptions,
     /// Then authorize the verified boot info as a KMS instance (isKmsAllowed) instead of an app.
     #[arg(long)]
     kms: bool,
@@ -79,11 +43,6 @@ pub(super) struct VerifyArgs {
     /// only if the OS image was measured by another step, as dstack's KMS does).
     #[arg(long)]
     accept_os_image_claim: bool,
-    #[command(
-        flatten,
-        next_help_heading = "Collateral source (without --collateral)"
-    )]
-    fetch: IntelSourceArgs,
     #[command(flatten, next_help_heading = "Authorization source")]
     source: RegistryArgs,
     /// The evidence file, or - for stdin.
@@ -95,44 +54,9 @@ pub(super) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         !args.kms || source::is_configured(&args.source),
         "--kms authorizes against a source: add --registry FILE or --rpc-url URL --kms-contract ADDR"
     );
-    let evidence = decode_input(&read_input(&args.file)?, args.encoding)?;
-    let read_optional = |path: &Option<PathBuf>| path.as_deref().map(read_input).transpose();
-    let (collateral, event_log, vm_config, app_compose) = (
-        read_optional(&args.collateral)?,
-        read_optional(&args.event_log)?,
-        read_optional(&args.vm_config)?,
-        read_optional(&args.app_compose)?,
-    );
-    let now = now_or_clock(args.now);
-    let collateral = match collateral {
-        Some(collateral) => Some(collateral),
-        None => match fetch_for_verify(&args.fetch, &evidence, now)? {
-            Ok(fetched) => fetched,
-            Err(error) => {
-                reject(args.json, error.kind().as_str(), &error.to_string());
-                return Ok(Verdict::Rejected.into());
-            }
-        },
-    };
-    let input = EvidenceInput {
-        evidence: &evidence,
-        event_log: event_log.as_deref(),
-        collateral: collateral.as_deref(),
-        vm_config: vm_config.as_deref(),
-        app_compose: app_compose.as_deref(),
-    };
-    let expect = Expectations {
-        nonce: args.nonce.map(|h| h.0),
-        user_data: args.user_data.map(|h| h.0),
-        public_key: args.public_key.map(|h| h.0),
-        max_age_secs: args.max_age,
-        report_data: args.report_data.map(|h| h.0),
-        allow_debug: args.allow_debug,
-    };
-    let verified = match EvidenceVerifier::default().verify(&input, now, &expect) {
+    let now = args.evidence.now();
+    let verified = match args.evidence.verify(&args.file, now)? {
         Ok(verified) => verified,
-        // A check the evidence cannot make is a usage error, not a verdict on the evidence.
-        Err(error) if error.kind() == ErrorKind::InvalidArgument => anyhow::bail!(error),
         Err(error) => {
             reject(args.json, error.kind().as_str(), &error.to_string());
             return Ok(Verdict::Rejected.into());

@@ -153,8 +153,8 @@ impl Hint {
     }
 }
 
-/// The block of each entry's latest removal (from the source's history: removal events, or
-/// executed timelock removals).
+/// The block of each entry's latest removal (from the source's history: the contracts' removal
+/// events, whether the owner called directly or a timelock executed the call).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Removals(HashMap<Entry, u64>);
 
@@ -173,19 +173,6 @@ impl Removals {
     /// The block of `entry`'s latest removal, if it was ever removed.
     pub fn block_of(&self, entry: &Entry) -> Option<u64> {
         self.0.get(entry).copied()
-    }
-
-    /// Records the removals a timelock executed.
-    pub fn record_executed(&mut self, changes: &[PendingChange]) {
-        for change in changes {
-            if let (PendingState::Executed, Some(block), false) = (
-                change.state,
-                change.settled_block,
-                change.call.function.adds(),
-            ) {
-                self.record(change.call.entry(), block);
-            }
-        }
     }
 }
 
@@ -1188,43 +1175,12 @@ mod tests {
     }
 
     #[test]
-    fn executed_timelock_removals_are_revocations() {
-        let removal = PendingChange {
-            timelock: [0xcc; 20],
-            operation_id: [0xdd; 32],
-            index: 0,
-            call: AllowlistCall {
-                contract: [0x11; 20],
-                function: Function::RemoveOsImageHash,
-                value: OS,
-            },
-            eta: 5,
-            state: PendingState::Executed,
-            scheduled_block: 1,
-            settled_block: Some(9),
-        };
-        let added = PendingChange {
-            call: AllowlistCall {
-                function: Function::AddOsImageHash,
-                value: [7; 32],
-                ..removal.call
-            },
-            ..removal.clone()
-        };
-        let waiting = PendingChange {
-            state: PendingState::Waiting,
-            settled_block: None,
-            call: AllowlistCall {
-                value: [8; 32],
-                ..removal.call
-            },
-            ..removal.clone()
-        };
+    fn removals_are_revocations_with_their_latest_block() {
         let mut removals = Removals::new();
-        removals.record_executed(&[removal, added, waiting]);
+        removals.record(Entry::OsImageHash(OS), 9);
+        removals.record(Entry::OsImageHash(OS), 4);
         assert_eq!(removals.block_of(&Entry::OsImageHash(OS)), Some(9));
         assert_eq!(removals.block_of(&Entry::OsImageHash([7; 32])), None);
-        assert_eq!(removals.block_of(&Entry::OsImageHash([8; 32])), None);
         let mut view = view();
         view.set(KmsList::OsImages, OS, false);
         let explanation = explain(
@@ -1239,6 +1195,8 @@ mod tests {
             kinds(&explanation),
             [HintKind::NotRegistered, HintKind::Revoked]
         );
+        let revoked = &explanation.hints[1];
+        assert_eq!(revoked.block, Some(9));
     }
 
     #[test]

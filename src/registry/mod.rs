@@ -212,6 +212,54 @@ pub trait Registry: Send + Sync {
 
     /// Changes of the view, from now on; see [`RegistryChange`].
     fn subscribe(&self) -> broadcast::Receiver<RegistryChange>;
+
+    /// The allowlist changes of the timelocks that govern the contracts (any state), with the
+    /// block they hold at. `None`: this source follows no timelock (a registry file has no
+    /// pending changes, only the lists as they are), which is the default.
+    #[cfg(feature = "chain")]
+    fn timelock_changes(&self) -> Result<Option<TimelockChanges>, RegistryError> {
+        Ok(None)
+    }
+
+    /// Whether `address` has contract code at the view's block; `None`: the source cannot tell
+    /// (a registry file), the default.
+    #[cfg(feature = "chain")]
+    fn has_code<'a>(
+        &'a self,
+        address: &'a Address,
+    ) -> BoxFuture<'a, Result<Option<bool>, RegistryError>> {
+        let _ = address;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The block of each entry's latest removal, as far as the source has history (a registry
+    /// file has none: empty, the default).
+    #[cfg(feature = "chain")]
+    fn removals(&self) -> Result<crate::governance::explain::Removals, RegistryError> {
+        Ok(crate::governance::explain::Removals::new())
+    }
+}
+
+/// A source's timelock changes at one block ([`Registry::timelock_changes`]).
+#[cfg(feature = "chain")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelockChanges {
+    /// The block the changes (and their waiting/ready states) hold at.
+    pub block: u64,
+    /// The followed timelocks and their minimum delays (seconds).
+    pub timelocks: Vec<(Address, u64)>,
+    /// Every allowlist change of the followed timelocks: waiting, ready, executed, cancelled.
+    pub changes: Vec<crate::governance::PendingChange>,
+}
+
+#[cfg(feature = "chain")]
+impl TimelockChanges {
+    /// The changes still to happen (waiting or ready).
+    pub fn pending(&self) -> impl Iterator<Item = &crate::governance::PendingChange> + '_ {
+        self.changes
+            .iter()
+            .filter(|change| change.state.is_pending())
+    }
 }
 
 /// A verdict of the local logic as a decision.

@@ -210,7 +210,13 @@ pub(super) fn matches_declared_kind(kind: EvidenceKind, verified: &Verified) -> 
 /// left-padded; absent = zeros). A missing message is a malformed request.
 pub(super) fn boot_info_from_proto(boot_info: Option<proto::BootInfo>) -> Result<BootInfo, Status> {
     let boot_info = boot_info.ok_or_else(|| Status::invalid_argument("boot_info is required"))?;
-    let json = BootInfoJson {
+    let json = boot_info_json(boot_info);
+    BootInfo::try_from(&json).map_err(|e| Status::invalid_argument(format!("boot_info.{e}")))
+}
+
+/// A boot info as the request spells it (the webhook's strings, unparsed).
+pub(super) fn boot_info_json(boot_info: proto::BootInfo) -> BootInfoJson {
+    BootInfoJson {
         app_id: boot_info.app_id,
         compose_hash: boot_info.compose_hash,
         instance_id: boot_info.instance_id,
@@ -220,8 +226,7 @@ pub(super) fn boot_info_from_proto(boot_info: Option<proto::BootInfo>) -> Result
         os_image_hash: boot_info.os_image_hash,
         tcb_status: boot_info.tcb_status,
         advisory_ids: boot_info.advisory_ids,
-    };
-    BootInfo::try_from(&json).map_err(|e| Status::invalid_argument(format!("boot_info.{e}")))
+    }
 }
 
 /// A boot info on the wire, from its webhook spelling.
@@ -387,6 +392,9 @@ pub(super) fn snapshot_to_proto(
         kms_aggregated_mrs: hexes(snapshot.kms_aggregated_mrs),
         kms_device_ids: hexes(snapshot.kms_device_ids),
         apps,
+        // Filled by the caller, which reads the timelock changes of the same block.
+        pending: Vec::new(),
+        pending_error: String::new(),
     }
 }
 

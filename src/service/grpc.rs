@@ -3,8 +3,10 @@
 
 use super::convert::{self, registry_status};
 use super::core::{Answer, Core};
+use super::governance;
 use super::metrics::Method;
 use super::proto::{self, verifier_server};
+use crate::governance::PendingChange;
 use crate::registry::{Registry, RegistryChange};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -94,9 +96,13 @@ impl verifier_server::Verifier for VerifierService {
             } else {
                 "not_registered"
             };
+            let (pending, pending_error) =
+                governance::pending_fields(governance::pending_for(registry.as_ref(), &lookup));
             let response = proto::CheckMeasurementResponse {
                 registered: answer.present,
                 block: answer.block,
+                pending,
+                pending_error,
             };
             Ok(Answer::new(response, outcome))
         };
@@ -114,7 +120,7 @@ impl verifier_server::Verifier for VerifierService {
         let work = async {
             let only = convert::app_filter(&request.into_inner().app_ids)?;
             let registry = Arc::clone(core.registry.get().map_err(registry_status)?);
-            let snapshot = snapshot_of(registry, core.source.clone(), only).await?;
+            let (snapshot, _) = snapshot_of(registry, core.source.clone(), only).await?;
             Ok(Answer::new(snapshot, "ok"))
         };
         core.handle(Method::GetRegistry, deadline, work)
@@ -146,6 +152,7 @@ impl verifier_server::Verifier for VerifierService {
                 changes,
                 sender,
                 shutdown: core.shutdown.clone(),
+                timelock: governance::TimelockSeen::default(),
             };
             tokio::spawn(async move {
                 let _watcher = watcher;
@@ -159,19 +166,39 @@ impl verifier_server::Verifier for VerifierService {
             .await
             .map(Response::new)
     }
+
+    async fn explain(
+        &self,
+        request: Request<proto::ExplainRequest>,
+    ) -> Result<Response<proto::Explanation>, Status> {
+        let deadline = client_deadline(&request);
+        let core = &self.core;
+        let work = async {
+            let (explanation, outcome) = governance::explain(core, request.into_inner()).await?;
+            Ok(Answer::new(explanation, outcome))
+        };
+        core.handle(Method::Explain, deadline, work)
+            .await
+            .map(Response::new)
+    }
 }
 
-/// A snapshot built on a blocking thread (it walks the whole view).
+/// A snapshot with its pending timelock changes, built on a blocking thread (it walks the whole
+/// view); also every timelock change of its block, for watchers.
 async fn snapshot_of(
     registry: Arc<dyn Registry>,
     source: String,
     only: Vec<[u8; 20]>,
-) -> Result<proto::RegistrySnapshot, Status> {
+) -> Result<(proto::RegistrySnapshot, Vec<PendingChange>), Status> {
     tokio::task::spawn_blocking(move || {
-        registry
-            .snapshot()
-            .map(|snapshot| convert::snapshot_to_proto(snapshot, &source, &only))
-            .map_err(registry_status)
+        let (snapshot, changes) = governance::snapshot_with_changes(registry.as_ref())?;
+        let mut proto = convert::snapshot_to_proto(snapshot, &source, &only);
+        let pending = changes
+            .as_ref()
+            .map(|changes| governance::pending_of(changes, &only))
+            .map_err(Clone::clone);
+        (proto.pending, proto.pending_error) = governance::pending_fields(pending);
+        Ok((proto, changes.unwrap_or_default()))
     })
     .await
     .map_err(|e| Status::internal(format!("snapshot task failed: {e}")))?
@@ -185,6 +212,8 @@ struct Watch {
     changes: broadcast::Receiver<RegistryChange>,
     sender: mpsc::Sender<Result<proto::RegistryEvent, Status>>,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The timelock changes the client knows of (from its snapshot, then from events).
+    timelock: governance::TimelockSeen,
 }
 
 impl Watch {
@@ -216,6 +245,9 @@ impl Watch {
                 Ok(advance @ RegistryChange::Advanced { .. }) if unavailable => {
                     self.send_snapshot(&mut unavailable).await && self.send_change(advance).await
                 }
+                Ok(advance @ RegistryChange::Advanced { .. }) => {
+                    self.send_timelock_changes().await && self.send_change(advance).await
+                }
                 Ok(change) => self.send_change(change).await,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     let status = Status::aborted(format!(
@@ -234,12 +266,13 @@ impl Watch {
 
     /// Sends the current view (or, if it cannot answer, why). Returns whether the client is
     /// still there.
-    async fn send_snapshot(&self, unavailable: &mut bool) -> bool {
+    async fn send_snapshot(&mut self, unavailable: &mut bool) -> bool {
         use proto::registry_event::Event;
         let event =
             match snapshot_of(Arc::clone(&self.registry), self.source.clone(), Vec::new()).await {
-                Ok(snapshot) => {
+                Ok((snapshot, changes)) => {
                     *unavailable = false;
+                    self.timelock.reset(&changes);
                     Event::Snapshot(snapshot)
                 }
                 Err(status) => {
@@ -251,6 +284,17 @@ impl Watch {
             };
         let event = proto::RegistryEvent { event: Some(event) };
         self.sender.send(Ok(event)).await.is_ok()
+    }
+
+    /// The timelock changes new since the client last heard (before the block's advance).
+    async fn send_timelock_changes(&mut self) -> bool {
+        let changes = governance::current_changes(self.registry.as_ref());
+        for event in self.timelock.events(&changes) {
+            if self.sender.send(Ok(event)).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     async fn send_change(&self, change: RegistryChange) -> bool {

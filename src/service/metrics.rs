@@ -26,18 +26,20 @@ pub(super) enum Method {
     CheckMeasurement,
     GetRegistry,
     WatchRegistry,
+    Explain,
     BootAuthApp,
     BootAuthKms,
 }
 
 impl Method {
-    const ALL: [Method; 8] = [
+    const ALL: [Method; 9] = [
         Method::Verify,
         Method::IsAppAllowed,
         Method::IsKmsAllowed,
         Method::CheckMeasurement,
         Method::GetRegistry,
         Method::WatchRegistry,
+        Method::Explain,
         Method::BootAuthApp,
         Method::BootAuthKms,
     ];
@@ -50,6 +52,7 @@ impl Method {
             Method::CheckMeasurement => "CheckMeasurement",
             Method::GetRegistry => "GetRegistry",
             Method::WatchRegistry => "WatchRegistry",
+            Method::Explain => "Explain",
             Method::BootAuthApp => "/bootAuth/app",
             Method::BootAuthKms => "/bootAuth/kms",
         }

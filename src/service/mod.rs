@@ -16,6 +16,7 @@ mod collateral;
 pub mod config;
 mod convert;
 mod core;
+mod governance;
 mod grpc;
 mod http;
 mod metrics;

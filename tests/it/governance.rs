@@ -24,21 +24,21 @@ use tee_verifier::governance::{
 use tee_verifier::registry::chain::{ChainConfig, ChainRegistry};
 use tee_verifier::registry::{Lookup, Registry};
 
-const MIN_DELAY: u64 = 3600;
+pub(crate) const MIN_DELAY: u64 = 3600;
 
 /// A KMS and one app, both owned by a timelock whose proposer and executor is `safe`.
-struct Governed {
-    node: Anvil,
-    contracts: SafeContracts,
-    safe: SafeAccount,
+pub(crate) struct Governed {
+    pub(crate) node: Anvil,
+    pub(crate) contracts: SafeContracts,
+    pub(crate) safe: SafeAccount,
     /// Indices of the owners who sign.
-    signers: Vec<usize>,
-    timelock: Address,
-    kms: Address,
-    app: Address,
+    pub(crate) signers: Vec<usize>,
+    pub(crate) timelock: Address,
+    pub(crate) kms: Address,
+    pub(crate) app: Address,
 }
 
-async fn governed(owners: &[Address], threshold: u64, signers: &[usize]) -> Governed {
+pub(crate) async fn governed(owners: &[Address], threshold: u64, signers: &[usize]) -> Governed {
     let node = Anvil::spawn();
     let provider = node.provider();
     let dstack = Dstack::deploy(&provider).await;
@@ -63,11 +63,11 @@ async fn governed(owners: &[Address], threshold: u64, signers: &[usize]) -> Gove
 }
 
 impl Governed {
-    fn provider(&self) -> RootProvider {
+    pub(crate) fn provider(&self) -> RootProvider {
         self.node.provider()
     }
 
-    fn proposal(&self, calls: Vec<AllowlistCall>, salt: &str) -> Proposal {
+    pub(crate) fn proposal(&self, calls: Vec<AllowlistCall>, salt: &str) -> Proposal {
         let plan = TimelockPlan {
             timelock: self.timelock.into_array(),
             delay: MIN_DELAY,
@@ -77,7 +77,7 @@ impl Governed {
         Proposal::new(self.kms.into_array(), calls, Some(plan)).expect("proposal")
     }
 
-    fn add_os(&self, tag: &str) -> AllowlistCall {
+    pub(crate) fn add_os(&self, tag: &str) -> AllowlistCall {
         AllowlistCall {
             contract: self.kms.into_array(),
             function: Function::AddOsImageHash,
@@ -85,7 +85,7 @@ impl Governed {
         }
     }
 
-    fn add_compose(&self, tag: &str) -> AllowlistCall {
+    pub(crate) fn add_compose(&self, tag: &str) -> AllowlistCall {
         AllowlistCall {
             contract: self.app.into_array(),
             function: Function::AddComposeHash,
@@ -94,7 +94,7 @@ impl Governed {
     }
 
     /// The Safe runs `calls` through MultiSendCallOnly (delegatecall), as Safe{Wallet} does.
-    async fn run_through_multisend(&self, calls: &[Call]) {
+    pub(crate) async fn run_through_multisend(&self, calls: &[Call]) {
         let tx = SafeTransaction::multi_send(calls, self.contracts.multi_send.into_array());
         assert_eq!(tx.operation, Operation::DelegateCall);
         self.safe
@@ -103,7 +103,7 @@ impl Governed {
     }
 
     /// The Safe calls directly.
-    async fn run_direct(&self, call: Call) {
+    pub(crate) async fn run_direct(&self, call: Call) {
         let tx = SafeTransaction::for_calls(&[call], self.contracts.multi_send.into_array());
         assert_eq!(tx.operation, Operation::Call);
         self.safe
@@ -113,14 +113,14 @@ impl Governed {
 
     /// A chain source at the head, following the timelock it finds as the KMS's owner (or the
     /// configured ones).
-    async fn registry(&self, timelocks: Vec<Address>) -> ChainRegistry {
+    pub(crate) async fn registry(&self, timelocks: Vec<Address>) -> ChainRegistry {
         let mut config = ChainConfig::new(self.node.url(), self.kms.into_array());
         config.confirmations = 0;
         config.timelocks = timelocks.iter().map(|t| t.into_array()).collect();
         ChainRegistry::connect(config, None).await.expect("connect")
     }
 
-    async fn eth_call<C: SolCall>(&self, to: Address, call: C) -> C::Return {
+    pub(crate) async fn eth_call<C: SolCall>(&self, to: Address, call: C) -> C::Return {
         let request = TransactionRequest::default()
             .to(to)
             .input(Bytes::from(call.abi_encode()).into());
@@ -128,7 +128,7 @@ impl Governed {
         C::abi_decode_returns(&bytes).expect("return value")
     }
 
-    async fn timestamp_of_block(&self, number: u64) -> u64 {
+    pub(crate) async fn timestamp_of_block(&self, number: u64) -> u64 {
         self.provider()
             .get_header_by_number(number.into())
             .await
@@ -140,7 +140,7 @@ impl Governed {
 
 /// The calls of a Transaction Builder file, as the app sends them (`data` is set, so it is used
 /// as is).
-fn builder_calls(file: &serde_json::Value) -> Vec<Call> {
+pub(crate) fn builder_calls(file: &serde_json::Value) -> Vec<Call> {
     file["transactions"]
         .as_array()
         .expect("transactions")

@@ -14,6 +14,7 @@ use alloy::sol_types::SolCall;
 use anvil::{transact, Anvil, DstackApp, DstackKms};
 use std::sync::{Arc, Mutex};
 use tee_verifier::boot_info::BootInfo;
+use tee_verifier::governance::explain::{explain_app, explain_kms, Context};
 use tee_verifier::registry::abi::{AppBootInfo, IDstackKms};
 
 use tee_verifier::registry::chain::{
@@ -75,6 +76,8 @@ struct Tally {
     by_reason: BTreeMap<String, usize>,
     evaluated_by_view: usize,
     evaluated_by_contract: usize,
+    /// Decisions `explain` explained, its answer the contract's.
+    explained: usize,
 }
 
 async fn contract_decision(
@@ -155,6 +158,15 @@ async fn compare_round(
         provider,
         kms,
     } = *subject;
+    // What `explain` reads beside the decision: the view, its removals and timelock changes.
+    let view = registry.snapshot().unwrap().to_view().unwrap();
+    let removals = registry.removals().unwrap();
+    let changes = Registry::timelock_changes(registry).unwrap().unwrap();
+    let context = Context {
+        pending: &changes.changes,
+        removals: Some(&removals),
+        ..Context::default()
+    };
     for _ in 0..cases {
         let boot = random_boot(rng, pools, app_ids);
         let block = registry.block().expect("view ready");
@@ -188,6 +200,13 @@ async fn compare_round(
                         "app {boot:?}: ours {decision:?}, contract ({allowed}, {reason:?})"
                     ));
                 }
+                // explain gives the contract's answer, and its checks agree with it.
+                match explain_app(&view, decision, &boot, &context) {
+                    Ok(e) if e.allowed == *allowed && e.reason == *reason => tally.explained += 1,
+                    other => tally.mismatches.push(format!(
+                        "explain app {boot:?}: {other:?}, contract ({allowed}, {reason:?})"
+                    )),
+                }
             }
             (Err(RegistryError::ContractReverted(_)), Err(_)) => {
                 *tally
@@ -220,6 +239,15 @@ async fn compare_round(
                 "kms {boot:?}: ours {ours:?}, contract ({}, {:?})",
                 theirs.isAllowed, theirs.reason
             ));
+        }
+        match explain_kms(&view, &ours, &boot, &context) {
+            Ok(e) if e.allowed == theirs.isAllowed && e.reason == theirs.reason => {
+                tally.explained += 1
+            }
+            other => tally.mismatches.push(format!(
+                "explain kms {boot:?}: {other:?}, contract ({}, {:?})",
+                theirs.isAllowed, theirs.reason
+            )),
         }
     }
 }
@@ -572,6 +600,8 @@ async fn view_decisions_equal_the_contracts() {
         .expect("rebuild");
     assert_eq!(rebuilt.block(), registry.block());
     assert_eq!(rebuilt.snapshot().unwrap(), registry.snapshot().unwrap());
+    // Removal blocks (the `revoked` hint) are the same followed or rebuilt.
+    assert_eq!(rebuilt.removals().unwrap(), registry.removals().unwrap());
     let reports = reports.lock().unwrap();
     for stage in [
         SyncStage::KmsEvents,
@@ -591,8 +621,9 @@ async fn view_decisions_equal_the_contracts() {
     }
 
     println!(
-        "{} cases in {:.1} s: {} app decisions from the view, {} from the contract; reasons {:#?}",
+        "{} cases ({} explained) in {:.1} s: {} app decisions from the view, {} from the contract; reasons {:#?}",
         tally.cases,
+        tally.explained,
         started.elapsed().as_secs_f64(),
         tally.evaluated_by_view,
         tally.evaluated_by_contract,
@@ -605,6 +636,10 @@ async fn view_decisions_equal_the_contracts() {
         &tally.mismatches[..tally.mismatches.len().min(5)]
     );
     assert!(tally.cases >= 10_000);
+    // Every answered decision was explained, as the contract answered it (a revert is no
+    // decision to explain).
+    let reverts = tally.by_reason.get("app: <revert>").copied().unwrap_or(0);
+    assert_eq!(tally.explained, tally.cases - reverts);
     assert!(tally.evaluated_by_view > tally.evaluated_by_contract);
     for reason in [
         "App not registered",

@@ -28,7 +28,12 @@ const GATEWAY_APP_ID: &str = "gateway.example";
 
 /// Serves the chain's DstackKms, following the head closely so tests see changes fast.
 fn serve_chain(anvil: &Anvil, dstack: &Dstack, extra: &[&str]) -> Service {
-    let (url, kms) = (anvil.url(), dstack.kms.to_string());
+    serve_kms(anvil, dstack.kms, extra)
+}
+
+/// Serves the DstackKms at `kms`, following the head closely.
+pub(crate) fn serve_kms(anvil: &Anvil, kms: Address, extra: &[&str]) -> Service {
+    let (url, kms) = (anvil.url(), kms.to_string());
     let mut args = vec![
         "--rpc-url",
         &url,

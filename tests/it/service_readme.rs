@@ -226,7 +226,8 @@ async fn readme_service_examples_work_as_written() {
                     ),
                     "tee_verifier.v1.Verifier/CheckMeasurement" => assert_eq!(
                         answer,
-                        serde_json::json!({"registered": false, "block": "0"})
+                        serde_json::json!({"registered": false, "block": "0", "pending": [],
+                            "pendingError": ""})
                     ),
                     other => panic!("no check for the README's {other} example"),
                 }

@@ -49,10 +49,11 @@ use super::decision::{kms_is_app_allowed, kms_is_kms_allowed, AppVerdict};
 use super::view::{self, AppCode, Bytes32, RegistryView};
 use super::{
     decision_from_view, lookup_in, status_of, BoxFuture, Decision, Evaluation, KmsCodeStatus,
-    Lookup, LookupAnswer, Registry, RegistryChange, RegistryError, Snapshot, ViewStatus,
-    CHANGE_CHANNEL_CAPACITY,
+    Lookup, LookupAnswer, Registry, RegistryChange, RegistryError, Snapshot, TimelockChanges,
+    ViewStatus, CHANGE_CHANNEL_CAPACITY,
 };
 use crate::boot_info::BootInfo;
+use crate::governance::explain::Removals;
 
 /// How the chain source reaches and follows the KMS contract.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -218,6 +219,8 @@ pub enum PollOutcome {
 /// The view as of one block.
 struct ChainView {
     view: RegistryView,
+    /// The block of each entry's latest removal event (direct or executed by a timelock).
+    removals: Removals,
     timelocks: timelock::Timelocks,
     /// The code identity the KMS runs at `block` (`None`: no code).
     kms_code: Option<B256>,
@@ -580,7 +583,12 @@ impl ChainRegistry {
         }
         let mut changes = Vec::new();
         self.with_ready(|chain_view| {
-            apply(&mut chain_view.view, delta, Some(&mut changes));
+            apply(
+                &mut chain_view.view,
+                &mut chain_view.removals,
+                delta,
+                Some(&mut changes),
+            );
             if let Some((identity, trusted)) = kms_code {
                 chain_view.kms_code = identity;
                 chain_view.kms_code_trusted = trusted;
@@ -647,6 +655,7 @@ impl ChainRegistry {
         let mut fresh_trust = Trust::new(&inner.config);
         fresh_trust.keep_named_implementations(trust);
         let mut view = RegistryView::new();
+        let mut removals = Removals::new();
         let mut timelocks = timelock::Timelocks::new(&inner.config.timelocks);
         let mut kms_code = None;
         if target >= inner.config.from_block {
@@ -668,7 +677,7 @@ impl ChainRegistry {
                 )
                 .await?;
             kms_code = delta.kms_code().flatten();
-            apply(&mut view, delta, None);
+            apply(&mut view, &mut removals, delta, None);
             view.shrink_to_fit();
             let owned: Vec<Address> = std::iter::once(kms)
                 .chain(view.app_ids().map(|app| Address::from(*app)))
@@ -692,6 +701,7 @@ impl ChainRegistry {
         *trust = fresh_trust;
         *inner.served.write().map_err(|_| poisoned())? = Served::Ready(Box::new(ChainView {
             view,
+            removals,
             timelocks,
             kms_code,
             kms_code_trusted,
@@ -915,6 +925,37 @@ impl Registry for ChainRegistry {
 
     fn subscribe(&self) -> broadcast::Receiver<RegistryChange> {
         self.inner.changes.subscribe()
+    }
+
+    fn timelock_changes(&self) -> Result<Option<TimelockChanges>, RegistryError> {
+        let kms = Address::from(self.inner.config.kms_contract);
+        self.read_fresh(|chain_view| {
+            let changes = chain_view.timelocks.changes(&chain_view.view, kms)?;
+            Ok(Some(TimelockChanges {
+                block: chain_view.block,
+                timelocks: chain_view.timelocks.followed(),
+                changes,
+            }))
+        })?
+    }
+
+    fn has_code<'a>(
+        &'a self,
+        address: &'a view::Address,
+    ) -> BoxFuture<'a, Result<Option<bool>, RegistryError>> {
+        Box::pin(async move {
+            let block_hash = self.read_fresh(|chain_view| chain_view.block_hash)?;
+            let code = self
+                .inner
+                .rpc
+                .code_identity(Address::from(*address), block_hash)
+                .await?;
+            Ok(Some(code.is_some()))
+        })
+    }
+
+    fn removals(&self) -> Result<Removals, RegistryError> {
+        self.read_fresh(|chain_view| chain_view.removals.clone())
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use super::events::{decode_app, decode_kms, AppEvent, KmsEvent, APP_TOPICS};
 use super::rpc::{CallOutcome, LogsError, Rpc};
 use super::{ChainConfig, ProgressFn, SyncProgress, SyncStage};
+use crate::governance::explain::Removals;
 use crate::registry::abi::{IDstackApp, IDstackKms, EIP1967_IMPLEMENTATION_SLOT};
 use crate::registry::view::{AppCode, AppList, AppPolicy, KmsList, RegistryView};
 use crate::registry::{Entry, RegistryChange, RegistryError};
@@ -135,6 +136,8 @@ pub(crate) struct Delta {
     /// `Upgraded`); `Some(None)`: no code.
     kms_code: Option<Option<B256>>,
     apps: Vec<AppUpdate>,
+    /// Every removal event of the range (the KMS's and registered apps'), with its block.
+    removals: Vec<(Entry, u64)>,
 }
 
 impl Delta {
@@ -265,6 +268,10 @@ impl Syncer<'_> {
                 call: "eth_getLogs",
                 message: format!("malformed DstackKms log {:?}", log.topic0()),
             })?;
+            if let KmsEvent::Set(list, value, false) = &event {
+                let block = log.block_number.unwrap_or(end);
+                delta.removals.push((kms_entry(*list, value.0), block));
+            }
             delta.kms_events.push(event);
         }
 
@@ -321,7 +328,7 @@ impl Syncer<'_> {
                         SyncStage::AppBackfill,
                     )
                     .await?;
-                collect_app_events(&logs, &mut app_events, |_| true);
+                collect_app_events(&logs, &mut app_events, &mut delta.removals, |_| true);
             }
         }
         if full {
@@ -333,7 +340,7 @@ impl Syncer<'_> {
                     .address(addresses.to_vec())
                     .event_signature(APP_TOPICS.to_vec());
                 let logs = self.logs(filter, start, end, SyncStage::AppEvents).await?;
-                collect_app_events(&logs, &mut app_events, |_| true);
+                collect_app_events(&logs, &mut app_events, &mut delta.removals, |_| true);
             }
         } else {
             // A few new blocks: one chain-wide topic filter, kept for registered apps.
@@ -345,7 +352,7 @@ impl Syncer<'_> {
                     SyncStage::AppEvents,
                 )
                 .await?;
-            collect_app_events(&logs, &mut app_events, |app| {
+            collect_app_events(&logs, &mut app_events, &mut delta.removals, |app| {
                 new_app_set.contains(app) || base.is_registered(app)
             });
         }
@@ -503,6 +510,7 @@ impl Syncer<'_> {
 fn collect_app_events(
     logs: &[Log],
     into: &mut HashMap<Address, Vec<AppEvent>>,
+    removals: &mut Vec<(Entry, u64)>,
     keep: impl Fn(&Address) -> bool,
 ) {
     for log in logs {
@@ -511,8 +519,32 @@ fn collect_app_events(
             continue;
         }
         if let Some(event) = decode_app(log) {
+            if let (AppEvent::Set(list, value, false), Some(block)) = (&event, log.block_number) {
+                removals.push((app_entry(app.into_array(), *list, value.0), block));
+            }
             into.entry(app).or_default().push(event);
         }
+    }
+}
+
+fn kms_entry(list: KmsList, value: [u8; 32]) -> Entry {
+    match list {
+        KmsList::OsImages => Entry::OsImageHash(value),
+        KmsList::KmsAggregatedMrs => Entry::KmsAggregatedMr(value),
+        KmsList::KmsDeviceIds => Entry::KmsDeviceId(value),
+    }
+}
+
+fn app_entry(app_id: [u8; 20], list: AppList, value: [u8; 32]) -> Entry {
+    match list {
+        AppList::ComposeHashes => Entry::ComposeHash {
+            app_id,
+            compose_hash: value,
+        },
+        AppList::DeviceIds => Entry::AppDevice {
+            app_id,
+            device_id: value,
+        },
     }
 }
 
@@ -588,12 +620,17 @@ fn classify(read: &AppRead, events: &[AppEvent], trust: &Trust) -> AppPolicy {
     }
 }
 
-/// Applies a delta; with `changes`, records what subscribers should hear about.
+/// Applies a delta (its removals into `removals`); with `changes`, records what subscribers
+/// should hear about.
 pub(crate) fn apply(
     view: &mut RegistryView,
+    removals: &mut Removals,
     delta: Delta,
     mut changes: Option<&mut Vec<RegistryChange>>,
 ) {
+    for (entry, block) in delta.removals {
+        removals.record(entry, block);
+    }
     let mut record = |change: RegistryChange| {
         if let Some(changes) = changes.as_deref_mut() {
             changes.push(change);
@@ -608,11 +645,7 @@ pub(crate) fn apply(
             }
             KmsEvent::Set(list, value, enabled) => {
                 if view.set(list, value.0, enabled) {
-                    let entry = match list {
-                        KmsList::OsImages => Entry::OsImageHash(value.0),
-                        KmsList::KmsAggregatedMrs => Entry::KmsAggregatedMr(value.0),
-                        KmsList::KmsDeviceIds => Entry::KmsDeviceId(value.0),
-                    };
+                    let entry = kms_entry(list, value.0);
                     record(if enabled {
                         RegistryChange::Added(entry)
                     } else {
@@ -642,16 +675,7 @@ pub(crate) fn apply(
         }
         for (list, value, enabled) in update.values {
             if view.set_app_value(&app_id, list, value.0, enabled) {
-                let entry = match list {
-                    AppList::ComposeHashes => Entry::ComposeHash {
-                        app_id,
-                        compose_hash: value.0,
-                    },
-                    AppList::DeviceIds => Entry::AppDevice {
-                        app_id,
-                        device_id: value.0,
-                    },
-                };
+                let entry = app_entry(app_id, list, value.0);
                 record(if enabled {
                     RegistryChange::Added(entry)
                 } else {
