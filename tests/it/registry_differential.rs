@@ -609,10 +609,11 @@ async fn view_decisions_equal_the_contracts() {
         SyncStage::AppState,
     ] {
         let of_stage: Vec<&SyncProgress> = reports.iter().filter(|p| p.stage == stage).collect();
-        // Log stages come in many small ranges (log_range 7); app state in one batch here.
+        // Log stages come in several pages (from log_range 7, doubling over quiet ones); app
+        // state in one batch here.
         assert!(!of_stage.is_empty(), "{stage:?} never reported");
         assert!(
-            stage == SyncStage::AppState || of_stage.len() > 10,
+            stage == SyncStage::AppState || of_stage.len() > 2,
             "{stage:?}: {of_stage:?}"
         );
         let last = of_stage.last().unwrap();

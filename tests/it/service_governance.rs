@@ -216,11 +216,15 @@ async fn explain_verifies_evidence_first() {
     };
     let node = crate::support::anvil::Anvil::spawn();
     let dstack = crate::support::anvil::Dstack::deploy(&node.provider()).await;
-    // The quote report's collateral is current at this time.
+    // The quote report's collateral is current at this time; no PCS to fetch from.
     let server = crate::service_chain::serve_kms(
         &node,
         dstack.kms,
-        &["--dangerous-fixed-now", "1771459200"],
+        &[
+            "--dangerous-fixed-now",
+            "1771459200",
+            "--no-collateral-fetch",
+        ],
     );
     server
         .wait_health(ServingStatus::Serving, Duration::from_secs(30))

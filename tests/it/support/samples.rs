@@ -1,15 +1,14 @@
 //! Locates the real samples (`../shared/samples`) for conformance tests.
 //!
-//! `$TEE_VERIFIER_SAMPLES` names the folder; when it is set the folder must exist (CI sets it, so
-//! CI always runs the real samples). Unset, `../shared/samples` beside the checkout is used if present;
-//! otherwise the caller is told to skip, loudly.
+//! `$TEE_VERIFIER_SAMPLES` names the folder; unset, `../shared/samples` beside the checkout is used.
+//! Either must exist: a test that needs the real samples fails without them, it is never skipped.
 
 // Each test crate includes this file and uses what it needs of it.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 
-/// The samples folder, or `None` (after saying so on stderr) when neither location exists.
+/// The samples folder; panics when neither location has it.
 pub(crate) fn samples_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("TEE_VERIFIER_SAMPLES") {
         let dir = PathBuf::from(dir);
@@ -26,14 +25,12 @@ pub(crate) fn samples_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     let default = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/samples");
-    if default.join("expected.json").is_file() {
-        Some(default)
-    } else {
-        eprintln!(
-            "real samples not found (set TEE_VERIFIER_SAMPLES or provide ../shared/samples): conformance skipped"
-        );
-        None
-    }
+    // Never skipped: a checkout without the samples fails the tests that need them.
+    assert!(
+        default.join("expected.json").is_file(),
+        "real samples not found: set TEE_VERIFIER_SAMPLES or provide ../shared/samples"
+    );
+    Some(default)
 }
 
 /// The entries of `expected.json`.
