@@ -410,26 +410,83 @@ async fn remove_compose(s: &crate::registry_follow::Setup) {
     .await;
 }
 
+/// Milliseconds from each of `count` removals (one per block) to the first denial, in order.
+async fn removal_latencies(
+    s: &crate::registry_follow::Setup,
+    registry: &ChainRegistry,
+    count: usize,
+) -> Vec<u128> {
+    let provider = s.node.provider();
+    let hashes: Vec<B256> = (0..count).map(|i| word(&format!("compose {i}"))).collect();
+    for hash in &hashes {
+        transact(
+            &provider,
+            s.app,
+            DstackApp::addComposeHashCall { composeHash: *hash },
+        )
+        .await;
+    }
+    let mut latencies = Vec::with_capacity(count);
+    for hash in hashes {
+        let info = boot(s.app, s.os, hash);
+        time_until(registry, &info, Duration::from_secs(30), |answer| {
+            answer.as_ref().is_ok_and(|d| d.allowed)
+        })
+        .await;
+        transact(
+            &provider,
+            s.app,
+            DstackApp::removeComposeHashCall { composeHash: hash },
+        )
+        .await;
+        let took = time_until(registry, &info, Duration::from_secs(30), |answer| {
+            answer.as_ref().is_ok_and(|d| !d.allowed)
+        })
+        .await;
+        latencies.push(took.as_millis());
+    }
+    latencies
+}
+
+fn percentiles(mut latencies: Vec<u128>) -> String {
+    latencies.sort_unstable();
+    let at = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    format!(
+        "p50 {} ms, p99 {} ms, max {} ms",
+        at(50),
+        at(99),
+        latencies[latencies.len() - 1]
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushed_heads_apply_changes_without_waiting_for_a_poll() {
     let s = setup().await;
     let mut config = config(&s.node, s.dstack.kms);
-    // A poll far in the future: only the pushed head can explain a prompt answer.
+    // A poll far in the future: only the pushed heads can explain prompt answers.
     config.poll_interval = Duration::from_secs(120);
     config.max_staleness = Duration::from_secs(600);
     config.ws_url = Some(format!("ws://127.0.0.1:{}", s.node.port()));
     let registry = ChainRegistry::connect(config, None).await.unwrap();
     let _follower = registry.spawn_follower();
-    let info = boot(s.app, s.os, s.compose);
-    assert!(registry.decide_app(&info).await.unwrap().allowed);
     // The subscription is set up by the follower's first round.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    remove_compose(&s).await;
-    let took = time_until(&registry, &info, Duration::from_secs(30), |answer| {
-        answer.as_ref().is_ok_and(|d| !d.allowed)
-    })
-    .await;
-    eprintln!("removal visible {took:?} after its block (pushed head)");
+    let pushed = removal_latencies(&s, &registry, 50).await;
+    eprintln!(
+        "removal to denial, pushed heads (50 removals): {}",
+        percentiles(pushed)
+    );
+
+    // The same over polling every 250 ms, for comparison.
+    let mut polled = self::config(&s.node, s.dstack.kms);
+    polled.poll_interval = Duration::from_millis(250);
+    let registry = ChainRegistry::connect(polled, None).await.unwrap();
+    let _follower = registry.spawn_follower();
+    let polled = removal_latencies(&s, &registry, 20).await;
+    eprintln!(
+        "removal to denial, 250 ms polls (20 removals): {}",
+        percentiles(polled)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
