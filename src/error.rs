@@ -82,6 +82,9 @@ pub enum ErrorKind {
     // --- dstack ---
     /// An event log that does not replay to the quoted registers.
     EventLogMismatch,
+    /// An OS image whose measurement (checksum file, measurement document, ACPI tables, TD HOB)
+    /// does not compute to the registers the hardware quoted.
+    OsImageMismatch,
 
     // --- collateral fetching ---
     /// Collateral could not be fetched and nothing valid at `now` is cached (retry later; never
@@ -135,7 +138,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 43] = [
+    pub const ALL: [ErrorKind; 44] = [
         ErrorKind::Malformed,
         ErrorKind::InvalidArgument,
         ErrorKind::Unsupported,
@@ -158,6 +161,7 @@ impl ErrorKind {
         ErrorKind::TdxModuleMismatch,
         ErrorKind::TdAttributes,
         ErrorKind::EventLogMismatch,
+        ErrorKind::OsImageMismatch,
         ErrorKind::CollateralUnavailable,
         ErrorKind::UrlNotAllowed,
         ErrorKind::Unavailable,
@@ -206,6 +210,7 @@ impl ErrorKind {
             ErrorKind::TdxModuleMismatch => "tdx_module_mismatch",
             ErrorKind::TdAttributes => "td_attributes",
             ErrorKind::EventLogMismatch => "event_log_mismatch",
+            ErrorKind::OsImageMismatch => "os_image_mismatch",
             ErrorKind::CollateralUnavailable => "collateral_unavailable",
             ErrorKind::UrlNotAllowed => "url_not_allowed",
             ErrorKind::Unavailable => "unavailable",
@@ -370,6 +375,7 @@ mod tests {
                 "tdx_module_mismatch",
                 "td_attributes",
                 "event_log_mismatch",
+                "os_image_mismatch",
                 "collateral_unavailable",
                 "url_not_allowed",
                 "unavailable",
