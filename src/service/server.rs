@@ -227,14 +227,14 @@ fn evidence_verifier(roots: &TrustRoots) -> EvidenceVerifier {
     use sha2::{Digest as _, Sha256};
     let nitro = match &roots.nitro_der {
         Some(der) => {
-            tracing::warn!(sha256 = %hex::encode(Sha256::digest(der)), "Nitro documents are verified against a non-default root");
+            tracing::warn!(sha256 = %crate::encoding::hex(Sha256::digest(der)), "Nitro documents are verified against a non-default root");
             NitroVerifier::with_root_der(der)
         }
         None => NitroVerifier::new(),
     };
     let tdx = match &roots.intel_der {
         Some(der) => {
-            tracing::warn!(sha256 = %hex::encode(Sha256::digest(der)), "TDX quotes are verified against a non-default root");
+            tracing::warn!(sha256 = %crate::encoding::hex(Sha256::digest(der)), "TDX quotes are verified against a non-default root");
             TdxVerifier::with_root_der(der)
         }
         None => TdxVerifier::new(),

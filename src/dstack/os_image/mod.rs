@@ -105,8 +105,8 @@ pub fn check_lite(
                 check,
                 detail: format!(
                     "the image predicts {}, the quote has {}",
-                    hex::encode(computed),
-                    hex::encode(quoted)
+                    crate::encoding::hex(computed),
+                    crate::encoding::hex(quoted)
                 ),
             });
         }
