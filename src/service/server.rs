@@ -9,6 +9,7 @@ use super::monitor;
 use super::proto::{self, verifier_server::VerifierServer};
 use crate::encoding::to_0x_hex;
 use crate::error::ErrorKind;
+use crate::dstack::OsImagePolicy;
 use crate::evidence::EvidenceVerifier;
 use crate::nitro::NitroVerifier;
 use crate::registry::chain::{ChainConfig, ChainRegistry};
@@ -72,7 +73,9 @@ impl Server {
             None => Clock::System,
         };
         let core = Arc::new(Core::new(
-            evidence_verifier(&config.trust_roots),
+            evidence_verifier(&config.trust_roots).with_os_image_policy(OsImagePolicy {
+                allow_lite: config.allow_tdx_lite,
+            }),
             clock,
             config.limits.clone(),
             shutdown_signal.clone(),

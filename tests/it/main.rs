@@ -9,6 +9,7 @@ mod cli_registry;
 mod cli_tdx;
 mod collateral_fetch;
 mod dstack_conformance;
+mod dstack_lite;
 mod governance;
 mod mutation;
 mod nitro_conformance;
