@@ -84,7 +84,10 @@ pub(super) fn print_report(report: &crate::evidence::Report) {
         if !dstack.os_image_hash_bound && report.os_image_hash.is_some() {
             add(
                 "note",
-                Some("os_image_hash is the host's claim (vm_config), not bound to the hardware".into()),
+                Some(
+                    "os_image_hash is the host's claim (vm_config), not bound to the hardware"
+                        .into(),
+                ),
             );
         }
     }

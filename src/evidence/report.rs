@@ -78,7 +78,9 @@ impl From<&OsImagePreview> for OsImageClaims {
             variant: preview.variant.as_str(),
             computed,
             quoted: spelled(&preview.quoted),
-            matches: preview.matches().map(|matches| matches.into_iter().collect()),
+            matches: preview
+                .matches()
+                .map(|matches| matches.into_iter().collect()),
             error,
         }
     }

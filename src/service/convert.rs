@@ -3,8 +3,8 @@
 
 use super::proto;
 use crate::boot_info::{BootInfo, BootInfoJson};
-use crate::encoding::{parse_hex_padded, to_0x_hex};
 use crate::dstack::OsImagePolicy;
+use crate::encoding::{parse_hex_padded, to_0x_hex};
 use crate::error::ErrorKind;
 use crate::evidence::{EvidenceError, Expectations, Platform, Verified};
 use crate::registry::view::AppCode;

@@ -62,7 +62,10 @@ impl LiteFixture {
     }
 
     fn verifier(&self) -> EvidenceVerifier {
-        EvidenceVerifier::new(NitroVerifier::new(), TdxVerifier::with_root_der(&self.root_der))
+        EvidenceVerifier::new(
+            NitroVerifier::new(),
+            TdxVerifier::with_root_der(&self.root_der),
+        )
     }
 
     fn verify(&self, evidence: &[u8], expect: &Expectations) -> Result<Verified, String> {
@@ -240,7 +243,10 @@ fn a_stripped_log_is_bound_per_register_by_the_image_alone() {
         .unwrap();
     let log = stripped(fixture.report["event_log"].as_str().unwrap());
     let verified = fixture
-        .verify(&fixture.with_event_log(log.clone()), &Expectations::default())
+        .verify(
+            &fixture.with_event_log(log.clone()),
+            &Expectations::default(),
+        )
         .unwrap();
     assert_eq!(verified.report(), complete.report());
     assert!(verified.authorizable_boot_info(false).is_ok());
@@ -513,4 +519,65 @@ async fn grpc_verify_takes_ratls_certificates_and_allow_tdx_lite() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn grpc_authorization_uses_a_bound_lite_image_without_accepting_the_claim() {
+    let Some(fixture) = LiteFixture::new([0x42; 64]) else {
+        return;
+    };
+    let evidence = serde_json::to_string(&fixture.report).unwrap();
+    let verified = fixture
+        .verify(evidence.as_bytes(), &Expectations::default())
+        .unwrap();
+    let boot = &serde_json::to_value(verified.report()).unwrap()["boot_info"];
+    let files = tempfile::tempdir().unwrap();
+    let registry = write_file(
+        files.path(),
+        "registry.toml",
+        &format!(
+            "block = 3\ngateway_app_id = \"\"\nos_images = [\"{}\"]\nkms_aggregated_mrs = []\n\
+             kms_device_ids = []\n\n[[apps]]\napp_id = \"{}\"\ncompose_hashes = [\"{}\"]\n\
+             device_ids = []\nallow_any_device = true\nrequire_tcb_up_to_date = false\n\
+             code = \"known\"\n",
+            boot["osImageHash"].as_str().unwrap(),
+            boot["appId"].as_str().unwrap(),
+            boot["composeHash"].as_str().unwrap(),
+        ),
+    );
+    let root = files.path().join("root.der");
+    std::fs::write(&root, &fixture.root_der).unwrap();
+    let now = NOW.to_string();
+    let service = Service::start(&[
+        "--registry",
+        &registry,
+        "--intel-root",
+        root.to_str().unwrap(),
+        "--dangerous-fixed-now",
+        &now,
+    ]);
+    let request = |allow_tdx_lite: Option<bool>| proto::VerifyRequest {
+        evidence: Some(Evidence::DstackQuoteReport(proto::DstackQuoteReport {
+            json: evidence.clone(),
+            collateral: Some(String::from_utf8(fixture.collateral.clone()).unwrap()),
+        })),
+        authorize: proto::Authorize::App.into(),
+        allow_tdx_lite,
+        ..Default::default()
+    };
+    let mut client = service.client().await;
+    let response = client.verify(request(None)).await.unwrap().into_inner();
+    let decision = response.authorization.expect("authorization");
+    assert!(decision.is_allowed, "{decision:?}");
+    assert_eq!(decision.block, 3);
+
+    // Lite binding off: the same boot is the host's claim, denied at no block.
+    let response = client
+        .verify(request(Some(false)))
+        .await
+        .unwrap()
+        .into_inner();
+    let decision = response.authorization.expect("authorization");
+    assert!(!decision.is_allowed);
+    assert!(decision.reason.contains("not bound"), "{}", decision.reason);
 }

@@ -165,11 +165,12 @@ mod tests {
         assert_eq!(inflate(&member, 1000).unwrap(), data);
         assert_eq!(inflate(&member, 999), Err(GzipError::TooLarge));
         let last = member.len() - 1;
-        let cases: [(&str, Box<dyn Fn(&mut Vec<u8>)>); 8] = [
+        type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+        let cases: [(&str, Mutation); 8] = [
             ("magic", Box::new(|m| m[0] = 0)),
             ("method", Box::new(|m| m[2] = 7)),
             ("reserved flag", Box::new(|m| m[3] = 0x20)),
-            ("crc", Box::new(|m| m[last - 7] ^= 1)),
+            ("crc", Box::new(move |m| m[last - 7] ^= 1)),
             ("length", Box::new(move |m| m[last] ^= 1)),
             ("trailing byte", Box::new(|m| m.push(0))),
             ("truncated", Box::new(|m| m.truncate(m.len() - 9))),
