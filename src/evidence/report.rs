@@ -17,7 +17,8 @@ pub struct Report {
     pub verified: bool,
     /// The TEE that produced the evidence.
     pub platform: Platform,
-    /// Nitro: sha256(PCR0‖PCR1‖PCR2), measured. TDX: the vm_config claim, if any.
+    /// Nitro: sha256(PCR0‖PCR1‖PCR2), measured. TDX: vm_config's, if any (bound for TDX-lite;
+    /// see `os_image_hash_bound`).
     pub os_image_hash: Option<String>,
     /// The 64 bytes the workload bound: TDX REPORTDATA, or dstack's report data for Nitro.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -53,8 +53,8 @@ impl Verified {
         }
     }
 
-    /// Nitro: sha256(PCR0‖PCR1‖PCR2), measured. TDX: the host's vm_config claim, if it made one
-    /// (see [`AttestedDstack::os_image_hash_bound`]).
+    /// Nitro: sha256(PCR0‖PCR1‖PCR2), measured. TDX: vm_config's os_image_hash, if it has one,
+    /// bound to the hardware only when [`AttestedDstack::os_image_hash_bound`] says so (TDX-lite).
     pub fn os_image_hash(&self) -> Option<&[u8; 32]> {
         self.os_image_hash.as_ref()
     }
