@@ -82,6 +82,9 @@ pub enum ErrorKind {
     // --- dstack ---
     /// An event log that does not replay to the quoted registers.
     EventLogMismatch,
+    /// An OS image whose measurement (checksum file, measurement document, ACPI tables, TD HOB)
+    /// does not compute to the registers the hardware quoted.
+    OsImageMismatch,
 
     // --- collateral fetching ---
     /// Collateral could not be fetched and nothing valid at `now` is cached (retry later; never
@@ -139,7 +142,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 45] = [
+    pub const ALL: [ErrorKind; 46] = [
         ErrorKind::Malformed,
         ErrorKind::InvalidArgument,
         ErrorKind::Unsupported,
@@ -162,6 +165,7 @@ impl ErrorKind {
         ErrorKind::TdxModuleMismatch,
         ErrorKind::TdAttributes,
         ErrorKind::EventLogMismatch,
+        ErrorKind::OsImageMismatch,
         ErrorKind::CollateralUnavailable,
         ErrorKind::UrlNotAllowed,
         ErrorKind::Unavailable,
@@ -212,6 +216,7 @@ impl ErrorKind {
             ErrorKind::TdxModuleMismatch => "tdx_module_mismatch",
             ErrorKind::TdAttributes => "td_attributes",
             ErrorKind::EventLogMismatch => "event_log_mismatch",
+            ErrorKind::OsImageMismatch => "os_image_mismatch",
             ErrorKind::CollateralUnavailable => "collateral_unavailable",
             ErrorKind::UrlNotAllowed => "url_not_allowed",
             ErrorKind::Unavailable => "unavailable",
@@ -364,6 +369,7 @@ mod tests {
                 "tdx_module_mismatch",
                 "td_attributes",
                 "event_log_mismatch",
+                "os_image_mismatch",
                 "collateral_unavailable",
                 "url_not_allowed",
                 "unavailable",

@@ -329,7 +329,7 @@ fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
             let target = QuoteTarget { fmspc, ca };
             eprintln!(
                 "fetching the collateral of FMSPC {} ({ca} CA) from {url}",
-                hex::encode_upper(fmspc)
+                crate::encoding::hex_upper(fmspc)
             );
             let json = runtime
                 .block_on(fetcher.unverified_json(target, now))
@@ -344,7 +344,7 @@ fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
     }
     if args.json {
         let mut summary = serde_json::json!({
-            "fmspc": hex::encode_upper(target.fmspc),
+            "fmspc": crate::encoding::hex_upper(target.fmspc),
             "ca": target.ca.as_str(),
             "valid_until": valid_until,
             "verified": verified,

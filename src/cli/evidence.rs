@@ -4,6 +4,7 @@
 
 use super::collateral::{fetch_for_verify, IntelSourceArgs};
 use super::{now_or_clock, parse_hex_arg, read_input, HexArg};
+use crate::dstack::OsImagePolicy;
 use crate::encoding::{decode_input, InputEncoding};
 use crate::error::ErrorKind;
 use crate::evidence::{EvidenceInput, EvidenceVerifier, Expectations, Verified};
@@ -37,9 +38,15 @@ pub(super) struct EvidenceOptions {
     /// dstack event log (JSON) for a raw TDX quote; every RTMR is replayed against the quote.
     #[arg(long, value_name = "FILE")]
     pub event_log: Option<PathBuf>,
-    /// dstack vm_config (JSON) for a raw TDX quote; its os_image_hash is reported as a claim.
+    /// dstack vm_config (JSON): for a raw TDX quote with --event-log, or in place of the one a
+    /// dstack attestation embeds (as dstack's KMS prefers the request's).
     #[arg(long, value_name = "FILE")]
     pub vm_config: Option<PathBuf>,
+    /// Bind a TDX-lite OS image to the hardware (vm_config's checksum file and measurement
+    /// recomputed into MRTD and RTMR0-2, as dstack's KMS does). false: a lite attestation still
+    /// verifies, but its os_image_hash stays an unbound claim.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub allow_tdx_lite: bool,
     /// The app-compose.json whose sha256 must equal the attested compose-hash.
     #[arg(long, value_name = "FILE")]
     pub app_compose: Option<PathBuf>,
@@ -100,6 +107,9 @@ impl EvidenceOptions {
             max_age_secs: self.max_age,
             report_data: self.report_data.as_ref().map(|h| h.0.clone()),
             allow_debug: self.allow_debug,
+            os_image: Some(OsImagePolicy {
+                allow_lite: self.allow_tdx_lite,
+            }),
         };
         match EvidenceVerifier::default().verify(&input, now, &expect) {
             // A check the evidence cannot make is a usage error, not a verdict on the evidence.

@@ -340,6 +340,8 @@ fn evidence_calls(
             collateral: collateral_of(index)?,
             event_log: None,
             vm_config: None,
+            // As dstack's KMS binds them.
+            allow_tdx_lite: true,
             app_compose: None,
             report_data: None,
             // Never: a debug enclave or TD is refused, as `verify` refuses it by default.

@@ -76,6 +76,13 @@ pub(super) struct ServeArgs {
     )]
     pub dangerous_fixed_now: Option<u64>,
 
+    /// Bind TDX-lite OS images to the hardware (vm_config's checksum file and measurement
+    /// recomputed into MRTD and RTMR0-2), as dstack's KMS does [default: true]. false: a lite
+    /// attestation still verifies, but its os_image_hash stays an unbound claim. A request's
+    /// allow_tdx_lite overrides it.
+    #[arg(long, env = "TEE_VERIFIER_ALLOW_TDX_LITE", value_name = "BOOL")]
+    pub allow_tdx_lite: Option<bool>,
+
     // Last: the heading applies to every argument after it.
     #[command(flatten, next_help_heading = "TDX collateral")]
     pub collateral: ServeCollateralArgs,
@@ -187,6 +194,7 @@ struct FileConfig {
     root_ca_crl_url: Option<String>,
     #[serde(default)]
     ca_fetch_allow: Vec<String>,
+    allow_tdx_lite: Option<bool>,
 }
 
 /// `confirmations` in the config file: a number, or "safe" / "finalized".
@@ -381,6 +389,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
         dangerous_fixed_now: args.dangerous_fixed_now.or(file.dangerous_fixed_now),
         collateral_fetch,
         ca_fetch_allow,
+        allow_tdx_lite: args.allow_tdx_lite.or(file.allow_tdx_lite).unwrap_or(true),
     })
 }
 

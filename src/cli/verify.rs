@@ -16,9 +16,15 @@ use std::process::ExitCode;
 ///
 /// FILE may be an AWS Nitro NSM document (raw CBOR, base64 or hex), a raw TDX quote (with
 /// --event-log for dstack's app identity), a dstack quote report JSON {quote, event_log,
-/// report_data, vm_config}, or a dstack VersionedAttestation (SCALE, or {"attestation": hex}).
-/// TDX needs Intel collateral (QuoteCollateralV3 JSON): via --collateral, or fetched from an
-/// Intel PCS or PCCS with --pccs-url (and verified exactly as a --collateral file is).
+/// report_data, vm_config}, a dstack VersionedAttestation (V0 SCALE, V1 msgpack, or
+/// {"attestation": hex}), or a dstack RA-TLS certificate (PEM or DER), whose attestation must
+/// bind its key. TDX needs Intel collateral (QuoteCollateralV3 JSON): via --collateral, or
+/// fetched from an Intel PCS or PCCS with --pccs-url (and verified exactly as a --collateral
+/// file is).
+///
+/// A TDX os_image_hash is bound to the hardware for TDX-lite images (vm_config's measurement
+/// recomputed into MRTD and RTMR0-2; --allow-tdx-lite false turns that off) and is otherwise the
+/// host's claim, which authorization refuses unless --accept-os-image-claim.
 ///
 /// Examples:
 ///   tee-verifier verify doc.cbor
@@ -26,6 +32,7 @@ use std::process::ExitCode;
 ///   base64 -w0 doc.cbor | tee-verifier verify --encoding base64 -
 ///   tee-verifier verify --collateral collateral.json --app-compose app-compose.json report.json
 ///   tee-verifier verify --pccs-url https://api.trustedservices.intel.com quote.bin
+///   tee-verifier verify --collateral collateral.json ratls-client.pem
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 pub(super) struct VerifyArgs {

@@ -2,14 +2,15 @@
 //! the caller's bindings checked, dstack's identity rebuilt, into one [`Verified`]; and the
 //! [`preview`] that reads the same formats without verifying them.
 
-use super::detect::{EvidenceInput, Parsed};
-use super::report::{dstack_claims, nitro_claims, tdx_registers, Report, TdxClaims};
+use super::detect::{Detected, EvidenceInput, Parsed};
+use super::report::{dstack_claims, nitro_claims, tdx_registers, OsImageClaims, Report, TdxClaims};
 use super::verified::{Attestation, AttestedDstack, AttestedTdx, Platform, Preview, Verified};
 use super::EvidenceError;
 use crate::cache::CacheCounts;
+use crate::dstack::os_image::preview_tdx_os_image;
 use crate::dstack::{
-    self, nitro_identity, tdx_identity, DstackError, DstackIdentity, MrMode, NitroEnclave,
-    TdRegisters, TdxTcb,
+    self, nitro_identity, tdx_identity, tdx_identity_with_policy, DstackError, DstackIdentity,
+    MrMode, NitroEnclave, OsImagePolicy, TdImageRegisters, TdRegisters, TdxTcb,
 };
 use crate::encoding::to_0x_hex;
 use crate::nitro::{self, NitroVerifier};
@@ -32,6 +33,10 @@ pub struct Expectations {
     pub max_age_secs: Option<u64>,
     /// Accept debug-mode enclaves and debug TDs. Never on by default.
     pub allow_debug: bool,
+    /// Whether TDX-lite OS images are bound to the hardware; `None` takes the verifier's policy
+    /// ([`EvidenceVerifier::with_os_image_policy`]; on by default, as dstack's KMS does). Off, a
+    /// lite attestation verifies but its os_image_hash stays the host's claim.
+    pub os_image: Option<OsImagePolicy>,
 }
 
 /// Verifiers for every platform, sharing their caches across calls (cheap to clone).
@@ -39,6 +44,7 @@ pub struct Expectations {
 pub struct EvidenceVerifier {
     nitro: NitroVerifier,
     tdx: TdxVerifier,
+    os_image: OsImagePolicy,
 }
 
 impl Default for EvidenceVerifier {
@@ -52,7 +58,18 @@ impl EvidenceVerifier {
     /// Verifiers with the given trust roots (e.g. pinned by the service's `--nitro-root` and
     /// `--intel-root`); `default()` pins the built-in ones.
     pub fn new(nitro: NitroVerifier, tdx: TdxVerifier) -> Self {
-        EvidenceVerifier { nitro, tdx }
+        EvidenceVerifier {
+            nitro,
+            tdx,
+            os_image: OsImagePolicy::default(),
+        }
+    }
+
+    /// The OS-image policy used when the expectations name none (e.g. the service's
+    /// `--allow-tdx-lite`); the default binds TDX-lite images.
+    pub fn with_os_image_policy(mut self, policy: OsImagePolicy) -> Self {
+        self.os_image = policy;
+        self
     }
 
     /// Hits and misses of every verification cache, by a stable snake_case name: for Nitro the
@@ -80,8 +97,23 @@ impl EvidenceVerifier {
         now: u64,
         expect: &Expectations,
     ) -> Result<Verified, EvidenceError> {
-        let parsed = Parsed::from_input(input)?;
+        let Detected {
+            parsed,
+            certificate_key,
+        } = Detected::from_input(input)?;
         parsed.check_applicable(input, expect)?;
+        let mut verified = self.verify_parsed(parsed, input, now, expect)?;
+        verified.certificate_key = certificate_key;
+        Ok(verified)
+    }
+
+    fn verify_parsed(
+        &self,
+        parsed: Parsed<'_>,
+        input: &EvidenceInput<'_>,
+        now: u64,
+        expect: &Expectations,
+    ) -> Result<Verified, EvidenceError> {
         match parsed {
             Parsed::Nitro(document) => {
                 let verified = self
@@ -96,6 +128,7 @@ impl EvidenceVerifier {
                     os_image_hash: Some(verified.os_image_hash),
                     report_data: None,
                     dstack: None,
+                    certificate_key: None,
                 })
             }
             Parsed::DstackNitro(evidence) => {
@@ -112,6 +145,7 @@ impl EvidenceVerifier {
                     os_image_hash: Some(verified.os_image_hash),
                     report_data: Some(evidence.report_data),
                     dstack: Some(identity.into()),
+                    certificate_key: None,
                 })
             }
             Parsed::Tdx { quote, dstack } => {
@@ -139,7 +173,13 @@ impl EvidenceVerifier {
                 let identity = match dstack {
                     None => None,
                     Some(evidence) => {
-                        let identity = tdx_identity(&registers, &evidence, tcb, MrMode::Runtime)?;
+                        let identity = tdx_identity_with_policy(
+                            &registers,
+                            &evidence,
+                            tcb,
+                            MrMode::Runtime,
+                            expect.os_image.unwrap_or(self.os_image),
+                        )?;
                         check_app_compose(&identity, input.app_compose)?;
                         os_image_hash = evidence.vm_config.and_then(|config| config.os_image_hash);
                         Some(identity)
@@ -158,6 +198,7 @@ impl EvidenceVerifier {
                     os_image_hash,
                     report_data: Some(body.report_data),
                     dstack: identity.map(AttestedDstack::from),
+                    certificate_key: None,
                 })
             }
         }
@@ -168,7 +209,11 @@ impl EvidenceVerifier {
 /// An event log is still replayed against the quote's registers: a preview of an inconsistent
 /// log is an error, not a guess.
 pub fn preview(input: &EvidenceInput<'_>) -> Result<Preview, EvidenceError> {
-    let report = match Parsed::from_input(input)? {
+    let Detected {
+        parsed,
+        certificate_key,
+    } = Detected::from_input(input)?;
+    let mut report = match parsed {
         Parsed::Nitro(document) => nitro_preview(nitro::parse_document(document)?, None, None),
         Parsed::DstackNitro(evidence) => {
             let document = nitro::parse_document(&evidence.document)?;
@@ -192,11 +237,16 @@ pub fn preview(input: &EvidenceInput<'_>) -> Result<Preview, EvidenceError> {
                 ppid: ppid.clone().unwrap_or_default(),
                 ..TdxTcb::default()
             };
-            let (os_image_hash, identity) = match dstack {
-                None => (None, None),
+            let (os_image_hash, identity, os_image) = match dstack {
+                None => (None, None, None),
                 Some(evidence) => (
                     evidence.vm_config.as_ref().and_then(|c| c.os_image_hash),
-                    Some(tdx_identity(&registers, &evidence, tcb, MrMode::Runtime)?),
+                    Some(preview_tdx_identity(&registers, &evidence, tcb)?),
+                    Some(OsImageClaims::from(&preview_tdx_os_image(
+                        evidence.vm_config.as_ref(),
+                        &evidence.event_log,
+                        &TdImageRegisters::from(&registers),
+                    ))),
                 ),
             };
             let body = &quote.body;
@@ -211,9 +261,12 @@ pub fn preview(input: &EvidenceInput<'_>) -> Result<Preview, EvidenceError> {
                     ..tdx_registers(quote.version(), &body.mr_td, &body.rtmr)
                 }),
                 dstack: identity.map(|identity| dstack_claims(&identity.into())),
+                ratls_public_key: None,
+                os_image,
             }
         }
     };
+    report.ratls_public_key = certificate_key.as_deref().map(to_0x_hex);
     Ok(Preview { report })
 }
 
@@ -224,6 +277,25 @@ pub fn tdx_quote(input: &EvidenceInput<'_>) -> Result<Option<Vec<u8>>, EvidenceE
         Parsed::Tdx { quote, .. } => Some(quote),
         _ => None,
     })
+}
+
+/// The identity a preview shows. An OS image that does not compute is not fatal here: the
+/// identity is then shown with the image unbound, and the `os_image` section says why.
+fn preview_tdx_identity(
+    registers: &TdRegisters,
+    evidence: &dstack::TdxEvidence,
+    tcb: TdxTcb,
+) -> Result<DstackIdentity, DstackError> {
+    match tdx_identity(registers, evidence, tcb.clone(), MrMode::Runtime) {
+        Err(DstackError::OsImageMismatch { .. }) => tdx_identity_with_policy(
+            registers,
+            evidence,
+            tcb,
+            MrMode::Runtime,
+            OsImagePolicy { allow_lite: false },
+        ),
+        identity => identity,
+    }
 }
 
 /// The preview of a Nitro document, and of the dstack identity around it.
@@ -240,6 +312,8 @@ fn nitro_preview(
         nitro: Some(nitro_claims(&document.into())),
         tdx: None,
         dstack: identity.map(|identity| dstack_claims(&identity.into())),
+        ratls_public_key: None,
+        os_image: None,
     }
 }
 

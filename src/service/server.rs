@@ -9,6 +9,7 @@ use super::http::{self, SourceInfo};
 use super::monitor;
 use super::proto::{self, verifier_server::VerifierServer};
 use crate::collateral::{CaConfig, CaFetcher, CollateralConfig, CollateralFetcher};
+use crate::dstack::OsImagePolicy;
 use crate::encoding::to_0x_hex;
 use crate::error::ErrorKind;
 use crate::evidence::EvidenceVerifier;
@@ -94,7 +95,9 @@ impl Server {
         .context("the CA certificate fetcher")?;
         let core = Arc::new(
             Core::new(
-                evidence_verifier(&config.trust_roots, tdx),
+                evidence_verifier(&config.trust_roots, tdx).with_os_image_policy(OsImagePolicy {
+                    allow_lite: config.allow_tdx_lite,
+                }),
                 clock,
                 config.limits.clone(),
                 shutdown_signal.clone(),
@@ -256,7 +259,7 @@ fn evidence_verifier(roots: &TrustRoots, tdx: TdxVerifier) -> EvidenceVerifier {
     use sha2::{Digest as _, Sha256};
     let nitro = match &roots.nitro_der {
         Some(der) => {
-            tracing::warn!(sha256 = %hex::encode(Sha256::digest(der)), "Nitro documents are verified against a non-default root");
+            tracing::warn!(sha256 = %crate::encoding::hex(Sha256::digest(der)), "Nitro documents are verified against a non-default root");
             NitroVerifier::with_root_der(der)
         }
         None => NitroVerifier::new(),
@@ -269,7 +272,7 @@ fn tdx_verifier(roots: &TrustRoots) -> TdxVerifier {
     use sha2::{Digest as _, Sha256};
     match &roots.intel_der {
         Some(der) => {
-            tracing::warn!(sha256 = %hex::encode(Sha256::digest(der)), "TDX quotes are verified against a non-default root");
+            tracing::warn!(sha256 = %crate::encoding::hex(Sha256::digest(der)), "TDX quotes are verified against a non-default root");
             TdxVerifier::with_root_der(der)
         }
         None => TdxVerifier::new(),

@@ -10,6 +10,7 @@ mod cli_tdx;
 mod collateral_fetch;
 mod collateral_service;
 mod dstack_conformance;
+mod dstack_lite;
 mod governance;
 mod governance_cli;
 mod mutation;
