@@ -18,6 +18,7 @@ mod registry_differential;
 mod registry_file;
 mod registry_follow;
 mod service_chain;
+mod service_connections;
 mod service_grpc;
 mod service_readme;
 mod service_trust_roots;
