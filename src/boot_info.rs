@@ -80,7 +80,9 @@ mod bounded {
     use serde::de::{Deserializer, Error, SeqAccess, Visitor};
     use std::fmt;
 
-    pub(super) fn tcb_status<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    pub(super) fn tcb_status<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<String, D::Error> {
         deserializer.deserialize_str(BoundedString {
             field: "tcbStatus",
             max: MAX_TCB_STATUS_LEN,
@@ -94,7 +96,9 @@ mod bounded {
     }
 
     fn too_long<E: Error>(field: &str) -> E {
-        E::custom(format_args!("{field} is longer than the webhook schema allows"))
+        E::custom(format_args!(
+            "{field} is longer than the webhook schema allows"
+        ))
     }
 
     struct BoundedString {
@@ -137,7 +141,10 @@ mod bounded {
         type Value = Vec<String>;
 
         fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(formatter, "a list of at most {MAX_ADVISORY_IDS} advisory IDs")
+            write!(
+                formatter,
+                "a list of at most {MAX_ADVISORY_IDS} advisory IDs"
+            )
         }
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut entries: A) -> Result<Vec<String>, A::Error> {
@@ -264,14 +271,24 @@ mod tests {
             ids(1, &"a".repeat(MAX_ADVISORY_ID_LEN + 1)),
         ] {
             let error = serde_json::from_str::<BootInfoJson>(&json).unwrap_err();
-            assert!(error.to_string().contains("advisoryIds is longer"), "{error}");
+            assert!(
+                error.to_string().contains("advisoryIds is longer"),
+                "{error}"
+            );
             assert!(error.column() < 2000, "read past the limit: {error}");
         }
-        let long_status = format!(r#"{{"tcbStatus":"{}"}}"#, "U".repeat(MAX_TCB_STATUS_LEN + 1));
+        let long_status = format!(
+            r#"{{"tcbStatus":"{}"}}"#,
+            "U".repeat(MAX_TCB_STATUS_LEN + 1)
+        );
         let error = serde_json::from_str::<BootInfoJson>(&long_status).unwrap_err();
         assert!(error.to_string().contains("tcbStatus is longer"), "{error}");
-        let wrong_type = serde_json::from_str::<BootInfoJson>(r#"{"advisoryIds":"x"}"#).unwrap_err();
-        assert!(wrong_type.to_string().contains("advisory IDs"), "{wrong_type}");
+        let wrong_type =
+            serde_json::from_str::<BootInfoJson>(r#"{"advisoryIds":"x"}"#).unwrap_err();
+        assert!(
+            wrong_type.to_string().contains("advisory IDs"),
+            "{wrong_type}"
+        );
     }
 
     #[test]

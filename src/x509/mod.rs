@@ -12,12 +12,14 @@
 //! never trusted outside its own validity window; a warm chain costs hashing and lookups. Every
 //! lookup of either cache is counted as a hit or a miss ([`ChainVerifier::cache_counts`]).
 //!
-//! The parts: `facts` parses a certificate and runs its static checks, `chain` walks a chain, `crl`
+//! The parts: `der` refuses encodings that are not canonical DER, `facts` parses a certificate and
+//! runs its static checks, `chain` walks a chain, `crl`
 //! verifies CRLs and answers revocation, `chain_cache` holds the two caches, `error` the errors.
 
 mod chain;
 mod chain_cache;
 mod crl;
+mod der;
 mod error;
 mod facts;
 #[cfg(test)]

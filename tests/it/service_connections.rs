@@ -61,7 +61,10 @@ async fn an_idle_flood_under_a_low_file_limit_leaves_health_answering() {
         .expect("fd dir")
         .count();
     eprintln!("open descriptors of the service under the flood: {open} of 128");
-    assert!(open > 100, "the flood did not exhaust the descriptors ({open})");
+    assert!(
+        open > 100,
+        "the flood did not exhaust the descriptors ({open})"
+    );
 
     for round in 0..3 {
         let (code, body) = tokio::time::timeout(ANSWER_WITHIN, server.get("/healthz"))
@@ -139,7 +142,10 @@ async fn a_content_length_over_the_limit_is_413_before_the_body() {
         stream.write_all(head.as_bytes()).await.unwrap();
         // Not one byte of the body is sent: the answer cannot depend on reading it.
         let (response, closed) = read_until_closed(&mut stream, ANSWER_WITHIN).await;
-        assert!(closed, "the connection stayed open for a body it will not read");
+        assert!(
+            closed,
+            "the connection stayed open for a body it will not read"
+        );
         assert_eq!(
             status_code(&response),
             Some(413),
@@ -149,7 +155,9 @@ async fn a_content_length_over_the_limit_is_413_before_the_body() {
         assert!(String::from_utf8_lossy(&response).contains("\"isAllowed\":false"));
     }
     // A body within the limit is still read and answered.
-    let (code, _) = server.post_json("/bootAuth/app", r#"{"appId":"0x01"}"#).await;
+    let (code, _) = server
+        .post_json("/bootAuth/app", r#"{"appId":"0x01"}"#)
+        .await;
     assert_eq!(code, 200);
 }
 
@@ -206,7 +214,9 @@ async fn post_chunked(address: SocketAddr, body: &[u8]) -> Option<u16> {
 #[tokio::test]
 async fn an_11_mb_body_of_2_8_m_advisory_ids_is_refused_in_bounded_memory() {
     let server = Service::start(&[]);
-    let (code, _) = server.post_json("/bootAuth/app", r#"{"appId":"0x01"}"#).await;
+    let (code, _) = server
+        .post_json("/bootAuth/app", r#"{"appId":"0x01"}"#)
+        .await;
     assert_eq!(code, 200);
     let body = advisory_flood(2_800_000);
     assert!(body.len() > 11_000_000);
@@ -281,7 +291,10 @@ async fn raw_grpc(address: SocketAddr, path: &str, frames: Vec<u8>) -> (Code, St
                 let data = data.expect("data");
                 let _ = body.flow_control().release_capacity(data.len());
             }
-            body.trailers().await.expect("trailers").expect("grpc trailers")
+            body.trailers()
+                .await
+                .expect("trailers")
+                .expect("grpc trailers")
         }
     };
     let code = trailers
