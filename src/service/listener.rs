@@ -57,21 +57,19 @@ pub(super) async fn serve(
     let mut connections = JoinSet::new();
     let mut backoff = MIN_ACCEPT_BACKOFF;
     loop {
-        if *shutdown.borrow() {
-            break;
-        }
         // Room for one more: close the longest-idle connection, or wait for one to end.
         if tracker.open() >= limits.max_connections && !tracker.evict_longest_idle() {
             tokio::select! {
                 () = tracker.ended.notified() => {}
-                _ = shutdown.changed() => {}
+                // Also when the sender is gone: nobody can ask for a shutdown any more.
+                _ = shutdown.wait_for(|stopping| *stopping) => break,
                 Some(_) = connections.join_next() => {}
             }
             continue;
         }
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => continue,
+            _ = shutdown.wait_for(|stopping| *stopping) => break,
             Some(_) = connections.join_next() => continue,
         };
         let stream = match accepted {
@@ -151,7 +149,12 @@ async fn hold(
     tokio::pin!(connection);
     let mut draining = false;
     loop {
-        let idle_deadline = state.idle_deadline(limits);
+        // While a request is in flight there is nothing to close; look again an idle timeout on.
+        let idle_deadline = if state.in_flight() > 0 {
+            Instant::now() + limits.idle_timeout
+        } else {
+            state.idle_deadline(limits)
+        };
         tokio::select! {
             _ = connection.as_mut() => return,
             () = state.evict.notified(), if !draining => {

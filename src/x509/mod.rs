@@ -42,6 +42,12 @@ pub(crate) const MAX_DER_LEN: usize = 16 * 1024;
 /// Largest CRL we parse (Intel's PCK CRLs list many serials).
 pub(crate) const MAX_CRL_LEN: usize = 1024 * 1024;
 
+/// [`facts`]'s parse of one certificate, for the fuzz targets (`crate::fuzzing`).
+#[cfg(fuzzing)]
+pub(crate) fn parse_certificate_for_fuzzing(der: &[u8]) -> Result<(), X509Error> {
+    facts::parse_facts(0, der, SignatureAlgorithm::EcdsaP256Sha256).map(drop)
+}
+
 /// The signature algorithm every certificate and CRL of a PKI must use, with its curve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum SignatureAlgorithm {
