@@ -28,6 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     tonic_prost_build::configure()
         .emit_rerun_if_changed(false)
+        // prost's codec, with a message that does not decode as INVALID_ARGUMENT.
+        .codec_path("crate::service::codec::StrictCodec")
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

@@ -58,10 +58,10 @@ pub struct BootInfoJson {
     #[serde(default)]
     pub os_image_hash: String,
     /// `tcbStatus`, at most [`MAX_TCB_STATUS_LEN`] bytes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::tcb_status")]
     pub tcb_status: String,
     /// `advisoryIds`, at most [`MAX_ADVISORY_IDS`] of at most [`MAX_ADVISORY_ID_LEN`] bytes each.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::advisory_ids")]
     pub advisory_ids: Vec<String>,
 }
 
@@ -71,6 +71,94 @@ pub const MAX_TCB_STATUS_LEN: usize = 128;
 pub const MAX_ADVISORY_IDS: usize = 128;
 /// Longest `advisoryIds` entry accepted, in bytes.
 pub const MAX_ADVISORY_ID_LEN: usize = 256;
+
+/// The schema's limits applied while the JSON is read: a list is refused at its first entry past
+/// the limit, a string before it is copied, so a body of millions of entries costs no more than
+/// one of 129.
+mod bounded {
+    use super::{MAX_ADVISORY_IDS, MAX_ADVISORY_ID_LEN, MAX_TCB_STATUS_LEN};
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+    use std::fmt;
+
+    pub(super) fn tcb_status<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<String, D::Error> {
+        deserializer.deserialize_str(BoundedString {
+            field: "tcbStatus",
+            max: MAX_TCB_STATUS_LEN,
+        })
+    }
+
+    pub(super) fn advisory_ids<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<String>, D::Error> {
+        deserializer.deserialize_seq(AdvisoryIds)
+    }
+
+    fn too_long<E: Error>(field: &str) -> E {
+        E::custom(format_args!(
+            "{field} is longer than the webhook schema allows"
+        ))
+    }
+
+    struct BoundedString {
+        field: &'static str,
+        max: usize,
+    }
+
+    impl Visitor<'_> for BoundedString {
+        type Value = String;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(formatter, "a string of at most {} bytes", self.max)
+        }
+
+        fn visit_str<E: Error>(self, value: &str) -> Result<String, E> {
+            if value.len() > self.max {
+                return Err(too_long(self.field));
+            }
+            Ok(value.to_owned())
+        }
+    }
+
+    /// One entry of `advisoryIds`.
+    struct AdvisoryId(String);
+
+    impl<'de> serde::Deserialize<'de> for AdvisoryId {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer
+                .deserialize_str(BoundedString {
+                    field: "advisoryIds",
+                    max: MAX_ADVISORY_ID_LEN,
+                })
+                .map(AdvisoryId)
+        }
+    }
+
+    struct AdvisoryIds;
+
+    impl<'de> Visitor<'de> for AdvisoryIds {
+        type Value = Vec<String>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(
+                formatter,
+                "a list of at most {MAX_ADVISORY_IDS} advisory IDs"
+            )
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut entries: A) -> Result<Vec<String>, A::Error> {
+            let mut ids = Vec::new();
+            while let Some(AdvisoryId(id)) = entries.next_element()? {
+                if ids.len() == MAX_ADVISORY_IDS {
+                    return Err(too_long("advisoryIds"));
+                }
+                ids.push(id);
+            }
+            Ok(ids)
+        }
+    }
+}
 
 /// Why a boot-info JSON body was refused.
 #[non_exhaustive]
@@ -166,6 +254,42 @@ impl<'de> Deserialize<'de> for BootInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_and_strings_are_bounded_while_they_are_read() {
+        let ids = |count: usize, entry: &str| {
+            let entries = vec![format!("{entry:?}"); count].join(",");
+            format!(r#"{{"appId":"0x01","advisoryIds":[{entries}]}}"#)
+        };
+        let at_limit: BootInfoJson =
+            serde_json::from_str(&ids(MAX_ADVISORY_IDS, "INTEL-SA-00001")).expect("128 entries");
+        assert_eq!(at_limit.advisory_ids.len(), MAX_ADVISORY_IDS);
+        // The error comes at entry 129, not after a million entries are held.
+        for json in [
+            ids(MAX_ADVISORY_IDS + 1, "a"),
+            ids(1_000_000, "a"),
+            ids(1, &"a".repeat(MAX_ADVISORY_ID_LEN + 1)),
+        ] {
+            let error = serde_json::from_str::<BootInfoJson>(&json).unwrap_err();
+            assert!(
+                error.to_string().contains("advisoryIds is longer"),
+                "{error}"
+            );
+            assert!(error.column() < 2000, "read past the limit: {error}");
+        }
+        let long_status = format!(
+            r#"{{"tcbStatus":"{}"}}"#,
+            "U".repeat(MAX_TCB_STATUS_LEN + 1)
+        );
+        let error = serde_json::from_str::<BootInfoJson>(&long_status).unwrap_err();
+        assert!(error.to_string().contains("tcbStatus is longer"), "{error}");
+        let wrong_type =
+            serde_json::from_str::<BootInfoJson>(r#"{"advisoryIds":"x"}"#).unwrap_err();
+        assert!(
+            wrong_type.to_string().contains("advisory IDs"),
+            "{wrong_type}"
+        );
+    }
 
     #[test]
     fn webhook_json_round_trips_with_padding() {

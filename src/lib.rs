@@ -105,6 +105,9 @@ pub(crate) mod encoding;
 pub mod error;
 #[cfg(feature = "dstack")]
 pub mod evidence;
+#[cfg(all(fuzzing, feature = "dstack"))]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "chain")]
 pub mod governance;
 #[cfg(feature = "nitro")]

@@ -10,7 +10,7 @@
 use super::collateral::{resolve_serve, CollateralFileKeys, ServeCollateralArgs};
 use super::parse_duration;
 use super::source::{parse_confirmations, registry_source, Confirmations, RegistryArgs};
-use crate::service::config::{Config, Limits, LogFormat, TrustRoots};
+use crate::service::config::{Config, ConnectionLimits, Limits, LogFormat, TrustRoots};
 use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
 use serde::Deserialize;
@@ -41,6 +41,9 @@ pub(super) struct ServeArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 
     /// Pin this root certificate (PEM or DER) for Nitro documents instead of the built-in AWS
     /// Nitro Enclaves Root G1.
@@ -132,9 +135,14 @@ Examples:
 /// Bounds on what one request may cost.
 #[derive(Args, Clone, Debug, Default)]
 pub(super) struct LimitArgs {
-    /// Largest request accepted, gRPC message or HTTP body [default: 16777216].
+    /// Largest Verify message (evidence) accepted [default: 16777216].
     #[arg(long, env = "TEE_VERIFIER_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub max_request_bytes: Option<usize>,
+
+    /// Largest webhook body and largest message of every gRPC method but Verify (boot info RPCs,
+    /// lookups, health) [default: 65536].
+    #[arg(long, env = "TEE_VERIFIER_MAX_BOOT_INFO_BYTES", value_name = "BYTES")]
+    pub max_boot_info_bytes: Option<usize>,
 
     /// Requests handled at once; more wait for a slot within their deadline [default: 1024].
     #[arg(long, env = "TEE_VERIFIER_MAX_CONCURRENCY", value_name = "N")]
@@ -152,6 +160,35 @@ pub(super) struct LimitArgs {
     /// How long shutdown waits for in-flight requests before exiting anyway [default: 10s].
     #[arg(long, env = "TEE_VERIFIER_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = parse_duration)]
     pub shutdown_grace: Option<Duration>,
+}
+
+/// How connections are held, on both listeners.
+#[derive(Args, Clone, Debug, Default)]
+pub(super) struct ConnectionArgs {
+    /// Connections open at once per listener; at the limit, or out of file descriptors, the
+    /// longest-idle connection is closed to make room [default: 512].
+    #[arg(long, env = "TEE_VERIFIER_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// How long a new connection may take to send its first request's headers [default: 10s].
+    #[arg(long, env = "TEE_VERIFIER_HEADER_READ_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub header_read_timeout: Option<Duration>,
+
+    /// How long a connection may stay open with no request in flight [default: 60s].
+    #[arg(long, env = "TEE_VERIFIER_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// Interval of HTTP/2 keepalive PINGs [default: 30s].
+    #[arg(long, env = "TEE_VERIFIER_KEEPALIVE_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub keepalive_interval: Option<Duration>,
+
+    /// How long a keepalive PING may go unanswered before the connection is closed [default: 10s].
+    #[arg(long, env = "TEE_VERIFIER_KEEPALIVE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub keepalive_timeout: Option<Duration>,
+
+    /// HTTP/2 streams (requests) open at once on one connection [default: 128].
+    #[arg(long, env = "TEE_VERIFIER_MAX_CONCURRENT_STREAMS", value_name = "N")]
+    pub max_concurrent_streams: Option<u32>,
 }
 
 /// The keys of the `--config` file: the flag names with '_' for '-'.
@@ -176,6 +213,13 @@ struct FileConfig {
     max_staleness: Option<String>,
     poll_interval: Option<String>,
     max_request_bytes: Option<usize>,
+    max_boot_info_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    keepalive_interval: Option<String>,
+    keepalive_timeout: Option<String>,
+    max_concurrent_streams: Option<u32>,
     max_concurrency: Option<usize>,
     verify_workers: Option<usize>,
     request_timeout: Option<String>,
@@ -226,6 +270,14 @@ const DEFAULT_HTTP_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::n
     8000,
 ));
 const DEFAULT_MAX_REQUEST_BYTES: usize = 16 << 20;
+/// A boot info's JSON is a few hundred bytes; 128 advisory IDs of 256 bytes fit in 64 KiB.
+const DEFAULT_MAX_BOOT_INFO_BYTES: usize = 64 << 10;
+const DEFAULT_MAX_CONNECTIONS: usize = 512;
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 128;
 const DEFAULT_MAX_CONCURRENCY: usize = 1024;
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -317,6 +369,11 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
             .max_request_bytes
             .or(file.max_request_bytes)
             .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
+        max_boot_info_bytes: args
+            .limits
+            .max_boot_info_bytes
+            .or(file.max_boot_info_bytes)
+            .unwrap_or(DEFAULT_MAX_BOOT_INFO_BYTES),
         max_concurrency: args
             .limits
             .max_concurrency
@@ -337,8 +394,68 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         },
     };
-    if limits.max_request_bytes == 0 || limits.max_concurrency == 0 || limits.verify_workers == 0 {
-        bail!("--max-request-bytes, --max-concurrency and --verify-workers must be at least 1");
+    if limits.max_request_bytes == 0
+        || limits.max_boot_info_bytes == 0
+        || limits.max_concurrency == 0
+        || limits.verify_workers == 0
+    {
+        bail!("--max-request-bytes, --max-boot-info-bytes, --max-concurrency and --verify-workers must be at least 1");
+    }
+    let duration = |flag: Option<Duration>, key: &str, value: &Option<String>, default| {
+        anyhow::Ok(match flag {
+            Some(value) => value,
+            None => file_duration(key, value)?.unwrap_or(default),
+        })
+    };
+    let connections = ConnectionLimits {
+        max_connections: args
+            .connections
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        header_read_timeout: duration(
+            args.connections.header_read_timeout,
+            "header_read_timeout",
+            &file.header_read_timeout,
+            DEFAULT_HEADER_READ_TIMEOUT,
+        )?,
+        idle_timeout: duration(
+            args.connections.idle_timeout,
+            "idle_timeout",
+            &file.idle_timeout,
+            DEFAULT_IDLE_TIMEOUT,
+        )?,
+        keepalive_interval: duration(
+            args.connections.keepalive_interval,
+            "keepalive_interval",
+            &file.keepalive_interval,
+            DEFAULT_KEEPALIVE_INTERVAL,
+        )?,
+        keepalive_timeout: duration(
+            args.connections.keepalive_timeout,
+            "keepalive_timeout",
+            &file.keepalive_timeout,
+            DEFAULT_KEEPALIVE_TIMEOUT,
+        )?,
+        max_concurrent_streams: args
+            .connections
+            .max_concurrent_streams
+            .or(file.max_concurrent_streams)
+            .unwrap_or(DEFAULT_MAX_CONCURRENT_STREAMS),
+    };
+    if connections.max_connections == 0 || connections.max_concurrent_streams == 0 {
+        bail!("--max-connections and --max-concurrent-streams must be at least 1");
+    }
+    if [
+        connections.header_read_timeout,
+        connections.idle_timeout,
+        connections.keepalive_interval,
+        connections.keepalive_timeout,
+    ]
+    .iter()
+    .any(Duration::is_zero)
+    {
+        bail!("--header-read-timeout, --idle-timeout, --keepalive-interval and --keepalive-timeout must be positive");
     }
     if limits.request_timeout.is_zero() {
         bail!("--request-timeout must be positive");
@@ -380,6 +497,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
             .unwrap_or(DEFAULT_HTTP_LISTEN),
         registry,
         limits,
+        connections,
         trust_roots,
         log_format: args.log_format.or(file.log_format).unwrap_or_default(),
         log_filter: args

@@ -56,8 +56,11 @@ impl RegistrySource {
 /// Request limits, resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest request accepted (gRPC message or HTTP body), in bytes.
+    /// Largest gRPC message that carries evidence (`Verify`), in bytes.
     pub max_request_bytes: usize,
+    /// Largest message of every other kind, in bytes: a webhook body, a boot info RPC
+    /// (`IsAppAllowed`, `IsKmsAllowed`), a lookup, health, reflection.
+    pub max_boot_info_bytes: usize,
     /// Requests handled at once; more wait for a slot within their deadline.
     pub max_concurrency: usize,
     /// Verifications run at once (CPU-bound; large evidence runs on blocking threads).
@@ -66,6 +69,26 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// How long shutdown waits for in-flight requests before exiting anyway.
     pub shutdown_grace: Duration,
+}
+
+/// How connections are held, on both listeners. A connection that is not answering a request
+/// is idle; idle connections are the ones closed to make room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once, per listener. At the limit (or when the process runs out of
+    /// file descriptors) the longest-idle connection is closed for each new one; when none is
+    /// idle, accepting waits for a connection to end.
+    pub max_connections: usize,
+    /// How long a new connection may take to send its first request's headers.
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// Interval of HTTP/2 keepalive PINGs.
+    pub keepalive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is closed.
+    pub keepalive_timeout: Duration,
+    /// HTTP/2 streams (requests) open at once on one connection.
+    pub max_concurrent_streams: u32,
 }
 
 /// Root certificates to pin instead of the built-in ones (DER).
@@ -89,6 +112,8 @@ pub struct Config {
     pub registry: RegistrySource,
     /// Request limits.
     pub limits: Limits,
+    /// Connection limits and timeouts.
+    pub connections: ConnectionLimits,
     /// Roots to pin instead of the built-in ones.
     pub trust_roots: TrustRoots,
     /// Log line format.

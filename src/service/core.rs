@@ -336,6 +336,7 @@ mod tests {
     fn core(max_concurrency: usize, request_timeout: Duration) -> Core {
         let limits = Limits {
             max_request_bytes: 1024,
+            max_boot_info_bytes: 1024,
             max_concurrency,
             verify_workers: 1,
             request_timeout,

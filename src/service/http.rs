@@ -10,10 +10,10 @@
 use super::core::{Answer, Core};
 use super::metrics::Method;
 use super::monitor::RegistryStatus;
+use super::webhook_body::read_bounded;
 use crate::boot_info::{BootInfo, BootInfoJson};
 use crate::encoding::to_0x_hex;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -40,7 +40,8 @@ struct HttpState {
 }
 
 pub(super) fn router(core: Arc<Core>, source: SourceInfo) -> Router {
-    let body_limit = core.limits.max_request_bytes;
+    // Bodies are read by `webhook_body::read_bounded`; this only backs it up.
+    let body_limit = core.limits.max_boot_info_bytes;
     Router::new()
         .route("/", get(service_info))
         .route("/bootAuth/app", post(boot_auth_app))
@@ -68,12 +69,43 @@ enum Question {
     Kms,
 }
 
-async fn boot_auth_app(State(state): State<HttpState>, body: Bytes) -> Response {
-    boot_auth(&state.core, Question::App, &body).await
+async fn boot_auth_app(State(state): State<HttpState>, request: Request) -> Response {
+    read_then_answer(&state.core, Question::App, request).await
 }
 
-async fn boot_auth_kms(State(state): State<HttpState>, body: Bytes) -> Response {
-    boot_auth(&state.core, Question::Kms, &body).await
+async fn boot_auth_kms(State(state): State<HttpState>, request: Request) -> Response {
+    read_then_answer(&state.core, Question::Kms, request).await
+}
+
+/// Reads the body within a boot info's budget, then answers; a body refused unread is
+/// `isAllowed:false` with the refusal's status (413 too large, 408 too slow).
+async fn read_then_answer(core: &Core, question: Question, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let limits = &core.limits;
+    match read_bounded(
+        &parts.headers,
+        body,
+        limits.max_boot_info_bytes,
+        limits.request_timeout,
+    )
+    .await
+    {
+        Ok(body) => boot_auth(core, question, &body).await,
+        Err(refusal) => {
+            let response = BootAuthResponse {
+                is_allowed: false,
+                reason: refusal.reason,
+                gateway_app_id: String::new(),
+            };
+            // The rest of the body is never read: the connection cannot carry another request.
+            (
+                refusal.status,
+                [(header::CONNECTION, "close")],
+                Json(response),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn boot_auth(core: &Core, question: Question, body: &[u8]) -> Response {

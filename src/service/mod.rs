@@ -7,11 +7,15 @@
 //! - `collateral`: Intel collateral fetched for TDX evidence that comes without it.
 //! - `core`: what both servers share; `grpc` and `http`: the two faces; `convert`: every mapping
 //!   between library types and the wire; `monitor`: registry availability for health and metrics;
-//!   `metrics`: the Prometheus counters; [`server`]: start-up and graceful shutdown.
+//!   `metrics`: the Prometheus counters; [`server`]: start-up and graceful shutdown; `listener`:
+//!   accepting and holding connections (limits, timeouts, idle eviction); `message_limits`:
+//!   per-method gRPC message limits on the wire; `codec`: prost's codec with malformed messages
+//!   as INVALID_ARGUMENT; `webhook_body`: webhook bodies read within their budget.
 //!
 //! Verification failures and denials are answers; only malformed requests (INVALID_ARGUMENT), an
 //! unavailable registry view (UNAVAILABLE: fail closed) and the server's limits are gRPC errors.
 
+mod codec;
 mod collateral;
 pub mod config;
 mod convert;
@@ -19,9 +23,12 @@ mod core;
 mod governance;
 mod grpc;
 mod http;
+mod listener;
+mod message_limits;
 mod metrics;
 mod monitor;
 pub mod server;
+mod webhook_body;
 
 pub use config::Config;
 pub use metrics::process_cpu_seconds;

@@ -6,8 +6,8 @@ use super::config::{redact_url, Config, LogFormat, RegistrySource, TrustRoots};
 use super::core::{Clock, Core};
 use super::grpc::VerifierService;
 use super::http::{self, SourceInfo};
-use super::monitor;
 use super::proto::{self, verifier_server::VerifierServer};
+use super::{listener, message_limits, monitor};
 use crate::collateral::{CaConfig, CaFetcher, CollateralConfig, CollateralFetcher};
 use crate::dstack::OsImagePolicy;
 use crate::encoding::to_0x_hex;
@@ -19,7 +19,7 @@ use crate::registry::file::FileRegistry;
 use crate::registry::Registry;
 use crate::tdx::TdxVerifier;
 use anyhow::Context as _;
-use std::future::{Future, IntoFuture as _};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +53,7 @@ pub struct Server {
     pub http_addr: SocketAddr,
     core: Arc<Core>,
     shutdown: watch::Sender<bool>,
-    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    grpc: JoinHandle<std::io::Result<()>>,
     http: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
 }
@@ -176,28 +176,39 @@ impl Server {
         };
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
+        // tonic's own limit is the largest of the per-method limits, which `message_limits`
+        // enforces on the wire first (RESOURCE_EXHAUSTED, before a byte is buffered).
         let verifier = VerifierServer::new(VerifierService::new(Arc::clone(&core)))
-            .max_decoding_message_size(config.limits.max_request_bytes);
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-        let grpc = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(health_service)
-                .add_service(reflection_v1)
-                .add_service(reflection_v1alpha)
-                .add_service(verifier)
-                .serve_with_incoming_shutdown(
-                    incoming,
-                    shutdown_requested(shutdown_signal.clone()),
-                ),
-        );
+            .max_decoding_message_size(
+                config
+                    .limits
+                    .max_request_bytes
+                    .max(config.limits.max_boot_info_bytes),
+            );
+        let grpc_router = tonic::service::Routes::new(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(verifier)
+            .prepare()
+            .into_axum_router();
+        let grpc = tokio::spawn(listener::serve(
+            grpc_listener,
+            grpc_router,
+            message_limits::prepare(&config.limits),
+            listener::Protocols::Http2,
+            config.connections.clone(),
+            shutdown_signal.clone(),
+        ));
 
-        let router = http::router(Arc::clone(&core), source_info);
-        let http = tokio::spawn(
-            axum::serve(http_listener, router)
-                .with_graceful_shutdown(shutdown_requested(shutdown_signal))
-                .into_future(),
-        );
+        let http_router = http::router(Arc::clone(&core), source_info);
+        let http = tokio::spawn(listener::serve(
+            http_listener,
+            http_router,
+            Arc::new(|request| request.map(axum::body::Body::new)),
+            listener::Protocols::Http1And2,
+            config.connections.clone(),
+            shutdown_signal,
+        ));
 
         tracing::info!(
             grpc = %grpc_addr,

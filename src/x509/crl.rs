@@ -61,6 +61,7 @@ impl ChainVerifier {
             Ok(_) => return Err(X509Error::CrlInvalid("trailing bytes".into())),
             Err(e) => return Err(X509Error::CrlInvalid(e.to_string())),
         };
+        super::der::check_signed_object(crl_der).map_err(X509Error::CrlNotDer)?;
         let expected = self.policy.algorithm.signature_oid();
         if crl.signature_algorithm.algorithm != expected
             || crl.tbs_cert_list.signature.algorithm != expected

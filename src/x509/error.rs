@@ -18,6 +18,17 @@ pub enum X509Error {
         /// The parser's message.
         reason: String,
     },
+    /// A certificate's encoding is not canonical DER (the same certificate re-encoded).
+    #[error("certificate {index} of the chain is not canonical DER: {reason}")]
+    NotDer {
+        /// 0-based position in the chain (leaf first).
+        index: usize,
+        /// What is not canonical.
+        reason: String,
+    },
+    /// A CRL's encoding is not canonical DER.
+    #[error("CRL is not canonical DER: {0}")]
+    CrlNotDer(String),
     /// The chain's last certificate is not byte for byte the pinned root.
     #[error("chain root is not the pinned root (DER SHA-256 {found})")]
     UntrustedRoot {
@@ -131,6 +142,7 @@ impl X509Error {
             | X509Error::NameMismatch { .. }
             | X509Error::Constraint { .. }
             | X509Error::UnknownCriticalExtension { .. } => ErrorKind::CertificateInvalid,
+            X509Error::NotDer { .. } | X509Error::CrlNotDer(_) => ErrorKind::Malformed,
             X509Error::UntrustedRoot { .. } => ErrorKind::UntrustedRoot,
             X509Error::Algorithm { .. } => ErrorKind::Algorithm,
             X509Error::Signature { .. } => ErrorKind::Signature,

@@ -57,6 +57,9 @@ pub(super) fn parse_facts(
         Ok(_) => return Err(unparsable("trailing bytes after the certificate".into())),
         Err(e) => return Err(unparsable(e.to_string())),
     };
+    // x509-parser reads some non-DER encodings of its unsigned parts; one certificate, one
+    // encoding.
+    super::der::check_signed_object(der).map_err(|reason| X509Error::NotDer { index, reason })?;
     let label = cert
         .subject()
         .iter_common_name()

@@ -12,12 +12,14 @@
 //! never trusted outside its own validity window; a warm chain costs hashing and lookups. Every
 //! lookup of either cache is counted as a hit or a miss ([`ChainVerifier::cache_counts`]).
 //!
-//! The parts: `facts` parses a certificate and runs its static checks, `chain` walks a chain, `crl`
+//! The parts: `der` refuses encodings that are not canonical DER, `facts` parses a certificate and
+//! runs its static checks, `chain` walks a chain, `crl`
 //! verifies CRLs and answers revocation, `chain_cache` holds the two caches, `error` the errors.
 
 mod chain;
 mod chain_cache;
 mod crl;
+mod der;
 mod error;
 mod facts;
 #[cfg(test)]
@@ -39,6 +41,12 @@ pub(crate) const MAX_CHAIN_LEN: usize = 8;
 pub(crate) const MAX_DER_LEN: usize = 16 * 1024;
 /// Largest CRL we parse (Intel's PCK CRLs list many serials).
 pub(crate) const MAX_CRL_LEN: usize = 1024 * 1024;
+
+/// [`facts`]'s parse of one certificate, for the fuzz targets (`crate::fuzzing`).
+#[cfg(fuzzing)]
+pub(crate) fn parse_certificate_for_fuzzing(der: &[u8]) -> Result<(), X509Error> {
+    facts::parse_facts(0, der, SignatureAlgorithm::EcdsaP256Sha256).map(drop)
+}
 
 /// The signature algorithm every certificate and CRL of a PKI must use, with its curve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

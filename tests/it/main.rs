@@ -22,6 +22,7 @@ mod registry_file;
 mod registry_follow;
 mod registry_upgrades;
 mod service_chain;
+mod service_connections;
 mod service_governance;
 mod service_grpc;
 mod service_readme;

@@ -828,21 +828,7 @@ async fn under_the_service_an_empty_or_non_regular_registry_is_not_serving() {
     };
     point_at(&good);
     let server = serve(&path).await;
-    let peak_rss_kib = || {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|value| {
-                value
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .expect("VmHWM")
-    };
+    let peak_rss_kib = || server.peak_rss_kib();
     for target in [
         empty.as_path(),
         Path::new("/dev/zero"),

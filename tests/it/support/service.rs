@@ -31,7 +31,21 @@ impl Service {
     /// `listening grpc=… http=…` line. `TEE_VERIFIER_*` variables of the test environment are not
     /// passed on.
     pub(crate) fn start(args: &[&str]) -> Service {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tee-verifier"));
+        Service::start_under(&[], args)
+    }
+
+    /// [`Service::start`] through a launcher that execs the binary (e.g. `prlimit --nofile=128`),
+    /// so the process (and its pid) is still the service.
+    pub(crate) fn start_under(launcher: &[&str], args: &[&str]) -> Service {
+        let binary = env!("CARGO_BIN_EXE_tee-verifier");
+        let mut command = match launcher.split_first() {
+            Some((program, launcher_args)) => {
+                let mut command = Command::new(program);
+                command.args(launcher_args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .arg("serve")
             .args([
@@ -199,6 +213,23 @@ impl Service {
 
     pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// The process's peak resident set so far (`VmHWM`), in KiB.
+    pub(crate) fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .expect("VmHWM")
     }
 
     /// Sends SIGTERM and waits (at most `within`) for the process to exit.
