@@ -19,6 +19,8 @@ use crate::nitro::NitroError;
 use crate::registry::RegistryError;
 #[cfg(feature = "tdx")]
 use crate::tdx::TdxError;
+#[cfg(feature = "tpm")]
+use crate::tpm::TpmError;
 #[cfg(any(feature = "nitro", feature = "tdx"))]
 use crate::x509::X509Error;
 use std::fmt;
@@ -82,6 +84,9 @@ pub enum ErrorKind {
     // --- dstack ---
     /// An event log that does not replay to the quoted registers.
     EventLogMismatch,
+    /// An OS image hash that the quoted measurements do not bind (e.g. GCP's PCR0, checksum
+    /// file or UKI digest).
+    OsImageMismatch,
 
     // --- collateral fetching ---
     /// Collateral could not be fetched and nothing valid at `now` is cached (retry later; never
@@ -135,7 +140,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 43] = [
+    pub const ALL: [ErrorKind; 44] = [
         ErrorKind::Malformed,
         ErrorKind::InvalidArgument,
         ErrorKind::Unsupported,
@@ -158,6 +163,7 @@ impl ErrorKind {
         ErrorKind::TdxModuleMismatch,
         ErrorKind::TdAttributes,
         ErrorKind::EventLogMismatch,
+        ErrorKind::OsImageMismatch,
         ErrorKind::CollateralUnavailable,
         ErrorKind::UrlNotAllowed,
         ErrorKind::Unavailable,
@@ -206,6 +212,7 @@ impl ErrorKind {
             ErrorKind::TdxModuleMismatch => "tdx_module_mismatch",
             ErrorKind::TdAttributes => "td_attributes",
             ErrorKind::EventLogMismatch => "event_log_mismatch",
+            ErrorKind::OsImageMismatch => "os_image_mismatch",
             ErrorKind::CollateralUnavailable => "collateral_unavailable",
             ErrorKind::UrlNotAllowed => "url_not_allowed",
             ErrorKind::Unavailable => "unavailable",
@@ -282,6 +289,10 @@ pub enum Error {
     #[error(transparent)]
     #[cfg(feature = "tdx")]
     Tdx(#[from] TdxError),
+    /// A TPM quote or its event log.
+    #[error(transparent)]
+    #[cfg(feature = "tpm")]
+    Tpm(#[from] TpmError),
     /// dstack's evidence layer.
     #[error(transparent)]
     #[cfg(feature = "dstack")]
@@ -321,6 +332,8 @@ impl Error {
             Error::Nitro(error) => error.kind(),
             #[cfg(feature = "tdx")]
             Error::Tdx(error) => error.kind(),
+            #[cfg(feature = "tpm")]
+            Error::Tpm(error) => error.kind(),
             #[cfg(feature = "dstack")]
             Error::Dstack(error) => error.kind(),
             Error::BootInfo(error) => error.kind(),
@@ -370,6 +383,7 @@ mod tests {
                 "tdx_module_mismatch",
                 "td_attributes",
                 "event_log_mismatch",
+                "os_image_mismatch",
                 "collateral_unavailable",
                 "url_not_allowed",
                 "unavailable",
@@ -404,13 +418,14 @@ mod tests {
     /// The rooms that name their kinds by string produce only names of ours.
     #[test]
     fn every_room_converts_into_one_error_with_its_kind() {
-        let errors: [(Error, ErrorKind); 10] = [
+        let errors: [(Error, ErrorKind); 11] = [
             (
                 EvidenceError::UnknownFormat("empty input").into(),
                 ErrorKind::Malformed,
             ),
             (NitroError::DebugEnclave.into(), ErrorKind::DebugEnclave),
             (TdxError::Revoked.into(), ErrorKind::Revoked),
+            (TpmError::PcrBank(0x0004).into(), ErrorKind::BindingMismatch),
             (DstackError::Unsupported("x").into(), ErrorKind::Unsupported),
             (
                 BootInfoError::TooLong("tcbStatus").into(),

@@ -11,6 +11,7 @@ mod boot;
 mod error;
 mod event_log;
 mod evidence;
+pub mod gcp;
 mod measurements;
 mod scale;
 

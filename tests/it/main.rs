@@ -9,6 +9,7 @@ mod cli_registry;
 mod cli_tdx;
 mod collateral_fetch;
 mod dstack_conformance;
+mod gcp_fixtures;
 mod governance;
 mod mutation;
 mod nitro_conformance;
