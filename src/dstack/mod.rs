@@ -12,6 +12,7 @@ mod error;
 mod event_log;
 mod evidence;
 pub mod gcp;
+pub mod gcp_ak;
 mod measurements;
 mod scale;
 
