@@ -84,8 +84,8 @@ pub enum ErrorKind {
     // --- dstack ---
     /// An event log that does not replay to the quoted registers.
     EventLogMismatch,
-    /// An OS image hash that the quoted measurements do not bind (e.g. GCP's PCR0, checksum
-    /// file or UKI digest).
+    /// An OS image whose measurement (checksum file, measurement document, ACPI tables, TD HOB)
+    /// does not compute to the registers the hardware quoted.
     OsImageMismatch,
 
     // --- collateral fetching ---

@@ -3,7 +3,52 @@
 
 use crate::encoding::HexError;
 use crate::error::ErrorKind;
+use std::fmt;
 use thiserror::Error;
+
+/// Which step of binding a TDX-lite OS image to the hardware failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OsImageCheck {
+    /// `vm_config.tdx_measurement` is absent, or sha256 of its checksum file is not os_image_hash.
+    ChecksumFile,
+    /// The checksum file's `measurement.tdx.cbor` line is missing, repeated or not sha256 of the
+    /// measurement document.
+    MeasurementHash,
+    /// The measurement document is not version 3.
+    CborVersion,
+    /// `vm_config.ovmf_variant` names another OVMF than the document.
+    OvmfVariant,
+    /// The event log lacks the three named RTMR0 `ACPI DATA` digests.
+    AcpiEvents,
+    /// `memory_size` is one the image-less computation cannot measure.
+    MemorySize,
+    /// The computed MRTD differs from the quote's.
+    Mrtd,
+    /// The computed RTMRn (0-2) differs from the quote's.
+    Rtmr(u8),
+    /// GCP: the quoted PCR0 is not Google's TDX firmware.
+    Pcr0,
+    /// GCP: PCR2's third event (the UKI's Authenticode digest) is not the document's `uki_auth`.
+    UkiAuth,
+}
+
+impl fmt::Display for OsImageCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OsImageCheck::ChecksumFile => f.write_str("checksum file"),
+            OsImageCheck::MeasurementHash => f.write_str("measurement hash"),
+            OsImageCheck::CborVersion => f.write_str("CBOR version"),
+            OsImageCheck::OvmfVariant => f.write_str("ovmf variant"),
+            OsImageCheck::AcpiEvents => f.write_str("ACPI events"),
+            OsImageCheck::MemorySize => f.write_str("memory size"),
+            OsImageCheck::Mrtd => f.write_str("MRTD"),
+            OsImageCheck::Rtmr(index) => write!(f, "RTMR{index}"),
+            OsImageCheck::Pcr0 => f.write_str("PCR0"),
+            OsImageCheck::UkiAuth => f.write_str("UKI digest"),
+        }
+    }
+}
 
 /// Why dstack evidence was rejected.
 #[non_exhaustive]
@@ -24,10 +69,15 @@ pub enum DstackError {
     /// `event_log`.
     #[error("not dstack evidence: {0}")]
     UnrecognizedFormat(&'static str),
-    /// A dstack format recognised but not handled: `VersionedAttestation` V1 (msgpack), GCP TDX,
-    /// SEV-SNP and NitroTPM attestations.
+    /// A dstack format recognised but not handled: GCP TDX, SEV-SNP and NitroTPM attestations in
+    /// V0, a QEMU too old for the image-less TDX-lite computation.
     #[error("{0} is not supported")]
     Unsupported(&'static str),
+    /// A VersionedAttestation V1 whose platform kind is not verified here (`gcp-tdx`, `sev-snp`,
+    /// `aws-nitro-tpm` or an unknown kind), named as the attestation spells it (at most 64
+    /// characters).
+    #[error("dstack attestation platform {0:?} is not supported")]
+    UnsupportedPlatform(String),
     /// JSON (evidence, event log, vm_config) does not parse or has the wrong shape.
     #[error("invalid JSON in {what}: {reason}")]
     Json {
@@ -36,6 +86,34 @@ pub enum DstackError {
         /// The parser's message.
         reason: String,
     },
+    /// A VersionedAttestation V1 that upstream's msgpack decoder would refuse: not named maps,
+    /// a missing or extra field, a `version` other than 1, trailing bytes.
+    #[error("invalid msgpack VersionedAttestation V1: {0}")]
+    Msgpack(String),
+    /// A CBOR document (the TDX-lite measurement document) that does not decode.
+    #[error("invalid CBOR in {what}: {reason}")]
+    Cbor {
+        /// Which document.
+        what: &'static str,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A base64 field of vm_config (the TDX-lite checksum file or measurement) that does not
+    /// decode.
+    #[error("invalid base64 in {0}")]
+    Base64(&'static str),
+    /// A field whose content breaks its format (e.g. the TD HOB witness, `qemu_version`).
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+    /// An RA-TLS certificate that does not parse, or whose attestation extensions are absent,
+    /// repeated, oversized or not DER OCTET STRINGs.
+    #[error("invalid RA-TLS certificate: {0}")]
+    Certificate(String),
     /// The SCALE-encoded `VersionedAttestation` V0 is truncated or invalid.
     #[error("invalid SCALE encoding at byte {offset}: {reason}")]
     Scale {
@@ -130,6 +208,26 @@ pub enum DstackError {
         /// The measured value (hex).
         measured: String,
     },
+    /// An RA-TLS certificate's attestation does not bind its key: report_data is not
+    /// sha512("ratls-cert:" || SubjectPublicKeyInfo DER).
+    #[error(
+        "the attestation's report_data {attested} is not sha512(\"ratls-cert:\" || the \
+         certificate's SubjectPublicKeyInfo) = {expected}"
+    )]
+    CertificateKeyMismatch {
+        /// The attestation's report data (hex).
+        attested: String,
+        /// The value the certificate's key requires (hex).
+        expected: String,
+    },
+    /// A TDX-lite OS image that does not compute to the quoted registers; `check` names the step.
+    #[error("the OS image is not the one the hardware measured ({check}): {detail}")]
+    OsImageMismatch {
+        /// The step that failed.
+        check: OsImageCheck,
+        /// What differed (computed and quoted values where there are some).
+        detail: String,
+    },
     /// A Nitro document lacks PCR0, 1 or 2 or one of them is not 48 bytes.
     #[error("PCR{0} is missing or not 48 bytes")]
     InvalidPcr(u8),
@@ -139,6 +237,14 @@ pub enum DstackError {
 }
 
 impl DstackError {
+    /// `TooLarge` when `len` exceeds `max`: every bound is checked before the bytes are used.
+    pub(super) fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), DstackError> {
+        if len > max {
+            return Err(DstackError::TooLarge { what, len, max });
+        }
+        Ok(())
+    }
+
     /// The class of the failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -151,14 +257,23 @@ impl DstackError {
             | DstackError::Length { .. }
             | DstackError::InvalidEvent { .. }
             | DstackError::MissingEvent(_)
-            | DstackError::InvalidPcr(_) => ErrorKind::Malformed,
-            DstackError::Unsupported(_) => ErrorKind::Unsupported,
+            | DstackError::InvalidPcr(_)
+            | DstackError::Msgpack(_)
+            | DstackError::Cbor { .. }
+            | DstackError::Base64(_)
+            | DstackError::Invalid { .. }
+            | DstackError::Certificate(_) => ErrorKind::Malformed,
+            DstackError::Unsupported(_) | DstackError::UnsupportedPlatform(_) => {
+                ErrorKind::Unsupported
+            }
             DstackError::DigestMismatch { .. }
             | DstackError::PreimageMismatch { .. }
             | DstackError::RtmrMismatch { .. } => ErrorKind::EventLogMismatch,
             DstackError::ComposeHashMismatch { .. }
             | DstackError::ReportDataMismatch { .. }
-            | DstackError::OsImageHashMismatch { .. } => ErrorKind::BindingMismatch,
+            | DstackError::OsImageHashMismatch { .. }
+            | DstackError::CertificateKeyMismatch { .. } => ErrorKind::BindingMismatch,
+            DstackError::OsImageMismatch { .. } => ErrorKind::OsImageMismatch,
             DstackError::DebugEnclave => ErrorKind::DebugEnclave,
         }
     }

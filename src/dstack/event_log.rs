@@ -7,6 +7,15 @@
 //! are never read. dstack runtime events (`event_type` 0x08000001) are trusted only through their
 //! name and payload: the digest is recomputed (V1 or V2) and a supplied digest or V2 preimage must
 //! agree with it. RTMR3 holds runtime events only, because app info is read from it.
+//!
+//! Replay ([`EventLog::verify`]): RTMR3 is always replayed and compared with the quote. A boot
+//! register (RTMR0-2) is replayed and compared only when the log is *complete* for it, meaning it
+//! carries at least one event of that register other than the ones dstack's stripping keeps. dstack
+//! strips the log it puts into RA-TLS certificates and sends to its KMS (`strip_tdx_lite_event_log`):
+//! every RTMR1/RTMR2 event and every RTMR0 event is dropped except the three RTMR0 `ACPI DATA`
+//! events (imr 0, event_type 10, payload `ACPI DATA`), whose digests the TDX-lite image binding
+//! needs. A register whose events are all of that kind (or which has none) is *stripped*: it is
+//! not replayed, and its value is bound by the OS image or not at all ([`ReplayOutcome`]).
 
 use super::DstackError;
 use crate::encoding::parse_hex;
@@ -24,6 +33,11 @@ pub const MAX_EVENT_NAME_LEN: usize = 1024;
 
 /// A SHA-384 register value or event digest.
 pub type Rtmr = [u8; 48];
+
+/// `EV_EVENT_TAG`-like type of the three RTMR0 events OVMF measures the ACPI tables with.
+pub const ACPI_DATA_EVENT_TYPE: u32 = 10;
+/// Their payload.
+pub const ACPI_DATA_PAYLOAD: &[u8] = b"ACPI DATA";
 
 /// How a runtime event's digest is formed (cc-eventlog/src/runtime_events.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -73,7 +87,7 @@ pub fn runtime_event_digest(version: RuntimeEventVersion, name: &str, payload: &
 }
 
 /// `RTMR := SHA384(RTMR ‖ digest)`.
-fn extend(register: &mut Rtmr, digest: &Rtmr) {
+pub(super) fn extend(register: &mut Rtmr, digest: &Rtmr) {
     let mut hasher = Sha384::new();
     hasher.update(*register);
     hasher.update(digest);
@@ -87,6 +101,19 @@ pub struct RuntimeEvent {
     pub name: String,
     /// The event payload.
     pub payload: Vec<u8>,
+}
+
+impl From<RuntimeEvent> for RawEvent {
+    /// The RTMR3 event of a V1-digest runtime event.
+    fn from(event: RuntimeEvent) -> Self {
+        RawEvent {
+            imr: RUNTIME_IMR as u32,
+            event_type: RUNTIME_EVENT_TYPE,
+            name: event.name,
+            payload: event.payload,
+            ..RawEvent::default()
+        }
+    }
 }
 
 /// An event as delivered (hex already decoded), before any rule is applied.
@@ -182,12 +209,22 @@ impl Event {
     }
 }
 
+impl Event {
+    /// One of the RTMR0 ACPI DATA events, the only boot events a stripped log keeps.
+    pub fn is_acpi_data(&self) -> bool {
+        self.imr == 0
+            && self.event_type == ACPI_DATA_EVENT_TYPE
+            && self.payload == ACPI_DATA_PAYLOAD
+    }
+}
+
 /// Which registers a successful [`EventLog::verify`] compared with the quote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplayOutcome {
-    /// `checked[i]`: RTMRi was replayed and matched. RTMR3 is always checked; a boot register is
-    /// checked when the log has events for it (its value enters mr_system/mr_aggregated straight
-    /// from the quote, and boot payloads are never read, so a log without them loses nothing).
+    /// `checked[i]`: RTMRi was replayed and matched. RTMR3 always is; a boot register is when the
+    /// log is complete for it (module docs). A stripped register loses nothing by not being
+    /// replayed: its value enters mr_system/mr_aggregated straight from the quote, and boot
+    /// payloads are never read.
     pub checked: [bool; 4],
 }
 
@@ -239,13 +276,7 @@ impl EventLog {
             what: "event log",
             reason: e.to_string(),
         })?;
-        if events.len() > MAX_EVENTS {
-            return Err(DstackError::TooLarge {
-                what: "event count",
-                len: events.len(),
-                max: MAX_EVENTS,
-            });
-        }
+        DstackError::check_len("event count", events.len(), MAX_EVENTS)?;
         let raw = events
             .into_iter()
             .map(JsonEvent::into_raw)
@@ -255,13 +286,7 @@ impl EventLog {
 
     /// Checks delivered events in log order.
     pub fn from_raw(events: Vec<RawEvent>) -> Result<EventLog, DstackError> {
-        if events.len() > MAX_EVENTS {
-            return Err(DstackError::TooLarge {
-                what: "event count",
-                len: events.len(),
-                max: MAX_EVENTS,
-            });
-        }
+        DstackError::check_len("event count", events.len(), MAX_EVENTS)?;
         let events = events
             .into_iter()
             .enumerate()
@@ -304,13 +329,22 @@ impl EventLog {
         register
     }
 
-    /// Replays the log and compares it with the quote's RTMR0..3.
+    /// Whether the log is complete for boot register `register` (module docs); RTMR3 always is.
+    pub fn is_complete_for(&self, register: usize) -> bool {
+        register == RUNTIME_IMR
+            || self
+                .events
+                .iter()
+                .any(|event| event.imr == register && !event.is_acpi_data())
+    }
+
+    /// Replays the log and compares it with the quote's RTMR0..3: RTMR3 always, a boot register
+    /// when the log is complete for it.
     pub fn verify(&self, quoted: &[Rtmr; 4]) -> Result<ReplayOutcome, DstackError> {
         let replayed = self.replay();
         let mut checked = [false; 4];
         for (register, flag) in checked.iter_mut().enumerate() {
-            *flag =
-                register == RUNTIME_IMR || self.events.iter().any(|event| event.imr == register);
+            *flag = self.is_complete_for(register);
         }
         for (register, ((replayed, quoted), flag)) in
             replayed.iter().zip(quoted).zip(checked).enumerate()
@@ -330,11 +364,21 @@ impl EventLog {
 /// A V1 runtime event as dstack writes it, for tests of this room.
 #[cfg(test)]
 pub(crate) fn runtime(name: &str, payload: &[u8]) -> RawEvent {
-    RawEvent {
-        imr: 3,
-        event_type: RUNTIME_EVENT_TYPE,
+    RawEvent::from(RuntimeEvent {
         name: name.into(),
         payload: payload.to_vec(),
+    })
+}
+
+/// A named RTMR0 ACPI DATA event, for tests of this room.
+#[cfg(test)]
+pub(crate) fn acpi(name: &str, digest_byte: u8) -> RawEvent {
+    RawEvent {
+        imr: 0,
+        event_type: ACPI_DATA_EVENT_TYPE,
+        digest: vec![digest_byte; 48],
+        name: name.into(),
+        payload: ACPI_DATA_PAYLOAD.to_vec(),
         ..Default::default()
     }
 }
@@ -575,6 +619,48 @@ mod tests {
             .verify(&quoted)
             .unwrap_err();
         assert!(matches!(err, DstackError::RtmrMismatch { register: 3, .. }));
+    }
+
+    #[test]
+    fn stripped_boot_registers_are_not_replayed() {
+        // dstack's stripped form: the three ACPI DATA events and the runtime events only.
+        let stripped = EventLog::from_raw(vec![
+            acpi("acpi-loader", 1),
+            acpi("acpi-rsdp", 2),
+            acpi("acpi-tables", 3),
+            runtime("app-id", &[1; 20]),
+        ])
+        .unwrap();
+        let mut quoted = [[0x5a; 48]; 4];
+        quoted[3] = stripped.replay()[3];
+        assert_eq!(
+            stripped.verify(&quoted).unwrap().checked,
+            [false, false, false, true]
+        );
+        assert!((0..3).all(|register| !stripped.is_complete_for(register)));
+
+        // One other RTMR0 event makes the log complete for RTMR0: replayed, and here refused.
+        let mut events = vec![boot(0, 9)];
+        events.extend(stripped.events().iter().map(|event| RawEvent {
+            imr: event.imr as u32,
+            event_type: event.event_type,
+            digest: event.digest.to_vec(),
+            name: event.name.clone(),
+            payload: event.payload.clone(),
+            ..Default::default()
+        }));
+        let complete = EventLog::from_raw(events).unwrap();
+        assert!(complete.is_complete_for(0) && !complete.is_complete_for(1));
+        let err = complete.verify(&quoted).unwrap_err();
+        assert!(matches!(err, DstackError::RtmrMismatch { register: 0, .. }));
+
+        // The payload is part of what makes an ACPI DATA event: another one counts as a boot event.
+        let relabelled = EventLog::from_raw(vec![RawEvent {
+            payload: b"ACPI".to_vec(),
+            ..acpi("acpi-loader", 1)
+        }])
+        .unwrap();
+        assert!(relabelled.is_complete_for(0));
     }
 
     #[test]

@@ -2,14 +2,17 @@
 //! - the quote report JSON `{quote, event_log, report_data?, vm_config?}` (GetQuote, dstack-verifier
 //!   fixtures), where `event_log` and `vm_config` are JSON strings or inline JSON;
 //! - the `/verify` JSON `{"attestation": "<hex>"}` (other fields are then ignored, as dstack does);
-//! - `VersionedAttestation` V0: SCALE, first byte 0x00. V1 (msgpack) is recognised and refused.
+//! - `VersionedAttestation`: V0 is SCALE, first byte 0x00; V1 is
+//!   msgpack, first byte a map header (`0x80..=0x8f`, `0xde`, `0xdf`), decoded by [`super::v1`].
+//!
+//! V0 and V1 of the same boot parse to the same [`Evidence`].
 
 use super::event_log::{
-    EventLog, RawEvent, RuntimeEvent, MAX_EVENTS, MAX_EVENT_NAME_LEN, RUNTIME_EVENT_TYPE,
-    RUNTIME_IMR,
+    EventLog, RawEvent, RuntimeEvent, MAX_EVENTS, MAX_EVENT_NAME_LEN, RUNTIME_IMR,
 };
 use super::measurements::REPORT_DATA_LEN;
 use super::scale::ScaleReader;
+use super::vm_config::VmConfig;
 use super::DstackError;
 use crate::encoding::{parse_hex, parse_hex_exact, HexError};
 use serde::Deserialize;
@@ -18,38 +21,6 @@ use std::borrow::Cow;
 
 /// dstack-verifier's bound on an attestation (10 MiB).
 pub const MAX_EVIDENCE_LEN: usize = 10 << 20;
-
-/// The host-supplied VM configuration. Its os_image_hash is only a claim until a platform binds
-/// it (Nitro does; TDX needs the image-measurement step, which this crate does not perform).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct VmConfig {
-    /// The host's claimed os_image_hash (32 bytes); `None` when vm_config has none or it is empty.
-    pub os_image_hash: Option<[u8; 32]>,
-}
-
-#[derive(Deserialize)]
-struct VmConfigJson {
-    #[serde(default)]
-    os_image_hash: Option<String>,
-}
-
-impl VmConfig {
-    /// Parses vm_config JSON; empty text means there is none.
-    pub fn from_json(text: &str) -> Result<Option<VmConfig>, DstackError> {
-        if text.trim().is_empty() {
-            return Ok(None);
-        }
-        let json: VmConfigJson = serde_json::from_str(text).map_err(|e| DstackError::Json {
-            what: "vm_config",
-            reason: e.to_string(),
-        })?;
-        let os_image_hash = match json.os_image_hash.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(hex_text) => Some(fixed_hex::<32>("vm_config os_image_hash", hex_text)?),
-        };
-        Ok(Some(VmConfig { os_image_hash }))
-    }
-}
 
 /// A TDX quote with dstack's event log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,20 +74,14 @@ struct EvidenceJson<'a> {
 impl Evidence {
     /// Detects the format from the bytes and parses it.
     pub fn parse(bytes: &[u8]) -> Result<Evidence, DstackError> {
-        if bytes.len() > MAX_EVIDENCE_LEN {
-            return Err(DstackError::TooLarge {
-                what: "evidence",
-                len: bytes.len(),
-                max: MAX_EVIDENCE_LEN,
-            });
-        }
+        DstackError::check_len("evidence", bytes.len(), MAX_EVIDENCE_LEN)?;
         match bytes.iter().find(|byte| !byte.is_ascii_whitespace()) {
             Some(b'{') => {
                 let text = std::str::from_utf8(bytes)
                     .map_err(|_| DstackError::UnrecognizedFormat("JSON is not UTF-8"))?;
                 Evidence::from_json(text)
             }
-            _ => Evidence::from_binary(bytes),
+            _ => Evidence::from_versioned_attestation(bytes),
         }
     }
 
@@ -126,7 +91,7 @@ impl Evidence {
             reason: e.to_string(),
         })?;
         if let Some(attestation) = json.attestation {
-            return Evidence::from_binary(&hex_field("attestation", &attestation)?);
+            return Evidence::from_versioned_attestation(&hex_field("attestation", &attestation)?);
         }
         let quote = json.quote.ok_or(DstackError::UnrecognizedFormat(
             "JSON has neither attestation nor quote",
@@ -149,14 +114,12 @@ impl Evidence {
         }))
     }
 
-    fn from_binary(bytes: &[u8]) -> Result<Evidence, DstackError> {
+    /// A VersionedAttestation, V0 or V1, told apart by its first byte as upstream does.
+    pub fn from_versioned_attestation(bytes: &[u8]) -> Result<Evidence, DstackError> {
+        DstackError::check_len("evidence", bytes.len(), MAX_EVIDENCE_LEN)?;
         match bytes.first() {
             Some(0x00) => Evidence::from_scale_v0(bytes),
-            // A msgpack map whose first key is "version": VersionedAttestation V1. A bare map
-            // prefix is not enough: 0x84 also starts a COSE_Sign1 array.
-            Some(0x80..=0x8f) if bytes.get(1..9) == Some(b"\xa7version") => Err(
-                DstackError::Unsupported("dstack VersionedAttestation V1 (msgpack)"),
-            ),
+            Some(0x80..=0x8f | 0xde | 0xdf) => super::v1::decode(bytes)?.into_evidence(),
             _ => Err(DstackError::UnrecognizedFormat(
                 "neither dstack JSON nor a VersionedAttestation",
             )),
@@ -196,22 +159,52 @@ impl Evidence {
             .map(|_| read_runtime_event(&mut reader))
             .collect::<Result<Vec<_>, _>>()?;
         let report_data = reader.array::<REPORT_DATA_LEN>()?;
-        let vm_config = VmConfig::from_json(&reader.string()?)?;
+        let config = reader.string()?;
         reader.finish()?;
-        Ok(match platform {
-            Platform::Tdx { quote, events } => Evidence::Tdx(TdxEvidence {
+        match platform {
+            Platform::Tdx { quote, events } => Evidence::tdx(
                 quote,
-                event_log: EventLog::from_raw(with_runtime_events(events, runtime_events)?)?,
-                report_data: Some(report_data),
-                vm_config,
-            }),
-            Platform::Nitro { document } => Evidence::Nitro(NitroEvidence {
-                document,
-                runtime_events,
+                events,
+                runtime_events.into_iter().map(RawEvent::from).collect(),
                 report_data,
-                vm_config,
-            }),
-        })
+                &config,
+            ),
+            Platform::Nitro { document } => {
+                Evidence::nitro(document, runtime_events, report_data, &config)
+            }
+        }
+    }
+
+    /// TDX evidence from a VersionedAttestation's parts (V0 and V1 alike); `runtime` are the
+    /// attestation's `runtime_events` as RTMR3 events.
+    pub(super) fn tdx(
+        quote: Vec<u8>,
+        events: Vec<RawEvent>,
+        runtime: Vec<RawEvent>,
+        report_data: [u8; REPORT_DATA_LEN],
+        config: &str,
+    ) -> Result<Evidence, DstackError> {
+        Ok(Evidence::Tdx(TdxEvidence {
+            quote,
+            event_log: EventLog::from_raw(with_runtime_events(events, runtime)?)?,
+            report_data: Some(report_data),
+            vm_config: VmConfig::from_json(config)?,
+        }))
+    }
+
+    /// Nitro evidence from a VersionedAttestation's parts (V0 and V1 alike).
+    pub(super) fn nitro(
+        document: Vec<u8>,
+        runtime_events: Vec<RuntimeEvent>,
+        report_data: [u8; REPORT_DATA_LEN],
+        config: &str,
+    ) -> Result<Evidence, DstackError> {
+        Ok(Evidence::Nitro(NitroEvidence {
+            document,
+            runtime_events,
+            report_data,
+            vm_config: VmConfig::from_json(config)?,
+        }))
     }
 }
 
@@ -240,42 +233,41 @@ fn read_tdx_event(reader: &mut ScaleReader<'_>) -> Result<RawEvent, DstackError>
 
 fn read_runtime_event(reader: &mut ScaleReader<'_>) -> Result<RuntimeEvent, DstackError> {
     let name = reader.string()?;
-    if name.len() > MAX_EVENT_NAME_LEN {
-        return Err(DstackError::TooLarge {
-            what: "runtime event name",
-            len: name.len(),
-            max: MAX_EVENT_NAME_LEN,
-        });
-    }
+    check_runtime_event_name(&name)?;
     Ok(RuntimeEvent {
         name,
         payload: reader.bytes()?,
     })
 }
 
+/// A runtime event name longer than any event log accepts is refused before it is kept.
+pub(super) fn check_runtime_event_name(name: &str) -> Result<(), DstackError> {
+    DstackError::check_len("runtime event name", name.len(), MAX_EVENT_NAME_LEN)?;
+    Ok(())
+}
+
 /// A TDX attestation may carry its RTMR3 events in the event log, in `runtime_events`, or in both.
-/// Both must then list the same events; a log without RTMR3 events takes `runtime_events` (V1).
+/// Both must then list the same events (name, payload and digest version); a log without RTMR3
+/// events takes `runtime_events`.
 fn with_runtime_events(
     mut events: Vec<RawEvent>,
-    runtime: Vec<RuntimeEvent>,
+    runtime: Vec<RawEvent>,
 ) -> Result<Vec<RawEvent>, DstackError> {
-    let logged = events
+    let key = |event: &RawEvent| {
+        (
+            event.name.clone(),
+            event.payload.clone(),
+            event.version.unwrap_or(1),
+        )
+    };
+    let logged: Vec<_> = events
         .iter()
         .filter(|event| usize::try_from(event.imr).ok() == Some(RUNTIME_IMR))
-        .map(|event| (event.name.as_str(), event.payload.as_slice()));
-    if logged.clone().next().is_none() {
-        events.extend(runtime.into_iter().map(|event| RawEvent {
-            imr: 3,
-            event_type: RUNTIME_EVENT_TYPE,
-            name: event.name,
-            payload: event.payload,
-            ..RawEvent::default()
-        }));
-    } else if !runtime.is_empty()
-        && !logged.eq(runtime
-            .iter()
-            .map(|event| (event.name.as_str(), event.payload.as_slice())))
-    {
+        .map(key)
+        .collect();
+    if logged.is_empty() {
+        events.extend(runtime);
+    } else if !runtime.is_empty() && !logged.into_iter().eq(runtime.iter().map(key)) {
         return Err(DstackError::Inconsistent(
             "runtime_events differ from the event log's RTMR3 events",
         ));
@@ -315,46 +307,8 @@ fn fixed_hex<const N: usize>(field: &'static str, text: &str) -> Result<[u8; N],
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dstack::event_log::{runtime_event_digest, RuntimeEventVersion};
-
-    /// A SCALE writer for building inputs.
-    #[derive(Default)]
-    struct Scale(Vec<u8>);
-
-    impl Scale {
-        fn compact(mut self, value: u32) -> Self {
-            match value {
-                0..=63 => self.0.push((value as u8) << 2),
-                64..=16383 => self.0.extend(((value << 2) as u16 | 1).to_le_bytes()),
-                16384..=0x3fff_ffff => self.0.extend(((value << 2) | 2).to_le_bytes()),
-                _ => {
-                    self.0.push(3);
-                    self.0.extend(value.to_le_bytes());
-                }
-            }
-            self
-        }
-        fn raw(mut self, bytes: &[u8]) -> Self {
-            self.0.extend_from_slice(bytes);
-            self
-        }
-        fn bytes(self, bytes: &[u8]) -> Self {
-            self.compact(bytes.len() as u32).raw(bytes)
-        }
-        fn u32(self, value: u32) -> Self {
-            self.raw(&value.to_le_bytes())
-        }
-        fn runtime_events(self, events: &[(&str, &[u8])]) -> Self {
-            events
-                .iter()
-                .fold(self.compact(events.len() as u32), |s, (name, payload)| {
-                    s.bytes(name.as_bytes()).bytes(payload)
-                })
-        }
-        fn tail(self, report_data: &[u8; 64], config: &str) -> Vec<u8> {
-            self.raw(report_data).bytes(config.as_bytes()).0
-        }
-    }
+    use crate::dstack::event_log::{runtime_event_digest, RuntimeEventVersion, RUNTIME_EVENT_TYPE};
+    use crate::dstack::test_support::Scale;
 
     const CONFIG: &str =
         r#"{"os_image_hash":"1894b0b29e94a9db16e88a2914f0923e52bb16c08bf3bb484df786a147e2eb79"}"#;
@@ -518,14 +472,19 @@ mod tests {
                 (DstackError::Unsupported(what), "unsupported")
             );
         }
-        assert_eq!(
-            Evidence::parse(b"\x83\xa7version\x01")
-                .unwrap_err()
-                .kind()
-                .as_str(),
-            "unsupported"
-        );
-        for other in [&b""[..], b"\x04\x00\x02\x00", b"\x84\x44", b"   "] {
+        // A msgpack map is read as V1, whatever follows.
+        for map in [
+            &b"\x83\xa7version\x01"[..],
+            b"\x84\x44",
+            b"\xde\x00\x00",
+            b"\xdf",
+        ] {
+            assert!(
+                matches!(Evidence::parse(map), Err(DstackError::Msgpack(_))),
+                "{map:?}"
+            );
+        }
+        for other in [&b""[..], b"\x04\x00\x02\x00", b"\x90", b"   "] {
             assert!(
                 matches!(
                     Evidence::parse(other),
@@ -644,42 +603,6 @@ mod tests {
         assert!(matches!(
             Evidence::parse(b"{\xff}"),
             Err(DstackError::UnrecognizedFormat(_))
-        ));
-    }
-
-    #[test]
-    fn vm_config_os_image_hash() {
-        assert_eq!(VmConfig::from_json("").unwrap(), None);
-        assert_eq!(
-            VmConfig::from_json("{}").unwrap(),
-            Some(VmConfig {
-                os_image_hash: None
-            })
-        );
-        assert_eq!(
-            VmConfig::from_json(r#"{"os_image_hash":""}"#).unwrap(),
-            Some(VmConfig {
-                os_image_hash: None
-            })
-        );
-        let with_prefix = format!(
-            r#"{{"os_image_hash":"0x{}","cpu_count":2}}"#,
-            "ab".repeat(32)
-        );
-        assert_eq!(
-            VmConfig::from_json(&with_prefix)
-                .unwrap()
-                .unwrap()
-                .os_image_hash,
-            Some([0xab; 32])
-        );
-        assert!(matches!(
-            VmConfig::from_json(r#"{"os_image_hash":"ab"}"#),
-            Err(DstackError::Length { .. })
-        ));
-        assert!(matches!(
-            VmConfig::from_json(r#"{"os_image_hash":7}"#),
-            Err(DstackError::Json { .. })
         ));
     }
 }

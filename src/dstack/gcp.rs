@@ -10,12 +10,14 @@
 //!   `mr_aggregated = SHA256(PCR0 ‖ PCR2 ‖ PCR14′)` ([`GcpPcrs`]; `decode_mr_gcp_tpm_from_v1`).
 
 use super::event_log::{runtime_event_preimage_v2, RuntimeEventVersion, RUNTIME_EVENT_TYPE};
-use super::{MrMode, BOOT_MR_DONE};
+use super::gcp_ak::GcpAkError;
+use super::os_image::{chain_material, Map};
+use super::vm_config::TdxMeasurementMaterial;
+use super::{DstackError, MrMode, OsImageCheck, BOOT_MR_DONE};
 use crate::error::ErrorKind;
-use crate::tpm::VerifiedTpmQuote;
-use ciborium::Value;
+use crate::tpm::{TpmError, VerifiedTpmQuote};
+use coset::cbor::value::Value;
 use sha2::{Digest, Sha256};
-use std::fmt;
 use thiserror::Error;
 
 /// PCR0 of Google's TDX firmware: "GCE Virtual Firmware v2", NonHostInfo with technology 3
@@ -38,34 +40,6 @@ pub const MAX_MEASUREMENT_LEN: usize = 64 * 1024;
 /// third ("Event 28").
 const UKI_EVENT: usize = 2;
 
-/// Which OS-image check failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GcpImageCheck {
-    /// PCR0 is not Google's TDX firmware.
-    Pcr0,
-    /// sha256 of the checksum file is not os_image_hash (or there is no os_image_hash).
-    ChecksumFile,
-    /// The checksum file's `measurement.gcp.cbor` line is missing, repeated or not sha256 of
-    /// the measurement document.
-    MeasurementHash,
-    /// The measurement document is not version 1.
-    CborVersion,
-    /// PCR2's third event is not the document's `uki_auth`.
-    UkiAuth,
-}
-
-impl fmt::Display for GcpImageCheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            GcpImageCheck::Pcr0 => "PCR0",
-            GcpImageCheck::ChecksumFile => "checksum file",
-            GcpImageCheck::MeasurementHash => "measurement hash",
-            GcpImageCheck::CborVersion => "CBOR version",
-            GcpImageCheck::UkiAuth => "UKI digest",
-        })
-    }
-}
-
 /// Why GCP evidence was rejected; `kind()` is its stable [`ErrorKind`].
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -81,47 +55,35 @@ pub enum GcpError {
         /// The replayed value, hex.
         replayed: String,
     },
-    /// The quote does not bind the claimed OS image; kind `os_image_mismatch`.
-    #[error("OS image ({check}): {detail}")]
-    OsImageMismatch {
-        /// Which check failed.
-        check: GcpImageCheck,
-        /// What was found instead.
-        detail: String,
-    },
-    /// An input above its bound, refused before it is read; kind `malformed`.
-    #[error("{what} is {len} bytes, more than the {max} accepted")]
-    TooLarge {
-        /// Which input.
-        what: &'static str,
-        /// Its length.
-        len: usize,
-        /// The bound.
-        max: usize,
-    },
-    /// `measurement.gcp.cbor` is not readable CBOR of the expected shape; kind `malformed`.
-    #[error("invalid CBOR in {MEASUREMENT_FILE_NAME}: {0}")]
-    Cbor(String),
+    /// The OS image material does not bind (`os_image_mismatch`) or does not parse (`malformed`).
+    #[error(transparent)]
+    Image(#[from] DstackError),
+    /// The AK certificate chain or the CA bundle was refused (its kind).
+    #[error(transparent)]
+    Ak(#[from] GcpAkError),
+    /// The TPM quote was refused (its kind).
+    #[error(transparent)]
+    Tpm(#[from] TpmError),
 }
 
 impl GcpError {
     /// Stable snake_case name of the failure class.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            GcpError::MissingPcr(_) | GcpError::TooLarge { .. } | GcpError::Cbor(_) => {
-                ErrorKind::Malformed
-            }
+            GcpError::MissingPcr(_) => ErrorKind::Malformed,
             GcpError::RuntimePcrMismatch { .. } => ErrorKind::EventLogMismatch,
-            GcpError::OsImageMismatch { .. } => ErrorKind::OsImageMismatch,
+            GcpError::Image(error) => error.kind(),
+            GcpError::Ak(error) => error.kind(),
+            GcpError::Tpm(error) => error.kind(),
         }
     }
 }
 
-fn mismatch(check: GcpImageCheck, detail: impl Into<String>) -> GcpError {
-    GcpError::OsImageMismatch {
+fn mismatch(check: OsImageCheck, detail: impl Into<String>) -> GcpError {
+    GcpError::Image(DstackError::OsImageMismatch {
         check,
         detail: detail.into(),
-    }
+    })
 }
 
 /// The qualifying data a GCP guest asks its vTPM quote for: sha256 of the raw TDX quote. Passed
@@ -239,15 +201,6 @@ fn runtime_event_sha256(version: RuntimeEventVersion, name: &str, payload: &[u8]
     hasher.finalize().into()
 }
 
-/// `vm_config.gcp_measurement`: the image's `sha256sum.txt` and its `measurement.gcp.cbor`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GcpMeasurement<'a> {
-    /// `sha256sum.txt`, whose sha256 is the os_image_hash.
-    pub checksum_file: &'a [u8],
-    /// `measurement.gcp.cbor`, the CBOR `{version: 1, uki_auth}`.
-    pub measurement: &'a [u8],
-}
-
 /// How much of the OS image a GCP quote binds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GcpOsImage {
@@ -268,7 +221,7 @@ pub enum GcpOsImage {
 /// malformed. Without `measurement` the image is [`GcpOsImage::Unbound`].
 pub fn verify_os_image(
     os_image_hash: Option<&[u8; 32]>,
-    measurement: Option<GcpMeasurement>,
+    measurement: Option<&TdxMeasurementMaterial>,
     quote: &VerifiedTpmQuote,
 ) -> Result<GcpOsImage, GcpError> {
     let Some(measurement) = measurement else {
@@ -277,7 +230,7 @@ pub fn verify_os_image(
     let pcr0 = quote.pcr(0).ok_or(GcpError::MissingPcr(0))?;
     if *pcr0 != GCE_TDX_PCR0 {
         return Err(mismatch(
-            GcpImageCheck::Pcr0,
+            OsImageCheck::Pcr0,
             format!(
                 "{} is not Google's TDX firmware {}",
                 hex::encode(pcr0),
@@ -288,19 +241,19 @@ pub fn verify_os_image(
     let uki_auth = verified_uki_auth(os_image_hash, &measurement)?;
     let events = quote.replayed_events(2).ok_or_else(|| {
         mismatch(
-            GcpImageCheck::UkiAuth,
+            OsImageCheck::UkiAuth,
             "PCR2 is not quoted with events from the TPM event log",
         )
     })?;
     let measured = events.get(UKI_EVENT).ok_or_else(|| {
         mismatch(
-            GcpImageCheck::UkiAuth,
+            OsImageCheck::UkiAuth,
             format!("PCR2 has {} events, no UKI event", events.len()),
         )
     })?;
     if uki_auth != measured[..] {
         return Err(mismatch(
-            GcpImageCheck::UkiAuth,
+            OsImageCheck::UkiAuth,
             format!(
                 "PCR2's UKI event is {}, the measurement document's uki_auth {}",
                 hex::encode(measured),
@@ -316,130 +269,43 @@ pub fn verify_os_image(
 /// The checksum file and document chain up to os_image_hash; returns the document's `uki_auth`.
 fn verified_uki_auth(
     os_image_hash: Option<&[u8; 32]>,
-    measurement: &GcpMeasurement,
+    measurement: &TdxMeasurementMaterial,
 ) -> Result<Vec<u8>, GcpError> {
-    let claimed = os_image_hash.ok_or_else(|| {
-        mismatch(
-            GcpImageCheck::ChecksumFile,
-            "vm_config has no os_image_hash to bind",
-        )
-    })?;
-    let checksum_hash: [u8; 32] = Sha256::digest(measurement.checksum_file).into();
-    if checksum_hash != *claimed {
-        return Err(mismatch(
-            GcpImageCheck::ChecksumFile,
-            format!(
-                "sha256(checksum_file) = {} is not os_image_hash {}",
-                hex::encode(checksum_hash),
-                hex::encode(claimed)
-            ),
-        ));
-    }
-    let listed = checksum_entry(measurement.checksum_file, MEASUREMENT_FILE_NAME)
-        .map_err(|detail| mismatch(GcpImageCheck::MeasurementHash, detail))?;
-    let document_hash: [u8; 32] = Sha256::digest(measurement.measurement).into();
-    if listed != document_hash {
-        return Err(mismatch(
-            GcpImageCheck::MeasurementHash,
-            format!(
-                "the checksum file lists {} for {MEASUREMENT_FILE_NAME}, the document hashes to {}",
-                hex::encode(listed),
-                hex::encode(document_hash)
-            ),
-        ));
-    }
-    uki_auth(measurement.measurement)
-}
-
-/// The hash `sha256sum.txt` lists for `file_name` (dstack-types `sha256sum_entry_hash`): lines
-/// are `<hex> <name>`, blank lines skipped, other names ignored; the name must appear exactly
-/// once with a 32-byte hex hash.
-fn checksum_entry(checksum_file: &[u8], file_name: &str) -> Result<[u8; 32], String> {
-    let text = std::str::from_utf8(checksum_file)
-        .map_err(|_| "the checksum file is not UTF-8".to_owned())?;
-    let mut found = None;
-    for (number, line) in text.lines().enumerate() {
-        let mut words = line.split_whitespace();
-        let Some(hash) = words.next() else {
-            continue;
-        };
-        let Some(name) = words.next() else {
-            return Err(format!(
-                "checksum file line {} has no file name",
-                number + 1
-            ));
-        };
-        if name != file_name {
-            continue;
-        }
-        if found.is_some() {
-            return Err(format!("the checksum file lists {file_name} twice"));
-        }
-        let hash = hex::decode(hash)
-            .ok()
-            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-            .ok_or_else(|| format!("the checksum file's {file_name} hash is not 32-byte hex"))?;
-        found = Some(hash);
-    }
-    found.ok_or_else(|| format!("the checksum file does not list {file_name}"))
+    chain_material(
+        os_image_hash.copied(),
+        &measurement.checksum_file,
+        &measurement.measurement,
+        MEASUREMENT_FILE_NAME,
+    )?;
+    Ok(uki_auth(&measurement.measurement)?)
 }
 
 /// `uki_auth` of a `measurement.gcp.cbor` `{"version": 1, "uki_auth": bytes}`, read as upstream's
-/// serde struct reads it with ciborium: unknown keys ignored, a repeated key refused, the bytes a
-/// byte string, an array of bytes or a text string (serde_human_bytes). A version other than 1 is
-/// an `os_image_mismatch`; an unreadable document is malformed.
-fn uki_auth(document: &[u8]) -> Result<Vec<u8>, GcpError> {
-    if document.len() > MAX_MEASUREMENT_LEN {
-        return Err(GcpError::TooLarge {
-            what: MEASUREMENT_FILE_NAME,
-            len: document.len(),
-            max: MAX_MEASUREMENT_LEN,
-        });
-    }
+/// serde struct reads it (the map reader TDX-lite's document uses). A version other than 1 is an
+/// `os_image_mismatch`; an unreadable document is malformed.
+fn uki_auth(document: &[u8]) -> Result<Vec<u8>, DstackError> {
+    DstackError::check_len(MEASUREMENT_FILE_NAME, document.len(), MAX_MEASUREMENT_LEN)?;
+    let cbor_error = |reason: String| DstackError::Cbor {
+        what: MEASUREMENT_FILE_NAME,
+        reason,
+    };
     let value: Value =
-        ciborium::de::from_reader(document).map_err(|e| GcpError::Cbor(e.to_string()))?;
-    let Value::Map(entries) = value else {
-        return Err(GcpError::Cbor("the document is not a map".into()));
-    };
-    let field = |key: &str| {
-        let mut values = entries
-            .iter()
-            .filter(|(name, _)| name.as_text() == Some(key))
-            .map(|(_, value)| value);
-        let value = values
-            .next()
-            .ok_or_else(|| GcpError::Cbor(format!("the document has no {key}")))?;
-        if values.next().is_some() {
-            return Err(GcpError::Cbor(format!("the document repeats {key}")));
-        }
-        Ok(value)
-    };
-    let version = field("version")?
+        coset::cbor::de::from_reader(document).map_err(|e| cbor_error(e.to_string()))?;
+    let map = Map::in_file(&value, MEASUREMENT_FILE_NAME, "the document")?;
+    let version = map
+        .field("version")?
         .as_integer()
         .and_then(|version| u64::try_from(version).ok())
-        .ok_or_else(|| GcpError::Cbor("version is not an unsigned integer".into()))?;
+        .ok_or_else(|| cbor_error("version is not an unsigned integer".into()))?;
     if version != MEASUREMENT_VERSION {
-        return Err(mismatch(
-            GcpImageCheck::CborVersion,
-            format!(
+        return Err(DstackError::OsImageMismatch {
+            check: OsImageCheck::CborVersion,
+            detail: format!(
                 "the measurement document is version {version}, {MEASUREMENT_VERSION} expected"
             ),
-        ));
+        });
     }
-    let not_bytes = || GcpError::Cbor("uki_auth is not bytes".into());
-    match field("uki_auth")? {
-        Value::Bytes(bytes) => Ok(bytes.clone()),
-        Value::Text(text) => Ok(text.as_bytes().to_vec()),
-        Value::Array(items) => items
-            .iter()
-            .map(|item| {
-                item.as_integer()
-                    .and_then(|byte| u8::try_from(byte).ok())
-                    .ok_or_else(not_bytes)
-            })
-            .collect(),
-        _ => Err(not_bytes()),
-    }
+    map.bytes("uki_auth")
 }
 
 #[cfg(test)]
@@ -549,9 +415,16 @@ mod tests {
         .into_bytes()
     }
 
-    fn check_of(result: Result<GcpOsImage, GcpError>) -> GcpImageCheck {
+    fn material(checksum_file: &[u8], measurement: &[u8]) -> TdxMeasurementMaterial {
+        TdxMeasurementMaterial {
+            checksum_file: checksum_file.to_vec(),
+            measurement: measurement.to_vec(),
+        }
+    }
+
+    fn check_of(result: Result<GcpOsImage, GcpError>) -> OsImageCheck {
         match result.unwrap_err() {
-            error @ GcpError::OsImageMismatch { check, .. } => {
+            error @ GcpError::Image(DstackError::OsImageMismatch { check, .. }) => {
                 assert_eq!(error.kind().as_str(), "os_image_mismatch");
                 check
             }
@@ -576,12 +449,9 @@ mod tests {
         assert_eq!(document.len(), 53);
         let checksum = checksum_file(&document);
         let os_image_hash = sha256(&[&checksum]);
-        let measurement = GcpMeasurement {
-            checksum_file: &checksum,
-            measurement: &document,
-        };
+        let measurement = material(&checksum, &document);
         assert_eq!(
-            verify_os_image(Some(&os_image_hash), Some(measurement), &quote),
+            verify_os_image(Some(&os_image_hash), Some(&measurement), &quote),
             Ok(GcpOsImage::Bound { uki_auth: UKI })
         );
         // Without the material the claim stays unbound, whatever the quote says.
@@ -606,12 +476,9 @@ mod tests {
             .unwrap();
         let document = document(1, &uki);
         let checksum = checksum_file(&document);
-        let measurement = GcpMeasurement {
-            checksum_file: &checksum,
-            measurement: &document,
-        };
+        let measurement = material(&checksum, &document);
         assert_eq!(
-            verify_os_image(Some(&sha256(&[&checksum])), Some(measurement), &quote),
+            verify_os_image(Some(&sha256(&[&checksum])), Some(&measurement), &quote),
             Ok(GcpOsImage::Bound { uki_auth: uki })
         );
     }
@@ -621,30 +488,27 @@ mod tests {
         let document = document(1, &UKI);
         let checksum = checksum_file(&document);
         let os_image_hash = sha256(&[&checksum]);
-        let measurement = GcpMeasurement {
-            checksum_file: &checksum,
-            measurement: &document,
-        };
+        let measurement = material(&checksum, &document);
         let check = |quote: &VerifiedTpmQuote| {
             check_of(verify_os_image(
                 Some(&os_image_hash),
-                Some(measurement),
+                Some(&measurement),
                 quote,
             ))
         };
         let sev_firmware = verified([firmware_events(4), pcr2_events(UKI)].concat(), [0; 32]);
-        assert_eq!(check(&sev_firmware), GcpImageCheck::Pcr0);
-        assert_eq!(check(&gce_quote([0x9b; 32])), GcpImageCheck::UkiAuth);
+        assert_eq!(check(&sev_firmware), OsImageCheck::Pcr0);
+        assert_eq!(check(&gce_quote([0x9b; 32])), OsImageCheck::UkiAuth);
         let short_pcr2 = {
             let mut events = [firmware_events(3), pcr2_events(UKI)].concat();
             events.truncate(5);
             verified(events, [0; 32])
         };
-        assert_eq!(check(&short_pcr2), GcpImageCheck::UkiAuth);
+        assert_eq!(check(&short_pcr2), OsImageCheck::UkiAuth);
         // PCR2 quoted without its events: nothing binds the UKI digest.
         assert_eq!(
             check(&verified(firmware_events(3), [0; 32])),
-            GcpImageCheck::UkiAuth
+            OsImageCheck::UkiAuth
         );
     }
 
@@ -656,10 +520,7 @@ mod tests {
         let bind = |os_image_hash: Option<&[u8; 32]>, checksum: &[u8], measurement: &[u8]| {
             verify_os_image(
                 os_image_hash,
-                Some(GcpMeasurement {
-                    checksum_file: checksum,
-                    measurement,
-                }),
+                Some(&material(checksum, measurement)),
                 &quote,
             )
         };
@@ -668,11 +529,11 @@ mod tests {
         // sha256(checksum_file) is not the claimed os_image_hash, or there is no claim.
         assert_eq!(
             check_of(bind(Some(&[0x42; 32]), &good, &document)),
-            GcpImageCheck::ChecksumFile
+            OsImageCheck::ChecksumFile
         );
         assert_eq!(
             check_of(bind(None, &good, &document)),
-            GcpImageCheck::ChecksumFile
+            OsImageCheck::ChecksumFile
         );
 
         let line = |hash: &str, name: &str| format!("{hash}  {name}\n");
@@ -688,7 +549,7 @@ mod tests {
             let checksum = checksum.into_bytes();
             assert_eq!(
                 check_of(bind(Some(&hash_of(&checksum)), &checksum, &document)),
-                GcpImageCheck::MeasurementHash,
+                OsImageCheck::MeasurementHash,
                 "{}",
                 String::from_utf8_lossy(&checksum)
             );
@@ -696,7 +557,7 @@ mod tests {
         let not_utf8 = [&good[..], &[0xff]].concat();
         assert_eq!(
             check_of(bind(Some(&hash_of(&not_utf8)), &not_utf8, &document)),
-            GcpImageCheck::MeasurementHash
+            OsImageCheck::MeasurementHash
         );
         // Blank lines and spacing do not matter; the exact bytes are what os_image_hash hashes.
         let spaced = format!("\n{listed}\t{MEASUREMENT_FILE_NAME}  \n\n").into_bytes();
@@ -710,21 +571,18 @@ mod tests {
             let checksum = checksum_file(document);
             verify_os_image(
                 Some(&sha256(&[&checksum])),
-                Some(GcpMeasurement {
-                    checksum_file: &checksum,
-                    measurement: document,
-                }),
+                Some(&material(&checksum, document)),
                 &quote,
             )
         };
         assert_eq!(
             check_of(bind(&document(2, &UKI))),
-            GcpImageCheck::CborVersion
+            OsImageCheck::CborVersion
         );
 
         let encode = |value: Value| {
             let mut out = Vec::new();
-            ciborium::ser::into_writer(&value, &mut out).unwrap();
+            coset::cbor::ser::into_writer(&value, &mut out).unwrap();
             out
         };
         let text = |s: &str| Value::Text(s.into());
@@ -745,7 +603,7 @@ mod tests {
                 version(),
                 (text("uki_auth"), Value::Bytes(vec![0x9a; 48])),
             ])))),
-            GcpImageCheck::UkiAuth
+            OsImageCheck::UkiAuth
         );
 
         for (document, why) in [

@@ -9,7 +9,7 @@
 
 use super::event_log::Rtmr;
 use super::DstackError;
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 use std::collections::BTreeMap;
 
 /// Length of `report_data` in a TD report and in a dstack attestation.
@@ -158,16 +158,21 @@ impl NitroEnclave {
     }
 }
 
+/// dstack's `QuoteContentType` report data with its default hash: `sha512(tag ‖ ":" ‖ content)`.
+/// Tags: `ratls-cert` (an RA-TLS certificate's SubjectPublicKeyInfo DER), `app-data` (a
+/// `dstack-pod` payload), `kms-root-ca`.
+pub fn content_report_data(tag: &str, content: &[u8]) -> [u8; REPORT_DATA_LEN] {
+    let mut hasher = Sha512::new();
+    hasher.update(tag.as_bytes());
+    hasher.update(b":");
+    hasher.update(content);
+    hasher.finalize().into()
+}
+
 /// Checks that the attested 64-byte report data is `expected`, right-padded with zeros to 64
 /// bytes (how dstack fills report_data); anything else is a `binding_mismatch`.
 pub fn check_report_data(attested: &[u8], expected: &[u8]) -> Result<(), DstackError> {
-    if expected.len() > REPORT_DATA_LEN {
-        return Err(DstackError::TooLarge {
-            what: "expected report_data",
-            len: expected.len(),
-            max: REPORT_DATA_LEN,
-        });
-    }
+    DstackError::check_len("expected report_data", expected.len(), REPORT_DATA_LEN)?;
     let mut padded = [0u8; REPORT_DATA_LEN];
     padded
         .iter_mut()
@@ -283,6 +288,16 @@ mod tests {
         assert_eq!(
             (err.clone(), err.kind().as_str()),
             (DstackError::InvalidPcr(2), "malformed")
+        );
+    }
+
+    #[test]
+    fn content_report_data_is_sha512_of_tag_colon_content() {
+        let expected: [u8; 64] = Sha512::digest(b"ratls-cert:\x30\x01").into();
+        assert_eq!(content_report_data("ratls-cert", &[0x30, 0x01]), expected);
+        assert_ne!(
+            content_report_data("app-data", b""),
+            content_report_data("ratls-cert", b"")
         );
     }
 
