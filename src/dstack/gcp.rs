@@ -13,7 +13,11 @@ use super::event_log::{runtime_event_preimage_v2, RuntimeEventVersion, RUNTIME_E
 use super::gcp_ak::GcpAkError;
 use super::os_image::{chain_material, Map};
 use super::vm_config::TdxMeasurementMaterial;
-use super::{DstackError, MrMode, OsImageCheck, BOOT_MR_DONE};
+use super::{
+    check_report_data, tdx_device_id, AppInfo, DstackError, DstackIdentity, GcpEvidence,
+    IdentityField, MrMode, OsImageCheck, TdRegisters, TdxTcb, TeeVariant, BOOT_MR_DONE,
+};
+use crate::boot_info::BootInfo;
 use crate::error::ErrorKind;
 use crate::tpm::{TpmError, VerifiedTpmQuote};
 use coset::cbor::value::Value;
@@ -306,6 +310,81 @@ fn uki_auth(document: &[u8]) -> Result<Vec<u8>, DstackError> {
         });
     }
     map.bytes("uki_auth")
+}
+
+/// dstack identity of a GCP TDX guest whose TDX quote (`registers`, `tcb`) and vTPM quote
+/// (`quote`, verified with `qualified_data` of the TDX quote and an AK chained to Google's root)
+/// the caller has verified. In dstack's order: RTMR3 replays the runtime events, the
+/// attestation's report_data is the quote's, PCR14 is their SHA-256 replay, the OS image binds
+/// when `vm_config.gcp_measurement` is given (else it stays the host's claim), then the boot info
+/// with GCP's formulas: `mr_system = SHA256(os_image_hash ‖ mr_key_provider)`,
+/// `mr_aggregated = SHA256(PCR0 ‖ PCR2 ‖ PCR14′)`, device_id from the TDX PPID, the TCB verdict
+/// from the TDX quote.
+pub fn gcp_identity(
+    registers: &TdRegisters,
+    evidence: &GcpEvidence,
+    quote: &VerifiedTpmQuote,
+    tcb: TdxTcb,
+    mode: MrMode,
+) -> Result<(DstackIdentity, GcpOsImage), GcpError> {
+    let tdx = &evidence.tdx;
+    let replay = tdx.event_log.verify(&registers.rtmr)?;
+    if let Some(report_data) = &tdx.report_data {
+        check_report_data(&registers.report_data, report_data)?;
+    }
+    let pcrs = GcpPcrs::from_quote(quote)?;
+    let runtime = RuntimePcr::replay(tdx.event_log.runtime_events().map(|event| {
+        (
+            event.version.unwrap_or(RuntimeEventVersion::V1),
+            event.name.as_str(),
+            event.payload.as_slice(),
+        )
+    }));
+    pcrs.check_runtime_pcr(&runtime)?;
+    let config = tdx.vm_config.as_ref();
+    let os_image_hash = config.and_then(|config| config.os_image_hash);
+    let os_image = verify_os_image(
+        os_image_hash.as_ref(),
+        config.and_then(|config| config.gcp_measurement.as_ref()),
+        quote,
+    )?;
+    let app_info = AppInfo::from_events(
+        tdx.event_log
+            .runtime_events()
+            .map(|event| (event.name.as_str(), event.payload.as_slice())),
+    )?;
+    let compose_hash = app_info.require_compose_hash()?;
+    let mr_key_provider = match mode {
+        MrMode::Runtime => app_info.mr_key_provider(),
+        MrMode::BootTime => [0; 32],
+    };
+    let bound = matches!(os_image, GcpOsImage::Bound { .. });
+    let boot_info = BootInfo {
+        app_id: app_info.app_id,
+        compose_hash,
+        instance_id: app_info.instance_id.unwrap_or_default(),
+        device_id: tdx_device_id(&tcb.ppid),
+        mr_aggregated: pcrs.mr_aggregated(&runtime, mode),
+        mr_system: mr_system(os_image_hash.as_ref(), &mr_key_provider),
+        os_image_hash: os_image_hash.unwrap_or_default(),
+        tcb_status: tcb.tcb_status,
+        advisory_ids: tcb.advisory_ids,
+    };
+    let identity = DstackIdentity {
+        tee_variant: TeeVariant::DstackGcpTdx,
+        app_info,
+        boot_info,
+        os_image_hash_bound: bound,
+        replay: Some(replay),
+        os_image: None,
+        registers: None,
+        unbound: if bound {
+            Vec::new()
+        } else {
+            vec![IdentityField::OsImageHash]
+        },
+    };
+    Ok((identity, os_image))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod event_log;
 mod evidence;
 pub mod gcp;
 pub mod gcp_ak;
+mod gcp_evidence;
 mod measurements;
 pub mod os_image;
 pub mod ratls;
@@ -40,6 +41,7 @@ pub use event_log::{
     MAX_EVENT_NAME_LEN, RUNTIME_EVENT_TYPE, RUNTIME_IMR,
 };
 pub use evidence::{Evidence, NitroEvidence, TdxEvidence, MAX_EVIDENCE_LEN};
+pub use gcp_evidence::{GcpEvidence, MAX_PCR_VALUES};
 pub use measurements::{
     check_report_data, content_report_data, mr_aggregated, mr_system, tdx_device_id, NitroEnclave,
     TdRegisters, REPORT_DATA_LEN,

@@ -24,6 +24,7 @@ pub struct EvidenceInput<'a> {
 pub(super) enum Parsed<'a> {
     Nitro(&'a [u8]),
     DstackNitro(dstack::NitroEvidence),
+    DstackGcp(Box<dstack::GcpEvidence>),
     Tdx {
         quote: Vec<u8>,
         /// Absent for a bare quote given without an event log.
@@ -59,6 +60,7 @@ impl<'a> Parsed<'a> {
             }
             _ => match dstack::Evidence::parse(evidence)? {
                 dstack::Evidence::Nitro(nitro) => Ok(Parsed::DstackNitro(nitro)),
+                dstack::Evidence::GcpTdx(gcp) => Ok(Parsed::DstackGcp(Box::new(gcp))),
                 dstack::Evidence::Tdx(tdx) => Ok(Parsed::Tdx {
                     quote: tdx.quote.clone(),
                     dstack: Some(tdx),
@@ -71,6 +73,7 @@ impl<'a> Parsed<'a> {
         match self {
             Parsed::Nitro(_) => "a Nitro document",
             Parsed::DstackNitro(_) => "a dstack Nitro attestation",
+            Parsed::DstackGcp(_) => "a dstack GCP TDX attestation",
             Parsed::Tdx { dstack: None, .. } => "a TDX quote without an event log",
             Parsed::Tdx {
                 dstack: Some(_), ..
