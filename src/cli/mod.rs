@@ -12,6 +12,7 @@ macro_rules! say {
 }
 
 mod check;
+mod gcp;
 mod measure;
 mod output;
 mod registry;

@@ -7,6 +7,7 @@
 //! source setting, the file's source settings are ignored (a file's `rpc_url` never pairs with a
 //! flag's `--kms-contract`).
 
+use super::gcp::GcpArgs;
 use super::parse_duration;
 use super::source::{registry_source, RegistryArgs};
 use crate::service::config::{Config, Limits, LogFormat, TrustRoots};
@@ -50,6 +51,9 @@ pub(super) struct ServeArgs {
     /// built-in Intel SGX Root CA.
     #[arg(long, env = "TEE_VERIFIER_INTEL_ROOT", value_name = "FILE")]
     pub intel_root: Option<PathBuf>,
+
+    #[command(flatten, next_help_heading = "Google Cloud (dstack-gcp-tdx)")]
+    pub gcp: GcpArgs,
 
     /// Log lines as text or as JSON objects (to stderr) [default: text].
     #[arg(
@@ -288,6 +292,8 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
     let trust_roots = TrustRoots {
         nitro_der: root(args.nitro_root, file.nitro_root.clone(), "--nitro-root")?,
         intel_der: root(args.intel_root, file.intel_root.clone(), "--intel-root")?,
+        gcp_der: args.gcp.root_der()?,
+        gcp_ca: args.gcp.bundle()?,
     };
 
     Ok(Config {
@@ -332,7 +338,7 @@ const MAX_ROOT_FILE_BYTES: u64 = 64 * 1024;
 
 /// A root certificate from a PEM or DER file, as DER; it must parse as an X.509 certificate, so a
 /// wrong file fails at start rather than rejecting every attestation.
-fn read_root_certificate(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(super) fn read_root_certificate(path: &Path) -> anyhow::Result<Vec<u8>> {
     use std::io::Read as _;
     let mut bytes = Vec::new();
     std::fs::File::open(path)?

@@ -1,5 +1,6 @@
 //! `tee-verifier verify`: full verification of one piece of evidence at a point in time.
 
+use super::gcp::GcpArgs;
 use super::source::RegistryArgs;
 use super::{check, source};
 use super::{now_or_clock, output, parse_hex_arg, read_input, HexArg, Verdict};
@@ -17,14 +18,17 @@ use std::process::ExitCode;
 ///
 /// FILE may be an AWS Nitro NSM document (raw CBOR, base64 or hex), a raw TDX quote (with
 /// --event-log for dstack's app identity), a dstack quote report JSON {quote, event_log,
-/// report_data, vm_config}, or a dstack VersionedAttestation (SCALE, or {"attestation": hex}).
-/// TDX needs Intel collateral (QuoteCollateralV3 JSON) via --collateral.
+/// report_data, vm_config}, or a dstack VersionedAttestation (V0 SCALE or V1 msgpack, or
+/// {"attestation": hex}), TDX, Nitro or GCP TDX. TDX (GCP's included) needs Intel collateral
+/// (QuoteCollateralV3 JSON) via --collateral; GCP needs Google's intermediate (and any CRLs)
+/// via --gcp-ca-bundle, since its evidence carries only the AK certificate.
 ///
 /// Examples:
 ///   tee-verifier verify doc.cbor
 ///   tee-verifier verify --json --now 1705431295 --nonce 0x01ab doc.cbor
 ///   base64 -w0 doc.cbor | tee-verifier verify --encoding base64 -
 ///   tee-verifier verify --collateral collateral.json --app-compose app-compose.json report.json
+///   tee-verifier verify --collateral collateral.json --gcp-ca-bundle google-ca.pem gcp.bin
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 pub(super) struct VerifyArgs {
@@ -76,6 +80,8 @@ pub(super) struct VerifyArgs {
     /// only if the OS image was measured by another step, as dstack's KMS does).
     #[arg(long)]
     accept_os_image_claim: bool,
+    #[command(flatten, next_help_heading = "Google Cloud (dstack-gcp-tdx)")]
+    gcp: GcpArgs,
     #[command(flatten, next_help_heading = "Authorization source")]
     source: RegistryArgs,
     /// The evidence file, or - for stdin.
@@ -111,7 +117,9 @@ pub(super) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         allow_debug: args.allow_debug,
     };
     let now = now_or_clock(args.now);
-    let verified = match EvidenceVerifier::default().verify(&input, now, &expect) {
+    let (gcp, gcp_bundle) = args.gcp.verifier()?;
+    let verifier = EvidenceVerifier::default().with_gcp(gcp, gcp_bundle);
+    let verified = match verifier.verify(&input, now, &expect) {
         Ok(verified) => verified,
         // A check the evidence cannot make is a usage error, not a verdict on the evidence.
         Err(error) if error.kind() == ErrorKind::InvalidArgument => anyhow::bail!(error),

@@ -193,28 +193,22 @@ impl GcpAkVerifier {
     /// Pinned to Google's "EK/AK CA Root" ([`GOOGLE_EKAK_CA_ROOT_DER`]).
     pub fn new() -> Self {
         GcpAkVerifier::with_root_der(GOOGLE_EKAK_CA_ROOT_DER)
-            .expect("the embedded Google root parses")
     }
 
-    /// Pinned to another root (`--gcp-root`, or a test PKI's), given as DER.
-    pub fn with_root_der(root_der: &[u8]) -> Result<Self, GcpAkError> {
-        let subject = subject_of(root_der).map_err(|reason| X509Error::Unparsable {
-            index: 0,
-            reason: format!("the pinned GCP root: {reason}"),
-        })?;
-        let purpose =
-            Oid::from(&TCG_KP_EK_CERTIFICATE).expect("tcg-kp-EKCertificate is a valid OID");
+    /// Pinned to another root (`--gcp-root`, or a test PKI's), given as DER. A root that does
+    /// not parse names no issuer, so every chain is refused.
+    pub fn with_root_der(root_der: &[u8]) -> Self {
         let walker = ChainVerifier::new(ChainPolicy {
             algorithm: SignatureAlgorithm::RsaPkcs1Sha256,
             root_sha256: Sha256::digest(root_der).into(),
         })
-        .requiring_eku_if_present(purpose);
-        Ok(GcpAkVerifier {
+        .requiring_eku_if_present(tcg_kp_ek_certificate());
+        GcpAkVerifier {
             walker,
             root_der: Arc::new(root_der.to_vec()),
-            root_subject: Arc::new(subject),
+            root_subject: Arc::new(subject_of(root_der).unwrap_or_default()),
             crls: VerifiedCache::new(CRL_CACHE_ENTRIES),
-        })
+        }
     }
 
     /// Hits and misses of the walker's certificate and link caches.
@@ -344,6 +338,11 @@ fn label(cert: &X509Certificate<'_>) -> String {
         .map_or_else(|| cert.subject().to_string(), str::to_owned)
 }
 
+/// 2.23.133.8.1 as an OID (DER content `67 81 05 08 01`).
+fn tcg_kp_ek_certificate() -> Oid<'static> {
+    Oid::new(std::borrow::Cow::Borrowed(&[0x67, 0x81, 0x05, 0x08, 0x01]))
+}
+
 /// With `--gcp-require-crl`: every certificate below the root that names a CRL distribution
 /// point is covered by a verified CRL of its issuer.
 fn require_crls(chain: &[&[u8]], crls: &[Arc<CachedCrl>]) -> Result<(), GcpAkError> {
@@ -400,11 +399,10 @@ fn parse(der: &[u8], index: usize) -> Result<X509Certificate<'_>, GcpAkError> {
     }
 }
 
-fn subject_of(der: &[u8]) -> Result<Vec<u8>, String> {
+fn subject_of(der: &[u8]) -> Option<Vec<u8>> {
     match X509Certificate::from_der(der) {
-        Ok((&[], cert)) => Ok(cert.subject().as_raw().to_vec()),
-        Ok(_) => Err("trailing bytes after the certificate".into()),
-        Err(error) => Err(error.to_string()),
+        Ok((&[], cert)) => Some(cert.subject().as_raw().to_vec()),
+        _ => None,
     }
 }
 

@@ -9,6 +9,7 @@ use super::monitor;
 use super::proto::{self, verifier_server::VerifierServer};
 use crate::encoding::to_0x_hex;
 use crate::error::ErrorKind;
+use crate::dstack::gcp_ak::GcpAkVerifier;
 use crate::evidence::EvidenceVerifier;
 use crate::nitro::NitroVerifier;
 use crate::registry::chain::{ChainConfig, ChainRegistry};
@@ -239,7 +240,14 @@ fn evidence_verifier(roots: &TrustRoots) -> EvidenceVerifier {
         }
         None => TdxVerifier::new(),
     };
-    EvidenceVerifier::new(nitro, tdx)
+    let gcp = match &roots.gcp_der {
+        Some(der) => {
+            tracing::warn!(sha256 = %hex::encode(Sha256::digest(der)), "GCP attestation keys are verified against a non-default root");
+            GcpAkVerifier::with_root_der(der)
+        }
+        None => GcpAkVerifier::new(),
+    };
+    EvidenceVerifier::new(nitro, tdx).with_gcp(gcp, roots.gcp_ca.clone())
 }
 
 /// Resolves once shutdown has begun.
