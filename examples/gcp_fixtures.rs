@@ -3,57 +3,33 @@
 //! real dstack TDX quote: qualified_data is sha256 of the quote in
 //! `../shared/samples/dstack/dstack-verifier-quote-report.json`, PCR14 the SHA-256 replay of its
 //! runtime events, and PCR0/PCR2 (with their events) come from the real GCE event log.
-//! GCP attestations (V0 and V1) built around them follow once the V1 decoder lands.
+//! GCP attestations (V0 SCALE and V1 msgpack) are built around them
+//! (`tests/it/support/gcp_attestation.rs`), verifiable with the real TDX collateral at `now`.
 //!
 //! `cargo run --example gcp_fixtures` (keys are fresh each run, so every file changes).
 
 #[path = "../tests/it/support/gcp.rs"]
-mod gcp_support;
+mod gcp;
 #[path = "../tests/it/support/samples.rs"]
 mod samples;
+#[path = "../tests/it/support/gcp_attestation.rs"]
+mod gcp_attestation;
 
-use gcp_support::{pem, AkKey, AttestSpec, GooglePki, Instance, DAY, INTERMEDIATE_SERIAL, NOW};
-use serde_json::{json, Value};
+use gcp_attestation::{Parts, RealTdx, Spec, TDX_COLLATERAL, TDX_REPORT};
+use gcp::{pem, AkKey, GooglePki, Instance, DAY, INTERMEDIATE_SERIAL, NOW};
+use serde_json::json;
 use std::path::Path;
-use tee_verifier::dstack::gcp::{qualified_data, RuntimePcr, GCP_PCRS};
-use tee_verifier::dstack::RuntimeEventVersion;
-use tee_verifier::tpm::{parse_tcg2_event_log, replay_pcr, TpmEvent};
-
-/// The real TDX evidence the quotes are bound to.
-const TDX_REPORT: &str = "dstack/dstack-verifier-quote-report.json";
-const GCE_EVENT_LOG: &str = "gcp/dstack_gce_tdx_tpm_eventlog.bin";
+use tee_verifier::dstack::gcp::{qualified_data, GCP_PCRS};
+use tee_verifier::tpm::TpmEvent;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let samples = samples::samples_dir().ok_or("the real samples are needed")?;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gcp");
     std::fs::create_dir_all(&dir)?;
 
-    let report: Value = serde_json::from_slice(&std::fs::read(samples.join(TDX_REPORT))?)?;
-    let tdx_quote = hex::decode(report["quote"].as_str().ok_or("no quote")?)?;
-    let events: Vec<Value> = serde_json::from_str(report["event_log"].as_str().ok_or("no log")?)?;
-    let runtime: Vec<(String, Vec<u8>)> = events
-        .iter()
-        .filter(|event| event["imr"] == 3)
-        .map(|event| {
-            let name = event["event"].as_str().unwrap_or_default().to_owned();
-            let payload = hex::decode(event["event_payload"].as_str().unwrap_or_default());
-            payload.map(|payload| (name, payload))
-        })
-        .collect::<Result<_, _>>()?;
-    let pcr14 = RuntimePcr::replay(
-        runtime
-            .iter()
-            .map(|(name, payload)| (RuntimeEventVersion::V1, name.as_str(), payload.as_slice())),
-    );
-    let gce_log = parse_tcg2_event_log(&std::fs::read(samples.join(GCE_EVENT_LOG))?)?;
-    // The guest sends the whole firmware log; only PCR0 and PCR2 are quoted with it.
-    let pcrs = [
-        (0, replay_pcr(&gce_log, 0)),
-        (2, replay_pcr(&gce_log, 2)),
-        (14, pcr14.full),
-    ];
-    assert_eq!(pcrs.map(|(index, _)| index), GCP_PCRS);
-    let qualified = qualified_data(&tdx_quote);
+    let real = RealTdx::load(&samples);
+    let pcr14 = real.pcr14();
+    let qualified = qualified_data(&real.quote);
 
     let pki = GooglePki::generate();
     std::fs::write(dir.join("root.der"), &pki.root_der)?;
@@ -100,19 +76,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let mut quotes = Vec::new();
+    let mut attestations = Vec::new();
+    let mut pcrs = Vec::new();
     for (name, ak, serial) in [("ecc", AkKey::ecc(), 0x0ecc), ("rsa", AkKey::rsa(), 0x02a5)] {
         let ak_cert = pki.ak_certificate(&ak, &Instance::default(), serial);
         std::fs::write(dir.join(format!("ak_{name}.der")), &ak_cert)?;
-        let message = AttestSpec::quote(&qualified, &pcrs).encode();
+        let parts = Parts::build(&real, &ak, &ak_cert, &Spec::default());
+        assert_eq!(parts.pcrs.iter().map(|(i, _)| *i).collect::<Vec<_>>(), GCP_PCRS);
+        pcrs.clone_from(&parts.pcrs);
         let quote = json!({
-            "message": hex::encode(&message),
-            "signature": hex::encode(ak.sign(&message)),
-            "pcr_values": pcrs.iter().map(|(index, value)| json!({
+            "message": hex::encode(&parts.message),
+            "signature": hex::encode(&parts.signature),
+            "pcr_values": parts.pcrs.iter().map(|(index, value)| json!({
                 "index": index, "algorithm": "sha256", "value": hex::encode(value),
             })).collect::<Vec<_>>(),
             "ak_cert": hex::encode(&ak_cert),
             "platform": "gcp",
-            "event_log": gce_log.iter().map(|TpmEvent { pcr_index, digest }| json!({
+            "event_log": parts.tpm_events.iter().map(|TpmEvent { pcr_index, digest }| json!({
                 "pcr_index": pcr_index, "digest": hex::encode(digest),
             })).collect::<Vec<_>>(),
         });
@@ -125,13 +105,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "file": file, "ak_cert": format!("ak_{name}.der"),
             "signature_scheme": if ak.is_rsa() { "rsassa-pkcs1v15-sha256" } else { "ecdsa-p256-sha256" },
         }));
+        for (form, bytes) in [("v0.bin", parts.v0()), ("v1.msgpack", parts.v1())] {
+            let file = format!("attestation_{name}_{form}");
+            std::fs::write(dir.join(&file), bytes)?;
+            attestations.push(json!({ "file": file, "ak_cert": format!("ak_{name}.der") }));
+        }
     }
 
-    let uki = gce_log
-        .iter()
-        .filter(|event| event.pcr_index == 2)
-        .nth(2)
-        .ok_or("no UKI event")?;
     let manifest = json!({
         "now": NOW,
         "root": "root.der",
@@ -140,12 +120,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "file": file, "expect": expect,
         })).collect::<Vec<_>>(),
         "tdx_evidence": TDX_REPORT,
+        "tdx_collateral": TDX_COLLATERAL,
         "qualified_data": hex::encode(qualified),
         "pcrs": pcrs.iter().map(|(index, value)| (index.to_string(), json!(hex::encode(value))))
             .collect::<serde_json::Map<_, _>>(),
         "pcr14_boot_time": hex::encode(pcr14.boot_time),
-        "uki_auth": hex::encode(uki.digest),
+        "uki_auth": hex::encode(real.uki()),
         "quotes": quotes,
+        "attestations": attestations,
     });
     std::fs::write(
         dir.join("expected.json"),
@@ -178,4 +160,9 @@ hand. `tests/it/gcp_fixtures.rs` checks them. Keys are fresh on each run, so eve
   (`../shared/samples/gcp/dstack_gce_tdx_tpm_eventlog.bin`); `qualified_data` is sha256 of the real
   TDX quote of `tdx_evidence` and PCR14 the SHA-256 replay of that evidence's runtime events, so
   qualified_data, PCR14 and RTMR3 agree.
+- `attestation_*_v0.bin`, `attestation_*_v1.msgpack`: dstack GCP TDX attestations (V0 SCALE
+  discriminant 1, V1 msgpack `gcp-tdx`) of that quote, its events and a TPM quote, with a
+  vm_config binding the OS image (`gcp_measurement` of the real UKI digest). They verify at `now`
+  with `--collateral ../shared/samples/tdx/dcap-qvl_fmspc90c06f_collateral.json --gcp-root
+  root.der --gcp-ca-bundle ca_bundle.pem`.
 ";

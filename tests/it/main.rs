@@ -10,6 +10,7 @@ mod cli_tdx;
 mod collateral_fetch;
 mod dstack_conformance;
 mod gcp_fixtures;
+mod gcp_verify;
 mod governance;
 mod mutation;
 mod nitro_conformance;

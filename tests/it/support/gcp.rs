@@ -19,8 +19,10 @@ use rcgen::{
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-/// The fixtures' reference time (2025-06-15T14:13:20Z), as in the TDX fixtures.
-pub(crate) const NOW: u64 = 1_750_000_000;
+/// The fixtures' reference time (2026-02-19T00:00:00Z): when the real TDX quote's real collateral
+/// (`../shared/samples/tdx/dcap-qvl_fmspc90c06f_collateral.json`) is valid, so the GCP
+/// attestations built around that quote verify end to end.
+pub(crate) const NOW: u64 = 1_771_459_200;
 pub(crate) const DAY: i64 = 86_400;
 const YEAR: i64 = 365 * DAY;
 
