@@ -206,6 +206,10 @@ fn authorize(
 }
 
 fn print_summary(report: &Report, now: u64) {
-    say!("VERIFIED {:?} attestation at {now}", report.platform);
+    let platform = serde_json::to_value(report.platform).unwrap_or_default();
+    say!(
+        "VERIFIED {} attestation at {now}",
+        platform.as_str().unwrap_or("?")
+    );
     output::print_report(report);
 }

@@ -226,11 +226,17 @@ impl GcpAkVerifier {
     ) -> Result<VerifiedAk, GcpAkError> {
         let chain = self.build_chain(ak_cert, bundle)?;
         let chain_refs: Vec<&[u8]> = chain.iter().map(|der| der.as_slice()).collect();
-        let crls = self.chain_crls(&chain_refs, bundle, now)?;
-        let crl_refs: Vec<&VerifiedCrl> = crls.iter().map(|cached| &cached.crl).collect();
+        // The chain first, so a chain to another root is named as such rather than by the
+        // failure of a CRL the pinned root did not sign; then again with the CRLs, whose issuers
+        // it has just verified (the walk's caches make the second one lookups).
         self.walker
-            .verify(&chain_refs, now, &crl_refs)
+            .verify(&chain_refs, now, &[])
             .map_err(|error| foreign_root(error, &chain_refs))?;
+        let crls = self.chain_crls(&chain_refs, bundle, now)?;
+        if !crls.is_empty() {
+            let crl_refs: Vec<&VerifiedCrl> = crls.iter().map(|cached| &cached.crl).collect();
+            self.walker.verify(&chain_refs, now, &crl_refs)?;
+        }
         if bundle.require_crl {
             require_crls(&chain_refs, &crls)?;
         }
