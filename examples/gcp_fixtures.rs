@@ -10,13 +10,13 @@
 
 #[path = "../tests/it/support/gcp.rs"]
 mod gcp;
-#[path = "../tests/it/support/samples.rs"]
-mod samples;
 #[path = "../tests/it/support/gcp_attestation.rs"]
 mod gcp_attestation;
+#[path = "../tests/it/support/samples.rs"]
+mod samples;
 
-use gcp_attestation::{Parts, RealTdx, Spec, TDX_COLLATERAL, TDX_REPORT};
 use gcp::{pem, AkKey, GooglePki, Instance, DAY, INTERMEDIATE_SERIAL, NOW};
+use gcp_attestation::{Parts, RealTdx, Spec, TDX_COLLATERAL, TDX_REPORT};
 use serde_json::json;
 use std::path::Path;
 use tee_verifier::dstack::gcp::{qualified_data, GCP_PCRS};
@@ -82,7 +82,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ak_cert = pki.ak_certificate(&ak, &Instance::default(), serial);
         std::fs::write(dir.join(format!("ak_{name}.der")), &ak_cert)?;
         let parts = Parts::build(&real, &ak, &ak_cert, &Spec::default());
-        assert_eq!(parts.pcrs.iter().map(|(i, _)| *i).collect::<Vec<_>>(), GCP_PCRS);
+        assert_eq!(
+            parts.pcrs.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            GCP_PCRS
+        );
         pcrs.clone_from(&parts.pcrs);
         let quote = json!({
             "message": hex::encode(&parts.message),

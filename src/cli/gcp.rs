@@ -42,8 +42,9 @@ impl GcpArgs {
     /// The CA bundle (empty without --gcp-ca-bundle).
     pub(super) fn bundle(&self) -> anyhow::Result<GcpCaBundle> {
         let mut bundle = match &self.gcp_ca_bundle {
-            Some(path) => read_bundle(path)
-                .with_context(|| format!("--gcp-ca-bundle {}", path.display()))?,
+            Some(path) => {
+                read_bundle(path).with_context(|| format!("--gcp-ca-bundle {}", path.display()))?
+            }
             None => GcpCaBundle::default(),
         };
         bundle.require_crl = self.gcp_require_crl;

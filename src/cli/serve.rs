@@ -163,6 +163,9 @@ struct FileConfig {
     log_filter: Option<String>,
     nitro_root: Option<PathBuf>,
     intel_root: Option<PathBuf>,
+    gcp_root: Option<PathBuf>,
+    gcp_ca_bundle: Option<PathBuf>,
+    gcp_require_crl: Option<bool>,
     dangerous_fixed_now: Option<u64>,
 }
 
@@ -289,11 +292,19 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
             })
             .transpose()
     };
+    let gcp = GcpArgs {
+        gcp_root: args.gcp.gcp_root.or(file.gcp_root.clone().map(from_file)),
+        gcp_ca_bundle: args
+            .gcp
+            .gcp_ca_bundle
+            .or(file.gcp_ca_bundle.clone().map(from_file)),
+        gcp_require_crl: args.gcp.gcp_require_crl || file.gcp_require_crl.unwrap_or(false),
+    };
     let trust_roots = TrustRoots {
         nitro_der: root(args.nitro_root, file.nitro_root.clone(), "--nitro-root")?,
         intel_der: root(args.intel_root, file.intel_root.clone(), "--intel-root")?,
-        gcp_der: args.gcp.root_der()?,
-        gcp_ca: args.gcp.bundle()?,
+        gcp_der: gcp.root_der()?,
+        gcp_ca: gcp.bundle()?,
     };
 
     Ok(Config {

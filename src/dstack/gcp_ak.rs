@@ -255,7 +255,11 @@ impl GcpAkVerifier {
     /// Leaf first, pinned root last: each issuer is the certificate of the bundle whose subject
     /// the one below names as its issuer (several intermediates share a name, so the key
     /// identifiers tell them apart when present; the walk then checks every signature).
-    fn build_chain(&self, ak_cert: &[u8], bundle: &GcpCaBundle) -> Result<Vec<Vec<u8>>, GcpAkError> {
+    fn build_chain(
+        &self,
+        ak_cert: &[u8],
+        bundle: &GcpCaBundle,
+    ) -> Result<Vec<Vec<u8>>, GcpAkError> {
         let mut chain = vec![ak_cert.to_vec()];
         loop {
             let below = parse(chain.last().expect("the chain has a leaf"), chain.len() - 1)?;
@@ -373,20 +377,24 @@ fn require_crls(chain: &[&[u8]], crls: &[Arc<CachedCrl>]) -> Result<(), GcpAkErr
 
 /// The authorityKeyIdentifier's keyIdentifier, if the certificate has one.
 fn authority_key_id(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
-    cert.extensions().iter().find_map(|ext| match ext.parsed_extension() {
-        ParsedExtension::AuthorityKeyIdentifier(aki) => {
-            aki.key_identifier.as_ref().map(|id| id.0.to_vec())
-        }
-        _ => None,
-    })
+    cert.extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|id| id.0.to_vec())
+            }
+            _ => None,
+        })
 }
 
 /// The subjectKeyIdentifier, if the certificate has one.
 fn subject_key_id(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
-    cert.extensions().iter().find_map(|ext| match ext.parsed_extension() {
-        ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
-        _ => None,
-    })
+    cert.extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        })
 }
 
 fn parse(der: &[u8], index: usize) -> Result<X509Certificate<'_>, GcpAkError> {

@@ -144,7 +144,8 @@ impl EvidenceVerifier {
                 })
             }
             Parsed::Tdx { quote, dstack } => {
-                let (verified, registers, tcb) = self.verify_tdx_quote(&quote, input, now, expect)?;
+                let (verified, registers, tcb) =
+                    self.verify_tdx_quote(&quote, input, now, expect)?;
                 let mut os_image_hash = None;
                 let identity = match dstack {
                     None => None,
@@ -332,8 +333,8 @@ fn nitro_preview(
 fn gcp_preview(evidence: &dstack::GcpEvidence) -> Result<Report, EvidenceError> {
     let quote = Quote::parse(&evidence.tdx.quote)?;
     let body = &quote.body;
-    let signature = tpm::TpmSignature::parse(&evidence.tpm_quote.signature)
-        .map_err(GcpError::from)?;
+    let signature =
+        tpm::TpmSignature::parse(&evidence.tpm_quote.signature).map_err(GcpError::from)?;
     let ak_subject = x509_subject(&evidence.ak_cert).unwrap_or_default();
     Ok(Report {
         verified: false,

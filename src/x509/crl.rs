@@ -3,8 +3,8 @@
 
 use super::chain::{chain_window, Role};
 use super::facts::{normalized_serial, to_unix, CertFacts};
-use super::{ChainVerifier, X509Error, MAX_CRL_LEN};
 use super::rsa::verify_signed_by;
+use super::{ChainVerifier, X509Error, MAX_CRL_LEN};
 use std::collections::HashSet;
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;

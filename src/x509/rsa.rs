@@ -99,7 +99,11 @@ impl EkuFacts {
     pub(super) fn new(eku: &ExtendedKeyUsage<'_>, critical: bool) -> Self {
         EkuFacts {
             critical,
-            other: eku.other.iter().map(|oid| oid.as_bytes().to_vec()).collect(),
+            other: eku
+                .other
+                .iter()
+                .map(|oid| oid.as_bytes().to_vec())
+                .collect(),
         }
     }
 }
@@ -108,7 +112,10 @@ impl EkuFacts {
 /// With a required purpose, webpki's `required_if_present`: a certificate without the extension
 /// passes, one with it must list the purpose (anyExtendedKeyUsage does not stand in for it).
 /// Without one, a critical extendedKeyUsage is refused: nothing here would honour it.
-pub(super) fn check_eku(cert: &CertFacts, required: Option<&Oid<'static>>) -> Result<(), X509Error> {
+pub(super) fn check_eku(
+    cert: &CertFacts,
+    required: Option<&Oid<'static>>,
+) -> Result<(), X509Error> {
     let Some(eku) = &cert.extended_key_usage else {
         return Ok(());
     };

@@ -322,3 +322,72 @@ fn the_pki_has_googles_shape_and_rsa_links() {
     let real_root = sample_certificate(&samples, "google_ekak_ca_root.pem");
     assert_eq!(certificate(&real_root).subject(), root.subject());
 }
+
+/// The committed V0 and V1 attestations verify through the CLI with the committed root and
+/// bundle, and each bundle variant gives the verdict the manifest names.
+#[test]
+fn committed_attestations_verify_through_the_cli() {
+    use crate::support::cli::{cli, json};
+    let Some(samples) = samples::samples_dir() else {
+        return;
+    };
+    let manifest = manifest();
+    let path = |name: &str| fixtures().join(name).to_str().unwrap().to_owned();
+    let collateral = samples
+        .join(manifest["tdx_collateral"].as_str().unwrap())
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let now = manifest["now"].to_string();
+    let root = path(manifest["root"].as_str().unwrap());
+    let attestations = manifest["attestations"].as_array().unwrap();
+    assert_eq!(attestations.len(), 4);
+    for entry in attestations {
+        let file = path(entry["file"].as_str().unwrap());
+        for bundle in manifest["ca_bundles"].as_array().unwrap() {
+            let bundle_file = path(bundle["file"].as_str().unwrap());
+            let out = cli(&[
+                "verify",
+                "--json",
+                "--now",
+                &now,
+                "--collateral",
+                &collateral,
+                "--gcp-root",
+                &root,
+                "--gcp-ca-bundle",
+                &bundle_file,
+                &file,
+            ]);
+            let report = json(&out);
+            match bundle["expect"].as_str().unwrap() {
+                "valid" => {
+                    assert_eq!(out.status.code(), Some(0), "{file}: {report}");
+                    assert_eq!(report["platform"], "gcp-tdx");
+                    assert_eq!(report["os_image_variant"], "gcp");
+                    assert_eq!(
+                        report["tpm"]["pcrs"]["14"],
+                        format!("0x{}", manifest["pcrs"]["14"].as_str().unwrap())
+                    );
+                }
+                kind => {
+                    assert_eq!(out.status.code(), Some(1), "{file}: {report}");
+                    assert_eq!(report["error"]["kind"], kind, "{file} {bundle_file}");
+                }
+            }
+        }
+        // Google's own root pinned (the default): this test PKI is another root.
+        let out = cli(&[
+            "verify",
+            "--json",
+            "--now",
+            &now,
+            "--collateral",
+            &collateral,
+            "--gcp-ca-bundle",
+            &path("ca_bundle.pem"),
+            &file,
+        ]);
+        assert_eq!(json(&out)["error"]["kind"], "untrusted_root", "{file}");
+    }
+}

@@ -72,7 +72,8 @@ impl World {
     }
 
     fn verifier(&self, bundle: GcpCaBundle) -> EvidenceVerifier {
-        EvidenceVerifier::default().with_gcp(GcpAkVerifier::with_root_der(&self.pki.root_der), bundle)
+        EvidenceVerifier::default()
+            .with_gcp(GcpAkVerifier::with_root_der(&self.pki.root_der), bundle)
     }
 
     fn verify_with(
@@ -265,7 +266,10 @@ fn every_gcp_step_has_its_negative_and_kind() {
     assert!(err.starts_with("untrusted_root"), "{err}");
     let expired = world.pki.intermediate_with_window(-3 * 365 * DAY, -DAY);
     assert_eq!(
-        world.kind(world.bundle_with(&expired, &[], (-DAY, 6 * DAY)), &attestation),
+        world.kind(
+            world.bundle_with(&expired, &[], (-DAY, 6 * DAY)),
+            &attestation
+        ),
         "expired"
     );
     assert_eq!(
@@ -273,8 +277,22 @@ fn every_gcp_step_has_its_negative_and_kind() {
         "collateral_expired"
     );
     assert_eq!(
-        world.kind(world.bundle(&[INTERMEDIATE_SERIAL], (-DAY, 6 * DAY)), &attestation),
+        world.kind(
+            world.bundle(&[INTERMEDIATE_SERIAL], (-DAY, 6 * DAY)),
+            &attestation
+        ),
         "revoked"
+    );
+    // An intermediate whose EKU lacks tcg-kp-EKCertificate (upstream's required_if_present).
+    let other_eku = world
+        .pki
+        .intermediate_with_eku(&[1, 3, 6, 1, 5, 5, 7, 3, 1]);
+    assert_eq!(
+        world.kind(
+            world.bundle_with(&other_eku, &[], (-DAY, 6 * DAY)),
+            &attestation
+        ),
+        "certificate_invalid"
     );
     let err = world
         .verify_with(&world.verifier(GcpCaBundle::default()), &attestation)

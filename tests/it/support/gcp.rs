@@ -360,6 +360,13 @@ impl GooglePki {
         self.sign_intermediate(&intermediate_params(not_before, not_after))
     }
 
+    /// The intermediate again with another extended key usage (same name, serial and key).
+    pub(crate) fn intermediate_with_eku(&self, eku: &[u64]) -> Vec<u8> {
+        let mut params = intermediate_params(-3 * YEAR, 90 * YEAR);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(eku.to_vec())];
+        self.sign_intermediate(&params)
+    }
+
     fn sign_intermediate(&self, params: &CertificateParams) -> Vec<u8> {
         let root = Issuer::from_params(&self.root_params, &self.root_key);
         params

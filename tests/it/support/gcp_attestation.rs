@@ -80,9 +80,9 @@ impl RealTdx {
     pub(crate) fn pcr14(&self) -> RuntimePcr {
         let runtime = self.runtime();
         RuntimePcr::replay(
-            runtime
-                .iter()
-                .map(|(name, payload)| (RuntimeEventVersion::V1, name.as_str(), payload.as_slice())),
+            runtime.iter().map(|(name, payload)| {
+                (RuntimeEventVersion::V1, name.as_str(), payload.as_slice())
+            }),
         )
     }
 
