@@ -28,6 +28,14 @@ fn fixture(name: &str) -> Vec<u8> {
     .expect("read fixture")
 }
 
+fn input<'a>(evidence: &'a [u8], collateral: &'a [u8]) -> EvidenceInput<'a> {
+    EvidenceInput {
+        evidence,
+        collateral: Some(collateral),
+        ..EvidenceInput::default()
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let Some(dir) = samples::samples_dir() else {
         eprintln!("gcp bench skipped: real samples not found");
@@ -42,20 +50,15 @@ fn bench(c: &mut Criterion) {
     let verifier = EvidenceVerifier::default()
         .with_gcp(GcpAkVerifier::with_root_der(&fixture("root.der")), bundle);
     let expect = Expectations::default();
-    let input = |evidence| EvidenceInput {
-        evidence,
-        collateral: Some(&collateral),
-        ..EvidenceInput::default()
-    };
 
-    let tdx = input(&report);
+    let tdx = input(&report, &collateral);
     verifier.verify(&tdx, now, &expect).expect("TDX verifies");
     c.bench_function("gcp/tdx_quote_report_warm", |b| {
         b.iter(|| verifier.verify(black_box(&tdx), now, &expect).unwrap())
     });
     for name in ["rsa", "ecc"] {
         let bytes = fixture(&format!("attestation_{name}_v0.bin"));
-        let attestation = input(&bytes);
+        let attestation = input(&bytes, &collateral);
         verifier
             .verify(&attestation, now, &expect)
             .expect("GCP verifies");

@@ -242,7 +242,7 @@ pub fn verify_os_image(
             ),
         ));
     }
-    let uki_auth = verified_uki_auth(os_image_hash, &measurement)?;
+    let uki_auth = verified_uki_auth(os_image_hash, measurement)?;
     let events = quote.replayed_events(2).ok_or_else(|| {
         mismatch(
             OsImageCheck::UkiAuth,
