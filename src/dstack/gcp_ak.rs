@@ -5,7 +5,7 @@
 //! a PEM file the operator supplies (`--gcp-ca-bundle`), or assembled by the service from fetched
 //! collateral. Nothing here fetches or reads the clock.
 //!
-//! The walk is the shared X.509 walker's ([`crate::x509`]), pinned to the root and to
+//! The walk is the shared X.509 walker's (`crate::x509`), pinned to the root and to
 //! sha256WithRSAEncryption links, with webpki's `required_if_present` for the EKU
 //! tcg-kp-EKCertificate (2.23.133.8.1) as upstream tpm-qvl asks. Revocation follows dstack: a CRL
 //! that is present is verified (signature, issuer, window) and enforced; a stale one is

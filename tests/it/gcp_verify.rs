@@ -379,3 +379,26 @@ fn the_real_google_ak_chain_verifies_to_the_pinned_root_with_its_real_crl() {
     let err = other.verify(&ak, &with_crl, REAL_CRL_INSIDE).unwrap_err();
     assert_eq!(err.kind().as_str(), "untrusted_root", "{err}");
 }
+
+/// A preview reads a GCP attestation without verifying it: TDX registers and the PCRs the vTPM
+/// quote claims, marked unverified, with no identity (it needs the verified PCRs).
+#[test]
+fn a_gcp_preview_is_unverified() {
+    let Some(world) = world() else {
+        return;
+    };
+    let attestation = world.parts(&Spec::default()).v1();
+    let preview = tee_verifier::evidence::preview(&EvidenceInput {
+        evidence: &attestation,
+        ..EvidenceInput::default()
+    })
+    .unwrap();
+    let json = serde_json::to_value(preview.report()).unwrap();
+    assert_eq!(json["verified"], false);
+    assert_eq!(json["platform"], "gcp-tdx");
+    assert_eq!(json["tpm"]["signature_algorithm"], "ecdsa-p256-sha256");
+    assert_eq!(json["tpm"]["pcrs"].as_object().unwrap().len(), 3);
+    assert_eq!(json["os_image_variant"], Value::Null);
+    assert_eq!(json["tcb_status"], Value::Null);
+    assert!(json.get("app_id").is_none());
+}
