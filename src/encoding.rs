@@ -1,12 +1,42 @@
 //! Byte-level spellings shared by every room: 0x-hex output, tolerant hex input, and detection of
 //! how an attestation file was written (raw bytes, base64 text or hex text).
 
-use base64::Engine as _;
+use data_encoding::{BASE64, BASE64URL, BASE64URL_NOPAD, BASE64_NOPAD, HEXLOWER_PERMISSIVE};
 use thiserror::Error;
+
+/// Lowercase hex without prefix (messages, logs, upstream's own spellings).
+pub(crate) fn hex(bytes: impl AsRef<[u8]>) -> String {
+    data_encoding::HEXLOWER.encode(bytes.as_ref())
+}
+
+/// Uppercase hex without prefix (Intel's spelling of FMSPC and PCE ID).
+pub(crate) fn hex_upper(bytes: impl AsRef<[u8]>) -> String {
+    data_encoding::HEXUPPER.encode(bytes.as_ref())
+}
 
 /// Lowercase hex with a `0x` prefix: the one spelling of bytes in our JSON output.
 pub(crate) fn to_0x_hex(bytes: &[u8]) -> String {
-    format!("0x{}", hex::encode(bytes))
+    format!("0x{}", hex(bytes))
+}
+
+/// Hex digits of either case, no prefix, no whitespace; `None` for anything else.
+pub(crate) fn decode_hex(digits: &str) -> Option<Vec<u8>> {
+    HEXLOWER_PERMISSIVE.decode(digits.as_bytes()).ok()
+}
+
+/// Hex digits of either case, no prefix, no whitespace, into exactly `out.len()` bytes; `None`
+/// for anything else.
+pub(crate) fn decode_hex_to_slice(digits: &str, out: &mut [u8]) -> Option<()> {
+    let digits = digits.as_bytes();
+    if HEXLOWER_PERMISSIVE.decode_len(digits.len()).ok() != Some(out.len()) {
+        return None;
+    }
+    HEXLOWER_PERMISSIVE.decode_mut(digits, out).ok().map(|_| ())
+}
+
+/// Standard base64 with padding, canonical (the spelling of dstack's vm_config byte fields).
+pub(crate) fn decode_base64_standard(text: &str) -> Option<Vec<u8>> {
+    BASE64.decode(text.as_bytes()).ok()
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -31,7 +61,9 @@ pub(crate) fn parse_hex(text: &str) -> Result<Vec<u8>, HexError> {
         // An odd digit count is only meaningful as a left-padded number, which parse_hex_padded handles.
         return Err(HexError::NotHex(text.to_owned()));
     }
-    hex::decode(digits).map_err(|_| HexError::NotHex(text.to_owned()))
+    HEXLOWER_PERMISSIVE
+        .decode(digits.as_bytes())
+        .map_err(|_| HexError::NotHex(text.to_owned()))
 }
 
 /// Parses hex (as [`parse_hex`]) that must be exactly `N` bytes: neither padded nor truncated.
@@ -59,7 +91,7 @@ pub(crate) fn parse_hex_padded<const N: usize>(text: &str) -> Result<[u8; N], He
     }
     let padded = format!("{digits:0>width$}", width = 2 * N);
     let mut out = [0u8; N];
-    hex::decode_to_slice(&padded, &mut out).map_err(|_| HexError::NotHex(text.to_owned()))?;
+    decode_hex_to_slice(&padded, &mut out).ok_or_else(|| HexError::NotHex(text.to_owned()))?;
     Ok(out)
 }
 
@@ -107,15 +139,9 @@ pub fn decode_input(input: &[u8], encoding: InputEncoding) -> Result<Vec<u8>, De
 /// Standard or URL-safe base64, padded or not, with line breaks ignored.
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
     let compact: String = text.split_ascii_whitespace().collect();
-    let engines = [
-        &base64::engine::general_purpose::STANDARD,
-        &base64::engine::general_purpose::STANDARD_NO_PAD,
-        &base64::engine::general_purpose::URL_SAFE,
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-    ];
-    engines
+    [BASE64, BASE64_NOPAD, BASE64URL, BASE64URL_NOPAD]
         .iter()
-        .find_map(|engine| engine.decode(&compact).ok())
+        .find_map(|encoding| encoding.decode(compact.as_bytes()).ok())
 }
 
 #[cfg(test)]

@@ -67,7 +67,6 @@ pub(super) fn print_report(report: &crate::evidence::Report) {
         }
         add("ak_subject", Some(gcp.tpm.ak_subject.clone()));
         add("ak_signature", Some(gcp.tpm.signature_algorithm.clone()));
-        add("os_image", gcp.os_image_variant.clone());
     }
     if let Some(dstack) = &report.dstack {
         add("app_id", Some(dstack.app_id.clone()));
@@ -77,13 +76,29 @@ pub(super) fn print_report(report: &crate::evidence::Report) {
         add("mr_system", Some(dstack.mr_system.clone()));
         add("mr_aggregated", Some(dstack.mr_aggregated.clone()));
         add("device_id", Some(dstack.device_id.clone()));
+        add("os_image", dstack.os_image_variant.clone());
+        add(
+            "bound_by",
+            dstack.register_sources.as_ref().map(|sources| {
+                let named: Vec<_> = sources.iter().map(|(r, s)| format!("{r}={s}")).collect();
+                named.join(" ")
+            }),
+        );
+        add(
+            "unbound",
+            (!dstack.unbound_fields.is_empty()).then(|| dstack.unbound_fields.join(", ")),
+        );
         if !dstack.os_image_hash_bound && report.os_image_hash.is_some() {
             add(
                 "note",
-                Some("os_image_hash is the host's claim (vm_config), not measured".into()),
+                Some(
+                    "os_image_hash is the host's claim (vm_config), not bound to the hardware"
+                        .into(),
+                ),
             );
         }
     }
+    add("ratls_key", report.ratls_public_key.clone());
     for (name, value) in lines {
         print_line(&format!("  {name:<14} {value}"));
     }

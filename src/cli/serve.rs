@@ -78,6 +78,13 @@ pub(super) struct ServeArgs {
         value_name = "UNIX_SECONDS"
     )]
     pub dangerous_fixed_now: Option<u64>,
+
+    /// Bind TDX-lite OS images to the hardware (vm_config's checksum file and measurement
+    /// recomputed into MRTD and RTMR0-2), as dstack's KMS does [default: true]. false: a lite
+    /// attestation still verifies, but its os_image_hash stays an unbound claim. A request's
+    /// allow_tdx_lite overrides it.
+    #[arg(long, env = "TEE_VERIFIER_ALLOW_TDX_LITE", value_name = "BOOL")]
+    pub allow_tdx_lite: Option<bool>,
 }
 
 /// The teaching part of `serve --help` (after the options, so it shows whatever the subcommand's
@@ -167,6 +174,7 @@ struct FileConfig {
     gcp_ca_bundle: Option<PathBuf>,
     gcp_require_crl: Option<bool>,
     dangerous_fixed_now: Option<u64>,
+    allow_tdx_lite: Option<bool>,
 }
 
 /// Largest `--config` file read.
@@ -325,6 +333,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
             .or(file.log_filter)
             .unwrap_or_else(|| "info".to_owned()),
         dangerous_fixed_now: args.dangerous_fixed_now.or(file.dangerous_fixed_now),
+        allow_tdx_lite: args.allow_tdx_lite.or(file.allow_tdx_lite).unwrap_or(true),
     })
 }
 

@@ -5,6 +5,7 @@ use super::source::RegistryArgs;
 use super::{check, source};
 use super::{now_or_clock, output, parse_hex_arg, read_input, HexArg, Verdict};
 use crate::boot_info::BootInfo;
+use crate::dstack::OsImagePolicy;
 use crate::encoding::{decode_input, InputEncoding};
 use crate::error::ErrorKind;
 use crate::evidence::{EvidenceInput, EvidenceVerifier, Expectations, Report, Unauthorizable};
@@ -18,16 +19,23 @@ use std::process::ExitCode;
 ///
 /// FILE may be an AWS Nitro NSM document (raw CBOR, base64 or hex), a raw TDX quote (with
 /// --event-log for dstack's app identity), a dstack quote report JSON {quote, event_log,
-/// report_data, vm_config}, or a dstack VersionedAttestation (V0 SCALE or V1 msgpack, or
-/// {"attestation": hex}), TDX, Nitro or GCP TDX. TDX (GCP's included) needs Intel collateral
-/// (QuoteCollateralV3 JSON) via --collateral; GCP needs Google's intermediate (and any CRLs)
-/// via --gcp-ca-bundle, since its evidence carries only the AK certificate.
+/// report_data, vm_config}, a dstack VersionedAttestation (V0 SCALE, V1 msgpack, or
+/// {"attestation": hex}; TDX, Nitro or GCP TDX), or a dstack RA-TLS certificate (PEM or DER),
+/// whose attestation must bind its key. TDX (GCP's included) needs Intel collateral
+/// (QuoteCollateralV3 JSON) via --collateral; GCP needs Google's intermediate (and any CRLs) via
+/// --gcp-ca-bundle, since its evidence carries only the AK certificate.
+///
+/// A TDX os_image_hash is bound to the hardware for TDX-lite images (vm_config's measurement
+/// recomputed into MRTD and RTMR0-2; --allow-tdx-lite false turns that off) and is otherwise the
+/// host's claim, which authorization refuses unless --accept-os-image-claim. A GCP os_image_hash
+/// is bound by the vTPM quote when vm_config carries gcp_measurement.
 ///
 /// Examples:
 ///   tee-verifier verify doc.cbor
 ///   tee-verifier verify --json --now 1705431295 --nonce 0x01ab doc.cbor
 ///   base64 -w0 doc.cbor | tee-verifier verify --encoding base64 -
 ///   tee-verifier verify --collateral collateral.json --app-compose app-compose.json report.json
+///   tee-verifier verify --collateral collateral.json ratls-client.pem
 ///   tee-verifier verify --collateral collateral.json --gcp-ca-bundle google-ca.pem gcp.bin
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
@@ -59,9 +67,15 @@ pub(super) struct VerifyArgs {
     /// dstack event log (JSON) for a raw TDX quote; every RTMR is replayed against the quote.
     #[arg(long, value_name = "FILE")]
     event_log: Option<PathBuf>,
-    /// dstack vm_config (JSON) for a raw TDX quote; its os_image_hash is reported as a claim.
+    /// dstack vm_config (JSON): for a raw TDX quote with --event-log, or in place of the one a
+    /// dstack attestation embeds (as dstack's KMS prefers the request's).
     #[arg(long, value_name = "FILE")]
     vm_config: Option<PathBuf>,
+    /// Bind a TDX-lite OS image to the hardware (vm_config's checksum file and measurement
+    /// recomputed into MRTD and RTMR0-2, as dstack's KMS does). false: a lite attestation still
+    /// verifies, but its os_image_hash stays an unbound claim.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    allow_tdx_lite: bool,
     /// The app-compose.json whose sha256 must equal the attested compose-hash.
     #[arg(long, value_name = "FILE")]
     app_compose: Option<PathBuf>,
@@ -115,6 +129,9 @@ pub(super) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         max_age_secs: args.max_age,
         report_data: args.report_data.map(|h| h.0),
         allow_debug: args.allow_debug,
+        os_image: Some(OsImagePolicy {
+            allow_lite: args.allow_tdx_lite,
+        }),
     };
     let now = now_or_clock(args.now);
     let (gcp, gcp_bundle) = args.gcp.verifier()?;

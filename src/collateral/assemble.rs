@@ -32,8 +32,8 @@ pub(crate) fn assemble(parts: &Parts<'_>) -> Result<(Vec<u8>, Collateral), TdxEr
     let (qe_identity, qe_identity_signature) = signed(parts.qe_identity)?;
     let document = QuoteCollateralV3 {
         pck_crl_issuer_chain: parts.pck_crl.issuer_chain(),
-        root_ca_crl: hex::encode(crl(parts.root_ca_crl)?),
-        pck_crl: hex::encode(crl(parts.pck_crl)?),
+        root_ca_crl: crate::encoding::hex(crl(parts.root_ca_crl)?),
+        pck_crl: crate::encoding::hex(crl(parts.pck_crl)?),
         tcb_info_issuer_chain: parts.tcb_info.issuer_chain(),
         tcb_info,
         tcb_info_signature,

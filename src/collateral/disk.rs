@@ -109,7 +109,7 @@ impl DiskCache {
         Ok(Stored {
             key: parse_key(&record.item, &record.key)?,
             raw: Raw {
-                body: hex::decode(&record.body_hex).map_err(|e| e.to_string())?,
+                body: crate::encoding::decode_hex(&record.body_hex).ok_or("body_hex is not hex")?,
                 issuer_chain: record.issuer_chain,
             },
             fetched_at: record.fetched_at,
@@ -130,7 +130,7 @@ impl DiskCache {
             update: update.to_owned(),
             fetched_at,
             issuer_chain: raw.issuer_chain.clone(),
-            body_hex: hex::encode(&raw.body),
+            body_hex: crate::encoding::hex(&raw.body),
         };
         let bytes = serde_json::to_vec(&record).expect("a record serializes");
         let target = self.dir.join(self.file_name(key));

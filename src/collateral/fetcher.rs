@@ -533,7 +533,7 @@ impl CollateralFetcher {
         match self.judge(&parts, &quote, now) {
             Ok(()) => self.admit_parts(&parts).await,
             Err(error) => tracing::warn!(
-                fmspc = %hex::encode_upper(target.fmspc),
+                fmspc = %crate::encoding::hex_upper(target.fmspc),
                 ca = %target.ca,
                 %error,
                 "refreshed collateral does not verify; serving the cached items until they end"

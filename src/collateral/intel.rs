@@ -96,7 +96,7 @@ impl Endpoints {
         match key {
             ItemKey::TcbInfo { fmspc } => format!(
                 "{base}/tdx/certification/v4/tcb?fmspc={}&update={update}",
-                hex::encode_upper(fmspc)
+                crate::encoding::hex_upper(fmspc)
             ),
             ItemKey::QeIdentity => {
                 format!("{base}/tdx/certification/v4/qe/identity?update={update}")
@@ -224,7 +224,7 @@ fn signed_document(text: &str, id: &str, fmspc: Option<[u8; 6]>) -> Result<Valid
         )));
     }
     if let Some(fmspc) = fmspc {
-        let wanted = hex::encode_upper(fmspc);
+        let wanted = crate::encoding::hex_upper(fmspc);
         if !head
             .fmspc
             .as_deref()

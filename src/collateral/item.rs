@@ -160,7 +160,7 @@ impl ItemKey {
     /// What distinguishes entries of one kind (`90C06F000000`, `platform`, or empty).
     pub(crate) fn discriminator(self) -> String {
         match self {
-            ItemKey::TcbInfo { fmspc } => hex::encode_upper(fmspc),
+            ItemKey::TcbInfo { fmspc } => crate::encoding::hex_upper(fmspc),
             ItemKey::PckCrl { ca } => ca.as_str().to_owned(),
             ItemKey::QeIdentity | ItemKey::RootCaCrl => String::new(),
         }

@@ -36,7 +36,7 @@ impl QuoteTarget {
             return Err(CollateralError::Quote(TdxError::QeIdentityMismatch(
                 format!(
                     "QE vendor ID {} is not Intel's",
-                    hex::encode(quote.header.qe_vendor_id)
+                    crate::encoding::hex(quote.header.qe_vendor_id)
                 ),
             )));
         }

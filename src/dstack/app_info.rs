@@ -110,8 +110,8 @@ impl AppInfo {
         let computed: [u8; 32] = Sha256::digest(app_compose).into();
         if computed != measured {
             return Err(DstackError::ComposeHashMismatch {
-                measured: hex::encode(measured),
-                computed: hex::encode(computed),
+                measured: crate::encoding::hex(measured),
+                computed: crate::encoding::hex(computed),
             });
         }
         Ok(())

@@ -272,8 +272,8 @@ pub fn nitro_identity(
     {
         if claimed != image_hash {
             return Err(DstackError::OsImageHashMismatch {
-                claimed: hex::encode(claimed),
-                measured: hex::encode(image_hash),
+                claimed: crate::encoding::hex(claimed),
+                measured: crate::encoding::hex(image_hash),
             });
         }
     }

@@ -65,7 +65,7 @@ pub fn runtime_event_preimage_v2(name: &str, payload: &[u8]) -> Vec<u8> {
     let quoted_name = serde_json::Value::String(name.to_owned()).to_string();
     format!(
         r#"{{"name":{quoted_name},"payload":"{}","type":{RUNTIME_EVENT_TYPE}}}"#,
-        hex::encode(payload)
+        crate::encoding::hex(payload)
     )
     .into_bytes()
 }
@@ -358,8 +358,8 @@ impl EventLog {
             if flag && replayed != quoted {
                 return Err(DstackError::RtmrMismatch {
                     register,
-                    replayed: hex::encode(replayed),
-                    quoted: hex::encode(quoted),
+                    replayed: crate::encoding::hex(replayed),
+                    quoted: crate::encoding::hex(quoted),
                 });
             }
         }

@@ -2,8 +2,8 @@
 //! - the quote report JSON `{quote, event_log, report_data?, vm_config?}` (GetQuote, dstack-verifier
 //!   fixtures), where `event_log` and `vm_config` are JSON strings or inline JSON;
 //! - the `/verify` JSON `{"attestation": "<hex>"}` (other fields are then ignored, as dstack does);
-//! - `VersionedAttestation`: V0 is SCALE, first byte 0x00; V1 is
-//!   msgpack, first byte a map header (`0x80..=0x8f`, `0xde`, `0xdf`), decoded by [`super::v1`].
+//! - `VersionedAttestation`: V0 is SCALE, first byte 0x00; V1 is msgpack, first byte a map header
+//!   (`0x80..=0x8f`, `0xde`, `0xdf`), decoded by [`super::v1`].
 //!
 //! V0 and V1 of the same boot parse to the same [`Evidence`].
 

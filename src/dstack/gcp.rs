@@ -136,8 +136,8 @@ impl GcpPcrs {
     pub fn check_runtime_pcr(&self, runtime: &RuntimePcr) -> Result<(), GcpError> {
         if self.pcr14 != runtime.full {
             return Err(GcpError::RuntimePcrMismatch {
-                quoted: hex::encode(self.pcr14),
-                replayed: hex::encode(runtime.full),
+                quoted: crate::encoding::hex(self.pcr14),
+                replayed: crate::encoding::hex(runtime.full),
             });
         }
         Ok(())
@@ -237,8 +237,8 @@ pub fn verify_os_image(
             OsImageCheck::Pcr0,
             format!(
                 "{} is not Google's TDX firmware {}",
-                hex::encode(pcr0),
-                hex::encode(GCE_TDX_PCR0)
+                crate::encoding::hex(pcr0),
+                crate::encoding::hex(GCE_TDX_PCR0)
             ),
         ));
     }
@@ -260,8 +260,8 @@ pub fn verify_os_image(
             OsImageCheck::UkiAuth,
             format!(
                 "PCR2's UKI event is {}, the measurement document's uki_auth {}",
-                hex::encode(measured),
-                hex::encode(&uki_auth)
+                crate::encoding::hex(measured),
+                crate::encoding::hex(&uki_auth)
             ),
         ));
     }

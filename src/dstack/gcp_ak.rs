@@ -117,16 +117,11 @@ impl GcpCaBundle {
                 pem_text.len()
             )));
         }
-        let blocks = pem::parse_many(pem_text)
-            .map_err(|error| GcpAkError::Bundle(format!("bad PEM: {error}")))?;
-        if blocks.len() > MAX_CA_BUNDLE_BLOCKS {
-            return Err(GcpAkError::Bundle(format!(
-                "more than {MAX_CA_BUNDLE_BLOCKS} PEM blocks"
-            )));
-        }
+        let blocks = crate::tdx::pem::labelled_blocks(pem_text, MAX_CA_BUNDLE_BLOCKS)
+            .map_err(GcpAkError::Bundle)?;
         let mut bundle = GcpCaBundle::default();
-        for block in blocks {
-            let (list, max) = match block.tag() {
+        for (label, contents) in blocks {
+            let (list, max) = match label.as_str() {
                 "CERTIFICATE" => (&mut bundle.intermediates, MAX_DER_LEN),
                 "X509 CRL" => (&mut bundle.crls, MAX_CRL_LEN),
                 other => {
@@ -135,13 +130,12 @@ impl GcpCaBundle {
                     )))
                 }
             };
-            if block.contents().len() > max {
+            if contents.len() > max {
                 return Err(GcpAkError::Bundle(format!(
-                    "a {} block is larger than allowed",
-                    block.tag()
+                    "a {label} block is larger than allowed"
                 )));
             }
-            list.push(block.into_contents());
+            list.push(contents);
         }
         Ok(bundle)
     }
@@ -246,7 +240,7 @@ impl GcpAkVerifier {
             subject: leaf.subject().to_string(),
             chain_sha256: chain
                 .iter()
-                .map(|der| hex::encode(Sha256::digest(der)))
+                .map(|der| crate::encoding::hex(Sha256::digest(der)))
                 .collect(),
             crls_applied: crls.len(),
         })

@@ -180,8 +180,8 @@ pub fn check_report_data(attested: &[u8], expected: &[u8]) -> Result<(), DstackE
         .for_each(|(slot, byte)| *slot = *byte);
     if attested != padded {
         return Err(DstackError::ReportDataMismatch {
-            attested: hex::encode(attested),
-            expected: hex::encode(padded),
+            attested: crate::encoding::hex(attested),
+            expected: crate::encoding::hex(padded),
         });
     }
     Ok(())

@@ -20,7 +20,6 @@
 use super::evidence::{Evidence, MAX_EVIDENCE_LEN};
 use super::measurements::{content_report_data, REPORT_DATA_LEN};
 use super::{DstackError, EventLog, TdxEvidence};
-use std::io::Read;
 use x509_parser::der_parser::{der::parse_der_octetstring, oid, oid::Oid};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -100,8 +99,8 @@ pub fn from_certificate(bytes: &[u8]) -> Result<RaTlsEvidence, DstackError> {
     };
     if declared != Some(expected) {
         return Err(DstackError::CertificateKeyMismatch {
-            attested: declared.map(hex::encode).unwrap_or_default(),
-            expected: hex::encode(expected),
+            attested: declared.map(crate::encoding::hex).unwrap_or_default(),
+            expected: crate::encoding::hex(expected),
         });
     }
     Ok(RaTlsEvidence {
@@ -164,20 +163,21 @@ fn legacy_evidence(certificate: &X509Certificate<'_>) -> Result<Evidence, Dstack
     }))
 }
 
-/// Inflates gzip, refusing more than [`MAX_INFLATED_EVENT_LOG`] bytes before they are kept.
+/// Inflates the gzip member, refusing more than [`MAX_INFLATED_EVENT_LOG`] bytes before they
+/// are kept.
 fn inflate(compressed: &[u8]) -> Result<Vec<u8>, DstackError> {
-    let mut inflated = Vec::new();
-    flate2::read::GzDecoder::new(compressed)
-        .take(MAX_INFLATED_EVENT_LOG as u64 + 1)
-        .read_to_end(&mut inflated)
-        .map_err(|e| invalid(format!("the ELGZv1 event log does not inflate: {e}")))?;
-    DstackError::check_len(
-        "inflated RA-TLS event log",
-        inflated.len(),
-        MAX_INFLATED_EVENT_LOG,
-    )?;
-    Ok(inflated)
+    gzip::inflate(compressed, MAX_INFLATED_EVENT_LOG).map_err(|e| match e {
+        gzip::GzipError::TooLarge => DstackError::TooLarge {
+            what: "inflated RA-TLS event log",
+            len: MAX_INFLATED_EVENT_LOG + 1,
+            max: MAX_INFLATED_EVENT_LOG,
+        },
+        gzip::GzipError::Invalid(reason) => {
+            invalid(format!("the ELGZv1 event log does not inflate: {reason}"))
+        }
+    })
 }
 
+mod gzip;
 #[cfg(test)]
 mod tests;

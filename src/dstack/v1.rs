@@ -217,7 +217,7 @@ impl TryFrom<wire::TdxEvent> for RawEvent {
         let preimage = event
             .preimage
             .map(|text| {
-                hex::decode(&text).map_err(|_| DstackError::Hex {
+                crate::encoding::decode_hex(&text).ok_or_else(|| DstackError::Hex {
                     field: "event preimage",
                     source: HexError::NotHex(text.chars().take(64).collect()),
                 })
@@ -333,8 +333,8 @@ impl TryFrom<wire::Stack> for StackEvidence {
             let expected = content_report_data(APP_DATA_TAG, payload.as_bytes());
             if report_data != expected {
                 return Err(DstackError::ReportDataMismatch {
-                    attested: hex::encode(report_data),
-                    expected: hex::encode(expected),
+                    attested: crate::encoding::hex(report_data),
+                    expected: crate::encoding::hex(expected),
                 });
             }
         }

@@ -8,7 +8,6 @@
 
 use super::DstackError;
 use crate::encoding::{parse_hex_exact, HexError};
-use base64::Engine as _;
 use serde::Deserialize;
 use std::borrow::Cow;
 
@@ -197,9 +196,7 @@ fn unwrapped(text: &str) -> Cow<'_, str> {
 }
 
 fn base64_field(field: &'static str, text: &str) -> Result<Vec<u8>, DstackError> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|_| DstackError::Base64(field))
+    crate::encoding::decode_base64_standard(text).ok_or(DstackError::Base64(field))
 }
 
 #[cfg(test)]

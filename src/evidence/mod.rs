@@ -4,8 +4,9 @@
 //! (`report`, a [`Report`]: the field names of the CLI's `--json` and of the gRPC response).
 //!
 //! Formats, detected from the bytes: a Nitro COSE_Sign1 document (tagged or not), a raw TDX quote
-//! (with an optional dstack event log beside it), a dstack quote report JSON, and a dstack
-//! VersionedAttestation (SCALE, or hex inside `{"attestation": …}`).
+//! (with an optional dstack event log beside it), a dstack quote report JSON, a dstack
+//! VersionedAttestation (V0 SCALE or V1 msgpack, or hex inside `{"attestation": …}`), and a dstack
+//! RA-TLS certificate (PEM or DER) whose attestation must bind its key.
 //!
 //! [`preview`] reads the same formats without verifying anything; its [`Preview`] can be shown
 //! but never authorized.

@@ -7,6 +7,7 @@ use super::verified::{
     Attestation, AttestedDstack, AttestedNitro, AttestedTdx, AttestedTpm, Platform, Verified,
 };
 use crate::boot_info::BootInfoJson;
+use crate::dstack::{OsImagePreview, RegisterSources, TdImageRegisters};
 use crate::encoding::to_0x_hex;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -18,7 +19,8 @@ pub struct Report {
     pub verified: bool,
     /// The TEE that produced the evidence.
     pub platform: Platform,
-    /// Nitro: sha256(PCR0‖PCR1‖PCR2), measured. TDX: the vm_config claim, if any.
+    /// Nitro: sha256(PCR0‖PCR1‖PCR2), measured. TDX: vm_config's, if any (bound for TDX-lite;
+    /// see `os_image_hash_bound`).
     pub os_image_hash: Option<String>,
     /// The 64 bytes the workload bound: TDX REPORTDATA, or dstack's report data for Nitro.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -35,16 +37,67 @@ pub struct Report {
     /// dstack fields; absent for evidence that is not dstack's.
     #[serde(flatten)]
     pub dstack: Option<DstackClaims>,
+    /// For evidence read from an RA-TLS certificate: its SubjectPublicKeyInfo (DER, hex), which
+    /// the attestation's report_data binds; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratls_public_key: Option<String>,
+    /// Previews of TDX dstack evidence only (`measure --json`): the OS-image computation beside
+    /// the quote's registers; absent from verification reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os_image: Option<OsImageClaims>,
 }
 
-/// What a GCP attestation adds to the TDX fields.
+/// The unverified OS-image computation of a TDX preview: what the image material predicts for
+/// MRTD and RTMR0-2 beside what the quote says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OsImageClaims {
+    /// `"lite"` or `"legacy"` (nothing is computed for legacy).
+    pub variant: &'static str,
+    /// `mr_td`, `rtmr0`..`rtmr2` as the image predicts them; null for legacy or on an error.
+    pub computed: Option<BTreeMap<&'static str, String>>,
+    /// The same registers as the quote has them.
+    pub quoted: BTreeMap<&'static str, String>,
+    /// Per register, whether computed equals quoted; null when nothing was computed.
+    pub matches: Option<BTreeMap<&'static str, bool>>,
+    /// Why the material does not compute (`{kind, message}`); null otherwise.
+    pub error: Option<serde_json::Value>,
+}
+
+impl From<&OsImagePreview> for OsImageClaims {
+    fn from(preview: &OsImagePreview) -> Self {
+        let spelled = |registers: &TdImageRegisters| {
+            registers
+                .named()
+                .into_iter()
+                .map(|(name, _, value)| (name, to_0x_hex(value)))
+                .collect()
+        };
+        let (computed, error) = match &preview.computed {
+            None => (None, None),
+            Some(Ok(registers)) => (Some(spelled(registers)), None),
+            Some(Err(e)) => (
+                None,
+                Some(serde_json::json!({ "kind": e.kind().as_str(), "message": e.to_string() })),
+            ),
+        };
+        OsImageClaims {
+            variant: preview.variant.as_str(),
+            computed,
+            quoted: spelled(&preview.quoted),
+            matches: preview
+                .matches()
+                .map(|matches| matches.into_iter().collect()),
+            error,
+        }
+    }
+}
+
+/// What a GCP attestation adds to the TDX fields (its bound image shows as the dstack section's
+/// `os_image_variant: "gcp"`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GcpClaims {
     /// The vTPM quote.
     pub tpm: TpmClaims,
-    /// `"gcp"` when the OS image is bound by PCR0, `gcp_measurement` and the UKI event; null
-    /// when os_image_hash is the host's claim (or in a preview).
-    pub os_image_variant: Option<String>,
 }
 
 /// The vTPM quote of a GCP attestation.
@@ -109,8 +162,20 @@ pub struct DstackClaims {
     pub instance_id: Option<String>,
     /// The key-provider event's payload, as text.
     pub key_provider: Option<String>,
-    /// Whether os_image_hash is measured by the platform rather than claimed by the host.
+    /// Whether os_image_hash is bound to the hardware (Nitro: the PCRs the NSM signs; TDX-lite:
+    /// MRTD and RTMR0-2 recomputed from the image) rather than the host's vm_config claim.
     pub os_image_hash_bound: bool,
+    /// TDX: vm_config's `tdx_attestation_variant`, `"lite"` or `"legacy"`; null on Nitro.
+    pub os_image_variant: Option<String>,
+    /// Whether the ACPI table contents were checked (always false: TDX-lite binds only their
+    /// digests, through RTMR0).
+    pub acpi_tables_verified: bool,
+    /// TDX: where MRTD and RTMR0-2 were bound, each `"os_image"`, `"event_log"` or `"unbound"`
+    /// (RTMR3 always replays from the event log); null on Nitro.
+    pub register_sources: Option<BTreeMap<&'static str, &'static str>>,
+    /// Boot-info fields the hardware does not bind, taken on trust (`"app_id"`, `"instance_id"`,
+    /// `"key_provider"`, `"os_image_hash"`).
+    pub unbound_fields: Vec<&'static str>,
     /// dstack's mr_system (32 bytes, hex).
     pub mr_system: String,
     /// dstack's mr_aggregated (32 bytes, hex).
@@ -142,7 +207,16 @@ impl Verified {
             nitro,
             tdx,
             gcp,
-            dstack: self.dstack.as_ref().map(dstack_claims),
+            dstack: self.dstack.as_ref().map(|dstack| {
+                let mut claims = dstack_claims(dstack);
+                // GCP binds its image through the vTPM quote: "gcp", or null when unbound.
+                if let Attestation::GcpTdx(_, tpm) = &self.attestation {
+                    claims.os_image_variant = tpm.os_image_variant.map(str::to_owned);
+                }
+                claims
+            }),
+            ratls_public_key: self.certificate_key.as_deref().map(to_0x_hex),
+            os_image: None,
         }
     }
 }
@@ -174,7 +248,6 @@ fn gcp_claims(tpm: &AttestedTpm) -> GcpClaims {
             ak_subject: tpm.ak_subject.clone(),
             signature_algorithm: tpm.signature_algorithm.to_owned(),
         },
-        os_image_variant: tpm.os_image_variant.map(str::to_owned),
     }
 }
 
@@ -222,9 +295,23 @@ pub(super) fn dstack_claims(dstack: &AttestedDstack) -> DstackClaims {
         key_provider: (!dstack.key_provider.is_empty())
             .then(|| String::from_utf8_lossy(&dstack.key_provider).into_owned()),
         os_image_hash_bound: dstack.os_image_hash_bound,
+        os_image_variant: dstack
+            .os_image_variant
+            .map(|variant| variant.as_str().to_owned()),
+        acpi_tables_verified: dstack.acpi_tables_verified,
+        register_sources: dstack.registers.as_ref().map(register_sources),
+        unbound_fields: dstack.unbound.iter().map(|field| field.as_str()).collect(),
         mr_system: to_0x_hex(&info.mr_system),
         mr_aggregated: to_0x_hex(&info.mr_aggregated),
         device_id: to_0x_hex(&info.device_id),
         boot_info: BootInfoJson::from(info),
     }
+}
+
+fn register_sources(sources: &RegisterSources) -> BTreeMap<&'static str, &'static str> {
+    sources
+        .named()
+        .into_iter()
+        .map(|(name, source)| (name, source.as_str()))
+        .collect()
 }

@@ -4,7 +4,7 @@
 
 use super::report::Report;
 use crate::boot_info::BootInfo;
-use crate::dstack::DstackIdentity;
+use crate::dstack::{DstackIdentity, IdentityField, RegisterSources, TdxAttestationVariant};
 use crate::nitro::AttestationDocument;
 use crate::tdx::TcbStatus;
 use serde::Serialize;
@@ -35,6 +35,9 @@ pub struct Verified {
     pub(super) os_image_hash: Option<[u8; 32]>,
     pub(super) report_data: Option<[u8; 64]>,
     pub(super) dstack: Option<AttestedDstack>,
+    /// The SubjectPublicKeyInfo (DER) of the RA-TLS certificate the evidence came in, which the
+    /// attestation's report_data binds.
+    pub(super) certificate_key: Option<Vec<u8>>,
 }
 
 /// What the platform itself attested.
@@ -55,8 +58,8 @@ impl Verified {
         }
     }
 
-    /// Nitro: sha256(PCR0‖PCR1‖PCR2), measured. TDX: the host's vm_config claim, if it made one
-    /// (see [`AttestedDstack::os_image_hash_bound`]).
+    /// Nitro: sha256(PCR0‖PCR1‖PCR2), measured. TDX: vm_config's os_image_hash, if it has one,
+    /// bound to the hardware only when [`AttestedDstack::os_image_hash_bound`] says so (TDX-lite).
     pub fn os_image_hash(&self) -> Option<&[u8; 32]> {
         self.os_image_hash.as_ref()
     }
@@ -96,6 +99,12 @@ impl Verified {
         self.dstack.as_ref()
     }
 
+    /// For evidence read from an RA-TLS certificate: the certificate's SubjectPublicKeyInfo
+    /// (DER), bound by the attestation (`report_data = sha512("ratls-cert:" ‖ SPKI)`).
+    pub fn certificate_key(&self) -> Option<&[u8]> {
+        self.certificate_key.as_deref()
+    }
+
     /// The boot info to ask the registry about. An os_image_hash that is only the host's claim
     /// is refused unless the caller vouches for it.
     pub fn authorizable_boot_info(
@@ -120,11 +129,14 @@ pub enum Unauthorizable {
     /// compose hash.
     #[error("the evidence carries no dstack boot info (app id, compose hash) to authorize")]
     NoBootInfo,
-    /// dstack's KMS measures the OS image in a step of its own, which this crate does not
-    /// perform: authorizing the host's claim would let a host name any registered image.
+    /// The TDX os_image_hash is not bound to the hardware (a legacy image, which dstack's KMS
+    /// downloads and measures in a step this crate does not perform, or a TDX-lite image with
+    /// TDX-lite binding turned off): authorizing the host's claim would let a host name any
+    /// registered image.
     #[error(
-        "os_image_hash is the host's vm_config claim, not measured by the platform; it is \
-         authorized only when the caller accepts the claim (the image was measured separately)"
+        "os_image_hash is the host's vm_config claim, not bound to the hardware (a legacy image, \
+         or TDX-lite binding off); it is authorized only when the caller accepts the claim (the \
+         image was measured separately)"
     )]
     UnmeasuredOsImage,
 }
@@ -202,6 +214,10 @@ pub struct AttestedDstack {
     pub(super) instance_id: Option<[u8; 20]>,
     pub(super) key_provider: Vec<u8>,
     pub(super) os_image_hash_bound: bool,
+    pub(super) os_image_variant: Option<TdxAttestationVariant>,
+    pub(super) acpi_tables_verified: bool,
+    pub(super) registers: Option<RegisterSources>,
+    pub(super) unbound: Vec<IdentityField>,
 }
 
 impl From<DstackIdentity> for AttestedDstack {
@@ -211,6 +227,12 @@ impl From<DstackIdentity> for AttestedDstack {
             instance_id: identity.app_info.instance_id,
             key_provider: identity.app_info.key_provider_info,
             os_image_hash_bound: identity.os_image_hash_bound,
+            os_image_variant: identity.os_image.map(|binding| binding.variant),
+            acpi_tables_verified: identity
+                .os_image
+                .is_some_and(|binding| binding.acpi_tables_verified),
+            registers: identity.registers,
+            unbound: identity.unbound,
         }
     }
 }
@@ -257,6 +279,28 @@ impl AttestedDstack {
     /// Whether the os_image_hash is measured by the platform rather than claimed by the host.
     pub fn os_image_hash_bound(&self) -> bool {
         self.os_image_hash_bound
+    }
+
+    /// TDX: how vm_config says the OS image is bound (`lite` or `legacy`); `None` on Nitro, whose
+    /// PCRs are the image.
+    pub fn os_image_variant(&self) -> Option<TdxAttestationVariant> {
+        self.os_image_variant
+    }
+
+    /// Whether the ACPI table contents were checked (never: TDX-lite binds them only through
+    /// RTMR0's digests).
+    pub fn acpi_tables_verified(&self) -> bool {
+        self.acpi_tables_verified
+    }
+
+    /// TDX: where MRTD and RTMR0-2 were bound (RTMR3 always replays from the event log).
+    pub fn register_sources(&self) -> Option<&RegisterSources> {
+        self.registers.as_ref()
+    }
+
+    /// Boot-info values the hardware does not bind (taken on trust), e.g. a Nitro app id.
+    pub fn unbound(&self) -> &[IdentityField] {
+        &self.unbound
     }
 }
 

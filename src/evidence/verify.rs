@@ -2,9 +2,10 @@
 //! the caller's bindings checked, dstack's identity rebuilt, into one [`Verified`]; and the
 //! [`preview`] that reads the same formats without verifying them.
 
-use super::detect::{EvidenceInput, Parsed};
+use super::detect::{Detected, EvidenceInput, Parsed};
 use super::report::{
-    dstack_claims, nitro_claims, tdx_registers, GcpClaims, Report, TdxClaims, TpmClaims,
+    dstack_claims, nitro_claims, tdx_registers, GcpClaims, OsImageClaims, Report, TdxClaims,
+    TpmClaims,
 };
 use super::verified::{
     Attestation, AttestedDstack, AttestedTdx, AttestedTpm, Platform, Preview, Verified,
@@ -13,9 +14,10 @@ use super::EvidenceError;
 use crate::cache::CacheCounts;
 use crate::dstack::gcp::{self, GcpError};
 use crate::dstack::gcp_ak::{GcpAkVerifier, GcpCaBundle};
+use crate::dstack::os_image::preview_tdx_os_image;
 use crate::dstack::{
-    self, nitro_identity, tdx_identity, DstackError, DstackIdentity, MrMode, NitroEnclave,
-    TdRegisters, TdxTcb,
+    self, nitro_identity, tdx_identity, tdx_identity_with_policy, DstackError, DstackIdentity,
+    MrMode, NitroEnclave, OsImagePolicy, TdImageRegisters, TdRegisters, TdxTcb,
 };
 use crate::encoding::to_0x_hex;
 use crate::nitro::{self, NitroVerifier};
@@ -40,6 +42,10 @@ pub struct Expectations {
     pub max_age_secs: Option<u64>,
     /// Accept debug-mode enclaves and debug TDs. Never on by default.
     pub allow_debug: bool,
+    /// Whether TDX-lite OS images are bound to the hardware; `None` takes the verifier's policy
+    /// ([`EvidenceVerifier::with_os_image_policy`]; on by default, as dstack's KMS does). Off, a
+    /// lite attestation verifies but its os_image_hash stays the host's claim.
+    pub os_image: Option<OsImagePolicy>,
 }
 
 /// Verifiers for every platform, sharing their caches across calls (cheap to clone).
@@ -49,6 +55,7 @@ pub struct EvidenceVerifier {
     tdx: TdxVerifier,
     gcp: GcpAkVerifier,
     gcp_ca: Arc<GcpCaBundle>,
+    os_image: OsImagePolicy,
 }
 
 impl Default for EvidenceVerifier {
@@ -69,6 +76,7 @@ impl EvidenceVerifier {
             tdx,
             gcp: GcpAkVerifier::new(),
             gcp_ca: Arc::new(GcpCaBundle::default()),
+            os_image: OsImagePolicy::default(),
         }
     }
 
@@ -77,6 +85,13 @@ impl EvidenceVerifier {
     pub fn with_gcp(mut self, gcp: GcpAkVerifier, bundle: GcpCaBundle) -> Self {
         self.gcp = gcp;
         self.gcp_ca = Arc::new(bundle);
+        self
+    }
+
+    /// The OS-image policy used when the expectations name none (e.g. the service's
+    /// `--allow-tdx-lite`); the default binds TDX-lite images.
+    pub fn with_os_image_policy(mut self, policy: OsImagePolicy) -> Self {
+        self.os_image = policy;
         self
     }
 
@@ -109,8 +124,23 @@ impl EvidenceVerifier {
         now: u64,
         expect: &Expectations,
     ) -> Result<Verified, EvidenceError> {
-        let parsed = Parsed::from_input(input)?;
+        let Detected {
+            parsed,
+            certificate_key,
+        } = Detected::from_input(input)?;
         parsed.check_applicable(input, expect)?;
+        let mut verified = self.verify_parsed(parsed, input, now, expect)?;
+        verified.certificate_key = certificate_key;
+        Ok(verified)
+    }
+
+    fn verify_parsed(
+        &self,
+        parsed: Parsed<'_>,
+        input: &EvidenceInput<'_>,
+        now: u64,
+        expect: &Expectations,
+    ) -> Result<Verified, EvidenceError> {
         match parsed {
             Parsed::Nitro(document) => {
                 let verified = self
@@ -125,6 +155,7 @@ impl EvidenceVerifier {
                     os_image_hash: Some(verified.os_image_hash),
                     report_data: None,
                     dstack: None,
+                    certificate_key: None,
                 })
             }
             Parsed::DstackNitro(evidence) => {
@@ -141,6 +172,7 @@ impl EvidenceVerifier {
                     os_image_hash: Some(verified.os_image_hash),
                     report_data: Some(evidence.report_data),
                     dstack: Some(identity.into()),
+                    certificate_key: None,
                 })
             }
             Parsed::Tdx { quote, dstack } => {
@@ -150,7 +182,13 @@ impl EvidenceVerifier {
                 let identity = match dstack {
                     None => None,
                     Some(evidence) => {
-                        let identity = tdx_identity(&registers, &evidence, tcb, MrMode::Runtime)?;
+                        let identity = tdx_identity_with_policy(
+                            &registers,
+                            &evidence,
+                            tcb,
+                            MrMode::Runtime,
+                            expect.os_image.unwrap_or(self.os_image),
+                        )?;
                         check_app_compose(&identity, input.app_compose)?;
                         os_image_hash = evidence.vm_config.and_then(|config| config.os_image_hash);
                         Some(identity)
@@ -162,6 +200,7 @@ impl EvidenceVerifier {
                     os_image_hash,
                     report_data: Some(report_data),
                     dstack: identity.map(AttestedDstack::from),
+                    certificate_key: None,
                 })
             }
             Parsed::DstackGcp(evidence) => {
@@ -201,6 +240,7 @@ impl EvidenceVerifier {
                 let report_data = verified.quote.body.report_data;
                 Ok(Verified {
                     attestation: Attestation::GcpTdx(attested_tdx(verified), tpm),
+                    certificate_key: None,
                     os_image_hash,
                     report_data: Some(report_data),
                     dstack: Some(identity.into()),
@@ -258,7 +298,11 @@ fn attested_tdx(verified: VerifiedQuote) -> AttestedTdx {
 /// An event log is still replayed against the quote's registers: a preview of an inconsistent
 /// log is an error, not a guess.
 pub fn preview(input: &EvidenceInput<'_>) -> Result<Preview, EvidenceError> {
-    let report = match Parsed::from_input(input)? {
+    let Detected {
+        parsed,
+        certificate_key,
+    } = Detected::from_input(input)?;
+    let mut report = match parsed {
         Parsed::Nitro(document) => nitro_preview(nitro::parse_document(document)?, None, None),
         Parsed::DstackNitro(evidence) => {
             let document = nitro::parse_document(&evidence.document)?;
@@ -282,11 +326,16 @@ pub fn preview(input: &EvidenceInput<'_>) -> Result<Preview, EvidenceError> {
                 ppid: ppid.clone().unwrap_or_default(),
                 ..TdxTcb::default()
             };
-            let (os_image_hash, identity) = match dstack {
-                None => (None, None),
+            let (os_image_hash, identity, os_image) = match dstack {
+                None => (None, None, None),
                 Some(evidence) => (
                     evidence.vm_config.as_ref().and_then(|c| c.os_image_hash),
-                    Some(tdx_identity(&registers, &evidence, tcb, MrMode::Runtime)?),
+                    Some(preview_tdx_identity(&registers, &evidence, tcb)?),
+                    Some(OsImageClaims::from(&preview_tdx_os_image(
+                        evidence.vm_config.as_ref(),
+                        &evidence.event_log,
+                        &TdImageRegisters::from(&registers),
+                    ))),
                 ),
             };
             let body = &quote.body;
@@ -302,11 +351,33 @@ pub fn preview(input: &EvidenceInput<'_>) -> Result<Preview, EvidenceError> {
                 }),
                 gcp: None,
                 dstack: identity.map(|identity| dstack_claims(&identity.into())),
+                ratls_public_key: None,
+                os_image,
             }
         }
         Parsed::DstackGcp(evidence) => gcp_preview(&evidence)?,
     };
+    report.ratls_public_key = certificate_key.as_deref().map(to_0x_hex);
     Ok(Preview { report })
+}
+
+/// The identity a preview shows. An OS image that does not compute is not fatal here: the
+/// identity is then shown with the image unbound, and the `os_image` section says why.
+fn preview_tdx_identity(
+    registers: &TdRegisters,
+    evidence: &dstack::TdxEvidence,
+    tcb: TdxTcb,
+) -> Result<DstackIdentity, DstackError> {
+    match tdx_identity(registers, evidence, tcb.clone(), MrMode::Runtime) {
+        Err(DstackError::OsImageMismatch { .. }) => tdx_identity_with_policy(
+            registers,
+            evidence,
+            tcb,
+            MrMode::Runtime,
+            OsImagePolicy { allow_lite: false },
+        ),
+        identity => identity,
+    }
 }
 
 /// The preview of a Nitro document, and of the dstack identity around it.
@@ -324,6 +395,8 @@ fn nitro_preview(
         tdx: None,
         gcp: None,
         dstack: identity.map(|identity| dstack_claims(&identity.into())),
+        ratls_public_key: None,
+        os_image: None,
     }
 }
 
@@ -359,9 +432,10 @@ fn gcp_preview(evidence: &dstack::GcpEvidence) -> Result<Report, EvidenceError> 
                 ak_subject,
                 signature_algorithm: signature.scheme().as_str().to_owned(),
             },
-            os_image_variant: None,
         }),
         dstack: None,
+        ratls_public_key: None,
+        os_image: None,
     })
 }
 

@@ -873,7 +873,10 @@ fn width_mixup(value: &Bytes32, registered: &Bytes32) -> bool {
     if value == registered {
         return false;
     }
-    let (v, r) = (hex::encode(value), hex::encode(registered));
+    let (v, r) = (
+        crate::encoding::hex(value),
+        crate::encoding::hex(registered),
+    );
     let core = |s: &str| s.trim_matches('0').to_owned();
     let (cv, cr) = (core(&v), core(&r));
     cv.len() >= MIN_DIGITS && cr.len() >= MIN_DIGITS && (v.contains(&cr) || r.contains(&cv))

@@ -101,6 +101,8 @@ pub struct Config {
     /// FOR TESTS ONLY: verify evidence as of this unix time instead of the clock (archived samples
     /// verify; expired evidence would be accepted). Logged as a warning at start.
     pub dangerous_fixed_now: Option<u64>,
+    /// Bind TDX-lite OS images to the hardware unless a request says otherwise (dstack's default).
+    pub allow_tdx_lite: bool,
 }
 
 /// `scheme://host[:port]` of a URL: RPC URLs often carry an API key in their path or userinfo.

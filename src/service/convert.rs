@@ -3,6 +3,7 @@
 
 use super::proto;
 use crate::boot_info::{BootInfo, BootInfoJson};
+use crate::dstack::OsImagePolicy;
 use crate::encoding::{parse_hex_padded, to_0x_hex};
 use crate::error::ErrorKind;
 use crate::evidence::{EvidenceError, Expectations, Platform, Verified};
@@ -32,6 +33,7 @@ pub(super) enum EvidenceKind {
     Tdx,
     DstackAttestation,
     DstackQuoteReport,
+    RatlsCertificate,
 }
 
 impl EvidenceKind {
@@ -41,6 +43,7 @@ impl EvidenceKind {
             EvidenceKind::Tdx => "tdx",
             EvidenceKind::DstackAttestation => "dstack_attestation",
             EvidenceKind::DstackQuoteReport => "dstack_quote_report",
+            EvidenceKind::RatlsCertificate => "ratls_certificate",
         }
     }
 }
@@ -82,7 +85,7 @@ impl TryFrom<proto::VerifyRequest> for VerifyJob {
             Status::invalid_argument(format!("authorize: unknown value {}", request.authorize))
         })?;
         let (kind, evidence, event_log, collateral, vm_config) = match request.evidence {
-            None => return Err(Status::invalid_argument("evidence: one of nitro_document, tdx, dstack_attestation or dstack_quote_report is required")),
+            None => return Err(Status::invalid_argument("evidence: one of nitro_document, tdx, dstack_attestation, dstack_quote_report or ratls_certificate is required")),
             Some(Evidence::NitroDocument(document)) => {
                 (EvidenceKind::NitroDocument, document, None, None, None)
             }
@@ -108,6 +111,13 @@ impl TryFrom<proto::VerifyRequest> for VerifyJob {
                 report.collateral.map(String::into_bytes),
                 None,
             ),
+            Some(Evidence::RatlsCertificate(certificate)) => (
+                EvidenceKind::RatlsCertificate,
+                certificate.certificate,
+                None,
+                certificate.collateral.map(String::into_bytes),
+                None,
+            ),
         };
         if evidence.is_empty() {
             return Err(Status::invalid_argument(format!(
@@ -129,6 +139,9 @@ impl TryFrom<proto::VerifyRequest> for VerifyJob {
                 max_age_secs: request.max_age_seconds,
                 // The service never accepts debug enclaves or TDs.
                 allow_debug: false,
+                os_image: request
+                    .allow_tdx_lite
+                    .map(|allow_lite| OsImagePolicy { allow_lite }),
             },
             authorize,
             accept_os_image_claim: request.accept_os_image_claim,
@@ -190,8 +203,22 @@ pub(super) fn attested(verified: &Verified, include_report_json: bool) -> proto:
             boot_info: Some(boot_info_to_proto(dstack.boot_info)),
             os_image_hash_bound: dstack.os_image_hash_bound,
             key_provider: dstack.key_provider,
+            os_image_variant: dstack.os_image_variant,
+            acpi_tables_verified: dstack.acpi_tables_verified,
+            register_sources: dstack
+                .register_sources
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, source)| (name.to_owned(), source.to_owned()))
+                .collect(),
+            unbound_fields: dstack
+                .unbound_fields
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         }),
         report_json,
+        ratls_public_key: report.ratls_public_key,
     }
 }
 
@@ -199,13 +226,15 @@ pub(super) fn attested(verified: &Verified, include_report_json: bool) -> proto:
 /// content; this keeps the field names honest).
 pub(super) fn matches_declared_kind(kind: EvidenceKind, verified: &Verified) -> bool {
     let dstack = verified.dstack().is_some();
-    match kind {
-        EvidenceKind::NitroDocument => verified.platform() == Platform::Nitro && !dstack,
-        EvidenceKind::Tdx => verified.platform() == Platform::Tdx,
-        // A GCP attestation comes only as a dstack attestation (V0 or V1).
-        EvidenceKind::DstackAttestation => dstack,
-        EvidenceKind::DstackQuoteReport => verified.platform() == Platform::Tdx && dstack,
-    }
+    let certificate = verified.certificate_key().is_some();
+    (kind == EvidenceKind::RatlsCertificate) == certificate
+        && match kind {
+            EvidenceKind::NitroDocument => verified.platform() == Platform::Nitro && !dstack,
+            EvidenceKind::Tdx => verified.platform() == Platform::Tdx,
+            // A GCP attestation comes only as a dstack attestation (V0 or V1).
+            EvidenceKind::DstackAttestation | EvidenceKind::RatlsCertificate => dstack,
+            EvidenceKind::DstackQuoteReport => verified.platform() == Platform::Tdx && dstack,
+        }
 }
 
 /// A boot info from a request, with the webhook's parsing rules (hex with or without 0x,

@@ -8,6 +8,7 @@ use super::http::{self, SourceInfo};
 use super::monitor;
 use super::proto::{self, verifier_server::VerifierServer};
 use crate::dstack::gcp_ak::GcpAkVerifier;
+use crate::dstack::OsImagePolicy;
 use crate::encoding::to_0x_hex;
 use crate::error::ErrorKind;
 use crate::evidence::EvidenceVerifier;
@@ -73,7 +74,9 @@ impl Server {
             None => Clock::System,
         };
         let core = Arc::new(Core::new(
-            evidence_verifier(&config.trust_roots),
+            evidence_verifier(&config.trust_roots).with_os_image_policy(OsImagePolicy {
+                allow_lite: config.allow_tdx_lite,
+            }),
             clock,
             config.limits.clone(),
             shutdown_signal.clone(),
@@ -228,21 +231,21 @@ fn evidence_verifier(roots: &TrustRoots) -> EvidenceVerifier {
     use sha2::{Digest as _, Sha256};
     let nitro = match &roots.nitro_der {
         Some(der) => {
-            tracing::warn!(sha256 = %hex::encode(Sha256::digest(der)), "Nitro documents are verified against a non-default root");
+            tracing::warn!(sha256 = %crate::encoding::hex(Sha256::digest(der)), "Nitro documents are verified against a non-default root");
             NitroVerifier::with_root_der(der)
         }
         None => NitroVerifier::new(),
     };
     let tdx = match &roots.intel_der {
         Some(der) => {
-            tracing::warn!(sha256 = %hex::encode(Sha256::digest(der)), "TDX quotes are verified against a non-default root");
+            tracing::warn!(sha256 = %crate::encoding::hex(Sha256::digest(der)), "TDX quotes are verified against a non-default root");
             TdxVerifier::with_root_der(der)
         }
         None => TdxVerifier::new(),
     };
     let gcp = match &roots.gcp_der {
         Some(der) => {
-            tracing::warn!(sha256 = %hex::encode(Sha256::digest(der)), "GCP attestation keys are verified against a non-default root");
+            tracing::warn!(sha256 = %crate::encoding::hex(Sha256::digest(der)), "GCP attestation keys are verified against a non-default root");
             GcpAkVerifier::with_root_der(der)
         }
         None => GcpAkVerifier::new(),

@@ -41,7 +41,7 @@ pub(crate) fn hex_array<const N: usize>(
     text: &str,
 ) -> Result<[u8; N], TdxError> {
     let mut out = [0u8; N];
-    hex::decode_to_slice(text, &mut out).map_err(|_| {
+    crate::encoding::decode_hex_to_slice(text, &mut out).ok_or_else(|| {
         TdxError::CollateralInvalid(format!("{document} {field} is not {N} bytes of hex"))
     })?;
     Ok(out)

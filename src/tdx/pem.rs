@@ -1,16 +1,19 @@
 //! PEM certificate chains as Intel ships them (in quotes, NUL-terminated; in collateral JSON).
 //!
-//! Read with the `pem` crate dcap-qvl uses, so exactly as strict as it: every block is
-//! `-----BEGIN CERTIFICATE-----` … `-----END CERTIFICATE-----`, its body canonical base64 with
-//! whitespace ignored; text between blocks (a trailing NUL) is ignored. Checked here besides, where
-//! the crate is laxer: the label must be `CERTIFICATE`; a block may carry no RFC 1421 headers;
-//! every `-----BEGIN ` must open a complete block (the crate stops at an unterminated one and
-//! returns the blocks before it); 1 to [`MAX_CHAIN_LEN`] blocks (counted before any is decoded),
-//! each at most [`MAX_DER_LEN`] bytes.
+//! Framed exactly as the `pem` crate dcap-qvl uses frames them, so exactly as strict: every block
+//! is `-----BEGIN <label>-----` … `-----END <label>-----` with the same label, its body canonical
+//! padded base64 with whitespace ignored; text between blocks (a trailing NUL) is ignored. Checked
+//! here besides, where that crate is laxer: the label must be `CERTIFICATE`; a block may carry no
+//! RFC 1421 headers (the crate's headers end at the first blank line, so a blank line inside a
+//! block is refused); every `-----BEGIN ` must open a complete block (the crate stops at an
+//! unterminated one and returns the blocks before it); 1 to [`MAX_CHAIN_LEN`] blocks (counted
+//! before any is decoded), each at most [`MAX_DER_LEN`] bytes.
 
 use crate::x509::{MAX_CHAIN_LEN, MAX_DER_LEN};
 
 const BEGIN: &str = "-----BEGIN ";
+const END: &str = "-----END ";
+const DASHES: &str = "-----";
 const LABEL: &str = "CERTIFICATE";
 
 /// DER certificates of a PEM chain, in order: 1 to [`MAX_CHAIN_LEN`] of them.
@@ -22,24 +25,107 @@ pub(crate) fn certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     if begin_lines > MAX_CHAIN_LEN {
         return Err(format!("more than {MAX_CHAIN_LEN} certificates"));
     }
-    let blocks = pem::parse_many(pem).map_err(|e| format!("bad PEM: {e}"))?;
+    let blocks = blocks(pem);
+    if blocks.len() != begin_lines {
+        return Err("a BEGIN line without its block and END line".into());
+    }
+    blocks.into_iter().map(certificate).collect()
+}
+
+/// One framed block: the BEGIN label, the body between the BEGIN and END lines, the END label.
+struct Block<'a> {
+    label: &'a [u8],
+    body: &'a [u8],
+    end_label: &'a [u8],
+}
+
+/// The complete blocks, in order, up to the first incomplete one.
+fn blocks(mut rest: &[u8]) -> Vec<Block<'_>> {
+    let mut blocks = Vec::new();
+    while let Some(block) = next_block(&mut rest) {
+        blocks.push(block);
+    }
+    blocks
+}
+
+fn next_block<'a>(rest: &mut &'a [u8]) -> Option<Block<'a>> {
+    let (_, after_begin) = split_at_marker(rest, BEGIN)?;
+    let (label, after_label) = split_at_marker(after_begin, DASHES)?;
+    let (body, after_body) = split_at_marker(after_label.trim_ascii_start(), END)?;
+    let (end_label, after_end) = split_at_marker(after_body, DASHES)?;
+    *rest = after_end.trim_ascii_start();
+    Some(Block {
+        label,
+        body,
+        end_label,
+    })
+}
+
+/// The bytes before the first `marker` and those after it.
+fn split_at_marker<'a>(input: &'a [u8], marker: &str) -> Option<(&'a [u8], &'a [u8])> {
+    let marker = marker.as_bytes();
+    let at = input.windows(marker.len()).position(|w| w == marker)?;
+    Some((input.get(..at)?, input.get(at + marker.len()..)?))
+}
+
+fn certificate(block: Block<'_>) -> Result<Vec<u8>, String> {
+    let label = String::from_utf8_lossy(block.label);
+    if block.label != block.end_label {
+        return Err(format!(
+            "PEM block {label:?} ends as {:?}",
+            String::from_utf8_lossy(block.end_label)
+        ));
+    }
+    if label != LABEL {
+        return Err(format!("PEM block {label:?} is not a {LABEL}"));
+    }
+    let der = decoded(&block)?;
+    if der.len() > MAX_DER_LEN {
+        return Err("certificate larger than allowed".into());
+    }
+    Ok(der)
+}
+
+/// The body of a block: no RFC 1421 headers, canonical padded base64 with whitespace ignored.
+fn decoded(block: &Block<'_>) -> Result<Vec<u8>, String> {
+    let blank_line = |newline: &str| split_at_marker(block.body, &newline.repeat(2)).is_some();
+    if blank_line("\n") || blank_line("\r\n") {
+        return Err("PEM headers in a block".into());
+    }
+    let body = std::str::from_utf8(block.body).map_err(|_| "PEM body is not UTF-8")?;
+    let base64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    data_encoding::BASE64
+        .decode(base64.as_bytes())
+        .map_err(|e| format!("bad PEM: {e}"))
+}
+
+/// Every block of a PEM text as (label, contents), framed as [`certificates`] frames them but
+/// whatever the label (Google's CA bundle mixes `CERTIFICATE` and `X509 CRL`): at most
+/// `max_blocks` blocks, counted before any is decoded. Sizes are the caller's to bound.
+pub(crate) fn labelled_blocks(
+    pem: &[u8],
+    max_blocks: usize,
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let begin_lines = count(pem, BEGIN.as_bytes());
+    if begin_lines > max_blocks {
+        return Err(format!("more than {max_blocks} PEM blocks"));
+    }
+    let blocks = blocks(pem);
     if blocks.len() != begin_lines {
         return Err("a BEGIN line without its block and END line".into());
     }
     blocks
         .into_iter()
         .map(|block| {
-            if block.tag() != LABEL {
-                return Err(format!("PEM block {:?} is not a {LABEL}", block.tag()));
+            if block.label != block.end_label {
+                return Err(format!(
+                    "PEM block {:?} ends as {:?}",
+                    String::from_utf8_lossy(block.label),
+                    String::from_utf8_lossy(block.end_label)
+                ));
             }
-            if block.headers().iter().next().is_some() {
-                return Err("PEM headers in a certificate block".into());
-            }
-            let der = block.into_contents();
-            if der.len() > MAX_DER_LEN {
-                return Err("certificate larger than allowed".into());
-            }
-            Ok(der)
+            let der = decoded(&block)?;
+            Ok((String::from_utf8_lossy(block.label).into_owned(), der))
         })
         .collect()
 }

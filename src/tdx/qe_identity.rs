@@ -91,8 +91,8 @@ impl QeIdentity {
         if qe.mr_signer != self.mrsigner {
             return mismatch(format!(
                 "MRSIGNER {} is not {}",
-                hex::encode(qe.mr_signer),
-                hex::encode(self.mrsigner)
+                crate::encoding::hex(qe.mr_signer),
+                crate::encoding::hex(self.mrsigner)
             ));
         }
         if qe.attributes[0] & SGX_ATTRIBUTE_DEBUG != 0 {
@@ -119,9 +119,9 @@ impl QeIdentity {
         if !masked_equal {
             return mismatch(format!(
                 "ATTRIBUTES {} do not match {} under mask {}",
-                hex::encode(qe.attributes),
-                hex::encode(self.attributes),
-                hex::encode(self.attributes_mask)
+                crate::encoding::hex(qe.attributes),
+                crate::encoding::hex(self.attributes),
+                crate::encoding::hex(self.attributes_mask)
             ));
         }
         let (_, verdict) = self

@@ -187,15 +187,15 @@ impl TcbInfo {
         if pck.fmspc != self.fmspc {
             return Err(TdxError::CollateralMismatch(format!(
                 "PCK FMSPC {} but TCB Info FMSPC {}",
-                hex::encode_upper(pck.fmspc),
-                hex::encode_upper(self.fmspc)
+                crate::encoding::hex_upper(pck.fmspc),
+                crate::encoding::hex_upper(self.fmspc)
             )));
         }
         if pck.pce_id != self.pce_id {
             return Err(TdxError::CollateralMismatch(format!(
                 "PCK PCE-ID {} but TCB Info PCE-ID {}",
-                hex::encode_upper(pck.pce_id),
-                hex::encode_upper(self.pce_id)
+                crate::encoding::hex_upper(pck.pce_id),
+                crate::encoding::hex_upper(self.pce_id)
             )));
         }
         let launch = self.appraise_tee_tcb(pck, &body.tee_tcb_svn)?;
@@ -226,9 +226,9 @@ impl TcbInfo {
         let level = self.levels.iter().find(meets).ok_or_else(|| {
             TdxError::TcbLevelNotFound(format!(
                 "platform SVNs {} / PCESVN {} / TEE_TCB_SVN {} meet no TCB level",
-                hex::encode(pck.tcb_components),
+                crate::encoding::hex(pck.tcb_components),
                 pck.pce_svn,
-                hex::encode(tee_tcb_svn)
+                crate::encoding::hex(tee_tcb_svn)
             ))
         })?;
         let mut verdict = checked_status(&level.verdict, PLATFORM_STATUSES, "TCB level")?;
@@ -275,8 +275,8 @@ impl TcbInfo {
         if body.mr_signer_seam != expected.mrsigner {
             return Err(TdxError::TdxModuleMismatch(format!(
                 "MRSIGNERSEAM {} is not {}",
-                hex::encode(body.mr_signer_seam),
-                hex::encode(expected.mrsigner)
+                crate::encoding::hex(body.mr_signer_seam),
+                crate::encoding::hex(expected.mrsigner)
             )));
         }
         let attributes = body.seam_attributes.iter().zip(&expected.attributes);
@@ -285,9 +285,9 @@ impl TcbInfo {
             if actual & mask != wanted & mask || actual & !mask != 0 {
                 return Err(TdxError::TdxModuleMismatch(format!(
                     "SEAMATTRIBUTES {} do not match {} under mask {}",
-                    hex::encode(body.seam_attributes),
-                    hex::encode(expected.attributes),
-                    hex::encode(expected.attributes_mask)
+                    crate::encoding::hex(body.seam_attributes),
+                    crate::encoding::hex(expected.attributes),
+                    crate::encoding::hex(expected.attributes_mask)
                 )));
             }
         }

@@ -192,7 +192,7 @@ impl TdxVerifier {
         if quote.header.qe_vendor_id != INTEL_QE_VENDOR_ID {
             return Err(TdxError::QeIdentityMismatch(format!(
                 "QE vendor ID {} is not Intel's",
-                hex::encode(quote.header.qe_vendor_id)
+                crate::encoding::hex(quote.header.qe_vendor_id)
             )));
         }
         let verified = self.verified_collateral(collateral, now)?;
@@ -310,7 +310,7 @@ impl TdxVerifier {
         let root: [u8; 32] = Sha256::digest(chain.last().map_or(&[][..], Vec::as_slice)).into();
         if root != self.chains.policy().root_sha256 {
             return Err(chain_error(what)(X509Error::UntrustedRoot {
-                found: hex::encode(root),
+                found: crate::encoding::hex(root),
             }));
         }
         Ok(())

@@ -120,14 +120,14 @@ pub fn verify_quote(
     let computed: [u8; 32] = hasher.finalize().into();
     if attest.pcr_digest != computed {
         return Err(TpmError::PcrDigestMismatch {
-            attested: hex::encode(&attest.pcr_digest),
-            computed: hex::encode(computed),
+            attested: crate::encoding::hex(&attest.pcr_digest),
+            computed: crate::encoding::hex(computed),
         });
     }
     if attest.extra_data != qualified_data {
         return Err(TpmError::QualifiedDataMismatch {
-            attested: hex::encode(&attest.extra_data),
-            expected: hex::encode(qualified_data),
+            attested: crate::encoding::hex(&attest.extra_data),
+            expected: crate::encoding::hex(qualified_data),
         });
     }
 
@@ -144,8 +144,8 @@ pub fn verify_quote(
         if value != pcr.value {
             return Err(TpmError::PcrReplayMismatch {
                 index: pcr.index,
-                replayed: hex::encode(value),
-                quoted: hex::encode(pcr.value),
+                replayed: crate::encoding::hex(value),
+                quoted: crate::encoding::hex(pcr.value),
             });
         }
         replayed.push(pcr.index);

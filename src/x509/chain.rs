@@ -105,7 +105,7 @@ impl ChainVerifier {
         let root_index = chain.len() - 1;
         if hashes[root_index] != self.policy.root_sha256 {
             return Err(X509Error::UntrustedRoot {
-                found: hex::encode(hashes[root_index]),
+                found: crate::encoding::hex(hashes[root_index]),
             });
         }
         let facts = chain

@@ -130,7 +130,7 @@ pub(super) fn check_revocation(cert: &CertFacts, crls: &[&VerifiedCrl]) -> Resul
     if revoked {
         return Err(X509Error::Revoked {
             subject: cert.label.clone(),
-            serial: hex::encode(&cert.serial),
+            serial: crate::encoding::hex(&cert.serial),
         });
     }
     Ok(())

@@ -11,6 +11,7 @@ mod collateral_fetch;
 mod dstack_conformance;
 mod gcp_fixtures;
 mod gcp_verify;
+mod dstack_lite;
 mod governance;
 mod mutation;
 mod nitro_conformance;

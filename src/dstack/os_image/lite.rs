@@ -102,8 +102,8 @@ pub(crate) fn chain_material(
             OsImageCheck::ChecksumFile,
             format!(
                 "sha256(checksum_file) = {} is not os_image_hash {}",
-                hex::encode(checksum_hash),
-                hex::encode(claimed)
+                crate::encoding::hex(checksum_hash),
+                crate::encoding::hex(claimed)
             ),
         ));
     }
@@ -116,8 +116,8 @@ pub(crate) fn chain_material(
             format!(
                 "the checksum file lists {} for {file_name}, the measurement hashes \
                  to {}",
-                hex::encode(listed),
-                hex::encode(measured)
+                crate::encoding::hex(listed),
+                crate::encoding::hex(measured)
             ),
         ));
     }
@@ -144,11 +144,10 @@ fn checksum_entry(checksum_file: &[u8], file_name: &str) -> Result<[u8; 32], Str
         if found.is_some() {
             return Err(format!("the checksum file lists {file_name} twice"));
         }
-        let hash = hex::decode(hash)
-            .ok()
-            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        let mut parsed = [0u8; 32];
+        crate::encoding::decode_hex_to_slice(hash, &mut parsed)
             .ok_or_else(|| format!("the checksum file's {file_name} hash is not 32-byte hex"))?;
-        found = Some(hash);
+        found = Some(parsed);
     }
     found.ok_or_else(|| format!("the checksum file does not list {file_name}"))
 }
@@ -319,7 +318,7 @@ pub(crate) mod tests {
     pub(crate) fn material_config(measurement: Vec<u8>) -> VmConfig {
         let checksum_file = format!(
             "{}  {MEASUREMENT_FILE_NAME}\n",
-            hex::encode(Sha256::digest(&measurement))
+            crate::encoding::hex(Sha256::digest(&measurement))
         )
         .into_bytes();
         VmConfig {
@@ -380,8 +379,8 @@ pub(crate) mod tests {
     #[test]
     fn measurement_hash_failures() {
         let measurement = document_cbor(3, "pre202505", &[]);
-        let digest = hex::encode(Sha256::digest(&measurement));
-        let other = hex::encode([7u8; 32]);
+        let digest = crate::encoding::hex(Sha256::digest(&measurement));
+        let other = crate::encoding::hex([7u8; 32]);
         for checksum_file in [
             format!("{other}  {MEASUREMENT_FILE_NAME}\n"),
             format!("{digest}  other.cbor\n"),

@@ -4,9 +4,9 @@
 //!
 //! The path is chosen only by `vm_config.tdx_attestation_variant`:
 //! - `lite`: the image's `sha256sum.txt` and `measurement.tdx.cbor` travel in vm_config; they are
-//!   chained to os_image_hash (`lite`), and MRTD and RTMR0-2 are recomputed from the document,
-//!   the TD HOB witness, `memory_size` and the three ACPI digests of the event log, then compared
-//!   with the quote. Pure hashing: no download, no QEMU. The ACPI tables themselves are not
+//!   chained to os_image_hash ([`verified_document`]), and MRTD and RTMR0-2 are recomputed from
+//!   the document, the TD HOB witness, `memory_size` and the three ACPI digests of the event log,
+//!   then compared with the quote. Pure hashing: no download, no QEMU. The ACPI tables themselves are not
 //!   checked (only bound through RTMR0), so `acpi_tables_verified` is false.
 //! - `legacy` (the default): dstack downloads the image and measures it with dstack-mr; this crate
 //!   does not, so the hash stays unbound.
@@ -107,8 +107,8 @@ pub fn check_lite(
                 check,
                 detail: format!(
                     "the image predicts {}, the quote has {}",
-                    hex::encode(computed),
-                    hex::encode(quoted)
+                    crate::encoding::hex(computed),
+                    crate::encoding::hex(quoted)
                 ),
             });
         }

@@ -149,6 +149,8 @@ pub(crate) struct TdSpec {
     pub td_attributes: u64,
     pub mr_td: [u8; 48],
     pub mr_service_td: [u8; 48],
+    /// RTMR0..3.
+    pub rtmr: [[u8; 48]; 4],
     pub report_data: [u8; 64],
     pub qe_vendor_id: [u8; 16],
 }
@@ -332,6 +334,7 @@ impl Default for Spec {
                 td_attributes: SEPT_VE_DISABLE,
                 mr_td: [0x7d; 48],
                 mr_service_td: [0; 48],
+                rtmr: [[1; 48], [2; 48], [3; 48], [4; 48]],
                 report_data: [0x42; 64],
                 qe_vendor_id: tee_verifier::tdx::quote::INTEL_QE_VENDOR_ID,
             },
@@ -621,8 +624,8 @@ impl Spec {
         body.extend_from_slice(&0xe7u64.to_le_bytes()); // XFAM
         body.extend_from_slice(&td.mr_td);
         body.extend_from_slice(&[0; 48 * 3]); // MRCONFIGID, MROWNER, MROWNERCONFIG
-        for rtmr in 0u8..4 {
-            body.extend_from_slice(&[rtmr + 1; 48]);
+        for rtmr in &td.rtmr {
+            body.extend_from_slice(rtmr);
         }
         body.extend_from_slice(&td.report_data);
         if td.version == 5 && td.body_type >= 3 {
