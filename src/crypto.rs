@@ -1,8 +1,10 @@
-//! ECDSA verification over NIST P-256/SHA-256 and P-384/SHA-384, the only two algorithms any
-//! attestation we accept uses. The backend is aws-lc-rs by default (4–5× faster here than the
-//! pure-Rust one); `--features rustcrypto` switches to RustCrypto's `p256`/`p384`.
+//! Signature verification for the algorithms the attestations we accept use: ECDSA over NIST
+//! P-256/SHA-256 and P-384/SHA-384 (Nitro, Intel), and RSASSA-PKCS1-v1.5 with SHA-256 (Google's
+//! vTPM PKI and its RSA attestation keys). The backend is aws-lc-rs by default (4–5× faster here
+//! than the pure-Rust one); `--features rustcrypto` switches to RustCrypto's `p256`/`p384`/`rsa`.
 //!
 //! Neither backend enforces low-S: about half of the real Nitro documents carry high-S signatures.
+//! RSA keys are checked here, before either backend sees them, so both accept the same keys.
 
 use crate::error::ErrorKind;
 use thiserror::Error;
@@ -37,21 +39,128 @@ pub enum CryptoError {
     #[error("signature encoding is invalid for {0:?}")]
     InvalidSignatureEncoding(Curve),
     /// The signature is well-formed but does not verify over the message.
-    #[error("ECDSA signature does not verify")]
+    #[error("signature does not verify")]
     BadSignature,
+    /// The RSA public key is outside what both backends accept (size, parity, exponent).
+    #[error("RSA public key is refused: {0}")]
+    InvalidRsaKey(&'static str),
+    /// An RSA signature whose length is not the modulus length.
+    #[error("RSA signature is {len} bytes, the modulus {expected}")]
+    RsaSignatureLength {
+        /// Bytes in the signature.
+        len: usize,
+        /// Bytes in the modulus.
+        expected: usize,
+    },
 }
 
 impl CryptoError {
-    /// The class of the failure: `Malformed` for a bad public key, `Signature` for any signature
-    /// failure.
+    /// The class of the failure: `Malformed` for a bad public key (EC point or RSA key),
+    /// `Signature` for any signature failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            CryptoError::InvalidPublicKey(_) => ErrorKind::Malformed,
-            CryptoError::InvalidSignatureEncoding(_) | CryptoError::BadSignature => {
-                ErrorKind::Signature
+            CryptoError::InvalidPublicKey(_) | CryptoError::InvalidRsaKey(_) => {
+                ErrorKind::Malformed
             }
+            CryptoError::InvalidSignatureEncoding(_)
+            | CryptoError::BadSignature
+            | CryptoError::RsaSignatureLength { .. } => ErrorKind::Signature,
         }
     }
+}
+
+/// Smallest RSA modulus accepted, in bits (Google's AK keys).
+pub(crate) const RSA_MIN_BITS: usize = 2048;
+/// Largest RSA modulus accepted, in bits (Google's EK/AK CA keys).
+pub(crate) const RSA_MAX_BITS: usize = 4096;
+/// Largest RSA public exponent accepted, the bound both backends share.
+const RSA_MAX_EXPONENT: u64 = (1 << 33) - 1;
+
+/// An RSA public key both backends accept: a modulus of 2048 to 4096 bits,
+/// odd, and an odd exponent in 3..2³³, both big-endian without leading zeros.
+// API through `tpm::RsaPublicKey`; a build without `tpm` has it crate-internal.
+#[cfg_attr(not(feature = "tpm"), allow(unreachable_pub))]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RsaPublicKey {
+    modulus: Vec<u8>,
+    exponent: Vec<u8>,
+}
+
+#[cfg_attr(not(feature = "tpm"), allow(unreachable_pub))]
+impl RsaPublicKey {
+    /// Checks and keeps a key given as its big-endian modulus and exponent (DER INTEGER contents:
+    /// a leading sign byte of zero is dropped).
+    pub fn new(modulus: &[u8], exponent: &[u8]) -> Result<RsaPublicKey, CryptoError> {
+        let modulus = strip_leading_zeros(modulus);
+        let exponent = strip_leading_zeros(exponent);
+        let bits = bit_len(modulus);
+        if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
+            return Err(CryptoError::InvalidRsaKey(
+                "modulus size is outside 2048-4096 bits",
+            ));
+        }
+        if modulus.last().is_some_and(|byte| byte & 1 == 0) {
+            return Err(CryptoError::InvalidRsaKey("modulus is even"));
+        }
+        let value = (exponent.len() <= 8).then(|| {
+            exponent
+                .iter()
+                .fold(0u64, |value, byte| (value << 8) | u64::from(*byte))
+        });
+        match value {
+            Some(e) if (3..=RSA_MAX_EXPONENT).contains(&e) && e & 1 == 1 => {}
+            _ => {
+                return Err(CryptoError::InvalidRsaKey(
+                    "exponent is not odd and in 3..2^33",
+                ))
+            }
+        }
+        Ok(RsaPublicKey {
+            modulus: modulus.to_vec(),
+            exponent: exponent.to_vec(),
+        })
+    }
+
+    /// The modulus size in bits.
+    pub fn bits(&self) -> usize {
+        bit_len(&self.modulus)
+    }
+
+    /// The modulus size in bytes: the length of every signature under this key.
+    pub fn modulus_len(&self) -> usize {
+        self.modulus.len()
+    }
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|byte| *byte != 0)
+        .unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// Bits of a big-endian integer without leading zero bytes.
+fn bit_len(bytes: &[u8]) -> usize {
+    bytes.first().map_or(0, |first| {
+        8 * (bytes.len() - 1) + (8 - first.leading_zeros() as usize)
+    })
+}
+
+/// Verifies an RSASSA-PKCS1-v1.5 signature with SHA-256 (hashed here) over `message`. The
+/// signature must be exactly as long as the modulus (RFC 8017 §8.2.2).
+pub(crate) fn verify_rsa_pkcs1_sha256(
+    public_key: &RsaPublicKey,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), CryptoError> {
+    if signature.len() != public_key.modulus_len() {
+        return Err(CryptoError::RsaSignatureLength {
+            len: signature.len(),
+            expected: public_key.modulus_len(),
+        });
+    }
+    backend::verify_rsa_pkcs1_sha256(public_key, message, signature)
 }
 
 /// How the signature bytes are encoded.
@@ -91,7 +200,7 @@ pub(crate) fn sec1_from_xy(xy: &[u8]) -> Vec<u8> {
 
 #[cfg(not(feature = "rustcrypto"))]
 mod backend {
-    use super::{CryptoError, Curve, SignatureEncoding};
+    use super::{CryptoError, Curve, RsaPublicKey, SignatureEncoding};
     use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 
     pub(super) fn verify(
@@ -113,11 +222,24 @@ mod backend {
             .verify(message, sig)
             .map_err(|_| CryptoError::BadSignature)
     }
+
+    pub(super) fn verify_rsa_pkcs1_sha256(
+        key: &RsaPublicKey,
+        message: &[u8],
+        sig: &[u8],
+    ) -> Result<(), CryptoError> {
+        signature::RsaPublicKeyComponents {
+            n: &key.modulus,
+            e: &key.exponent,
+        }
+        .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, sig)
+        .map_err(|_| CryptoError::BadSignature)
+    }
 }
 
 #[cfg(feature = "rustcrypto")]
 mod backend {
-    use super::{CryptoError, Curve, SignatureEncoding};
+    use super::{CryptoError, Curve, RsaPublicKey, SignatureEncoding};
     use p256::ecdsa::signature::Verifier;
 
     macro_rules! verify_with {
@@ -145,6 +267,25 @@ mod backend {
             Curve::P256 => verify_with!(p256, curve, public_key, message, sig, encoding),
             Curve::P384 => verify_with!(p384, curve, public_key, message, sig, encoding),
         }
+    }
+
+    pub(super) fn verify_rsa_pkcs1_sha256(
+        key: &RsaPublicKey,
+        message: &[u8],
+        sig: &[u8],
+    ) -> Result<(), CryptoError> {
+        use rsa::pkcs1v15::{Signature, VerifyingKey};
+        use rsa::BigUint;
+        // The key was checked by RsaPublicKey::new, within the rsa crate's own 4096-bit bound.
+        let key = rsa::RsaPublicKey::new(
+            BigUint::from_bytes_be(&key.modulus),
+            BigUint::from_bytes_be(&key.exponent),
+        )
+        .map_err(|_| CryptoError::InvalidRsaKey("rejected by the rsa crate"))?;
+        let sig = Signature::try_from(sig).map_err(|_| CryptoError::BadSignature)?;
+        VerifyingKey::<sha2::Sha256>::new(key)
+            .verify(message, &sig)
+            .map_err(|_| CryptoError::BadSignature)
     }
 }
 
@@ -192,6 +333,91 @@ mod tests {
 
     fn hex_lit(s: &str) -> Vec<u8> {
         hex::decode(s).unwrap()
+    }
+
+    /// A fresh RSA key (aws-lc-rs signs for both verify backends) and its checked public key.
+    fn rsa_key(size: aws_lc_rs::rsa::KeySize) -> (aws_lc_rs::rsa::KeyPair, RsaPublicKey) {
+        use x509_parser::prelude::FromDer;
+        let pair = aws_lc_rs::rsa::KeyPair::generate(size).unwrap();
+        let pkcs1 = pair.public_key().as_ref().to_vec();
+        let (_, parsed) = x509_parser::public_key::RSAPublicKey::from_der(&pkcs1).unwrap();
+        let public = RsaPublicKey::new(parsed.modulus, parsed.exponent).unwrap();
+        (pair, public)
+    }
+
+    fn rsa_sign(pair: &aws_lc_rs::rsa::KeyPair, msg: &[u8]) -> Vec<u8> {
+        let mut sig = vec![0; pair.public_modulus_len()];
+        pair.sign(
+            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            msg,
+            &mut sig,
+        )
+        .unwrap();
+        sig
+    }
+
+    #[test]
+    fn rsa_2048_and_4096_pkcs1_sha256_verify() {
+        use aws_lc_rs::rsa::KeySize;
+        for (size, bits) in [(KeySize::Rsa2048, 2048), (KeySize::Rsa4096, 4096)] {
+            let (pair, public) = rsa_key(size);
+            assert_eq!(public.bits(), bits);
+            let msg = b"TPMS_ATTEST";
+            let sig = rsa_sign(&pair, msg);
+            verify_rsa_pkcs1_sha256(&public, msg, &sig).unwrap();
+
+            assert_eq!(
+                verify_rsa_pkcs1_sha256(&public, b"TPMS_ATTESt", &sig),
+                Err(CryptoError::BadSignature)
+            );
+            let mut tampered = sig.clone();
+            tampered[7] ^= 1;
+            let err = verify_rsa_pkcs1_sha256(&public, msg, &tampered).unwrap_err();
+            assert_eq!(
+                (err.clone(), err.kind()),
+                (CryptoError::BadSignature, ErrorKind::Signature)
+            );
+            // RFC 8017: a signature shorter or longer than the modulus is refused unread.
+            let mut padded = vec![0];
+            padded.extend_from_slice(&sig);
+            for wrong in [&sig[1..], &padded[..]] {
+                let err = verify_rsa_pkcs1_sha256(&public, msg, wrong).unwrap_err();
+                assert!(matches!(err, CryptoError::RsaSignatureLength { .. }));
+                assert_eq!(err.kind(), ErrorKind::Signature);
+            }
+        }
+    }
+
+    #[test]
+    fn rsa_keys_outside_the_accepted_shape_are_refused() {
+        let (_, public) = rsa_key(aws_lc_rs::rsa::KeySize::Rsa2048);
+        let (n, e) = (public.modulus.clone(), public.exponent.clone());
+        // DER's sign byte is dropped.
+        let mut signed_n = vec![0];
+        signed_n.extend_from_slice(&n);
+        assert_eq!(RsaPublicKey::new(&signed_n, &e).unwrap(), public);
+
+        let mut even = n.clone();
+        *even.last_mut().unwrap() &= 0xfe;
+        let too_long = [0xffu8; 513];
+        let cases: [(&[u8], &[u8]); 8] = [
+            (&n[..127], &e),
+            (&n[1..], &e),
+            (&too_long, &e),
+            (&even, &e),
+            (&n, &[1]),
+            (&n, &[0x01, 0x00, 0x00]),
+            (&n, &[0x02, 0x00, 0x00, 0x00, 0x01]),
+            (&n, &[]),
+        ];
+        for (modulus, exponent) in cases {
+            let err = RsaPublicKey::new(modulus, exponent).unwrap_err();
+            assert!(matches!(err, CryptoError::InvalidRsaKey(_)), "{err}");
+            assert_eq!(err.kind(), ErrorKind::Malformed);
+        }
+        // 2^33 - 1 is the largest exponent either backend takes.
+        RsaPublicKey::new(&n, &[0x01, 0xff, 0xff, 0xff, 0xff]).unwrap();
     }
 
     #[test]

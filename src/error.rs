@@ -19,6 +19,8 @@ use crate::nitro::NitroError;
 use crate::registry::RegistryError;
 #[cfg(feature = "tdx")]
 use crate::tdx::TdxError;
+#[cfg(feature = "tpm")]
+use crate::tpm::TpmError;
 #[cfg(any(feature = "nitro", feature = "tdx"))]
 use crate::x509::X509Error;
 use std::fmt;
@@ -281,6 +283,10 @@ pub enum Error {
     #[error(transparent)]
     #[cfg(feature = "tdx")]
     Tdx(#[from] TdxError),
+    /// A TPM quote or its event log.
+    #[error(transparent)]
+    #[cfg(feature = "tpm")]
+    Tpm(#[from] TpmError),
     /// dstack's evidence layer.
     #[error(transparent)]
     #[cfg(feature = "dstack")]
@@ -320,6 +326,8 @@ impl Error {
             Error::Nitro(error) => error.kind(),
             #[cfg(feature = "tdx")]
             Error::Tdx(error) => error.kind(),
+            #[cfg(feature = "tpm")]
+            Error::Tpm(error) => error.kind(),
             #[cfg(feature = "dstack")]
             Error::Dstack(error) => error.kind(),
             Error::BootInfo(error) => error.kind(),
@@ -406,13 +414,14 @@ mod tests {
     /// The rooms that name their kinds by string produce only names of ours.
     #[test]
     fn every_room_converts_into_one_error_with_its_kind() {
-        let errors: [(Error, ErrorKind); 10] = [
+        let errors: [(Error, ErrorKind); 11] = [
             (
                 EvidenceError::UnknownFormat("empty input").into(),
                 ErrorKind::Malformed,
             ),
             (NitroError::DebugEnclave.into(), ErrorKind::DebugEnclave),
             (TdxError::Revoked.into(), ErrorKind::Revoked),
+            (TpmError::PcrBank(0x0004).into(), ErrorKind::BindingMismatch),
             (DstackError::Unsupported("x").into(), ErrorKind::Unsupported),
             (
                 BootInfoError::TooLong("tcbStatus").into(),

@@ -32,15 +32,16 @@
 //! |---|---|---|
 //! | `nitro` | Nitro COSE_Sign1 documents: chain to the AWS root, PCRs, OS_IMAGE_HASH | — |
 //! | `tdx` | TDX quotes v4/v5: DCAP with collateral, TCB appraisal, TD policy | — |
-//! | `dstack` | dstack's event log, identity and wire formats; the [`evidence`] pipeline | `nitro`, `tdx` |
+//! | `tpm` | TPM 2.0 quotes: TPMS_ATTEST, the AK signature, PCR digest, TCG2 event log replay | — |
+//! | `dstack` | dstack's event log, identity and wire formats; the [`evidence`] pipeline | `nitro`, `tdx`, `tpm` |
 //! | `registry` | the contracts' decision logic and the file view | tokio (sync) |
 //! | `chain` | the view that follows DstackKms/DstackApp (and their timelock) on a chain; the [`governance`] transactions | alloy, `registry`, `nitro` |
 //! | `collateral` | Intel PCS/PCCS collateral and CA certificates/CRLs, fetched, verified, cached | `tdx`, tokio, reqwest |
 //! | `service` | the gRPC service, the KMS webhook drop-in, metrics | tonic, axum |
 //! | `cli` (default) | the `tee-verifier` binary | clap |
-//! | `rustcrypto` | pure-Rust ECDSA (p256/p384) instead of aws-lc-rs | — |
+//! | `rustcrypto` | pure-Rust ECDSA and RSA (p256/p384/rsa) instead of aws-lc-rs | — |
 //!
-//! `nitro`, `tdx` and `dstack` are the verification core: no tokio, no network.
+//! `nitro`, `tdx`, `tpm` and `dstack` are the verification core: no tokio, no network.
 //!
 //! # Example
 //!
@@ -97,7 +98,7 @@ pub(crate) mod cache;
 pub mod cli;
 #[cfg(feature = "collateral")]
 pub mod collateral;
-#[cfg(any(feature = "nitro", feature = "tdx"))]
+#[cfg(any(feature = "nitro", feature = "tdx", feature = "tpm"))]
 pub(crate) mod crypto;
 #[cfg(feature = "dstack")]
 pub mod dstack;
@@ -118,13 +119,15 @@ pub mod registry;
 pub mod service;
 #[cfg(feature = "tdx")]
 pub mod tdx;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 #[cfg(any(feature = "nitro", feature = "tdx"))]
 pub(crate) mod x509;
 
 pub use boot_info::BootInfo;
 #[cfg(any(feature = "nitro", feature = "tdx"))]
 pub use cache::CacheCounts;
-#[cfg(any(feature = "nitro", feature = "tdx"))]
+#[cfg(any(feature = "nitro", feature = "tdx", feature = "tpm"))]
 pub use crypto::CryptoError;
 pub use encoding::{decode_input, DecodeError, InputEncoding};
 pub use error::{Error, ErrorKind};

@@ -3,6 +3,7 @@
 //! one verification, so every command verifies exactly as `verify` does.
 
 use super::collateral::{fetch_for_verify, IntelSourceArgs};
+use super::gcp::GcpArgs;
 use super::{now_or_clock, parse_hex_arg, read_input, HexArg};
 use crate::dstack::OsImagePolicy;
 use crate::encoding::{decode_input, InputEncoding};
@@ -61,6 +62,8 @@ pub(super) struct EvidenceOptions {
         next_help_heading = "Collateral source (without --collateral)"
     )]
     pub fetch: IntelSourceArgs,
+    #[command(flatten, next_help_heading = "Google Cloud (dstack-gcp-tdx)")]
+    pub gcp: GcpArgs,
 }
 
 impl EvidenceOptions {
@@ -111,7 +114,9 @@ impl EvidenceOptions {
                 allow_lite: self.allow_tdx_lite,
             }),
         };
-        match EvidenceVerifier::default().verify(&input, now, &expect) {
+        let (gcp, gcp_bundle) = self.gcp.verifier()?;
+        let verifier = EvidenceVerifier::default().with_gcp(gcp, gcp_bundle);
+        match verifier.verify(&input, now, &expect) {
             // A check the evidence cannot make is a usage error, not a verdict on the evidence.
             Err(error) if error.kind() == ErrorKind::InvalidArgument => anyhow::bail!(error),
             outcome => Ok(outcome.map_err(crate::Error::from)),

@@ -15,6 +15,7 @@ mod check;
 mod collateral;
 mod evidence;
 mod explain;
+mod gcp;
 mod measure;
 mod output;
 mod pending;

@@ -80,6 +80,13 @@ pub(super) fn print_report(report: &crate::evidence::Report) {
             add(name, Some(value.clone()));
         }
     }
+    if let Some(gcp) = &report.gcp {
+        for (index, value) in &gcp.tpm.pcrs {
+            add(&format!("tpm_pcr{index}"), Some(value.clone()));
+        }
+        add("ak_subject", Some(gcp.tpm.ak_subject.clone()));
+        add("ak_signature", Some(gcp.tpm.signature_algorithm.clone()));
+    }
     if let Some(dstack) = &report.dstack {
         add("app_id", Some(dstack.app_id.clone()));
         add("compose_hash", Some(dstack.compose_hash.clone()));

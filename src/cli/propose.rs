@@ -348,6 +348,7 @@ fn evidence_calls(
             allow_debug: false,
             // Collateral comes with --collateral: a proposal is drafted offline.
             fetch: Default::default(),
+            gcp: Default::default(),
         };
         let verified = match options.verify(file, options.now())? {
             Ok(verified) => verified,

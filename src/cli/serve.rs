@@ -8,6 +8,7 @@
 //! flag's `--kms-contract`).
 
 use super::collateral::{resolve_serve, CollateralFileKeys, ServeCollateralArgs};
+use super::gcp::GcpArgs;
 use super::parse_duration;
 use super::source::{parse_confirmations, registry_source, Confirmations, RegistryArgs};
 use crate::service::config::{Config, ConnectionLimits, Limits, LogFormat, TrustRoots};
@@ -54,6 +55,9 @@ pub(super) struct ServeArgs {
     /// built-in Intel SGX Root CA.
     #[arg(long, env = "TEE_VERIFIER_INTEL_ROOT", value_name = "FILE")]
     pub intel_root: Option<PathBuf>,
+
+    #[command(flatten, next_help_heading = "Google Cloud (dstack-gcp-tdx)")]
+    pub gcp: GcpArgs,
 
     /// Log lines as text or as JSON objects (to stderr) [default: text].
     #[arg(
@@ -228,6 +232,9 @@ struct FileConfig {
     log_filter: Option<String>,
     nitro_root: Option<PathBuf>,
     intel_root: Option<PathBuf>,
+    gcp_root: Option<PathBuf>,
+    gcp_ca_bundle: Option<PathBuf>,
+    gcp_require_crl: Option<bool>,
     dangerous_fixed_now: Option<u64>,
     pccs_url: Option<String>,
     #[serde(default)]
@@ -468,9 +475,19 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
             })
             .transpose()
     };
+    let gcp = GcpArgs {
+        gcp_root: args.gcp.gcp_root.or(file.gcp_root.clone().map(from_file)),
+        gcp_ca_bundle: args
+            .gcp
+            .gcp_ca_bundle
+            .or(file.gcp_ca_bundle.clone().map(from_file)),
+        gcp_require_crl: args.gcp.gcp_require_crl || file.gcp_require_crl.unwrap_or(false),
+    };
     let trust_roots = TrustRoots {
         nitro_der: root(args.nitro_root, file.nitro_root.clone(), "--nitro-root")?,
         intel_der: root(args.intel_root, file.intel_root.clone(), "--intel-root")?,
+        gcp_der: gcp.root_der()?,
+        gcp_ca: gcp.bundle()?,
     };
 
     let (collateral_fetch, ca_fetch_allow) = resolve_serve(
@@ -532,7 +549,7 @@ const MAX_ROOT_FILE_BYTES: u64 = 64 * 1024;
 
 /// A root certificate from a PEM or DER file, as DER; it must parse as an X.509 certificate, so a
 /// wrong file fails at start rather than rejecting every attestation.
-fn read_root_certificate(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(super) fn read_root_certificate(path: &Path) -> anyhow::Result<Vec<u8>> {
     use std::io::Read as _;
     let mut bytes = Vec::new();
     std::fs::File::open(path)?

@@ -17,14 +17,16 @@ use std::process::ExitCode;
 /// FILE may be an AWS Nitro NSM document (raw CBOR, base64 or hex), a raw TDX quote (with
 /// --event-log for dstack's app identity), a dstack quote report JSON {quote, event_log,
 /// report_data, vm_config}, a dstack VersionedAttestation (V0 SCALE, V1 msgpack, or
-/// {"attestation": hex}), or a dstack RA-TLS certificate (PEM or DER), whose attestation must
-/// bind its key. TDX needs Intel collateral (QuoteCollateralV3 JSON): via --collateral, or
-/// fetched from an Intel PCS or PCCS with --pccs-url (and verified exactly as a --collateral
-/// file is).
+/// {"attestation": hex}; TDX, Nitro or GCP TDX), or a dstack RA-TLS certificate (PEM or DER),
+/// whose attestation must bind its key. TDX (GCP's included) needs Intel collateral
+/// (QuoteCollateralV3 JSON): via --collateral, or fetched from an Intel PCS or PCCS with
+/// --pccs-url (and verified exactly as a --collateral file is); GCP needs Google's intermediate
+/// (and any CRLs) via --gcp-ca-bundle, since its evidence carries only the AK certificate.
 ///
 /// A TDX os_image_hash is bound to the hardware for TDX-lite images (vm_config's measurement
 /// recomputed into MRTD and RTMR0-2; --allow-tdx-lite false turns that off) and is otherwise the
-/// host's claim, which authorization refuses unless --accept-os-image-claim.
+/// host's claim, which authorization refuses unless --accept-os-image-claim. A GCP os_image_hash
+/// is bound by the vTPM quote when vm_config carries gcp_measurement.
 ///
 /// Examples:
 ///   tee-verifier verify doc.cbor
@@ -33,6 +35,7 @@ use std::process::ExitCode;
 ///   tee-verifier verify --collateral collateral.json --app-compose app-compose.json report.json
 ///   tee-verifier verify --pccs-url https://api.trustedservices.intel.com quote.bin
 ///   tee-verifier verify --collateral collateral.json ratls-client.pem
+///   tee-verifier verify --collateral collateral.json --gcp-ca-bundle google-ca.pem gcp.bin
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 pub(super) struct VerifyArgs {
@@ -149,6 +152,10 @@ fn reject(json: bool, kind: &str, message: &str) {
 }
 
 fn print_summary(report: &Report, now: u64) {
-    say!("VERIFIED {:?} attestation at {now}", report.platform);
+    let platform = serde_json::to_value(report.platform).unwrap_or_default();
+    say!(
+        "VERIFIED {} attestation at {now}",
+        platform.as_str().unwrap_or("?")
+    );
     output::print_report(report);
 }

@@ -30,6 +30,8 @@ pub enum TeeVariant {
     DstackTdx,
     /// `"dstack-nitro-enclave"`.
     DstackNitroEnclave,
+    /// `"dstack-gcp-tdx"`: TDX on Google Cloud, with the vTPM quote.
+    DstackGcpTdx,
 }
 
 impl TeeVariant {
@@ -38,6 +40,7 @@ impl TeeVariant {
         match self {
             TeeVariant::DstackTdx => "dstack-tdx",
             TeeVariant::DstackNitroEnclave => "dstack-nitro-enclave",
+            TeeVariant::DstackGcpTdx => "dstack-gcp-tdx",
         }
     }
 }

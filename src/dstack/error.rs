@@ -27,6 +27,10 @@ pub enum OsImageCheck {
     Mrtd,
     /// The computed RTMRn (0-2) differs from the quote's.
     Rtmr(u8),
+    /// GCP: the quoted PCR0 is not Google's TDX firmware.
+    Pcr0,
+    /// GCP: PCR2's third event (the UKI's Authenticode digest) is not the document's `uki_auth`.
+    UkiAuth,
 }
 
 impl fmt::Display for OsImageCheck {
@@ -40,6 +44,8 @@ impl fmt::Display for OsImageCheck {
             OsImageCheck::MemorySize => f.write_str("memory size"),
             OsImageCheck::Mrtd => f.write_str("MRTD"),
             OsImageCheck::Rtmr(index) => write!(f, "RTMR{index}"),
+            OsImageCheck::Pcr0 => f.write_str("PCR0"),
+            OsImageCheck::UkiAuth => f.write_str("UKI digest"),
         }
     }
 }

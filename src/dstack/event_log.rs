@@ -148,6 +148,9 @@ pub struct Event {
     pub payload: Vec<u8>,
     /// Given for boot events, recomputed for runtime events.
     pub digest: Rtmr,
+    /// The digest version of a runtime event (`None` for a boot event); GCP's PCR14 replays
+    /// the same events with SHA-256.
+    pub version: Option<RuntimeEventVersion>,
 }
 
 impl Event {
@@ -161,9 +164,11 @@ impl Event {
         if raw.name.len() > MAX_EVENT_NAME_LEN {
             return Err(invalid("event name is too long"));
         }
+        let mut runtime_version = None;
         let digest = if raw.event_type == RUNTIME_EVENT_TYPE {
             let version = RuntimeEventVersion::from_field(raw.version)
                 .ok_or(invalid("runtime event version is not 1 or 2"))?;
+            runtime_version = Some(version);
             let digest = runtime_event_digest(version, &raw.name, &raw.payload);
             match (version, &raw.preimage) {
                 (RuntimeEventVersion::V1, Some(_)) => {
@@ -205,6 +210,7 @@ impl Event {
             name: raw.name,
             payload: raw.payload,
             digest,
+            version: runtime_version,
         })
     }
 }

@@ -10,6 +10,7 @@
 use super::event_log::{
     EventLog, RawEvent, RuntimeEvent, MAX_EVENTS, MAX_EVENT_NAME_LEN, RUNTIME_IMR,
 };
+use super::gcp_evidence::{gcp_tpm_quote, read_scale_tpm_quote, GcpEvidence};
 use super::measurements::REPORT_DATA_LEN;
 use super::scale::ScaleReader;
 use super::vm_config::VmConfig;
@@ -55,6 +56,8 @@ pub enum Evidence {
     Tdx(TdxEvidence),
     /// A Nitro attestation document with dstack's runtime events.
     Nitro(NitroEvidence),
+    /// A TDX quote with its event log and a vTPM quote bound to it (dstack on Google Cloud).
+    GcpTdx(GcpEvidence),
 }
 
 #[derive(Deserialize)]
@@ -144,7 +147,18 @@ impl Evidence {
             2 => Platform::Nitro {
                 document: reader.bytes()?,
             },
-            1 => return Err(DstackError::Unsupported("dstack GCP TDX attestation")),
+            1 => {
+                let quote = reader.bytes()?;
+                let count = reader.count(MAX_EVENTS)?;
+                let events = (0..count)
+                    .map(|_| read_tdx_event(&mut reader))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Platform::GcpTdx {
+                    quote,
+                    events,
+                    tpm_quote: read_scale_tpm_quote(&mut reader)?,
+                }
+            }
             3 => return Err(DstackError::Unsupported("dstack AMD SEV-SNP attestation")),
             4 => return Err(DstackError::Unsupported("dstack AWS NitroTPM attestation")),
             _ => {
@@ -172,7 +186,38 @@ impl Evidence {
             Platform::Nitro { document } => {
                 Evidence::nitro(document, runtime_events, report_data, &config)
             }
+            Platform::GcpTdx {
+                quote,
+                events,
+                tpm_quote,
+            } => Evidence::gcp_tdx(
+                quote,
+                events,
+                runtime_events.into_iter().map(RawEvent::from).collect(),
+                report_data,
+                &config,
+                tpm_quote,
+            ),
         }
+    }
+
+    /// GCP TDX evidence from a VersionedAttestation's parts (V0 and V1 alike): the TDX evidence
+    /// as [`Evidence::tdx`] reads it, and the vTPM quote.
+    pub(super) fn gcp_tdx(
+        quote: Vec<u8>,
+        events: Vec<RawEvent>,
+        runtime: Vec<RawEvent>,
+        report_data: [u8; REPORT_DATA_LEN],
+        config: &str,
+        tpm_quote: super::v1::TpmQuote,
+    ) -> Result<Evidence, DstackError> {
+        let tdx = TdxEvidence::from_parts(quote, events, runtime, report_data, config)?;
+        let (tpm_quote, ak_cert) = gcp_tpm_quote(tpm_quote)?;
+        Ok(Evidence::GcpTdx(GcpEvidence {
+            tdx,
+            tpm_quote,
+            ak_cert,
+        }))
     }
 
     /// TDX evidence from a VersionedAttestation's parts (V0 and V1 alike); `runtime` are the
@@ -184,12 +229,7 @@ impl Evidence {
         report_data: [u8; REPORT_DATA_LEN],
         config: &str,
     ) -> Result<Evidence, DstackError> {
-        Ok(Evidence::Tdx(TdxEvidence {
-            quote,
-            event_log: EventLog::from_raw(with_runtime_events(events, runtime)?)?,
-            report_data: Some(report_data),
-            vm_config: VmConfig::from_json(config)?,
-        }))
+        TdxEvidence::from_parts(quote, events, runtime, report_data, config).map(Evidence::Tdx)
     }
 
     /// Nitro evidence from a VersionedAttestation's parts (V0 and V1 alike).
@@ -208,10 +248,33 @@ impl Evidence {
     }
 }
 
+impl TdxEvidence {
+    /// TDX evidence from a VersionedAttestation's parts (V0 and V1, TDX and GCP alike).
+    fn from_parts(
+        quote: Vec<u8>,
+        events: Vec<RawEvent>,
+        runtime: Vec<RawEvent>,
+        report_data: [u8; REPORT_DATA_LEN],
+        config: &str,
+    ) -> Result<TdxEvidence, DstackError> {
+        Ok(TdxEvidence {
+            quote,
+            event_log: EventLog::from_raw(with_runtime_events(events, runtime)?)?,
+            report_data: Some(report_data),
+            vm_config: VmConfig::from_json(config)?,
+        })
+    }
+}
+
 enum Platform {
     Tdx {
         quote: Vec<u8>,
         events: Vec<RawEvent>,
+    },
+    GcpTdx {
+        quote: Vec<u8>,
+        events: Vec<RawEvent>,
+        tpm_quote: super::v1::TpmQuote,
     },
     Nitro {
         document: Vec<u8>,
@@ -462,8 +525,7 @@ mod tests {
     #[test]
     fn other_platforms_and_formats() {
         for (variant, what) in [
-            (1u8, "dstack GCP TDX attestation"),
-            (3, "dstack AMD SEV-SNP attestation"),
+            (3u8, "dstack AMD SEV-SNP attestation"),
             (4, "dstack AWS NitroTPM attestation"),
         ] {
             let err = Evidence::parse(&[0, variant, 0]).unwrap_err();
@@ -472,6 +534,9 @@ mod tests {
                 (DstackError::Unsupported(what), "unsupported")
             );
         }
+        // GCP (1) is read: a truncated one is malformed.
+        let err = Evidence::parse(&[0, 1, 0]).unwrap_err();
+        assert_eq!(err.kind().as_str(), "malformed", "{err}");
         // A msgpack map is read as V1, whatever follows.
         for map in [
             &b"\x83\xa7version\x01"[..],

@@ -13,6 +13,9 @@ mod boot;
 mod error;
 mod event_log;
 mod evidence;
+pub mod gcp;
+pub mod gcp_ak;
+mod gcp_evidence;
 mod measurements;
 pub mod os_image;
 pub mod ratls;
@@ -20,9 +23,9 @@ mod scale;
 pub mod v1;
 mod vm_config;
 
+// Where the real samples are: the TPM room's module (dstack implies tpm; one file, one module).
 #[cfg(test)]
-#[path = "../../tests/it/support/samples.rs"]
-pub(crate) mod samples;
+pub(crate) use crate::tpm::samples;
 #[cfg(test)]
 pub(crate) mod test_support;
 
@@ -38,6 +41,7 @@ pub use event_log::{
     MAX_EVENT_NAME_LEN, RUNTIME_EVENT_TYPE, RUNTIME_IMR,
 };
 pub use evidence::{Evidence, NitroEvidence, TdxEvidence, MAX_EVIDENCE_LEN};
+pub use gcp_evidence::{GcpEvidence, MAX_PCR_VALUES};
 pub use measurements::{
     check_report_data, content_report_data, mr_aggregated, mr_system, tdx_device_id, NitroEnclave,
     TdRegisters, REPORT_DATA_LEN,

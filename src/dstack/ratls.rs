@@ -95,6 +95,7 @@ pub fn from_certificate(bytes: &[u8]) -> Result<RaTlsEvidence, DstackError> {
     let declared = match &evidence {
         Evidence::Tdx(tdx) => tdx.report_data,
         Evidence::Nitro(nitro) => Some(nitro.report_data),
+        Evidence::GcpTdx(gcp) => gcp.tdx.report_data,
     };
     if declared != Some(expected) {
         return Err(DstackError::CertificateKeyMismatch {

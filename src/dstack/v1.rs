@@ -12,8 +12,8 @@
 //!   integers or a string;
 //! - `version` must be exactly 1, the input at most 10 MiB, and nothing may follow the map.
 //!
-//! Platforms: `tdx` and `nitro-enclave` become the same [`Evidence`] as their V0 forms; `gcp-tdx`
-//! is decoded ([`GcpTdxEvidence`]) but not yet verifiable; `sev-snp`, `aws-nitro-tpm` and unknown
+//! Platforms: `tdx`, `gcp-tdx` and `nitro-enclave` become the same [`Evidence`] as their V0
+//! forms; `sev-snp`, `aws-nitro-tpm` and unknown
 //! kinds are `unsupported`, named. Stacks: `dstack`, and `dstack-pod`, whose report_data must be
 //! `sha512("app-data:" ‖ report_data_payload)`.
 
@@ -192,9 +192,14 @@ impl AttestationV1 {
                 report_data,
                 &config,
             ),
-            PlatformEvidence::GcpTdx(_) => {
-                Err(DstackError::UnsupportedPlatform("gcp-tdx".to_owned()))
-            }
+            PlatformEvidence::GcpTdx(gcp) => Evidence::gcp_tdx(
+                gcp.quote,
+                gcp.event_log,
+                runtime_events,
+                report_data,
+                &config,
+                gcp.tpm_quote,
+            ),
         }
     }
 }

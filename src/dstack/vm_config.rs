@@ -81,6 +81,8 @@ pub struct VmConfig {
     pub tdx_attestation_variant: TdxAttestationVariant,
     /// The lite measurement material, when the host supplies it.
     pub tdx_measurement: Option<TdxMeasurementMaterial>,
+    /// GCP's measurement material (`sha256sum.txt` and `measurement.gcp.cbor`, the same shape).
+    pub gcp_measurement: Option<TdxMeasurementMaterial>,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +107,8 @@ struct VmConfigJson {
     tdx_attestation_variant: TdxAttestationVariant,
     #[serde(default)]
     tdx_measurement: Option<MaterialJson>,
+    #[serde(default)]
+    gcp_measurement: Option<MaterialJson>,
 }
 
 impl VmConfig {
@@ -134,21 +138,30 @@ impl VmConfig {
                 },
             )?),
         };
-        let tdx_measurement = json
-            .tdx_measurement
-            .map(|material| {
-                Ok::<_, DstackError>(TdxMeasurementMaterial {
-                    checksum_file: base64_field(
-                        "vm_config tdx_measurement.checksum_file",
-                        &material.checksum_file,
-                    )?,
-                    measurement: base64_field(
-                        "vm_config tdx_measurement.measurement",
-                        &material.measurement,
-                    )?,
+        let material = |material: Option<MaterialJson>, fields: [&'static str; 2]| {
+            material
+                .map(|material| {
+                    Ok::<_, DstackError>(TdxMeasurementMaterial {
+                        checksum_file: base64_field(fields[0], &material.checksum_file)?,
+                        measurement: base64_field(fields[1], &material.measurement)?,
+                    })
                 })
-            })
-            .transpose()?;
+                .transpose()
+        };
+        let tdx_measurement = material(
+            json.tdx_measurement,
+            [
+                "vm_config tdx_measurement.checksum_file",
+                "vm_config tdx_measurement.measurement",
+            ],
+        )?;
+        let gcp_measurement = material(
+            json.gcp_measurement,
+            [
+                "vm_config gcp_measurement.checksum_file",
+                "vm_config gcp_measurement.measurement",
+            ],
+        )?;
         Ok(Some(VmConfig {
             os_image_hash,
             memory_size: json.memory_size,
@@ -157,6 +170,7 @@ impl VmConfig {
             ovmf_variant: json.ovmf_variant,
             tdx_attestation_variant: json.tdx_attestation_variant,
             tdx_measurement,
+            gcp_measurement,
         }))
     }
 

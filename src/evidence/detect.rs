@@ -51,6 +51,7 @@ impl<'a> Detected<'a> {
 pub(super) enum Parsed<'a> {
     Nitro(&'a [u8]),
     DstackNitro(dstack::NitroEvidence),
+    DstackGcp(Box<dstack::GcpEvidence>),
     Tdx {
         quote: Vec<u8>,
         /// Absent for a bare quote given without an event log.
@@ -102,6 +103,10 @@ impl<'a> Parsed<'a> {
                     dstack: Some(tdx),
                 }
             }
+            dstack::Evidence::GcpTdx(mut gcp) => {
+                gcp.tdx.vm_config = requested_vm_config(input, gcp.tdx.vm_config.take())?;
+                Parsed::DstackGcp(Box::new(gcp))
+            }
         })
     }
 
@@ -109,6 +114,7 @@ impl<'a> Parsed<'a> {
         match self {
             Parsed::Nitro(_) => "a Nitro document",
             Parsed::DstackNitro(_) => "a dstack Nitro attestation",
+            Parsed::DstackGcp(_) => "a dstack GCP TDX attestation",
             Parsed::Tdx { dstack: None, .. } => "a TDX quote without an event log",
             Parsed::Tdx {
                 dstack: Some(_), ..

@@ -17,12 +17,14 @@ mod verified;
 mod verify;
 
 pub use detect::EvidenceInput;
-pub use report::{DstackClaims, NitroClaims, Report, TdxClaims};
+pub use report::{DstackClaims, GcpClaims, NitroClaims, Report, TdxClaims, TpmClaims};
 pub use verified::{
-    AttestedDstack, AttestedNitro, AttestedTdx, Platform, Preview, Unauthorizable, Verified,
+    AttestedDstack, AttestedNitro, AttestedTdx, AttestedTpm, Platform, Preview, Unauthorizable,
+    Verified,
 };
 pub use verify::{preview, tdx_quote, EvidenceVerifier, Expectations};
 
+use crate::dstack::gcp::GcpError;
 use crate::dstack::DstackError;
 use crate::error::ErrorKind;
 use crate::nitro::NitroError;
@@ -58,6 +60,9 @@ pub enum EvidenceError {
     /// dstack's layer (wire format, event log, app info, measurements, bindings) was rejected.
     #[error(transparent)]
     Dstack(#[from] DstackError),
+    /// The GCP layer (AK chain, vTPM quote, PCR14, OS image) was rejected.
+    #[error(transparent)]
+    Gcp(#[from] GcpError),
 }
 
 impl EvidenceError {
@@ -70,6 +75,7 @@ impl EvidenceError {
             EvidenceError::Nitro(e) => e.kind(),
             EvidenceError::Tdx(e) => e.kind(),
             EvidenceError::Dstack(e) => e.kind(),
+            EvidenceError::Gcp(e) => e.kind(),
         }
     }
 }

@@ -3,7 +3,9 @@
 //! from it too). Hex values are `0x`-prefixed lowercase; absent values serialize as null; a
 //! section not applicable to the platform is left out. Field names and order are a stable format.
 
-use super::verified::{Attestation, AttestedDstack, AttestedNitro, Platform, Verified};
+use super::verified::{
+    Attestation, AttestedDstack, AttestedNitro, AttestedTdx, AttestedTpm, Platform, Verified,
+};
 use crate::boot_info::BootInfoJson;
 use crate::dstack::{OsImagePreview, RegisterSources, TdImageRegisters};
 use crate::encoding::to_0x_hex;
@@ -29,6 +31,9 @@ pub struct Report {
     /// TDX fields; absent for Nitro.
     #[serde(flatten)]
     pub tdx: Option<TdxClaims>,
+    /// GCP fields (the vTPM quote); absent for other platforms.
+    #[serde(flatten)]
+    pub gcp: Option<GcpClaims>,
     /// dstack fields; absent for evidence that is not dstack's.
     #[serde(flatten)]
     pub dstack: Option<DstackClaims>,
@@ -85,6 +90,25 @@ impl From<&OsImagePreview> for OsImageClaims {
             error,
         }
     }
+}
+
+/// What a GCP attestation adds to the TDX fields (its bound image shows as the dstack section's
+/// `os_image_variant: "gcp"`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GcpClaims {
+    /// The vTPM quote.
+    pub tpm: TpmClaims,
+}
+
+/// The vTPM quote of a GCP attestation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TpmClaims {
+    /// PCR index → SHA-256 value (hex).
+    pub pcrs: BTreeMap<u32, String>,
+    /// The AK certificate's subject (zone, project, instance id).
+    pub ak_subject: String,
+    /// `rsassa-pkcs1v15-sha256` or `ecdsa-p256-sha256`.
+    pub signature_algorithm: String,
 }
 
 /// The fields of a Nitro attestation document.
@@ -165,17 +189,14 @@ pub struct DstackClaims {
 impl Verified {
     /// The report of this verification (`"verified":true`).
     pub fn report(&self) -> Report {
-        let (platform, nitro, tdx) = match &self.attestation {
-            Attestation::Nitro(nitro) => (Platform::Nitro, Some(nitro_claims(nitro)), None),
-            Attestation::Tdx(tdx) => (
-                Platform::Tdx,
+        let (platform, nitro, tdx, gcp) = match &self.attestation {
+            Attestation::Nitro(nitro) => (Platform::Nitro, Some(nitro_claims(nitro)), None, None),
+            Attestation::Tdx(tdx) => (Platform::Tdx, None, Some(tdx_claims(tdx)), None),
+            Attestation::GcpTdx(tdx, tpm) => (
+                Platform::GcpTdx,
                 None,
-                Some(TdxClaims {
-                    tcb_status: Some(tdx.tcb_status.as_str().to_owned()),
-                    advisory_ids: tdx.advisory_ids.clone(),
-                    ppid: Some(to_0x_hex(&tdx.ppid)),
-                    ..tdx_registers(tdx.quote_version, &tdx.mr_td, &tdx.rtmrs)
-                }),
+                Some(tdx_claims(tdx)),
+                Some(gcp_claims(tpm)),
             ),
         };
         Report {
@@ -185,7 +206,15 @@ impl Verified {
             report_data: self.report_data.map(|data| to_0x_hex(&data)),
             nitro,
             tdx,
-            dstack: self.dstack.as_ref().map(dstack_claims),
+            gcp,
+            dstack: self.dstack.as_ref().map(|dstack| {
+                let mut claims = dstack_claims(dstack);
+                // GCP binds its image through the vTPM quote: "gcp", or null when unbound.
+                if let Attestation::GcpTdx(_, tpm) = &self.attestation {
+                    claims.os_image_variant = tpm.os_image_variant.map(str::to_owned);
+                }
+                claims
+            }),
             ratls_public_key: self.certificate_key.as_deref().map(to_0x_hex),
             os_image: None,
         }
@@ -196,6 +225,29 @@ impl Verified {
 impl Serialize for Verified {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.report().serialize(serializer)
+    }
+}
+
+fn tdx_claims(tdx: &AttestedTdx) -> TdxClaims {
+    TdxClaims {
+        tcb_status: Some(tdx.tcb_status.as_str().to_owned()),
+        advisory_ids: tdx.advisory_ids.clone(),
+        ppid: Some(to_0x_hex(&tdx.ppid)),
+        ..tdx_registers(tdx.quote_version, &tdx.mr_td, &tdx.rtmrs)
+    }
+}
+
+fn gcp_claims(tpm: &AttestedTpm) -> GcpClaims {
+    GcpClaims {
+        tpm: TpmClaims {
+            pcrs: tpm
+                .pcrs
+                .iter()
+                .map(|(index, value)| (*index, to_0x_hex(value)))
+                .collect(),
+            ak_subject: tpm.ak_subject.clone(),
+            signature_algorithm: tpm.signature_algorithm.to_owned(),
+        },
     }
 }
 

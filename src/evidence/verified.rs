@@ -20,6 +20,9 @@ pub enum Platform {
     Nitro,
     /// Intel TDX (`"tdx"`).
     Tdx,
+    /// Intel TDX on Google Cloud with the vTPM quote bound to it (`"gcp-tdx"`).
+    #[serde(rename = "gcp-tdx")]
+    GcpTdx,
 }
 
 /// Evidence whose signatures, certificate chains, validity at `now`, collateral, platform policy,
@@ -42,6 +45,7 @@ pub struct Verified {
 pub(super) enum Attestation {
     Nitro(AttestedNitro),
     Tdx(AttestedTdx),
+    GcpTdx(AttestedTdx, AttestedTpm),
 }
 
 impl Verified {
@@ -50,6 +54,7 @@ impl Verified {
         match self.attestation {
             Attestation::Nitro(_) => Platform::Nitro,
             Attestation::Tdx(_) => Platform::Tdx,
+            Attestation::GcpTdx(..) => Platform::GcpTdx,
         }
     }
 
@@ -69,15 +74,23 @@ impl Verified {
     pub fn nitro(&self) -> Option<&AttestedNitro> {
         match &self.attestation {
             Attestation::Nitro(nitro) => Some(nitro),
-            Attestation::Tdx(_) => None,
+            Attestation::Tdx(_) | Attestation::GcpTdx(..) => None,
         }
     }
 
-    /// The registers and TCB verdict of the TDX quote.
+    /// The registers and TCB verdict of the TDX quote (GCP's included).
     pub fn tdx(&self) -> Option<&AttestedTdx> {
         match &self.attestation {
-            Attestation::Tdx(tdx) => Some(tdx),
+            Attestation::Tdx(tdx) | Attestation::GcpTdx(tdx, _) => Some(tdx),
             Attestation::Nitro(_) => None,
+        }
+    }
+
+    /// The verified vTPM quote of a GCP attestation.
+    pub fn tpm(&self) -> Option<&AttestedTpm> {
+        match &self.attestation {
+            Attestation::GcpTdx(_, tpm) => Some(tpm),
+            Attestation::Nitro(_) | Attestation::Tdx(_) => None,
         }
     }
 
@@ -176,6 +189,21 @@ pub struct AttestedTdx {
     pub mr_td: [u8; 48],
     /// RTMR0..3 as the quote reports them.
     pub rtmrs: [[u8; 48]; 4],
+}
+
+/// The vTPM quote of a GCP attestation, verified under an AK chained to Google's root.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttestedTpm {
+    /// The quoted SHA-256 PCRs (0, 2 and 14 on GCP).
+    pub pcrs: BTreeMap<u32, [u8; 32]>,
+    /// The AK certificate's subject (zone, project, instance id).
+    pub ak_subject: String,
+    /// The AK's signature scheme (`rsassa-pkcs1v15-sha256` or `ecdsa-p256-sha256`).
+    pub signature_algorithm: &'static str,
+    /// `"gcp"` when PCR0, `gcp_measurement` and PCR2's UKI event bound the OS image; `None` when
+    /// it stays the host's claim.
+    pub os_image_variant: Option<&'static str>,
 }
 
 /// dstack's view of the workload: its app identity and the boot info its KMS sends on chain

@@ -3,10 +3,17 @@
 //! [`preview`] that reads the same formats without verifying them.
 
 use super::detect::{Detected, EvidenceInput, Parsed};
-use super::report::{dstack_claims, nitro_claims, tdx_registers, OsImageClaims, Report, TdxClaims};
-use super::verified::{Attestation, AttestedDstack, AttestedTdx, Platform, Preview, Verified};
+use super::report::{
+    dstack_claims, nitro_claims, tdx_registers, GcpClaims, OsImageClaims, Report, TdxClaims,
+    TpmClaims,
+};
+use super::verified::{
+    Attestation, AttestedDstack, AttestedTdx, AttestedTpm, Platform, Preview, Verified,
+};
 use super::EvidenceError;
 use crate::cache::CacheCounts;
+use crate::dstack::gcp::{self, GcpError};
+use crate::dstack::gcp_ak::{GcpAkVerifier, GcpCaBundle};
 use crate::dstack::os_image::preview_tdx_os_image;
 use crate::dstack::{
     self, nitro_identity, tdx_identity, tdx_identity_with_policy, DstackError, DstackIdentity,
@@ -14,7 +21,9 @@ use crate::dstack::{
 };
 use crate::encoding::to_0x_hex;
 use crate::nitro::{self, NitroVerifier};
-use crate::tdx::{Collateral, PckInfo, Quote, TdxError, TdxPolicy, TdxVerifier};
+use crate::tdx::{Collateral, PckInfo, Quote, TdxError, TdxPolicy, TdxVerifier, VerifiedQuote};
+use crate::tpm;
+use std::sync::Arc;
 
 /// Everything a caller may expect of the evidence besides its signatures.
 #[derive(Clone, Debug, Default)]
@@ -44,11 +53,14 @@ pub struct Expectations {
 pub struct EvidenceVerifier {
     nitro: NitroVerifier,
     tdx: TdxVerifier,
+    gcp: GcpAkVerifier,
+    gcp_ca: Arc<GcpCaBundle>,
     os_image: OsImagePolicy,
 }
 
 impl Default for EvidenceVerifier {
-    /// Pinned to the built-in AWS Nitro Enclaves Root G1 and Intel SGX Root CA.
+    /// Pinned to the built-in AWS Nitro Enclaves Root G1, Intel SGX Root CA and Google EK/AK CA
+    /// Root (with no GCP intermediates: see [`Self::with_gcp`]).
     fn default() -> Self {
         EvidenceVerifier::new(NitroVerifier::new(), TdxVerifier::new())
     }
@@ -56,13 +68,24 @@ impl Default for EvidenceVerifier {
 
 impl EvidenceVerifier {
     /// Verifiers with the given trust roots (e.g. pinned by the service's `--nitro-root` and
-    /// `--intel-root`); `default()` pins the built-in ones.
+    /// `--intel-root`); `default()` pins the built-in ones. GCP is pinned to Google's root with
+    /// an empty CA bundle until [`Self::with_gcp`].
     pub fn new(nitro: NitroVerifier, tdx: TdxVerifier) -> Self {
         EvidenceVerifier {
             nitro,
             tdx,
+            gcp: GcpAkVerifier::new(),
+            gcp_ca: Arc::new(GcpCaBundle::default()),
             os_image: OsImagePolicy::default(),
         }
+    }
+
+    /// This verifier with GCP AK chains verified by `gcp` (a pinned root, `--gcp-root`) through
+    /// the intermediates and CRLs of `bundle` (`--gcp-ca-bundle`, `--gcp-require-crl`).
+    pub fn with_gcp(mut self, gcp: GcpAkVerifier, bundle: GcpCaBundle) -> Self {
+        self.gcp = gcp;
+        self.gcp_ca = Arc::new(bundle);
+        self
     }
 
     /// The OS-image policy used when the expectations name none (e.g. the service's
@@ -75,10 +98,12 @@ impl EvidenceVerifier {
     /// Hits and misses of every verification cache, by a stable snake_case name: for Nitro the
     /// X.509 walker's `nitro_x509_certificates` and `nitro_x509_links`; for TDX its own walker's
     /// `tdx_x509_certificates` and `tdx_x509_links`, then `tdx_collateral`, `tdx_pck_crl` and
-    /// `tdx_qe`. Clones of this verifier count into the same numbers.
+    /// `tdx_qe`; for GCP's AK chains `gcp_x509_certificates` and `gcp_x509_links`. Clones of this
+    /// verifier count into the same numbers.
     pub fn cache_stats(&self) -> Vec<(&'static str, CacheCounts)> {
         let nitro = self.nitro.cache_counts();
         let tdx = self.tdx.cache_counts();
+        let gcp = self.gcp.cache_counts();
         vec![
             ("nitro_x509_certificates", nitro.certificates),
             ("nitro_x509_links", nitro.links),
@@ -87,6 +112,8 @@ impl EvidenceVerifier {
             ("tdx_collateral", tdx.collateral),
             ("tdx_pck_crl", tdx.pck_crl),
             ("tdx_qe", tdx.qe),
+            ("gcp_x509_certificates", gcp.certificates),
+            ("gcp_x509_links", gcp.links),
         ]
     }
 
@@ -149,26 +176,8 @@ impl EvidenceVerifier {
                 })
             }
             Parsed::Tdx { quote, dstack } => {
-                let collateral = input.collateral.ok_or_else(|| {
-                    TdxError::CollateralMissing(
-                        "a TDX quote is verified against Intel collateral (QuoteCollateralV3 JSON)"
-                            .into(),
-                    )
-                })?;
-                let collateral = Collateral::from_json(collateral)?;
-                let policy = TdxPolicy {
-                    allow_debug: expect.allow_debug,
-                };
-                let verified = self.tdx.verify(&quote, &collateral, now, &policy)?;
-                let registers = TdRegisters::from(&verified.quote.body);
-                if let Some(report_data) = &expect.report_data {
-                    dstack::check_report_data(&registers.report_data, report_data)?;
-                }
-                let tcb = TdxTcb {
-                    ppid: verified.ppid.clone(),
-                    tcb_status: verified.tcb_status.as_str().to_owned(),
-                    advisory_ids: verified.advisory_ids.clone(),
-                };
+                let (verified, registers, tcb) =
+                    self.verify_tdx_quote(&quote, input, now, expect)?;
                 let mut os_image_hash = None;
                 let identity = match dstack {
                     None => None,
@@ -185,23 +194,103 @@ impl EvidenceVerifier {
                         Some(identity)
                     }
                 };
-                let body = &verified.quote.body;
+                let report_data = verified.quote.body.report_data;
                 Ok(Verified {
-                    attestation: Attestation::Tdx(AttestedTdx {
-                        quote_version: verified.quote.version(),
-                        tcb_status: verified.tcb_status,
-                        advisory_ids: verified.advisory_ids,
-                        ppid: verified.ppid,
-                        mr_td: body.mr_td,
-                        rtmrs: body.rtmr,
-                    }),
+                    attestation: Attestation::Tdx(attested_tdx(verified)),
                     os_image_hash,
-                    report_data: Some(body.report_data),
+                    report_data: Some(report_data),
                     dstack: identity.map(AttestedDstack::from),
                     certificate_key: None,
                 })
             }
+            Parsed::DstackGcp(evidence) => {
+                let (verified, registers, tcb) =
+                    self.verify_tdx_quote(&evidence.tdx.quote, input, now, expect)?;
+                let ak = self
+                    .gcp
+                    .verify(&evidence.ak_cert, &self.gcp_ca, now)
+                    .map_err(GcpError::from)?;
+                let tpm_quote = tpm::verify_quote(
+                    &evidence.tpm_quote,
+                    &ak.key,
+                    &gcp::qualified_data(&evidence.tdx.quote),
+                )
+                .map_err(GcpError::from)?;
+                let (identity, os_image) =
+                    gcp::gcp_identity(&registers, &evidence, &tpm_quote, tcb, MrMode::Runtime)?;
+                check_app_compose(&identity, input.app_compose)?;
+                let os_image_hash = evidence
+                    .tdx
+                    .vm_config
+                    .as_ref()
+                    .and_then(|config| config.os_image_hash);
+                let tpm = AttestedTpm {
+                    pcrs: tpm_quote
+                        .pcrs
+                        .iter()
+                        .map(|pcr| (pcr.index, pcr.value))
+                        .collect(),
+                    ak_subject: ak.subject,
+                    signature_algorithm: tpm_quote.signature_scheme.as_str(),
+                    os_image_variant: match os_image {
+                        gcp::GcpOsImage::Bound { .. } => Some("gcp"),
+                        gcp::GcpOsImage::Unbound => None,
+                    },
+                };
+                let report_data = verified.quote.body.report_data;
+                Ok(Verified {
+                    attestation: Attestation::GcpTdx(attested_tdx(verified), tpm),
+                    certificate_key: None,
+                    os_image_hash,
+                    report_data: Some(report_data),
+                    dstack: Some(identity.into()),
+                })
+            }
         }
+    }
+
+    /// A TDX quote verified against the input's collateral at `now`, with the caller's
+    /// report_data expectation: what a `tdx` and a `gcp-tdx` attestation share.
+    fn verify_tdx_quote(
+        &self,
+        quote: &[u8],
+        input: &EvidenceInput<'_>,
+        now: u64,
+        expect: &Expectations,
+    ) -> Result<(VerifiedQuote, TdRegisters, TdxTcb), EvidenceError> {
+        let collateral = input.collateral.ok_or_else(|| {
+            TdxError::CollateralMissing(
+                "a TDX quote is verified against Intel collateral (QuoteCollateralV3 JSON)".into(),
+            )
+        })?;
+        let collateral = Collateral::from_json(collateral)?;
+        let policy = TdxPolicy {
+            allow_debug: expect.allow_debug,
+        };
+        let verified = self.tdx.verify(quote, &collateral, now, &policy)?;
+        let registers = TdRegisters::from(&verified.quote.body);
+        if let Some(report_data) = &expect.report_data {
+            dstack::check_report_data(&registers.report_data, report_data)?;
+        }
+        let tcb = TdxTcb {
+            ppid: verified.ppid.clone(),
+            tcb_status: verified.tcb_status.as_str().to_owned(),
+            advisory_ids: verified.advisory_ids.clone(),
+        };
+        Ok((verified, registers, tcb))
+    }
+}
+
+/// What the report keeps of a verified TDX quote.
+fn attested_tdx(verified: VerifiedQuote) -> AttestedTdx {
+    let body = &verified.quote.body;
+    AttestedTdx {
+        quote_version: verified.quote.version(),
+        tcb_status: verified.tcb_status,
+        advisory_ids: verified.advisory_ids,
+        ppid: verified.ppid,
+        mr_td: body.mr_td,
+        rtmrs: body.rtmr,
     }
 }
 
@@ -260,11 +349,13 @@ pub fn preview(input: &EvidenceInput<'_>) -> Result<Preview, EvidenceError> {
                     ppid: ppid.as_deref().map(to_0x_hex),
                     ..tdx_registers(quote.version(), &body.mr_td, &body.rtmr)
                 }),
+                gcp: None,
                 dstack: identity.map(|identity| dstack_claims(&identity.into())),
                 ratls_public_key: None,
                 os_image,
             }
         }
+        Parsed::DstackGcp(evidence) => gcp_preview(&evidence)?,
     };
     report.ratls_public_key = certificate_key.as_deref().map(to_0x_hex);
     Ok(Preview { report })
@@ -311,10 +402,58 @@ fn nitro_preview(
         report_data: report_data.map(|data| to_0x_hex(data)),
         nitro: Some(nitro_claims(&document.into())),
         tdx: None,
+        gcp: None,
         dstack: identity.map(|identity| dstack_claims(&identity.into())),
         ratls_public_key: None,
         os_image: None,
     }
+}
+
+/// The preview of a GCP attestation: the TDX registers and the PCRs the vTPM quote claims. Its
+/// dstack identity needs the verified quote (mr_aggregated is built from its PCRs), so a preview
+/// has none.
+fn gcp_preview(evidence: &dstack::GcpEvidence) -> Result<Report, EvidenceError> {
+    let quote = Quote::parse(&evidence.tdx.quote)?;
+    let body = &quote.body;
+    let signature =
+        tpm::TpmSignature::parse(&evidence.tpm_quote.signature).map_err(GcpError::from)?;
+    let ak_subject = x509_subject(&evidence.ak_cert).unwrap_or_default();
+    Ok(Report {
+        verified: false,
+        platform: Platform::GcpTdx,
+        os_image_hash: evidence
+            .tdx
+            .vm_config
+            .as_ref()
+            .and_then(|config| config.os_image_hash)
+            .map(|hash| to_0x_hex(&hash)),
+        report_data: Some(to_0x_hex(&body.report_data)),
+        nitro: None,
+        tdx: Some(tdx_registers(quote.version(), &body.mr_td, &body.rtmr)),
+        gcp: Some(GcpClaims {
+            tpm: TpmClaims {
+                pcrs: evidence
+                    .tpm_quote
+                    .pcr_values
+                    .iter()
+                    .map(|pcr| (pcr.index, to_0x_hex(&pcr.value)))
+                    .collect(),
+                ak_subject,
+                signature_algorithm: signature.scheme().as_str().to_owned(),
+            },
+        }),
+        dstack: None,
+        ratls_public_key: None,
+        os_image: None,
+    })
+}
+
+/// The subject of a DER certificate, as text (for a preview: nothing is verified).
+fn x509_subject(der: &[u8]) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    x509_parser::certificate::X509Certificate::from_der(der)
+        .ok()
+        .map(|(_, cert)| cert.subject().to_string())
 }
 
 fn nitro_expectations(expect: &Expectations) -> nitro::Expectations {
@@ -365,7 +504,7 @@ mod tests {
     #[test]
     fn cache_stats_name_every_cache_and_count_cold_then_warm() {
         let verifier = fixture_verifier();
-        assert_eq!(verifier.cache_stats().len(), 7);
+        assert_eq!(verifier.cache_stats().len(), 9);
         assert!(verifier
             .cache_stats()
             .iter()
@@ -411,6 +550,8 @@ mod tests {
                 ("tdx_collateral", counts(1, 1)),
                 ("tdx_pck_crl", counts(0, 1)),
                 ("tdx_qe", counts(1, 1)),
+                ("gcp_x509_certificates", counts(0, 0)),
+                ("gcp_x509_links", counts(0, 0)),
             ]
         );
     }

@@ -98,6 +98,10 @@ pub struct TrustRoots {
     pub nitro_der: Option<Vec<u8>>,
     /// Intel SGX root to pin instead of [`crate::tdx::INTEL_SGX_ROOT_CA_DER`].
     pub intel_der: Option<Vec<u8>>,
+    /// Google vTPM root to pin instead of [`crate::dstack::gcp_ak::GOOGLE_EKAK_CA_ROOT_DER`].
+    pub gcp_der: Option<Vec<u8>>,
+    /// The intermediates and CRLs GCP AK chains are built from (`--gcp-ca-bundle`).
+    pub gcp_ca: crate::dstack::gcp_ak::GcpCaBundle,
 }
 
 /// Everything the service needs (the CLI resolves it from flags, environment, file and defaults).

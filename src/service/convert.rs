@@ -172,6 +172,7 @@ pub(super) fn attested(verified: &Verified, include_report_json: bool) -> proto:
     let platform = match report.platform {
         Platform::Nitro => proto::Platform::Nitro,
         Platform::Tdx => proto::Platform::Tdx,
+        Platform::GcpTdx => proto::Platform::GcpTdx,
     };
     let report_data = report.report_data;
     proto::Attested {
@@ -230,6 +231,7 @@ pub(super) fn matches_declared_kind(kind: EvidenceKind, verified: &Verified) -> 
         && match kind {
             EvidenceKind::NitroDocument => verified.platform() == Platform::Nitro && !dstack,
             EvidenceKind::Tdx => verified.platform() == Platform::Tdx,
+            // A GCP attestation comes only as a dstack attestation (V0 or V1).
             EvidenceKind::DstackAttestation | EvidenceKind::RatlsCertificate => dstack,
             EvidenceKind::DstackQuoteReport => verified.platform() == Platform::Tdx && dstack,
         }

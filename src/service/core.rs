@@ -324,6 +324,7 @@ fn describe(verified: &Verified) -> &'static str {
         (Platform::Nitro, true) => "a dstack Nitro attestation",
         (Platform::Tdx, false) => "a bare TDX quote",
         (Platform::Tdx, true) => "dstack TDX evidence",
+        (Platform::GcpTdx, _) => "a dstack GCP TDX attestation",
     }
 }
 

@@ -9,6 +9,7 @@ use super::http::{self, SourceInfo};
 use super::proto::{self, verifier_server::VerifierServer};
 use super::{listener, message_limits, monitor};
 use crate::collateral::{CaConfig, CaFetcher, CollateralConfig, CollateralFetcher};
+use crate::dstack::gcp_ak::GcpAkVerifier;
 use crate::dstack::OsImagePolicy;
 use crate::encoding::to_0x_hex;
 use crate::error::ErrorKind;
@@ -275,7 +276,14 @@ fn evidence_verifier(roots: &TrustRoots, tdx: TdxVerifier) -> EvidenceVerifier {
         }
         None => NitroVerifier::new(),
     };
-    EvidenceVerifier::new(nitro, tdx)
+    let gcp = match &roots.gcp_der {
+        Some(der) => {
+            tracing::warn!(sha256 = %crate::encoding::hex(Sha256::digest(der)), "GCP attestation keys are verified against a non-default root");
+            GcpAkVerifier::with_root_der(der)
+        }
+        None => GcpAkVerifier::new(),
+    };
+    EvidenceVerifier::new(nitro, tdx).with_gcp(gcp, roots.gcp_ca.clone())
 }
 
 /// The TDX verifier, with the built-in Intel root unless another is pinned.

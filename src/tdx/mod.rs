@@ -8,7 +8,7 @@ mod collateral;
 mod error;
 pub(crate) mod json;
 mod pck;
-mod pem;
+pub(crate) mod pem;
 mod policy;
 mod qe_identity;
 pub mod quote;

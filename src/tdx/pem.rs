@@ -79,19 +79,55 @@ fn certificate(block: Block<'_>) -> Result<Vec<u8>, String> {
     if label != LABEL {
         return Err(format!("PEM block {label:?} is not a {LABEL}"));
     }
-    let blank_line = |newline: &str| split_at_marker(block.body, &newline.repeat(2)).is_some();
-    if blank_line("\n") || blank_line("\r\n") {
-        return Err("PEM headers in a certificate block".into());
-    }
-    let body = std::str::from_utf8(block.body).map_err(|_| "PEM body is not UTF-8")?;
-    let base64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    let der = data_encoding::BASE64
-        .decode(base64.as_bytes())
-        .map_err(|e| format!("bad PEM: {e}"))?;
+    let der = decoded(&block)?;
     if der.len() > MAX_DER_LEN {
         return Err("certificate larger than allowed".into());
     }
     Ok(der)
+}
+
+/// The body of a block: no RFC 1421 headers, canonical padded base64 with whitespace ignored.
+fn decoded(block: &Block<'_>) -> Result<Vec<u8>, String> {
+    let blank_line = |newline: &str| split_at_marker(block.body, &newline.repeat(2)).is_some();
+    if blank_line("\n") || blank_line("\r\n") {
+        return Err("PEM headers in a block".into());
+    }
+    let body = std::str::from_utf8(block.body).map_err(|_| "PEM body is not UTF-8")?;
+    let base64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    data_encoding::BASE64
+        .decode(base64.as_bytes())
+        .map_err(|e| format!("bad PEM: {e}"))
+}
+
+/// Every block of a PEM text as (label, contents), framed as [`certificates`] frames them but
+/// whatever the label (Google's CA bundle mixes `CERTIFICATE` and `X509 CRL`): at most
+/// `max_blocks` blocks, counted before any is decoded. Sizes are the caller's to bound.
+pub(crate) fn labelled_blocks(
+    pem: &[u8],
+    max_blocks: usize,
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let begin_lines = count(pem, BEGIN.as_bytes());
+    if begin_lines > max_blocks {
+        return Err(format!("more than {max_blocks} PEM blocks"));
+    }
+    let blocks = blocks(pem);
+    if blocks.len() != begin_lines {
+        return Err("a BEGIN line without its block and END line".into());
+    }
+    blocks
+        .into_iter()
+        .map(|block| {
+            if block.label != block.end_label {
+                return Err(format!(
+                    "PEM block {:?} ends as {:?}",
+                    String::from_utf8_lossy(block.label),
+                    String::from_utf8_lossy(block.end_label)
+                ));
+            }
+            let der = decoded(&block)?;
+            Ok((String::from_utf8_lossy(block.label).into_owned(), der))
+        })
+        .collect()
 }
 
 /// Non-overlapping occurrences of `needle` in `haystack`.

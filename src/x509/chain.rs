@@ -4,15 +4,17 @@
 use super::chain_cache::{ChainCacheCounts, ChainCaches, DerHash};
 use super::crl::{check_revocation, VerifiedCrl};
 use super::facts::CertFacts;
+use super::rsa::{check_eku, verify_signed_by};
 use super::{ChainPolicy, X509Error, MAX_CHAIN_LEN};
-use crate::crypto::{self, SignatureEncoding};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use x509_parser::oid_registry::Oid;
 
 /// The end-entity certificate of a verified chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct VerifiedLeaf {
-    /// Uncompressed SEC1 point on the policy's curve.
+    /// Uncompressed SEC1 point on the policy's curve (an RSA PKI's leaf: its SPKI's
+    /// subjectPublicKey bits, a PKCS#1 RSAPublicKey or a P-256 point).
     pub public_key: Vec<u8>,
     pub not_before: u64,
     pub not_after: u64,
@@ -35,6 +37,8 @@ pub(super) enum Role {
 pub(crate) struct ChainVerifier {
     pub(super) policy: ChainPolicy,
     pub(super) caches: ChainCaches,
+    /// The extendedKeyUsage purpose a certificate must list when it has the extension.
+    pub(super) required_eku: Option<Oid<'static>>,
 }
 
 impl ChainVerifier {
@@ -42,7 +46,15 @@ impl ChainVerifier {
         ChainVerifier {
             policy,
             caches: ChainCaches::new(),
+            required_eku: None,
         }
+    }
+
+    /// This walker, also requiring `purpose` of every certificate below the root that has an
+    /// extendedKeyUsage (webpki's `required_if_present`, as dstack checks Google's AK chains).
+    pub(crate) fn requiring_eku_if_present(mut self, purpose: Oid<'static>) -> Self {
+        self.required_eku = Some(purpose);
+        self
     }
 
     pub(crate) fn policy(&self) -> &ChainPolicy {
@@ -142,18 +154,18 @@ impl ChainVerifier {
             }
             self.caches
                 .verified_link(&hashes[index], &hashes[index + 1], now, || {
-                    crypto::verify(
-                        self.policy.algorithm.curve(),
-                        &parent.public_key,
+                    verify_signed_by(
+                        self.policy.algorithm,
+                        parent,
                         &child.tbs,
                         &child.signature,
-                        SignatureEncoding::Der,
+                        || X509Error::Signature {
+                            subject: child.label.clone(),
+                        },
                     )
-                    .map_err(|_| X509Error::Signature {
-                        subject: child.label.clone(),
-                    })
                 })?;
             check_window(child, now)?;
+            check_eku(child, self.required_eku.as_ref())?;
             check_revocation(child, crls)?;
             if index == 0 {
                 check_role(child, role)?;

@@ -3,8 +3,8 @@
 
 use super::chain::{chain_window, Role};
 use super::facts::{normalized_serial, to_unix, CertFacts};
+use super::rsa::verify_signed_by;
 use super::{ChainVerifier, X509Error, MAX_CRL_LEN};
-use crate::crypto::{self, SignatureEncoding};
 use std::collections::HashSet;
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -23,6 +23,11 @@ pub(crate) struct VerifiedCrl {
 }
 
 impl VerifiedCrl {
+    /// Whether this CRL was issued by the CA named `issuer` (raw DER name).
+    pub(crate) fn issued_by(&self, issuer: &[u8]) -> bool {
+        self.issuer == issuer
+    }
+
     pub(super) fn check_window(&self, now: u64) -> Result<(), X509Error> {
         if now < self.this_update {
             return Err(X509Error::CrlNotYetValid {
@@ -89,16 +94,13 @@ impl ChainVerifier {
                 ext.oid
             )));
         }
-        crypto::verify(
-            self.policy.algorithm.curve(),
-            &issuer.public_key,
+        verify_signed_by(
+            self.policy.algorithm,
+            issuer,
             crl.tbs_cert_list.as_ref(),
             &crl.signature_value.data,
-            SignatureEncoding::Der,
-        )
-        .map_err(|_| {
-            X509Error::CrlInvalid(format!("signature by {} does not verify", issuer.label))
-        })?;
+            || X509Error::CrlInvalid(format!("signature by {} does not verify", issuer.label)),
+        )?;
         let next_update = crl
             .next_update()
             .ok_or_else(|| X509Error::CrlInvalid("no nextUpdate".into()))?;

@@ -2,7 +2,9 @@
 //! depend neither on time nor on the certificate's place in a chain (size, encoding, pinned
 //! algorithm and curve, duplicate and unknown critical extensions, decodable constraints).
 
+use super::rsa::{rsa_pki_key, EkuFacts};
 use super::{SignatureAlgorithm, X509Error, MAX_DER_LEN};
+use crate::crypto::RsaPublicKey;
 use std::collections::HashSet;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
@@ -20,12 +22,15 @@ pub(super) struct CertFacts {
     pub(super) label: String,
     pub(super) serial: Vec<u8>,
     pub(super) public_key: Vec<u8>,
+    /// The RSA key of a certificate in an RSA PKI (`None` for ECDSA PKIs and P-256 leaves).
+    pub(super) rsa_key: Option<RsaPublicKey>,
     pub(super) tbs: Vec<u8>,
     pub(super) signature: Vec<u8>,
     pub(super) not_before: u64,
     pub(super) not_after: u64,
     pub(super) basic_constraints: Option<BasicConstraintsFacts>,
     pub(super) key_usage: Option<KeyUsageFacts>,
+    pub(super) extended_key_usage: Option<EkuFacts>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -86,27 +91,34 @@ pub(super) fn parse_facts(
         }
     }
     let spki = cert.public_key();
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok());
-    if spki.algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY
-        || curve.as_ref() != Some(&algorithm.curve_oid())
-    {
-        return Err(algorithm_error(
-            "public key",
-            format!(
-                "{} {:?}",
-                spki.algorithm.algorithm,
-                curve.map(|c| c.to_id_string())
-            ),
-            format!("EC {}", algorithm.curve_oid()),
-        ));
-    }
+    let rsa_key = match algorithm.curve_oid() {
+        None => rsa_pki_key(spki, &label)?,
+        Some(curve_oid) => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok());
+            if spki.algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY
+                || curve.as_ref() != Some(&curve_oid)
+            {
+                return Err(algorithm_error(
+                    "public key",
+                    format!(
+                        "{} {:?}",
+                        spki.algorithm.algorithm,
+                        curve.map(|c| c.to_id_string())
+                    ),
+                    format!("EC {curve_oid}"),
+                ));
+            }
+            None
+        }
+    };
 
     let mut basic_constraints = None;
     let mut key_usage = None;
+    let mut extended_key_usage = None;
     let mut seen = HashSet::new();
     for ext in cert.extensions() {
         // RFC 5280 §4.2: an extension appears at most once; "last one wins" would let a
@@ -128,6 +140,9 @@ pub(super) fn parse_facts(
                     key_cert_sign: ku.key_cert_sign(),
                     crl_sign: ku.crl_sign(),
                 });
+            }
+            ParsedExtension::ExtendedKeyUsage(eku) => {
+                extended_key_usage = Some(EkuFacts::new(eku, ext.critical));
             }
             _ if ext.critical => {
                 return Err(X509Error::UnknownCriticalExtension {
@@ -157,12 +172,14 @@ pub(super) fn parse_facts(
         issuer: cert.issuer().as_raw().to_vec(),
         serial: normalized_serial(cert.raw_serial()),
         public_key: spki.subject_public_key.data.to_vec(),
+        rsa_key,
         tbs: cert.tbs_certificate.as_ref().to_vec(),
         signature: cert.signature_value.data.to_vec(),
         not_before: to_unix(validity.not_before.timestamp()),
         not_after: to_unix(validity.not_after.timestamp()),
         basic_constraints,
         key_usage,
+        extended_key_usage,
         label,
     })
 }

@@ -13,8 +13,9 @@
 //! lookup of either cache is counted as a hit or a miss ([`ChainVerifier::cache_counts`]).
 //!
 //! The parts: `der` refuses encodings that are not canonical DER, `facts` parses a certificate and
-//! runs its static checks, `chain` walks a chain, `crl`
-//! verifies CRLs and answers revocation, `chain_cache` holds the two caches, `error` the errors.
+//! runs its static checks, `chain` walks a chain, `crl` verifies CRLs and answers revocation,
+//! `chain_cache` holds the two caches, `rsa` the RSA links and extended key usage Google's vTPM
+//! PKI needs, `error` the errors.
 
 mod chain;
 mod chain_cache;
@@ -22,6 +23,7 @@ mod crl;
 mod der;
 mod error;
 mod facts;
+mod rsa;
 #[cfg(test)]
 mod test_pki;
 
@@ -32,7 +34,8 @@ pub use error::X509Error;
 
 use crate::crypto::Curve;
 use x509_parser::oid_registry::{
-    Oid, OID_EC_P256, OID_NIST_EC_P384, OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384,
+    Oid, OID_EC_P256, OID_NIST_EC_P384, OID_PKCS1_SHA256WITHRSA, OID_SIG_ECDSA_WITH_SHA256,
+    OID_SIG_ECDSA_WITH_SHA384,
 };
 
 /// Longest chain we walk (AWS uses 5 certificates, Intel 3).
@@ -55,13 +58,18 @@ pub(crate) enum SignatureAlgorithm {
     EcdsaP256Sha256,
     /// ecdsa-with-SHA384 over secp384r1 (AWS Nitro Enclaves).
     EcdsaP384Sha384,
+    /// sha256WithRSAEncryption (RSASSA-PKCS1-v1.5) by RSA keys of 2048 to 4096 bits (Google's
+    /// vTPM "EK/AK CA" PKI). The leaf may instead hold a P-256 key: it signs no link.
+    RsaPkcs1Sha256,
 }
 
 impl SignatureAlgorithm {
-    pub(crate) fn curve(self) -> Curve {
+    /// The curve of an ECDSA PKI; `None` for RSA.
+    pub(crate) fn curve(self) -> Option<Curve> {
         match self {
-            SignatureAlgorithm::EcdsaP256Sha256 => Curve::P256,
-            SignatureAlgorithm::EcdsaP384Sha384 => Curve::P384,
+            SignatureAlgorithm::EcdsaP256Sha256 => Some(Curve::P256),
+            SignatureAlgorithm::EcdsaP384Sha384 => Some(Curve::P384),
+            SignatureAlgorithm::RsaPkcs1Sha256 => None,
         }
     }
 
@@ -69,13 +77,16 @@ impl SignatureAlgorithm {
         match self {
             SignatureAlgorithm::EcdsaP256Sha256 => OID_SIG_ECDSA_WITH_SHA256,
             SignatureAlgorithm::EcdsaP384Sha384 => OID_SIG_ECDSA_WITH_SHA384,
+            SignatureAlgorithm::RsaPkcs1Sha256 => OID_PKCS1_SHA256WITHRSA,
         }
     }
 
-    fn curve_oid(self) -> Oid<'static> {
+    /// The curve every key of an ECDSA PKI is on (`None` for RSA, whose keys `rsa` checks).
+    fn curve_oid(self) -> Option<Oid<'static>> {
         match self {
-            SignatureAlgorithm::EcdsaP256Sha256 => OID_EC_P256,
-            SignatureAlgorithm::EcdsaP384Sha384 => OID_NIST_EC_P384,
+            SignatureAlgorithm::EcdsaP256Sha256 => Some(OID_EC_P256),
+            SignatureAlgorithm::EcdsaP384Sha384 => Some(OID_NIST_EC_P384),
+            SignatureAlgorithm::RsaPkcs1Sha256 => None,
         }
     }
 }

@@ -11,6 +11,8 @@ mod collateral_fetch;
 mod collateral_service;
 mod dstack_conformance;
 mod dstack_lite;
+mod gcp_fixtures;
+mod gcp_verify;
 mod governance;
 mod governance_cli;
 mod mutation;

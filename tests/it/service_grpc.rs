@@ -919,3 +919,115 @@ struct KmsAuthApiInfo {
     chain_id: u64,
     app_implementation: String,
 }
+
+/// A GCP TDX attestation (the committed fixture) through gRPC `Verify` as a dstack attestation:
+/// verified with the pinned test root and CA bundle, and authorized like TDX (its OS image is
+/// bound by the vTPM quote, so no `accept_os_image_claim` is needed).
+#[tokio::test]
+async fn verify_accepts_and_authorizes_a_gcp_attestation() {
+    let Some(dir) = samples::samples_dir() else {
+        return;
+    };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gcp");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("expected.json")).expect("manifest"))
+            .expect("json");
+    let collateral =
+        std::fs::read_to_string(dir.join(manifest["tdx_collateral"].as_str().expect("collateral")))
+            .expect("collateral");
+    let attestation = std::fs::read(fixtures.join("attestation_rsa_v1.msgpack")).expect("fixture");
+    let request = |authorize: Authorize| proto::VerifyRequest {
+        evidence: Some(Evidence::DstackAttestation(proto::DstackAttestation {
+            attestation: attestation.clone(),
+            collateral: Some(collateral.clone()),
+        })),
+        authorize: authorize.into(),
+        include_report_json: true,
+        ..Default::default()
+    };
+    let now = manifest["now"].to_string();
+    let path = |name: &str| fixtures.join(name).to_str().expect("path").to_owned();
+    let unpinned = Service::start(&["--dangerous-fixed-now", &now]);
+    let response = unpinned
+        .client()
+        .await
+        .verify(request(Authorize::None))
+        .await
+        .expect("verify")
+        .into_inner();
+    assert_eq!(
+        response.error.expect("rejected").kind,
+        "collateral_missing",
+        "no bundle: the intermediate is missing"
+    );
+
+    let registry = |os_image: &str| {
+        format!(
+            "block = 7\ngateway_app_id = \"gateway-under-test\"\nos_images = [\"{os_image}\"]\n\
+             kms_aggregated_mrs = []\nkms_device_ids = []\n\n\
+             [[apps]]\napp_id = \"0x3763bc34552cf3a27ff71ad5f7a90471562a1a2d\"\n\
+             compose_hashes = [\"0x3763bc34552cf3a27ff71ad5f7a90471562a1a2df552dfc1998cba2d60da27e7\"]\n\
+             device_ids = []\nallow_any_device = true\nrequire_tcb_up_to_date = true\ncode = \"known\"\n"
+        )
+    };
+    let files = tempfile::tempdir().expect("tempdir");
+    let first = Service::start(&[
+        "--dangerous-fixed-now",
+        &now,
+        "--gcp-root",
+        &path("root.der"),
+        "--gcp-ca-bundle",
+        &path("ca_bundle.pem"),
+        "--registry",
+        &write_file(
+            files.path(),
+            "none.toml",
+            &registry(&format!("0x{}", "00".repeat(32))),
+        ),
+    ]);
+    let response = first
+        .client()
+        .await
+        .verify(request(Authorize::App))
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(response.verified, "{:?}", response.error);
+    let attested = response.attested.expect("attested");
+    assert_eq!(attested.platform, proto::Platform::GcpTdx as i32);
+    assert!(attested.tdx.is_some());
+    let report: Value = serde_json::from_str(&attested.report_json).expect("report json");
+    assert_eq!(report["platform"], "gcp-tdx");
+    assert_eq!(report["os_image_variant"], "gcp");
+    assert_eq!(
+        report["tpm"]["signature_algorithm"],
+        "rsassa-pkcs1v15-sha256"
+    );
+    let os_image = report["os_image_hash"]
+        .as_str()
+        .expect("os image")
+        .to_owned();
+    let decision = response.authorization.expect("authorization");
+    assert!(!decision.is_allowed);
+    assert_eq!(decision.reason, "OS image is not allowed");
+
+    let allowing = Service::start(&[
+        "--dangerous-fixed-now",
+        &now,
+        "--gcp-root",
+        &path("root.der"),
+        "--gcp-ca-bundle",
+        &path("ca_bundle.pem"),
+        "--registry",
+        &write_file(files.path(), "gcp.toml", &registry(&os_image)),
+    ]);
+    let response = allowing
+        .client()
+        .await
+        .verify(request(Authorize::App))
+        .await
+        .expect("verify")
+        .into_inner();
+    let decision = response.authorization.expect("authorization");
+    assert!(decision.is_allowed, "{}", decision.reason);
+}

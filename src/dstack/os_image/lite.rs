@@ -59,37 +59,12 @@ pub fn verified_document(config: &VmConfig) -> Result<MeasurementDocument, Dstac
             "TDX-lite needs vm_config.tdx_measurement, which is absent",
         )
     })?;
-    let claimed = config.os_image_hash.ok_or_else(|| {
-        mismatch(
-            OsImageCheck::ChecksumFile,
-            "vm_config has no os_image_hash to bind",
-        )
-    })?;
-    let checksum_hash: [u8; 32] = Sha256::digest(&material.checksum_file).into();
-    if checksum_hash != claimed {
-        return Err(mismatch(
-            OsImageCheck::ChecksumFile,
-            format!(
-                "sha256(checksum_file) = {} is not os_image_hash {}",
-                crate::encoding::hex(checksum_hash),
-                crate::encoding::hex(claimed)
-            ),
-        ));
-    }
-    let listed = checksum_entry(&material.checksum_file, MEASUREMENT_FILE_NAME)
-        .map_err(|detail| mismatch(OsImageCheck::MeasurementHash, detail))?;
-    let measured: [u8; 32] = Sha256::digest(&material.measurement).into();
-    if listed != measured {
-        return Err(mismatch(
-            OsImageCheck::MeasurementHash,
-            format!(
-                "the checksum file lists {} for {MEASUREMENT_FILE_NAME}, the measurement hashes \
-                 to {}",
-                crate::encoding::hex(listed),
-                crate::encoding::hex(measured)
-            ),
-        ));
-    }
+    chain_material(
+        config.os_image_hash,
+        &material.checksum_file,
+        &material.measurement,
+        MEASUREMENT_FILE_NAME,
+    )?;
     let document = decode(&material.measurement)?;
     if let Some(configured) = config.ovmf_variant {
         if configured != document.ovmf {
@@ -104,6 +79,49 @@ pub fn verified_document(config: &VmConfig) -> Result<MeasurementDocument, Dstac
         }
     }
     Ok(document)
+}
+
+/// Chains a measurement document to the claimed os_image_hash (TDX-lite and GCP alike):
+/// `sha256(checksum_file) == os_image_hash` and the checksum file's unique `file_name` line is
+/// `sha256(measurement)`.
+pub(crate) fn chain_material(
+    claimed: Option<[u8; 32]>,
+    checksum_file: &[u8],
+    measurement: &[u8],
+    file_name: &'static str,
+) -> Result<(), DstackError> {
+    let claimed = claimed.ok_or_else(|| {
+        mismatch(
+            OsImageCheck::ChecksumFile,
+            "vm_config has no os_image_hash to bind",
+        )
+    })?;
+    let checksum_hash: [u8; 32] = Sha256::digest(checksum_file).into();
+    if checksum_hash != claimed {
+        return Err(mismatch(
+            OsImageCheck::ChecksumFile,
+            format!(
+                "sha256(checksum_file) = {} is not os_image_hash {}",
+                crate::encoding::hex(checksum_hash),
+                crate::encoding::hex(claimed)
+            ),
+        ));
+    }
+    let listed = checksum_entry(checksum_file, file_name)
+        .map_err(|detail| mismatch(OsImageCheck::MeasurementHash, detail))?;
+    let measured: [u8; 32] = Sha256::digest(measurement).into();
+    if listed != measured {
+        return Err(mismatch(
+            OsImageCheck::MeasurementHash,
+            format!(
+                "the checksum file lists {} for {file_name}, the measurement hashes \
+                 to {}",
+                crate::encoding::hex(listed),
+                crate::encoding::hex(measured)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The hash `sha256sum.txt` lists for `file_name`: lines are `<hex> <name>` (blank lines skipped,
@@ -135,8 +153,12 @@ fn checksum_entry(checksum_file: &[u8], file_name: &str) -> Result<[u8; 32], Str
 }
 
 fn cbor_error(reason: impl Into<String>) -> DstackError {
+    cbor_error_in(MEASUREMENT_FILE_NAME, reason)
+}
+
+fn cbor_error_in(file: &'static str, reason: impl Into<String>) -> DstackError {
     DstackError::Cbor {
-        what: MEASUREMENT_FILE_NAME,
+        what: file,
         reason: reason.into(),
     }
 }
@@ -185,21 +207,37 @@ fn decode(bytes: &[u8]) -> Result<MeasurementDocument, DstackError> {
     })
 }
 
-/// A CBOR map with text keys, read like a serde struct.
-struct Map<'a> {
+/// A CBOR map with text keys, read like a serde struct (the measurement documents of TDX-lite
+/// and GCP); errors name the document `file`.
+pub(crate) struct Map<'a> {
+    file: &'static str,
     name: &'static str,
     entries: &'a [(Value, Value)],
 }
 
 impl<'a> Map<'a> {
     fn of(value: &'a Value, name: &'static str) -> Result<Self, DstackError> {
+        Map::in_file(value, MEASUREMENT_FILE_NAME, name)
+    }
+
+    /// The map `value`, called `name` in the document `file`.
+    pub(crate) fn in_file(
+        value: &'a Value,
+        file: &'static str,
+        name: &'static str,
+    ) -> Result<Self, DstackError> {
         match value {
-            Value::Map(entries) => Ok(Map { name, entries }),
-            _ => Err(cbor_error(format!("{name} is not a map"))),
+            Value::Map(entries) => Ok(Map {
+                file,
+                name,
+                entries,
+            }),
+            _ => Err(cbor_error_in(file, format!("{name} is not a map"))),
         }
     }
 
-    fn field(&self, key: &str) -> Result<&'a Value, DstackError> {
+    /// The value of `key`, which must appear exactly once.
+    pub(crate) fn field(&self, key: &str) -> Result<&'a Value, DstackError> {
         let mut matches = self
             .entries
             .iter()
@@ -207,16 +245,19 @@ impl<'a> Map<'a> {
             .map(|(_, value)| value);
         let value = matches
             .next()
-            .ok_or_else(|| cbor_error(format!("{} has no {key}", self.name)))?;
+            .ok_or_else(|| cbor_error_in(self.file, format!("{} has no {key}", self.name)))?;
         if matches.next().is_some() {
-            return Err(cbor_error(format!("{} repeats {key}", self.name)));
+            return Err(cbor_error_in(
+                self.file,
+                format!("{} repeats {key}", self.name),
+            ));
         }
         Ok(value)
     }
 
     /// A byte field: a byte string, an array of bytes or a text string (serde_human_bytes).
-    fn bytes(&self, key: &str) -> Result<Vec<u8>, DstackError> {
-        let not_bytes = || cbor_error(format!("{}.{key} is not bytes", self.name));
+    pub(crate) fn bytes(&self, key: &str) -> Result<Vec<u8>, DstackError> {
+        let not_bytes = || cbor_error_in(self.file, format!("{}.{key} is not bytes", self.name));
         match self.field(key)? {
             Value::Bytes(bytes) => Ok(bytes.clone()),
             Value::Text(text) => Ok(text.as_bytes().to_vec()),

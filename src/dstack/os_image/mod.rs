@@ -20,6 +20,8 @@ pub use lite::{
     MEASUREMENT_VERSION,
 };
 pub use registers::ACPI_EVENT_NAMES;
+// The checksum-file chain and CBOR map reader GCP's measurement document shares.
+pub(crate) use lite::{chain_material, Map};
 
 use super::event_log::{EventLog, Rtmr};
 use super::measurements::TdRegisters;

@@ -542,7 +542,7 @@ fn other_platforms_are_unsupported_by_name() {
 }
 
 #[test]
-fn gcp_tdx_is_decoded_for_later_and_refused_for_now() {
+fn gcp_tdx_decodes_to_the_gcp_evidence() {
     let tpm_quote = Mp::Map(vec![
         ("message", Mp::Bin(vec![1, 2])),
         ("signature", Mp::Bin(vec![3])),
@@ -587,7 +587,26 @@ fn gcp_tdx_is_decoded_for_later_and_refused_for_now() {
         }]
     );
     assert_eq!(gcp.tpm_quote.event_log[0].pcr_index, 2);
-    assert_eq!(unsupported_kind(&bytes), "gcp-tdx");
+    // The same evidence as V0's discriminant 1, in the TPM room's types.
+    let Evidence::GcpTdx(evidence) = Evidence::parse(&bytes).unwrap() else {
+        panic!("not GCP evidence")
+    };
+    assert_eq!(evidence.tdx.quote, [9]);
+    assert_eq!(evidence.ak_cert, [5]);
+    assert_eq!(
+        evidence.tpm_quote.pcr_values,
+        [crate::tpm::PcrValue {
+            index: 14,
+            value: [4; 32]
+        }]
+    );
+    assert_eq!(
+        evidence.tpm_quote.event_log,
+        [crate::tpm::TpmEvent {
+            pcr_index: 2,
+            digest: [6; 32]
+        }]
+    );
 }
 
 fn pod(payload: &str, report_data: [u8; 64]) -> Vec<u8> {

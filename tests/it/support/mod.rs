@@ -4,6 +4,8 @@
 pub(crate) mod anvil;
 pub(crate) mod cli;
 pub(crate) mod fault_proxy;
+pub(crate) mod gcp;
+pub(crate) mod gcp_attestation;
 pub(crate) mod nitro;
 pub(crate) mod pcs;
 pub(crate) mod safe;
