@@ -4,8 +4,13 @@
 //! element must be in DER's one form: definite minimal lengths, low tag numbers, SEQUENCE and SET
 //! constructed, primitive types primitive, minimal INTEGERs, BOOLEANs 0x00/0xFF; the outer
 //! skeleton must be `SEQUENCE { SEQUENCE, AlgorithmIdentifier, BIT STRING }`; the unsigned
-//! signatureAlgorithm must be byte for byte the signed one inside the TBS; and the ECDSA
-//! signature inside the BIT STRING must be canonical DER too.
+//! signatureAlgorithm must be byte for byte the signed one inside the TBS; and an ECDSA
+//! signature inside the BIT STRING must be canonical DER too (an RSA one is a plain integer).
+
+/// OBJECT IDENTIFIER's tag.
+const OBJECT_IDENTIFIER: u8 = 0x06;
+/// 1.2.840.10045.4, the arc of the ecdsa-with-SHA* signature algorithms (RFC 5758), as encoded.
+const ECDSA_SIGNATURE_ARC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04];
 
 /// Deepest nesting walked (real certificates nest about 10 levels).
 const MAX_DEPTH: usize = 32;
@@ -57,11 +62,16 @@ pub(super) fn check_signed_object(der: &[u8]) -> Result<(), String> {
     if signed_algorithm.encoded != algorithm.encoded {
         return Err("signatureAlgorithm differs from the signed one".into());
     }
-    // The ECDSA signature: unused bits 0, then a canonical SEQUENCE { INTEGER r, INTEGER s }.
-    let Some((&0, ecdsa)) = signature.contents.split_first() else {
+    let Some((&0, value)) = signature.contents.split_first() else {
         return Err("signatureValue has unused bits".into());
     };
-    let (value, rest) = element(ecdsa)?;
+    // An ECDSA signature is itself DER: SEQUENCE { INTEGER r, INTEGER s }, canonical too. An RSA
+    // signature is a fixed-width integer the signature check judges.
+    let (oid, _) = element(algorithm.contents)?;
+    if oid.tag != OBJECT_IDENTIFIER || !oid.contents.starts_with(ECDSA_SIGNATURE_ARC) {
+        return Ok(());
+    }
+    let (value, rest) = element(value)?;
     if !rest.is_empty() {
         return Err("trailing bytes after the signature".into());
     }
@@ -198,6 +208,22 @@ mod tests {
         for root in real_roots() {
             check_signed_object(root).expect("a real root");
         }
+    }
+
+    #[test]
+    fn rsa_signed_certificates_keep_their_signature_a_plain_integer() {
+        // Google's AK CA root and the generated AK leaves under RSA intermediates: the RSA
+        // signature's bytes are not DER and must not be read as such.
+        for der in [
+            &include_bytes!("../../fixtures/gcp/root.der")[..],
+            &include_bytes!("../../fixtures/gcp/ak_ecc.der")[..],
+            &include_bytes!("../../fixtures/gcp/ak_rsa.der")[..],
+        ] {
+            check_signed_object(der).expect("an RSA-signed certificate");
+        }
+        let mut truncated = include_bytes!("../../fixtures/gcp/ak_rsa.der").to_vec();
+        truncated.pop();
+        assert!(check_signed_object(&truncated).is_err());
     }
 
     #[test]

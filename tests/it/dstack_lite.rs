@@ -456,6 +456,8 @@ async fn grpc_verify_takes_ratls_certificates_and_allow_tdx_lite() {
         root.to_str().unwrap(),
         "--dangerous-fixed-now",
         &now,
+        // Collateral comes inline; a test root names no CRL to fetch.
+        "--no-collateral-fetch",
     ]);
     let certificate = ratls_certificate(&certificate_key, &to_v1(&fixture.report));
     let request = |certificate: Vec<u8>, allow_tdx_lite: Option<bool>| proto::VerifyRequest {
@@ -555,6 +557,8 @@ async fn grpc_authorization_uses_a_bound_lite_image_without_accepting_the_claim(
         root.to_str().unwrap(),
         "--dangerous-fixed-now",
         &now,
+        // Collateral comes inline; a test root names no CRL to fetch.
+        "--no-collateral-fetch",
     ]);
     let request = |allow_tdx_lite: Option<bool>| proto::VerifyRequest {
         evidence: Some(Evidence::DstackQuoteReport(proto::DstackQuoteReport {
