@@ -65,12 +65,78 @@ pub struct BootInfoJson {
     pub advisory_ids: Vec<String>,
 }
 
-/// Limits of auth-eth's request schema.
+/// Limits of auth-eth's request schema: the longest `tcbStatus`, in characters.
 pub const MAX_TCB_STATUS_LEN: usize = 128;
 /// Most `advisoryIds` entries accepted.
 pub const MAX_ADVISORY_IDS: usize = 128;
-/// Longest `advisoryIds` entry accepted, in bytes.
+/// Longest `advisoryIds` entry accepted, in characters.
 pub const MAX_ADVISORY_ID_LEN: usize = 256;
+
+/// A KMS webhook request body read as dstack's auth-eth validates it (its fastify schema): a JSON
+/// object with `appId`, `composeHash`, `instanceId`, `deviceId`, `mrAggregated` and `osImageHash`
+/// required; `mrSystem`, `tcbStatus` and `advisoryIds` optional; every hex field `0x` (lowercase
+/// only) or nothing, then at most its width in hex digits, and nothing else (no whitespace);
+/// lengths counted in characters. Stricter than auth-eth where it coerces: `null`, numbers and
+/// duplicate keys are refused rather than read as strings.
+pub fn from_webhook_body(body: &[u8]) -> Result<BootInfo, BootInfoError> {
+    let schema = |message: String| BootInfoError::Schema(message);
+    // A derived struct would also read a positional array; the schema takes objects only.
+    let first = body
+        .iter()
+        .find(|byte| !matches!(byte, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(schema("the body is not a JSON object".to_owned()));
+    }
+    let request: WebhookRequest =
+        serde_json::from_slice(body).map_err(|e| schema(e.to_string()))?;
+    let json = BootInfoJson {
+        app_id: request.app_id,
+        compose_hash: request.compose_hash,
+        instance_id: request.instance_id,
+        device_id: request.device_id,
+        mr_aggregated: request.mr_aggregated,
+        mr_system: request.mr_system,
+        os_image_hash: request.os_image_hash,
+        tcb_status: request.tcb_status,
+        advisory_ids: request.advisory_ids,
+    };
+    for (field, value, width) in [
+        ("appId", &json.app_id, 20),
+        ("composeHash", &json.compose_hash, 32),
+        ("instanceId", &json.instance_id, 20),
+        ("deviceId", &json.device_id, 32),
+        ("mrAggregated", &json.mr_aggregated, 32),
+        ("mrSystem", &json.mr_system, 32),
+        ("osImageHash", &json.os_image_hash, 32),
+    ] {
+        let digits = value.strip_prefix("0x").unwrap_or(value);
+        if digits.len() > 2 * width || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(schema(format!(
+                "{field} must be 0x and at most {} hex digits",
+                2 * width
+            )));
+        }
+    }
+    BootInfo::try_from(&json)
+}
+
+/// auth-eth's request schema, field by field (see [`from_webhook_body`]).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WebhookRequest {
+    app_id: String,
+    compose_hash: String,
+    instance_id: String,
+    device_id: String,
+    mr_aggregated: String,
+    os_image_hash: String,
+    #[serde(default)]
+    mr_system: String,
+    #[serde(default, deserialize_with = "bounded::tcb_status")]
+    tcb_status: String,
+    #[serde(default, deserialize_with = "bounded::advisory_ids")]
+    advisory_ids: Vec<String>,
+}
 
 /// The schema's limits applied while the JSON is read: a list is refused at its first entry past
 /// the limit, a string before it is copied, so a body of millions of entries costs no more than
@@ -110,11 +176,12 @@ mod bounded {
         type Value = String;
 
         fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(formatter, "a string of at most {} bytes", self.max)
+            write!(formatter, "a string of at most {} characters", self.max)
         }
 
         fn visit_str<E: Error>(self, value: &str) -> Result<String, E> {
-            if value.len() > self.max {
+            // Characters, as the schema's maxLength counts them, not bytes.
+            if value.chars().count() > self.max {
                 return Err(too_long(self.field));
             }
             Ok(value.to_owned())
@@ -175,6 +242,9 @@ pub enum BootInfoError {
     /// `tcbStatus` or `advisoryIds` exceeds the schema's limits; names the field.
     #[error("{0} is longer than the webhook schema allows")]
     TooLong(&'static str),
+    /// A webhook body that auth-eth's request schema refuses (see [`from_webhook_body`]).
+    #[error("not an authorization request auth-eth accepts: {0}")]
+    Schema(String),
 }
 
 impl BootInfoError {
@@ -197,14 +267,14 @@ impl TryFrom<&BootInfoJson> for BootInfo {
                 source,
             })
         }
-        if json.tcb_status.len() > MAX_TCB_STATUS_LEN {
+        if json.tcb_status.chars().count() > MAX_TCB_STATUS_LEN {
             return Err(BootInfoError::TooLong("tcbStatus"));
         }
         if json.advisory_ids.len() > MAX_ADVISORY_IDS
             || json
                 .advisory_ids
                 .iter()
-                .any(|id| id.len() > MAX_ADVISORY_ID_LEN)
+                .any(|id| id.chars().count() > MAX_ADVISORY_ID_LEN)
         {
             return Err(BootInfoError::TooLong("advisoryIds"));
         }

@@ -11,7 +11,7 @@ use super::core::{Answer, Core};
 use super::metrics::Method;
 use super::monitor::RegistryStatus;
 use super::webhook_body::read_bounded;
-use crate::boot_info::{BootInfo, BootInfoJson};
+use crate::boot_info::from_webhook_body;
 use crate::encoding::to_0x_hex;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
@@ -24,6 +24,10 @@ use tonic::{Code, Status};
 
 /// auth-eth's reason when it cannot reach its backend; the KMS denies the boot.
 pub(super) const BACKEND_UNAVAILABLE: &str = "authorization backend unavailable";
+
+/// The reason of a 400: auth-eth's answer to a body its request schema refuses (the detail is
+/// logged at debug level).
+const INVALID_REQUEST: &str = "invalid authorization request";
 
 /// What `GET /` reports about the chain source (None for file sources).
 #[derive(Clone, Debug, Default)]
@@ -114,10 +118,10 @@ async fn boot_auth(core: &Core, question: Question, body: &[u8]) -> Response {
         Question::Kms => Method::BootAuthKms,
     };
     let work = async {
-        let json: BootInfoJson = serde_json::from_slice(body)
-            .map_err(|e| Status::invalid_argument(format!("invalid boot info JSON: {e}")))?;
-        let boot_info = BootInfo::try_from(&json)
-            .map_err(|e| Status::invalid_argument(format!("invalid boot info: {e}")))?;
+        let boot_info = from_webhook_body(body).map_err(|error| {
+            tracing::debug!(%error, "webhook request refused by the schema");
+            Status::invalid_argument(INVALID_REQUEST)
+        })?;
         let decision = match question {
             Question::App => core.decide_app(&boot_info).await?,
             Question::Kms => core.decide_kms(&boot_info).await?,

@@ -698,6 +698,7 @@ fn webhook_body(boot: &BootInfo) -> String {
     serde_json::json!({
         "appId": hex(&boot.app_id),
         "composeHash": hex(&boot.compose_hash),
+        "instanceId": hex(&boot.instance_id),
         "deviceId": hex(&boot.device_id),
         "mrAggregated": hex(&boot.mr_aggregated),
         "osImageHash": hex(&boot.os_image_hash),

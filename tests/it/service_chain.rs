@@ -546,7 +546,9 @@ async fn webhook_answers_exactly_what_the_contract_answers() {
 
     // A node on another chain than the configured one is never read: unavailable, saying why.
     let elsewhere = serve_chain(&anvil, &dstack, &["--chain-id", "1"]);
-    let (code, answer) = elsewhere.post_json("/bootAuth/kms", "{}").await;
+    let (code, answer) = elsewhere
+        .post_json("/bootAuth/kms", crate::support::service::ZERO_BOOT_INFO)
+        .await;
     assert_eq!((code, answer["isAllowed"].as_bool()), (200, Some(false)));
     let reason = eventually(
         "the wrong chain to be reported",
@@ -642,7 +644,7 @@ async fn webhook_answers_exactly_what_the_contract_answers() {
 
     // The KMS's own spellings: no 0x, uppercase, short values left-padded.
     let spelled = format!(
-        r#"{{"appId":"{}","composeHash":"{}","deviceId":"{}","osImageHash":"{}","tcbStatus":"UpToDate","mrAggregated":"{}"}}"#,
+        r#"{{"appId":"{}","composeHash":"{}","instanceId":"","deviceId":"{}","osImageHash":"{}","tcbStatus":"UpToDate","mrAggregated":"{}"}}"#,
         hex::encode(strict.as_slice()).to_uppercase(),
         hex::encode(compose.as_slice()),
         hex::encode(device.as_slice()),

@@ -156,7 +156,7 @@ async fn a_content_length_over_the_limit_is_413_before_the_body() {
     }
     // A body within the limit is still read and answered.
     let (code, _) = server
-        .post_json("/bootAuth/app", r#"{"appId":"0x01"}"#)
+        .post_json("/bootAuth/app", crate::support::service::ZERO_BOOT_INFO)
         .await;
     assert_eq!(code, 200);
 }
@@ -215,7 +215,7 @@ async fn post_chunked(address: SocketAddr, body: &[u8]) -> Option<u16> {
 async fn an_11_mb_body_of_2_8_m_advisory_ids_is_refused_in_bounded_memory() {
     let server = Service::start(&[]);
     let (code, _) = server
-        .post_json("/bootAuth/app", r#"{"appId":"0x01"}"#)
+        .post_json("/bootAuth/app", crate::support::service::ZERO_BOOT_INFO)
         .await;
     assert_eq!(code, 200);
     let body = advisory_flood(2_800_000);

@@ -7,7 +7,7 @@ use crate::support::service;
 
 use base64::Engine as _;
 use serde_json::Value;
-use service::{eventually, run_cli, write_file, Service, SERVICE_NAME};
+use service::{eventually, run_cli, write_file, Service, SERVICE_NAME, ZERO_BOOT_INFO};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -581,9 +581,7 @@ async fn registry_file_changes_reach_watchers_and_a_broken_file_fails_closed() {
         .await
         .expect_err("unavailable");
     assert_eq!(status.code(), Code::Unavailable);
-    let (code, answer) = server
-        .post_json("/bootAuth/app", &format!(r#"{{"appId":"{NITRO_APP_ID}"}}"#))
-        .await;
+    let (code, answer) = server.post_json("/bootAuth/app", ZERO_BOOT_INFO).await;
     assert_eq!(code, 200);
     assert_eq!(answer["isAllowed"], false);
     assert_eq!(answer["reason"], "authorization backend unavailable");
@@ -719,17 +717,17 @@ async fn webhook_speaks_auth_eth_and_metrics_count_it() {
     assert_eq!(code, 200);
     assert_eq!(answer["isAllowed"], false);
     assert_eq!(answer["reason"], "TCB status is not up to date");
-    // Left-padding: an empty body is all zeros, an unregistered app.
-    let (code, answer) = server.post_json("/bootAuth/app", "{}").await;
+    // Left-padding: empty values are all zeros, an unregistered app.
+    let (code, answer) = server.post_json("/bootAuth/app", ZERO_BOOT_INFO).await;
     assert_eq!(code, 200);
     assert_eq!(answer["reason"], "App not registered");
     // Not a boot info: 400, still denied.
     for bad in [
-        "not json",
-        r#"{"appId":"0xzz"}"#,
-        &format!(r#"{{"appId":"{}"}}"#, "1".repeat(41)),
+        "not json".to_owned(),
+        ZERO_BOOT_INFO.replace(r#""appId":"""#, r#""appId":"0xzz""#),
+        ZERO_BOOT_INFO.replace(r#""appId":"""#, &format!(r#""appId":"{}""#, "1".repeat(41))),
     ] {
-        let (code, answer) = server.post_json("/bootAuth/app", bad).await;
+        let (code, answer) = server.post_json("/bootAuth/app", &bad).await;
         assert_eq!(code, 400, "{bad}");
         assert_eq!(answer["isAllowed"], false, "{bad}");
     }
@@ -1030,4 +1028,103 @@ async fn verify_accepts_and_authorizes_a_gcp_attestation() {
         .into_inner();
     let decision = response.authorization.expect("authorization");
     assert!(decision.is_allowed, "{}", decision.reason);
+}
+
+/// The webhook accepts what dstack's auth-eth accepts and nothing it refuses: a body its request
+/// schema refuses is 400 with auth-eth's answer, never `isAllowed:true`.
+#[tokio::test]
+async fn the_webhook_refuses_what_auth_eth_refuses() {
+    let files = tempfile::tempdir().expect("tempdir");
+    // An allowlist that allows the all-zero boot: a refused body must not reach it.
+    let registry = write_file(
+        files.path(),
+        "registry.toml",
+        &format!(
+            "block = 7\ngateway_app_id = \"\"\nos_images = [\"0x{zero}\"]\n\
+             kms_aggregated_mrs = []\nkms_device_ids = []\n\n\
+             [[apps]]\napp_id = \"0x{app}\"\ncompose_hashes = [\"0x{zero}\"]\n\
+             device_ids = []\nallow_any_device = true\nrequire_tcb_up_to_date = false\n\
+             code = \"known\"\n",
+            zero = "00".repeat(32),
+            app = "00".repeat(20),
+        ),
+    );
+    let server = Service::start(&["--registry", &registry]);
+    server
+        .wait_health(ServingStatus::Serving, Duration::from_secs(10))
+        .await;
+    let (code, answer) = server.post_json("/bootAuth/app", ZERO_BOOT_INFO).await;
+    assert_eq!(
+        (code, &answer["isAllowed"]),
+        (200, &Value::Bool(true)),
+        "{answer}"
+    );
+
+    let with = |field: &str, value: &str| {
+        ZERO_BOOT_INFO.replace(
+            &format!(r#""{field}":"""#),
+            &format!(r#""{field}":{value}"#),
+        )
+    };
+    let without = |field: &str| {
+        let mut body: serde_json::Map<String, Value> =
+            serde_json::from_str(ZERO_BOOT_INFO).unwrap();
+        body.remove(field);
+        Value::Object(body).to_string()
+    };
+    let mut refused = vec![
+        "{}".to_owned(),
+        "[]".to_owned(),
+        r#"["","","","","",""]"#.to_owned(),
+        with("appId", r#""0X00""#),
+        with("appId", r#"" 00""#),
+        with("appId", r#""00 ""#),
+        with("osImageHash", &format!(r#""0x{}""#, "0".repeat(65))),
+        // Stricter than auth-eth, which coerces these to strings:
+        with("appId", "null"),
+        with("appId", "0"),
+        format!(r#"{{"appId":"","appId":"",{}"#, &ZERO_BOOT_INFO[12..]),
+    ];
+    for field in [
+        "appId",
+        "composeHash",
+        "instanceId",
+        "deviceId",
+        "mrAggregated",
+        "osImageHash",
+    ] {
+        refused.push(without(field));
+    }
+    for body in &refused {
+        let (code, answer) = server.post_json("/bootAuth/app", body).await;
+        assert_eq!(code, 400, "{body}: {answer}");
+        assert_eq!(
+            answer,
+            serde_json::json!({
+                "isAllowed": false,
+                "reason": "invalid authorization request",
+                "gatewayAppId": ""
+            }),
+            "{body}"
+        );
+    }
+
+    // Lengths count characters, as auth-eth's do: 100 two-byte characters are not too long.
+    let status = "é".repeat(100);
+    let body = ZERO_BOOT_INFO.replace(
+        '}',
+        &format!(
+            r#","tcbStatus":"{status}","advisoryIds":["{}"]}}"#,
+            "é".repeat(256)
+        ),
+    );
+    let (code, answer) = server.post_json("/bootAuth/app", &body).await;
+    assert_eq!(
+        (code, &answer["isAllowed"]),
+        (200, &Value::Bool(true)),
+        "{answer}"
+    );
+    let too_long = ZERO_BOOT_INFO.replace('}', &format!(r#","tcbStatus":"{}"}}"#, "é".repeat(129)));
+    let (code, _) = server.post_json("/bootAuth/app", &too_long).await;
+    assert_eq!(code, 400);
 }

@@ -303,3 +303,6 @@ pub(crate) fn run_cli(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// A webhook body with every field auth-eth requires, all empty: all zeros once left-padded.
+pub(crate) const ZERO_BOOT_INFO: &str = r#"{"appId":"","composeHash":"","instanceId":"","deviceId":"","mrAggregated":"","osImageHash":""}"#;
