@@ -23,7 +23,7 @@ use tee_verifier::dstack::gcp::{qualified_data, GCP_PCRS};
 use tee_verifier::tpm::TpmEvent;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let samples = samples::samples_dir().ok_or("the real samples are needed")?;
+    let samples = samples::samples_dir();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gcp");
     std::fs::create_dir_all(&dir)?;
 

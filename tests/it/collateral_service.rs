@@ -300,9 +300,7 @@ fn stdout_json(args: &[&str]) -> (i32, Value, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collateral_fetch_writes_what_verify_reads_offline_with_the_same_verdict() {
-    let Some(dir) = samples::samples_dir() else {
-        return;
-    };
+    let dir = samples::samples_dir();
     let sample = real_sample(&dir);
     let pccs = PcsServer::start(Flavor::Pccs).await;
     let served: Value =

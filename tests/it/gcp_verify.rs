@@ -27,7 +27,7 @@ fn world() -> Option<&'static World> {
     static WORLD: OnceLock<Option<World>> = OnceLock::new();
     WORLD
         .get_or_init(|| {
-            let samples = samples::samples_dir()?;
+            let samples = samples::samples_dir();
             let pki = GooglePki::generate();
             let ecc = AkKey::ecc();
             let ecc_cert = pki.ak_certificate(&ecc, &Instance::default(), 0x0ecc);

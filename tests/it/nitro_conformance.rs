@@ -24,16 +24,16 @@ impl Sample {
     }
 }
 
-/// The nitro entries of expected.json, or `None` (skip) when the samples are not available.
-fn nitro_samples() -> Option<(PathBuf, Vec<Sample>)> {
-    let dir = samples::samples_dir()?;
+/// The samples folder and the nitro entries of its expected.json.
+fn nitro_samples() -> (PathBuf, Vec<Sample>) {
+    let dir = samples::samples_dir();
     let samples: Vec<Sample> = samples::expected_entries(&dir)
         .into_iter()
         .filter(|entry| entry["kind"] == "nitro")
         .map(|entry| load(&dir, entry))
         .collect();
     assert!(!samples.is_empty(), "expected.json lists no nitro samples");
-    Some((dir, samples))
+    (dir, samples)
 }
 
 fn load(dir: &Path, entry: Value) -> Sample {
@@ -67,9 +67,7 @@ fn leaf_not_after(document: &[u8]) -> u64 {
 
 #[test]
 fn valid_samples_verify_with_their_os_image_hash() {
-    let Some((_, samples)) = nitro_samples() else {
-        return;
-    };
+    let (_, samples) = nitro_samples();
     let verifier = NitroVerifier::new();
     let mut count = 0;
     for sample in valid(&samples) {
@@ -93,9 +91,7 @@ fn valid_samples_verify_with_their_os_image_hash() {
 
 #[test]
 fn reject_samples_are_rejected_with_the_listed_kind() {
-    let Some((_, samples)) = nitro_samples() else {
-        return;
-    };
+    let (_, samples) = nitro_samples();
     let verifier = NitroVerifier::new();
     for sample in samples.iter().filter(|s| s.str("expect") == Some("reject")) {
         let allowed: Vec<&str> = sample
@@ -118,9 +114,7 @@ fn reject_samples_are_rejected_with_the_listed_kind() {
 
 #[test]
 fn debug_sample_is_genuine_and_only_refused_by_policy() {
-    let Some((_, samples)) = nitro_samples() else {
-        return;
-    };
+    let (_, samples) = nitro_samples();
     let debug = samples
         .iter()
         .filter(|s| s.str("reject_kind") == Some("debug_enclave"));
@@ -142,9 +136,7 @@ fn debug_sample_is_genuine_and_only_refused_by_policy() {
 
 #[test]
 fn valid_samples_expire_one_second_after_their_leaf() {
-    let Some((_, samples)) = nitro_samples() else {
-        return;
-    };
+    let (_, samples) = nitro_samples();
     for sample in valid(&samples) {
         let not_after = leaf_not_after(&sample.bytes);
         // Same verifier, warm from a successful verification: the cache must not extend trust.
@@ -166,9 +158,7 @@ fn valid_samples_expire_one_second_after_their_leaf() {
 
 #[test]
 fn flipping_a_payload_byte_breaks_the_signature() {
-    let Some((_, samples)) = nitro_samples() else {
-        return;
-    };
+    let (_, samples) = nitro_samples();
     for sample in valid(&samples) {
         // Flip a bit inside PCR0's value: the document stays well-formed.
         let pcr0 = parse_document(&sample.bytes).unwrap().pcrs[&0].clone();
@@ -190,9 +180,7 @@ fn flipping_a_payload_byte_breaks_the_signature() {
 
 #[test]
 fn high_s_sample_verifies_in_both_s_forms() {
-    let Some((_, samples)) = nitro_samples() else {
-        return;
-    };
+    let (_, samples) = nitro_samples();
     let sample = samples
         .iter()
         .find(|s| s.name.ends_with("signal_test_cose_sign1_02.cbor"))
@@ -217,9 +205,7 @@ fn high_s_sample_verifies_in_both_s_forms() {
 
 #[test]
 fn real_documents_verify_with_tag_18_too() {
-    let Some((_, samples)) = nitro_samples() else {
-        return;
-    };
+    let (_, samples) = nitro_samples();
     for sample in valid(&samples) {
         assert_eq!(
             sample.bytes.first(),
@@ -236,9 +222,7 @@ fn real_documents_verify_with_tag_18_too() {
 
 #[test]
 fn embedded_root_is_the_sample_root() {
-    let Some((dir, _)) = nitro_samples() else {
-        return;
-    };
+    let (dir, _) = nitro_samples();
     let pem = std::fs::read_to_string(dir.join("roots/aws_nitro_root_g1.pem")).unwrap();
     let body: String = pem
         .lines()

@@ -128,9 +128,7 @@ async fn install_app_at(
 
 #[tokio::test]
 async fn verify_authorizes_real_samples_on_chain_and_sees_revocations() {
-    let Some(dir) = samples::samples_dir() else {
-        return;
-    };
+    let dir = samples::samples_dir();
     let anvil = Anvil::spawn();
     let provider = anvil.provider();
     let dstack = Dstack::deploy(&provider).await;

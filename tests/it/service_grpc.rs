@@ -92,9 +92,7 @@ fn hex0x(entry: &Value, key: &str) -> Option<String> {
 
 #[tokio::test]
 async fn verifies_every_real_sample_at_its_time() {
-    let Some(dir) = samples::samples_dir() else {
-        return;
-    };
+    let dir = samples::samples_dir();
     let mut by_time: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
     for entry in samples::expected_entries(&dir) {
         if let Some(now) = entry["now"].as_u64() {
@@ -191,9 +189,7 @@ async fn verifies_every_real_sample_at_its_time() {
 
 #[tokio::test]
 async fn verify_authorizes_the_attested_boot_info() {
-    let Some(dir) = samples::samples_dir() else {
-        return;
-    };
+    let dir = samples::samples_dir();
     let attestation =
         std::fs::read(dir.join("dstack/dstack-nitro-attestation-v0.scale.bin")).expect("sample");
     let request = |authorize: Authorize| proto::VerifyRequest {
@@ -281,9 +277,7 @@ async fn verify_authorizes_the_attested_boot_info() {
 
 #[tokio::test]
 async fn malformed_requests_are_invalid_argument_and_rejections_are_answers() {
-    let Some(dir) = samples::samples_dir() else {
-        return;
-    };
+    let dir = samples::samples_dir();
     let document = std::fs::read(dir.join("dstack/nitro_enclave_nsm_doc.cose")).expect("sample");
     let server = Service::start(&["--dangerous-fixed-now", NITRO_NOW]);
     let mut client = server.client().await;
@@ -775,9 +769,7 @@ async fn webhook_speaks_auth_eth_and_metrics_count_it() {
 
 #[tokio::test]
 async fn request_size_is_bounded_on_both_servers() {
-    let Some(dir) = samples::samples_dir() else {
-        return;
-    };
+    let dir = samples::samples_dir();
     let document = std::fs::read(dir.join("dstack/nitro_enclave_nsm_doc.cose")).expect("sample");
     let server = Service::start(&[
         "--max-request-bytes",
@@ -923,9 +915,7 @@ struct KmsAuthApiInfo {
 /// bound by the vTPM quote, so no `accept_os_image_claim` is needed).
 #[tokio::test]
 async fn verify_accepts_and_authorizes_a_gcp_attestation() {
-    let Some(dir) = samples::samples_dir() else {
-        return;
-    };
+    let dir = samples::samples_dir();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gcp");
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(fixtures.join("expected.json")).expect("manifest"))

@@ -103,9 +103,7 @@ struct Sample {
 }
 
 fn samples() -> Vec<Sample> {
-    let Some(dir) = samples::samples_dir() else {
-        return Vec::new();
-    };
+    let dir = samples::samples_dir();
     let entries = samples::expected_entries(&dir);
     tdx_entries(&entries)
         .into_iter()

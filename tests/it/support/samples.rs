@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 /// The samples folder; panics when neither location has it.
-pub(crate) fn samples_dir() -> Option<PathBuf> {
+pub(crate) fn samples_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("TEE_VERIFIER_SAMPLES") {
         let dir = PathBuf::from(dir);
         let dir = if dir.is_absolute() {
@@ -22,7 +22,7 @@ pub(crate) fn samples_dir() -> Option<PathBuf> {
             "TEE_VERIFIER_SAMPLES={} has no expected.json",
             dir.display()
         );
-        return Some(dir);
+        return dir;
     }
     let default = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/samples");
     // Never skipped: a checkout without the samples fails the tests that need them.
@@ -30,7 +30,7 @@ pub(crate) fn samples_dir() -> Option<PathBuf> {
         default.join("expected.json").is_file(),
         "real samples not found: set TEE_VERIFIER_SAMPLES or provide ../shared/samples"
     );
-    Some(default)
+    default
 }
 
 /// The entries of `expected.json`.
