@@ -72,7 +72,17 @@ pub fn runtime_event_preimage_v2(name: &str, payload: &[u8]) -> Vec<u8> {
 
 /// The digest dstack extends RTMR3 with for a runtime event.
 pub fn runtime_event_digest(version: RuntimeEventVersion, name: &str, payload: &[u8]) -> Rtmr {
-    let mut hasher = Sha384::new();
+    runtime_event_hash::<Sha384>(version, name, payload).into()
+}
+
+/// A runtime event's digest under `D`: SHA-384 for RTMR3, SHA-256 for a vTPM's PCR14. Over
+/// `le32(0x08000001) ‖ ":" ‖ name ‖ ":" ‖ payload` (V1), or the V2 canonical JSON.
+pub(crate) fn runtime_event_hash<D: Digest>(
+    version: RuntimeEventVersion,
+    name: &str,
+    payload: &[u8],
+) -> sha2::digest::Output<D> {
+    let mut hasher = D::new();
     match version {
         RuntimeEventVersion::V1 => {
             hasher.update(RUNTIME_EVENT_TYPE.to_le_bytes());
@@ -83,7 +93,7 @@ pub fn runtime_event_digest(version: RuntimeEventVersion, name: &str, payload: &
         }
         RuntimeEventVersion::V2 => hasher.update(runtime_event_preimage_v2(name, payload)),
     }
-    hasher.finalize().into()
+    hasher.finalize()
 }
 
 /// `RTMR := SHA384(RTMR ‖ digest)`.

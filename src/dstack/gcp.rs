@@ -9,7 +9,7 @@
 //! - `mr_system = SHA256(os_image_hash ‖ mr_key_provider)` and
 //!   `mr_aggregated = SHA256(PCR0 ‖ PCR2 ‖ PCR14′)` ([`GcpPcrs`]; `decode_mr_gcp_tpm_from_v1`).
 
-use super::event_log::{runtime_event_preimage_v2, RuntimeEventVersion, RUNTIME_EVENT_TYPE};
+use super::event_log::{runtime_event_hash, RuntimeEventVersion};
 use super::gcp_ak::GcpAkError;
 use super::os_image::{chain_material, Map};
 use super::vm_config::TdxMeasurementMaterial;
@@ -175,7 +175,7 @@ impl RuntimePcr {
         for (version, name, payload) in events {
             let mut hasher = Sha256::new();
             hasher.update(register);
-            hasher.update(runtime_event_sha256(version, name, payload));
+            hasher.update(runtime_event_hash::<Sha256>(version, name, payload));
             register = hasher.finalize().into();
             if boot_time.is_none() && name == BOOT_MR_DONE {
                 boot_time = Some(register);
@@ -186,23 +186,6 @@ impl RuntimePcr {
             boot_time: boot_time.unwrap_or(register),
         }
     }
-}
-
-/// The SHA-256 digest dstack extends PCR14 with: over `le32(0x08000001) ‖ ":" ‖ name ‖ ":" ‖
-/// payload` (V1) or the V2 canonical JSON, the preimages RTMR3 hashes with SHA-384.
-fn runtime_event_sha256(version: RuntimeEventVersion, name: &str, payload: &[u8]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    match version {
-        RuntimeEventVersion::V1 => {
-            hasher.update(RUNTIME_EVENT_TYPE.to_le_bytes());
-            hasher.update(b":");
-            hasher.update(name.as_bytes());
-            hasher.update(b":");
-            hasher.update(payload);
-        }
-        RuntimeEventVersion::V2 => hasher.update(runtime_event_preimage_v2(name, payload)),
-    }
-    hasher.finalize().into()
 }
 
 /// How much of the OS image a GCP quote binds.
@@ -390,6 +373,7 @@ pub fn gcp_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dstack::event_log::runtime_event_preimage_v2;
     use crate::tpm::test_support::{AkKey, AttestSpec};
     use crate::tpm::{
         parse_tcg2_event_log, replay_pcr, verify_quote, AkPublicKey, PcrValue, TpmEvent, TpmQuote,

@@ -6,10 +6,9 @@
 use super::reader::Reader;
 use super::{TpmError, TPM_ALG_ECDSA, TPM_ALG_RSASSA, TPM_ALG_SHA256};
 use crate::crypto::{self, Curve, RsaPublicKey, SignatureEncoding};
+use crate::x509::{spki_key, SpkiKey, SpkiKeyError};
 use x509_parser::certificate::X509Certificate;
-use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION};
 use x509_parser::prelude::FromDer;
-use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 /// Length of a P-256 scalar (r or s).
@@ -101,31 +100,16 @@ impl AkPublicKey {
     /// The key of a certificate's SubjectPublicKeyInfo: rsaEncryption, or id-ecPublicKey on
     /// P-256. Nothing about the certificate itself is checked here.
     pub fn from_spki(spki: &SubjectPublicKeyInfo) -> Result<AkPublicKey, TpmError> {
-        let algorithm = &spki.algorithm.algorithm;
-        if *algorithm == OID_PKCS1_RSAENCRYPTION {
-            return match spki.parsed() {
-                Ok(PublicKey::RSA(rsa)) => RsaPublicKey::new(rsa.modulus, rsa.exponent)
-                    .map(AkPublicKey::Rsa)
-                    .map_err(|error| TpmError::UnsupportedKey(error.to_string())),
-                _ => Err(TpmError::AkCertificate(
-                    "RSA public key cannot be decoded".into(),
-                )),
-            };
-        }
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|parameters| parameters.as_oid().ok());
-        if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY && curve == Some(OID_EC_P256) {
-            return Ok(AkPublicKey::EcdsaP256(
+        match spki_key(spki) {
+            Ok(SpkiKey::Rsa(key)) => Ok(AkPublicKey::Rsa(key)),
+            Ok(SpkiKey::P256) => Ok(AkPublicKey::EcdsaP256(
                 spki.subject_public_key.data.to_vec(),
-            ));
+            )),
+            Err(SpkiKeyError::UndecodableRsa) => Err(TpmError::AkCertificate(
+                "RSA public key cannot be decoded".into(),
+            )),
+            Err(SpkiKeyError::Unsupported(found)) => Err(TpmError::UnsupportedKey(found)),
         }
-        Err(TpmError::UnsupportedKey(format!(
-            "{algorithm} {}",
-            curve.map_or_else(String::new, |curve| curve.to_id_string())
-        )))
     }
 
     /// The key of a DER certificate (the `ak_cert` a quote comes with). Its chain is the

@@ -24,6 +24,8 @@ mod der;
 mod error;
 mod facts;
 mod rsa;
+#[cfg(feature = "tpm")]
+pub(crate) use rsa::{spki_key, SpkiKey, SpkiKeyError};
 #[cfg(test)]
 mod test_pki;
 

@@ -18,28 +18,31 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 /// What an RSA PKI accepts as a key, for the error message.
 const RSA_PKI_KEYS: &str = "RSA of 2048-4096 bits (or EC P-256 on a leaf)";
 
-/// The key of a certificate in an RSA PKI: an RSA key of 2048 to 4096 bits (`Some`), or a P-256
-/// key (`None`), which only a leaf may hold since it can sign no RSA link.
-pub(super) fn rsa_pki_key(
-    spki: &SubjectPublicKeyInfo<'_>,
-    subject: &str,
-) -> Result<Option<RsaPublicKey>, X509Error> {
-    let refused = |found: String| X509Error::Algorithm {
-        subject: subject.to_owned(),
-        what: "public key",
-        found,
-        expected: RSA_PKI_KEYS.to_owned(),
-    };
+/// A SubjectPublicKeyInfo's key as Google's vTPM PKI has them.
+pub(crate) enum SpkiKey {
+    /// rsaEncryption, of a size the crypto backend takes.
+    Rsa(RsaPublicKey),
+    /// id-ecPublicKey on P-256 (the uncompressed point is the SPKI's BIT STRING).
+    P256,
+}
+
+/// Why a SubjectPublicKeyInfo is not an [`SpkiKey`].
+pub(crate) enum SpkiKeyError {
+    /// rsaEncryption whose key does not decode.
+    UndecodableRsa,
+    /// Another algorithm or curve, or an RSA key the backend refuses; says which.
+    Unsupported(String),
+}
+
+/// Reads `spki` as an RSA or a P-256 key; the one reading the AK and the CA walker share.
+pub(crate) fn spki_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<SpkiKey, SpkiKeyError> {
     let algorithm = &spki.algorithm.algorithm;
     if *algorithm == OID_PKCS1_RSAENCRYPTION {
         return match spki.parsed() {
             Ok(PublicKey::RSA(rsa)) => RsaPublicKey::new(rsa.modulus, rsa.exponent)
-                .map(Some)
-                .map_err(|error| refused(error.to_string())),
-            _ => Err(X509Error::Unparsable {
-                index: 0,
-                reason: format!("{subject}: RSA public key cannot be decoded"),
-            }),
+                .map(SpkiKey::Rsa)
+                .map_err(|error| SpkiKeyError::Unsupported(error.to_string())),
+            _ => Err(SpkiKeyError::UndecodableRsa),
         };
     }
     let curve = spki
@@ -48,12 +51,34 @@ pub(super) fn rsa_pki_key(
         .as_ref()
         .and_then(|parameters| parameters.as_oid().ok());
     if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY && curve == Some(OID_EC_P256) {
-        return Ok(None);
+        return Ok(SpkiKey::P256);
     }
-    Err(refused(format!(
+    Err(SpkiKeyError::Unsupported(format!(
         "{algorithm} {}",
         curve.map_or_else(String::new, |curve| curve.to_id_string())
     )))
+}
+
+/// The key of a certificate in an RSA PKI: an RSA key of 2048 to 4096 bits (`Some`), or a P-256
+/// key (`None`), which only a leaf may hold since it can sign no RSA link.
+pub(super) fn rsa_pki_key(
+    spki: &SubjectPublicKeyInfo<'_>,
+    subject: &str,
+) -> Result<Option<RsaPublicKey>, X509Error> {
+    match spki_key(spki) {
+        Ok(SpkiKey::Rsa(key)) => Ok(Some(key)),
+        Ok(SpkiKey::P256) => Ok(None),
+        Err(SpkiKeyError::UndecodableRsa) => Err(X509Error::Unparsable {
+            index: 0,
+            reason: format!("{subject}: RSA public key cannot be decoded"),
+        }),
+        Err(SpkiKeyError::Unsupported(found)) => Err(X509Error::Algorithm {
+            subject: subject.to_owned(),
+            what: "public key",
+            found,
+            expected: RSA_PKI_KEYS.to_owned(),
+        }),
+    }
 }
 
 /// Verifies `signature` over `message` by `signer`'s key with the PKI's algorithm. A signer
