@@ -418,7 +418,9 @@ async fn watchers_see_revocations_and_a_dead_node_fails_closed() {
     let (code, answer) = server
         .post_json(
             "/bootAuth/app",
-            &format!(r#"{{"appId":"{app_hex}","composeHash":"{compose}"}}"#),
+            &format!(
+                r#"{{"appId":"{app_hex}","composeHash":"{compose}","instanceId":"","deviceId":"","mrAggregated":"","osImageHash":""}}"#
+            ),
         )
         .await;
     assert_eq!(code, 200);
