@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{keccak256, Address, B256};
-use alloy::providers::Provider;
+use alloy::providers::{Provider, RootProvider};
 use tee_verifier::registry::chain::{code_identity, ChainConfig, ChainRegistry, Finality};
 use tee_verifier::registry::{Evaluation, Lookup, Registry, RegistryChange};
 
@@ -24,6 +24,19 @@ fn config(node: &Anvil, kms: Address) -> ChainConfig {
     config.confirmations = 0;
     config.max_staleness = Duration::from_secs(60);
     config
+}
+
+/// `upgradeToAndCall(to, "")` on the UUPS proxy `proxy` (the KMS or an app), as its owner.
+async fn upgrade(provider: &RootProvider, proxy: Address, to: Address) {
+    transact(
+        provider,
+        proxy,
+        DstackApp::upgradeToAndCallCall {
+            newImplementation: to,
+            data: Default::default(),
+        },
+    )
+    .await;
 }
 
 async fn identity_of(node: &Anvil, address: Address) -> B256 {
@@ -57,15 +70,7 @@ async fn a_kms_upgraded_to_other_logic_is_asked_on_chain_from_that_block_on() {
     );
 
     let reordered = anvil::deploy(&provider, &artifact_bytecode("ReorderedDstackKms"), &[]).await;
-    transact(
-        &provider,
-        s.dstack.kms,
-        DstackApp::upgradeToAndCallCall {
-            newImplementation: reordered,
-            data: Default::default(),
-        },
-    )
-    .await;
+    upgrade(&provider, s.dstack.kms, reordered).await;
     registry.poll().await.unwrap();
 
     let status = registry.status().unwrap().kms_code.unwrap();
@@ -89,15 +94,7 @@ async fn a_kms_upgraded_to_other_logic_is_asked_on_chain_from_that_block_on() {
 
     // Upgrading back to DstackKms's code makes the view answer again.
     let original = anvil::deploy(&provider, &artifact_bytecode("DstackKms"), &[]).await;
-    transact(
-        &provider,
-        s.dstack.kms,
-        DstackApp::upgradeToAndCallCall {
-            newImplementation: original,
-            data: Default::default(),
-        },
-    )
-    .await;
+    upgrade(&provider, s.dstack.kms, original).await;
     registry.poll().await.unwrap();
     assert!(registry.status().unwrap().kms_code.unwrap().trusted);
     let decision = registry.decide_app(&unlisted).await.unwrap();
@@ -112,15 +109,7 @@ async fn a_configured_kms_code_identity_stays_trusted_across_the_upgrade() {
     let mut config = config(&s.node, s.dstack.kms);
     config.kms_code_identities = vec![identity_of(&s.node, reordered).await.0];
     let registry = ChainRegistry::connect(config, None).await.unwrap();
-    transact(
-        &provider,
-        s.dstack.kms,
-        DstackApp::upgradeToAndCallCall {
-            newImplementation: reordered,
-            data: Default::default(),
-        },
-    )
-    .await;
+    upgrade(&provider, s.dstack.kms, reordered).await;
     registry.poll().await.unwrap();
     assert!(registry.status().unwrap().kms_code.unwrap().trusted);
 }
@@ -194,15 +183,7 @@ async fn an_app_upgraded_before_its_implementation_is_named_moves_to_the_view_on
     );
 
     let next = anvil::deploy(&provider, &artifact_bytecode("DstackApp"), &[]).await;
-    transact(
-        &provider,
-        s.app,
-        DstackApp::upgradeToAndCallCall {
-            newImplementation: next,
-            data: Default::default(),
-        },
-    )
-    .await;
+    upgrade(&provider, s.app, next).await;
     registry.poll().await.unwrap();
     let decision = registry.decide_app(&info).await.unwrap();
     assert_eq!(
