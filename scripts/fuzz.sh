@@ -4,13 +4,17 @@
 # would need nightly). Then runs every target for FUZZ_SECONDS (default 3) from a corpus seeded
 # with fixtures/ and the shared samples (../shared/samples, or TEE_VERIFIER_SAMPLES), kept in
 # target/fuzz/corpus/. Prints each target's executions and corpus size; a crash fails the run
-# and leaves its input in target/fuzz/artifacts/TARGET/.
+# and leaves its input in target/fuzz/artifacts/TARGET/. FUZZ_RUNS stops each target after that
+# many executions instead (a campaign; FUZZ_SECONDS is then ignored).
 #
 #   bash scripts/fuzz.sh                       # smoke: every target, 3 s each
 #   FUZZ_SECONDS=600 bash scripts/fuzz.sh x509_crl
+#   FUZZ_RUNS=10000000 bash scripts/fuzz.sh    # campaign: 10 M executions per target
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-3}"
+runs="${FUZZ_RUNS:-}"
+if [ -n "$runs" ]; then budget="-runs=$runs"; else budget="-max_total_time=$seconds"; fi
 samples="${TEE_VERIFIER_SAMPLES:-../shared/samples}"
 root="$PWD/target/fuzz"
 host="$(rustc -vV | sed -n 's/^host: //p')"
@@ -47,14 +51,16 @@ for target in "${targets[@]}"; do
         cp "$seed" "$corpus/seed-$(basename "$seed")"
     done
     log="$root/$target.log"
-    if ! "$root/build/$host/release/$target" -max_total_time="$seconds" -rss_limit_mb=2048 \
+    started="$(date +%s)"
+    if ! "$root/build/$host/release/$target" "$budget" -rss_limit_mb=2048 \
         -artifact_prefix="$artifacts/" "$corpus" >"$log" 2>&1; then
         tail -40 "$log"
         echo "fuzz target $target failed; its input is in $artifacts/" >&2
         exit 1
     fi
-    runs="$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log")"
+    execs="$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log")"
+    elapsed=$(($(date +%s) - started))
     files="$(find "$corpus" -type f | wc -l)"
     bytes="$(du -sb "$corpus" | cut -f1)"
-    printf '%-18s %12s execs in %ss, corpus %s files (%s bytes)\n' "$target" "$runs" "$seconds" "$files" "$bytes"
+    printf '%-18s %12s execs in %ss, corpus %s files (%s bytes)\n' "$target" "$execs" "$elapsed" "$files" "$bytes"
 done
