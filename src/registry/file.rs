@@ -58,6 +58,7 @@
 //! must not keep allowing. [`FileRegistry::open`] reads once and refuses what it cannot use.
 
 mod read;
+mod stream;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -74,12 +75,14 @@ use super::{
 };
 use crate::boot_info::BootInfo;
 use read::{read_consistent, FileStamp};
+use stream::StreamParser;
 
 /// The built-in registry (empty allowlists: every app and KMS is denied with the contracts'
 /// reasons until an operator configures a file or a chain).
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../fixtures/registry/default.toml");
 
-/// Largest registry file read (a million apps with a compose hash each is ~150 MB of TOML).
+/// Largest registry file read (a million apps with a compose hash and a device each are ~310 MiB
+/// of TOML, streamed: the file is never held whole).
 pub const MAX_FILE_BYTES: u64 = 512 << 20;
 
 /// Checks a change may stay unsettled (seen, but not yet read the same twice in a row) before
@@ -118,34 +121,40 @@ enum Step {
 
 impl Tracker {
     fn check(&mut self, path: &std::path::Path) -> Step {
-        match read::stamp(path) {
+        let before = match read::stamp(path) {
             Ok(stamp) if self.in_effect == Some(stamp) => {
                 self.pending = None;
                 self.unsettled_checks = 0;
                 return Step::Keep;
             }
-            Ok(_) => {}
+            Ok(stamp) => stamp,
             Err(error) => return self.path_failed(error),
-        }
-        match read_consistent(path) {
+        };
+        let renamed = |stamp: FileStamp| {
+            self.in_effect
+                .is_none_or(|current| current.identity != stamp.identity)
+        };
+        // Parsing (a large file takes seconds) only when this read may be applied: a new inode,
+        // or the stamp the pending version was seen with (a settled change).
+        let parse = renamed(before) || self.pending.is_some_and(|seen| seen.stamp == before);
+        match read_file(path, parse) {
             Err(error) => return self.path_failed(error),
             Ok(None) => self.pending = None,
-            Ok(Some((stamp, bytes))) => {
+            Ok(Some(reading)) => {
                 let seen = Seen {
-                    stamp,
-                    digest: Sha256::digest(&bytes).into(),
+                    stamp: reading.stamp,
+                    digest: reading.digest,
                 };
-                let origin = path.display().to_string();
-                if self.pending == Some(seen) {
-                    return self.settle(stamp, parse_bytes(&bytes, &origin));
-                }
-                let renamed = self
-                    .in_effect
-                    .is_none_or(|current| current.identity != stamp.identity);
-                if renamed {
-                    if let Ok(loaded) = parse_bytes(&bytes, &origin) {
-                        return self.settle(stamp, Ok(loaded));
+                match reading.loaded {
+                    Some(loaded) if self.pending == Some(seen) => {
+                        return self.settle(reading.stamp, loaded);
                     }
+                    Some(Ok(loaded)) if renamed(reading.stamp) => {
+                        return self.settle(reading.stamp, Ok(loaded));
+                    }
+                    // Not parsed: the file changed between the stamp and the read; the next
+                    // check parses it if it holds.
+                    Some(_) | None => {}
                 }
                 self.pending = Some(seen);
             }
@@ -191,25 +200,49 @@ pub struct FileRegistry {
 
 /// Parses a registry file's text. `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<(RegistryView, u64), RegistryError> {
-    let invalid = |message: String| RegistryError::InvalidFile {
-        path: origin.to_owned(),
-        message,
-    };
-    if text.trim().is_empty() {
-        return Err(invalid("the file is empty".to_owned()));
-    }
-    let snapshot: Snapshot = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
-    let view = snapshot.to_view().map_err(invalid)?;
-    Ok((view, snapshot.block))
+    let mut parser = StreamParser::new();
+    parser.feed(text.as_bytes());
+    finish(parser, origin).map(|loaded| (loaded.view, loaded.block))
 }
 
-fn parse_bytes(bytes: &[u8], origin: &str) -> Result<Loaded, RegistryError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| RegistryError::InvalidFile {
-        path: origin.to_owned(),
-        message: format!("not UTF-8: {e}"),
-    })?;
-    let (view, block) = parse(text, origin)?;
+fn finish(parser: StreamParser, origin: &str) -> Result<Loaded, RegistryError> {
+    let (view, block) = parser
+        .finish()
+        .map_err(|message| RegistryError::InvalidFile {
+            path: origin.to_owned(),
+            message,
+        })?;
     Ok(Loaded { view, block })
+}
+
+/// One consistent read of the file: what tells its versions apart and, when asked for, the view
+/// parsed on the way.
+struct Reading {
+    stamp: FileStamp,
+    digest: [u8; 32],
+    loaded: Option<Result<Loaded, RegistryError>>,
+}
+
+/// Reads the file once, hashing it and (with `parse`) parsing it as the bytes come; `None` if it
+/// changed while read.
+fn read_file(path: &std::path::Path, parse: bool) -> Result<Option<Reading>, RegistryError> {
+    let mut hasher = Sha256::new();
+    let mut parser = parse.then(StreamParser::new);
+    let stamp = read_consistent(path, &mut |block| {
+        hasher.update(block);
+        if let Some(parser) = &mut parser {
+            parser.feed(block);
+        }
+    })?;
+    let Some(stamp) = stamp else {
+        return Ok(None);
+    };
+    let origin = path.display().to_string();
+    Ok(Some(Reading {
+        stamp,
+        digest: hasher.finalize().into(),
+        loaded: parser.map(|parser| finish(parser, &origin)),
+    }))
 }
 
 impl FileRegistry {
@@ -217,14 +250,15 @@ impl FileRegistry {
     /// start-up).
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, RegistryError> {
         let path = path.into();
-        let origin = path.display().to_string();
-        let (stamp, bytes) = read_consistent(&path)?.ok_or_else(|| RegistryError::InvalidFile {
-            path: origin.clone(),
+        let changed = || RegistryError::InvalidFile {
+            path: path.display().to_string(),
             message: "the file changed while it was read; replace it atomically (write a new \
                       file, then rename it over this one)"
                 .into(),
-        })?;
-        let loaded = parse_bytes(&bytes, &origin)?;
+        };
+        let reading = read_file(&path, true)?.ok_or_else(changed)?;
+        let stamp = reading.stamp;
+        let loaded = reading.loaded.ok_or_else(changed)??;
         Ok(FileRegistry {
             path: Some(path),
             answers: RwLock::new(Ok(Arc::new(loaded))),

@@ -1,8 +1,6 @@
 //! A whole registry view as plain data: what `Registry::snapshot` returns and, serialized as
 //! TOML, the registry file format (see `fixtures/registry/default.toml`).
 
-use std::collections::{HashMap, HashSet};
-
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::view::{AppCode, AppList, AppPolicy, KmsList, RegistryView};
@@ -74,6 +72,41 @@ pub struct AppSnapshot {
     pub implementation: Option<Hex<20>>,
 }
 
+impl AppSnapshot {
+    /// Registers the app in `view` with its flags and lists. Rejects an app already there (listed
+    /// twice: which flags would win?) and lists of an app whose code is not known.
+    pub(crate) fn add_to(&self, view: &mut RegistryView) -> Result<(), String> {
+        let app_id = self.app_id.0;
+        if !view.register_app(app_id) {
+            return Err(format!("app {} is listed twice", to_0x_hex(&app_id)));
+        }
+        view.set_app_policy(
+            &app_id,
+            AppPolicy {
+                allow_any_device: self.allow_any_device,
+                require_tcb_up_to_date: self.require_tcb_up_to_date,
+                code: self.code,
+                implementation: self.implementation.map(|h| h.0),
+            },
+        );
+        for (list, values) in [
+            (AppList::ComposeHashes, &self.compose_hashes),
+            (AppList::DeviceIds, &self.device_ids),
+        ] {
+            if self.code != AppCode::Known && !values.is_empty() {
+                return Err(format!(
+                    "app {}: only apps with known code have allowlists",
+                    to_0x_hex(&app_id)
+                ));
+            }
+            for value in values {
+                view.set_app_value(&app_id, list, value.0, true);
+            }
+        }
+        Ok(())
+    }
+}
+
 fn sorted<const N: usize>(values: impl Iterator<Item = [u8; N]>) -> Vec<Hex<N>> {
     let mut out: Vec<Hex<N>> = values.map(Hex).collect();
     out.sort_unstable();
@@ -81,35 +114,21 @@ fn sorted<const N: usize>(values: impl Iterator<Item = [u8; N]>) -> Vec<Hex<N>> 
 }
 
 impl Snapshot {
-    /// The view as data. One pass over each per-app list, so it stays linear in the view's size.
+    /// The view as data. One pass over the apps, so it stays linear in the view's size.
     pub fn of(view: &RegistryView, block: u64) -> Snapshot {
-        #[derive(Default)]
-        struct Lists {
-            compose_hashes: Vec<[u8; 32]>,
-            device_ids: Vec<[u8; 32]>,
-        }
-        let mut per_app: HashMap<[u8; 20], Lists> = HashMap::new();
-        view.for_each_app_value(|app_id, list, value| {
-            let lists = per_app.entry(*app_id).or_default();
-            match list {
-                AppList::ComposeHashes => lists.compose_hashes.push(*value),
-                AppList::DeviceIds => lists.device_ids.push(*value),
-            }
-        });
         let mut apps: Vec<AppSnapshot> = view
-            .app_ids()
-            .filter_map(|app_id| {
-                let policy = *view.app(app_id)?.policy();
-                let lists = per_app.remove(app_id).unwrap_or_default();
-                Some(AppSnapshot {
-                    app_id: Hex(*app_id),
-                    compose_hashes: sorted(lists.compose_hashes.into_iter()),
-                    device_ids: sorted(lists.device_ids.into_iter()),
+            .apps()
+            .map(|app| {
+                let policy = *app.policy();
+                AppSnapshot {
+                    app_id: Hex(*app.app_id()),
+                    compose_hashes: sorted(app.values(AppList::ComposeHashes).copied()),
+                    device_ids: sorted(app.values(AppList::DeviceIds).copied()),
                     allow_any_device: policy.allow_any_device,
                     require_tcb_up_to_date: policy.require_tcb_up_to_date,
                     code: policy.code,
                     implementation: policy.implementation.map(Hex),
-                })
+                }
             })
             .collect();
         apps.sort_unstable_by_key(|app| app.app_id);
@@ -139,35 +158,8 @@ impl Snapshot {
                 view.set(list, value.0, true);
             }
         }
-        let mut seen = HashSet::new();
         for app in &self.apps {
-            if !seen.insert(app.app_id) {
-                return Err(format!("app {} is listed twice", to_0x_hex(&app.app_id.0)));
-            }
-            view.register_app(app.app_id.0);
-            view.set_app_policy(
-                &app.app_id.0,
-                AppPolicy {
-                    allow_any_device: app.allow_any_device,
-                    require_tcb_up_to_date: app.require_tcb_up_to_date,
-                    code: app.code,
-                    implementation: app.implementation.map(|h| h.0),
-                },
-            );
-            for (list, values) in [
-                (AppList::ComposeHashes, &app.compose_hashes),
-                (AppList::DeviceIds, &app.device_ids),
-            ] {
-                if app.code != AppCode::Known && !values.is_empty() {
-                    return Err(format!(
-                        "app {}: only apps with known code have allowlists",
-                        to_0x_hex(&app.app_id.0)
-                    ));
-                }
-                for value in values {
-                    view.set_app_value(&app.app_id.0, list, value.0, true);
-                }
-            }
+            app.add_to(&mut view)?;
         }
         view.shrink_to_fit();
         Ok(view)

@@ -1,6 +1,7 @@
 //! Reading the registry file without trusting it: only a regular file is opened (a device or a
 //! FIFO would never end, or block), the size limit holds while reading whatever the reported
-//! length says, and a read the file changed under is reported as such rather than parsed.
+//! length says, and a read the file changed under is reported as such rather than used. The bytes
+//! are handed on block by block (hashed and parsed as they come), never held whole.
 
 use std::fs::{File, Metadata};
 use std::io::Read as _;
@@ -85,14 +86,25 @@ fn open_nonblocking(path: &Path) -> std::io::Result<File> {
     options.open(path)
 }
 
-/// The file's bytes and the stamp that held from before the read to after it, or `None` if the
-/// file changed meanwhile (it is being written: look again later). Over [`MAX_FILE_BYTES`], by
-/// its reported length or by what a read returns, it is invalid.
-pub(super) fn read_consistent(path: &Path) -> Result<Option<(FileStamp, Vec<u8>)>, RegistryError> {
-    read_within(path, MAX_FILE_BYTES)
+/// Bytes handed to the consumer at a time.
+const READ_BLOCK: usize = 64 << 10;
+
+/// Feeds the file's bytes to `consume` as they are read, and returns the stamp that held from
+/// before the read to after it, or `None` if the file changed meanwhile (it is being written:
+/// look again later, and discard what was consumed). Over [`MAX_FILE_BYTES`], by its reported
+/// length or by what a read returns, it is invalid.
+pub(super) fn read_consistent(
+    path: &Path,
+    consume: &mut dyn FnMut(&[u8]),
+) -> Result<Option<FileStamp>, RegistryError> {
+    read_within(path, MAX_FILE_BYTES, consume)
 }
 
-fn read_within(path: &Path, limit: u64) -> Result<Option<(FileStamp, Vec<u8>)>, RegistryError> {
+fn read_within(
+    path: &Path,
+    limit: u64,
+    consume: &mut dyn FnMut(&[u8]),
+) -> Result<Option<FileStamp>, RegistryError> {
     let before = stamp(path)?;
     let over_limit = || invalid(path, format!("is over the {limit}-byte limit"));
     if before.len > limit {
@@ -103,17 +115,26 @@ fn read_within(path: &Path, limit: u64) -> Result<Option<(FileStamp, Vec<u8>)>, 
     if !opened.is_file() || FileStamp::of(&opened).identity != before.identity {
         return Ok(None);
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(before.len).unwrap_or(0));
-    file.take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_error(path, e))?;
-    if bytes.len() as u64 > limit {
-        return Err(over_limit());
+    let mut reader = file.take(limit.saturating_add(1));
+    let mut block = vec![0; READ_BLOCK];
+    let mut total: u64 = 0;
+    loop {
+        let read = match reader.read(&mut block) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error(path, e)),
+        };
+        total += read as u64;
+        if total > limit {
+            return Err(over_limit());
+        }
+        consume(&block[..read]);
     }
-    if bytes.len() as u64 != before.len || stamp(path)? != before {
+    if total != before.len || stamp(path)? != before {
         return Ok(None);
     }
-    Ok(Some((before, bytes)))
+    Ok(Some(before))
 }
 
 #[cfg(test)]
@@ -126,14 +147,14 @@ mod tests {
     fn the_limit_holds_while_reading_whatever_the_reported_length() {
         let path = Path::new("/proc/self/status");
         assert_eq!(stamp(path).unwrap().len, 0);
-        let error = read_within(path, 64).unwrap_err();
+        let error = read_within(path, 64, &mut |_| {}).unwrap_err();
         assert_eq!(error.kind().as_str(), "invalid_registry_file", "{error}");
         assert!(
             error.to_string().contains("over the 64-byte limit"),
             "{error}"
         );
         // Within the limit, a read longer than the reported length is a file that changed.
-        assert_eq!(read_within(path, 1 << 20).unwrap(), None);
+        assert_eq!(read_within(path, 1 << 20, &mut |_| {}).unwrap(), None);
     }
 
     #[test]
@@ -141,12 +162,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.toml");
         std::fs::write(&path, [b'#'; 65]).unwrap();
-        let error = read_within(&path, 64).unwrap_err();
+        let error = read_within(&path, 64, &mut |_| {}).unwrap_err();
         assert!(
             error.to_string().contains("over the 64-byte limit"),
             "{error}"
         );
         std::fs::write(&path, [b'#'; 64]).unwrap();
-        assert_eq!(read_within(&path, 64).unwrap().unwrap().1.len(), 64);
+        let mut bytes = Vec::new();
+        let stamp = read_within(&path, 64, &mut |block| bytes.extend_from_slice(block)).unwrap();
+        assert_eq!(stamp.unwrap().len, 64);
+        assert_eq!(bytes, [b'#'; 64]);
     }
 }
