@@ -5,8 +5,8 @@
 //! one compose hash and one device): every app is one fixed-size record in one `Vec` (its id, its
 //! policy and its two sets), found through an index that holds only each record's `u32` position
 //! (a `hashbrown` table hashed on the record's app id). A set of one value is held inline, a few
-//! in one exact-size sorted slice, and only a large one is hashed ([`value_set`]); no hex keys, no
-//! per-entry allocation. SipHash with a random key is kept on purpose: the registry is
+//! in one exact-size sorted slice, and only a large one is hashed (`value_set`); no hex keys, and
+//! no allocation at all for an app's one-value lists. SipHash with a random key is kept on purpose: the registry is
 //! permissionless, so keys are attacker-chosen.
 
 mod value_set;
