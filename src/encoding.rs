@@ -52,7 +52,12 @@ pub enum HexError {
 /// Parses hex with or without `0x`, any case; whitespace anywhere (line-wrapped `xxd -p`
 /// output) is ignored.
 pub(crate) fn parse_hex(text: &str) -> Result<Vec<u8>, HexError> {
-    let compact: String = text.split_ascii_whitespace().collect();
+    // Only text that has whitespace is copied without it (a quote's hex is ~10 KB).
+    let compact: std::borrow::Cow<'_, str> = if text.bytes().any(|b| b.is_ascii_whitespace()) {
+        text.split_ascii_whitespace().collect::<String>().into()
+    } else {
+        text.into()
+    };
     let digits = compact
         .strip_prefix("0x")
         .or_else(|| compact.strip_prefix("0X"))

@@ -19,6 +19,11 @@
 //! - **Decisions** ([`registry::Registry`]) apply the contracts' checks in the contracts' order,
 //!   with their reason strings, from a file ([`registry::file::FileRegistry`]) or from a chain
 //!   view that follows the contracts' events (`registry::chain`, feature `chain`).
+//! - **Repeated evidence** (a KMS sees the same RA-TLS certificate on every key request of a
+//!   CVM): [`EvidenceVerifier::with_result_cache`] opts in to answering byte-identical evidence,
+//!   companions and expectations from a bounded cache of successful results, used only while
+//!   `now` lies inside the window of everything the result relied on (outside it the evidence is
+//!   verified in full, with the precise error). Off by default; the service turns it on.
 //! - Failures are typed: every error has a stable [`ErrorKind`] (`"signature"`, `"expired"`,
 //!   `"event_log_mismatch"`, …), and converts into one [`Error`].
 //!

@@ -90,6 +90,13 @@ pub(super) struct ServeArgs {
     #[arg(long, env = "TEE_VERIFIER_ALLOW_TDX_LITE", value_name = "BOOL")]
     pub allow_tdx_lite: Option<bool>,
 
+    /// Verified results kept for byte-identical requests (a KMS sees the same RA-TLS certificate
+    /// on every key request of a CVM): evidence, companions and expectations must match to the
+    /// byte, and a hit is still refused outside the validity window of everything it relied on,
+    /// judged at the request's time. At most 64 MiB in all; 0 turns it off [default: 1024].
+    #[arg(long, env = "TEE_VERIFIER_RESULT_CACHE_ENTRIES", value_name = "N")]
+    pub result_cache_entries: Option<usize>,
+
     // Last: the heading applies to every argument after it.
     #[command(flatten, next_help_heading = "TDX collateral")]
     pub collateral: ServeCollateralArgs,
@@ -246,6 +253,7 @@ struct FileConfig {
     #[serde(default)]
     ca_fetch_allow: Vec<String>,
     allow_tdx_lite: Option<bool>,
+    result_cache_entries: Option<usize>,
 }
 
 /// `confirmations` in the config file: a number, or "safe" / "finalized".
@@ -288,6 +296,7 @@ const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 128;
 const DEFAULT_MAX_CONCURRENCY: usize = 1024;
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const DEFAULT_RESULT_CACHE_ENTRIES: usize = 1024;
 
 /// `tee-verifier serve`: resolves the settings, then serves until SIGTERM or SIGINT.
 pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -525,6 +534,10 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
         collateral_fetch,
         ca_fetch_allow,
         allow_tdx_lite: args.allow_tdx_lite.or(file.allow_tdx_lite).unwrap_or(true),
+        result_cache_entries: args
+            .result_cache_entries
+            .or(file.result_cache_entries)
+            .unwrap_or(DEFAULT_RESULT_CACHE_ENTRIES),
     })
 }
 
@@ -800,6 +813,32 @@ mod tests {
         std::fs::write(&path, "no_collateral_fetch = true\n").unwrap();
         let config = parse(&["--config", path.to_str().unwrap()]).unwrap();
         assert!(config.collateral_fetch.is_none());
+    }
+
+    #[test]
+    fn the_result_cache_is_on_unless_zero_from_the_flag_or_the_file() {
+        assert_eq!(
+            parse(&[]).unwrap().result_cache_entries,
+            DEFAULT_RESULT_CACHE_ENTRIES
+        );
+        assert_eq!(
+            parse(&["--result-cache-entries", "0"])
+                .unwrap()
+                .result_cache_entries,
+            0
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.toml");
+        std::fs::write(&path, "result_cache_entries = 7\n").unwrap();
+        let file = path.to_str().unwrap();
+        assert_eq!(parse(&["--config", file]).unwrap().result_cache_entries, 7);
+        assert_eq!(
+            parse(&["--config", file, "--result-cache-entries", "9"])
+                .unwrap()
+                .result_cache_entries,
+            9,
+            "the flag wins"
+        );
     }
 
     #[test]

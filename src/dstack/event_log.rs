@@ -21,6 +21,7 @@ use super::DstackError;
 use crate::encoding::parse_hex;
 use serde::Deserialize;
 use sha2::{Digest, Sha384};
+use std::borrow::Cow;
 
 /// `DSTACK_RUNTIME_EVENT_TYPE`: the TCG event type dstack gives its runtime events.
 pub const RUNTIME_EVENT_TYPE: u32 = 0x0800_0001;
@@ -250,21 +251,26 @@ pub struct EventLog {
     events: Vec<Event>,
 }
 
-/// One element of the JSON event log (`TdxEvent` serde form: lowercase hex, no `0x`).
+/// One element of the JSON event log (`TdxEvent` serde form: lowercase hex, no `0x`). Its text
+/// fields borrow from the log (copied only when they hold JSON escapes): only the decoded bytes
+/// and the name are kept.
 #[derive(Deserialize)]
-struct JsonEvent {
+struct JsonEvent<'a> {
     imr: u32,
     event_type: u32,
-    digest: String,
-    event: String,
-    event_payload: String,
+    #[serde(borrow)]
+    digest: Cow<'a, str>,
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(borrow)]
+    event_payload: Cow<'a, str>,
     #[serde(default)]
     version: Option<u32>,
-    #[serde(default)]
-    preimage: Option<String>,
+    #[serde(default, borrow)]
+    preimage: Option<Cow<'a, str>>,
 }
 
-impl JsonEvent {
+impl JsonEvent<'_> {
     fn into_raw(self) -> Result<RawEvent, DstackError> {
         let hex_field = |field, text: &str| {
             parse_hex(text).map_err(|source| DstackError::Hex { field, source })
@@ -279,7 +285,7 @@ impl JsonEvent {
                 .as_deref()
                 .map(|text| hex_field("event preimage", text))
                 .transpose()?,
-            name: self.event,
+            name: self.event.into_owned(),
             version: self.version,
         })
     }
@@ -288,10 +294,11 @@ impl JsonEvent {
 impl EventLog {
     /// Parses the JSON array form (dstack's GetQuote `event_log`).
     pub fn from_json(text: &str) -> Result<EventLog, DstackError> {
-        let events: Vec<JsonEvent> = serde_json::from_str(text).map_err(|e| DstackError::Json {
-            what: "event log",
-            reason: e.to_string(),
-        })?;
+        let events: Vec<JsonEvent<'_>> =
+            serde_json::from_str(text).map_err(|e| DstackError::Json {
+                what: "event log",
+                reason: e.to_string(),
+            })?;
         DstackError::check_len("event count", events.len(), MAX_EVENTS)?;
         let raw = events
             .into_iter()

@@ -12,7 +12,10 @@
 //! but never authorized.
 
 mod detect;
+mod memo;
 mod report;
+#[cfg(test)]
+mod result_cache_tests;
 mod verified;
 mod verify;
 

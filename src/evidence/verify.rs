@@ -3,6 +3,7 @@
 //! [`preview`] that reads the same formats without verifying them.
 
 use super::detect::{Detected, EvidenceInput, Parsed};
+use super::memo::ExactCache;
 use super::report::{
     dstack_claims, nitro_claims, tdx_registers, GcpClaims, OsImageClaims, Report, TdxClaims,
     TpmClaims,
@@ -11,7 +12,7 @@ use super::verified::{
     Attestation, AttestedDstack, AttestedTdx, AttestedTpm, Platform, Preview, Verified,
 };
 use super::EvidenceError;
-use crate::cache::CacheCounts;
+use crate::cache::{CacheCounts, Window};
 use crate::dstack::gcp::{self, GcpError};
 use crate::dstack::gcp_ak::{GcpAkVerifier, GcpCaBundle};
 use crate::dstack::os_image::preview_tdx_os_image;
@@ -48,6 +49,14 @@ pub struct Expectations {
     pub os_image: Option<OsImagePolicy>,
 }
 
+/// Parsed collateral JSON kept, by its exact bytes: one set per FMSPC and PCS update, inline or
+/// fetched.
+const COLLATERAL_JSON_ENTRIES: usize = 64;
+/// Their byte budget (a real set is 16-20 KB).
+const COLLATERAL_JSON_BYTES: usize = 16 << 20;
+/// What one cached [`Verified`] counts for in the result cache's byte budget, besides its inputs.
+const RESULT_WEIGHT: usize = 4 << 10;
+
 /// Verifiers for every platform, sharing their caches across calls (cheap to clone).
 #[derive(Clone)]
 pub struct EvidenceVerifier {
@@ -56,6 +65,17 @@ pub struct EvidenceVerifier {
     gcp: GcpAkVerifier,
     gcp_ca: Arc<GcpCaBundle>,
     os_image: OsImagePolicy,
+    /// `Collateral::from_json` of collateral bytes seen before (the parse is pure).
+    collaterals: ExactCache<Arc<Collateral>>,
+    /// Verified results by every input ([`Self::with_result_cache`]); `None`: off.
+    results: Option<ExactCache<Arc<CachedResult>>>,
+}
+
+/// A verification that succeeded at `window.from`, usable until the earliest expiry of what it
+/// relied on.
+struct CachedResult {
+    verified: Verified,
+    window: Window,
 }
 
 impl Default for EvidenceVerifier {
@@ -77,7 +97,38 @@ impl EvidenceVerifier {
             gcp: GcpAkVerifier::new(),
             gcp_ca: Arc::new(GcpCaBundle::default()),
             os_image: OsImagePolicy::default(),
+            collaterals: ExactCache::new(COLLATERAL_JSON_ENTRIES, COLLATERAL_JSON_BYTES),
+            results: None,
         }
+    }
+
+    /// This verifier answering byte-identical evidence, companions and expectations from a cache
+    /// of successful results: at most `max_entries` of them, weighing at most `max_bytes` (their
+    /// inputs plus 4 KiB each); `0` for either turns it off. Off by default; the service turns it
+    /// on (`--result-cache-entries`), since a KMS sees the same RA-TLS certificate on every key
+    /// request of a CVM.
+    ///
+    /// A result is found only by the exact bytes of every input (evidence, event log, collateral,
+    /// vm_config, app-compose) and every expectation (nonce, user_data, public_key, report_data,
+    /// maximum age, debug, the effective OS-image policy): one differing byte is a miss. A hit is
+    /// used only while `now` lies between the instant it was verified at and the earliest expiry
+    /// of everything it relied on (certificates, CRLs, TCB Info, QE Identity, a Nitro document's
+    /// maximum age); outside that window the evidence is verified in full again, which reports the
+    /// precise failure (e.g. `collateral_expired`). Only the signature, chain and parsing work is
+    /// skipped; failures are never cached. GCP attestations are always verified in full.
+    ///
+    /// The cache belongs to this configuration: [`Self::with_gcp`] and
+    /// [`Self::with_os_image_policy`] start an empty one. Clones share it.
+    pub fn with_result_cache(mut self, max_entries: usize, max_bytes: usize) -> Self {
+        self.results =
+            (max_entries > 0 && max_bytes > 0).then(|| ExactCache::new(max_entries, max_bytes));
+        self
+    }
+
+    /// After a configuration change: results verified under the old one are not reused.
+    fn reconfigured(mut self) -> Self {
+        self.results = self.results.as_ref().map(ExactCache::emptied);
+        self
     }
 
     /// This verifier with GCP AK chains verified by `gcp` (a pinned root, `--gcp-root`) through
@@ -85,21 +136,22 @@ impl EvidenceVerifier {
     pub fn with_gcp(mut self, gcp: GcpAkVerifier, bundle: GcpCaBundle) -> Self {
         self.gcp = gcp;
         self.gcp_ca = Arc::new(bundle);
-        self
+        self.reconfigured()
     }
 
     /// The OS-image policy used when the expectations name none (e.g. the service's
     /// `--allow-tdx-lite`); the default binds TDX-lite images.
     pub fn with_os_image_policy(mut self, policy: OsImagePolicy) -> Self {
         self.os_image = policy;
-        self
+        self.reconfigured()
     }
 
     /// Hits and misses of every verification cache, by a stable snake_case name: for Nitro the
     /// X.509 walker's `nitro_x509_certificates` and `nitro_x509_links`; for TDX its own walker's
     /// `tdx_x509_certificates` and `tdx_x509_links`, then `tdx_collateral`, `tdx_pck_crl` and
-    /// `tdx_qe`; for GCP's AK chains `gcp_x509_certificates` and `gcp_x509_links`. Clones of this
-    /// verifier count into the same numbers.
+    /// `tdx_qe`; for GCP's AK chains `gcp_x509_certificates` and `gcp_x509_links`; then
+    /// `tdx_collateral_json` (collateral JSON parsed before) and `evidence_results` (the result
+    /// cache, zero while it is off). Clones of this verifier count into the same numbers.
     pub fn cache_stats(&self) -> Vec<(&'static str, CacheCounts)> {
         let nitro = self.nitro.cache_counts();
         let tdx = self.tdx.cache_counts();
@@ -114,24 +166,74 @@ impl EvidenceVerifier {
             ("tdx_qe", tdx.qe),
             ("gcp_x509_certificates", gcp.certificates),
             ("gcp_x509_links", gcp.links),
+            ("tdx_collateral_json", self.collaterals.counts()),
+            (
+                "evidence_results",
+                self.results
+                    .as_ref()
+                    .map_or_else(CacheCounts::default, ExactCache::counts),
+            ),
         ]
     }
 
-    /// Verifies `input` at `now` against `expect`.
+    /// Verifies `input` at `now` against `expect` (from the result cache, when it is on and
+    /// holds this exact input valid at `now`: [`Self::with_result_cache`]).
     pub fn verify(
         &self,
         input: &EvidenceInput<'_>,
         now: u64,
         expect: &Expectations,
     ) -> Result<Verified, EvidenceError> {
+        let Some(results) = &self.results else {
+            return self
+                .verify_in_full(input, now, expect)
+                .map(|(verified, _)| verified);
+        };
+        let settings = self.settings(expect);
+        let key = result_key(input, expect, &settings);
+        if let Some(hit) = results.get(&key, |cached| cached.window.contains(now)) {
+            return Ok(hit.verified.clone());
+        }
+        let (verified, valid_until) = self.verify_in_full(input, now, expect)?;
+        if let Some(until) = valid_until {
+            let cached = CachedResult {
+                verified: verified.clone(),
+                window: Window { from: now, until },
+            };
+            results.insert(&key, Arc::new(cached), RESULT_WEIGHT);
+        }
+        Ok(verified)
+    }
+
+    /// Every check, and the earliest expiry of what the result relied on (`None`: not cacheable).
+    pub(super) fn verify_in_full(
+        &self,
+        input: &EvidenceInput<'_>,
+        now: u64,
+        expect: &Expectations,
+    ) -> Result<(Verified, Option<u64>), EvidenceError> {
         let Detected {
             parsed,
             certificate_key,
         } = Detected::from_input(input)?;
         parsed.check_applicable(input, expect)?;
-        let mut verified = self.verify_parsed(parsed, input, now, expect)?;
+        let (mut verified, valid_until) = self.verify_parsed(parsed, input, now, expect)?;
         verified.certificate_key = certificate_key;
-        Ok(verified)
+        Ok((verified, valid_until))
+    }
+
+    /// The expectations that are not byte fields, and the verifier's OS-image policy when they
+    /// name none, as key bytes: `max_age_secs` (tag and u64 LE), `allow_debug`, `allow_lite`.
+    fn settings(&self, expect: &Expectations) -> [u8; 11] {
+        let OsImagePolicy { allow_lite } = expect.os_image.unwrap_or(self.os_image);
+        let mut settings = [0u8; 11];
+        if let Some(max_age) = expect.max_age_secs {
+            settings[0] = 1;
+            settings[1..9].copy_from_slice(&max_age.to_le_bytes());
+        }
+        settings[9] = u8::from(expect.allow_debug);
+        settings[10] = u8::from(allow_lite);
+        settings
     }
 
     fn verify_parsed(
@@ -140,7 +242,7 @@ impl EvidenceVerifier {
         input: &EvidenceInput<'_>,
         now: u64,
         expect: &Expectations,
-    ) -> Result<Verified, EvidenceError> {
+    ) -> Result<(Verified, Option<u64>), EvidenceError> {
         match parsed {
             Parsed::Nitro(document) => {
                 let verified = self
@@ -150,13 +252,15 @@ impl EvidenceVerifier {
                     let user_data = verified.document.user_data.as_deref().unwrap_or_default();
                     dstack::check_report_data(user_data, report_data)?;
                 }
-                Ok(Verified {
+                let valid_until = nitro_valid_until(&verified, expect);
+                let verified = Verified {
                     attestation: Attestation::Nitro(verified.document.into()),
                     os_image_hash: Some(verified.os_image_hash),
                     report_data: None,
                     dstack: None,
                     certificate_key: None,
-                })
+                };
+                Ok((verified, Some(valid_until)))
             }
             Parsed::DstackNitro(evidence) => {
                 let verified =
@@ -167,13 +271,15 @@ impl EvidenceVerifier {
                     dstack::check_report_data(&evidence.report_data, report_data)?;
                 }
                 check_app_compose(&identity, input.app_compose)?;
-                Ok(Verified {
+                let valid_until = nitro_valid_until(&verified, expect);
+                let verified = Verified {
                     attestation: Attestation::Nitro(verified.document.into()),
                     os_image_hash: Some(verified.os_image_hash),
                     report_data: Some(evidence.report_data),
                     dstack: Some(identity.into()),
                     certificate_key: None,
-                })
+                };
+                Ok((verified, Some(valid_until)))
             }
             Parsed::Tdx { quote, dstack } => {
                 let (verified, registers, tcb) =
@@ -195,13 +301,15 @@ impl EvidenceVerifier {
                     }
                 };
                 let report_data = verified.quote.body.report_data;
-                Ok(Verified {
+                let valid_until = verified.valid_until;
+                let verified = Verified {
                     attestation: Attestation::Tdx(attested_tdx(verified)),
                     os_image_hash,
                     report_data: Some(report_data),
                     dstack: identity.map(AttestedDstack::from),
                     certificate_key: None,
-                })
+                };
+                Ok((verified, Some(valid_until)))
             }
             Parsed::DstackGcp(evidence) => {
                 let (verified, registers, tcb) =
@@ -238,13 +346,15 @@ impl EvidenceVerifier {
                     },
                 };
                 let report_data = verified.quote.body.report_data;
-                Ok(Verified {
+                let verified = Verified {
                     attestation: Attestation::GcpTdx(attested_tdx(verified), tpm),
                     certificate_key: None,
                     os_image_hash,
                     report_data: Some(report_data),
                     dstack: Some(identity.into()),
-                })
+                };
+                // The AK chain's and CRLs' windows are not reported: never cached.
+                Ok((verified, None))
             }
         }
     }
@@ -263,7 +373,7 @@ impl EvidenceVerifier {
                 "a TDX quote is verified against Intel collateral (QuoteCollateralV3 JSON)".into(),
             )
         })?;
-        let collateral = Collateral::from_json(collateral)?;
+        let collateral = self.parsed_collateral(collateral)?;
         let policy = TdxPolicy {
             allow_debug: expect.allow_debug,
         };
@@ -279,6 +389,71 @@ impl EvidenceVerifier {
         };
         Ok((verified, registers, tcb))
     }
+
+    /// `Collateral::from_json(json)`, parsed once per distinct bytes. Only what parsed is kept;
+    /// what it parsed to is verified on every use.
+    fn parsed_collateral(&self, json: &[u8]) -> Result<Arc<Collateral>, TdxError> {
+        let key = [Some(json)];
+        if let Some(parsed) = self.collaterals.get(&key, |_| true) {
+            return Ok(parsed);
+        }
+        let parsed = Arc::new(Collateral::from_json(json)?);
+        self.collaterals
+            .insert(&key, Arc::clone(&parsed), json.len());
+        Ok(parsed)
+    }
+}
+
+/// The result cache's key: every input and expectation, each absent or present. Destructured in
+/// full, so that a field added to either is a compile error here until it is keyed.
+fn result_key<'a>(
+    input: &EvidenceInput<'a>,
+    expect: &'a Expectations,
+    settings: &'a [u8; 11],
+) -> [Option<&'a [u8]>; 10] {
+    let EvidenceInput {
+        evidence,
+        event_log,
+        collateral,
+        vm_config,
+        app_compose,
+    } = *input;
+    let Expectations {
+        nonce,
+        user_data,
+        public_key,
+        report_data,
+        // In `settings`, with the OS-image policy they resolve to.
+        max_age_secs: _,
+        allow_debug: _,
+        os_image: _,
+    } = expect;
+    [
+        Some(evidence),
+        event_log,
+        collateral,
+        vm_config,
+        app_compose,
+        nonce.as_deref(),
+        user_data.as_deref(),
+        public_key.as_deref(),
+        report_data.as_deref(),
+        Some(settings),
+    ]
+}
+
+/// When a verified Nitro document stops verifying: its chain's earliest notAfter, or the
+/// caller's maximum age of its signed timestamp if that ends first (`now_ms - timestamp_ms <=
+/// max_age_ms`, in whole seconds of `now`).
+fn nitro_valid_until(verified: &nitro::VerifiedDocument, expect: &Expectations) -> u64 {
+    let fresh_until = expect.max_age_secs.map_or(u64::MAX, |max_age| {
+        verified
+            .document
+            .timestamp_ms
+            .saturating_add(max_age.saturating_mul(1000))
+            / 1000
+    });
+    verified.valid_until.min(fresh_until)
 }
 
 /// What the report keeps of a verified TDX quote.
@@ -474,14 +649,14 @@ fn check_app_compose(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::evidence::Unauthorizable;
     use crate::tdx::TcbStatus;
     use std::path::Path;
 
     /// A file of the committed generated fixtures (`fixtures/nitro/`, `fixtures/tdx/`).
-    fn fixture(path: &str) -> Vec<u8> {
+    pub(in crate::evidence) fn fixture(path: &str) -> Vec<u8> {
         std::fs::read(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("fixtures")
@@ -490,7 +665,7 @@ mod tests {
         .unwrap()
     }
 
-    fn fixture_verifier() -> EvidenceVerifier {
+    pub(in crate::evidence) fn fixture_verifier() -> EvidenceVerifier {
         EvidenceVerifier::new(
             NitroVerifier::with_root_der(&fixture("nitro/root.der")),
             TdxVerifier::with_root_der(&fixture("tdx/root_ca.der")),
@@ -504,7 +679,7 @@ mod tests {
     #[test]
     fn cache_stats_name_every_cache_and_count_cold_then_warm() {
         let verifier = fixture_verifier();
-        assert_eq!(verifier.cache_stats().len(), 9);
+        assert_eq!(verifier.cache_stats().len(), 11);
         assert!(verifier
             .cache_stats()
             .iter()
@@ -552,6 +727,8 @@ mod tests {
                 ("tdx_qe", counts(1, 1)),
                 ("gcp_x509_certificates", counts(0, 0)),
                 ("gcp_x509_links", counts(0, 0)),
+                ("tdx_collateral_json", counts(1, 1)),
+                ("evidence_results", counts(0, 0)),
             ]
         );
     }

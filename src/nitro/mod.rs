@@ -65,6 +65,9 @@ pub struct VerifiedDocument {
     pub document: AttestationDocument,
     /// sha256(PCR0 ‖ PCR1 ‖ PCR2).
     pub os_image_hash: [u8; 32],
+    /// The earliest notAfter of the certificate chain (unix seconds): this verification holds no
+    /// later.
+    pub valid_until: u64,
 }
 
 /// Verifies Nitro documents against one pinned root. Cheap to clone; clones share the chain cache
@@ -148,6 +151,7 @@ impl NitroVerifier {
         Ok(VerifiedDocument {
             document,
             os_image_hash,
+            valid_until: leaf.chain_not_after,
         })
     }
 }

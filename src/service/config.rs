@@ -136,7 +136,13 @@ pub struct Config {
     pub dangerous_fixed_now: Option<u64>,
     /// Bind TDX-lite OS images to the hardware unless a request says otherwise (dstack's default).
     pub allow_tdx_lite: bool,
+    /// Verified results kept for byte-identical requests, within [`RESULT_CACHE_MAX_BYTES`]
+    /// (`EvidenceVerifier::with_result_cache`); 0: off.
+    pub result_cache_entries: usize,
 }
+
+/// The result cache's byte budget (its inputs plus 4 KiB per result).
+pub const RESULT_CACHE_MAX_BYTES: usize = 64 << 20;
 
 /// `scheme://host[:port]` of a URL: RPC URLs often carry an API key in their path or userinfo.
 pub fn redact_url(url: &str) -> String {

@@ -96,9 +96,15 @@ impl Server {
         .context("the CA certificate fetcher")?;
         let core = Arc::new(
             Core::new(
-                evidence_verifier(&config.trust_roots, tdx).with_os_image_policy(OsImagePolicy {
-                    allow_lite: config.allow_tdx_lite,
-                }),
+                evidence_verifier(&config.trust_roots, tdx)
+                    .with_os_image_policy(OsImagePolicy {
+                        allow_lite: config.allow_tdx_lite,
+                    })
+                    // Last: a configuration change starts an empty result cache.
+                    .with_result_cache(
+                        config.result_cache_entries,
+                        super::config::RESULT_CACHE_MAX_BYTES,
+                    ),
                 clock,
                 config.limits.clone(),
                 shutdown_signal.clone(),

@@ -28,6 +28,7 @@ mod service_connections;
 mod service_governance;
 mod service_grpc;
 mod service_readme;
+mod service_result_cache;
 mod service_trust_roots;
 mod tdx_conformance;
 mod tdx_differential;

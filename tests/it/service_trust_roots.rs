@@ -20,11 +20,14 @@ async fn a_pinned_test_root_verifies_its_documents_and_only_there() {
     let files = tempfile::tempdir().expect("tempdir");
     let root_path = files.path().join("test-root.der");
     std::fs::write(&root_path, pki.root()).expect("write root");
+    // The result cache off: the second verification is to show the chain caches warm.
     let pinned = Service::start(&[
         "--dangerous-fixed-now",
         &now,
         "--nitro-root",
         root_path.to_str().expect("path"),
+        "--result-cache-entries",
+        "0",
     ]);
     let response = pinned
         .client()
