@@ -364,9 +364,9 @@ async fn main() {
     let deploy_call = |n: usize| DstackKms::deployAndRegisterApp_0Call {
         initialOwner: deployer(),
         disableUpgrades: false,
-        requireTcbUpToDate: n % 3 == 0,
-        allowAnyDevice: n % 2 == 0,
-        initialDeviceId: if n % 2 == 0 {
+        requireTcbUpToDate: n.is_multiple_of(3),
+        allowAnyDevice: n.is_multiple_of(2),
+        initialDeviceId: if n.is_multiple_of(2) {
             B256::ZERO
         } else {
             word("device", n)
@@ -421,7 +421,7 @@ async fn main() {
     .await;
     let mut adds = Vec::new();
     for n in 0..args.hashes - args.apps {
-        let app = if n % 2 == 0 {
+        let app = if n.is_multiple_of(2) {
             apps[rng.below(apps.len().div_ceil(10))]
         } else {
             apps[rng.below(apps.len())]
