@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! npm ci     # anvil and the compiled contracts (once)
-//! cargo run --release --example registry_scale -- [--apps 2000] [--hashes 50000] [--blocks 10000]
+//! cargo run --release --example registry_scale -- [--apps 2000] [--hashes 50000] [--blocks 2500]
 //! ```
 //!
 //! A multi-minute run (anvil mines about 200 empty blocks a second); it is not part of the test
@@ -56,7 +56,7 @@ fn args() -> Args {
     let mut parsed = Args {
         apps: 2000,
         hashes: 50_000,
-        blocks: 10_000,
+        blocks: 2_500,
     };
     let mut words = std::env::args().skip(1);
     while let Some(flag) = words.next() {

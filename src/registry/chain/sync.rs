@@ -2,7 +2,7 @@
 //! registered app (in a build, topic-filtered over many app addresses per request; when
 //! following, one chain-wide topic filter kept only for registered addresses), a backfill for
 //! apps registered by hand, and each touched app's code, implementation and flags read at the
-//! range's last block. Log pages adapt to the provider (see [`Syncer::logs`]).
+//! range's last block (one JSON-RPC batch per hundred apps). Log pages adapt to the provider (see [`Syncer::logs`]).
 
 use std::collections::{HashMap, HashSet};
 
