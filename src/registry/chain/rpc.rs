@@ -12,7 +12,7 @@ use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::providers::{Provider, RootProvider};
 use alloy::pubsub::Subscription;
-use alloy::rpc::client::RpcClient;
+use alloy::rpc::client::{BatchRequest, RpcClient, Waiter};
 use alloy::rpc::types::{Filter, Header, Log, TransactionRequest};
 use alloy::transports::http::reqwest;
 use alloy::transports::ws::WsConnect;
@@ -261,6 +261,115 @@ impl Rpc {
             )
             .await?
             .map_err(|e| rpc_error("eth_getStorageAt", e))?;
+        Ok(B256::from(value))
+    }
+}
+
+/// Reads at one block sent as one JSON-RPC batch (one HTTP request, or one burst of WebSocket
+/// frames), so that reading many apps costs a request per batch, not one per read. Each read
+/// answers (or fails) on its own once [`ReadBatch::send`] has returned.
+pub(crate) struct ReadBatch<'a> {
+    batch: BatchRequest<'a>,
+    at: BlockId,
+    request_timeout: Duration,
+}
+
+/// One read of a [`ReadBatch`], answered once the batch is sent.
+pub(crate) struct Answer<T> {
+    call: &'static str,
+    waiter: Waiter<T>,
+}
+
+impl Rpc {
+    /// An empty batch of reads at block `at` (required canonical, as every read is).
+    pub(crate) fn read_batch(&self, at: B256) -> ReadBatch<'_> {
+        ReadBatch {
+            batch: BatchRequest::new(self.provider.client()),
+            at: BlockId::hash_canonical(at),
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
+impl ReadBatch<'_> {
+    /// `eth_getCode` of `address`.
+    pub(crate) fn code(&mut self, address: Address) -> Result<Answer<Bytes>, RegistryError> {
+        let call = "eth_getCode";
+        let waiter = self
+            .batch
+            .add_call(call, &(address, self.at))
+            .map_err(|e| rpc_error(call, e))?;
+        Ok(Answer { call, waiter })
+    }
+
+    /// `eth_getStorageAt` of `slot` of `address`.
+    pub(crate) fn storage(
+        &mut self,
+        address: Address,
+        slot: B256,
+    ) -> Result<Answer<U256>, RegistryError> {
+        let call = "eth_getStorageAt";
+        let waiter = self
+            .batch
+            .add_call(call, &(address, U256::from_be_bytes(slot.0), self.at))
+            .map_err(|e| rpc_error(call, e))?;
+        Ok(Answer { call, waiter })
+    }
+
+    /// `eth_call` of `input` on `to`.
+    pub(crate) fn call(
+        &mut self,
+        to: Address,
+        input: Vec<u8>,
+    ) -> Result<Answer<Bytes>, RegistryError> {
+        let request = TransactionRequest::default()
+            .to(to)
+            .input(Bytes::from(input).into());
+        let call = "eth_call";
+        let waiter = self
+            .batch
+            .add_call(call, &(request, self.at))
+            .map_err(|e| rpc_error(call, e))?;
+        Ok(Answer { call, waiter })
+    }
+
+    /// Sends the batch within the request timeout; its answers are then ready.
+    pub(crate) async fn send(self) -> Result<(), RegistryError> {
+        tokio::time::timeout(self.request_timeout, self.batch.send())
+            .await
+            .map_err(|_| RegistryError::Rpc {
+                call: "batch",
+                message: format!("no answer within {:?}", self.request_timeout),
+            })?
+            .map_err(|e| rpc_error("batch", e))
+    }
+}
+
+impl Answer<Bytes> {
+    /// The [code identity](super::identity::code_identity) of the code read (an
+    /// [`ReadBatch::code`] answer) at `address`; `None` when there is no code.
+    pub(crate) async fn code_identity(
+        self,
+        address: Address,
+    ) -> Result<Option<B256>, RegistryError> {
+        let code = self.waiter.await.map_err(|e| rpc_error(self.call, e))?;
+        Ok((!code.is_empty()).then(|| super::identity::code_identity(&code, address)))
+    }
+
+    /// What an [`ReadBatch::call`] returned, a revert told apart from a failure.
+    pub(crate) async fn outcome(self) -> Result<CallOutcome, RegistryError> {
+        match self.waiter.await {
+            Ok(bytes) => Ok(CallOutcome::Returned(bytes)),
+            Err(e) if is_revert(&e) => Ok(CallOutcome::Reverted(e.to_string())),
+            Err(e) => Err(rpc_error(self.call, e)),
+        }
+    }
+}
+
+impl Answer<U256> {
+    /// The storage word read.
+    pub(crate) async fn word(self) -> Result<B256, RegistryError> {
+        let value = self.waiter.await.map_err(|e| rpc_error(self.call, e))?;
         Ok(B256::from(value))
     }
 }

@@ -2,7 +2,7 @@
 //! registered app (in a build, topic-filtered over many app addresses per request; when
 //! following, one chain-wide topic filter kept only for registered addresses), a backfill for
 //! apps registered by hand, and each touched app's code, implementation and flags read at the
-//! range's last block. Log pages adapt to the provider (see [`Syncer::logs`]).
+//! range's last block (one JSON-RPC batch per hundred apps). Log pages adapt to the provider (see [`Syncer::logs`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -37,8 +37,10 @@ fn backoff(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_millis(base - jitter)
 }
 
-/// Apps read concurrently when reading their state.
-const APP_READ_CONCURRENCY: usize = 16;
+/// Apps whose state is read in one JSON-RPC batch (four reads each).
+const APPS_PER_BATCH: usize = 100;
+/// Implementations whose code is read concurrently.
+const IMPLEMENTATION_READ_CONCURRENCY: usize = 16;
 /// Addresses per log filter when backfilling apps registered by hand.
 const BACKFILL_ADDRESSES: usize = 64;
 
@@ -430,7 +432,7 @@ impl Syncer<'_> {
     }
 
     /// Reads code, implementation and flags of the apps (skipping apps already known to be
-    /// unknown code, which never become known again), a few at a time.
+    /// unknown code, which never become known again), [`APPS_PER_BATCH`] apps per JSON-RPC batch.
     async fn read_apps(
         &self,
         base: &dyn Base,
@@ -445,19 +447,8 @@ impl Syncer<'_> {
             .collect();
         let total = u64::try_from(wanted.len()).unwrap_or(u64::MAX);
         let mut reads = HashMap::with_capacity(wanted.len());
-        for batch in wanted.chunks(APP_READ_CONCURRENCY) {
-            let mut tasks = JoinSet::new();
-            for app in batch {
-                let (rpc, app) = (self.rpc.clone(), *app);
-                tasks.spawn(async move { (app, read_app(&rpc, app, at).await) });
-            }
-            while let Some(joined) = tasks.join_next().await {
-                let (app, read) = joined.map_err(|e| RegistryError::Rpc {
-                    call: "app state",
-                    message: e.to_string(),
-                })?;
-                reads.insert(app, read?);
-            }
+        for batch in wanted.chunks(APPS_PER_BATCH) {
+            reads.extend(read_app_batch(self.rpc, batch, at).await?);
             let done = u64::try_from(reads.len()).unwrap_or(u64::MAX);
             self.report(SyncStage::AppState, done, total, target_block);
         }
@@ -487,7 +478,7 @@ impl Syncer<'_> {
             })
             .collect();
         let unseen: Vec<Address> = unseen.into_iter().collect();
-        for batch in unseen.chunks(APP_READ_CONCURRENCY) {
+        for batch in unseen.chunks(IMPLEMENTATION_READ_CONCURRENCY) {
             let mut tasks = JoinSet::new();
             for implementation in batch {
                 let (rpc, implementation) = (self.rpc.clone(), *implementation);
@@ -548,39 +539,62 @@ fn app_entry(app_id: [u8; 20], list: AppList, value: [u8; 32]) -> Entry {
     }
 }
 
-async fn read_app(rpc: &Rpc, app: Address, at: B256) -> Result<AppRead, RegistryError> {
-    let Some(code_hash) = rpc.code_identity(app, at).await? else {
-        return Ok(AppRead {
-            code_hash: None,
-            implementation: Address::ZERO,
-            allow_any_device: None,
-            require_tcb_up_to_date: None,
-        });
-    };
-    let slot = rpc.storage(app, EIP1967_IMPLEMENTATION_SLOT, at).await?;
-    let implementation = Address::from_word(slot);
-    let allow_any_device = read_flag(rpc, app, IDstackApp::allowAnyDeviceCall {}, at).await?;
-    let require_tcb_up_to_date =
-        read_flag(rpc, app, IDstackApp::requireTcbUpToDateCall {}, at).await?;
-    Ok(AppRead {
-        code_hash: Some(code_hash),
-        implementation,
-        allow_any_device,
-        require_tcb_up_to_date,
-    })
+/// Code, EIP-1967 implementation and flags of `apps` at `at`, in one JSON-RPC batch (an app
+/// without code has no implementation or flags, whatever the node answered for them).
+async fn read_app_batch(
+    rpc: &Rpc,
+    apps: &[Address],
+    at: B256,
+) -> Result<Vec<(Address, AppRead)>, RegistryError> {
+    let mut batch = rpc.read_batch(at);
+    let mut pending = Vec::with_capacity(apps.len());
+    for app in apps {
+        pending.push((
+            *app,
+            batch.code(*app)?,
+            batch.storage(*app, EIP1967_IMPLEMENTATION_SLOT)?,
+            batch.call(*app, IDstackApp::allowAnyDeviceCall {}.abi_encode())?,
+            batch.call(*app, IDstackApp::requireTcbUpToDateCall {}.abi_encode())?,
+        ));
+    }
+    batch.send().await?;
+    let mut reads = Vec::with_capacity(pending.len());
+    for (app, code, slot, allow_any_device, require_tcb_up_to_date) in pending {
+        let Some(code_hash) = code.code_identity(app).await? else {
+            reads.push((
+                app,
+                AppRead {
+                    code_hash: None,
+                    implementation: Address::ZERO,
+                    allow_any_device: None,
+                    require_tcb_up_to_date: None,
+                },
+            ));
+            continue;
+        };
+        reads.push((
+            app,
+            AppRead {
+                code_hash: Some(code_hash),
+                implementation: Address::from_word(slot.word().await?),
+                allow_any_device: flag::<IDstackApp::allowAnyDeviceCall>(
+                    allow_any_device.outcome().await?,
+                ),
+                require_tcb_up_to_date: flag::<IDstackApp::requireTcbUpToDateCall>(
+                    require_tcb_up_to_date.outcome().await?,
+                ),
+            },
+        ));
+    }
+    Ok(reads)
 }
 
-/// A bool getter; `None` when it reverts or returns something else.
-async fn read_flag<C: SolCall<Return = bool>>(
-    rpc: &Rpc,
-    app: Address,
-    call: C,
-    at: B256,
-) -> Result<Option<bool>, RegistryError> {
-    Ok(match rpc.call(app, call.abi_encode(), at).await? {
+/// A bool getter's answer; `None` when it reverted or returned something else.
+fn flag<C: SolCall<Return = bool>>(outcome: CallOutcome) -> Option<bool> {
+    match outcome {
         CallOutcome::Returned(bytes) => C::abi_decode_returns(&bytes).ok(),
         CallOutcome::Reverted(_) => None,
-    })
+    }
 }
 
 /// Decides how an app is evaluated from what was read at the range's end and the upgrades it

@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use alloy::primitives::{Address, B256, U256};
 use alloy::rpc::types::{Filter, Log};
 use alloy::sol_types::{SolCall, SolEvent};
-use tokio::task::JoinSet;
 
 use super::rpc::{CallOutcome, Rpc};
 use super::sync::Syncer;
@@ -29,8 +28,8 @@ use crate::registry::abi::IDstackKms;
 use crate::registry::view::RegistryView;
 use crate::registry::RegistryError;
 
-/// Contracts whose owner is looked up concurrently.
-const OWNER_READ_CONCURRENCY: usize = 16;
+/// Contracts whose `owner()` is read in one JSON-RPC batch.
+const OWNERS_PER_BATCH: usize = 100;
 
 /// The timelock events the view follows.
 const TOPICS: [B256; 5] = [
@@ -160,18 +159,15 @@ impl Timelocks {
         at: B256,
     ) -> Result<Vec<Address>, RegistryError> {
         let mut owners = HashSet::new();
-        for batch in candidates.chunks(OWNER_READ_CONCURRENCY) {
-            let mut tasks = JoinSet::new();
-            for contract in batch {
-                let (rpc, contract) = (rpc.clone(), *contract);
-                tasks.spawn(async move { owner(&rpc, contract, at).await });
-            }
-            while let Some(joined) = tasks.join_next().await {
-                let owner = joined.map_err(|e| RegistryError::Rpc {
-                    call: "owner",
-                    message: e.to_string(),
-                })??;
-                owners.extend(owner);
+        for contracts in candidates.chunks(OWNERS_PER_BATCH) {
+            let mut batch = rpc.read_batch(at);
+            let answers = contracts
+                .iter()
+                .map(|contract| batch.call(*contract, IDstackKms::ownerCall {}.abi_encode()))
+                .collect::<Result<Vec<_>, _>>()?;
+            batch.send().await?;
+            for answer in answers {
+                owners.extend(owner(answer.outcome().await?));
             }
         }
         let mut found = Vec::new();
@@ -406,15 +402,14 @@ fn operation(timelock: &Address, op: &Operation, single: bool) -> TimelockOperat
     }
 }
 
-/// `owner()` of `contract`, if it answers one (not the zero address).
-async fn owner(rpc: &Rpc, contract: Address, at: B256) -> Result<Option<Address>, RegistryError> {
-    let call = IDstackKms::ownerCall {};
-    Ok(match rpc.call(contract, call.abi_encode(), at).await? {
+/// The owner an `owner()` call answered, if it answered one (not the zero address).
+fn owner(outcome: CallOutcome) -> Option<Address> {
+    match outcome {
         CallOutcome::Returned(bytes) => IDstackKms::ownerCall::abi_decode_returns(&bytes)
             .ok()
             .filter(|owner| *owner != Address::ZERO),
         CallOutcome::Reverted(_) => None,
-    })
+    }
 }
 
 /// `getMinDelay()` of `contract`, if it answers one (an EOA or another contract does not).

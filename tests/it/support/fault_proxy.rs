@@ -43,6 +43,8 @@ struct State {
     requests: u64,
     /// `eth_getLogs` requests seen (refused ones included).
     log_requests: u64,
+    /// JSON-RPC calls seen: one per request, or a batch's length.
+    calls: u64,
 }
 
 /// A running proxy; stops when dropped.
@@ -73,6 +75,7 @@ impl FaultProxy {
             passes_left: None,
             requests: 0,
             log_requests: 0,
+            calls: 0,
         }));
         let shared = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -117,6 +120,11 @@ impl FaultProxy {
     pub(crate) fn log_requests(&self) -> u64 {
         self.state.lock().unwrap().log_requests
     }
+
+    /// JSON-RPC calls so far: a batch request counts each call in it.
+    pub(crate) fn calls(&self) -> u64 {
+        self.state.lock().unwrap().calls
+    }
 }
 
 /// The fault for the next request.
@@ -141,8 +149,12 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<Sta
         let filter = &call["params"][0];
         quantity(&filter["toBlock"]).saturating_sub(quantity(&filter["fromBlock"])) + 1
     });
-    if log_span.is_some() {
-        state.lock().unwrap().log_requests += 1;
+    {
+        let mut state = state.lock().unwrap();
+        state.calls += call.as_array().map_or(1, |batch| batch.len() as u64);
+        if log_span.is_some() {
+            state.log_requests += 1;
+        }
     }
     let answer = match next_fault(&state) {
         Fault::Drop => return,
