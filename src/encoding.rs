@@ -1,7 +1,7 @@
 //! Byte-level spellings shared by every room: 0x-hex output, tolerant hex input, and detection of
 //! how an attestation file was written (raw bytes, base64 text or hex text).
 
-use data_encoding::{BASE64, BASE64URL, BASE64URL_NOPAD, BASE64_NOPAD, HEXLOWER_PERMISSIVE};
+use data_encoding::{BASE64, BASE64URL, BASE64URL_NOPAD, BASE64_NOPAD};
 use thiserror::Error;
 
 /// Lowercase hex without prefix (messages, logs, upstream's own spellings).
@@ -19,19 +19,58 @@ pub(crate) fn to_0x_hex(bytes: &[u8]) -> String {
     format!("0x{}", hex(bytes))
 }
 
+/// Marks a byte that is not a hex digit in [`HEX_DIGIT`].
+const NOT_HEX: u8 = 0xff;
+
+/// Each byte's value as a hex digit of either case, or [`NOT_HEX`]: a quote arrives as ~10 KB
+/// of hex on every request, and a table decodes it at a few instructions a byte.
+const HEX_DIGIT: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Decodes exactly `2 × out.len()` hex digits of either case into `out`; `None` for any other
+/// length or any byte that is not a digit.
+fn decode_hex_into(digits: &[u8], out: &mut [u8]) -> Option<()> {
+    if digits.len() != 2 * out.len() {
+        return None;
+    }
+    // One test at the end: a non-digit's NOT_HEX sets high bits that no digit has.
+    let mut seen = 0u8;
+    for (pair, byte) in digits.chunks_exact(2).zip(out.iter_mut()) {
+        let (high, low) = (HEX_DIGIT[usize::from(pair[0])], HEX_DIGIT[usize::from(pair[1])]);
+        seen |= high | low;
+        *byte = (high << 4) | low;
+    }
+    (seen & 0xf0 == 0).then_some(())
+}
+
 /// Hex digits of either case, no prefix, no whitespace; `None` for anything else.
 pub(crate) fn decode_hex(digits: &str) -> Option<Vec<u8>> {
-    HEXLOWER_PERMISSIVE.decode(digits.as_bytes()).ok()
+    let digits = digits.as_bytes();
+    if digits.len() % 2 == 1 {
+        return None;
+    }
+    let mut out = vec![0; digits.len() / 2];
+    decode_hex_into(digits, &mut out)?;
+    Some(out)
 }
 
 /// Hex digits of either case, no prefix, no whitespace, into exactly `out.len()` bytes; `None`
 /// for anything else.
 pub(crate) fn decode_hex_to_slice(digits: &str, out: &mut [u8]) -> Option<()> {
-    let digits = digits.as_bytes();
-    if HEXLOWER_PERMISSIVE.decode_len(digits.len()).ok() != Some(out.len()) {
-        return None;
-    }
-    HEXLOWER_PERMISSIVE.decode_mut(digits, out).ok().map(|_| ())
+    decode_hex_into(digits.as_bytes(), out)
 }
 
 /// Standard base64 with padding, canonical (the spelling of dstack's vm_config byte fields).
@@ -66,9 +105,7 @@ pub(crate) fn parse_hex(text: &str) -> Result<Vec<u8>, HexError> {
         // An odd digit count is only meaningful as a left-padded number, which parse_hex_padded handles.
         return Err(HexError::NotHex(text.to_owned()));
     }
-    HEXLOWER_PERMISSIVE
-        .decode(digits.as_bytes())
-        .map_err(|_| HexError::NotHex(text.to_owned()))
+    decode_hex(digits).ok_or_else(|| HexError::NotHex(text.to_owned()))
 }
 
 /// Parses hex (as [`parse_hex`]) that must be exactly `N` bytes: neither padded nor truncated.
@@ -169,6 +206,26 @@ mod tests {
                 expected: 2
             })
         );
+    }
+
+    #[test]
+    fn the_table_decoder_takes_every_digit_pair_and_refuses_every_other_byte() {
+        for byte in 0..=255u8 {
+            let lower = hex([byte]);
+            assert_eq!(decode_hex(&lower), Some(vec![byte]));
+            assert_eq!(decode_hex(&lower.to_uppercase()), Some(vec![byte]));
+        }
+        for other in (0..=255u8).filter(|b| !b.is_ascii_hexdigit()) {
+            for digits in [[other, b'0'], [b'0', other]] {
+                let mut out = [0u8; 1];
+                assert_eq!(decode_hex_into(&digits, &mut out), None, "{digits:?}");
+            }
+        }
+        assert_eq!(decode_hex("abc"), None);
+        assert_eq!(decode_hex(""), Some(vec![]));
+        let mut two = [0u8; 2];
+        assert_eq!(decode_hex_to_slice("abcdef", &mut two), None);
+        assert_eq!(decode_hex_to_slice("ab", &mut two), None);
     }
 
     #[test]
