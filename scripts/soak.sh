@@ -31,7 +31,7 @@ distinct=20000
 build=1
 
 usage() {
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     cat <<'EOF'
 Options:
   --duration S          soak length in seconds [600]
