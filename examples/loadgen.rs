@@ -23,23 +23,45 @@
 //! Verify response is decoded only as far as `verified` and `error`. It reports its own CPU time
 //! per request too.
 //!
+//! The result of verifying byte-identical evidence may be cached by the server; to measure the
+//! verification path, send distinct evidence: `--mint-nitro DIR --distinct N` writes N Nitro
+//! documents with distinct nonces, signed under a fresh AWS-shaped test PKI (`DIR/root.der`,
+//! valid at the time in `DIR/now`), and `--evidence-set DIR/documents.bin --nitro-root
+//! DIR/root.der` sends them in turn (the server runs with `--nitro-root DIR/root.der
+//! --dangerous-fixed-now $(cat DIR/now)`). The in-process baseline verifies the same documents in
+//! the same order, before and after the run; the report gives the ratio of the two rates, and the
+//! CPU ratio (verification CPU per document ÷ server and client CPU per request), which is what
+//! the throughput ratio would be on a quiet machine. `scripts/soak.sh` drives a soak with it.
+//!
 //! On a small VM, read the single-threaded baseline with care: one thread alone often runs at a
 //! higher clock than two busy cores, so `cores ÷ warm verify` can exceed what the cores do in
 //! parallel; the second bound line (all cores verifying in-process, no RPC) is the machine's
 //! real ceiling.
 
+#[path = "../tests/it/support/nitro.rs"]
+mod nitro_support;
+
 use anyhow::{bail, ensure, Context as _};
 use clap::{Parser, ValueEnum};
 use prost::bytes::Bytes;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tee_verifier::evidence::{EvidenceInput, EvidenceVerifier, Expectations};
+use tee_verifier::nitro::NitroVerifier;
 use tee_verifier::service::process_cpu_seconds;
 use tee_verifier::service::proto::{self, check_measurement_request::Measurement};
+use tee_verifier::tdx::TdxVerifier;
 use tee_verifier::{decode_input, InputEncoding};
 use tonic::codegen::http::{self, uri::PathAndQuery, Uri};
 
-const MAX_DURATION_SECS: u64 = 300;
+/// An hour: long enough for a soak.
+const MAX_DURATION_SECS: u64 = 3600;
+/// Documents `--mint-nitro` writes at most (each ≈ 4 KiB).
+const MAX_DISTINCT: usize = 200_000;
+/// Largest document an `--evidence-set` holds.
+const MAX_SET_DOCUMENT: usize = 1 << 20;
 const MAX_CONCURRENCY: usize = 4096;
 const MAX_CONNECTIONS: usize = 64;
 /// Latency samples kept per worker (beyond it, calls are counted but not timed).
@@ -80,8 +102,29 @@ struct Args {
     #[arg(long, default_value_t = 50_000_000)]
     max_requests: u64,
     /// Evidence for --call verify (raw, hex or base64); default: the Signal Nitro sample.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "evidence_set")]
     evidence: Option<PathBuf>,
+    /// Nitro documents for --call verify, sent in turn (as --mint-nitro writes them: each a
+    /// big-endian u32 length and the document).
+    #[arg(long)]
+    evidence_set: Option<PathBuf>,
+    /// The Nitro root the evidence chains to, for the local baseline (DER); default: AWS's.
+    #[arg(long)]
+    nitro_root: Option<PathBuf>,
+    /// Write --distinct Nitro documents with distinct nonces, signed under a fresh AWS-shaped test
+    /// PKI, to DIR (documents.bin, root.der, and `now`: a time they are valid at), and exit.
+    #[arg(long, value_name = "DIR")]
+    mint_nitro: Option<PathBuf>,
+    /// How many documents --mint-nitro writes; more than the server's result cache holds, so
+    /// that each request is verified.
+    #[arg(long, default_value_t = 20_000)]
+    distinct: usize,
+    /// Skip the in-process baseline (a soak driving two methods at once).
+    #[arg(long)]
+    no_baseline: bool,
+    /// Print one JSON object (for scripts) instead of the report.
+    #[arg(long)]
+    json: bool,
     /// The time the evidence is valid at, for the local warm-verify baseline (unix seconds).
     #[arg(long, default_value_t = 1_705_431_295)]
     now: u64,
@@ -96,6 +139,9 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(dir) = &args.mint_nitro {
+        return mint_nitro(dir, args.distinct);
+    }
     ensure!(
         args.duration >= 1 && args.duration <= MAX_DURATION_SECS,
         "--duration must be 1..={MAX_DURATION_SECS}"
@@ -114,11 +160,15 @@ fn main() -> anyhow::Result<()> {
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
 
-    let (request, evidence) = build_request(&args)?;
-    let baseline = match &evidence {
-        Some(evidence) => Some(warm_verify_baseline(evidence, args.now, cores)?),
-        None => None,
+    let (requests, evidence) = build_requests(&args)?;
+    let verifier = baseline_verifier(args.nitro_root.as_deref())?;
+    let baseline = |when| match (&evidence, args.no_baseline) {
+        (Some(evidence), false) => {
+            warm_verify_baseline(&verifier, evidence, args.now, cores, when).map(Some)
+        }
+        _ => Ok(None),
     };
+    let before = baseline("before")?;
 
     // One thread: a current-thread runtime, so no call crosses threads.
     let threads = args.threads.unwrap_or(cores);
@@ -135,82 +185,147 @@ fn main() -> anyhow::Result<()> {
     let client_before = process_cpu_seconds();
     let (report, server_cpu) = runtime.block_on(async {
         let cpu_before = server_cpu_seconds(args.metrics.as_deref()).await?;
-        let report = run(&args, request).await?;
+        let report = run(&args, requests).await?;
         let cpu_after = server_cpu_seconds(args.metrics.as_deref()).await?;
         anyhow::Ok((report, cpu_before.zip(cpu_after)))
     })?;
     let client_cpu = process_cpu_seconds().zip(client_before);
+    let after = baseline("after")?;
 
-    println!("call          {:?}", args.call);
-    println!(
-        "load          {} workers over {} connections, {}",
-        args.concurrency,
-        args.connections,
-        args.rate.map_or("closed loop".to_owned(), |rate| format!(
-            "open loop at {rate} req/s"
-        ))
-    );
-    println!(
-        "requests      {} ok, {} errors in {:.2} s",
-        report.ok,
-        report.errors,
-        report.elapsed.as_secs_f64()
-    );
-    let throughput = report.ok as f64 / report.elapsed.as_secs_f64();
-    println!("throughput    {throughput:.0} req/s");
-    println!(
-        "latency       p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-        micros(report.percentile(50.0)),
-        micros(report.percentile(90.0)),
-        micros(report.percentile(99.0)),
-        micros(report.percentile(99.9)),
-        micros(report.latencies.last().copied().unwrap_or(0)),
-    );
     // CPU per request, over every request sent (warm-up included).
     let per_request = |seconds: f64| seconds / report.sent.max(1) as f64;
-    if let Some((after, before)) = client_cpu {
-        let client = per_request(after - before);
-        println!(
-            "client CPU    {} per request",
-            micros((client * 1e6) as u64)
-        );
-    }
-    if let Some((before, after)) = server_cpu {
-        let server = per_request(after - before);
-        print!(
-            "server CPU    {} per request",
-            micros((server * 1e6) as u64)
-        );
-        match &baseline {
-            // What one verification costs while every core verifies: the server's share of it.
-            Some(baseline) => {
-                let verification = cores as f64 / baseline.parallel_rate;
-                println!(
-                    " (verification alone, all cores busy: {} = {:.0} % of it)",
-                    micros((verification * 1e6) as u64),
-                    100.0 * verification / server
-                )
-            }
-            None => println!(),
-        }
-    }
-    if let Some(baseline) = baseline {
-        let ideal = cores as f64 / baseline.single.as_secs_f64();
-        println!(
-            "verify bound  warm verify {} single-threaded → {cores} cores ÷ that = {ideal:.0} req/s; achieved {:.0} %",
-            micros(u64::try_from(baseline.single.as_micros()).unwrap_or(u64::MAX)),
-            100.0 * throughput / ideal
-        );
-        println!(
-            "              in-process on {cores} threads at once: {:.0} verifications/s; achieved {:.0} % of that",
-            baseline.parallel_rate,
-            100.0 * throughput / baseline.parallel_rate
-        );
-    }
-    if let Some(first_error) = report.first_error {
-        println!("first error   {first_error}");
+    let summary = Summary {
+        throughput: report.ok as f64 / report.elapsed.as_secs_f64(),
+        client_cpu: client_cpu.map(|(after, before)| per_request(after - before)),
+        server_cpu: server_cpu.map(|(before, after)| per_request(after - before)),
+        baseline: before.zip(after),
+    };
+    if args.json {
+        println!("{}", summary.json(&args, &report, cores));
+    } else {
+        summary.print(&args, &report, cores);
     }
     Ok(())
+}
+
+/// What a run measured, besides the latencies.
+struct Summary {
+    throughput: f64,
+    /// Seconds of CPU per request, the load generator's and the server's.
+    client_cpu: Option<f64>,
+    server_cpu: Option<f64>,
+    /// In-process verification, before and after the run.
+    baseline: Option<(Baseline, Baseline)>,
+}
+
+impl Summary {
+    /// The in-process all-core rate: the mean of the rates before and after the run (the
+    /// machine's speed drifts; the run sits between them).
+    fn in_process_rate(&self) -> Option<f64> {
+        self.baseline
+            .as_ref()
+            .map(|(before, after)| (before.parallel_rate + after.parallel_rate) / 2.0)
+    }
+
+    /// Verification CPU per document ÷ (server + client CPU per request): the throughput ratio a
+    /// quiet machine would show, since both share its cores.
+    fn cpu_ratio(&self) -> Option<f64> {
+        let (before, after) = self.baseline.as_ref()?;
+        let verification = (before.cpu_per_verification + after.cpu_per_verification) / 2.0;
+        Some(verification / (self.server_cpu? + self.client_cpu?))
+    }
+
+    fn json(&self, args: &Args, report: &Report, cores: usize) -> serde_json::Value {
+        let us = |seconds: Option<f64>| seconds.map(|s| (s * 1e6).round());
+        serde_json::json!({
+            "call": format!("{:?}", args.call),
+            "rate": args.rate,
+            "concurrency": args.concurrency,
+            "cores": cores,
+            "ok": report.ok,
+            "errors": report.errors,
+            "seconds": report.elapsed.as_secs_f64(),
+            "throughput": self.throughput.round(),
+            "p50_us": report.percentile(50.0),
+            "p90_us": report.percentile(90.0),
+            "p99_us": report.percentile(99.0),
+            "p999_us": report.percentile(99.9),
+            "max_us": report.latencies.last().copied().unwrap_or(0),
+            "client_cpu_us": us(self.client_cpu),
+            "server_cpu_us": us(self.server_cpu),
+            "in_process_rate": self.in_process_rate().map(f64::round),
+            "in_process_rates": self.baseline.as_ref().map(|(before, after)| [before.parallel_rate.round(), after.parallel_rate.round()]),
+            "verification_cpu_us": self.baseline.as_ref().map(|(before, after)| ((before.cpu_per_verification + after.cpu_per_verification) * 5e5).round()),
+            "ratio": self.in_process_rate().map(|rate| self.throughput / rate),
+            "cpu_ratio": self.cpu_ratio(),
+            "first_error": report.first_error,
+        })
+    }
+
+    fn print(&self, args: &Args, report: &Report, cores: usize) {
+        println!("call          {:?}", args.call);
+        println!(
+            "load          {} workers over {} connections, {}",
+            args.concurrency,
+            args.connections,
+            args.rate.map_or("closed loop".to_owned(), |rate| format!(
+                "open loop at {rate} req/s"
+            ))
+        );
+        println!(
+            "requests      {} ok, {} errors in {:.2} s",
+            report.ok,
+            report.errors,
+            report.elapsed.as_secs_f64()
+        );
+        println!("throughput    {:.0} req/s", self.throughput);
+        println!(
+            "latency       p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            micros(report.percentile(50.0)),
+            micros(report.percentile(90.0)),
+            micros(report.percentile(99.0)),
+            micros(report.percentile(99.9)),
+            micros(report.latencies.last().copied().unwrap_or(0)),
+        );
+        let us = |seconds: f64| micros((seconds * 1e6) as u64);
+        if let Some(client) = self.client_cpu {
+            println!("client CPU    {} per request", us(client));
+        }
+        if let Some(server) = self.server_cpu {
+            println!("server CPU    {} per request", us(server));
+        }
+        if let Some((before, after)) = &self.baseline {
+            let single = before.single.min(after.single);
+            let ideal = cores as f64 / single.as_secs_f64();
+            println!(
+                "verify bound  warm verify {} single-threaded → {cores} cores ÷ that = {ideal:.0} req/s; achieved {:.0} %",
+                micros(u64::try_from(single.as_micros()).unwrap_or(u64::MAX)),
+                100.0 * self.throughput / ideal
+            );
+            let rate = self.in_process_rate().unwrap_or(f64::NAN);
+            println!(
+                "              in-process on {cores} threads at once: {:.0} before, {:.0} after the run → {rate:.0} verifications/s; achieved {:.0} % of that",
+                before.parallel_rate,
+                after.parallel_rate,
+                100.0 * self.throughput / rate
+            );
+            let verification = (before.cpu_per_verification + after.cpu_per_verification) / 2.0;
+            match self.cpu_ratio() {
+                Some(ratio) => println!(
+                    "              CPU: verification {} per document ÷ (server + client) per request = {:.0} %",
+                    us(verification),
+                    100.0 * ratio
+                ),
+                None => println!(
+                    "              CPU: verification {} per document (--metrics for the server's)",
+                    us(verification)
+                ),
+            }
+        }
+        if let Some(first_error) = &report.first_error {
+            println!("first error   {first_error}");
+        }
+    }
 }
 
 fn micros(value: u64) -> String {
@@ -282,23 +397,45 @@ impl Prepared {
     }
 }
 
-/// The request for `--call`, and for Verify the evidence (for the local baseline).
-fn build_request(args: &Args) -> anyhow::Result<(Prepared, Option<Vec<u8>>)> {
-    Ok(match args.call {
+/// The requests of a run, sent in turn by all workers (one, or one per distinct document).
+struct Requests {
+    prepared: Vec<Prepared>,
+    next: AtomicUsize,
+}
+
+impl Requests {
+    fn next(&self) -> &Prepared {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.prepared.len();
+        &self.prepared[index]
+    }
+}
+
+/// The requests for `--call`, and for Verify the evidence (for the local baseline).
+fn build_requests(args: &Args) -> anyhow::Result<(Requests, Option<Vec<Vec<u8>>>)> {
+    let (prepared, evidence) = match args.call {
         Call::Verify => {
-            let path = args.evidence.clone().unwrap_or_else(default_evidence);
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            let evidence = decode_input(&bytes, InputEncoding::Auto)?;
-            let request = proto::VerifyRequest {
-                evidence: Some(proto::verify_request::Evidence::NitroDocument(
-                    evidence.clone(),
-                )),
-                ..Default::default()
+            let documents = match &args.evidence_set {
+                Some(path) => read_evidence_set(path)?,
+                None => {
+                    let path = args.evidence.clone().unwrap_or_else(default_evidence);
+                    let bytes = std::fs::read(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    vec![decode_input(&bytes, InputEncoding::Auto)?]
+                }
             };
-            let prepared =
-                Prepared::new(Call::Verify, "/tee_verifier.v1.Verifier/Verify", &request);
-            (prepared, Some(evidence))
+            let prepared = documents
+                .iter()
+                .map(|document| {
+                    let request = proto::VerifyRequest {
+                        evidence: Some(proto::verify_request::Evidence::NitroDocument(
+                            document.clone(),
+                        )),
+                        ..Default::default()
+                    };
+                    Prepared::new(Call::Verify, "/tee_verifier.v1.Verifier/Verify", &request)
+                })
+                .collect();
+            (prepared, Some(documents))
         }
         Call::IsAppAllowed => {
             let request = proto::IsAppAllowedRequest {
@@ -316,7 +453,7 @@ fn build_request(args: &Args) -> anyhow::Result<(Prepared, Option<Vec<u8>>)> {
                 "/tee_verifier.v1.Verifier/IsAppAllowed",
                 &request,
             );
-            (prepared, None)
+            (vec![prepared], None)
         }
         Call::CheckMeasurement => {
             let request = proto::CheckMeasurementRequest {
@@ -327,9 +464,14 @@ fn build_request(args: &Args) -> anyhow::Result<(Prepared, Option<Vec<u8>>)> {
                 "/tee_verifier.v1.Verifier/CheckMeasurement",
                 &request,
             );
-            (prepared, None)
+            (vec![prepared], None)
         }
-    })
+    };
+    let requests = Requests {
+        prepared,
+        next: AtomicUsize::new(0),
+    };
+    Ok((requests, evidence))
 }
 
 fn default_evidence() -> PathBuf {
@@ -340,57 +482,160 @@ fn default_evidence() -> PathBuf {
     samples.join("nitro/signal_test_cose_sign1_02.cbor")
 }
 
+/// Writes `count` documents that differ only in their nonce (so in their signature too), under
+/// one AWS-shaped test PKI, with its root and a time they are valid at.
+fn mint_nitro(dir: &Path, count: usize) -> anyhow::Result<()> {
+    ensure!(
+        (1..=MAX_DISTINCT).contains(&count),
+        "--distinct must be 1..={MAX_DISTINCT}"
+    );
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let pki = nitro_support::TestPki::aws_like();
+    let mut document = nitro_support::Document::new(&pki);
+    let mut set = Vec::new();
+    for index in 0..count {
+        let nonce = format!("loadgen-{index:08}");
+        document
+            .payload
+            .set("nonce", nitro_support::Cbor::bytes(nonce.as_bytes()));
+        let signed = document.sign(&pki);
+        set.extend_from_slice(&u32::try_from(signed.len())?.to_be_bytes());
+        set.extend_from_slice(&signed);
+    }
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+    write("documents.bin", &set)?;
+    write("root.der", pki.root())?;
+    write("now", nitro_support::NOW.to_string().as_bytes())?;
+    println!(
+        "{count} documents ({} bytes) in {}; serve with --nitro-root {} --dangerous-fixed-now {}",
+        set.len(),
+        dir.join("documents.bin").display(),
+        dir.join("root.der").display(),
+        nitro_support::NOW
+    );
+    Ok(())
+}
+
+/// The documents of an `--evidence-set` file.
+fn read_evidence_set(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut rest = bytes.as_slice();
+    let mut documents = Vec::new();
+    while let Some((length, tail)) = rest.split_first_chunk::<4>() {
+        let length = usize::try_from(u32::from_be_bytes(*length))?;
+        ensure!(
+            length <= MAX_SET_DOCUMENT && length <= tail.len(),
+            "{}: a document of {length} bytes is cut off or over {MAX_SET_DOCUMENT}",
+            path.display()
+        );
+        let (document, tail) = tail.split_at(length);
+        documents.push(document.to_vec());
+        rest = tail;
+    }
+    ensure!(
+        rest.is_empty() && !documents.is_empty(),
+        "{}: not a set of length-prefixed documents",
+        path.display()
+    );
+    Ok(documents)
+}
+
+/// The verifier of the local baseline: the service's defaults, or another Nitro root.
+fn baseline_verifier(nitro_root: Option<&Path>) -> anyhow::Result<EvidenceVerifier> {
+    Ok(match nitro_root {
+        Some(path) => {
+            let der = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            EvidenceVerifier::new(NitroVerifier::with_root_der(&der), TdxVerifier::new())
+        }
+        None => EvidenceVerifier::default(),
+    })
+}
+
 /// The local cost of verifying the request's evidence, warm: one thread alone, and all cores at
-/// once (what this machine can do with no RPC at all).
+/// once (what this machine can do with no RPC at all), with the CPU time that took.
 struct Baseline {
     single: Duration,
     parallel_rate: f64,
+    /// Process CPU seconds per verification while all cores verified.
+    cpu_per_verification: f64,
 }
 
-fn warm_verify_baseline(document: &[u8], now: u64, cores: usize) -> anyhow::Result<Baseline> {
-    let verifier = EvidenceVerifier::default();
-    let input = EvidenceInput {
+fn warm_verify_baseline(
+    verifier: &EvidenceVerifier,
+    documents: &[Vec<u8>],
+    now: u64,
+    cores: usize,
+    when: &str,
+) -> anyhow::Result<Baseline> {
+    let input = |document| EvidenceInput {
         evidence: document,
         ..Default::default()
     };
     let expect = Expectations::default();
-    verifier
-        .verify(&input, now, &expect)
-        .map_err(|e| anyhow::anyhow!("the evidence does not verify at --now {now}: {e}"))?;
-    const ROUNDS: u32 = 200;
+    if let Some(document) = documents.first() {
+        verifier
+            .verify(&input(document), now, &expect)
+            .map_err(|e| {
+                anyhow::anyhow!("the evidence does not verify at --now {now} ({when} the run): {e}")
+            })?;
+    }
+    const ROUNDS: usize = 200;
     const BATCHES: usize = 5;
-    let rounds = |verifier: &EvidenceVerifier| {
-        for _ in 0..ROUNDS {
-            // Verified once above; the same bytes at the same time verify again.
-            let _ = verifier.verify(&input, now, &expect);
-        }
+    // Each thread walks the documents as the server sees them: in turn, from its own offset.
+    // Returns how many did not verify (none may: a rejection is cheaper than a verification).
+    let rounds = |verifier: &EvidenceVerifier, offset: usize| {
+        (0..ROUNDS)
+            .filter(|round| {
+                let document = &documents[(offset + round) % documents.len()];
+                verifier.verify(&input(document), now, &expect).is_err()
+            })
+            .count()
     };
     // The median of a few batches: this machine's speed drifts by tens of percent.
+    let mut failed = 0;
     let mut batches: Vec<Duration> = (0..BATCHES)
-        .map(|_| {
+        .map(|batch| {
             let started = Instant::now();
-            rounds(&verifier);
-            started.elapsed() / ROUNDS
+            failed += rounds(verifier, batch * ROUNDS);
+            started.elapsed() / ROUNDS as u32
         })
         .collect();
     batches.sort_unstable();
     let single = batches[BATCHES / 2];
+    let cpu_before = process_cpu_seconds();
     let started = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..cores {
-            let verifier = verifier.clone();
-            scope.spawn(move || {
-                for _ in 0..BATCHES {
-                    rounds(&verifier);
-                }
-            });
-        }
+    failed += std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..cores)
+            .map(|thread| {
+                let verifier = verifier.clone();
+                scope.spawn(move || {
+                    (0..BATCHES)
+                        .map(|batch| rounds(&verifier, (thread * BATCHES + batch) * ROUNDS))
+                        .sum::<usize>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| thread.join().unwrap_or(ROUNDS * BATCHES))
+            .sum::<usize>()
     });
-    let parallel_rate =
-        f64::from(ROUNDS) * (BATCHES * cores) as f64 / started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed().as_secs_f64();
+    ensure!(
+        failed == 0,
+        "{failed} documents did not verify at --now {now} ({when} the run)"
+    );
+    let verifications = (ROUNDS * BATCHES * cores) as f64;
+    let cpu = process_cpu_seconds()
+        .zip(cpu_before)
+        .map_or(f64::NAN, |(after, before)| after - before);
     Ok(Baseline {
         single,
-        parallel_rate,
+        parallel_rate: verifications / elapsed,
+        cpu_per_verification: cpu / verifications,
     })
 }
 
@@ -423,7 +668,7 @@ struct WorkerResult {
     first_error: Option<String>,
 }
 
-async fn run(args: &Args, request: Prepared) -> anyhow::Result<Report> {
+async fn run(args: &Args, requests: Requests) -> anyhow::Result<Report> {
     let mut channels = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         channels.push(
@@ -433,8 +678,9 @@ async fn run(args: &Args, request: Prepared) -> anyhow::Result<Report> {
         );
     }
     // One checked call first: a server that rejects the evidence would make numbers meaningless.
+    let requests = Arc::new(requests);
     let mut probe = channels[0].clone();
-    call(&mut probe, &request)
+    call(&mut probe, requests.next())
         .await
         .map_err(|e| anyhow::anyhow!("first call failed: {e}"))?;
 
@@ -460,7 +706,7 @@ async fn run(args: &Args, request: Prepared) -> anyhow::Result<Report> {
     let mut workers = Vec::with_capacity(args.concurrency);
     for (index, mut inbox) in inboxes.into_iter().enumerate() {
         let channel = channels[index % channels.len()].clone();
-        let request = request.clone();
+        let requests = Arc::clone(&requests);
         workers.push(tokio::spawn(async move {
             let mut client = channel;
             let mut result = WorkerResult {
@@ -482,7 +728,7 @@ async fn run(args: &Args, request: Prepared) -> anyhow::Result<Report> {
                 if began >= end || result.sent >= per_worker_budget {
                     break;
                 }
-                let outcome = call(&mut client, &request).await;
+                let outcome = call(&mut client, requests.next()).await;
                 result.sent += 1;
                 if began < start {
                     continue;
