@@ -49,7 +49,21 @@ impl PckInfo {
             .iter()
             .find(|ext| ext.oid.as_bytes() == SGX_EXTENSION_OID)
             .ok_or_else(|| invalid("missing"))?;
-        let (rest, root) = parse_der(extension.value).map_err(|e| invalid(e.to_string()))?;
+        PckInfo::from_extension(extension.value)
+    }
+
+    /// Reads the SGX extension of a PCK leaf the chain walker verified, from its DER, without
+    /// parsing the certificate a second time.
+    pub(crate) fn from_verified_certificate(leaf_der: &[u8]) -> Result<PckInfo, TdxError> {
+        let value = crate::x509::verified_extension_value(leaf_der, SGX_EXTENSION_OID)
+            .map_err(|e| invalid(format!("PCK certificate does not parse: {e}")))?
+            .ok_or_else(|| invalid("missing"))?;
+        PckInfo::from_extension(value)
+    }
+
+    /// Reads the SGX extension's value (its extnValue contents).
+    fn from_extension(value: &[u8]) -> Result<PckInfo, TdxError> {
+        let (rest, root) = parse_der(value).map_err(|e| invalid(e.to_string()))?;
         if !rest.is_empty() {
             return Err(invalid("trailing bytes"));
         }
@@ -153,5 +167,41 @@ fn integer(value: &DerObject<'_>) -> Result<u32, TdxError> {
         }
         BerObjectContent::Integer(_) => value.as_u32().map_err(|_| invalid("INTEGER out of range")),
         _ => Err(invalid("value is not an INTEGER")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tdx");
+        std::fs::read(dir.join(name)).unwrap()
+    }
+
+    #[test]
+    fn the_verified_leaf_reading_equals_the_full_parse() {
+        let quote = super::super::Quote::parse(&fixture("quote_v4.bin")).unwrap();
+        let chain = quote.pck_chain().unwrap().unwrap();
+        assert_eq!(
+            PckInfo::from_verified_certificate(&chain[0]).unwrap(),
+            PckInfo::from_certificate(&chain[0]).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_leaf_without_the_extension_or_unreadable_is_refused() {
+        // The root CA has no SGX extension; junk has no certificate skeleton.
+        let root = fixture("root_ca.der");
+        for der in [&root[..], b"\x30\x03\x02\x01\x01", b""] {
+            for result in [
+                PckInfo::from_verified_certificate(der),
+                PckInfo::from_certificate(der),
+            ] {
+                let err = result.unwrap_err();
+                assert!(matches!(err, TdxError::PckExtension(_)), "{err}");
+                assert_eq!(err.kind().as_str(), "certificate_invalid");
+            }
+        }
     }
 }

@@ -64,8 +64,22 @@ fn next_block<'a>(rest: &mut &'a [u8]) -> Option<Block<'a>> {
 /// The bytes before the first `marker` and those after it.
 fn split_at_marker<'a>(input: &'a [u8], marker: &str) -> Option<(&'a [u8], &'a [u8])> {
     let marker = marker.as_bytes();
-    let at = input.windows(marker.len()).position(|w| w == marker)?;
+    let at = find(input, marker)?;
     Some((input.get(..at)?, input.get(at + marker.len()..)?))
+}
+
+/// Where `needle` (not empty) first occurs in `haystack`: a scan for its first byte, then a
+/// comparison, rather than a comparison at every offset.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, _) = needle.split_first()?;
+    let mut from = 0;
+    loop {
+        let at = from + haystack.get(from..)?.iter().position(|&b| b == first)?;
+        if haystack.get(at..)?.starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
 }
 
 fn certificate(block: Block<'_>) -> Result<Vec<u8>, String> {
@@ -88,16 +102,29 @@ fn certificate(block: Block<'_>) -> Result<Vec<u8>, String> {
 
 /// The body of a block: no RFC 1421 headers, canonical padded base64 with whitespace ignored.
 fn decoded(block: &Block<'_>) -> Result<Vec<u8>, String> {
-    let blank_line = |newline: &str| split_at_marker(block.body, &newline.repeat(2)).is_some();
-    if blank_line("\n") || blank_line("\r\n") {
+    if find(block.body, b"\n\n").is_some() || find(block.body, b"\r\n\r\n").is_some() {
         return Err("PEM headers in a block".into());
     }
     let body = std::str::from_utf8(block.body).map_err(|_| "PEM body is not UTF-8")?;
-    let base64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    // As the crate: every `char::is_whitespace` is dropped. An ASCII body (every real one) is
+    // filtered byte by byte, where that set is ASCII whitespace plus the vertical tab.
+    let base64: Vec<u8> = if body.is_ascii() {
+        body.bytes()
+            .filter(|&b| !(b.is_ascii_whitespace() || b == VERTICAL_TAB))
+            .collect()
+    } else {
+        body.chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .into_bytes()
+    };
     data_encoding::BASE64
-        .decode(base64.as_bytes())
+        .decode(&base64)
         .map_err(|e| format!("bad PEM: {e}"))
 }
+
+/// The one ASCII character `char::is_whitespace` counts that `u8::is_ascii_whitespace` does not.
+const VERTICAL_TAB: u8 = 0x0b;
 
 /// Every block of a PEM text as (label, contents), framed as [`certificates`] frames them but
 /// whatever the label (Google's CA bundle mixes `CERTIFICATE` and `X509 CRL`): at most
@@ -134,7 +161,7 @@ pub(crate) fn labelled_blocks(
 fn count(haystack: &[u8], needle: &[u8]) -> usize {
     let mut count = 0;
     let mut rest = haystack;
-    while let Some(at) = rest.windows(needle.len()).position(|w| w == needle) {
+    while let Some(at) = find(rest, needle) {
         count += 1;
         rest = rest.get(at + needle.len()..).unwrap_or_default();
     }
@@ -158,6 +185,33 @@ mod tests {
         assert_eq!(certificates(crlf.as_bytes()).unwrap().len(), 1);
         let folded = "-----BEGIN CERTIFICATE-----\nMAMC\n AQE=\n-----END CERTIFICATE-----";
         assert_eq!(certificates(folded.as_bytes()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn whitespace_is_what_char_is_whitespace_says_ascii_or_not() {
+        // Tab, vertical tab, form feed, carriage return and space (ASCII), NEL and an
+        // ideographic space (not): all dropped, as the crate drops them.
+        for space in ["\t", "\u{0b}", "\u{0c}", "\r", " ", "\u{85}", "\u{3000}"] {
+            let pem = BLOCK.replace("MAMCAQE=", &format!("MAMC{space}AQE="));
+            assert_eq!(
+                certificates(pem.as_bytes()).unwrap(),
+                vec![vec![0x30, 3, 2, 1, 1]],
+                "{space:?}"
+            );
+        }
+        // Anything else stays and is not base64.
+        for other in ["\0", "\u{e9}"] {
+            let pem = BLOCK.replace("MAMCAQE=", &format!("MAMC{other}AQE="));
+            assert!(certificates(pem.as_bytes()).is_err(), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn find_scans_for_the_whole_needle() {
+        assert_eq!(find(b"-- ---- -----x", b"-----"), Some(8));
+        assert_eq!(find(b"----", b"-----"), None);
+        assert_eq!(find(b"abc", b""), None);
+        assert_eq!(find(b"", b"a"), None);
     }
 
     #[test]

@@ -155,11 +155,12 @@ impl TdxVerifier {
 
     fn pinned(root_der: Arc<[u8]>, root_sha256: [u8; 32]) -> TdxVerifier {
         TdxVerifier {
-            root_der,
             chains: ChainVerifier::new(ChainPolicy {
                 algorithm: SignatureAlgorithm::EcdsaP256Sha256,
                 root_sha256,
-            }),
+            })
+            .with_root_der(Arc::clone(&root_der)),
+            root_der,
             collaterals: VerifiedCache::new(COLLATERAL_CACHE_CAPACITY),
             pck_crls: VerifiedCache::new(PCK_CRL_CACHE_CAPACITY),
             qes: VerifiedCache::new(QE_CACHE_CAPACITY),
@@ -307,7 +308,9 @@ impl TdxVerifier {
     }
 
     fn check_pinned_root(&self, what: &'static str, chain: &[Vec<u8>]) -> Result<(), TdxError> {
-        let root: [u8; 32] = Sha256::digest(chain.last().map_or(&[][..], Vec::as_slice)).into();
+        let root = self
+            .chains
+            .der_hash(chain.last().map_or(&[][..], Vec::as_slice));
         if root != self.chains.policy().root_sha256 {
             return Err(chain_error(what)(X509Error::UntrustedRoot {
                 found: crate::encoding::hex(root),
@@ -389,7 +392,7 @@ impl TdxVerifier {
             .chains
             .verify(&chain, now, &[&verified.root_crl, &pck_crl.crl])
             .map_err(chain_error("PCK chain"))?;
-        let pck = PckInfo::from_certificate(leaf_der)?;
+        let pck = PckInfo::from_verified_certificate(leaf_der)?;
 
         crypto::verify(
             Curve::P256,
@@ -432,7 +435,7 @@ impl TdxVerifier {
     ) -> Result<Arc<VerifiedPckCrl>, TdxError> {
         let mut hasher = Sha256::new().chain_update(collateral.digest());
         for der in issuer_chain {
-            hasher.update(Sha256::digest(der));
+            hasher.update(self.chains.der_hash(der));
         }
         self.pck_crls
             .get_or_verify(hasher.finalize().into(), now, || {

@@ -39,6 +39,8 @@ pub(crate) struct ChainVerifier {
     pub(super) caches: ChainCaches,
     /// The extendedKeyUsage purpose a certificate must list when it has the extension.
     pub(super) required_eku: Option<Oid<'static>>,
+    /// The pinned root's DER, when known: those bytes are recognised without hashing them.
+    pinned_der: Option<Arc<[u8]>>,
 }
 
 impl ChainVerifier {
@@ -47,6 +49,25 @@ impl ChainVerifier {
             policy,
             caches: ChainCaches::new(),
             required_eku: None,
+            pinned_der: None,
+        }
+    }
+
+    /// This walker, knowing the pinned root's DER too, so that every chain ending in it (each
+    /// TDX verification walks it five times) compares it rather than hashes it. Bytes that do
+    /// not hash to the pin are not kept, and a chain ending in them stays untrusted.
+    pub(crate) fn with_root_der(mut self, root_der: Arc<[u8]>) -> Self {
+        let pinned = <[u8; 32]>::from(Sha256::digest(&root_der)) == self.policy.root_sha256;
+        self.pinned_der = pinned.then_some(root_der);
+        self
+    }
+
+    /// SHA-256 of a certificate's DER, the identity both caches key on: the pin itself for the
+    /// pinned root's own bytes.
+    pub(crate) fn der_hash(&self, der: &[u8]) -> DerHash {
+        match &self.pinned_der {
+            Some(root) if **root == *der => self.policy.root_sha256,
+            _ => Sha256::digest(der).into(),
         }
     }
 
@@ -101,7 +122,7 @@ impl ChainVerifier {
         for crl in crls {
             crl.check_window(now)?;
         }
-        let hashes: Vec<DerHash> = chain.iter().map(|der| Sha256::digest(der).into()).collect();
+        let hashes: Vec<DerHash> = chain.iter().map(|der| self.der_hash(der)).collect();
         let root_index = chain.len() - 1;
         if hashes[root_index] != self.policy.root_sha256 {
             return Err(X509Error::UntrustedRoot {
@@ -287,6 +308,33 @@ mod tests {
         assert_eq!(cold.chain_not_after, NOW + 3600);
         assert_eq!(cold.chain_not_before, NOW - 3600);
         assert_eq!(cold.public_key, pki.keys[2].public_key_raw());
+    }
+
+    #[test]
+    fn a_known_root_der_is_compared_not_hashed_and_must_hash_to_the_pin() {
+        let pki = Pki::standard();
+        let root: std::sync::Arc<[u8]> = pki.ders[0].as_slice().into();
+        let verifier = pki.verifier().with_root_der(root.clone());
+        assert_eq!(
+            verifier.der_hash(&pki.ders[0]),
+            verifier.policy().root_sha256
+        );
+        let plain = pki.verifier().verify(&pki.chain(), NOW, &[]).unwrap();
+        assert_eq!(verifier.verify(&pki.chain(), NOW, &[]).unwrap(), plain);
+        // Another root's DER is not taken as the pinned one's: its chain stays untrusted.
+        let other = Pki::standard();
+        let mistaken = pki
+            .verifier()
+            .with_root_der(other.ders[0].as_slice().into());
+        assert_ne!(
+            mistaken.der_hash(&other.ders[0]),
+            mistaken.policy().root_sha256
+        );
+        assert_eq!(
+            kind(mistaken.verify(&other.chain(), NOW, &[])),
+            "untrusted_root"
+        );
+        mistaken.verify(&pki.chain(), NOW, &[]).unwrap();
     }
 
     #[test]

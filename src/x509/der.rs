@@ -87,6 +87,44 @@ pub(super) fn check_signed_object(der: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// tbsCertificate's `[3] EXPLICIT Extensions`.
+const EXTENSIONS: u8 = 0xa3;
+const OCTET_STRING: u8 = 0x04;
+
+/// The extnValue contents of the extension whose OID contents are `oid`, in a certificate that
+/// already parsed and passed [`check_signed_object`] (so it is read, not judged, here); `None`
+/// when it has no such extension. A walk of the skeleton, not a second parse.
+pub(super) fn extension_value<'a>(cert: &'a [u8], oid: &[u8]) -> Result<Option<&'a [u8]>, String> {
+    let (outer, _) = element(cert)?;
+    let (tbs, _) = element(outer.contents)?;
+    let mut fields = tbs.contents;
+    while !fields.is_empty() {
+        let (field, rest) = element(fields)?;
+        fields = rest;
+        if field.tag != EXTENSIONS {
+            continue;
+        }
+        let (extensions, _) = element(field.contents)?;
+        let mut list = extensions.contents;
+        while !list.is_empty() {
+            let (extension, rest) = element(list)?;
+            list = rest;
+            let (id, after_id) = element(extension.contents)?;
+            if id.tag != OBJECT_IDENTIFIER || id.contents != oid {
+                continue;
+            }
+            // extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING.
+            let (mut value, after_value) = element(after_id)?;
+            if value.tag == BOOLEAN {
+                (value, _) = element(after_value)?;
+            }
+            expect_tag(&value, OCTET_STRING, "extnValue")?;
+            return Ok(Some(value.contents));
+        }
+    }
+    Ok(None)
+}
+
 fn expect_tag(element: &Element<'_>, tag: u8, what: &str) -> Result<(), String> {
     if element.tag == tag {
         Ok(())
@@ -224,6 +262,26 @@ mod tests {
         let mut truncated = include_bytes!("../../fixtures/gcp/ak_rsa.der").to_vec();
         truncated.pop();
         assert!(check_signed_object(&truncated).is_err());
+    }
+
+    #[test]
+    fn extension_values_are_found_by_oid() {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        // Every extension of both real roots, critical or not, read as x509-parser reads it.
+        for root in real_roots() {
+            let (_, cert) = X509Certificate::from_der(root).unwrap();
+            assert!(!cert.extensions().is_empty());
+            for ext in cert.extensions() {
+                assert_eq!(
+                    extension_value(root, ext.oid.as_bytes()),
+                    Ok(Some(ext.value)),
+                    "{}",
+                    ext.oid
+                );
+            }
+            assert_eq!(extension_value(root, &[0x2a, 0x03]), Ok(None));
+        }
+        assert!(extension_value(b"\x30\x03\x02\x01", &[0x2a]).is_err());
     }
 
     #[test]

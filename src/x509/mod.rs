@@ -47,6 +47,15 @@ pub(crate) const MAX_DER_LEN: usize = 16 * 1024;
 /// Largest CRL we parse (Intel's PCK CRLs list many serials).
 pub(crate) const MAX_CRL_LEN: usize = 1024 * 1024;
 
+/// The extnValue of the extension `oid` (encoded OID contents) of a certificate that a
+/// [`ChainVerifier`] accepted: read from its DER without parsing it again. `None` without it.
+pub(crate) fn verified_extension_value<'a>(
+    cert_der: &'a [u8],
+    oid: &[u8],
+) -> Result<Option<&'a [u8]>, String> {
+    der::extension_value(cert_der, oid)
+}
+
 /// [`facts`]'s parse of one certificate, for the fuzz targets (`crate::fuzzing`).
 #[cfg(fuzzing)]
 pub(crate) fn parse_certificate_for_fuzzing(der: &[u8]) -> Result<(), X509Error> {

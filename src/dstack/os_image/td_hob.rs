@@ -35,7 +35,9 @@ fn read_varuint(input: &mut &[u8]) -> Result<u64, DstackError> {
     let mut value = 0u64;
     let mut shift = 0u32;
     loop {
-        let (&byte, rest) = input.split_first().ok_or(invalid("truncated varuint"))?;
+        let (&byte, rest) = input
+            .split_first()
+            .ok_or_else(|| invalid("truncated varuint"))?;
         *input = rest;
         if shift == 63 && byte & 0x7e != 0 {
             return Err(invalid("varuint exceeds 64 bits"));
@@ -55,7 +57,7 @@ fn page_address(base_page: u64, delta: u64) -> Result<u64, DstackError> {
     base_page
         .checked_add(delta)
         .and_then(|page| page.checked_mul(PAGE_SIZE))
-        .ok_or(invalid("page address overflows"))
+        .ok_or_else(|| invalid("page address overflows"))
 }
 
 /// `(accepted, start, end)` ranges covering `[0, memory_size)`, as TDVF's memory acceptor keeps
@@ -109,10 +111,10 @@ pub(super) fn td_hob_digest(witness: &[u8], memory_size: u64) -> Result<Rtmr, Ds
         let start = page_address(base_page, read_varuint(&mut input)?)?;
         let length = read_varuint(&mut input)?
             .checked_mul(PAGE_SIZE)
-            .ok_or(invalid("range length overflows"))?;
+            .ok_or_else(|| invalid("range length overflows"))?;
         let end = start
             .checked_add(length)
-            .ok_or(invalid("range end overflows"))?;
+            .ok_or_else(|| invalid("range end overflows"))?;
         accept(&mut ranges, start, end);
     }
     if !input.is_empty() {
@@ -128,7 +130,7 @@ pub(super) fn td_hob_digest(witness: &[u8], memory_size: u64) -> Result<Rtmr, Ds
     hob.extend_from_slice(&[0; 32]); // memory top/bottom, free memory top/bottom
     hob.extend_from_slice(&[0; 8]); // EfiEndOfHobList, patched below
 
-    let (_, last_start, last_end) = ranges.pop().ok_or(invalid("no memory ranges"))?;
+    let (_, last_start, last_end) = ranges.pop().ok_or_else(|| invalid("no memory ranges"))?;
     for (accepted, start, end) in ranges {
         let resource = if accepted {
             RESOURCE_SYSTEM_MEMORY
@@ -137,7 +139,7 @@ pub(super) fn td_hob_digest(witness: &[u8], memory_size: u64) -> Result<Rtmr, Ds
         };
         let length = end
             .checked_sub(start)
-            .ok_or(invalid("range ends before it starts"))?;
+            .ok_or_else(|| invalid("range ends before it starts"))?;
         resource_hob(&mut hob, resource, start, length);
     }
     if last_end < last_start {
@@ -171,7 +173,7 @@ pub(super) fn td_hob_digest(witness: &[u8], memory_size: u64) -> Result<Rtmr, Ds
     let end_of_hob_list = u64::try_from(hob.len())
         .ok()
         .and_then(|len| hob_base.checked_add(len + 8))
-        .ok_or(invalid("end of the HOB list overflows"))?;
+        .ok_or_else(|| invalid("end of the HOB list overflows"))?;
     hob[48..56].copy_from_slice(&end_of_hob_list.to_le_bytes());
     Ok(Sha384::digest(&hob).into())
 }
