@@ -155,6 +155,24 @@ pub struct VerifiedAk {
     pub crls_applied: usize,
 }
 
+/// What a CA bundle lacks for one AK chain ([`GcpAkVerifier::gaps`]), read from certificates
+/// nobody has verified yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChainGaps {
+    /// The certificate (DER) whose issuer is neither the pinned root nor in the bundle: its AIA
+    /// caIssuers URL says where that issuer is published.
+    pub issuer_of: Option<Vec<u8>>,
+    /// The certificates of the chain below the root (DER; of the part built, when an issuer is
+    /// missing) that name a CRL distribution point while the bundle has no CRL of their issuer.
+    pub crl_of: Vec<Vec<u8>>,
+}
+
+/// A chain built from a bundle: leaf first, and the pinned root last when `complete`.
+struct Walk {
+    chain: Vec<Vec<u8>>,
+    complete: bool,
+}
+
 /// Verifies AK chains to one pinned root; cloning shares the walker's and the CRL caches.
 #[derive(Clone)]
 pub struct GcpAkVerifier {
@@ -254,12 +272,31 @@ impl GcpAkVerifier {
         ak_cert: &[u8],
         bundle: &GcpCaBundle,
     ) -> Result<Vec<Vec<u8>>, GcpAkError> {
+        let walk = self.walk(ak_cert, bundle)?;
+        if walk.complete {
+            return Ok(walk.chain);
+        }
+        let below = parse(
+            walk.chain.last().expect("the chain has a leaf"),
+            walk.chain.len() - 1,
+        )?;
+        Err(GcpAkError::IntermediateMissing {
+            issuer: below.issuer().to_string(),
+            subject: below.subject().to_string(),
+        })
+    }
+
+    /// The chain [`Self::build_chain`] builds, as far as the bundle takes it.
+    fn walk(&self, ak_cert: &[u8], bundle: &GcpCaBundle) -> Result<Walk, GcpAkError> {
         let mut chain = vec![ak_cert.to_vec()];
         loop {
             let below = parse(chain.last().expect("the chain has a leaf"), chain.len() - 1)?;
             if below.issuer().as_raw() == self.root_subject.as_slice() {
                 chain.push(self.root_der.to_vec());
-                return Ok(chain);
+                return Ok(Walk {
+                    chain,
+                    complete: true,
+                });
             }
             if chain.len() + 1 >= MAX_CHAIN_LEN {
                 return Err(X509Error::ChainLength.into());
@@ -275,13 +312,44 @@ impl GcpAkVerifier {
             match issuer {
                 Some(issuer) => chain.push(issuer.clone()),
                 None => {
-                    return Err(GcpAkError::IntermediateMissing {
-                        issuer: below.issuer().to_string(),
-                        subject: below.subject().to_string(),
+                    return Ok(Walk {
+                        chain,
+                        complete: false,
                     })
                 }
             }
         }
+    }
+
+    /// What `bundle` lacks for the chain of `ak_cert`, as the certificates themselves tell
+    /// (nothing is verified: this only chooses what the service fetches, and the chain is then
+    /// verified from the bundle as always).
+    pub fn gaps(&self, ak_cert: &[u8], bundle: &GcpCaBundle) -> Result<ChainGaps, GcpAkError> {
+        let walk = self.walk(ak_cert, bundle)?;
+        let crl_issuers = bundle
+            .crls
+            .iter()
+            .map(|crl| crl_issuer(crl))
+            .collect::<Result<Vec<_>, _>>()?;
+        let below_root = if walk.complete {
+            &walk.chain[..walk.chain.len() - 1]
+        } else {
+            &walk.chain[..]
+        };
+        let mut crl_of = Vec::new();
+        for (index, der) in below_root.iter().enumerate() {
+            let cert = parse(der, index)?;
+            let covered = crl_issuers
+                .iter()
+                .any(|issuer| issuer.as_slice() == cert.issuer().as_raw());
+            if names_crl(&cert) && !covered {
+                crl_of.push(der.clone());
+            }
+        }
+        Ok(ChainGaps {
+            issuer_of: (!walk.complete).then(|| walk.chain.last().expect("a leaf").clone()),
+            crl_of,
+        })
     }
 
     /// The bundle's CRLs issued by a CA of `chain`, each verified against that CA's chain to the
@@ -352,14 +420,10 @@ fn tcg_kp_ek_certificate() -> Oid<'static> {
 fn require_crls(chain: &[&[u8]], crls: &[Arc<CachedCrl>]) -> Result<(), GcpAkError> {
     for (index, der) in chain[..chain.len() - 1].iter().enumerate() {
         let cert = parse(der, index)?;
-        let names_crl = cert
-            .extensions()
-            .iter()
-            .any(|ext| ext.oid == OID_X509_EXT_CRL_DISTRIBUTION_POINTS);
         let covered = crls
             .iter()
             .any(|cached| cached.crl.issued_by(cert.issuer().as_raw()));
-        if names_crl && !covered {
+        if names_crl(&cert) && !covered {
             return Err(GcpAkError::CrlMissing {
                 issuer: cert.issuer().to_string(),
                 subject: cert.subject().to_string(),
@@ -367,6 +431,13 @@ fn require_crls(chain: &[&[u8]], crls: &[Arc<CachedCrl>]) -> Result<(), GcpAkErr
         }
     }
     Ok(())
+}
+
+/// Whether the certificate names a CRL distribution point.
+fn names_crl(cert: &X509Certificate<'_>) -> bool {
+    cert.extensions()
+        .iter()
+        .any(|ext| ext.oid == OID_X509_EXT_CRL_DISTRIBUTION_POINTS)
 }
 
 /// The authorityKeyIdentifier's keyIdentifier, if the certificate has one.

@@ -88,6 +88,21 @@ impl EvidenceVerifier {
         self
     }
 
+    /// The GCP AK chain verifier and the CA bundle it is given (`--gcp-ca-bundle`): what the
+    /// service asks which intermediates and CRLs a chain lacks.
+    pub fn gcp_ak(&self) -> (&GcpAkVerifier, &GcpCaBundle) {
+        (&self.gcp, &self.gcp_ca)
+    }
+
+    /// This verifier, sharing every cache, with `bundle` for GCP AK chains instead (the
+    /// configured bundle completed with fetched intermediates and CRLs).
+    pub fn with_gcp_bundle(&self, bundle: GcpCaBundle) -> EvidenceVerifier {
+        EvidenceVerifier {
+            gcp_ca: Arc::new(bundle),
+            ..self.clone()
+        }
+    }
+
     /// The OS-image policy used when the expectations name none (e.g. the service's
     /// `--allow-tdx-lite`); the default binds TDX-lite images.
     pub fn with_os_image_policy(mut self, policy: OsImagePolicy) -> Self {
@@ -387,6 +402,15 @@ fn preview_tdx_identity(
         ),
         identity => identity,
     }
+}
+
+/// The AK certificate of a GCP TDX attestation, unverified (for the service to find the
+/// intermediates and CRLs its chain needs); `None` for every other kind of evidence.
+pub fn gcp_ak_certificate(input: &EvidenceInput<'_>) -> Result<Option<Vec<u8>>, EvidenceError> {
+    Ok(match Parsed::from_input(input)? {
+        Parsed::DstackGcp(evidence) => Some(evidence.ak_cert),
+        _ => None,
+    })
 }
 
 /// The preview of a Nitro document, and of the dstack identity around it.

@@ -402,3 +402,51 @@ fn a_gcp_preview_is_unverified() {
     assert_eq!(json["tcb_status"], Value::Null);
     assert!(json.get("app_id").is_none());
 }
+
+/// What a bundle lacks, as the real Google chain tells it: with nothing, the AK's issuer (and
+/// its AIA caIssuers URL is on the default fetch allowlist); with the intermediate, the root's
+/// CRL over it (the intermediate names a CRL distribution point; the AK names none); with both,
+/// nothing.
+#[test]
+fn the_gaps_of_the_real_google_chain_name_what_to_fetch() {
+    use tee_verifier::collateral::{ca_issuers_urls, crl_distribution_points, UrlAllowlist};
+    let Some(world) = world() else {
+        return;
+    };
+    let ak = sample_der(world, "salrashid_akcert.pem");
+    let intermediate = sample_der(world, "salrashid_ak_intermediate.pem");
+    let crl = std::fs::read(world.samples.join("gcp/salrashid_intermediate.crl")).unwrap();
+    let crl = match x509_parser::pem::parse_x509_pem(&crl) {
+        Ok((_, pem)) => pem.contents,
+        Err(_) => crl,
+    };
+    let verifier = GcpAkVerifier::new();
+    let allow = UrlAllowlist::google_private_ca();
+
+    let gaps = verifier.gaps(&ak, &GcpCaBundle::default()).unwrap();
+    assert_eq!(gaps.issuer_of.as_deref(), Some(ak.as_slice()));
+    assert!(gaps.crl_of.is_empty(), "the AK names no CRL distribution point");
+    let aia = ca_issuers_urls(&ak);
+    assert!(aia.iter().any(|url| allow.allows_str(url)), "{aia:?}");
+
+    let mut bundle = GcpCaBundle {
+        intermediates: vec![intermediate.clone()],
+        ..GcpCaBundle::default()
+    };
+    let gaps = verifier.gaps(&ak, &bundle).unwrap();
+    assert_eq!(gaps.issuer_of, None);
+    assert_eq!(gaps.crl_of, [intermediate.clone()]);
+    let points = crl_distribution_points(&intermediate);
+    assert!(points.iter().any(|url| allow.allows_str(url)), "{points:?}");
+
+    bundle.crls.push(crl);
+    let gaps = verifier.gaps(&ak, &bundle).unwrap();
+    assert_eq!(gaps, Default::default());
+    // An intermediate that is not the issuer leaves the gap where it was.
+    let unrelated = GcpCaBundle {
+        intermediates: vec![world.pki.intermediate_der.clone()],
+        ..GcpCaBundle::default()
+    };
+    let gaps = verifier.gaps(&ak, &unrelated).unwrap();
+    assert_eq!(gaps.issuer_of.as_deref(), Some(ak.as_slice()));
+}
