@@ -39,6 +39,8 @@ pub const MAX_CA_BUNDLE_LEN: usize = 4 << 20;
 pub const MAX_CA_BUNDLE_BLOCKS: usize = 64;
 /// Verified CRLs kept by one verifier.
 const CRL_CACHE_ENTRIES: u64 = 256;
+/// Verified AK chains kept by one verifier (one per VM's AK and bundle; ≈ 1 KiB each).
+const CHAIN_CACHE_ENTRIES: u64 = 4096;
 
 /// Why an AK certificate chain or a CA bundle was refused; `kind()` is its stable [`ErrorKind`].
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -141,6 +143,42 @@ impl GcpCaBundle {
     }
 }
 
+impl GcpCaBundle {
+    /// SHA-256 over every intermediate and CRL, in order and length-prefixed, and the CRL
+    /// requirement: everything of the bundle a chain's verification depends on.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut digest = Sha256::new();
+        for list in [&self.intermediates, &self.crls] {
+            digest.update((list.len() as u64).to_le_bytes());
+            for der in list {
+                digest.update((der.len() as u64).to_le_bytes());
+                digest.update(der);
+            }
+        }
+        digest.update([u8::from(self.require_crl)]);
+        digest.finalize().into()
+    }
+}
+
+/// A CA bundle with its [`GcpCaBundle::digest`], computed once for every chain verified
+/// through it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DigestedBundle {
+    bundle: GcpCaBundle,
+    digest: [u8; 32],
+}
+
+impl DigestedBundle {
+    pub(crate) fn new(bundle: GcpCaBundle) -> Self {
+        let digest = bundle.digest();
+        DigestedBundle { bundle, digest }
+    }
+
+    pub(crate) fn bundle(&self) -> &GcpCaBundle {
+        &self.bundle
+    }
+}
+
 /// An AK certificate whose chain verified to the pinned root at `now`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedAk {
@@ -180,6 +218,21 @@ pub struct GcpAkVerifier {
     root_der: Arc<Vec<u8>>,
     root_subject: Arc<Vec<u8>>,
     crls: VerifiedCache<[u8; 32], Arc<CachedCrl>>,
+    chains: VerifiedCache<[u8; 32], Arc<CachedChain>>,
+}
+
+/// A verified AK chain and when that verification holds: inside every certificate's validity
+/// and every applied CRL's thisUpdate..nextUpdate. Outside it the chain is verified again, so
+/// that the walk itself says what expired; no time decision is carried over.
+struct CachedChain {
+    ak: VerifiedAk,
+    window: Window,
+}
+
+impl Windowed for CachedChain {
+    fn window(&self) -> Window {
+        self.window
+    }
 }
 
 #[derive(Clone)]
@@ -220,6 +273,7 @@ impl GcpAkVerifier {
             root_der: Arc::new(root_der.to_vec()),
             root_subject: Arc::new(subject_of(root_der).unwrap_or_default()),
             crls: VerifiedCache::new(CRL_CACHE_ENTRIES),
+            chains: VerifiedCache::new(CHAIN_CACHE_ENTRIES),
         }
     }
 
@@ -236,32 +290,83 @@ impl GcpAkVerifier {
         bundle: &GcpCaBundle,
         now: u64,
     ) -> Result<VerifiedAk, GcpAkError> {
+        self.verify_digested(ak_cert, bundle, &bundle.digest(), now)
+    }
+
+    /// [`Self::verify`] through a bundle whose digest is already known.
+    pub(crate) fn verify_in(
+        &self,
+        ak_cert: &[u8],
+        bundle: &DigestedBundle,
+        now: u64,
+    ) -> Result<VerifiedAk, GcpAkError> {
+        self.verify_digested(ak_cert, &bundle.bundle, &bundle.digest, now)
+    }
+
+    /// A chain verified before with the same leaf and bundle is taken from the cache while `now`
+    /// is inside its window (what the walk checks of time); otherwise it is walked again.
+    fn verify_digested(
+        &self,
+        ak_cert: &[u8],
+        bundle: &GcpCaBundle,
+        bundle_digest: &[u8; 32],
+        now: u64,
+    ) -> Result<VerifiedAk, GcpAkError> {
+        let key = Sha256::new()
+            .chain_update(Sha256::digest(ak_cert))
+            .chain_update(bundle_digest)
+            .finalize()
+            .into();
+        let cached = self.chains.get_or_verify(key, now, || {
+            self.verify_uncached(ak_cert, bundle, now).map(Arc::new)
+        })?;
+        Ok(cached.ak.clone())
+    }
+
+    fn verify_uncached(
+        &self,
+        ak_cert: &[u8],
+        bundle: &GcpCaBundle,
+        now: u64,
+    ) -> Result<CachedChain, GcpAkError> {
         let chain = self.build_chain(ak_cert, bundle)?;
         let chain_refs: Vec<&[u8]> = chain.iter().map(|der| der.as_slice()).collect();
         // The chain first, so a chain to another root is named as such rather than by the
         // failure of a CRL the pinned root did not sign; then again with the CRLs, whose issuers
         // it has just verified (the walk's caches make the second one lookups).
-        self.walker
+        let leaf = self
+            .walker
             .verify(&chain_refs, now, &[])
             .map_err(|error| foreign_root(error, &chain_refs))?;
+        let mut window = Window {
+            from: leaf.chain_not_before,
+            until: leaf.chain_not_after,
+        };
         let crls = self.chain_crls(&chain_refs, bundle, now)?;
         if !crls.is_empty() {
             let crl_refs: Vec<&VerifiedCrl> = crls.iter().map(|cached| &cached.crl).collect();
             self.walker.verify(&chain_refs, now, &crl_refs)?;
         }
+        for cached in &crls {
+            let crl = &cached.crl;
+            window = window
+                .narrow(crl.this_update, crl.next_update)
+                .narrow(crl.issuer_chain_not_before, crl.issuer_chain_not_after);
+        }
         if bundle.require_crl {
             require_crls(&chain_refs, &crls)?;
         }
-        let leaf = parse(ak_cert, 0)?;
-        Ok(VerifiedAk {
+        let leaf_cert = parse(ak_cert, 0)?;
+        let ak = VerifiedAk {
             key: AkPublicKey::from_certificate(ak_cert)?,
-            subject: leaf.subject().to_string(),
+            subject: leaf_cert.subject().to_string(),
             chain_sha256: chain
                 .iter()
                 .map(|der| crate::encoding::hex(Sha256::digest(der)))
                 .collect(),
             crls_applied: crls.len(),
-        })
+        };
+        Ok(CachedChain { ak, window })
     }
 
     /// Leaf first, pinned root last: each issuer is the certificate of the bundle whose subject

@@ -13,7 +13,7 @@ use super::verified::{
 use super::EvidenceError;
 use crate::cache::CacheCounts;
 use crate::dstack::gcp::{self, GcpError};
-use crate::dstack::gcp_ak::{GcpAkVerifier, GcpCaBundle};
+use crate::dstack::gcp_ak::{DigestedBundle, GcpAkVerifier, GcpCaBundle};
 use crate::dstack::os_image::preview_tdx_os_image;
 use crate::dstack::{
     self, nitro_identity, tdx_identity, tdx_identity_with_policy, DstackError, DstackIdentity,
@@ -54,7 +54,7 @@ pub struct EvidenceVerifier {
     nitro: NitroVerifier,
     tdx: TdxVerifier,
     gcp: GcpAkVerifier,
-    gcp_ca: Arc<GcpCaBundle>,
+    gcp_ca: Arc<DigestedBundle>,
     os_image: OsImagePolicy,
 }
 
@@ -75,7 +75,7 @@ impl EvidenceVerifier {
             nitro,
             tdx,
             gcp: GcpAkVerifier::new(),
-            gcp_ca: Arc::new(GcpCaBundle::default()),
+            gcp_ca: Arc::new(DigestedBundle::new(GcpCaBundle::default())),
             os_image: OsImagePolicy::default(),
         }
     }
@@ -84,21 +84,21 @@ impl EvidenceVerifier {
     /// the intermediates and CRLs of `bundle` (`--gcp-ca-bundle`, `--gcp-require-crl`).
     pub fn with_gcp(mut self, gcp: GcpAkVerifier, bundle: GcpCaBundle) -> Self {
         self.gcp = gcp;
-        self.gcp_ca = Arc::new(bundle);
+        self.gcp_ca = Arc::new(DigestedBundle::new(bundle));
         self
     }
 
     /// The GCP AK chain verifier and the CA bundle it is given (`--gcp-ca-bundle`): what the
     /// service asks which intermediates and CRLs a chain lacks.
     pub fn gcp_ak(&self) -> (&GcpAkVerifier, &GcpCaBundle) {
-        (&self.gcp, &self.gcp_ca)
+        (&self.gcp, self.gcp_ca.bundle())
     }
 
     /// This verifier, sharing every cache, with `bundle` for GCP AK chains instead (the
     /// configured bundle completed with fetched intermediates and CRLs).
     pub fn with_gcp_bundle(&self, bundle: GcpCaBundle) -> EvidenceVerifier {
         EvidenceVerifier {
-            gcp_ca: Arc::new(bundle),
+            gcp_ca: Arc::new(DigestedBundle::new(bundle)),
             ..self.clone()
         }
     }
@@ -223,7 +223,7 @@ impl EvidenceVerifier {
                     self.verify_tdx_quote(&evidence.tdx.quote, input, now, expect)?;
                 let ak = self
                     .gcp
-                    .verify(&evidence.ak_cert, &self.gcp_ca, now)
+                    .verify_in(&evidence.ak_cert, &self.gcp_ca, now)
                     .map_err(GcpError::from)?;
                 let tpm_quote = tpm::verify_quote(
                     &evidence.tpm_quote,
