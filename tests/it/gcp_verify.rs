@@ -438,7 +438,7 @@ fn the_gaps_of_the_real_google_chain_name_what_to_fetch() {
     };
     let gaps = verifier.gaps(&ak, &bundle).unwrap();
     assert_eq!(gaps.issuer_of, None);
-    assert_eq!(gaps.crl_of, [intermediate.clone()]);
+    assert_eq!(gaps.crl_of, std::slice::from_ref(&intermediate));
     let points = crl_distribution_points(&intermediate);
     assert!(points.iter().any(|url| allow.allows_str(url)), "{points:?}");
 
