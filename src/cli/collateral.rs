@@ -61,7 +61,8 @@ pub(super) struct ServeCollateralArgs {
     /// without it [default: https://api.trustedservices.intel.com, Intel's PCS].
     #[arg(long, env = "TEE_VERIFIER_PCCS_URL", value_name = "URL")]
     pub pccs_url: Option<String>,
-    /// Never fetch collateral: TDX evidence must carry it inline (else collateral_missing).
+    /// Never fetch collateral: TDX evidence must carry it inline, and GCP AK chains must find
+    /// their intermediates and CRLs in --gcp-ca-bundle (else collateral_missing).
     #[arg(long, env = "TEE_VERIFIER_NO_COLLATERAL_FETCH")]
     pub no_collateral_fetch: bool,
     /// Intel's update parameter: standard, or early (a TCB recovery's new levels on disclosure
@@ -80,8 +81,9 @@ pub(super) struct ServeCollateralArgs {
     /// root certificate's CRL distribution point).
     #[arg(long, env = "TEE_VERIFIER_ROOT_CA_CRL_URL", value_name = "URL")]
     pub root_ca_crl_url: Option<String>,
-    /// A URL prefix that CA certificates and CRLs named by certificates (AIA caIssuers, CRL
-    /// distribution points) may be fetched from; repeat for more. Replaces the default,
+    /// A URL prefix that CA certificates and CRLs named by certificates (a GCP AK chain's AIA
+    /// caIssuers and CRL distribution points, fetched when --gcp-ca-bundle lacks them) may be
+    /// fetched from; repeat for more; other URLs are never requested. Replaces the default,
     /// Google's private-CA content host (http://privateca-content-*.storage.googleapis.com/).
     #[arg(
         long = "ca-fetch-allow",
@@ -151,6 +153,7 @@ pub(super) fn resolve_serve(
             ("--collateral-cache", cache_dir.is_some()),
             ("--collateral-refresh-before", refresh.is_some()),
             ("--root-ca-crl-url", root_ca_crl_url.is_some()),
+            ("--ca-fetch-allow", !prefixes.is_empty()),
         ];
         if let Some((flag, _)) = fetch_settings.iter().find(|(_, given)| *given) {
             bail!("--no-collateral-fetch turns fetching off: {flag} has no effect with it");

@@ -10,7 +10,7 @@
 use super::event_log::{
     EventLog, RawEvent, RuntimeEvent, MAX_EVENTS, MAX_EVENT_NAME_LEN, RUNTIME_IMR,
 };
-use super::gcp_evidence::{gcp_tpm_quote, read_scale_tpm_quote, GcpEvidence};
+use super::gcp_evidence::{read_scale_tpm_quote, GcpEvidence};
 use super::measurements::REPORT_DATA_LEN;
 use super::scale::ScaleReader;
 use super::vm_config::VmConfig;
@@ -209,10 +209,9 @@ impl Evidence {
         runtime: Vec<RawEvent>,
         report_data: [u8; REPORT_DATA_LEN],
         config: &str,
-        tpm_quote: super::v1::TpmQuote,
+        (tpm_quote, ak_cert): (crate::tpm::TpmQuote, Vec<u8>),
     ) -> Result<Evidence, DstackError> {
         let tdx = TdxEvidence::from_parts(quote, events, runtime, report_data, config)?;
-        let (tpm_quote, ak_cert) = gcp_tpm_quote(tpm_quote)?;
         Ok(Evidence::GcpTdx(GcpEvidence {
             tdx,
             tpm_quote,
@@ -274,7 +273,8 @@ enum Platform {
     GcpTdx {
         quote: Vec<u8>,
         events: Vec<RawEvent>,
-        tpm_quote: super::v1::TpmQuote,
+        /// The vTPM quote and the AK certificate.
+        tpm_quote: (crate::tpm::TpmQuote, Vec<u8>),
     },
     Nitro {
         document: Vec<u8>,

@@ -39,6 +39,8 @@ pub const MAX_CA_BUNDLE_LEN: usize = 4 << 20;
 pub const MAX_CA_BUNDLE_BLOCKS: usize = 64;
 /// Verified CRLs kept by one verifier.
 const CRL_CACHE_ENTRIES: u64 = 256;
+/// Verified AK chains kept by one verifier (one per VM's AK and bundle; ≈ 1 KiB each).
+const CHAIN_CACHE_ENTRIES: u64 = 4096;
 
 /// Why an AK certificate chain or a CA bundle was refused; `kind()` is its stable [`ErrorKind`].
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -141,6 +143,42 @@ impl GcpCaBundle {
     }
 }
 
+impl GcpCaBundle {
+    /// SHA-256 over every intermediate and CRL, in order and length-prefixed, and the CRL
+    /// requirement: everything of the bundle a chain's verification depends on.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut digest = Sha256::new();
+        for list in [&self.intermediates, &self.crls] {
+            digest.update((list.len() as u64).to_le_bytes());
+            for der in list {
+                digest.update((der.len() as u64).to_le_bytes());
+                digest.update(der);
+            }
+        }
+        digest.update([u8::from(self.require_crl)]);
+        digest.finalize().into()
+    }
+}
+
+/// A CA bundle with its [`GcpCaBundle::digest`], computed once for every chain verified
+/// through it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DigestedBundle {
+    bundle: GcpCaBundle,
+    digest: [u8; 32],
+}
+
+impl DigestedBundle {
+    pub(crate) fn new(bundle: GcpCaBundle) -> Self {
+        let digest = bundle.digest();
+        DigestedBundle { bundle, digest }
+    }
+
+    pub(crate) fn bundle(&self) -> &GcpCaBundle {
+        &self.bundle
+    }
+}
+
 /// An AK certificate whose chain verified to the pinned root at `now`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedAk {
@@ -155,6 +193,24 @@ pub struct VerifiedAk {
     pub crls_applied: usize,
 }
 
+/// What a CA bundle lacks for one AK chain ([`GcpAkVerifier::gaps`]), read from certificates
+/// nobody has verified yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChainGaps {
+    /// The certificate (DER) whose issuer is neither the pinned root nor in the bundle: its AIA
+    /// caIssuers URL says where that issuer is published.
+    pub issuer_of: Option<Vec<u8>>,
+    /// The certificates of the chain below the root (DER; of the part built, when an issuer is
+    /// missing) that name a CRL distribution point while the bundle has no CRL of their issuer.
+    pub crl_of: Vec<Vec<u8>>,
+}
+
+/// A chain built from a bundle: leaf first, and the pinned root last when `complete`.
+struct Walk {
+    chain: Vec<Vec<u8>>,
+    complete: bool,
+}
+
 /// Verifies AK chains to one pinned root; cloning shares the walker's and the CRL caches.
 #[derive(Clone)]
 pub struct GcpAkVerifier {
@@ -162,6 +218,21 @@ pub struct GcpAkVerifier {
     root_der: Arc<Vec<u8>>,
     root_subject: Arc<Vec<u8>>,
     crls: VerifiedCache<[u8; 32], Arc<CachedCrl>>,
+    chains: VerifiedCache<[u8; 32], Arc<CachedChain>>,
+}
+
+/// A verified AK chain and when that verification holds: inside every certificate's validity
+/// and every applied CRL's thisUpdate..nextUpdate. Outside it the chain is verified again, so
+/// that the walk itself says what expired; no time decision is carried over.
+struct CachedChain {
+    ak: VerifiedAk,
+    window: Window,
+}
+
+impl Windowed for CachedChain {
+    fn window(&self) -> Window {
+        self.window
+    }
 }
 
 #[derive(Clone)]
@@ -202,6 +273,7 @@ impl GcpAkVerifier {
             root_der: Arc::new(root_der.to_vec()),
             root_subject: Arc::new(subject_of(root_der).unwrap_or_default()),
             crls: VerifiedCache::new(CRL_CACHE_ENTRIES),
+            chains: VerifiedCache::new(CHAIN_CACHE_ENTRIES),
         }
     }
 
@@ -218,32 +290,83 @@ impl GcpAkVerifier {
         bundle: &GcpCaBundle,
         now: u64,
     ) -> Result<VerifiedAk, GcpAkError> {
+        self.verify_digested(ak_cert, bundle, &bundle.digest(), now)
+    }
+
+    /// [`Self::verify`] through a bundle whose digest is already known.
+    pub(crate) fn verify_in(
+        &self,
+        ak_cert: &[u8],
+        bundle: &DigestedBundle,
+        now: u64,
+    ) -> Result<VerifiedAk, GcpAkError> {
+        self.verify_digested(ak_cert, &bundle.bundle, &bundle.digest, now)
+    }
+
+    /// A chain verified before with the same leaf and bundle is taken from the cache while `now`
+    /// is inside its window (what the walk checks of time); otherwise it is walked again.
+    fn verify_digested(
+        &self,
+        ak_cert: &[u8],
+        bundle: &GcpCaBundle,
+        bundle_digest: &[u8; 32],
+        now: u64,
+    ) -> Result<VerifiedAk, GcpAkError> {
+        let key = Sha256::new()
+            .chain_update(Sha256::digest(ak_cert))
+            .chain_update(bundle_digest)
+            .finalize()
+            .into();
+        let cached = self.chains.get_or_verify(key, now, || {
+            self.verify_uncached(ak_cert, bundle, now).map(Arc::new)
+        })?;
+        Ok(cached.ak.clone())
+    }
+
+    fn verify_uncached(
+        &self,
+        ak_cert: &[u8],
+        bundle: &GcpCaBundle,
+        now: u64,
+    ) -> Result<CachedChain, GcpAkError> {
         let chain = self.build_chain(ak_cert, bundle)?;
         let chain_refs: Vec<&[u8]> = chain.iter().map(|der| der.as_slice()).collect();
         // The chain first, so a chain to another root is named as such rather than by the
         // failure of a CRL the pinned root did not sign; then again with the CRLs, whose issuers
         // it has just verified (the walk's caches make the second one lookups).
-        self.walker
+        let leaf = self
+            .walker
             .verify(&chain_refs, now, &[])
             .map_err(|error| foreign_root(error, &chain_refs))?;
+        let mut window = Window {
+            from: leaf.chain_not_before,
+            until: leaf.chain_not_after,
+        };
         let crls = self.chain_crls(&chain_refs, bundle, now)?;
         if !crls.is_empty() {
             let crl_refs: Vec<&VerifiedCrl> = crls.iter().map(|cached| &cached.crl).collect();
             self.walker.verify(&chain_refs, now, &crl_refs)?;
         }
+        for cached in &crls {
+            let crl = &cached.crl;
+            window = window
+                .narrow(crl.this_update, crl.next_update)
+                .narrow(crl.issuer_chain_not_before, crl.issuer_chain_not_after);
+        }
         if bundle.require_crl {
             require_crls(&chain_refs, &crls)?;
         }
-        let leaf = parse(ak_cert, 0)?;
-        Ok(VerifiedAk {
+        let leaf_cert = parse(ak_cert, 0)?;
+        let ak = VerifiedAk {
             key: AkPublicKey::from_certificate(ak_cert)?,
-            subject: leaf.subject().to_string(),
+            subject: leaf_cert.subject().to_string(),
             chain_sha256: chain
                 .iter()
                 .map(|der| crate::encoding::hex(Sha256::digest(der)))
                 .collect(),
             crls_applied: crls.len(),
-        })
+        };
+        Ok(CachedChain { ak, window })
     }
 
     /// Leaf first, pinned root last: each issuer is the certificate of the bundle whose subject
@@ -254,12 +377,31 @@ impl GcpAkVerifier {
         ak_cert: &[u8],
         bundle: &GcpCaBundle,
     ) -> Result<Vec<Vec<u8>>, GcpAkError> {
+        let walk = self.walk(ak_cert, bundle)?;
+        if walk.complete {
+            return Ok(walk.chain);
+        }
+        let below = parse(
+            walk.chain.last().expect("the chain has a leaf"),
+            walk.chain.len() - 1,
+        )?;
+        Err(GcpAkError::IntermediateMissing {
+            issuer: below.issuer().to_string(),
+            subject: below.subject().to_string(),
+        })
+    }
+
+    /// The chain [`Self::build_chain`] builds, as far as the bundle takes it.
+    fn walk(&self, ak_cert: &[u8], bundle: &GcpCaBundle) -> Result<Walk, GcpAkError> {
         let mut chain = vec![ak_cert.to_vec()];
         loop {
             let below = parse(chain.last().expect("the chain has a leaf"), chain.len() - 1)?;
             if below.issuer().as_raw() == self.root_subject.as_slice() {
                 chain.push(self.root_der.to_vec());
-                return Ok(chain);
+                return Ok(Walk {
+                    chain,
+                    complete: true,
+                });
             }
             if chain.len() + 1 >= MAX_CHAIN_LEN {
                 return Err(X509Error::ChainLength.into());
@@ -275,13 +417,44 @@ impl GcpAkVerifier {
             match issuer {
                 Some(issuer) => chain.push(issuer.clone()),
                 None => {
-                    return Err(GcpAkError::IntermediateMissing {
-                        issuer: below.issuer().to_string(),
-                        subject: below.subject().to_string(),
+                    return Ok(Walk {
+                        chain,
+                        complete: false,
                     })
                 }
             }
         }
+    }
+
+    /// What `bundle` lacks for the chain of `ak_cert`, as the certificates themselves tell
+    /// (nothing is verified: this only chooses what the service fetches, and the chain is then
+    /// verified from the bundle as always).
+    pub fn gaps(&self, ak_cert: &[u8], bundle: &GcpCaBundle) -> Result<ChainGaps, GcpAkError> {
+        let walk = self.walk(ak_cert, bundle)?;
+        let crl_issuers = bundle
+            .crls
+            .iter()
+            .map(|crl| crl_issuer(crl))
+            .collect::<Result<Vec<_>, _>>()?;
+        let below_root = if walk.complete {
+            &walk.chain[..walk.chain.len() - 1]
+        } else {
+            &walk.chain[..]
+        };
+        let mut crl_of = Vec::new();
+        for (index, der) in below_root.iter().enumerate() {
+            let cert = parse(der, index)?;
+            let covered = crl_issuers
+                .iter()
+                .any(|issuer| issuer.as_slice() == cert.issuer().as_raw());
+            if names_crl(&cert) && !covered {
+                crl_of.push(der.clone());
+            }
+        }
+        Ok(ChainGaps {
+            issuer_of: (!walk.complete).then(|| walk.chain.last().expect("a leaf").clone()),
+            crl_of,
+        })
     }
 
     /// The bundle's CRLs issued by a CA of `chain`, each verified against that CA's chain to the
@@ -352,14 +525,10 @@ fn tcg_kp_ek_certificate() -> Oid<'static> {
 fn require_crls(chain: &[&[u8]], crls: &[Arc<CachedCrl>]) -> Result<(), GcpAkError> {
     for (index, der) in chain[..chain.len() - 1].iter().enumerate() {
         let cert = parse(der, index)?;
-        let names_crl = cert
-            .extensions()
-            .iter()
-            .any(|ext| ext.oid == OID_X509_EXT_CRL_DISTRIBUTION_POINTS);
         let covered = crls
             .iter()
             .any(|cached| cached.crl.issued_by(cert.issuer().as_raw()));
-        if names_crl && !covered {
+        if names_crl(&cert) && !covered {
             return Err(GcpAkError::CrlMissing {
                 issuer: cert.issuer().to_string(),
                 subject: cert.subject().to_string(),
@@ -367,6 +536,13 @@ fn require_crls(chain: &[&[u8]], crls: &[Arc<CachedCrl>]) -> Result<(), GcpAkErr
         }
     }
     Ok(())
+}
+
+/// Whether the certificate names a CRL distribution point.
+fn names_crl(cert: &X509Certificate<'_>) -> bool {
+    cert.extensions()
+        .iter()
+        .any(|ext| ext.oid == OID_X509_EXT_CRL_DISTRIBUTION_POINTS)
 }
 
 /// The authorityKeyIdentifier's keyIdentifier, if the certificate has one.

@@ -4,7 +4,6 @@
 
 use super::evidence::TdxEvidence;
 use super::scale::ScaleReader;
-use super::v1;
 use super::DstackError;
 use crate::tpm::{self, PcrValue, TpmEvent};
 
@@ -37,93 +36,78 @@ fn scale_tpm_platform(tag: u8) -> Result<&'static str, DstackError> {
 }
 
 /// `TpmQuote { message, signature, pcr_values: Vec<{index u32, algorithm String, value}>,
-/// ak_cert, platform u8, event_log: Vec<{pcr_index u32, digest}> }` (dstack tpm-types), SCALE.
+/// ak_cert, platform u8, event_log: Vec<{pcr_index u32, digest}> }` (dstack tpm-types), SCALE:
+/// the TPM room's quote and the AK certificate.
 pub(super) fn read_scale_tpm_quote(
     reader: &mut ScaleReader<'_>,
-) -> Result<v1::TpmQuote, DstackError> {
+) -> Result<(tpm::TpmQuote, Vec<u8>), DstackError> {
     let message = reader.bytes()?;
     let signature = reader.bytes()?;
     let count = reader.count(MAX_PCR_VALUES)?;
     let pcr_values = (0..count)
-        .map(|_| {
-            Ok(v1::PcrValue {
-                index: reader.u32()?,
-                algorithm: reader.string()?,
-                value: reader.bytes()?,
-            })
-        })
+        .map(|_| Ok((reader.u32()?, reader.string()?, reader.bytes()?)))
         .collect::<Result<Vec<_>, DstackError>>()?;
     let ak_cert = reader.bytes()?;
     let platform = scale_tpm_platform(reader.u8()?)?;
     let count = reader.count(tpm::MAX_EVENTS)?;
     let event_log = (0..count)
-        .map(|_| {
-            Ok(v1::TpmEvent {
-                pcr_index: reader.u32()?,
-                digest: reader.bytes()?,
-            })
-        })
+        .map(|_| Ok((reader.u32()?, reader.bytes()?)))
         .collect::<Result<Vec<_>, DstackError>>()?;
-    Ok(v1::TpmQuote {
-        message,
-        signature,
-        pcr_values,
-        ak_cert,
-        platform,
-        event_log,
-    })
+    let quote = gcp_tpm_quote(message, signature, pcr_values, platform, event_log)?;
+    Ok((quote, ak_cert))
 }
 
-/// The TPM room's quote and the AK certificate of a dstack `TpmQuote` (V0 or V1). Only a quote
-/// from Google's vTPM (`platform: gcp`) with SHA-256 values is a GCP quote.
-pub(super) fn gcp_tpm_quote(quote: v1::TpmQuote) -> Result<(tpm::TpmQuote, Vec<u8>), DstackError> {
-    if quote.platform != "gcp" {
+/// The TPM room's quote from a dstack `TpmQuote`'s fields as V0 or V1 decodes them: PCR values
+/// as `(index, algorithm, value)`, events as `(pcr_index, digest)`. Only a quote from Google's
+/// vTPM (`platform: gcp`) with SHA-256 values is a GCP quote.
+pub(super) fn gcp_tpm_quote(
+    message: Vec<u8>,
+    signature: Vec<u8>,
+    pcr_values: Vec<(u32, String, Vec<u8>)>,
+    platform: &str,
+    event_log: Vec<(u32, Vec<u8>)>,
+) -> Result<tpm::TpmQuote, DstackError> {
+    if platform != "gcp" {
         return Err(DstackError::UnsupportedPlatform(format!(
-            "a {} TPM quote in a GCP TDX attestation",
-            quote.platform
+            "a {platform} TPM quote in a GCP TDX attestation"
         )));
     }
-    if quote.pcr_values.len() > MAX_PCR_VALUES {
+    if pcr_values.len() > MAX_PCR_VALUES {
         return Err(DstackError::TooLarge {
             what: "TPM PCR values",
-            len: quote.pcr_values.len(),
+            len: pcr_values.len(),
             max: MAX_PCR_VALUES,
         });
     }
-    let pcr_values = quote
-        .pcr_values
+    let pcr_values = pcr_values
         .into_iter()
-        .map(|pcr| {
-            if pcr.algorithm != "sha256" {
+        .map(|(index, algorithm, value)| {
+            if algorithm != "sha256" {
                 return Err(DstackError::Unsupported(
                     "a TPM PCR value outside the sha256 bank",
                 ));
             }
-            PcrValue::new(pcr.index, &pcr.value).map_err(|_| DstackError::Length {
+            PcrValue::new(index, &value).map_err(|_| DstackError::Length {
                 field: "TPM PCR value",
-                len: pcr.value.len(),
+                len: value.len(),
                 expected: 32,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let event_log = quote
-        .event_log
+    let event_log = event_log
         .into_iter()
-        .map(|event| {
-            TpmEvent::new(event.pcr_index, &event.digest).map_err(|_| DstackError::Length {
+        .map(|(pcr_index, digest)| {
+            TpmEvent::new(pcr_index, &digest).map_err(|_| DstackError::Length {
                 field: "TPM event digest",
-                len: event.digest.len(),
+                len: digest.len(),
                 expected: 32,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((
-        tpm::TpmQuote {
-            message: quote.message,
-            signature: quote.signature,
-            pcr_values,
-            event_log,
-        },
-        quote.ak_cert,
-    ))
+    Ok(tpm::TpmQuote {
+        message,
+        signature,
+        pcr_values,
+        event_log,
+    })
 }

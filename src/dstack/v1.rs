@@ -19,6 +19,7 @@
 
 use super::event_log::{RawEvent, RuntimeEvent, RUNTIME_EVENT_TYPE, RUNTIME_IMR};
 use super::evidence::{check_runtime_event_name, Evidence, MAX_EVIDENCE_LEN};
+use super::gcp_evidence::gcp_tpm_quote;
 use super::measurements::{content_report_data, REPORT_DATA_LEN};
 use super::DstackError;
 use crate::encoding::HexError;
@@ -66,46 +67,10 @@ pub struct GcpTdxEvidence {
     pub quote: Vec<u8>,
     /// The CCEL events.
     pub event_log: Vec<RawEvent>,
-    /// The vTPM's quote.
-    pub tpm_quote: TpmQuote,
-}
-
-/// dstack's `TpmQuote` (tpm-types): TPMS_ATTEST, its signature, the quoted PCRs, the AK
-/// certificate (DER) and the TPM event log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TpmQuote {
-    /// The TPMS_ATTEST structure the AK signed.
-    pub message: Vec<u8>,
-    /// The AK's signature over `message`.
-    pub signature: Vec<u8>,
-    /// The PCR values the quote covers.
-    pub pcr_values: Vec<PcrValue>,
+    /// The vTPM's quote (dstack's `TpmQuote`), in the TPM room's types.
+    pub tpm_quote: crate::tpm::TpmQuote,
     /// The attestation key's certificate, DER.
     pub ak_cert: Vec<u8>,
-    /// `dstack`, `gcp`, `nitroenclave` or `aws-ec2`.
-    pub platform: &'static str,
-    /// The TPM event log.
-    pub event_log: Vec<TpmEvent>,
-}
-
-/// One quoted TPM PCR.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PcrValue {
-    /// The PCR index.
-    pub index: u32,
-    /// The bank's hash algorithm, as upstream names it (e.g. `sha256`).
-    pub algorithm: String,
-    /// The PCR's value.
-    pub value: Vec<u8>,
-}
-
-/// One event of a TPM event log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TpmEvent {
-    /// The PCR the event extended.
-    pub pcr_index: u32,
-    /// The digest it extended.
-    pub digest: Vec<u8>,
 }
 
 /// The dstack stack of a V1 attestation.
@@ -198,7 +163,7 @@ impl AttestationV1 {
                 runtime_events,
                 report_data,
                 &config,
-                gcp.tpm_quote,
+                (gcp.tpm_quote, gcp.ak_cert),
             ),
         }
     }
@@ -252,11 +217,15 @@ impl TryFrom<wire::Platform> for PlatformEvidence {
                 quote,
                 event_log,
                 tpm_quote,
-            } => PlatformEvidence::GcpTdx(GcpTdxEvidence {
-                quote,
-                event_log: raw_events(event_log)?,
-                tpm_quote: tpm_quote.into(),
-            }),
+            } => {
+                let (tpm_quote, ak_cert) = decode_tpm_quote(tpm_quote)?;
+                PlatformEvidence::GcpTdx(GcpTdxEvidence {
+                    quote,
+                    event_log: raw_events(event_log)?,
+                    tpm_quote,
+                    ak_cert,
+                })
+            }
             wire::Platform::NitroEnclave { nsm_quote } => {
                 PlatformEvidence::NitroEnclave { nsm_quote }
             }
@@ -270,32 +239,26 @@ impl TryFrom<wire::Platform> for PlatformEvidence {
     }
 }
 
-impl From<wire::TpmQuote> for TpmQuote {
-    fn from(quote: wire::TpmQuote) -> Self {
-        TpmQuote {
-            message: quote.message.0,
-            signature: quote.signature.0,
-            pcr_values: quote
-                .pcr_values
-                .into_iter()
-                .map(|pcr| PcrValue {
-                    index: pcr.index,
-                    algorithm: pcr.algorithm,
-                    value: pcr.value.0,
-                })
-                .collect(),
-            ak_cert: quote.ak_cert.0,
-            platform: quote.platform.as_str(),
-            event_log: quote
-                .event_log
-                .into_iter()
-                .map(|event| TpmEvent {
-                    pcr_index: event.pcr_index,
-                    digest: event.digest.0,
-                })
-                .collect(),
-        }
-    }
+/// The TPM room's quote and the AK certificate of a V1 `TpmQuote` (checked as V0's is).
+fn decode_tpm_quote(quote: wire::TpmQuote) -> Result<(crate::tpm::TpmQuote, Vec<u8>), DstackError> {
+    let pcr_values = quote
+        .pcr_values
+        .into_iter()
+        .map(|pcr| (pcr.index, pcr.algorithm, pcr.value.0))
+        .collect();
+    let event_log = quote
+        .event_log
+        .into_iter()
+        .map(|event| (event.pcr_index, event.digest.0))
+        .collect();
+    let tpm_quote = gcp_tpm_quote(
+        quote.message.0,
+        quote.signature.0,
+        pcr_values,
+        quote.platform.as_str(),
+        event_log,
+    )?;
+    Ok((tpm_quote, quote.ak_cert.0))
 }
 
 impl TryFrom<wire::Stack> for StackEvidence {

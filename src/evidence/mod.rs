@@ -25,7 +25,7 @@ pub use verified::{
     AttestedDstack, AttestedNitro, AttestedTdx, AttestedTpm, Platform, Preview, Unauthorizable,
     Verified,
 };
-pub use verify::{preview, tdx_quote, EvidenceVerifier, Expectations};
+pub use verify::{gcp_ak_certificate, preview, tdx_quote, EvidenceVerifier, Expectations};
 
 use crate::dstack::gcp::GcpError;
 use crate::dstack::DstackError;

@@ -14,7 +14,7 @@ use super::verified::{
 use super::EvidenceError;
 use crate::cache::{CacheCounts, Window};
 use crate::dstack::gcp::{self, GcpError};
-use crate::dstack::gcp_ak::{GcpAkVerifier, GcpCaBundle};
+use crate::dstack::gcp_ak::{DigestedBundle, GcpAkVerifier, GcpCaBundle};
 use crate::dstack::os_image::preview_tdx_os_image;
 use crate::dstack::{
     self, nitro_identity, tdx_identity, tdx_identity_with_policy, DstackError, DstackIdentity,
@@ -63,7 +63,7 @@ pub struct EvidenceVerifier {
     nitro: NitroVerifier,
     tdx: TdxVerifier,
     gcp: GcpAkVerifier,
-    gcp_ca: Arc<GcpCaBundle>,
+    gcp_ca: Arc<DigestedBundle>,
     os_image: OsImagePolicy,
     /// `Collateral::from_json` of collateral bytes seen before (the parse is pure).
     collaterals: ExactCache<Arc<Collateral>>,
@@ -95,7 +95,7 @@ impl EvidenceVerifier {
             nitro,
             tdx,
             gcp: GcpAkVerifier::new(),
-            gcp_ca: Arc::new(GcpCaBundle::default()),
+            gcp_ca: Arc::new(DigestedBundle::new(GcpCaBundle::default())),
             os_image: OsImagePolicy::default(),
             collaterals: ExactCache::new(COLLATERAL_JSON_ENTRIES, COLLATERAL_JSON_BYTES),
             results: None,
@@ -135,8 +135,23 @@ impl EvidenceVerifier {
     /// the intermediates and CRLs of `bundle` (`--gcp-ca-bundle`, `--gcp-require-crl`).
     pub fn with_gcp(mut self, gcp: GcpAkVerifier, bundle: GcpCaBundle) -> Self {
         self.gcp = gcp;
-        self.gcp_ca = Arc::new(bundle);
+        self.gcp_ca = Arc::new(DigestedBundle::new(bundle));
         self.reconfigured()
+    }
+
+    /// The GCP AK chain verifier and the CA bundle it is given (`--gcp-ca-bundle`): what the
+    /// service asks which intermediates and CRLs a chain lacks.
+    pub fn gcp_ak(&self) -> (&GcpAkVerifier, &GcpCaBundle) {
+        (&self.gcp, self.gcp_ca.bundle())
+    }
+
+    /// This verifier, sharing every cache, with `bundle` for GCP AK chains instead (the
+    /// configured bundle completed with fetched intermediates and CRLs).
+    pub fn with_gcp_bundle(&self, bundle: GcpCaBundle) -> EvidenceVerifier {
+        EvidenceVerifier {
+            gcp_ca: Arc::new(DigestedBundle::new(bundle)),
+            ..self.clone()
+        }
     }
 
     /// The OS-image policy used when the expectations name none (e.g. the service's
@@ -316,7 +331,7 @@ impl EvidenceVerifier {
                     self.verify_tdx_quote(&evidence.tdx.quote, input, now, expect)?;
                 let ak = self
                     .gcp
-                    .verify(&evidence.ak_cert, &self.gcp_ca, now)
+                    .verify_in(&evidence.ak_cert, &self.gcp_ca, now)
                     .map_err(GcpError::from)?;
                 let tpm_quote = tpm::verify_quote(
                     &evidence.tpm_quote,
@@ -562,6 +577,15 @@ fn preview_tdx_identity(
         ),
         identity => identity,
     }
+}
+
+/// The AK certificate of a GCP TDX attestation, unverified (for the service to find the
+/// intermediates and CRLs its chain needs); `None` for every other kind of evidence.
+pub fn gcp_ak_certificate(input: &EvidenceInput<'_>) -> Result<Option<Vec<u8>>, EvidenceError> {
+    Ok(match Parsed::from_input(input)? {
+        Parsed::DstackGcp(evidence) => Some(evidence.ak_cert),
+        _ => None,
+    })
 }
 
 /// The preview of a Nitro document, and of the dstack identity around it.

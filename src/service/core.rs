@@ -4,6 +4,7 @@
 use super::collateral;
 use super::config::Limits;
 use super::convert::{self, VerifyJob};
+use super::gcp_ca;
 use super::metrics::{Method, Metrics};
 use super::monitor::RegistryStatus;
 use super::proto;
@@ -11,6 +12,7 @@ use crate::boot_info::BootInfo;
 use crate::collateral::{CaFetcher, CollateralFetcher};
 use crate::evidence::{EvidenceVerifier, Platform, Unauthorizable, Verified};
 use crate::registry::{Decision, Evaluation, Registry, RegistryError};
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -96,7 +98,8 @@ pub(super) struct Core {
     pub status: watch::Sender<RegistryStatus>,
     /// Fetches Intel collateral for TDX evidence that comes without it (`None`: never).
     collateral: Option<CollateralFetcher>,
-    /// Fetches CA certificates and CRLs named by certificates, from allowlisted URLs only.
+    /// Fetches CA certificates and CRLs named by certificates (GCP AK chains), from allowlisted
+    /// URLs only (`None`: never).
     ca_fetcher: Option<CaFetcher>,
 }
 
@@ -187,16 +190,21 @@ impl Core {
         {
             return Ok(rejection);
         }
+        let verifier =
+            match gcp_ca::supply(self.ca_fetcher.as_ref(), &self.verifier, &job, now).await? {
+                Some(bundle) => Cow::Owned(self.verifier.with_gcp_bundle(bundle)),
+                None => Cow::Borrowed(&self.verifier),
+            };
         let permit = Arc::clone(&self.verify_slots)
             .acquire_owned()
             .await
             .map_err(|_| Status::unavailable("the server is shutting down"))?;
         let (job, result) = if runs_inline(&job) {
-            let result = self.verifier.verify(&job.input(), now, &job.expectations);
+            let result = verifier.verify(&job.input(), now, &job.expectations);
             drop(permit);
             (job, result)
         } else {
-            let verifier = self.verifier.clone();
+            let verifier = verifier.into_owned();
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let result = verifier.verify(&job.input(), now, &job.expectations);

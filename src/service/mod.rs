@@ -20,6 +20,7 @@ mod collateral;
 pub mod config;
 mod convert;
 mod core;
+mod gcp_ca;
 mod governance;
 mod grpc;
 mod http;

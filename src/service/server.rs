@@ -8,7 +8,7 @@ use super::grpc::VerifierService;
 use super::http::{self, SourceInfo};
 use super::proto::{self, verifier_server::VerifierServer};
 use super::{listener, message_limits, monitor};
-use crate::collateral::{CaConfig, CaFetcher, CollateralConfig, CollateralFetcher};
+use crate::collateral::{CaConfig, CaFetcher, CollateralConfig, CollateralFetcher, HttpLimits};
 use crate::dstack::gcp_ak::GcpAkVerifier;
 use crate::dstack::OsImagePolicy;
 use crate::encoding::to_0x_hex;
@@ -87,13 +87,22 @@ impl Server {
                 collateral_fetcher(fetch, &config.trust_roots, &tdx)
             })
             .transpose()?;
-        // Nothing the service verifies today names CA URLs (GCP vTPM evidence will); the fetcher
-        // is built now so that its allowlist is checked at start and its counters are exported.
-        let ca_fetcher = CaFetcher::new(CaConfig {
-            allow: config.ca_fetch_allow.clone(),
-            ..CaConfig::default()
-        })
-        .context("the CA certificate fetcher")?;
+        // The AK chains of GCP evidence name their issuers and CRLs; fetched like Intel
+        // collateral (off with it), within the request deadline.
+        let ca_fetcher = config
+            .collateral_fetch
+            .as_ref()
+            .map(|_| {
+                CaFetcher::new(CaConfig {
+                    allow: config.ca_fetch_allow.clone(),
+                    http: collateral::within_deadline(
+                        HttpLimits::default(),
+                        config.limits.request_timeout,
+                    ),
+                })
+            })
+            .transpose()
+            .context("the CA certificate fetcher")?;
         let core = Arc::new(
             Core::new(
                 evidence_verifier(&config.trust_roots, tdx)
@@ -110,7 +119,7 @@ impl Server {
                 shutdown_signal.clone(),
                 config.registry.describe(),
             )
-            .with_fetchers(collateral.clone(), Some(ca_fetcher)),
+            .with_fetchers(collateral.clone(), ca_fetcher),
         );
 
         let grpc_listener = TcpListener::bind(config.grpc_listen)

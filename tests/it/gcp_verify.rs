@@ -402,3 +402,127 @@ fn a_gcp_preview_is_unverified() {
     assert_eq!(json["tcb_status"], Value::Null);
     assert!(json.get("app_id").is_none());
 }
+
+/// What a bundle lacks, as the real Google chain tells it: with nothing, the AK's issuer (and
+/// its AIA caIssuers URL is on the default fetch allowlist); with the intermediate, the root's
+/// CRL over it (the intermediate names a CRL distribution point; the AK names none); with both,
+/// nothing.
+#[test]
+fn the_gaps_of_the_real_google_chain_name_what_to_fetch() {
+    use tee_verifier::collateral::{ca_issuers_urls, crl_distribution_points, UrlAllowlist};
+    let Some(world) = world() else {
+        return;
+    };
+    let ak = sample_der(world, "salrashid_akcert.pem");
+    let intermediate = sample_der(world, "salrashid_ak_intermediate.pem");
+    let crl = std::fs::read(world.samples.join("gcp/salrashid_intermediate.crl")).unwrap();
+    let crl = match x509_parser::pem::parse_x509_pem(&crl) {
+        Ok((_, pem)) => pem.contents,
+        Err(_) => crl,
+    };
+    let verifier = GcpAkVerifier::new();
+    let allow = UrlAllowlist::google_private_ca();
+
+    let gaps = verifier.gaps(&ak, &GcpCaBundle::default()).unwrap();
+    assert_eq!(gaps.issuer_of.as_deref(), Some(ak.as_slice()));
+    assert!(
+        gaps.crl_of.is_empty(),
+        "the AK names no CRL distribution point"
+    );
+    let aia = ca_issuers_urls(&ak);
+    assert!(aia.iter().any(|url| allow.allows_str(url)), "{aia:?}");
+
+    let mut bundle = GcpCaBundle {
+        intermediates: vec![intermediate.clone()],
+        ..GcpCaBundle::default()
+    };
+    let gaps = verifier.gaps(&ak, &bundle).unwrap();
+    assert_eq!(gaps.issuer_of, None);
+    assert_eq!(gaps.crl_of, std::slice::from_ref(&intermediate));
+    let points = crl_distribution_points(&intermediate);
+    assert!(points.iter().any(|url| allow.allows_str(url)), "{points:?}");
+
+    bundle.crls.push(crl);
+    let gaps = verifier.gaps(&ak, &bundle).unwrap();
+    assert_eq!(gaps, Default::default());
+    // An intermediate that is not the issuer leaves the gap where it was.
+    let unrelated = GcpCaBundle {
+        intermediates: vec![world.pki.intermediate_der.clone()],
+        ..GcpCaBundle::default()
+    };
+    let gaps = verifier.gaps(&ak, &unrelated).unwrap();
+    assert_eq!(gaps.issuer_of.as_deref(), Some(ak.as_slice()));
+}
+
+/// A verified AK chain is cached per (leaf, bundle) with the window its verification holds in:
+/// inside it the chain is not walked again; outside it the walk runs and names what is out of
+/// time, and another bundle for the same leaf is verified on its own.
+#[test]
+fn a_cached_ak_chain_is_rechecked_at_every_now_and_per_bundle() {
+    let Some(world) = world() else {
+        return;
+    };
+    let verifier = GcpAkVerifier::with_root_der(&world.pki.root_der);
+    // Shares the walker's caches, to read their lookup counts.
+    let stats = EvidenceVerifier::default().with_gcp(verifier.clone(), GcpCaBundle::default());
+    let walks = || {
+        stats
+            .cache_stats()
+            .into_iter()
+            .find(|(name, _)| *name == "gcp_x509_certificates")
+            .map(|(_, counts)| counts.hits + counts.misses)
+            .unwrap()
+    };
+    let ak = &world.ecc.1;
+    let kind = |bundle: &GcpCaBundle, now: u64| {
+        verifier
+            .verify(ak, bundle, now)
+            .unwrap_err()
+            .kind()
+            .as_str()
+    };
+    let at = |offset: i64| NOW.checked_add_signed(offset).unwrap();
+    let bundle = world.good_bundle(); // CRLs from NOW - 1 day to NOW + 6 days
+
+    let first = verifier.verify(ak, &bundle, NOW).unwrap();
+    assert_eq!(first.crls_applied, 2);
+    let walked = walks();
+    assert_eq!(verifier.verify(ak, &bundle, at(5 * DAY)).unwrap(), first);
+    assert_eq!(
+        walks(),
+        walked,
+        "inside its window the chain comes from the cache"
+    );
+    // Past the CRLs' nextUpdate, and before their thisUpdate.
+    assert_eq!(kind(&bundle, at(7 * DAY)), "collateral_expired");
+    assert_eq!(kind(&bundle, at(-2 * DAY)), "collateral_not_yet_valid");
+    assert!(
+        walks() > walked,
+        "outside its window the chain is walked again"
+    );
+    assert_eq!(verifier.verify(ak, &bundle, NOW).unwrap(), first);
+
+    // Without CRLs the window is the certificates': the AK's 30 years from NOW - 1 year.
+    let no_crls = GcpCaBundle {
+        crls: vec![],
+        ..bundle.clone()
+    };
+    assert_eq!(verifier.verify(ak, &no_crls, NOW).unwrap().crls_applied, 0);
+    assert_eq!(kind(&no_crls, at(30 * 365 * DAY)), "expired");
+    assert_eq!(kind(&no_crls, at(-2 * 365 * DAY)), "not_yet_valid");
+    // The same leaf through other bundles: a CRL that revokes, a CRL required but absent, an
+    // expired intermediate.
+    let revoked = world.bundle(&[INTERMEDIATE_SERIAL], (-DAY, 6 * DAY));
+    assert_eq!(kind(&revoked, NOW), "revoked");
+    let required = GcpCaBundle {
+        require_crl: true,
+        ..no_crls.clone()
+    };
+    assert_eq!(kind(&required, NOW), "collateral_missing");
+    let expired = world.pki.intermediate_with_window(-3 * 365 * DAY, -DAY);
+    assert_eq!(
+        kind(&world.bundle_with(&expired, &[], (-DAY, 6 * DAY)), NOW),
+        "expired"
+    );
+    assert_eq!(verifier.verify(ak, &bundle, NOW).unwrap(), first);
+}

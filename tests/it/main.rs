@@ -12,6 +12,7 @@ mod collateral_service;
 mod dstack_conformance;
 mod dstack_lite;
 mod gcp_fixtures;
+mod gcp_service;
 mod gcp_verify;
 mod governance;
 mod governance_cli;

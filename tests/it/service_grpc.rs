@@ -935,7 +935,8 @@ async fn verify_accepts_and_authorizes_a_gcp_attestation() {
     };
     let now = manifest["now"].to_string();
     let path = |name: &str| fixtures.join(name).to_str().expect("path").to_owned();
-    let unpinned = Service::start(&["--dangerous-fixed-now", &now]);
+    // Not fetching: the fixture's AIA names Google's host (tests/it/gcp_service.rs fetches).
+    let unpinned = Service::start(&["--dangerous-fixed-now", &now, "--no-collateral-fetch"]);
     let response = unpinned
         .client()
         .await

@@ -577,13 +577,12 @@ fn gcp_tdx_decodes_to_the_gcp_evidence() {
         panic!("not GCP")
     };
     assert_eq!(gcp.quote, [9]);
-    assert_eq!(gcp.tpm_quote.platform, "gcp");
+    assert_eq!(gcp.ak_cert, [5]);
     assert_eq!(
         gcp.tpm_quote.pcr_values,
-        [PcrValue {
+        [crate::tpm::PcrValue {
             index: 14,
-            algorithm: "sha256".into(),
-            value: vec![4; 32]
+            value: [4; 32]
         }]
     );
     assert_eq!(gcp.tpm_quote.event_log[0].pcr_index, 2);
