@@ -49,7 +49,10 @@ fn decode_hex_into(digits: &[u8], out: &mut [u8]) -> Option<()> {
     // One test at the end: a non-digit's NOT_HEX sets high bits that no digit has.
     let mut seen = 0u8;
     for (pair, byte) in digits.chunks_exact(2).zip(out.iter_mut()) {
-        let (high, low) = (HEX_DIGIT[usize::from(pair[0])], HEX_DIGIT[usize::from(pair[1])]);
+        let (high, low) = (
+            HEX_DIGIT[usize::from(pair[0])],
+            HEX_DIGIT[usize::from(pair[1])],
+        );
         seen |= high | low;
         *byte = (high << 4) | low;
     }

@@ -23,26 +23,24 @@ struct World {
     collateral: Vec<u8>,
 }
 
-fn world() -> Option<&'static World> {
-    static WORLD: OnceLock<Option<World>> = OnceLock::new();
-    WORLD
-        .get_or_init(|| {
-            let samples = samples::samples_dir();
-            let pki = GooglePki::generate();
-            let ecc = AkKey::ecc();
-            let ecc_cert = pki.ak_certificate(&ecc, &Instance::default(), 0x0ecc);
-            let rsa = AkKey::rsa();
-            let rsa_cert = pki.ak_certificate(&rsa, &Instance::default(), 0x02a5);
-            Some(World {
-                real: RealTdx::load(&samples),
-                collateral: std::fs::read(samples.join(TDX_COLLATERAL)).unwrap(),
-                samples,
-                pki,
-                ecc: (ecc, ecc_cert),
-                rsa: (rsa, rsa_cert),
-            })
-        })
-        .as_ref()
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let samples = samples::samples_dir();
+        let pki = GooglePki::generate();
+        let ecc = AkKey::ecc();
+        let ecc_cert = pki.ak_certificate(&ecc, &Instance::default(), 0x0ecc);
+        let rsa = AkKey::rsa();
+        let rsa_cert = pki.ak_certificate(&rsa, &Instance::default(), 0x02a5);
+        World {
+            real: RealTdx::load(&samples),
+            collateral: std::fs::read(samples.join(TDX_COLLATERAL)).unwrap(),
+            samples,
+            pki,
+            ecc: (ecc, ecc_cert),
+            rsa: (rsa, rsa_cert),
+        }
+    })
 }
 
 impl World {
@@ -109,9 +107,7 @@ fn the_fixture_time_is_the_real_collaterals() {
 
 #[test]
 fn gcp_attestations_verify_in_v0_and_v1_with_ecc_and_rsa_aks() {
-    let Some(world) = world() else {
-        return;
-    };
+    let world = world();
     let verifier = world.verifier(world.good_bundle());
     // The TDX view of the same quote and events, for the fields both share.
     let report = std::fs::read(
@@ -180,9 +176,7 @@ fn gcp_attestations_verify_in_v0_and_v1_with_ecc_and_rsa_aks() {
 
 #[test]
 fn without_gcp_measurement_the_image_is_the_hosts_claim() {
-    let Some(world) = world() else {
-        return;
-    };
+    let world = world();
     let parts = world.parts(&Spec {
         measured: false,
         ..Spec::default()
@@ -199,9 +193,7 @@ fn without_gcp_measurement_the_image_is_the_hosts_claim() {
 
 #[test]
 fn every_gcp_step_has_its_negative_and_kind() {
-    let Some(world) = world() else {
-        return;
-    };
+    let world = world();
     let good = World::good_bundle;
     let cases: [(&str, Spec, &str); 5] = [
         (
@@ -316,21 +308,27 @@ fn sample_der(world: &World, name: &str) -> Vec<u8> {
     x509_parser::pem::parse_x509_pem(&pem).unwrap().1.contents
 }
 
-/// 2024-05-10, inside the real CRL's week (2024-05-07..2024-05-14).
-const REAL_CRL_INSIDE: u64 = 1_715_299_200;
-
-#[test]
-fn the_real_google_ak_chain_verifies_to_the_pinned_root_with_its_real_crl() {
-    let Some(world) = world() else {
-        return;
-    };
-    let ak = sample_der(world, "salrashid_akcert.pem");
-    let intermediate = sample_der(world, "salrashid_ak_intermediate.pem");
+/// The real Google AK certificate, its intermediate and the intermediate's CRL (DER).
+fn real_google_chain(world: &World) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let crl = std::fs::read(world.samples.join("gcp/salrashid_intermediate.crl")).unwrap();
     let crl = match x509_parser::pem::parse_x509_pem(&crl) {
         Ok((_, pem)) => pem.contents,
         Err(_) => crl,
     };
+    (
+        sample_der(world, "salrashid_akcert.pem"),
+        sample_der(world, "salrashid_ak_intermediate.pem"),
+        crl,
+    )
+}
+
+/// 2024-05-10, inside the real CRL's week (2024-05-07..2024-05-14).
+const REAL_CRL_INSIDE: u64 = 1_715_299_200;
+
+#[test]
+fn the_real_google_ak_chain_verifies_to_the_pinned_root_with_its_real_crl() {
+    let world = world();
+    let (ak, intermediate, crl) = real_google_chain(world);
     let verifier = GcpAkVerifier::new();
     let bundle = GcpCaBundle {
         intermediates: vec![intermediate.clone()],
@@ -384,9 +382,7 @@ fn the_real_google_ak_chain_verifies_to_the_pinned_root_with_its_real_crl() {
 /// quote claims, marked unverified, with no identity (it needs the verified PCRs).
 #[test]
 fn a_gcp_preview_is_unverified() {
-    let Some(world) = world() else {
-        return;
-    };
+    let world = world();
     let attestation = world.parts(&Spec::default()).v1();
     let preview = tee_verifier::evidence::preview(&EvidenceInput {
         evidence: &attestation,
@@ -410,16 +406,8 @@ fn a_gcp_preview_is_unverified() {
 #[test]
 fn the_gaps_of_the_real_google_chain_name_what_to_fetch() {
     use tee_verifier::collateral::{ca_issuers_urls, crl_distribution_points, UrlAllowlist};
-    let Some(world) = world() else {
-        return;
-    };
-    let ak = sample_der(world, "salrashid_akcert.pem");
-    let intermediate = sample_der(world, "salrashid_ak_intermediate.pem");
-    let crl = std::fs::read(world.samples.join("gcp/salrashid_intermediate.crl")).unwrap();
-    let crl = match x509_parser::pem::parse_x509_pem(&crl) {
-        Ok((_, pem)) => pem.contents,
-        Err(_) => crl,
-    };
+    let world = world();
+    let (ak, intermediate, crl) = real_google_chain(world);
     let verifier = GcpAkVerifier::new();
     let allow = UrlAllowlist::google_private_ca();
 
@@ -459,9 +447,7 @@ fn the_gaps_of_the_real_google_chain_name_what_to_fetch() {
 /// time, and another bundle for the same leaf is verified on its own.
 #[test]
 fn a_cached_ak_chain_is_rechecked_at_every_now_and_per_bundle() {
-    let Some(world) = world() else {
-        return;
-    };
+    let world = world();
     let verifier = GcpAkVerifier::with_root_der(&world.pki.root_der);
     // Shares the walker's caches, to read their lookup counts.
     let stats = EvidenceVerifier::default().with_gcp(verifier.clone(), GcpCaBundle::default());
