@@ -99,6 +99,8 @@
 pub mod boot_info;
 #[cfg(any(feature = "nitro", feature = "tdx"))]
 pub(crate) mod cache;
+#[cfg(feature = "nitro")]
+pub(crate) mod cbor;
 #[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "collateral")]

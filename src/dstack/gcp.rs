@@ -9,9 +9,10 @@
 //! - `mr_system = SHA256(os_image_hash ‖ mr_key_provider)` and
 //!   `mr_aggregated = SHA256(PCR0 ‖ PCR2 ‖ PCR14′)` ([`GcpPcrs`]; `decode_mr_gcp_tpm_from_v1`).
 
+use super::cbor_struct::read_document;
 use super::event_log::{runtime_event_hash, RuntimeEventVersion};
 use super::gcp_ak::GcpAkError;
-use super::os_image::{chain_material, Map};
+use super::os_image::chain_material;
 use super::vm_config::TdxMeasurementMaterial;
 use super::{
     check_report_data, tdx_device_id, AppInfo, DstackError, DstackIdentity, GcpEvidence,
@@ -20,7 +21,6 @@ use super::{
 use crate::boot_info::BootInfo;
 use crate::error::ErrorKind;
 use crate::tpm::{TpmError, VerifiedTpmQuote};
-use coset::cbor::value::Value;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -272,18 +272,8 @@ fn verified_uki_auth(
 /// `os_image_mismatch`; an unreadable document is malformed.
 fn uki_auth(document: &[u8]) -> Result<Vec<u8>, DstackError> {
     DstackError::check_len(MEASUREMENT_FILE_NAME, document.len(), MAX_MEASUREMENT_LEN)?;
-    let cbor_error = |reason: String| DstackError::Cbor {
-        what: MEASUREMENT_FILE_NAME,
-        reason,
-    };
-    let value: Value =
-        coset::cbor::de::from_reader(document).map_err(|e| cbor_error(e.to_string()))?;
-    let map = Map::in_file(&value, MEASUREMENT_FILE_NAME, "the document")?;
-    let version = map
-        .field("version")?
-        .as_integer()
-        .and_then(|version| u64::try_from(version).ok())
-        .ok_or_else(|| cbor_error("version is not an unsigned integer".into()))?;
+    let fields = read_document(document, MEASUREMENT_FILE_NAME, ["version", "uki_auth"])?;
+    let version = fields.unsigned("version")?;
     if version != MEASUREMENT_VERSION {
         return Err(DstackError::OsImageMismatch {
             check: OsImageCheck::CborVersion,
@@ -292,7 +282,7 @@ fn uki_auth(document: &[u8]) -> Result<Vec<u8>, DstackError> {
             ),
         });
     }
-    map.bytes("uki_auth")
+    Ok(fields.bytes("uki_auth")?.into_owned())
 }
 
 /// dstack identity of a GCP TDX guest whose TDX quote (`registers`, `tcb`) and vTPM quote
@@ -378,6 +368,7 @@ mod tests {
     use crate::tpm::{
         parse_tcg2_event_log, replay_pcr, verify_quote, AkPublicKey, PcrValue, TpmEvent, TpmQuote,
     };
+    use coset::cbor::value::Value;
 
     const TDX_QUOTE: &[u8] = b"a raw TDX quote";
     const UKI: [u8; 32] = [0x9a; 32];

@@ -10,6 +10,7 @@
 
 mod app_info;
 mod boot;
+mod cbor_struct;
 mod error;
 mod event_log;
 mod evidence;

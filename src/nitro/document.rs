@@ -8,8 +8,8 @@
 //! drop from an authorization decision. Failing closed makes a format change loud, and keeps the
 //! parser free of a generic "skip any value" path.
 
-use super::cbor::{CborError, Reader};
 use super::error::NitroError;
+use crate::cbor::{CborError, Reader};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 

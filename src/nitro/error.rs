@@ -1,7 +1,7 @@
 //! Why a Nitro attestation document was refused. Each variant maps to one [`ErrorKind`], whose
 //! string is stable.
 
-use super::cbor::CborError;
+use crate::cbor::CborError;
 use crate::crypto::CryptoError;
 use crate::error::ErrorKind;
 use crate::x509::X509Error;

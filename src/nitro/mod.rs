@@ -11,12 +11,11 @@
 //! 4. freshness of the signed timestamp, the caller's bindings (nonce, user_data, public_key),
 //!    and last the debug-enclave refusal, so that verdict is only given for an authentic document.
 
-mod cbor;
 mod cose;
 mod document;
 mod error;
 
-pub use cbor::CborError;
+pub use crate::cbor::CborError;
 pub use cose::{MAX_DOCUMENT_LEN, MAX_PAYLOAD_LEN};
 pub use document::{
     os_image_hash, AttestationDocument, DEBUG_OS_IMAGE_HASH, MAX_FIELD_LEN, MAX_PCRS,

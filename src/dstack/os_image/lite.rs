@@ -6,14 +6,15 @@
 //! `{version, image: {cmdline_sha384, kernel_authenticode, initrd_sha384},
 //!   tdvf: {ovmf, mrtd: {single_pass, two_pass}, td_hob}}`.
 //!
-//! CBOR is read with ciborium (through coset, the Nitro room's COSE crate) into a value tree, as
-//! upstream's serde types read it: unknown keys are ignored, a byte field may be a byte string,
-//! an array of bytes or a text string, a repeated key is refused.
+//! CBOR is read in place, as upstream's serde types read it ([`super::super::cbor_struct`]):
+//! unknown keys are ignored, a byte field may be a byte string, an array of bytes or a text
+//! string, a repeated key is refused.
 
+use super::super::cbor_struct::read_document;
 use super::super::vm_config::{OvmfVariant, VmConfig};
 use super::super::{DstackError, OsImageCheck};
-use coset::cbor::value::Value;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 /// The checksum-file entry that names the measurement document.
 pub const MEASUREMENT_FILE_NAME: &str = "measurement.tdx.cbor";
@@ -22,26 +23,26 @@ pub const MEASUREMENT_VERSION: u32 = 3;
 /// Bound on the document before it is decoded (the real one is 384 bytes).
 pub const MAX_MEASUREMENT_LEN: usize = 64 * 1024;
 
-/// The decoded `measurement.tdx.cbor`. Digest lengths are checked where they are used, as upstream
-/// does.
+/// The decoded `measurement.tdx.cbor`, borrowed from its bytes where it can be. Digest lengths
+/// are checked where they are used, as upstream does.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MeasurementDocument {
+pub struct MeasurementDocument<'a> {
     /// sha384 of the kernel command line (RTMR2's first event).
-    pub cmdline_sha384: Vec<u8>,
+    pub cmdline_sha384: Cow<'a, [u8]>,
     /// The kernel's Authenticode (PE image) hash, extended into RTMR1.
-    pub kernel_authenticode: Vec<u8>,
+    pub kernel_authenticode: Cow<'a, [u8]>,
     /// sha384 of the initrd (RTMR2's second event).
-    pub initrd_sha384: Vec<u8>,
+    pub initrd_sha384: Cow<'a, [u8]>,
     /// The OVMF build the digests below were taken from; vm_config must name the same.
     pub ovmf: OvmfVariant,
     /// MRTD for a QEMU that adds the TD's pages in a single pass (which of the two applies
     /// follows from vm_config's `qemu_version` and `qemu_single_pass_add_pages`).
-    pub mrtd_single_pass: Vec<u8>,
+    pub mrtd_single_pass: Cow<'a, [u8]>,
     /// MRTD for a QEMU that adds the TD's pages in two passes.
-    pub mrtd_two_pass: Vec<u8>,
+    pub mrtd_two_pass: Cow<'a, [u8]>,
     /// The TD HOB witness: the firmware's memory ranges, from which the HOB for the VM's
     /// `memory_size` is rebuilt.
-    pub td_hob_witness: Vec<u8>,
+    pub td_hob_witness: Cow<'a, [u8]>,
 }
 
 pub(super) fn mismatch(check: OsImageCheck, detail: impl Into<String>) -> DstackError {
@@ -52,7 +53,7 @@ pub(super) fn mismatch(check: OsImageCheck, detail: impl Into<String>) -> Dstack
 }
 
 /// Checks the material against the claimed os_image_hash and decodes the document (steps 1-3).
-pub fn verified_document(config: &VmConfig) -> Result<MeasurementDocument, DstackError> {
+pub fn verified_document(config: &VmConfig) -> Result<MeasurementDocument<'_>, DstackError> {
     let material = config.tdx_measurement.as_ref().ok_or_else(|| {
         mismatch(
             OsImageCheck::ChecksumFile,
@@ -152,29 +153,16 @@ fn checksum_entry(checksum_file: &[u8], file_name: &str) -> Result<[u8; 32], Str
     found.ok_or_else(|| format!("the checksum file does not list {file_name}"))
 }
 
-fn cbor_error(reason: impl Into<String>) -> DstackError {
-    cbor_error_in(MEASUREMENT_FILE_NAME, reason)
-}
-
-fn cbor_error_in(file: &'static str, reason: impl Into<String>) -> DstackError {
-    DstackError::Cbor {
-        what: file,
-        reason: reason.into(),
-    }
-}
-
 /// Decodes the document; a version other than 3 is an `os_image_mismatch`, anything unreadable
 /// is malformed. An OVMF name dstack does not measure is an `ovmf variant` mismatch.
-fn decode(bytes: &[u8]) -> Result<MeasurementDocument, DstackError> {
+fn decode(bytes: &[u8]) -> Result<MeasurementDocument<'_>, DstackError> {
     DstackError::check_len(MEASUREMENT_FILE_NAME, bytes.len(), MAX_MEASUREMENT_LEN)?;
-    let value: Value =
-        coset::cbor::de::from_reader(bytes).map_err(|e| cbor_error(e.to_string()))?;
-    let top = Map::of(&value, "the document")?;
-    let version = top
-        .field("version")?
-        .as_integer()
-        .and_then(|v| u32::try_from(v).ok());
-    let version = version.ok_or_else(|| cbor_error("version is not an unsigned 32-bit integer"))?;
+    let top = read_document(bytes, MEASUREMENT_FILE_NAME, ["version", "image", "tdvf"])?;
+    // A `u32` in upstream's struct: a larger number is unreadable, not another version.
+    let version = u32::try_from(top.unsigned("version")?).map_err(|_| DstackError::Cbor {
+        what: MEASUREMENT_FILE_NAME,
+        reason: "version is not an unsigned 32-bit integer".into(),
+    })?;
     if version != MEASUREMENT_VERSION {
         return Err(mismatch(
             OsImageCheck::CborVersion,
@@ -183,13 +171,14 @@ fn decode(bytes: &[u8]) -> Result<MeasurementDocument, DstackError> {
             ),
         ));
     }
-    let image = Map::of(top.field("image")?, "image")?;
-    let tdvf = Map::of(top.field("tdvf")?, "tdvf")?;
-    let mrtd = Map::of(tdvf.field("mrtd")?, "tdvf.mrtd")?;
-    let ovmf = tdvf
-        .field("ovmf")?
-        .as_text()
-        .ok_or_else(|| cbor_error("tdvf.ovmf is not text"))?;
+    let image = top.map(
+        "image",
+        "image",
+        ["cmdline_sha384", "kernel_authenticode", "initrd_sha384"],
+    )?;
+    let tdvf = top.map("tdvf", "tdvf", ["ovmf", "mrtd", "td_hob"])?;
+    let mrtd = tdvf.map("mrtd", "tdvf.mrtd", ["single_pass", "two_pass"])?;
+    let ovmf = tdvf.text("ovmf")?;
     let ovmf = OvmfVariant::from_name(ovmf).ok_or_else(|| {
         mismatch(
             OsImageCheck::OvmfVariant,
@@ -205,73 +194,6 @@ fn decode(bytes: &[u8]) -> Result<MeasurementDocument, DstackError> {
         mrtd_two_pass: mrtd.bytes("two_pass")?,
         td_hob_witness: tdvf.bytes("td_hob")?,
     })
-}
-
-/// A CBOR map with text keys, read like a serde struct (the measurement documents of TDX-lite
-/// and GCP); errors name the document `file`.
-pub(crate) struct Map<'a> {
-    file: &'static str,
-    name: &'static str,
-    entries: &'a [(Value, Value)],
-}
-
-impl<'a> Map<'a> {
-    fn of(value: &'a Value, name: &'static str) -> Result<Self, DstackError> {
-        Map::in_file(value, MEASUREMENT_FILE_NAME, name)
-    }
-
-    /// The map `value`, called `name` in the document `file`.
-    pub(crate) fn in_file(
-        value: &'a Value,
-        file: &'static str,
-        name: &'static str,
-    ) -> Result<Self, DstackError> {
-        match value {
-            Value::Map(entries) => Ok(Map {
-                file,
-                name,
-                entries,
-            }),
-            _ => Err(cbor_error_in(file, format!("{name} is not a map"))),
-        }
-    }
-
-    /// The value of `key`, which must appear exactly once.
-    pub(crate) fn field(&self, key: &str) -> Result<&'a Value, DstackError> {
-        let mut matches = self
-            .entries
-            .iter()
-            .filter(|(name, _)| name.as_text() == Some(key))
-            .map(|(_, value)| value);
-        let value = matches
-            .next()
-            .ok_or_else(|| cbor_error_in(self.file, format!("{} has no {key}", self.name)))?;
-        if matches.next().is_some() {
-            return Err(cbor_error_in(
-                self.file,
-                format!("{} repeats {key}", self.name),
-            ));
-        }
-        Ok(value)
-    }
-
-    /// A byte field: a byte string, an array of bytes or a text string (serde_human_bytes).
-    pub(crate) fn bytes(&self, key: &str) -> Result<Vec<u8>, DstackError> {
-        let not_bytes = || cbor_error_in(self.file, format!("{}.{key} is not bytes", self.name));
-        match self.field(key)? {
-            Value::Bytes(bytes) => Ok(bytes.clone()),
-            Value::Text(text) => Ok(text.as_bytes().to_vec()),
-            Value::Array(items) => items
-                .iter()
-                .map(|item| {
-                    item.as_integer()
-                        .and_then(|v| u8::try_from(v).ok())
-                        .ok_or_else(not_bytes)
-                })
-                .collect(),
-            _ => Err(not_bytes()),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub use lite::{
 };
 pub use registers::ACPI_EVENT_NAMES;
 // The checksum-file chain and CBOR map reader GCP's measurement document shares.
-pub(crate) use lite::{chain_material, Map};
+pub(crate) use lite::chain_material;
 
 use super::event_log::{EventLog, Rtmr};
 use super::measurements::TdRegisters;

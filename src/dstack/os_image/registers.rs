@@ -3,7 +3,7 @@
 //! machine.rs `versioned_options`). Each register is a log of
 //! digests extended from 48 zero bytes.
 
-use super::super::event_log::{extend, EventLog, Rtmr};
+use super::super::event_log::{extend, sha384, EventLog, Rtmr};
 use super::super::vm_config::{OvmfVariant, VmConfig};
 use super::super::{DstackError, OsImageCheck};
 use super::lite::{mismatch, MeasurementDocument};
@@ -35,10 +35,6 @@ const EFI_GLOBAL_VARIABLE: [u8; 16] = [
 const EFI_IMAGE_SECURITY_DATABASE: [u8; 16] = [
     0xcb, 0xb2, 0x19, 0xd7, 0x3a, 0x3d, 0x96, 0x45, 0xa3, 0xbc, 0xda, 0xd0, 0x0e, 0x67, 0x65, 0x6f,
 ];
-
-fn sha384(bytes: &[u8]) -> Rtmr {
-    Sha384::digest(bytes).into()
-}
 
 fn measure_log(digests: &[Rtmr]) -> Rtmr {
     let mut register = [0u8; 48];
@@ -146,35 +142,31 @@ pub(super) fn two_pass_add_pages(config: &VmConfig) -> Result<bool, DstackError>
 /// The digests of the three named RTMR0 ACPI DATA events: exactly three such events, each name
 /// exactly once (dstack-verifier `tdx_acpi_hashes_from_event_log`).
 pub(super) fn acpi_digests(log: &EventLog) -> Result<[Rtmr; 3], DstackError> {
-    let acpi: Vec<_> = log
-        .events()
-        .iter()
-        .filter(|event| event.is_acpi_data())
-        .collect();
-    if acpi.len() != ACPI_EVENT_NAMES.len() {
+    let mut total = 0;
+    let mut named = [0usize; 3];
+    let mut digests = [[0u8; 48]; 3];
+    for event in log.events().iter().filter(|event| event.is_acpi_data()) {
+        total += 1;
+        if let Some(slot) = ACPI_EVENT_NAMES.iter().position(|name| *name == event.name) {
+            named[slot] += 1;
+            digests[slot] = event.digest;
+        }
+    }
+    if total != ACPI_EVENT_NAMES.len() {
         return Err(mismatch(
             OsImageCheck::AcpiEvents,
-            format!(
-                "TDX-lite needs exactly 3 RTMR0 ACPI DATA events, the log has {}",
-                acpi.len()
-            ),
+            format!("TDX-lite needs exactly 3 RTMR0 ACPI DATA events, the log has {total}"),
         ));
     }
-    let mut digests = [[0u8; 48]; 3];
-    for (slot, name) in digests.iter_mut().zip(ACPI_EVENT_NAMES) {
-        let named: Vec<_> = acpi.iter().filter(|event| event.name == name).collect();
-        match named.as_slice() {
-            [event] => *slot = event.digest,
-            _ => {
-                return Err(mismatch(
-                    OsImageCheck::AcpiEvents,
-                    format!(
-                        "TDX-lite needs one RTMR0 ACPI DATA event named {name}, the log has {}",
-                        named.len()
-                    ),
-                ))
-            }
-        }
+    if let Some((name, count)) = ACPI_EVENT_NAMES
+        .iter()
+        .zip(named)
+        .find(|(_, count)| *count != 1)
+    {
+        return Err(mismatch(
+            OsImageCheck::AcpiEvents,
+            format!("TDX-lite needs one RTMR0 ACPI DATA event named {name}, the log has {count}"),
+        ));
     }
     Ok(digests)
 }

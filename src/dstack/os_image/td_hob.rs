@@ -7,9 +7,8 @@
 //! memory range; the last (unaccepted) range is split at 2 GiB / 4 GiB from q35's high-memory
 //! split on. All arithmetic is checked: the witness comes from host-supplied vm_config.
 
-use super::super::event_log::Rtmr;
+use super::super::event_log::{sha384, Rtmr};
 use super::super::DstackError;
-use sha2::{Digest, Sha384};
 
 const PAGE_SIZE: u64 = 0x1000;
 /// q35 keeps RAM in one block below 4 GiB until this size, then caps it at 2 GiB and puts the
@@ -175,7 +174,7 @@ pub(super) fn td_hob_digest(witness: &[u8], memory_size: u64) -> Result<Rtmr, Ds
         .and_then(|len| hob_base.checked_add(len + 8))
         .ok_or_else(|| invalid("end of the HOB list overflows"))?;
     hob[48..56].copy_from_slice(&end_of_hob_list.to_le_bytes());
-    Ok(Sha384::digest(&hob).into())
+    Ok(sha384(&hob))
 }
 
 #[cfg(test)]

@@ -1,30 +1,38 @@
-//! A strict, schema-driven CBOR reader (RFC 8949 subset) for the attestation payload.
+//! A strict, schema-driven CBOR reader (RFC 8949 subset) for the documents we read field by field:
+//! the Nitro attestation payload, and dstack's measurement documents (`measurement.tdx.cbor`,
+//! `measurement.gcp.cbor`).
 //!
 //! ciborium builds a generic value tree and is lenient where we must not be: it reads `undefined`
 //! as null, glues chunked strings together and says nothing about duplicate keys. This reader is
-//! driven field by field by the payload parser, so:
-//! - nesting depth is fixed by the schema (map → map/array → item), there is no recursion;
+//! driven field by field by the parser that uses it, so:
+//! - nesting depth is fixed by the schema; the one recursive step, skipping a value the schema
+//!   ignores ([`Reader::skip`]), stops at [`MAX_SKIP_DEPTH`];
 //! - nothing is allocated from a declared length: strings are borrowed from the input after a
 //!   bounds check, and collection counts only drive a loop that stops at the end of the input;
 //! - maps and arrays may be definite or indefinite-length (AWS emits both); strings must be
 //!   definite (NSM never chunks them, and one contiguous slice keeps the reader copy-free);
 //! - trailing bytes are an error ([`Reader::finish`]).
 //!
-//! Non-shortest argument encodings are accepted: RFC 8949 allows them, and the signature covers the
-//! bytes as received, so they cannot be used to smuggle a different value past the signer.
+//! Non-shortest argument encodings are accepted: RFC 8949 allows them, and the signature (or the
+//! hash chain) covers the bytes as received, so they cannot smuggle a different value through.
 
 use thiserror::Error;
 
 const MAJOR_UNSIGNED: u8 = 0;
-const MAJOR_BYTES: u8 = 2;
-const MAJOR_TEXT: u8 = 3;
-const MAJOR_ARRAY: u8 = 4;
-const MAJOR_MAP: u8 = 5;
+const MAJOR_NEGATIVE: u8 = 1;
+pub(crate) const MAJOR_BYTES: u8 = 2;
+pub(crate) const MAJOR_TEXT: u8 = 3;
+pub(crate) const MAJOR_ARRAY: u8 = 4;
+pub(crate) const MAJOR_MAP: u8 = 5;
+const MAJOR_TAG: u8 = 6;
 const MAJOR_SIMPLE: u8 = 7;
 /// Additional information 31: indefinite length (major types 2–5) or "break" (major type 7).
 const INDEFINITE: u8 = 31;
 const NULL: u8 = 0xf6;
 const BREAK: u8 = 0xff;
+/// How deeply a skipped value may nest (arrays, maps and tags): far more than any document we
+/// read has, and a bound on the recursion an attacker can ask for.
+pub(crate) const MAX_SKIP_DEPTH: usize = 16;
 
 /// Why the payload bytes are not the CBOR we expect.
 #[non_exhaustive]
@@ -69,6 +77,12 @@ pub enum CborError {
         /// Byte offset in the payload.
         offset: usize,
     },
+    /// A skipped value nests deeper than [`MAX_SKIP_DEPTH`].
+    #[error("a value nests deeper than {MAX_SKIP_DEPTH} levels at offset {offset}")]
+    TooDeep {
+        /// Byte offset in the payload.
+        offset: usize,
+    },
     /// Bytes follow the document's top-level map.
     #[error("{count} trailing byte(s)")]
     TrailingBytes {
@@ -78,43 +92,43 @@ pub enum CborError {
 }
 
 /// The remaining entries of a map or array being read.
-pub(super) struct Items {
+pub(crate) struct Items {
     /// `None` for an indefinite-length collection (ends at a break byte).
     remaining: Option<u64>,
 }
 
 /// Reads CBOR items from a byte slice, front to back.
-pub(super) struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     input: &'a [u8],
     offset: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub(super) fn new(input: &'a [u8]) -> Self {
+    pub(crate) fn new(input: &'a [u8]) -> Self {
         Reader { input, offset: 0 }
     }
 
     /// An unsigned integer (major type 0).
-    pub(super) fn unsigned(&mut self) -> Result<u64, CborError> {
+    pub(crate) fn unsigned(&mut self) -> Result<u64, CborError> {
         self.head_of(MAJOR_UNSIGNED, "unsigned integer")
             .map(|(argument, _)| argument)
     }
 
     /// A definite-length byte string, borrowed from the input.
-    pub(super) fn bytes(&mut self) -> Result<&'a [u8], CborError> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], CborError> {
         let (length, offset) = self.head_of(MAJOR_BYTES, "byte string")?;
         self.string_body(length, offset)
     }
 
     /// A definite-length UTF-8 text string, borrowed from the input.
-    pub(super) fn text(&mut self) -> Result<&'a str, CborError> {
+    pub(crate) fn text(&mut self) -> Result<&'a str, CborError> {
         let (length, offset) = self.head_of(MAJOR_TEXT, "text string")?;
         let body = self.string_body(length, offset)?;
         std::str::from_utf8(body).map_err(|_| CborError::InvalidUtf8 { offset })
     }
 
     /// A byte string, or `None` for CBOR `null`.
-    pub(super) fn bytes_or_null(&mut self) -> Result<Option<&'a [u8]>, CborError> {
+    pub(crate) fn bytes_or_null(&mut self) -> Result<Option<&'a [u8]>, CborError> {
         if self.peek() == Some(NULL) {
             self.offset += 1;
             return Ok(None);
@@ -123,17 +137,17 @@ impl<'a> Reader<'a> {
     }
 
     /// The start of a map (definite or indefinite); iterate with [`Reader::next_item`].
-    pub(super) fn map(&mut self) -> Result<Items, CborError> {
+    pub(crate) fn map(&mut self) -> Result<Items, CborError> {
         self.collection_of(MAJOR_MAP, "map")
     }
 
     /// The start of an array (definite or indefinite); iterate with [`Reader::next_item`].
-    pub(super) fn array(&mut self) -> Result<Items, CborError> {
+    pub(crate) fn array(&mut self) -> Result<Items, CborError> {
         self.collection_of(MAJOR_ARRAY, "array")
     }
 
     /// Whether `items` has another entry; consumes the break byte that ends an indefinite one.
-    pub(super) fn next_item(&mut self, items: &mut Items) -> Result<bool, CborError> {
+    pub(crate) fn next_item(&mut self, items: &mut Items) -> Result<bool, CborError> {
         match &mut items.remaining {
             Some(0) => Ok(false),
             Some(remaining) => {
@@ -148,8 +162,67 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The major type of the next item, without consuming it.
+    pub(crate) fn peek_major(&self) -> Result<u8, CborError> {
+        self.peek()
+            .map(|initial| initial >> 5)
+            .ok_or(CborError::Truncated {
+                offset: self.offset,
+            })
+    }
+
+    /// Skips one well-formed item of any type (a value the schema ignores) and returns its
+    /// bytes. Strings must be definite and text valid UTF-8, as everywhere else.
+    pub(crate) fn skip(&mut self) -> Result<&'a [u8], CborError> {
+        let start = self.offset;
+        self.skip_nested(0)?;
+        Ok(&self.input[start..self.offset])
+    }
+
+    fn skip_nested(&mut self, depth: usize) -> Result<(), CborError> {
+        let (major, info, argument, offset) = self.head()?;
+        match (major, argument) {
+            (MAJOR_UNSIGNED | MAJOR_NEGATIVE, _) => Ok(()),
+            (MAJOR_BYTES, Some(length)) => self.string_body(length, offset).map(drop),
+            (MAJOR_TEXT, Some(length)) => {
+                let body = self.string_body(length, offset)?;
+                std::str::from_utf8(body)
+                    .map(drop)
+                    .map_err(|_| CborError::InvalidUtf8 { offset })
+            }
+            (MAJOR_BYTES | MAJOR_TEXT, None) => Err(CborError::ChunkedString { offset }),
+            (MAJOR_ARRAY | MAJOR_MAP | MAJOR_TAG, _) if depth == MAX_SKIP_DEPTH => {
+                Err(CborError::TooDeep { offset })
+            }
+            (MAJOR_TAG, _) => self.skip_nested(depth + 1),
+            (MAJOR_ARRAY | MAJOR_MAP, remaining) => {
+                let mut items = Items { remaining };
+                while self.next_item(&mut items)? {
+                    self.skip_nested(depth + 1)?;
+                    if major == MAJOR_MAP {
+                        self.skip_nested(depth + 1)?;
+                    }
+                }
+                Ok(())
+            }
+            // A break where an item belongs, or a one-byte simple value below 32 (not well-formed
+            // in RFC 8949 §3.3).
+            (_, None) => Err(CborError::UnexpectedType {
+                expected: "an item",
+                found: describe(major, info),
+                offset,
+            }),
+            (_, Some(simple)) if info == 24 && simple < 32 => Err(CborError::InvalidHead {
+                major,
+                info,
+                offset,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Succeeds only if the whole input has been consumed.
-    pub(super) fn finish(self) -> Result<(), CborError> {
+    pub(crate) fn finish(self) -> Result<(), CborError> {
         match self.input.len().saturating_sub(self.offset) {
             0 => Ok(()),
             count => Err(CborError::TrailingBytes { count }),
@@ -404,6 +477,64 @@ mod tests {
             reader(&[0x61, 0xff]).text(),
             Err(CborError::InvalidUtf8 { offset: 0 })
         );
+    }
+
+    #[test]
+    fn skips_one_item_of_any_type_and_returns_its_bytes() {
+        for item in [
+            &[0x20][..],                           // -1
+            &[0xf9, 0x00, 0x00], // half-precision 0.0: its bits are not a simple value
+            &[0xf8, 0x20],       // simple value 32
+            &[0xf5],             // true
+            &[0xc1, 0x1a, 0, 0, 0, 1], // tag 1 (epoch time)
+            &[0x82, 0x01, 0x9f, 0x61, b'a', 0xff], // [1, [_ "a"]]
+            &[0xbf, 0x01, 0xa1, 0x02, 0x40, 0xff], // {_ 1: {2: h''}}
+        ] {
+            let mut input = item.to_vec();
+            input.push(0x00);
+            let mut r = reader(&input);
+            assert_eq!(r.skip().unwrap(), item);
+            assert_eq!(r.unsigned().unwrap(), 0);
+            r.finish().unwrap();
+        }
+    }
+
+    #[test]
+    fn skipping_refuses_what_is_not_well_formed() {
+        assert!(matches!(
+            reader(&[0xf8, 0x1f]).skip(),
+            Err(CborError::InvalidHead { info: 24, .. })
+        ));
+        assert!(matches!(
+            reader(&[0x81, 0xff]).skip(),
+            Err(CborError::UnexpectedType { found: "break", .. })
+        ));
+        assert_eq!(
+            reader(&[0x9f, 0x5f, 0xff, 0xff]).skip(),
+            Err(CborError::ChunkedString { offset: 1 })
+        );
+        assert_eq!(
+            reader(&[0x81, 0x61, 0xff]).skip(),
+            Err(CborError::InvalidUtf8 { offset: 1 })
+        );
+        assert!(matches!(
+            reader(&[0x82, 0x00]).skip(),
+            Err(CborError::Truncated { .. })
+        ));
+        let within = [vec![0x81; MAX_SKIP_DEPTH], vec![0x00]].concat();
+        reader(&within).skip().unwrap();
+        let nested = [vec![0x81; MAX_SKIP_DEPTH + 1], vec![0x00]].concat();
+        assert_eq!(
+            reader(&nested).skip(),
+            Err(CborError::TooDeep {
+                offset: MAX_SKIP_DEPTH
+            })
+        );
+        let tagged = [vec![0xc1; MAX_SKIP_DEPTH + 1], vec![0x00]].concat();
+        assert!(matches!(
+            reader(&tagged).skip(),
+            Err(CborError::TooDeep { .. })
+        ));
     }
 
     #[test]
