@@ -19,7 +19,7 @@ samples="${TEE_VERIFIER_SAMPLES:-../shared/samples}"
 root="$PWD/target/fuzz"
 host="$(rustc -vV | sed -n 's/^host: //p')"
 targets=(nitro_document tdx_quote tdx_collateral event_log dstack_evidence webhook_body
-    x509_certificate x509_crl registry_toml)
+    x509_certificate x509_crl registry_toml measurement_document)
 if [ "$#" -gt 0 ]; then targets=("$@"); fi
 
 # --target keeps these flags off build scripts and proc macros, as cargo-fuzz does.
@@ -40,6 +40,7 @@ seeds() {
         x509_certificate) echo fixtures/nitro/root.der "$samples"/roots/*.der ;;
         x509_crl) echo fuzz/seeds/x509_crl/* ;;
         registry_toml) echo fixtures/registry/*.toml fuzz/seeds/registry_toml/* ;;
+        measurement_document) echo fuzz/seeds/measurement_document/* ;;
     esac
 }
 

@@ -19,3 +19,10 @@ pub fn x509_crl(der: &[u8]) {
     let now = 1_750_000_000;
     let _ = verifier.verify_crl(der, &[crate::tdx::INTEL_SGX_ROOT_CA_DER], now);
 }
+
+/// dstack's measurement documents (`measurement.tdx.cbor`, `measurement.gcp.cbor`) through the
+/// in-place CBOR struct reader.
+pub fn measurement_document(bytes: &[u8]) {
+    let _ = crate::dstack::os_image::decode_measurement_document(bytes);
+    let _ = crate::dstack::gcp::uki_auth(bytes);
+}

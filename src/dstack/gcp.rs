@@ -270,7 +270,7 @@ fn verified_uki_auth(
 /// `uki_auth` of a `measurement.gcp.cbor` `{"version": 1, "uki_auth": bytes}`, read as upstream's
 /// serde struct reads it (the map reader TDX-lite's document uses). A version other than 1 is an
 /// `os_image_mismatch`; an unreadable document is malformed.
-fn uki_auth(document: &[u8]) -> Result<Vec<u8>, DstackError> {
+pub(crate) fn uki_auth(document: &[u8]) -> Result<Vec<u8>, DstackError> {
     DstackError::check_len(MEASUREMENT_FILE_NAME, document.len(), MAX_MEASUREMENT_LEN)?;
     let fields = read_document(document, MEASUREMENT_FILE_NAME, ["version", "uki_auth"])?;
     let version = fields.unsigned("version")?;

@@ -155,7 +155,7 @@ fn checksum_entry(checksum_file: &[u8], file_name: &str) -> Result<[u8; 32], Str
 
 /// Decodes the document; a version other than 3 is an `os_image_mismatch`, anything unreadable
 /// is malformed. An OVMF name dstack does not measure is an `ovmf variant` mismatch.
-fn decode(bytes: &[u8]) -> Result<MeasurementDocument<'_>, DstackError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<MeasurementDocument<'_>, DstackError> {
     DstackError::check_len(MEASUREMENT_FILE_NAME, bytes.len(), MAX_MEASUREMENT_LEN)?;
     let top = read_document(bytes, MEASUREMENT_FILE_NAME, ["version", "image", "tdvf"])?;
     // A `u32` in upstream's struct: a larger number is unreadable, not another version.

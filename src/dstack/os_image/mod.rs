@@ -22,6 +22,8 @@ pub use lite::{
 pub use registers::ACPI_EVENT_NAMES;
 // The checksum-file chain and CBOR map reader GCP's measurement document shares.
 pub(crate) use lite::chain_material;
+#[cfg(fuzzing)]
+pub(crate) use lite::decode as decode_measurement_document;
 
 use super::event_log::{EventLog, Rtmr};
 use super::measurements::TdRegisters;
