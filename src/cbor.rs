@@ -277,6 +277,23 @@ impl<'a> Reader<'a> {
 
     /// Reads a head that must be of `major` type with a definite argument.
     fn head_of(&mut self, major: u8, expected: &'static str) -> Result<(u64, usize), CborError> {
+        let (argument, offset) = self.typed_head(major, expected)?;
+        argument
+            .map(|argument| (argument, offset))
+            .ok_or(CborError::ChunkedString { offset })
+    }
+
+    fn collection_of(&mut self, major: u8, expected: &'static str) -> Result<Items, CborError> {
+        self.typed_head(major, expected)
+            .map(|(remaining, _)| Items { remaining })
+    }
+
+    /// Reads a head that must be of `major` type: its argument (`None` if indefinite) and offset.
+    fn typed_head(
+        &mut self,
+        major: u8,
+        expected: &'static str,
+    ) -> Result<(Option<u64>, usize), CborError> {
         let (found, info, argument, offset) = self.head()?;
         if found != major {
             let found = describe(found, info);
@@ -286,22 +303,7 @@ impl<'a> Reader<'a> {
                 offset,
             });
         }
-        argument
-            .map(|argument| (argument, offset))
-            .ok_or(CborError::ChunkedString { offset })
-    }
-
-    fn collection_of(&mut self, major: u8, expected: &'static str) -> Result<Items, CborError> {
-        let (found, info, remaining, offset) = self.head()?;
-        if found != major {
-            let found = describe(found, info);
-            return Err(CborError::UnexpectedType {
-                expected,
-                found,
-                offset,
-            });
-        }
-        Ok(Items { remaining })
+        Ok((argument, offset))
     }
 
     fn string_body(&mut self, length: u64, offset: usize) -> Result<&'a [u8], CborError> {
