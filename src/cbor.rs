@@ -77,7 +77,7 @@ pub enum CborError {
         /// Byte offset in the payload.
         offset: usize,
     },
-    /// A skipped value nests deeper than [`MAX_SKIP_DEPTH`].
+    /// A skipped value nests deeper than 16 levels (arrays, maps and tags).
     #[error("a value nests deeper than {MAX_SKIP_DEPTH} levels at offset {offset}")]
     TooDeep {
         /// Byte offset in the payload.
