@@ -91,8 +91,8 @@ struct Args {
     /// Seconds of load, after a one-second warm-up.
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Open loop: total requests per second, handed to free workers every millisecond; latency
-    /// is measured from each request's scheduled time, so a stalled server is not hidden.
+    /// Open loop: total requests per second, each taken at its scheduled time by whichever
+    /// worker is free; latency is measured from that time, so a stalled server is not hidden.
     #[arg(long)]
     rate: Option<u64>,
     /// HTTP/2 connections the workers share.
@@ -688,25 +688,19 @@ async fn run(args: &Args, requests: Requests) -> anyhow::Result<Report> {
     let start = Instant::now() + warmup;
     let end = start + Duration::from_secs(args.duration);
     let per_worker_budget = args.max_requests / args.concurrency as u64 + 1;
-    // Open loop: a pacer hands out send times every millisecond (the timer's resolution), and
-    // latency counts from that time, so a server that falls behind is not hidden.
-    let mut tickets = Vec::new();
-    let mut inboxes = Vec::new();
-    for _ in 0..args.concurrency {
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Instant>(1);
-        tickets.push(sender);
-        inboxes.push(receiver);
-    }
-    if let Some(rate) = args.rate {
-        tokio::spawn(pace(rate.max(1), end, tickets));
-    } else {
-        drop(tickets);
-    }
-    let open_loop = args.rate.is_some();
+    // Open loop: a pacer thread queues each request's scheduled send time, and whichever worker
+    // is free takes the next one; latency counts from that time, so a server that falls behind
+    // (or a client short of workers) is not hidden.
+    let schedule = args.rate.map(|rate| {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        std::thread::spawn(move || pace(rate.max(1), start - warmup, end, sender));
+        Arc::new(tokio::sync::Mutex::new(receiver))
+    });
     let mut workers = Vec::with_capacity(args.concurrency);
-    for (index, mut inbox) in inboxes.into_iter().enumerate() {
+    for index in 0..args.concurrency {
         let channel = channels[index % channels.len()].clone();
         let requests = Arc::clone(&requests);
+        let schedule = schedule.clone();
         workers.push(tokio::spawn(async move {
             let mut client = channel;
             let mut result = WorkerResult {
@@ -717,13 +711,13 @@ async fn run(args: &Args, requests: Requests) -> anyhow::Result<Report> {
                 first_error: None,
             };
             loop {
-                let began = if open_loop {
-                    match inbox.recv().await {
+                let began = match &schedule {
+                    // The lock is held only until the next send time is taken, in FIFO order.
+                    Some(schedule) => match schedule.lock().await.recv().await {
                         Some(at) => at,
                         None => break,
-                    }
-                } else {
-                    Instant::now()
+                    },
+                    None => Instant::now(),
                 };
                 if began >= end || result.sent >= per_worker_budget {
                     break;
@@ -774,35 +768,33 @@ async fn run(args: &Args, requests: Requests) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Issues `rate` send times per second, in one-millisecond batches, to whichever worker is free
-/// (waiting on one when none is: those requests then start late, and their latency shows it).
-async fn pace(rate: u64, end: Instant, workers: Vec<tokio::sync::mpsc::Sender<Instant>>) {
-    let mut ticker = tokio::time::interval(Duration::from_millis(1));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let per_tick = rate as f64 / 1000.0;
-    let mut owed = 0.0;
-    let mut next = 0;
+/// Queues `rate` send times per second from `begin` to `end`, each its exact scheduled instant,
+/// released in batches every 100 µs (a thread of its own, so the schedule never waits on the
+/// workers' runtime; a request released up to 100 µs late counts that time as latency).
+fn pace(
+    rate: u64,
+    begin: Instant,
+    end: Instant,
+    schedule: tokio::sync::mpsc::UnboundedSender<Instant>,
+) {
+    let interval = 1.0 / rate as f64;
+    let mut sent = 0u64;
     loop {
-        let tick = ticker.tick().await.into_std();
-        if tick >= end {
-            return;
-        }
-        owed += per_tick;
-        while owed >= 1.0 {
-            owed -= 1.0;
-            let free = (0..workers.len())
-                .map(|offset| (next + offset) % workers.len())
-                .find(|&index| workers[index].try_send(tick).is_ok());
-            match free {
-                Some(index) => next = (index + 1) % workers.len(),
-                None => {
-                    if workers[next].send(tick).await.is_err() {
-                        return;
-                    }
-                    next = (next + 1) % workers.len();
-                }
+        let now = Instant::now();
+        loop {
+            let at = begin + Duration::from_secs_f64(sent as f64 * interval);
+            if at >= end {
+                return;
             }
+            if at > now {
+                break;
+            }
+            if schedule.send(at).is_err() {
+                return;
+            }
+            sent += 1;
         }
+        std::thread::sleep(Duration::from_micros(100));
     }
 }
 

@@ -131,11 +131,18 @@ where
     /// The cached value for `key` if its window covers `now` (a hit); otherwise `None` (a miss),
     /// and the caller verifies and [`Self::insert`]s.
     pub(crate) fn get(&self, key: &K, now: u64) -> Option<V> {
+        self.get_if(key, now, |_| true)
+    }
+
+    /// As [`Self::get`], and only if `matches` accepts the value (a refused value is a miss):
+    /// for values that hold part of what they were verified from instead of hashing it into
+    /// the key.
+    pub(crate) fn get_if(&self, key: &K, now: u64, matches: impl Fn(&V) -> bool) -> Option<V> {
         let hit = self
             .read()
             .values
             .get(key)
-            .filter(|(value, _)| value.window().contains(now))
+            .filter(|(value, _)| value.window().contains(now) && matches(value))
             .map(|(value, _)| value.clone());
         match hit {
             Some(_) => self.lookups.hit(),

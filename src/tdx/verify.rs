@@ -113,6 +113,10 @@ struct VerifiedPckCrl {
 }
 
 struct VerifiedQe {
+    /// The quote's certification data this QE was verified with, compared in full on a hit:
+    /// the key covers everything else, and hashing these ~4 KB on every quote would cost more
+    /// than comparing them.
+    certification_data: Box<[u8]>,
     pck: PckInfo,
     qe_tcb: TcbVerdict,
     window: Window,
@@ -356,11 +360,16 @@ impl TdxVerifier {
         verified: &VerifiedCollateral,
         now: u64,
     ) -> Result<Arc<VerifiedQe>, TdxError> {
-        self.qes
-            .get_or_verify(qe_cache_key(quote, collateral), now, || {
-                self.verify_qe(quote, collateral, verified, now)
-                    .map(Arc::new)
-            })
+        let key = qe_cache_key(quote, collateral);
+        let certification_data = &quote.signature_data.certification.data;
+        if let Some(hit) = self.qes.get_if(&key, now, |qe| {
+            *qe.certification_data == **certification_data
+        }) {
+            return Ok(hit);
+        }
+        let verified = Arc::new(self.verify_qe(quote, collateral, verified, now)?);
+        self.qes.insert(key, Arc::clone(&verified));
+        Ok(verified)
     }
 
     /// PCK chain with both CRLs, SGX extension, QE report signature and binding, QE identity.
@@ -418,6 +427,7 @@ impl TdxVerifier {
         }
         let qe_tcb = verified.qe_identity.appraise(&signature.qe_report)?;
         Ok(VerifiedQe {
+            certification_data: signature.certification.data.as_slice().into(),
             pck,
             qe_tcb,
             window: Window::ALWAYS
@@ -449,7 +459,8 @@ impl TdxVerifier {
     }
 }
 
-/// Everything the cached QE verification depends on, besides `now`.
+/// Everything the cached QE verification depends on, besides `now` and the certification data
+/// (compared in full on a hit, [`VerifiedQe::certification_data`]); its type is keyed.
 fn qe_cache_key(quote: &Quote, collateral: &Collateral) -> [u8; 32] {
     let signature = &quote.signature_data;
     let mut hasher = Sha256::new();
@@ -460,7 +471,6 @@ fn qe_cache_key(quote: &Quote, collateral: &Collateral) -> [u8; 32] {
     hasher.update((signature.qe_auth_data.len() as u64).to_le_bytes());
     hasher.update(&signature.qe_auth_data);
     hasher.update(signature.certification.data_type.code().to_le_bytes());
-    hasher.update(&signature.certification.data);
     hasher.finalize().into()
 }
 
@@ -543,6 +553,33 @@ mod tests {
         };
         assert_eq!(verifier.cache_counts(), warm);
 
+        // The same quote with one byte of its PCK chain changed (nothing signed covers it): not
+        // the cached QE, verified again, refused.
+        let mut tampered = quote.clone();
+        let pem = tampered
+            .windows(27)
+            .position(|window| window == b"-----BEGIN CERTIFICATE-----")
+            .unwrap();
+        tampered[pem + 100] = if tampered[pem + 100] == b'A' {
+            b'B'
+        } else {
+            b'A'
+        };
+        let err = verifier
+            .verify(&tampered, &collateral, NOW, &policy)
+            .unwrap_err();
+        assert_eq!(err.kind().as_str(), "certificate_invalid", "{err}");
+        assert_eq!(verifier.cache_counts().qe, counts(1, 2));
+        verifier.verify(&quote, &collateral, NOW, &policy).unwrap();
+        let warm = TdxCacheCounts {
+            chains: verifier.cache_counts().chains,
+            collateral: counts(3, 1),
+            pck_crl: counts(1, 1),
+            qe: counts(2, 2),
+            ..warm
+        };
+        assert_eq!(verifier.cache_counts(), warm, "the original still hits");
+
         // Another quote of the same platform: its QE report signature differs, so the QE is
         // verified again, from the cached PCK CRL and a warm chain.
         let other = fixture("quote_v5_td10.bin");
@@ -551,12 +588,12 @@ mod tests {
             verifier.cache_counts(),
             TdxCacheCounts {
                 chains: ChainCacheCounts {
-                    certificates: counts(9, 4),
-                    links: counts(4, 3),
+                    certificates: counts(11, 5),
+                    links: counts(5, 3),
                 },
-                collateral: counts(2, 1),
-                pck_crl: counts(1, 1),
-                qe: counts(1, 2),
+                collateral: counts(4, 1),
+                pck_crl: counts(2, 1),
+                qe: counts(2, 3),
             }
         );
 
@@ -566,6 +603,6 @@ mod tests {
             .verify(&quote, &collateral, late, &policy)
             .unwrap_err();
         assert_eq!(err.kind().as_str(), "collateral_expired", "{err}");
-        assert_eq!(verifier.cache_counts().collateral, counts(2, 2));
+        assert_eq!(verifier.cache_counts().collateral, counts(4, 2));
     }
 }
