@@ -20,7 +20,6 @@
 use super::DstackError;
 use crate::encoding::parse_hex;
 use serde::Deserialize;
-use sha2::{Digest, Sha384};
 use std::borrow::Cow;
 
 /// `DSTACK_RUNTIME_EVENT_TYPE`: the TCG event type dstack gives its runtime events.
@@ -73,28 +72,32 @@ pub fn runtime_event_preimage_v2(name: &str, payload: &[u8]) -> Vec<u8> {
 
 /// The digest dstack extends RTMR3 with for a runtime event.
 pub fn runtime_event_digest(version: RuntimeEventVersion, name: &str, payload: &[u8]) -> Rtmr {
-    runtime_event_hash::<Sha384>(version, name, payload).into()
+    let digest = runtime_event_hash(&aws_lc_rs::digest::SHA384, version, name, payload);
+    let mut out = [0u8; 48];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
-/// A runtime event's digest under `D`: SHA-384 for RTMR3, SHA-256 for a vTPM's PCR14. Over
-/// `le32(0x08000001) ‖ ":" ‖ name ‖ ":" ‖ payload` (V1), or the V2 canonical JSON.
-pub(crate) fn runtime_event_hash<D: Digest>(
+/// A runtime event's digest under `algorithm`: SHA-384 for RTMR3, SHA-256 for a vTPM's PCR14.
+/// Over `le32(0x08000001) ‖ ":" ‖ name ‖ ":" ‖ payload` (V1), or the V2 canonical JSON.
+pub(crate) fn runtime_event_hash(
+    algorithm: &'static aws_lc_rs::digest::Algorithm,
     version: RuntimeEventVersion,
     name: &str,
     payload: &[u8],
-) -> sha2::digest::Output<D> {
-    let mut hasher = D::new();
+) -> aws_lc_rs::digest::Digest {
+    let mut hasher = aws_lc_rs::digest::Context::new(algorithm);
     match version {
         RuntimeEventVersion::V1 => {
-            hasher.update(RUNTIME_EVENT_TYPE.to_le_bytes());
+            hasher.update(&RUNTIME_EVENT_TYPE.to_le_bytes());
             hasher.update(b":");
             hasher.update(name.as_bytes());
             hasher.update(b":");
             hasher.update(payload);
         }
-        RuntimeEventVersion::V2 => hasher.update(runtime_event_preimage_v2(name, payload)),
+        RuntimeEventVersion::V2 => hasher.update(&runtime_event_preimage_v2(name, payload)),
     }
-    hasher.finalize()
+    hasher.finish()
 }
 
 /// SHA-384 of one contiguous input, through aws-lc: its assembly hashes a block with about two
@@ -264,7 +267,7 @@ pub struct EventLog {
 /// fields borrow from the log (copied only when they hold JSON escapes): only the decoded bytes
 /// and the name are kept.
 #[derive(Deserialize)]
-struct JsonEvent<'a> {
+pub(super) struct JsonEvent<'a> {
     imr: u32,
     event_type: u32,
     #[serde(borrow)]
@@ -308,6 +311,11 @@ impl EventLog {
                 what: "event log",
                 reason: e.to_string(),
             })?;
+        EventLog::from_json_events(events)
+    }
+
+    /// The events of the JSON form, deserialized where they stand (inline in a quote report).
+    pub(super) fn from_json_events(events: Vec<JsonEvent<'_>>) -> Result<EventLog, DstackError> {
         DstackError::check_len("event count", events.len(), MAX_EVENTS)?;
         let raw = events
             .into_iter()
@@ -418,6 +426,8 @@ pub(crate) fn acpi(name: &str, digest_byte: u8) -> RawEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // An independent SHA-384 for the expected values.
+    use sha2::{Digest, Sha384};
 
     fn boot(imr: u32, digest_byte: u8) -> RawEvent {
         RawEvent {

@@ -8,7 +8,7 @@
 //! V0 and V1 of the same boot parse to the same [`Evidence`].
 
 use super::event_log::{
-    EventLog, RawEvent, RuntimeEvent, MAX_EVENTS, MAX_EVENT_NAME_LEN, RUNTIME_IMR,
+    EventLog, JsonEvent, RawEvent, RuntimeEvent, MAX_EVENTS, MAX_EVENT_NAME_LEN, RUNTIME_IMR,
 };
 use super::gcp_evidence::{read_scale_tpm_quote, GcpEvidence};
 use super::measurements::REPORT_DATA_LEN;
@@ -60,18 +60,64 @@ pub enum Evidence {
     GcpTdx(GcpEvidence),
 }
 
+/// The JSON forms. Text fields borrow from the input (copied only when they hold escapes); the
+/// event log is read in one pass whether it is inline or a JSON string.
 #[derive(Deserialize)]
 struct EvidenceJson<'a> {
-    #[serde(default)]
-    attestation: Option<String>,
-    #[serde(default)]
-    quote: Option<String>,
     #[serde(default, borrow)]
-    event_log: Option<&'a RawValue>,
-    #[serde(default)]
-    report_data: Option<String>,
+    attestation: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    quote: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    event_log: Option<Nested<'a, Vec<JsonEvent<'a>>>>,
+    #[serde(default, borrow)]
+    report_data: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     vm_config: Option<&'a RawValue>,
+}
+
+/// A field that holds JSON inline, or spelled as a JSON string (dstack writes both): the string
+/// is kept to be parsed next, the inline value is deserialized where it stands, without first
+/// being scanned as a raw value.
+enum Nested<'a, T> {
+    Text(Cow<'a, str>),
+    Inline(T),
+}
+
+impl<'de: 'a, 'a, T: Deserialize<'de>> Deserialize<'de> for Nested<'a, T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a, T>(std::marker::PhantomData<(&'a (), T)>);
+        impl<'de: 'a, 'a, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<'a, T> {
+            type Value = Nested<'a, T>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("inline JSON or JSON spelled as a string")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(Nested::Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Nested::Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
+                Ok(Nested::Text(Cow::Owned(text)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(Nested::Inline)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Nested::Inline)
+            }
+        }
+        deserializer.deserialize_any(Visitor(std::marker::PhantomData))
+    }
 }
 
 impl Evidence {
@@ -106,9 +152,13 @@ impl Evidence {
             Some(raw) => VmConfig::from_json(&nested_json(raw, "vm_config")?)?,
             None => None,
         };
+        let event_log = match event_log {
+            Nested::Text(text) => EventLog::from_json(&text)?,
+            Nested::Inline(events) => EventLog::from_json_events(events)?,
+        };
         Ok(Evidence::Tdx(TdxEvidence {
             quote: hex_field("quote", &quote)?,
-            event_log: EventLog::from_json(&nested_json(event_log, "event_log")?)?,
+            event_log,
             report_data: json
                 .report_data
                 .map(|text| fixed_hex("report_data", &text))

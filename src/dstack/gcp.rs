@@ -175,7 +175,12 @@ impl RuntimePcr {
         for (version, name, payload) in events {
             let mut hasher = Sha256::new();
             hasher.update(register);
-            hasher.update(runtime_event_hash::<Sha256>(version, name, payload));
+            hasher.update(runtime_event_hash(
+                &aws_lc_rs::digest::SHA256,
+                version,
+                name,
+                payload,
+            ));
             register = hasher.finalize().into();
             if boot_time.is_none() && name == BOOT_MR_DONE {
                 boot_time = Some(register);
