@@ -26,3 +26,15 @@ pub fn measurement_document(bytes: &[u8]) {
     let _ = crate::dstack::os_image::decode_measurement_document(bytes);
     let _ = crate::dstack::gcp::uki_auth(bytes);
 }
+
+/// dstack evidence as the service takes it; for JSON, the one-pass quote report reader must give
+/// what serde gives wherever it answers.
+pub fn dstack_evidence(bytes: &[u8]) {
+    let _ = crate::dstack::Evidence::parse(bytes);
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        assert!(
+            crate::dstack::Evidence::json_readers_agree(text),
+            "the fast reader and serde disagree"
+        );
+    }
+}

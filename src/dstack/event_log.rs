@@ -266,20 +266,20 @@ pub struct EventLog {
 /// One element of the JSON event log (`TdxEvent` serde form: lowercase hex, no `0x`). Its text
 /// fields borrow from the log (copied only when they hold JSON escapes): only the decoded bytes
 /// and the name are kept.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, PartialEq, Eq)]
 pub(super) struct JsonEvent<'a> {
-    imr: u32,
-    event_type: u32,
+    pub imr: u32,
+    pub event_type: u32,
     #[serde(borrow)]
-    digest: Cow<'a, str>,
+    pub digest: Cow<'a, str>,
     #[serde(borrow)]
-    event: Cow<'a, str>,
+    pub event: Cow<'a, str>,
     #[serde(borrow)]
-    event_payload: Cow<'a, str>,
+    pub event_payload: Cow<'a, str>,
     #[serde(default)]
-    version: Option<u32>,
+    pub version: Option<u32>,
     #[serde(default, borrow)]
-    preimage: Option<Cow<'a, str>>,
+    pub preimage: Option<Cow<'a, str>>,
 }
 
 impl JsonEvent<'_> {

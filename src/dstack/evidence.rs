@@ -12,6 +12,7 @@ use super::event_log::{
 };
 use super::gcp_evidence::{read_scale_tpm_quote, GcpEvidence};
 use super::measurements::REPORT_DATA_LEN;
+use super::quote_report;
 use super::scale::ScaleReader;
 use super::vm_config::VmConfig;
 use super::DstackError;
@@ -135,6 +136,26 @@ impl Evidence {
     }
 
     fn from_json(text: &str) -> Result<Evidence, DstackError> {
+        match quote_report::read(text) {
+            Some(report) => Evidence::quote_report(
+                &report.quote,
+                || EventLog::from_json_events(report.event_log),
+                report.report_data,
+                report.vm_config.as_deref(),
+            ),
+            None => Evidence::from_json_with_serde(text),
+        }
+    }
+
+    /// Whether the fast path and serde read `text` alike wherever the fast path answers.
+    #[cfg(fuzzing)]
+    pub(crate) fn json_readers_agree(text: &str) -> bool {
+        quote_report::read(text).is_none()
+            || Evidence::from_json(text) == Evidence::from_json_with_serde(text)
+    }
+
+    /// Every JSON spelling, read by serde (the fast path's reference, [`quote_report`]).
+    pub(super) fn from_json_with_serde(text: &str) -> Result<Evidence, DstackError> {
         let json: EvidenceJson<'_> = serde_json::from_str(text).map_err(|e| DstackError::Json {
             what: "evidence",
             reason: e.to_string(),
@@ -148,20 +169,38 @@ impl Evidence {
         let event_log = json.event_log.ok_or(DstackError::UnrecognizedFormat(
             "quote report has no event_log",
         ))?;
-        let vm_config = match json.vm_config {
-            Some(raw) => VmConfig::from_json(&nested_json(raw, "vm_config")?)?,
+        let vm_config = json
+            .vm_config
+            .map(|raw| nested_json(raw, "vm_config"))
+            .transpose()?;
+        Evidence::quote_report(
+            &quote,
+            || match event_log {
+                Nested::Text(text) => EventLog::from_json(&text),
+                Nested::Inline(events) => EventLog::from_json_events(events),
+            },
+            json.report_data.as_deref(),
+            vm_config.as_deref(),
+        )
+    }
+
+    /// A quote report from its fields, checked in this order: vm_config, quote, event log,
+    /// report_data.
+    fn quote_report(
+        quote: &str,
+        event_log: impl FnOnce() -> Result<EventLog, DstackError>,
+        report_data: Option<&str>,
+        vm_config: Option<&str>,
+    ) -> Result<Evidence, DstackError> {
+        let vm_config = match vm_config {
+            Some(text) => VmConfig::from_json(text)?,
             None => None,
         };
-        let event_log = match event_log {
-            Nested::Text(text) => EventLog::from_json(&text)?,
-            Nested::Inline(events) => EventLog::from_json_events(events)?,
-        };
         Ok(Evidence::Tdx(TdxEvidence {
-            quote: hex_field("quote", &quote)?,
-            event_log,
-            report_data: json
-                .report_data
-                .map(|text| fixed_hex("report_data", &text))
+            quote: hex_field("quote", quote)?,
+            event_log: event_log()?,
+            report_data: report_data
+                .map(|text| fixed_hex("report_data", text))
                 .transpose()?,
             vm_config,
         }))

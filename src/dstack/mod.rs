@@ -19,6 +19,7 @@ pub mod gcp_ak;
 mod gcp_evidence;
 mod measurements;
 pub mod os_image;
+mod quote_report;
 pub mod ratls;
 mod scale;
 pub mod v1;
