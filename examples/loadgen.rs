@@ -11,6 +11,9 @@
 //! cargo run --release --example loadgen -- --call check-measurement --concurrency 64 --threads 1
 //! cargo run --release --example loadgen -- --call check-measurement --rate 16000 --threads 2 \
 //!     --connections 2
+//! # capacity closed loop, then open loop at 80 % of it
+//! cargo run --release --example loadgen -- --call check-measurement --load-percent 80 \
+//!     --concurrency 64 --threads 1
 //! ```
 //!
 //! For `verify` it first measures the warm verification time of the same evidence in this
@@ -78,7 +81,7 @@ enum Call {
 }
 
 /// Drive one method of a local tee-verifier and report throughput and latency.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 struct Args {
     /// gRPC address of the server (loopback only).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
@@ -93,8 +96,12 @@ struct Args {
     duration: u64,
     /// Open loop: total requests per second, each taken at its scheduled time by whichever
     /// worker is free; latency is measured from that time, so a stalled server is not hidden.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "load_percent")]
     rate: Option<u64>,
+    /// Measure the capacity closed loop first (for --duration), then run open loop at this
+    /// percentage of it: `--load-percent 80` is "p99 at 80 % load" in one command.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
+    load_percent: Option<u64>,
     /// HTTP/2 connections the workers share.
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -138,7 +145,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
     if let Some(dir) = &args.mint_nitro {
         return mint_nitro(dir, args.distinct);
     }
@@ -182,10 +189,20 @@ fn main() -> anyhow::Result<()> {
     }
     .enable_all()
     .build()?;
+    let requests = Arc::new(requests);
+    let capacity = match args.load_percent {
+        Some(percent) => {
+            let closed = runtime.block_on(run(&args, Arc::clone(&requests)))?;
+            let capacity = closed.ok as f64 / closed.elapsed.as_secs_f64();
+            args.rate = Some(((capacity * percent as f64 / 100.0) as u64).max(1));
+            Some(capacity)
+        }
+        None => None,
+    };
     let client_before = process_cpu_seconds();
     let (report, server_cpu) = runtime.block_on(async {
         let cpu_before = server_cpu_seconds(args.metrics.as_deref()).await?;
-        let report = run(&args, requests).await?;
+        let report = run(&args, Arc::clone(&requests)).await?;
         let cpu_after = server_cpu_seconds(args.metrics.as_deref()).await?;
         anyhow::Ok((report, cpu_before.zip(cpu_after)))
     })?;
@@ -199,6 +216,7 @@ fn main() -> anyhow::Result<()> {
         client_cpu: client_cpu.map(|(after, before)| per_request(after - before)),
         server_cpu: server_cpu.map(|(before, after)| per_request(after - before)),
         baseline: before.zip(after),
+        capacity,
     };
     if args.json {
         println!("{}", summary.json(&args, &report, cores));
@@ -216,6 +234,8 @@ struct Summary {
     server_cpu: Option<f64>,
     /// In-process verification, before and after the run.
     baseline: Option<(Baseline, Baseline)>,
+    /// The closed-loop rate measured first (`--load-percent`).
+    capacity: Option<f64>,
 }
 
 impl Summary {
@@ -240,6 +260,8 @@ impl Summary {
         serde_json::json!({
             "call": format!("{:?}", args.call),
             "rate": args.rate,
+            "capacity": self.capacity.map(f64::round),
+            "load_percent": args.load_percent,
             "concurrency": args.concurrency,
             "cores": cores,
             "ok": report.ok,
@@ -268,9 +290,13 @@ impl Summary {
             "load          {} workers over {} connections, {}",
             args.concurrency,
             args.connections,
-            args.rate.map_or("closed loop".to_owned(), |rate| format!(
-                "open loop at {rate} req/s"
-            ))
+            match (args.rate, self.capacity, args.load_percent) {
+                (Some(rate), Some(capacity), Some(percent)) => format!(
+                    "open loop at {rate} req/s ({percent} % of the {capacity:.0} req/s measured closed loop first)"
+                ),
+                (Some(rate), _, _) => format!("open loop at {rate} req/s"),
+                (None, _, _) => "closed loop".to_owned(),
+            }
         );
         println!(
             "requests      {} ok, {} errors in {:.2} s",
@@ -668,7 +694,7 @@ struct WorkerResult {
     first_error: Option<String>,
 }
 
-async fn run(args: &Args, requests: Requests) -> anyhow::Result<Report> {
+async fn run(args: &Args, requests: Arc<Requests>) -> anyhow::Result<Report> {
     let mut channels = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         channels.push(
@@ -678,7 +704,6 @@ async fn run(args: &Args, requests: Requests) -> anyhow::Result<Report> {
         );
     }
     // One checked call first: a server that rejects the evidence would make numbers meaningless.
-    let requests = Arc::new(requests);
     let mut probe = channels[0].clone();
     call(&mut probe, requests.next())
         .await
