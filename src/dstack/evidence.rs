@@ -138,7 +138,7 @@ impl Evidence {
     fn from_json(text: &str) -> Result<Evidence, DstackError> {
         match quote_report::read(text) {
             Some(report) => Evidence::quote_report(
-                &report.quote,
+                report.quote,
                 || EventLog::from_json_events(report.event_log),
                 report.report_data,
                 report.vm_config.as_deref(),
