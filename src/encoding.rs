@@ -102,7 +102,7 @@ pub enum HexError {
 /// Parses hex with or without `0x`, any case; whitespace anywhere (line-wrapped `xxd -p`
 /// output) is ignored.
 pub(crate) fn parse_hex(text: &str) -> Result<Vec<u8>, HexError> {
-    let strip = |text: &str| -> Option<Vec<u8>> {
+    let decode_unprefixed = |text: &str| -> Option<Vec<u8>> {
         let digits = text
             .strip_prefix("0x")
             .or_else(|| text.strip_prefix("0X"))
@@ -113,11 +113,11 @@ pub(crate) fn parse_hex(text: &str) -> Result<Vec<u8>, HexError> {
     };
     // Compact hex (a quote's ~10 KB) is decoded in place; only text that fails and has
     // whitespace is copied without it and decoded again.
-    strip(text)
+    decode_unprefixed(text)
         .or_else(|| {
             text.bytes()
                 .any(|b| b.is_ascii_whitespace())
-                .then(|| strip(&text.split_ascii_whitespace().collect::<String>()))
+                .then(|| decode_unprefixed(&text.split_ascii_whitespace().collect::<String>()))
                 .flatten()
         })
         .ok_or_else(|| HexError::NotHex(text.to_owned()))

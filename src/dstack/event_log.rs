@@ -72,10 +72,12 @@ pub fn runtime_event_preimage_v2(name: &str, payload: &[u8]) -> Vec<u8> {
 
 /// The digest dstack extends RTMR3 with for a runtime event.
 pub fn runtime_event_digest(version: RuntimeEventVersion, name: &str, payload: &[u8]) -> Rtmr {
-    let digest = runtime_event_hash(&aws_lc_rs::digest::SHA384, version, name, payload);
-    let mut out = [0u8; 48];
-    out.copy_from_slice(digest.as_ref());
-    out
+    rtmr(&runtime_event_hash(
+        &aws_lc_rs::digest::SHA384,
+        version,
+        name,
+        payload,
+    ))
 }
 
 /// A runtime event's digest under `algorithm`: SHA-384 for RTMR3, SHA-256 for a vTPM's PCR14.
@@ -103,7 +105,14 @@ pub(crate) fn runtime_event_hash(
 /// SHA-384 of one contiguous input, through aws-lc: its assembly hashes a block with about two
 /// thirds of sha2's instructions, and register extends are the bulk of a TDX-lite check.
 pub(super) fn sha384(bytes: &[u8]) -> Rtmr {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, bytes);
+    rtmr(&aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA384,
+        bytes,
+    ))
+}
+
+/// A SHA-384 digest as a register value.
+fn rtmr(digest: &aws_lc_rs::digest::Digest) -> Rtmr {
     let mut out = [0u8; 48];
     out.copy_from_slice(digest.as_ref());
     out

@@ -28,37 +28,22 @@ pub(super) struct QuoteReport<'a> {
 /// `text` read as a plain quote report, or `None` (module docs).
 pub(super) fn read(text: &str) -> Option<QuoteReport<'_>> {
     let mut reader = Reader {
-        source: text,
-        text: text.as_bytes(),
+        text,
         at: 0,
         quote: Quote::Plain,
     };
     let (mut quote, mut event_log, mut report_data, mut vm_config) = (None, None, None, None);
-    reader.expect(b'{')?;
-    if !reader.eat(b'}') {
-        loop {
-            let key = reader.string()?;
-            reader.expect(b':')?;
-            let fresh = match key {
-                "quote" => quote.replace(reader.string()?).is_none(),
-                "report_data" => report_data.replace(reader.string()?).is_none(),
-                "event_log" => event_log.replace(reader.event_log()?).is_none(),
-                "vm_config" => vm_config.replace(reader.escaped_string()?).is_none(),
-                // The `/verify` form wins over every other field: serde's to read.
-                "attestation" => return None,
-                // Ignored, as serde ignores them, when they are plain strings (GetQuote's
-                // `hash_algorithm` and `prefix`).
-                _ => reader.string().is_some(),
-            };
-            if !fresh {
-                return None;
-            }
-            if reader.eat(b'}') {
-                break;
-            }
-            reader.expect(b',')?;
-        }
-    }
+    reader.object(|reader, key| match key {
+        "quote" => Some(quote.replace(reader.string()?).is_none()),
+        "report_data" => Some(report_data.replace(reader.string()?).is_none()),
+        "event_log" => Some(event_log.replace(reader.event_log()?).is_none()),
+        "vm_config" => Some(vm_config.replace(reader.escaped_string()?).is_none()),
+        // The `/verify` form wins over every other field: serde's to read.
+        "attestation" => None,
+        // Ignored, as serde ignores them, when they are plain strings (GetQuote's
+        // `hash_algorithm` and `prefix`).
+        _ => reader.string().map(|_| true),
+    })?;
     reader.skip_whitespace();
     if reader.at != reader.text.len() {
         return None;
@@ -80,16 +65,39 @@ enum Quote {
 }
 
 struct Reader<'a> {
-    source: &'a str,
-    text: &'a [u8],
+    text: &'a str,
     at: usize,
     quote: Quote,
 }
 
 impl<'a> Reader<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    /// An object whose every key `field` reads the value of: `Some(true)` for a value taken,
+    /// `Some(false)` for a key seen twice, `None` to give up (then the whole read is `None`).
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<bool>) -> Option<()> {
+        self.expect(b'{')?;
+        if self.eat(b'}') {
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            self.expect(b':')?;
+            if !field(self, key)? {
+                return None;
+            }
+            if self.eat(b'}') {
+                return Some(());
+            }
+            self.expect(b',')?;
+        }
+    }
+
     /// JSON whitespace; inside an escaped log only spaces (a line break there is an escape).
     fn skip_whitespace(&mut self) {
-        while let Some(&byte) = self.text.get(self.at) {
+        while let Some(&byte) = self.bytes().get(self.at) {
             let blank = match self.quote {
                 Quote::Plain => matches!(byte, b' ' | b'\t' | b'\n' | b'\r'),
                 Quote::Escaped => byte == b' ',
@@ -103,7 +111,7 @@ impl<'a> Reader<'a> {
 
     fn eat(&mut self, byte: u8) -> bool {
         self.skip_whitespace();
-        if self.text.get(self.at) == Some(&byte) {
+        if self.bytes().get(self.at) == Some(&byte) {
             self.at += 1;
             true
         } else {
@@ -121,7 +129,7 @@ impl<'a> Reader<'a> {
             Quote::Plain => self.eat(b'"'),
             Quote::Escaped => {
                 self.skip_whitespace();
-                let found = self.text[self.at..].starts_with(b"\\\"");
+                let found = self.bytes()[self.at..].starts_with(b"\\\"");
                 if found {
                     self.at += 2;
                 }
@@ -136,9 +144,9 @@ impl<'a> Reader<'a> {
             return None;
         }
         let start = self.at;
-        self.at = start + plain_run(&self.text[start..]);
+        self.at = start + plain_run(&self.bytes()[start..]);
         // Both ends are ASCII, so the slice is on character boundaries.
-        let value = self.source.get(start..self.at)?;
+        let value = self.text.get(start..self.at)?;
         self.eat_quote().then_some(value)
     }
 
@@ -149,14 +157,14 @@ impl<'a> Reader<'a> {
         }
         let start = self.at - 1;
         loop {
-            match *self.text.get(self.at)? {
+            match *self.bytes().get(self.at)? {
                 b'"' => break,
                 b'\\' => self.at += 2,
                 _ => self.at += 1,
             }
         }
         self.at += 1;
-        serde_json::from_str(self.source.get(start..self.at)?).ok()
+        serde_json::from_str(self.text.get(start..self.at)?).ok()
     }
 
     /// The event log: an inline array, or one spelled as a JSON string.
@@ -166,7 +174,7 @@ impl<'a> Reader<'a> {
             let events = self.events()?;
             self.quote = Quote::Plain;
             // The string ends right after the array.
-            (self.text.get(self.at) == Some(&b'"')).then(|| self.at += 1)?;
+            (self.bytes().get(self.at) == Some(&b'"')).then(|| self.at += 1)?;
             Some(events)
         } else {
             self.events()
@@ -192,30 +200,16 @@ impl<'a> Reader<'a> {
         let (mut imr, mut event_type, mut digest, mut event, mut event_payload) =
             (None, None, None, None, None);
         let (mut version, mut preimage) = (None, None);
-        self.expect(b'{')?;
-        if !self.eat(b'}') {
-            loop {
-                let key = self.string()?;
-                self.expect(b':')?;
-                let fresh = match key {
-                    "imr" => imr.replace(self.number()?).is_none(),
-                    "event_type" => event_type.replace(self.number()?).is_none(),
-                    "digest" => digest.replace(self.string()?).is_none(),
-                    "event" => event.replace(self.string()?).is_none(),
-                    "event_payload" => event_payload.replace(self.string()?).is_none(),
-                    "version" => version.replace(self.number()?).is_none(),
-                    "preimage" => preimage.replace(self.string()?).is_none(),
-                    _ => return None,
-                };
-                if !fresh {
-                    return None;
-                }
-                if self.eat(b'}') {
-                    break;
-                }
-                self.expect(b',')?;
-            }
-        }
+        self.object(|reader, key| match key {
+            "imr" => Some(imr.replace(reader.number()?).is_none()),
+            "event_type" => Some(event_type.replace(reader.number()?).is_none()),
+            "digest" => Some(digest.replace(reader.string()?).is_none()),
+            "event" => Some(event.replace(reader.string()?).is_none()),
+            "event_payload" => Some(event_payload.replace(reader.string()?).is_none()),
+            "version" => Some(version.replace(reader.number()?).is_none()),
+            "preimage" => Some(preimage.replace(reader.string()?).is_none()),
+            _ => None,
+        })?;
         Some(JsonEvent {
             imr: imr?,
             event_type: event_type?,
@@ -231,19 +225,19 @@ impl<'a> Reader<'a> {
     fn number(&mut self) -> Option<u32> {
         self.skip_whitespace();
         let start = self.at;
-        let digits = self.text[start..]
+        let digits = self.bytes()[start..]
             .iter()
             .take_while(|byte| byte.is_ascii_digit())
             .count();
         self.at += digits;
-        if digits == 0 || (digits > 1 && self.text[start] == b'0') {
+        if digits == 0 || (digits > 1 && self.bytes()[start] == b'0') {
             return None;
         }
         // A fraction or exponent is not a plain integer.
-        if matches!(self.text.get(self.at), Some(b'.' | b'e' | b'E')) {
+        if matches!(self.bytes().get(self.at), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        self.source.get(start..self.at)?.parse().ok()
+        self.text.get(start..self.at)?.parse().ok()
     }
 }
 
