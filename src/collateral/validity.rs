@@ -3,11 +3,10 @@
 //! cache, never to verify: the verifier checks every window itself.
 
 use crate::tdx::json::parse_rfc3339;
-use crate::x509::MAX_CHAIN_LEN;
+use crate::x509::{read_crl, MAX_CHAIN_LEN};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
-use x509_parser::revocation_list::CertificateRevocationList;
 
 /// The inclusive range of unix seconds in which an item may be served: the crate's cache window.
 pub(crate) use crate::cache::Window as Validity;
@@ -57,17 +56,13 @@ pub(crate) fn pem_chain(pem: &str) -> Result<Validity, String> {
 
 /// `thisUpdate..nextUpdate` of a DER CRL; a CRL without nextUpdate cannot bound a cache entry.
 pub(crate) fn crl(der: &[u8]) -> Result<Validity, String> {
-    let crl = match CertificateRevocationList::from_der(der) {
-        Ok((&[], crl)) => crl,
-        Ok(_) => return Err("CRL has trailing bytes".into()),
-        Err(e) => return Err(format!("CRL does not parse: {e}")),
-    };
-    let next_update = crl
-        .next_update()
+    let crl = read_crl(der).map_err(|e| format!("CRL does not parse: {e}"))?;
+    let until = crl
+        .next_update
         .ok_or_else(|| "CRL has no nextUpdate".to_owned())?;
     Ok(Validity {
-        from: unix(crl.last_update().timestamp()),
-        until: unix(next_update.timestamp()),
+        from: crl.this_update,
+        until,
     })
 }
 

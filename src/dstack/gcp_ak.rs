@@ -16,8 +16,8 @@ use crate::cache::{VerifiedCache, Window, Windowed};
 use crate::error::ErrorKind;
 use crate::tpm::{AkPublicKey, TpmError};
 use crate::x509::{
-    ChainCacheCounts, ChainPolicy, ChainVerifier, SignatureAlgorithm, VerifiedCrl, X509Error,
-    MAX_CHAIN_LEN, MAX_CRL_LEN, MAX_DER_LEN,
+    read_crl, ChainCacheCounts, ChainPolicy, ChainVerifier, SignatureAlgorithm, VerifiedCrl,
+    X509Error, MAX_CHAIN_LEN, MAX_CRL_LEN, MAX_DER_LEN,
 };
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -26,7 +26,6 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::oid_registry::{Oid, OID_X509_EXT_CRL_DISTRIBUTION_POINTS};
 use x509_parser::prelude::FromDer;
-use x509_parser::revocation_list::CertificateRevocationList;
 
 /// Google's "EK/AK CA Root" (RSA-4096, 2022-07-08 to 2122-07-08), the only root dstack pins for
 /// GCP (tpm-qvl `certs/gcp-root-ca.pem`), as DER.
@@ -594,9 +593,8 @@ fn crl_issuer(der: &[u8]) -> Result<Vec<u8>, GcpAkError> {
     if der.len() > MAX_CRL_LEN {
         return Err(X509Error::CrlInvalid("larger than allowed".into()).into());
     }
-    match CertificateRevocationList::from_der(der) {
-        Ok((&[], crl)) => Ok(crl.tbs_cert_list.issuer.as_raw().to_vec()),
-        Ok(_) => Err(X509Error::CrlInvalid("trailing bytes".into()).into()),
-        Err(error) => Err(X509Error::CrlInvalid(error.to_string()).into()),
+    match read_crl(der) {
+        Ok(crl) => Ok(crl.issuer.to_vec()),
+        Err(reason) => Err(X509Error::CrlInvalid(reason).into()),
     }
 }

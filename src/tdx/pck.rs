@@ -2,9 +2,8 @@
 //! identity (PPID, PCE-ID, FMSPC) and its certified TCB (component SVNs, PCESVN, CPUSVN).
 
 use super::error::TdxError;
+use crate::x509::der::{self, Element};
 use x509_parser::certificate::X509Certificate;
-use x509_parser::der_parser::ber::BerObjectContent;
-use x509_parser::der_parser::der::{parse_der, DerObject};
 use x509_parser::prelude::FromDer;
 
 /// DER content bytes of OID 1.2.840.113741.1.13.1.
@@ -61,64 +60,83 @@ impl PckInfo {
         PckInfo::from_extension(value)
     }
 
-    /// Reads the SGX extension's value (its extnValue contents).
+    /// Reads the SGX extension's value (its extnValue contents), which must be canonical DER
+    /// throughout (the certificate's own DER check stops at the extnValue OCTET STRING).
     fn from_extension(value: &[u8]) -> Result<PckInfo, TdxError> {
-        let (rest, root) = parse_der(value).map_err(|e| invalid(e.to_string()))?;
+        let (root, rest) = der::element(value).map_err(invalid)?;
         if !rest.is_empty() {
             return Err(invalid("trailing bytes"));
         }
+        der::check_canonical(value).map_err(invalid)?;
         let entries = oid_entries(&root, SGX_EXTENSION_OID)?;
         let tcb_entries = match find(&entries, TCB)? {
-            Some(tcb) => oid_entries(tcb, &[SGX_EXTENSION_OID, &[TCB]].concat())?,
+            Some(tcb) => oid_entries(&tcb, &[SGX_EXTENSION_OID, &[TCB]].concat())?,
             None => return Err(invalid("no TCB")),
         };
         let mut tcb_components = [0u8; 16];
         for (arc, svn) in (1u8..).zip(tcb_components.iter_mut()) {
-            *svn = u8::try_from(integer(required(&tcb_entries, arc, "TCB component")?)?)
+            *svn = u8::try_from(integer(&required(&tcb_entries, arc, "TCB component")?)?)
                 .map_err(|_| invalid(format!("TCB component {arc} exceeds 255")))?;
         }
-        let cpu_svn = fixed(required(&tcb_entries, CPUSVN, "CPUSVN")?, "CPUSVN")?;
+        let cpu_svn = fixed(&required(&tcb_entries, CPUSVN, "CPUSVN")?, "CPUSVN")?;
         // CPUSVN is the 16 component SVNs side by side; Intel's QVL matches the components and
         // dcap-qvl the CPUSVN, so a certificate where they differ has no single meaning.
         if cpu_svn != tcb_components {
             return Err(invalid("CPUSVN differs from the TCB component SVNs"));
         }
-        let pce_svn = u16::try_from(integer(required(&tcb_entries, PCESVN, "PCESVN")?)?)
+        let pce_svn = u16::try_from(integer(&required(&tcb_entries, PCESVN, "PCESVN")?)?)
             .map_err(|_| invalid("PCESVN exceeds 65535"))?;
         Ok(PckInfo {
-            ppid: octets(required(&entries, PPID, "PPID")?)?.to_vec(),
+            ppid: octets(&required(&entries, PPID, "PPID")?)?.to_vec(),
             tcb_components,
             pce_svn,
             cpu_svn,
-            pce_id: fixed(required(&entries, PCE_ID, "PCE-ID")?, "PCE-ID")?,
-            fmspc: fixed(required(&entries, FMSPC, "FMSPC")?, "FMSPC")?,
+            pce_id: fixed(&required(&entries, PCE_ID, "PCE-ID")?, "PCE-ID")?,
+            fmspc: fixed(&required(&entries, FMSPC, "FMSPC")?, "FMSPC")?,
         })
     }
+}
+
+/// The elements of `contents`, in order.
+fn elements(mut contents: &[u8]) -> impl Iterator<Item = Result<Element<'_>, TdxError>> {
+    std::iter::from_fn(move || {
+        if contents.is_empty() {
+            return None;
+        }
+        Some(
+            der::element(contents)
+                .map_err(invalid)
+                .map(|(found, rest)| {
+                    contents = rest;
+                    found
+                }),
+        )
+    })
 }
 
 /// The `SEQUENCE OF SEQUENCE { OID, value }` under `parent`, as (last arc, value) pairs; every
 /// OID must be a direct child of `parent`.
 fn oid_entries<'a>(
-    sequence: &'a DerObject<'a>,
+    sequence: &Element<'a>,
     parent: &[u8],
-) -> Result<Vec<(u8, &'a DerObject<'a>)>, TdxError> {
-    let items = sequence
-        .as_sequence()
-        .map_err(|_| invalid("not a SEQUENCE"))?;
-    items
-        .iter()
+) -> Result<Vec<(u8, Element<'a>)>, TdxError> {
+    if sequence.tag != der::SEQUENCE {
+        return Err(invalid("not a SEQUENCE"));
+    }
+    elements(sequence.contents)
         .map(|item| {
-            let pair = item
-                .as_sequence()
-                .map_err(|_| invalid("entry is not a SEQUENCE"))?;
-            let [oid, value] = pair.as_slice() else {
+            let item = item?;
+            if item.tag != der::SEQUENCE {
+                return Err(invalid("entry is not a SEQUENCE"));
+            }
+            let pair = elements(item.contents).collect::<Result<Vec<_>, _>>()?;
+            let [oid, value] = pair[..] else {
                 return Err(invalid("entry is not an (OID, value) pair"));
             };
-            let oid = oid
-                .as_oid()
-                .map_err(|_| invalid("entry has no OID"))?
-                .as_bytes();
-            match oid.strip_prefix(parent) {
+            if oid.tag != der::OBJECT_IDENTIFIER {
+                return Err(invalid("entry has no OID"));
+            }
+            match oid.contents.strip_prefix(parent) {
                 // Single-byte arcs: every arc Intel defines here is below 128.
                 Some(&[arc]) if arc < 0x80 => Ok((arc, value)),
                 _ => Err(invalid("entry OID is not under the SGX extension")),
@@ -127,10 +145,7 @@ fn oid_entries<'a>(
         .collect()
 }
 
-fn find<'a>(
-    entries: &[(u8, &'a DerObject<'a>)],
-    arc: u8,
-) -> Result<Option<&'a DerObject<'a>>, TdxError> {
+fn find<'a>(entries: &[(u8, Element<'a>)], arc: u8) -> Result<Option<Element<'a>>, TdxError> {
     let mut matches = entries.iter().filter(|(a, _)| *a == arc).map(|(_, v)| *v);
     let first = matches.next();
     if matches.next().is_some() {
@@ -140,33 +155,38 @@ fn find<'a>(
 }
 
 fn required<'a>(
-    entries: &[(u8, &'a DerObject<'a>)],
+    entries: &[(u8, Element<'a>)],
     arc: u8,
     what: &str,
-) -> Result<&'a DerObject<'a>, TdxError> {
+) -> Result<Element<'a>, TdxError> {
     find(entries, arc)?.ok_or_else(|| invalid(format!("no {what} (arc {arc})")))
 }
 
-fn octets<'a>(value: &DerObject<'a>) -> Result<&'a [u8], TdxError> {
-    match value.content {
-        BerObjectContent::OctetString(bytes) => Ok(bytes),
-        _ => Err(invalid("value is not an OCTET STRING")),
+fn octets<'a>(value: &Element<'a>) -> Result<&'a [u8], TdxError> {
+    if value.tag == der::OCTET_STRING {
+        Ok(value.contents)
+    } else {
+        Err(invalid("value is not an OCTET STRING"))
     }
 }
 
-fn fixed<const N: usize>(value: &DerObject<'_>, what: &str) -> Result<[u8; N], TdxError> {
+fn fixed<const N: usize>(value: &Element<'_>, what: &str) -> Result<[u8; N], TdxError> {
     octets(value)?
         .try_into()
         .map_err(|_| invalid(format!("{what} is not {N} bytes")))
 }
 
-fn integer(value: &DerObject<'_>) -> Result<u32, TdxError> {
-    match value.content {
-        BerObjectContent::Integer(bytes) if bytes.first().is_some_and(|b| b & 0x80 != 0) => {
-            Err(invalid("negative INTEGER"))
-        }
-        BerObjectContent::Integer(_) => value.as_u32().map_err(|_| invalid("INTEGER out of range")),
-        _ => Err(invalid("value is not an INTEGER")),
+/// A non-negative INTEGER up to `u32::MAX` (canonical: the DER check refused padding).
+fn integer(value: &Element<'_>) -> Result<u32, TdxError> {
+    if value.tag != der::INTEGER {
+        return Err(invalid("value is not an INTEGER"));
+    }
+    match value.contents {
+        [first, ..] if first & 0x80 != 0 => Err(invalid("negative INTEGER")),
+        [0, magnitude @ ..] | magnitude if magnitude.len() <= 4 => Ok(magnitude
+            .iter()
+            .fold(0, |value, &byte| (value << 8) | u32::from(byte))),
+        _ => Err(invalid("INTEGER out of range")),
     }
 }
 
@@ -187,6 +207,53 @@ mod tests {
             PckInfo::from_verified_certificate(&chain[0]).unwrap(),
             PckInfo::from_certificate(&chain[0]).unwrap()
         );
+    }
+
+    /// An SGX extension value whose first TCB component SVN is encoded as `first_svn` (the
+    /// contents of its value element, tag included).
+    fn extension_with(first_svn: &[u8]) -> Vec<u8> {
+        use crate::x509::der::tests::minimal;
+        let entry = |arcs: &[u8], value: Vec<u8>| {
+            let oid = minimal(der::OBJECT_IDENTIFIER, &[SGX_EXTENSION_OID, arcs].concat());
+            minimal(der::SEQUENCE, &[oid, value].concat())
+        };
+        let mut tcb = vec![entry(&[TCB, 1], first_svn.to_vec())];
+        tcb.extend((2..=16).map(|arc| entry(&[TCB, arc], vec![0x02, 0x01, 0x01])));
+        let mut cpu_svn = [1u8; 16];
+        cpu_svn[0] = 5;
+        tcb.push(entry(&[TCB, PCESVN], vec![0x02, 0x02, 0x00, 0x80]));
+        tcb.push(entry(&[TCB, CPUSVN], minimal(der::OCTET_STRING, &cpu_svn)));
+        minimal(
+            der::SEQUENCE,
+            &[
+                entry(&[PPID], minimal(der::OCTET_STRING, &[7; 16])),
+                entry(&[TCB], minimal(der::SEQUENCE, &tcb.concat())),
+                entry(&[PCE_ID], minimal(der::OCTET_STRING, &[0, 1])),
+                entry(&[FMSPC], minimal(der::OCTET_STRING, &[1, 2, 3, 4, 5, 6])),
+            ]
+            .concat(),
+        )
+    }
+
+    #[test]
+    fn extension_values_are_canonical_der_and_in_range() {
+        let info = PckInfo::from_extension(&extension_with(&[0x02, 0x01, 0x05])).unwrap();
+        assert_eq!((info.tcb_components[0], info.pce_svn), (5, 128));
+        assert_eq!((info.pce_id, info.fmspc), ([0, 1], [1, 2, 3, 4, 5, 6]));
+        for (first_svn, why) in [
+            (&[0x02, 0x02, 0x00, 0x05][..], "a padded INTEGER is not DER"),
+            (&[0x02, 0x01, 0x85], "negative INTEGER"),
+            (&[0x02, 0x02, 0x01, 0x05], "exceeds 255"),
+            (&[0x02, 0x06, 0x01, 0, 0, 0, 0, 5], "INTEGER out of range"),
+            (&[0x04, 0x01, 0x05], "not an INTEGER"),
+        ] {
+            let err = PckInfo::from_extension(&extension_with(first_svn)).unwrap_err();
+            assert!(matches!(err, TdxError::PckExtension(_)), "{why}: {err}");
+            assert_eq!(err.kind().as_str(), "certificate_invalid", "{why}");
+        }
+        let mut trailing = extension_with(&[0x02, 0x01, 0x05]);
+        trailing.push(0);
+        assert!(PckInfo::from_extension(&trailing).is_err());
     }
 
     #[test]

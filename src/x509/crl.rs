@@ -2,19 +2,19 @@
 //! the verified CRLs of its issuer.
 
 use super::chain::{chain_window, Role};
-use super::facts::{normalized_serial, to_unix, CertFacts};
+use super::facts::{normalized_serial, CertFacts};
+use super::revocation_list::read_crl;
 use super::rsa::verify_signed_by;
 use super::{ChainVerifier, X509Error, MAX_CRL_LEN};
-use std::collections::HashSet;
-use x509_parser::prelude::FromDer;
-use x509_parser::revocation_list::CertificateRevocationList;
+use std::ops::Range;
+use x509_parser::oid_registry::Oid;
 
 /// A CRL whose signature, issuer and window were verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct VerifiedCrl {
     issuer: Vec<u8>,
     issuer_name: String,
-    revoked: HashSet<Vec<u8>>,
+    revoked: RevokedSerials,
     pub this_update: u64,
     pub next_update: u64,
     /// When the issuer's chain is valid (latest notBefore, earliest notAfter).
@@ -47,6 +47,36 @@ impl VerifiedCrl {
     }
 }
 
+/// A CRL's revoked serials without DER's sign-padding zeros, back to back in one buffer and
+/// searched in order: one allocation for the whole list, where Intel's PCK CRLs list dozens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RevokedSerials {
+    bytes: Vec<u8>,
+    /// Where each serial lies in `bytes`, sorted by the serial's bytes.
+    spans: Vec<Range<usize>>,
+}
+
+impl RevokedSerials {
+    fn new(serials: &[&[u8]]) -> Self {
+        let mut bytes = Vec::with_capacity(serials.iter().map(|serial| serial.len()).sum());
+        let mut spans = Vec::with_capacity(serials.len());
+        for serial in serials {
+            let serial = normalized_serial(serial);
+            spans.push(bytes.len()..bytes.len() + serial.len());
+            bytes.extend_from_slice(serial);
+        }
+        spans.sort_unstable_by(|a, b| bytes[a.clone()].cmp(&bytes[b.clone()]));
+        RevokedSerials { bytes, spans }
+    }
+
+    /// Whether `serial` (already without sign padding) is listed.
+    fn contains(&self, serial: &[u8]) -> bool {
+        self.spans
+            .binary_search_by(|span| self.bytes[span.clone()].cmp(serial))
+            .is_ok()
+    }
+}
+
 impl ChainVerifier {
     /// Verifies a DER CRL issued by `issuer_chain[0]` (a CA with cRLSign, chaining to the pinned
     /// root through the rest of `issuer_chain`), its signature, and its window at `now`.
@@ -61,22 +91,17 @@ impl ChainVerifier {
         if crl_der.len() > MAX_CRL_LEN {
             return Err(X509Error::CrlInvalid("larger than allowed".into()));
         }
-        let crl = match CertificateRevocationList::from_der(crl_der) {
-            Ok((&[], crl)) => crl,
-            Ok(_) => return Err(X509Error::CrlInvalid("trailing bytes".into())),
-            Err(e) => return Err(X509Error::CrlInvalid(e.to_string())),
-        };
+        // Canonical DER first: the reader below relies on it and reads, not judges, encodings.
         super::der::check_signed_object(crl_der).map_err(X509Error::CrlNotDer)?;
+        let crl = read_crl(crl_der).map_err(X509Error::CrlInvalid)?;
         let expected = self.policy.algorithm.signature_oid();
-        if crl.signature_algorithm.algorithm != expected
-            || crl.tbs_cert_list.signature.algorithm != expected
-        {
+        if crl.algorithm != expected.as_bytes() {
             return Err(X509Error::CrlInvalid(format!(
                 "signature algorithm {} is not {expected}",
-                crl.signature_algorithm.algorithm
+                Oid::new(crl.algorithm.into())
             )));
         }
-        if crl.tbs_cert_list.issuer.as_raw() != issuer.subject.as_slice() {
+        if crl.issuer != issuer.subject.as_slice() {
             return Err(X509Error::CrlInvalid(format!(
                 "issuer is not {}",
                 issuer.label
@@ -84,36 +109,29 @@ impl ChainVerifier {
         }
         // A critical issuingDistributionPoint would scope the CRL (partial or indirect): we only
         // accept complete CRLs, so every critical extension, list-level or per entry, is refused.
-        let critical = crl.extensions().iter().chain(
-            crl.iter_revoked_certificates()
-                .flat_map(|entry| entry.extensions()),
-        );
-        if let Some(ext) = critical.into_iter().find(|ext| ext.critical) {
+        if let Some(oid) = crl.critical_extension {
             return Err(X509Error::CrlInvalid(format!(
                 "critical extension {} is not supported",
-                ext.oid
+                Oid::new(oid.into())
             )));
         }
         verify_signed_by(
             self.policy.algorithm,
             issuer,
-            crl.tbs_cert_list.as_ref(),
-            &crl.signature_value.data,
+            crl.signed,
+            crl.signature,
             || X509Error::CrlInvalid(format!("signature by {} does not verify", issuer.label)),
         )?;
         let next_update = crl
-            .next_update()
+            .next_update
             .ok_or_else(|| X509Error::CrlInvalid("no nextUpdate".into()))?;
         let (issuer_chain_not_before, issuer_chain_not_after) = chain_window(&facts);
         let verified = VerifiedCrl {
             issuer: issuer.subject.clone(),
             issuer_name: issuer.label.clone(),
-            revoked: crl
-                .iter_revoked_certificates()
-                .map(|entry| normalized_serial(entry.raw_serial()))
-                .collect(),
-            this_update: to_unix(crl.last_update().timestamp()),
-            next_update: to_unix(next_update.timestamp()),
+            revoked: RevokedSerials::new(&crl.revoked_serials),
+            this_update: crl.this_update,
+            next_update,
             issuer_chain_not_before,
             issuer_chain_not_after,
         };
@@ -211,8 +229,11 @@ mod tests {
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         assert_eq!(crl_err(tampered, &issuer_chain), "collateral_invalid");
+        // Not DER at all is malformed; canonical DER that is not a CRL (a certificate) is not a
+        // valid CRL.
+        assert_eq!(crl_err(b"junk".to_vec(), &issuer_chain), "malformed");
         assert_eq!(
-            crl_err(b"junk".to_vec(), &issuer_chain),
+            crl_err(pki.ders[2].clone(), &issuer_chain),
             "collateral_invalid"
         );
     }

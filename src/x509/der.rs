@@ -8,27 +8,27 @@
 //! signature inside the BIT STRING must be canonical DER too (an RSA one is a plain integer).
 
 /// OBJECT IDENTIFIER's tag.
-const OBJECT_IDENTIFIER: u8 = 0x06;
+pub(crate) const OBJECT_IDENTIFIER: u8 = 0x06;
 /// 1.2.840.10045.4, the arc of the ecdsa-with-SHA* signature algorithms (RFC 5758), as encoded.
 const ECDSA_SIGNATURE_ARC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04];
 
 /// Deepest nesting walked (real certificates nest about 10 levels).
 const MAX_DEPTH: usize = 32;
 
-const BOOLEAN: u8 = 0x01;
-const INTEGER: u8 = 0x02;
-const BIT_STRING: u8 = 0x03;
-const SEQUENCE: u8 = 0x30;
+pub(crate) const BOOLEAN: u8 = 0x01;
+pub(crate) const INTEGER: u8 = 0x02;
+pub(crate) const BIT_STRING: u8 = 0x03;
+pub(crate) const SEQUENCE: u8 = 0x30;
 const CONSTRUCTED: u8 = 0x20;
 const CLASS_MASK: u8 = 0xc0;
 const UNIVERSAL: u8 = 0x00;
 
 /// One element: its identifier octet, its contents, and the whole element's bytes.
 #[derive(Clone, Copy)]
-struct Element<'a> {
-    tag: u8,
-    contents: &'a [u8],
-    encoded: &'a [u8],
+pub(crate) struct Element<'a> {
+    pub(crate) tag: u8,
+    pub(crate) contents: &'a [u8],
+    pub(crate) encoded: &'a [u8],
 }
 
 /// Checks a certificate or a CRL (same outer shape) whose encoding must be canonical DER.
@@ -89,7 +89,7 @@ pub(super) fn check_signed_object(der: &[u8]) -> Result<(), String> {
 
 /// tbsCertificate's `[3] EXPLICIT Extensions`.
 const EXTENSIONS: u8 = 0xa3;
-const OCTET_STRING: u8 = 0x04;
+pub(crate) const OCTET_STRING: u8 = 0x04;
 
 /// The extnValue contents of the extension whose OID contents are `oid`, in a certificate that
 /// already parsed and passed [`check_signed_object`] (so it is read, not judged, here); `None`
@@ -125,7 +125,7 @@ pub(super) fn extension_value<'a>(cert: &'a [u8], oid: &[u8]) -> Result<Option<&
     Ok(None)
 }
 
-fn expect_tag(element: &Element<'_>, tag: u8, what: &str) -> Result<(), String> {
+pub(super) fn expect_tag(element: &Element<'_>, tag: u8, what: &str) -> Result<(), String> {
     if element.tag == tag {
         Ok(())
     } else {
@@ -134,6 +134,12 @@ fn expect_tag(element: &Element<'_>, tag: u8, what: &str) -> Result<(), String> 
             element.tag
         ))
     }
+}
+
+/// Checks that `contents`, a run of elements (a certificate extension's value, say), is
+/// canonical DER throughout.
+pub(crate) fn check_canonical(contents: &[u8]) -> Result<(), String> {
+    walk(contents, 1)
 }
 
 /// Checks every element of `contents` (and, if constructed, theirs).
@@ -188,7 +194,7 @@ fn check_form(element: &Element<'_>) -> Result<(), String> {
 }
 
 /// Splits the first element off `input`: low-tag-number identifier, definite minimal length.
-fn element(input: &[u8]) -> Result<(Element<'_>, &[u8]), String> {
+pub(crate) fn element(input: &[u8]) -> Result<(Element<'_>, &[u8]), String> {
     let (&tag, rest) = input
         .split_first()
         .ok_or("truncated: an element expected")?;
@@ -230,7 +236,7 @@ fn element(input: &[u8]) -> Result<(Element<'_>, &[u8]), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The real AWS Nitro root (P-384) and the Intel SGX root (P-256).
@@ -406,7 +412,7 @@ mod tests {
     }
 
     /// `tag`, `contents`, with a minimal length.
-    fn minimal(tag: u8, contents: &[u8]) -> Vec<u8> {
+    pub(crate) fn minimal(tag: u8, contents: &[u8]) -> Vec<u8> {
         let mut encoded = vec![tag];
         match contents.len() {
             short @ 0..=0x7f => encoded.push(short as u8),

@@ -170,7 +170,7 @@ pub(super) fn parse_facts(
     Ok(CertFacts {
         subject: cert.subject().as_raw().to_vec(),
         issuer: cert.issuer().as_raw().to_vec(),
-        serial: normalized_serial(cert.raw_serial()),
+        serial: normalized_serial(cert.raw_serial()).to_vec(),
         public_key: spki.subject_public_key.data.to_vec(),
         rsa_key,
         tbs: cert.tbs_certificate.as_ref().to_vec(),
@@ -185,9 +185,9 @@ pub(super) fn parse_facts(
 }
 
 /// Serial numbers compared without DER's sign-padding zeros.
-pub(super) fn normalized_serial(raw: &[u8]) -> Vec<u8> {
+pub(super) fn normalized_serial(raw: &[u8]) -> &[u8] {
     let start = raw.iter().position(|&b| b != 0).unwrap_or(raw.len());
-    raw[start..].to_vec()
+    &raw[start..]
 }
 
 /// X.509 times before 1970 cannot occur in any PKI we accept; clamp rather than wrap.

@@ -13,16 +13,17 @@
 //! lookup of either cache is counted as a hit or a miss ([`ChainVerifier::cache_counts`]).
 //!
 //! The parts: `der` refuses encodings that are not canonical DER, `facts` parses a certificate and
-//! runs its static checks, `chain` walks a chain, `crl` verifies CRLs and answers revocation,
-//! `chain_cache` holds the two caches, `rsa` the RSA links and extended key usage Google's vTPM
+//! runs its static checks, `chain` walks a chain, `revocation_list` reads a CRL's fields from its
+//! DER, `crl` verifies CRLs and answers revocation, `chain_cache` holds the two caches, `rsa` the RSA links and extended key usage Google's vTPM
 //! PKI needs, `error` the errors.
 
 mod chain;
 mod chain_cache;
 mod crl;
-mod der;
+pub(crate) mod der;
 mod error;
 mod facts;
+mod revocation_list;
 mod rsa;
 #[cfg(feature = "tpm")]
 pub(crate) use rsa::{spki_key, SpkiKey, SpkiKeyError};
@@ -33,6 +34,7 @@ pub(crate) use chain::ChainVerifier;
 pub(crate) use chain_cache::ChainCacheCounts;
 pub(crate) use crl::VerifiedCrl;
 pub use error::X509Error;
+pub(crate) use revocation_list::read_crl;
 
 use crate::crypto::Curve;
 use x509_parser::oid_registry::{
