@@ -105,7 +105,12 @@ fn decoded(block: &Block<'_>) -> Result<Vec<u8>, String> {
     if find(block.body, b"\n\n").is_some() || find(block.body, b"\r\n\r\n").is_some() {
         return Err("PEM headers in a block".into());
     }
-    let body = std::str::from_utf8(block.body).map_err(|_| "PEM body is not UTF-8")?;
+    decoded_lines(block.body).map_or_else(|| decoded_filtered(block.body), Ok)
+}
+
+/// Any body: whitespace dropped, then the rest decoded.
+fn decoded_filtered(body: &[u8]) -> Result<Vec<u8>, String> {
+    let body = std::str::from_utf8(body).map_err(|_| "PEM body is not UTF-8")?;
     // As the crate: every `char::is_whitespace` is dropped. An ASCII body (every real one) is
     // filtered byte by byte, where that set is ASCII whitespace plus the vertical tab.
     let base64: Vec<u8> = if body.is_ascii() {
@@ -125,6 +130,29 @@ fn decoded(block: &Block<'_>) -> Result<Vec<u8>, String> {
 
 /// The one ASCII character `char::is_whitespace` counts that `u8::is_ascii_whitespace` does not.
 const VERTICAL_TAB: u8 = 0x0b;
+
+/// The common body, decoded without first copying it whitespace-free: lines of whole base64
+/// quanta, padding only on the last. Each line then decodes on its own to exactly what the whole
+/// decodes to. `None` for anything else (or any error), which the general path then decodes or
+/// refuses with its reason.
+fn decoded_lines(body: &[u8]) -> Option<Vec<u8>> {
+    let base64 = data_encoding::BASE64;
+    let mut der = Vec::with_capacity(body.len() / 4 * 3);
+    let mut lines = body
+        .split(|&b| b.is_ascii_whitespace() || b == VERTICAL_TAB)
+        .filter(|line| !line.is_empty())
+        .peekable();
+    while let Some(line) = lines.next() {
+        if lines.peek().is_some() && (line.len() % 4 != 0 || line.contains(&b'=')) {
+            return None;
+        }
+        let start = der.len();
+        der.resize(start + base64.decode_len(line.len()).ok()?, 0);
+        let written = base64.decode_mut(line, &mut der[start..]).ok()?;
+        der.truncate(start + written);
+    }
+    Some(der)
+}
 
 /// Every block of a PEM text as (label, contents), framed as [`certificates`] frames them but
 /// whatever the label (Google's CA bundle mixes `CERTIFICATE` and `X509 CRL`): at most
@@ -204,6 +232,50 @@ mod tests {
             let pem = BLOCK.replace("MAMCAQE=", &format!("MAMC{other}AQE="));
             assert!(certificates(pem.as_bytes()).is_err(), "{other:?}");
         }
+    }
+
+    #[test]
+    fn lines_decode_as_the_whole_body_does() {
+        let real = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tdx/collateral.json"),
+        )
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&real).unwrap();
+        let chain = json["pck_crl_issuer_chain"].as_str().unwrap();
+        let body = chain.split("-----").nth(2).expect("the first block's body");
+        let joined: String = body.split_whitespace().collect();
+        let rewrapped = |width: usize| {
+            let lines: Vec<&str> = (0..joined.len())
+                .step_by(width)
+                .map(|at| &joined[at..(at + width).min(joined.len())])
+                .collect();
+            lines.join("\r\n")
+        };
+        let mut decoded_fast = 0;
+        for case in [
+            body.to_owned(),
+            joined.clone(),
+            rewrapped(64),
+            rewrapped(76),
+            rewrapped(3),
+            rewrapped(4),
+            format!(" \t{joined}\x0b\n"),
+            "MAMCAQE=".into(),
+            "MAMC AQE=".into(),
+            "MAMCAQF=".into(),
+            "MA== MAMC".into(),
+            "MAMC\nAQ==\nAQ==".into(),
+            "MAMC\n*AQE".into(),
+            "MAMC\u{a0}AQE=".into(),
+            String::new(),
+        ] {
+            let general = decoded_filtered(case.as_bytes());
+            if let Some(fast) = decoded_lines(case.as_bytes()) {
+                decoded_fast += 1;
+                assert_eq!(Ok(fast), general, "{case:?}");
+            }
+        }
+        assert!(decoded_fast >= 8, "the common shapes take the line path");
     }
 
     #[test]
