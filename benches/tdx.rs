@@ -6,8 +6,9 @@
 //! (checksum file, measurement document, TD HOB, MRTD and RTMR0-2 recomputed and compared): pure
 //! hashing, targeted at ≤ 10 % of a warm verification.
 //!
-//! Last figures (one run, quiet 2-core machine without SHA-512 instructions): cold/dcap-qvl
-//! 0.98 (594/605 µs), warm/P-256 1.03 (57.4/55.7 µs), lite/warm 11.5 % (6.57 µs, of which the 23
+//! Last figures (quiet 2-core machine without SHA-512 instructions): cold/dcap-qvl 0.92–0.93
+//! in three runs (557–559/600–606 µs; the nine P-256 verifications are ≈ 495 µs of it),
+//! warm/P-256 1.01–1.04 (55.7–57.4/55.1 µs); one earlier run: lite/warm 11.5 % (6.57 µs, of which the 23
 //! SHA-384 compressions alone are ≈ 4.5 µs: 7.9 % of a warm verification).
 
 #[path = "../tests/it/support/samples.rs"]
